@@ -1,0 +1,298 @@
+"""Command-line interface; the only place that prints or exits."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from .config import Settings, load_settings
+from .errors import JewelsearchError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+class Context:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._service = None
+
+    @property
+    def service(self):
+        if self._service is None:
+            from .wiring import open_service
+            self._service = open_service(self.settings)
+        return self._service
+
+
+def fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class JewelsearchGroup(click.Group):
+    """Turns library errors into one clear line and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except JewelsearchError as exc:
+            fail(str(exc), 2 if exc.status < 500 else 1)
+
+
+@click.group(cls=JewelsearchGroup)
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Catalog directory (default: $JEWELSEARCH_HOME or ./jewelsearch-data).")
+@click.option("--model", default=None, help="Model folder, bundled model name, or open_clip model name.")
+@click.option("--pretrained", default=None, help="open_clip pretrained tag or checkpoint path.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress and warnings.")
+@click.pass_context
+def main(ctx, home, model, pretrained, verbose):
+    """jewelsearch: visual similarity search and recommendations for jewelry."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        settings = load_settings(home, overrides={"model": model, "pretrained": pretrained})
+    except (ValueError, OSError) as exc:
+        fail(f"bad settings: {exc}")
+    ctx.obj = Context(settings)
+
+
+def _read_metadata(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows keyed by their ``path``/``image``/``file`` column (as given and by file name)."""
+    rows: list[dict[str, Any]]
+    try:
+        if path.suffix.lower() == ".jsonl":
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        else:
+            with open(path, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+    except (OSError, ValueError, csv.Error) as exc:
+        fail(f"cannot read metadata {path}: {exc}")
+    keyed: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = row.get("path") or row.get("image") or row.get("file")
+        if not key:
+            fail(f"{path}: every row needs a path (or image/file) column")
+        keyed[str(key)] = row
+        keyed.setdefault(Path(str(key)).name, row)
+    return keyed
+
+
+def _find_images(paths: tuple[str, ...]) -> list[Path]:
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            fail(f"no such file or directory: {raw}")
+    return found
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV or JSONL with a path column and item fields (title, category, price, ...).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.pass_obj
+def ingest(obj: Context, paths, metadata, batch_size):
+    """Add images (files or folders) to the catalog; unchanged files are skipped."""
+    from .ingest import NewItem
+
+    files = _find_images(paths)
+    meta = _read_metadata(metadata) if metadata else {}
+    service = obj.service
+    counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}
+    with tqdm(total=len(files), unit="img", disable=None) as bar:
+        for start in range(0, len(files), batch_size):
+            batch = []
+            for file in files[start:start + batch_size]:
+                row = meta.get(str(file)) or meta.get(file.name) or {}
+                try:
+                    batch.append(NewItem(file.read_bytes(), row, source_path=str(file.resolve())))
+                except OSError as exc:
+                    counts["failed"] += 1
+                    tqdm.write(f"skipped {file}: {exc.strerror}")
+            try:
+                results = service.add_items(batch)
+            except JewelsearchError:
+                results = []
+                for item in batch:  # find the bad one(s); keep the rest
+                    try:
+                        results.extend(service.add_items([item]))
+                    except JewelsearchError as exc:
+                        counts["failed"] += 1
+                        tqdm.write(f"skipped {item.source_path}: {exc}")
+            for result in results:
+                counts[result.status] += 1
+            bar.update(len(files[start:start + batch_size]))
+    service.save()
+    click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+def _parse_filter_options(pairs: tuple[str, ...]):
+    from .storage.filters import parse_filters
+    raw = {}
+    for pair in pairs:
+        if "=" not in pair:
+            fail(f"--filter expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        if key not in ("category", "metal", "gemstone", "stone_shape", "min_price", "max_price"):
+            fail(f"unknown filter {key!r}")
+        raw[key] = value
+    return parse_filters(raw)
+
+
+def _print_results(results: list[dict], as_json: bool, payload: dict) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+        return
+    if not results:
+        click.echo("no results")
+    for rank, row in enumerate(results, 1):
+        price = f"{row['price']:.2f} {row.get('currency', '')}" if row.get("price") is not None else ""
+        attrs = ", ".join(str(row[k]) for k in ("category", "metal", "gemstone") if row.get(k))
+        click.echo(f"{rank:>3}. [{row['id']}] {row['score']:.3f}  {row.get('title') or '(untitled)'}"
+                   f"  {attrs}  {price}")
+        for reason in row.get("reasons", []):
+            click.echo(f"       - {reason['text']}")
+
+
+@main.command()
+@click.option("--text", "-t", default=None, help="Text query, e.g. 'oval sapphire pendant'.")
+@click.option("--image", "-i", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--item", default=None, help="Find items similar to this item id.")
+@click.option("-k", default=10, show_default=True)
+@click.option("--filter", "filters", multiple=True, help="key=value, e.g. category=ring, max_price=500.")
+@click.option("--text-weight", default=0.5, show_default=True, help="Weight of text when combined with an image.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def search(obj: Context, text, image, item, k, filters, text_weight, as_json):
+    """Search by text, image, item id, or image + text."""
+    from .storage.filters import parse_k, parse_query_text
+    service = obj.service
+    k = parse_k(k, maximum=service.limits.max_k)
+    text = parse_query_text(text, service.limits.max_text_chars)
+    if text is None and image is None and item is None:
+        fail("give --text, --image or --item")
+    image_bytes = image.read_bytes() if image else None
+    payload = service.query(text=text, image_bytes=image_bytes, item_id=item, k=k,
+                            filters=_parse_filter_options(filters), text_weight=text_weight)
+    _print_results(payload["results"], as_json, payload)
+
+
+@main.group()
+def index():
+    """Inspect or rebuild the vector index."""
+
+
+@index.command("info")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def index_info(obj: Context, as_json):
+    service = obj.service
+    info = dict(service.stats(), index_params=service.index.params,
+                rebuilt_on_open=service.rebuilt_on_open)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key}: {value}")
+
+
+@index.command("rebuild")
+@click.option("--drop-other-models", is_flag=True, help="Delete embeddings made by other models.")
+@click.pass_obj
+def index_rebuild(obj: Context, drop_other_models):
+    """Re-embed items missing an embedding for the current model, rebuild the index."""
+    service = obj.service
+    missing = len(service.catalog.embeddings.missing_for_model(service.encoder.model_id))
+    with tqdm(total=missing, unit="img", disable=None) as bar:
+        manifest = service.rebuild_index(progress=bar.update)
+    if drop_other_models:
+        with service.catalog.database.write() as conn:
+            dropped = service.catalog.embeddings.delete_other_models(conn, service.encoder.model_id)
+        click.echo(f"dropped {dropped} embeddings of other models")
+    click.echo(f"index: {manifest.kind}, {manifest.count} items, model {manifest.model_id}")
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("-k", default=10, show_default=True)
+@click.option("--text", "-q", default=None, help="Optional stated preference, e.g. 'minimalist gold'.")
+@click.option("--filter", "filters", multiple=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def recommend(obj: Context, user_id, k, text, filters, as_json):
+    """Recommendations for a user, with reasons."""
+    from .storage.events import validate_user_id
+    from .storage.filters import parse_k, parse_query_text
+    service = obj.service
+    payload = service.recommend(validate_user_id(user_id), parse_k(k, maximum=service.limits.max_k),
+                                filters=_parse_filter_options(filters),
+                                text=parse_query_text(text, service.limits.max_text_chars))
+    _print_results(payload["results"], as_json, payload)
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8000).")
+@click.option("--threads", default=None, type=int, help="Server worker threads.")
+@click.option("--allow-unauthenticated-writes", is_flag=True,
+              help="Accept writes without an API key (only for a private machine).")
+@click.pass_obj
+def serve(obj: Context, host, port, threads, allow_unauthenticated_writes):
+    """Serve the JSON API and web page with waitress."""
+    import waitress
+
+    from .server import create_app
+    settings = obj.settings.with_overrides(host=host, port=port, server_threads=threads,
+                                           allow_unauthenticated_writes=allow_unauthenticated_writes or None)
+    app = create_app(settings, obj.service)
+    if not settings.api_key and not settings.allow_unauthenticated_writes:
+        click.echo("note: no JEWELSEARCH_API_KEY set, so write endpoints answer 403", err=True)
+    click.echo(f"jewelsearch serving {obj.service.stats()['items']} items on "
+               f"http://{settings.host}:{settings.port}/", err=True)
+    waitress.serve(app, host=settings.host, port=settings.port, threads=settings.server_threads,
+                   clear_untrusted_proxy_headers=True, ident="jewelsearch")
+
+
+@main.command()
+@click.option("--if-missing", is_flag=True, help="Do nothing when the catalog already has items.")
+@click.pass_obj
+def demo(obj: Context, if_missing):
+    """Load the bundled demo catalog into the home directory."""
+    from .demo_catalog import demo_dir, demo_items
+    service = obj.service
+    if if_missing and service.catalog.items.count() > 0:
+        click.echo(f"catalog at {obj.settings.home} already has items; not loading the demo")
+        return
+    folder = demo_dir()
+    if folder is None:
+        click.echo("no bundled demo catalog in this installation; serving an empty catalog", err=True)
+        return
+    items = demo_items(folder)
+    counts = {"added": 0, "updated": 0, "unchanged": 0}
+    with tqdm(total=len(items), unit="img", disable=None) as bar:
+        for start in range(0, len(items), 32):
+            for result in service.add_items(items[start:start + 32]):
+                counts[result.status] += 1
+            bar.update(len(items[start:start + 32]))
+    service.save()
+    click.echo("demo catalog: " + " ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+if __name__ == "__main__":
+    main()

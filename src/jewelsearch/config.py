@@ -1,0 +1,105 @@
+"""Settings: one explicit object built from defaults, a TOML file, env and CLI.
+
+Precedence (later wins): defaults < ``<home>/jewelsearch.toml`` < ``JEWELSEARCH_*``
+environment variables < explicit overrides (CLI flags, test config).  Nothing
+below ``cli.py`` / ``create_app`` reads the environment; they get a Settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_MODEL = "jewelclip-lite0"
+
+
+@dataclass
+class Settings:
+    home: Path = Path("jewelsearch-data")
+    # A model folder path, the bundled default name, or an open_clip model name.
+    model: str = DEFAULT_MODEL
+    # open_clip pretrained tag or checkpoint path when ``model`` is an open_clip name.
+    pretrained: str | None = None
+    torch_threads: int = 0  # 0 = let torch decide
+    batch_size: int = 32
+
+    # Index
+    index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
+    index_memory_budget_mb: int = 2048
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    server_threads: int = 8
+    api_key: str | None = field(default=None, repr=False)
+    allow_unauthenticated_writes: bool = False
+
+    # Limits on what a request may ask for
+    max_upload_bytes: int = 16 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_text_chars: int = 500
+    max_k: int = 200
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "catalog.db"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **_coerce(clean))
+
+
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
+def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn strings from env/TOML into the field's type; reject unknown keys."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _FIELD_TYPES:
+            raise ValueError(f"unknown setting {key!r}")
+        kind = _FIELD_TYPES[key]
+        if key == "home":
+            value = Path(value)
+        elif kind == "int" and isinstance(value, str):
+            value = int(value)
+        elif kind == "bool" and isinstance(value, str):
+            value = value.strip().lower() in ("1", "true", "yes", "on")
+        out[key] = value
+    return out
+
+
+def load_settings(
+    home: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from env, the home's TOML file and explicit overrides."""
+    env = os.environ if env is None else env
+    home_path = Path(home or env.get("JEWELSEARCH_HOME") or "jewelsearch-data")
+    values: dict[str, Any] = {}
+    toml_file = home_path / "jewelsearch.toml"
+    if toml_file.exists():
+        with open(toml_file, "rb") as fh:
+            values.update(tomllib.load(fh))
+    prefix = "JEWELSEARCH_"
+    for key, value in env.items():
+        if key.startswith(prefix):
+            name = key[len(prefix):].lower()
+            if name in _FIELD_TYPES and name != "home":
+                values[name] = value
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values["home"] = home_path
+    return Settings(**_coerce(values))

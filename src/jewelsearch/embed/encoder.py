@@ -1,0 +1,72 @@
+"""``Encoder``: any open_clip model as an image/text → unit-vector function."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .preprocess import ImagePreprocessor
+
+
+class Encoder:
+    """Batched, L2-normalised float32 embeddings from one open_clip model.
+
+    The model, its preprocessing and tokenizer are passed in so tests can use a
+    tiny random model and production the fine-tuned default.
+    """
+
+    def __init__(self, model: torch.nn.Module, preprocess: ImagePreprocessor,
+                 tokenizer: Callable, model_id: str, *, batch_size: int = 32,
+                 max_text_chars: int = 500):
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.batch_size = max(1, int(batch_size))
+        self.max_text_chars = max_text_chars
+        # channels_last speeds up the convolutional image towers on CPU.
+        self.model.visual.to(memory_format=torch.channels_last)
+        self._dim: int | None = None
+        # Tokenizers are not all thread-safe; the model forward is.
+        self._tokenizer_lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.encode_texts(["ring"]).shape[1])
+        return self._dim
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.preprocess(im) for im in images[start:start + self.batch_size]])
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            chunks.append(self._normalise(self.model.encode_image(batch)))
+        return _concat(chunks)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [t[: self.max_text_chars] for t in texts[start:start + self.batch_size]]
+            with self._tokenizer_lock:
+                tokens = self.tokenizer(batch)
+            chunks.append(self._normalise(self.model.encode_text(tokens)))
+        return _concat(chunks)
+
+    @staticmethod
+    def _normalise(features: torch.Tensor) -> np.ndarray:
+        features = features.float()
+        features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _concat(chunks: list[np.ndarray]) -> np.ndarray:
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(chunks, axis=0), dtype=np.float32)

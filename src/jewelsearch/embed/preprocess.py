@@ -1,0 +1,51 @@
+"""Image → tensor preprocessing shared by inference and training.
+
+Pieces are letterboxed onto white instead of centre-cropped: a bracelet or a
+necklace is often wider than tall, and a centre crop would cut the part that
+identifies it.  White matches the catalog sweep most shop photos use.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+
+
+def letterbox(image: Image.Image, size: int, fill=(255, 255, 255),
+              interpolation: str = "bicubic") -> Image.Image:
+    """Fit the whole image in a size×size square, padding with ``fill``.
+
+    >>> letterbox(Image.new("RGB", (200, 100)), 64).size
+    (64, 64)
+    """
+    width, height = image.size
+    scale = size / max(width, height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = image.resize((new_w, new_h), INTERPOLATIONS.get(interpolation, Image.BICUBIC),
+                           reducing_gap=3.0)
+    canvas = Image.new("RGB", (size, size), fill)
+    canvas.paste(resized, ((size - new_w) // 2, (size - new_h) // 2))
+    return canvas
+
+
+class ImagePreprocessor:
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float],
+                 interpolation: str = "bicubic"):
+        self.size = int(size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.interpolation = interpolation
+
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        square = letterbox(image.convert("RGB"), self.size, interpolation=self.interpolation)
+        array = np.asarray(square, dtype=np.float32) / 255.0
+        tensor = torch.from_numpy(array).permute(2, 0, 1)
+        return (tensor - self.mean) / self.std
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.to_tensor(image)

@@ -1,0 +1,146 @@
+"""Adding, updating and deleting catalog items: store row + image + embedding + index.
+
+Every item is written in one database transaction (row and embedding
+together), after its image decoded and embedded successfully, so a failure
+leaves nothing half-written.  The index is updated after the commit; if the
+process dies before the index is saved, the catalog version in the manifest
+no longer matches and the index is rebuilt from stored embeddings on start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .embed import Encoder, LoadedImage, load_image
+from .errors import InvalidInput
+from .index import VectorIndex
+from .storage import Catalog
+from .storage.images import sha256_bytes
+from .storage.items import normalise_item_fields
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NewItem:
+    image_bytes: bytes
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    source_path: str | None = None  # where a CLI ingest found it, for incremental re-runs
+
+
+@dataclass
+class IngestResult:
+    item_id: int
+    status: str  # "added" | "updated" | "unchanged"
+
+
+class Ingestor:
+    def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int):
+        self.catalog = catalog
+        self.encoder = encoder
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+
+    def decode(self, data: bytes) -> LoadedImage:
+        return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+
+    def add(self, index: VectorIndex, items: list[NewItem]) -> list[IngestResult]:
+        """Ingest a batch; raises on the first bad item before writing any of them."""
+        prepared = []
+        for item in items:
+            fields = normalise_item_fields(item.fields)
+            sha = sha256_bytes(item.image_bytes)
+            existing = self.catalog.items.find_by_source(item.source_path) if item.source_path else None
+            if existing is not None and existing["image_sha256"] == sha:
+                changed = {k: v for k, v in fields.items() if existing.get(k) != v}
+                prepared.append(("unchanged" if not changed else "fields", item, fields, sha, None, existing))
+                continue
+            loaded = self.decode(item.image_bytes)
+            prepared.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
+        to_embed = [p for p in prepared if p[4] is not None]
+        vectors = self._embed(to_embed)
+        results: list[IngestResult] = []
+        model_id = self.encoder.model_id
+        written: list[tuple[int, np.ndarray]] = []
+        with self.catalog.database.write() as conn:
+            for status, item, fields, sha, loaded, existing in prepared:
+                if status == "unchanged":
+                    results.append(IngestResult(existing["id"], "unchanged"))
+                    continue
+                if status == "fields":
+                    self.catalog.items.update(conn, existing["id"], fields)
+                    results.append(IngestResult(existing["id"], "updated"))
+                    continue
+                rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
+                vector = vectors[sha]
+                if existing is None:
+                    item_id = self.catalog.items.insert(conn, fields, image_path=rel, image_sha256=sha,
+                                                        source_path=item.source_path)
+                    results.append(IngestResult(item_id, "added"))
+                else:
+                    item_id = existing["id"]
+                    self.catalog.items.update(conn, item_id, fields, image_path=rel, image_sha256=sha)
+                    results.append(IngestResult(item_id, "updated"))
+                self.catalog.embeddings.put(conn, item_id, model_id, vector)
+                written.append((item_id, vector))
+            if written:
+                self.catalog.database.bump_version(conn)
+        if written:
+            index.add([w[0] for w in written], np.stack([w[1] for w in written]))
+        return results
+
+    def update(self, index: VectorIndex, item_id: int, fields: Mapping[str, Any],
+               image_bytes: bytes | None = None) -> None:
+        clean = normalise_item_fields(fields)
+        row = self.catalog.items.get(item_id)
+        if image_bytes is None:
+            with self.catalog.database.write() as conn:
+                self.catalog.items.update(conn, row["id"], clean)
+            return
+        loaded = self.decode(image_bytes)
+        sha = sha256_bytes(image_bytes)
+        vector = self._embed([("image", None, clean, sha, loaded, row)])[sha]
+        with self.catalog.database.write() as conn:
+            rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
+            self.catalog.items.update(conn, row["id"], clean, image_path=rel, image_sha256=sha)
+            self.catalog.embeddings.put(conn, row["id"], self.encoder.model_id, vector)
+            self.catalog.database.bump_version(conn)
+        index.add([row["id"]], vector[None, :])
+
+    def delete(self, index: VectorIndex, item_id: int) -> dict[str, Any]:
+        with self.catalog.database.write() as conn:
+            row = self.catalog.items.delete(conn, item_id)
+            self.catalog.database.bump_version(conn)
+            still_used = conn.execute("SELECT 1 FROM items WHERE image_sha256 = ? LIMIT 1",
+                                      (row["image_sha256"],)).fetchone()
+        index.remove([row["id"]])
+        if not still_used:
+            self.catalog.images.delete(row["image_path"])
+        return row
+
+    def _embed(self, prepared: list) -> dict[str, np.ndarray]:
+        """Embeddings by sha256; an image already embedded by this model is reused."""
+        out: dict[str, np.ndarray] = {}
+        pending: dict[str, Any] = {}
+        model_id = self.encoder.model_id
+        for _, _, _, sha, loaded, _ in prepared:
+            if sha in out or sha in pending:
+                continue
+            reuse = self.catalog.database.conn.execute(
+                "SELECT e.vector FROM embeddings e JOIN items i ON i.id = e.item_id "
+                "WHERE i.image_sha256 = ? AND e.model_id = ? LIMIT 1", (sha, model_id)).fetchone()
+            if reuse is not None:
+                out[sha] = np.frombuffer(reuse[0], dtype=np.float32).copy()
+            else:
+                pending[sha] = loaded.image
+        if pending:
+            shas = list(pending)
+            vectors = self.encoder.encode_images([pending[s] for s in shas])
+            if not np.all(np.isfinite(vectors)):
+                raise InvalidInput("the model produced a non-finite embedding for this image")
+            out.update(zip(shas, vectors))
+        return out

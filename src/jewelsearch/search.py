@@ -1,0 +1,253 @@
+"""The search service: what the CLI and the server call.
+
+It ties the catalog store, the encoder, the FAISS index and the recommender
+together.  All collaborators are passed in; ``SearchService.open`` is a
+convenience that wires them from a home directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .embed import Encoder
+from .errors import InvalidInput, ItemNotFound, ModelMismatch
+from .index import IndexManifest, VectorIndex, save_index
+from .index_sync import build_from_store, open_index
+from .ingest import IngestResult, Ingestor, NewItem
+from .recommend import Recommender, build_history
+from .storage import Catalog
+from .storage.events import EVENT_KINDS
+from .storage.filters import Filters
+from .storage.items import parse_item_id
+
+log = logging.getLogger(__name__)
+
+HIDDEN_FIELDS = ("image_path", "source_path")
+
+
+def public_item(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in HIDDEN_FIELDS}
+
+
+@dataclass
+class Limits:
+    max_upload_bytes: int = 16 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_text_chars: int = 500
+    max_k: int = 200
+
+
+class SearchService:
+    def __init__(self, catalog: Catalog, encoder: Encoder, index_dir: Path, *,
+                 limits: Limits | None = None, index_kind: str = "auto",
+                 memory_budget_bytes: int = 2 << 30, half_life_days: float = 30.0):
+        self.catalog = catalog
+        self.encoder = encoder
+        self.index_dir = Path(index_dir)
+        self.limits = limits or Limits()
+        self.index_kind = index_kind
+        self.memory_budget_bytes = memory_budget_bytes
+        self.half_life_days = half_life_days
+        self.ingestor = Ingestor(catalog, encoder, max_bytes=self.limits.max_upload_bytes,
+                                 max_pixels=self.limits.max_image_pixels)
+        self._write_lock = threading.RLock()
+        self._dirty = False
+        self.index, self.manifest, self.rebuilt_on_open = open_index(
+            catalog, self.index_dir, encoder.model_id, encoder.dim, kind=index_kind,
+            memory_budget_bytes=memory_budget_bytes)
+
+    # ----- state -----------------------------------------------------------
+    def other_model_embeddings(self) -> dict[str, int]:
+        return {m: n for m, n in self.catalog.embeddings.model_ids().items() if m != self.encoder.model_id}
+
+    def missing_embeddings(self) -> int:
+        return self.catalog.items.count() - len(self.index)
+
+    def check_model(self) -> None:
+        """Refuse to search a catalog embedded by another model until it is rebuilt."""
+        missing = self.missing_embeddings()
+        if missing > 0 and self.other_model_embeddings():
+            raise ModelMismatch(
+                f"{missing} items were embedded by another model "
+                f"({', '.join(self.other_model_embeddings())}), not {self.encoder.model_id}; "
+                "run `jewelsearch index rebuild` to re-embed them")
+
+    def stats(self) -> dict[str, Any]:
+        return {"items": self.catalog.items.count(), "indexed": len(self.index),
+                "model_id": self.encoder.model_id, "index_kind": self.index.kind,
+                "dim": self.index.dim, "events": self.catalog.events.count(),
+                "other_models": self.other_model_embeddings(),
+                "missing_embeddings": self.missing_embeddings()}
+
+    # ----- writes ----------------------------------------------------------
+    def add_items(self, items: list[NewItem]) -> list[IngestResult]:
+        with self._write_lock:
+            results = self.ingestor.add(self.index, items)
+            self._dirty = self._dirty or any(r.status != "unchanged" for r in results)
+            return results
+
+    def update_item(self, item_id: Any, fields: Mapping[str, Any], image_bytes: bytes | None = None) -> dict:
+        with self._write_lock:
+            item_id = parse_item_id(item_id)
+            self.ingestor.update(self.index, item_id, fields, image_bytes)
+            self._dirty = True
+            return self.get_item(item_id)
+
+    def delete_item(self, item_id: Any) -> None:
+        with self._write_lock:
+            self.ingestor.delete(self.index, parse_item_id(item_id))
+            self._dirty = True
+            if self.index.needs_compaction:
+                self.index = self.index.compacted()
+
+    def save(self, force: bool = False) -> IndexManifest | None:
+        """Persist the index if it changed since the last save."""
+        with self._write_lock:
+            if not (self._dirty or force):
+                return None
+            self.manifest = save_index(self.index, self.index_dir, model_id=self.encoder.model_id,
+                                       catalog_version=self.catalog.database.catalog_version())
+            self._dirty = False
+            return self.manifest
+
+    def rebuild_index(self, *, reembed: bool = True, progress=None) -> IndexManifest:
+        """Embed items that lack an embedding for this model, then rebuild and swap the index."""
+        with self._write_lock:
+            if reembed:
+                self._embed_missing(progress)
+            index = build_from_store(self.catalog, self.encoder.model_id, self.encoder.dim,
+                                     kind=self.index_kind, memory_budget_bytes=self.memory_budget_bytes)
+            self.index = index  # one reference swap: searches see the old or the new index
+            self._dirty = True
+            return self.save()
+
+    def _embed_missing(self, progress=None) -> None:
+        model_id = self.encoder.model_id
+        missing = self.catalog.embeddings.missing_for_model(model_id)
+        for start in range(0, len(missing), 64):
+            rows = self.catalog.items.get_many(missing[start:start + 64])
+            images, ids = [], []
+            for item_id, row in rows.items():
+                try:
+                    data = self.catalog.images.path_for(row["image_path"]).read_bytes()
+                    images.append(self.ingestor.decode(data).image)
+                    ids.append(item_id)
+                except (OSError, ValueError, InvalidInput) as exc:
+                    log.warning("item %s: cannot re-embed its image (%s)", item_id, exc)
+            vectors = self.encoder.encode_images(images) if images else []
+            with self.catalog.database.write() as conn:
+                for item_id, vector in zip(ids, vectors):
+                    self.catalog.embeddings.put(conn, item_id, model_id, vector)
+                self.catalog.database.bump_version(conn)
+            if progress:
+                progress(len(rows))
+
+    # ----- reads -----------------------------------------------------------
+    def get_item(self, item_id: Any) -> dict[str, Any]:
+        return public_item(self.catalog.items.get(item_id))
+
+    def image_file(self, item_id: Any) -> Path:
+        row = self.catalog.items.get(item_id)
+        path = self.catalog.images.path_for(row["image_path"])
+        if not path.is_file():
+            raise ItemNotFound(item_id)
+        return path
+
+    def query(self, *, text: str | None = None, image_bytes: bytes | None = None,
+              item_id: Any = None, k: int = 10, filters: Filters | None = None,
+              text_weight: float = 0.5) -> dict[str, Any]:
+        """Search by text, image, item id, or image + text; returns results and timing."""
+        started = time.perf_counter()
+        self.check_model()
+        if not 0.0 <= text_weight <= 1.0:
+            raise InvalidInput("text_weight must be between 0 and 1")
+        parts: list[tuple[float, np.ndarray]] = []
+        exclude: list[int] = []
+        if item_id is not None:
+            item = self.catalog.items.get(item_id)
+            vector = self.catalog.embeddings.get(item["id"], self.encoder.model_id)
+            if vector is None:
+                raise ModelMismatch(f"item {item['id']} has no embedding for {self.encoder.model_id}; "
+                                    "run `jewelsearch index rebuild`")
+            parts.append((1.0 - text_weight if text else 1.0, vector))
+            exclude.append(item["id"])
+        if image_bytes is not None:
+            image = self.ingestor.decode(image_bytes).image
+            parts.append((1.0 - text_weight if text else 1.0, self.encoder.encode_images([image])[0]))
+        if text:
+            if len(text) > self.limits.max_text_chars:
+                raise InvalidInput(f"q is longer than {self.limits.max_text_chars} characters")
+            parts.append((text_weight if parts else 1.0, self.encoder.encode_texts([text])[0]))
+        if not parts:
+            raise InvalidInput("give a text query (q), an image, or an item id")
+        query = sum(w * v for w, v in parts)
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        hits = self._search(query, k, filters, exclude)
+        return {"results": hits, "took_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    def similar(self, item_id: Any, k: int = 10, filters: Filters | None = None) -> dict[str, Any]:
+        return self.query(item_id=item_id, k=k, filters=filters)
+
+    def _search(self, query: np.ndarray, k: int, filters: Filters | None,
+                exclude: list[int]) -> list[dict[str, Any]]:
+        allowed = self.catalog.items.filter_ids(filters.as_dict()) if filters else None
+        index = self.index  # one consistent snapshot even if a rebuild swaps it meanwhile
+        (ids, scores), = index.search(query, k, allowed_ids=allowed, exclude_ids=exclude)
+        rows = self.catalog.items.get_many(ids.tolist())
+        return [dict(public_item(rows[i]), score=round(float(s), 6))
+                for i, s in zip(ids.tolist(), scores.tolist()) if i in rows]
+
+    # ----- events and recommendations --------------------------------------
+    def record_event(self, raw: Mapping[str, Any]) -> int:
+        event = self.catalog.events.validate(raw)
+        item_id = parse_item_id(event["item_id"])
+        self.catalog.items.get(item_id)  # unknown items are a 404, not a dangling event
+        event["item_id"] = item_id
+        with self.catalog.database.write() as conn:
+            return self.catalog.events.insert(conn, event)
+
+    def recommend(self, user_id: str, k: int = 10, *, filters: Filters | None = None,
+                  text: str | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.check_model()
+        events = self.catalog.events.for_user(user_id)
+        history = build_history(user_id, events, half_life_days=self.half_life_days,
+                                kind_rank=EVENT_KINDS)
+        index = self.index
+        recommender = Recommender(
+            index, lambda ids: self.catalog.embeddings.get_many(ids, self.encoder.model_id),
+            self._popular)
+        text_vector = self.encoder.encode_texts([text])[0] if text else None
+        allowed = self.catalog.items.filter_ids(filters.as_dict()) if filters else None
+        recs = recommender.recommend(history, k, allowed_ids=allowed, text_vector=text_vector)
+        rows = self.catalog.items.get_many([r.item_id for r in recs])
+        titles = self.catalog.items.get_many(
+            [reason["item_id"] for r in recs for reason in r.reasons if "item_id" in reason])
+        results = []
+        for rec in recs:
+            if rec.item_id not in rows:
+                continue
+            reasons = []
+            for reason in rec.reasons:
+                reason = dict(reason)
+                ref = titles.get(reason.get("item_id"))
+                if ref is not None:
+                    reason["text"] = f"{reason['text']}: {ref['title'] or 'item ' + str(ref['id'])}"
+                reasons.append(reason)
+            results.append(dict(public_item(rows[rec.item_id]), score=round(rec.score, 6), reasons=reasons))
+        return {"user_id": user_id, "results": results,
+                "took_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    def _popular(self, n: int) -> list[tuple[int, float]]:
+        since = time.time() - 4 * self.half_life_days * 86400
+        rows = self.catalog.database.conn.execute(
+            "SELECT item_id, SUM(weight) AS w FROM events WHERE ts >= ? "
+            "GROUP BY item_id ORDER BY w DESC LIMIT ?", (since, n)).fetchall()
+        return [(r[0], r[1]) for r in rows]

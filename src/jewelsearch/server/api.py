@@ -1,0 +1,188 @@
+"""The JSON API blueprint (``/api/...``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+
+from ..errors import InvalidInput
+from ..ingest import NewItem
+from ..search import SearchService
+from ..storage.filters import parse_filters, parse_k, parse_query_text
+from ..storage.items import ITEM_FIELDS, parse_item_id
+from .auth import requires_write_key
+
+api = Blueprint("api", __name__)
+
+
+def service() -> SearchService:
+    return current_app.config["JEWELSEARCH_SERVICE"]
+
+
+def with_image_urls(payload: dict) -> dict:
+    for row in payload.get("results", []):
+        row["image_url"] = url_for("api.item_image", item_id=row["id"])
+    return payload
+
+
+def _args() -> dict:
+    """Query-string and form values together (form wins for POST)."""
+    values = dict(request.args.items())
+    if request.method == "POST" and request.mimetype == "multipart/form-data":
+        values.update(request.form.items())
+    elif request.method == "POST" and request.is_json:
+        body = json_object()
+        values.update({k: v for k, v in body.items() if isinstance(v, (str, int, float)) or v is None})
+    return values
+
+
+def json_object() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _text_weight(values: dict) -> float:
+    raw = values.get("text_weight")
+    if raw in (None, ""):
+        return 0.5
+    try:
+        weight = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput("text_weight must be a number between 0 and 1")
+    if not 0.0 <= weight <= 1.0:
+        raise InvalidInput("text_weight must be a number between 0 and 1")
+    return weight
+
+
+def _uploaded_image(required: bool) -> bytes | None:
+    upload = request.files.get("image")
+    if upload is None:
+        if required:
+            raise InvalidInput("a multipart file field named 'image' is required")
+        return None
+    data = upload.read(service().limits.max_upload_bytes + 1)
+    if not data:
+        raise InvalidInput("the uploaded image is empty")
+    return data
+
+
+@api.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@api.get("/ready")
+def ready():
+    svc = service()
+    return jsonify(status="ready", model_id=svc.encoder.model_id, indexed=len(svc.index))
+
+
+@api.get("/stats")
+def stats():
+    return jsonify(service().stats())
+
+
+@api.route("/search", methods=["GET", "POST"])
+def search():
+    svc = service()
+    values = _args()
+    text = parse_query_text(values.get("q"), svc.limits.max_text_chars)
+    k = parse_k(values.get("k"), maximum=svc.limits.max_k)
+    filters = parse_filters(values)
+    image = _uploaded_image(required=False) if request.method == "POST" else None
+    item_id = values.get("item_id")
+    if text is None and image is None and item_id in (None, ""):
+        raise InvalidInput("give a text query (q), an image file (image), or an item_id")
+    result = svc.query(text=text, image_bytes=image, item_id=item_id or None, k=k,
+                       filters=filters, text_weight=_text_weight(values))
+    return jsonify(with_image_urls(result))
+
+
+@api.get("/items")
+def list_items():
+    svc = service()
+    limit = parse_k(request.args.get("limit"), default=50, maximum=500)
+    offset = parse_k(request.args.get("offset"), default=0, maximum=10**9) \
+        if request.args.get("offset") not in (None, "", "0") else 0
+    rows = [dict(r, image_url=url_for("api.item_image", item_id=r["id"]))
+            for r in map(svc.get_item, [r["id"] for r in svc.catalog.items.list(limit, offset)])]
+    return jsonify(items=rows, total=svc.catalog.items.count(), limit=limit, offset=offset)
+
+
+@api.get("/items/<item_id>")
+def get_item(item_id):
+    row = service().get_item(item_id)
+    row["image_url"] = url_for("api.item_image", item_id=row["id"])
+    return jsonify(row)
+
+
+@api.get("/items/<item_id>/similar")
+def similar(item_id):
+    svc = service()
+    k = parse_k(request.args.get("k"), maximum=svc.limits.max_k)
+    result = svc.similar(item_id, k=k, filters=parse_filters(request.args))
+    return jsonify(with_image_urls(result))
+
+
+@api.get("/items/<item_id>/image")
+def item_image(item_id):
+    path = service().image_file(item_id)
+    response = send_file(path, max_age=86400, conditional=True)
+    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    return response
+
+
+@api.post("/items")
+@requires_write_key
+def add_item():
+    svc = service()
+    image = _uploaded_image(required=True)
+    fields = {k: request.form[k] for k in ITEM_FIELDS if k in request.form}
+    result, = svc.add_items([NewItem(image, fields)])
+    row = svc.get_item(result.item_id)
+    row["image_url"] = url_for("api.item_image", item_id=row["id"])
+    return jsonify(id=result.item_id, status=result.status, item=row), 201
+
+
+@api.route("/items/<item_id>", methods=["PATCH", "PUT"])
+@requires_write_key
+def update_item(item_id):
+    svc = service()
+    item_id = parse_item_id(item_id)
+    if request.mimetype == "multipart/form-data":
+        fields = {k: request.form[k] for k in ITEM_FIELDS if k in request.form}
+        image = _uploaded_image(required=False)
+    else:
+        body = json_object()
+        unknown = sorted(set(body) - set(ITEM_FIELDS))
+        if unknown:
+            raise InvalidInput(f"unknown field(s): {', '.join(unknown)[:200]}")
+        fields, image = body, None
+    row = svc.update_item(item_id, fields, image)
+    row["image_url"] = url_for("api.item_image", item_id=row["id"])
+    return jsonify(row)
+
+
+@api.delete("/items/<item_id>")
+@requires_write_key
+def delete_item(item_id):
+    service().delete_item(item_id)
+    return jsonify(deleted=parse_item_id(item_id))
+
+
+@api.post("/events")
+@requires_write_key
+def add_event():
+    event_id = service().record_event(json_object())
+    return jsonify(id=event_id), 201
+
+
+@api.get("/users/<user_id>/recommendations")
+def recommendations(user_id):
+    from ..storage.events import validate_user_id
+    svc = service()
+    k = parse_k(request.args.get("k"), maximum=svc.limits.max_k)
+    text = parse_query_text(request.args.get("q"), svc.limits.max_text_chars)
+    result = svc.recommend(validate_user_id(user_id), k, filters=parse_filters(request.args), text=text)
+    return jsonify(with_image_urls(result))

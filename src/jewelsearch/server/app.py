@@ -1,0 +1,106 @@
+"""``create_app``: build the Flask app around a service (or from settings)."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import uuid
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ..config import Settings
+from ..errors import JewelsearchError
+from ..search import SearchService
+
+log = logging.getLogger(__name__)
+
+FORM_OVERHEAD_BYTES = 1 << 20  # room for text fields beside the image in a multipart body
+
+
+def create_app(settings: Settings, service: SearchService | None = None, *,
+               autosave_seconds: float | None = 2.0) -> Flask:
+    if service is None:
+        from ..wiring import open_service
+        service = open_service(settings)
+    app = Flask(__name__)
+    app.config["JEWELSEARCH_SETTINGS"] = settings
+    app.config["JEWELSEARCH_SERVICE"] = service
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = FORM_OVERHEAD_BYTES
+    app.json.sort_keys = False
+
+    from .api import api
+    from .web import web
+    app.register_blueprint(api, url_prefix="/api")
+    app.register_blueprint(web)
+    _register_error_handlers(app)
+
+    @app.before_request
+    def assign_request_id():
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+
+    @app.after_request
+    def headers(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+            response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    if autosave_seconds:
+        _start_autosave(service, autosave_seconds)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(JewelsearchError)
+    def library_error(exc: JewelsearchError):
+        status = exc.status if 400 <= exc.status < 600 else 400
+        if status >= 500:
+            log.error("request %s failed: %s", g.get("request_id"), exc)
+        return jsonify(error=str(exc), status=status), status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc):
+        limit = app.config["JEWELSEARCH_SETTINGS"].max_upload_bytes
+        return jsonify(error=f"the upload is too large; the image limit is {limit} bytes",
+                       status=413), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(error=exc.description or exc.name, status=exc.code), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("request %s: unexpected error", g.get("request_id"))
+        return jsonify(error="internal error; the request id is in the X-Request-Id header",
+                       status=500), 500
+
+
+def _start_autosave(service: SearchService, interval: float) -> None:
+    """Persist the index shortly after writes, off the request path."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(interval):
+            try:
+                service.save()
+            except Exception:  # a failed save is retried; the store stays the truth
+                log.exception("saving the index failed")
+
+    thread = threading.Thread(target=loop, name="index-autosave", daemon=True)
+    thread.start()
+
+    def final_save():
+        stop.set()
+        try:
+            service.save()
+        except Exception:
+            log.exception("final index save failed")
+    atexit.register(final_save)

@@ -1,0 +1,31 @@
+"""The catalog on disk: one database, its tables and the image files, together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .db import Database, open_database
+from .embeddings import EmbeddingStore
+from .events import EventStore
+from .images import ImageFiles
+from .items import ItemStore
+
+
+@dataclass
+class Catalog:
+    database: Database
+    items: ItemStore
+    embeddings: EmbeddingStore
+    events: EventStore
+    images: ImageFiles
+
+    @classmethod
+    def open(cls, db_path: Path, images_dir: Path) -> "Catalog":
+        database = open_database(db_path)
+        return cls(database=database, items=ItemStore(database),
+                   embeddings=EmbeddingStore(database), events=EventStore(database),
+                   images=ImageFiles(images_dir))
+
+    def close(self) -> None:
+        self.database.close()

@@ -1,0 +1,197 @@
+"""Item rows: validation, insert/update/delete, lookup and attribute filters."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from typing import Any, Iterable, Mapping
+
+from ..errors import InvalidInput, ItemNotFound
+from .db import Database
+
+# Fields a client may set on an item (the image is handled separately).
+ITEM_FIELDS = ("sku", "title", "description", "category", "metal", "gemstone",
+               "stone_shape", "color", "price", "currency", "url")
+# Fields a search or recommendation may filter on by exact (case-insensitive) match.
+FILTER_FIELDS = ("category", "metal", "gemstone", "stone_shape")
+MAX_FIELD_CHARS = {"description": 5000, "url": 2000}
+DEFAULT_MAX_CHARS = 300
+
+
+def normalise_item_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate client-supplied fields; lower-case the attribute vocabulary.
+
+    >>> normalise_item_fields({"title": " Ring ", "category": "Ring", "price": "120.5"})
+    {'title': 'Ring', 'category': 'ring', 'price': 120.5}
+    """
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in ITEM_FIELDS or value is None:
+            continue
+        if key == "price":
+            if isinstance(value, str) and value.strip() == "":
+                continue
+            try:
+                price = float(value)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"price must be a number, got {str(value)[:40]!r}")
+            if not math.isfinite(price) or price < 0 or price > 1e12:
+                raise InvalidInput("price must be a finite number between 0 and 1e12")
+            out[key] = price
+            continue
+        if not isinstance(value, str):
+            raise InvalidInput(f"{key} must be a string")
+        text = value.strip()
+        if "\x00" in text:
+            raise InvalidInput(f"{key} must not contain NUL characters")
+        limit = MAX_FIELD_CHARS.get(key, DEFAULT_MAX_CHARS)
+        if len(text) > limit:
+            raise InvalidInput(f"{key} is longer than {limit} characters")
+        if key in FILTER_FIELDS or key == "color":
+            text = " ".join(text.lower().replace("_", " ").split())
+        if key == "currency":
+            text = text.upper()
+        if text == "" and key != "title":
+            continue
+        out[key] = text
+    return out
+
+
+def parse_item_id(value: Any) -> int:
+    """Item ids are positive integers; anything else is simply not an item."""
+    if isinstance(value, bool):
+        raise ItemNotFound(value)
+    if isinstance(value, int):
+        item_id = value
+    else:
+        text = str(value).strip()
+        if not text.isdigit() or len(text) > 18:
+            raise ItemNotFound(value)
+        item_id = int(text)
+    if item_id <= 0:
+        raise ItemNotFound(value)
+    return item_id
+
+
+class ItemStore:
+    """Reads and writes the ``items`` table."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def insert(self, conn: sqlite3.Connection, fields: Mapping[str, Any], *,
+               image_path: str, image_sha256: str, source_path: str | None = None,
+               attributes: Mapping[str, Any] | None = None) -> int:
+        now = time.time()
+        row = {k: fields[k] for k in ITEM_FIELDS if k in fields}
+        row.update(image_path=image_path, image_sha256=image_sha256,
+                   source_path=source_path,
+                   attributes=json.dumps(dict(attributes or {}), sort_keys=True),
+                   created_at=now, updated_at=now)
+        row.setdefault("title", "")
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        try:
+            cur = conn.execute(f"INSERT INTO items ({cols}) VALUES ({marks})", tuple(row.values()))
+        except sqlite3.IntegrityError as exc:
+            if "sku" in str(exc):
+                raise InvalidInput(f"an item with sku {fields.get('sku')!r} already exists")
+            raise
+        return int(cur.lastrowid)
+
+    def update(self, conn: sqlite3.Connection, item_id: int, fields: Mapping[str, Any], *,
+               image_path: str | None = None, image_sha256: str | None = None,
+               attributes: Mapping[str, Any] | None = None) -> None:
+        row: dict[str, Any] = {k: fields[k] for k in ITEM_FIELDS if k in fields}
+        if image_path is not None:
+            row.update(image_path=image_path, image_sha256=image_sha256)
+        if attributes is not None:
+            row["attributes"] = json.dumps(dict(attributes), sort_keys=True)
+        row["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in row)
+        try:
+            cur = conn.execute(f"UPDATE items SET {sets} WHERE id = ?", (*row.values(), item_id))
+        except sqlite3.IntegrityError as exc:
+            if "sku" in str(exc):
+                raise InvalidInput(f"an item with sku {fields.get('sku')!r} already exists")
+            raise
+        if cur.rowcount == 0:
+            raise ItemNotFound(item_id)
+
+    def delete(self, conn: sqlite3.Connection, item_id: int) -> dict[str, Any]:
+        row = self.get(item_id)
+        conn.execute("DELETE FROM embeddings WHERE item_id = ?", (item_id,))
+        conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
+        return row
+
+    def get(self, item_id: Any) -> dict[str, Any]:
+        item_id = parse_item_id(item_id)
+        rows = self.database.query("SELECT * FROM items WHERE id = ?", (item_id,))
+        if not rows:
+            raise ItemNotFound(item_id)
+        return _decode(rows[0])
+
+    def get_many(self, item_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        ids = [int(i) for i in item_ids]
+        out: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(ids), 900):  # stay under SQLite's variable limit
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in self.database.query(f"SELECT * FROM items WHERE id IN ({marks})", tuple(chunk)):
+                out[row["id"]] = _decode(row)
+        return out
+
+    def find_by_source(self, source_path: str) -> dict[str, Any] | None:
+        rows = self.database.query("SELECT * FROM items WHERE source_path = ?", (source_path,))
+        return _decode(rows[0]) if rows else None
+
+    def find_by_sku(self, sku: str) -> dict[str, Any] | None:
+        rows = self.database.query("SELECT * FROM items WHERE sku = ?", (sku,))
+        return _decode(rows[0]) if rows else None
+
+    def count(self) -> int:
+        return int(self.database.scalar("SELECT COUNT(*) FROM items"))
+
+    def all_ids(self) -> list[int]:
+        return [r[0] for r in self.database.conn.execute("SELECT id FROM items ORDER BY id")]
+
+    def list(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        rows = self.database.query("SELECT * FROM items ORDER BY id LIMIT ? OFFSET ?", (limit, offset))
+        return [_decode(r) for r in rows]
+
+    def filter_ids(self, filters: Mapping[str, Any]) -> list[int] | None:
+        """Ids matching attribute/price filters, or None when nothing is filtered."""
+        clauses, params = [], []
+        for key in FILTER_FIELDS:
+            value = filters.get(key)
+            if value:
+                clauses.append(f"{key} = ?")
+                params.append(value)
+        if filters.get("min_price") is not None:
+            clauses.append("price >= ?")
+            params.append(filters["min_price"])
+        if filters.get("max_price") is not None:
+            clauses.append("price <= ?")
+            params.append(filters["max_price"])
+        if not clauses:
+            return None
+        sql = "SELECT id FROM items WHERE " + " AND ".join(clauses)
+        return [r[0] for r in self.database.conn.execute(sql, params)]
+
+    def facet_values(self, field: str, limit: int = 100) -> list[tuple[str, int]]:
+        if field not in FILTER_FIELDS:
+            raise InvalidInput(f"cannot list values of {field!r}")
+        sql = (f"SELECT {field}, COUNT(*) FROM items WHERE {field} IS NOT NULL "
+               f"GROUP BY {field} ORDER BY COUNT(*) DESC LIMIT ?")
+        return [(r[0], r[1]) for r in self.database.conn.execute(sql, (limit,))]
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    try:
+        row["attributes"] = json.loads(row.get("attributes") or "{}")
+    except ValueError:
+        row["attributes"] = {}
+    return row
