@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from ..errors import InvalidInput
@@ -36,7 +38,12 @@ def _args() -> dict:
 
 
 def json_object() -> dict:
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        raise InvalidInput("the request body must be JSON (Content-Type: application/json)")
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null")
+    except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser's stack
+        raise InvalidInput("the request body is not valid JSON")
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object (Content-Type: application/json)")
     return body

@@ -1,0 +1,246 @@
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from conftest import API_KEY, make_image
+
+
+def post_item(client, auth, seed=0, **fields):
+    data = {"image": (io.BytesIO(make_image(seed=seed)), "x.png"), "title": f"item {seed}"}
+    data.update(fields)
+    return client.post("/api/items", data=data, headers=auth, content_type="multipart/form-data")
+
+
+@pytest.fixture
+def filled(client, auth):
+    ids = []
+    for seed, category in enumerate(["ring", "ring", "necklace", "earrings", "ring", "bracelet"]):
+        response = post_item(client, auth, seed=seed, category=category, metal="gold", price=str(50 * (seed + 1)))
+        assert response.status_code == 201, response.json
+        ids.append(response.json["id"])
+    return ids
+
+
+def test_health_ready_stats(client, filled):
+    assert client.get("/api/health").json == {"status": "ok"}
+    assert client.get("/api/ready").json["status"] == "ready"
+    stats = client.get("/api/stats").json
+    assert stats["items"] == 6 and stats["index_kind"] == "flat" and stats["dim"] == 32
+    assert stats["model_id"].startswith("tiny-test-")
+
+
+def test_text_search_shape(client, filled):
+    response = client.get("/api/search?q=gold+ring&k=3")
+    assert response.status_code == 200
+    body = response.json
+    assert set(body) == {"results", "took_ms"} and len(body["results"]) == 3
+    row = body["results"][0]
+    for key in ("id", "score", "title", "category", "metal", "gemstone", "price", "image_url"):
+        assert key in row
+    assert "image_path" not in row
+    assert client.get(row["image_url"]).status_code == 200
+
+
+def test_search_filters(client, filled):
+    body = client.get("/api/search?q=x&k=10&category=ring&max_price=200").json
+    assert {r["category"] for r in body["results"]} == {"ring"}
+    assert all(r["price"] <= 200 for r in body["results"]) and len(body["results"]) == 2
+
+
+def test_post_search_with_image_and_text(client, filled):
+    data = {"image": (io.BytesIO(make_image(seed=2)), "q.png")}
+    top = client.post("/api/search", data=data, content_type="multipart/form-data").json["results"][0]
+    assert top["id"] == filled[2]
+    data = {"image": (io.BytesIO(make_image(seed=2)), "q.png"), "q": "but in rose gold", "k": "4"}
+    response = client.post("/api/search", data=data, content_type="multipart/form-data")
+    assert response.status_code == 200 and len(response.json["results"]) == 4
+
+
+def test_post_search_json(client, filled):
+    response = client.post("/api/search", json={"q": "ring", "k": 2})
+    assert response.status_code == 200 and len(response.json["results"]) == 2
+
+
+def test_item_endpoints(client, filled):
+    item = client.get(f"/api/items/{filled[0]}").json
+    assert item["id"] == filled[0] and item["category"] == "ring"
+    similar = client.get(f"/api/items/{filled[0]}/similar?k=3").json["results"]
+    assert len(similar) == 3 and filled[0] not in [r["id"] for r in similar]
+    image = client.get(f"/api/items/{filled[0]}/image")
+    assert image.status_code == 200 and image.mimetype == "image/png"
+    listing = client.get("/api/items?limit=2").json
+    assert listing["total"] == 6 and len(listing["items"]) == 2
+
+
+def test_update_and_delete(client, auth, filled, service):
+    response = client.patch(f"/api/items/{filled[1]}", json={"title": "Renamed", "price": 12}, headers=auth)
+    assert response.status_code == 200 and response.json["title"] == "Renamed"
+    assert service.catalog.items.get(filled[1])["price"] == 12
+    assert client.delete(f"/api/items/{filled[1]}", headers=auth).json == {"deleted": filled[1]}
+    assert client.get(f"/api/items/{filled[1]}").status_code == 404
+    assert client.get("/api/stats").json["items"] == 5
+
+
+def test_events_and_recommendations(client, auth, filled):
+    response = client.post("/api/events", json={"user_id": "ann", "item_id": filled[0], "kind": "like"},
+                           headers=auth)
+    assert response.status_code == 201 and isinstance(response.json["id"], int)
+    body = client.get("/api/users/ann/recommendations?k=3").json
+    assert len(body["results"]) == 3
+    assert all(r["reasons"] and "score" in r and "image_url" in r for r in body["results"])
+    ring_only = client.get("/api/users/ann/recommendations?k=5&category=ring").json["results"]
+    assert {r["category"] for r in ring_only} == {"ring"}
+
+
+# ----- API key enforcement -------------------------------------------------
+
+WRITES = [
+    ("post", "/api/items", {"data": {"image": (io.BytesIO(b"x"), "x.png")},
+                            "content_type": "multipart/form-data"}),
+    ("post", "/api/events", {"json": {"user_id": "u", "item_id": 1, "kind": "view"}}),
+    ("delete", "/api/items/1", {}),
+    ("patch", "/api/items/1", {"json": {"title": "x"}}),
+]
+
+
+@pytest.mark.parametrize("method,url,kwargs", WRITES)
+def test_writes_without_key_are_401_and_change_nothing(client, filled, service, method, url, kwargs):
+    before = (service.catalog.items.count(), service.catalog.events.count(),
+              service.catalog.items.get(1)["title"])
+    response = getattr(client, method)(url, **kwargs)
+    assert response.status_code == 401 and "X-API-Key" in response.json["error"]
+    response = getattr(client, method)(url, headers={"X-API-Key": "wrong"}, **{
+        k: ({"image": (io.BytesIO(b"x"), "x.png")} if k == "data" else v) for k, v in kwargs.items()})
+    assert response.status_code == 403
+    assert API_KEY not in response.get_data(as_text=True)
+    after = (service.catalog.items.count(), service.catalog.events.count(),
+             service.catalog.items.get(1)["title"])
+    assert before == after
+
+
+def test_no_key_configured_means_writes_forbidden(settings, service):
+    from jewelsearch.server import create_app
+    settings.api_key = None
+    client = create_app(settings, service, autosave_seconds=None).test_client()
+    response = client.post("/api/events", json={"user_id": "u", "item_id": 1, "kind": "view"})
+    assert response.status_code == 403 and "allow-unauthenticated-writes" in response.json["error"]
+    settings.allow_unauthenticated_writes = True
+    client = create_app(settings, service, autosave_seconds=None).test_client()
+    data = {"image": (io.BytesIO(make_image(seed=1)), "x.png")}
+    assert client.post("/api/items", data=data, content_type="multipart/form-data").status_code == 201
+
+
+# ----- bad input: always a JSON 4xx, never a 500, nothing written -----------
+
+def bomb_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (30000, 30000)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+BAD_UPLOADS = [
+    (b"this is not an image", 400),
+    (make_image(fmt="JPEG", size=(200, 200), seed=1)[:300], 400),   # truncated
+    (b"", 400),
+]
+
+
+@pytest.mark.parametrize("payload,status", BAD_UPLOADS)
+def test_bad_uploads(client, auth, service, payload, status):
+    data = {"image": (io.BytesIO(payload), "bad.jpg"), "title": "bad"}
+    response = client.post("/api/items", data=data, headers=auth, content_type="multipart/form-data")
+    assert response.status_code == status and response.json["error"]
+    assert service.catalog.items.count() == 0
+    data = {"image": (io.BytesIO(payload), "bad.jpg")}
+    response = client.post("/api/search", data=data, content_type="multipart/form-data")
+    assert response.status_code == status
+
+
+def test_decompression_bomb_is_413(client, auth, service):
+    data = {"image": (io.BytesIO(bomb_png()), "bomb.png")}
+    response = client.post("/api/items", data=data, headers=auth, content_type="multipart/form-data")
+    assert response.status_code == 413 and "pixels" in response.json["error"]
+    assert service.catalog.items.count() == 0
+
+
+def test_oversized_upload_is_413(settings, service, auth):
+    from jewelsearch.server import create_app
+    settings.max_upload_bytes = 20_000
+    client = create_app(settings, service, autosave_seconds=None).test_client()
+    big = make_image(size=(800, 800), seed=1, fmt="BMP")
+    data = {"image": (io.BytesIO(big), "big.bmp")}
+    response = client.post("/api/items", data=data, headers=auth, content_type="multipart/form-data")
+    assert response.status_code == 413 and response.is_json
+    assert service.catalog.items.count() == 0
+
+
+@pytest.mark.parametrize("query", [
+    "/api/search", "/api/search?q=", "/api/search?q=" + "x" * 600, "/api/search?q=a&k=0",
+    "/api/search?q=a&k=-3", "/api/search?q=a&k=abc", "/api/search?q=a&k=100000",
+    "/api/search?q=a&min_price=cheap", "/api/search?q=a&min_price=9&max_price=1",
+    "/api/search?q=a&max_price=nan", "/api/search?q=a&text_weight=7",
+    "/api/items/1/similar?k=0", "/api/users/u/recommendations?k=9999",
+])
+def test_bad_query_params_are_400(client, filled, query):
+    response = client.get(query)
+    assert response.status_code == 400 and response.is_json and response.json["error"]
+
+
+@pytest.mark.parametrize("item_id", ["999", "0", "-1", "abc", "..%2F..%2Fetc%2Fpasswd", "1e3"])
+def test_unknown_ids_are_404(client, filled, item_id):
+    for url in (f"/api/items/{item_id}", f"/api/items/{item_id}/similar", f"/api/items/{item_id}/image"):
+        response = client.get(url)
+        assert response.status_code == 404 and response.is_json, url
+
+
+def test_path_traversal_never_serves_files(client, filled):
+    response = client.get("/api/items/../../etc/passwd/image")
+    assert response.status_code == 404
+    assert b"root:" not in response.data
+
+
+@pytest.mark.parametrize("body,content_type", [
+    ("{not json", "application/json"), ("[1, 2]", "application/json"), ("", "application/json"),
+    ('{"user_id": "u"}', "application/json"), ("user_id=u", "application/x-www-form-urlencoded"),
+    ('{"user_id": "u", "item_id": 1, "kind": "stare"}', "application/json"),
+    ('{"user_id": "u", "item_id": 1, "kind": "view", "ts": "soon"}', "application/json"),
+    ('{"user_id": "u", "item_id": "../x", "kind": "view"}', "application/json"),
+    ('{"user_id": "u", "item_id": 424242, "kind": "view"}', "application/json"),
+    ('{"user_id": ' + '[' * 5000 + ']' * 5000 + '}', "application/json"),
+])
+def test_bad_event_bodies_are_4xx_and_store_nothing(client, auth, filled, service, body, content_type):
+    response = client.post("/api/events", data=body, content_type=content_type, headers=auth)
+    assert 400 <= response.status_code < 500 and response.is_json
+    assert service.catalog.events.count() == 0
+
+
+def test_bad_item_fields_are_400_and_store_nothing(client, auth, service):
+    for fields in ({"price": "lots"}, {"title": "x" * 1000}, {"price": "-1"}):
+        response = post_item(client, auth, **fields)
+        assert response.status_code == 400, fields
+    assert service.catalog.items.count() == 0
+    response = client.post("/api/items", data={"title": "no image"}, headers=auth,
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and "image" in response.json["error"]
+
+
+def test_patch_unknown_field_and_unknown_item(client, auth, filled):
+    assert client.patch(f"/api/items/{filled[0]}", json={"colour": "red"}, headers=auth).status_code == 400
+    assert client.patch("/api/items/9999", json={"title": "x"}, headers=auth).status_code == 404
+
+
+def test_unknown_route_and_method_are_json(client):
+    assert client.get("/api/nope").status_code == 404 and client.get("/api/nope").is_json
+    response = client.put("/api/health")
+    assert response.status_code == 405 and response.is_json
+
+
+def test_security_headers_on_page(client, filled):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert client.get(f"/items/{filled[0]}").status_code == 200

@@ -1,0 +1,93 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from jewelsearch.cli import main
+
+from conftest import make_image
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"p{i}.png").write_bytes(make_image(seed=i))
+    (folder / "notes.txt").write_text("not an image")
+    (tmp_path / "meta.csv").write_text(
+        "path,title,category,metal,price\n"
+        + "".join(f"p{i}.png,Piece {i},{'ring' if i % 2 else 'necklace'},gold,{100 + i}\n" for i in range(5)))
+    return folder
+
+
+def run(home, model, *args):
+    result = CliRunner().invoke(main, ["--home", str(home), "--model", str(model), *args],
+                                catch_exceptions=False)
+    return result
+
+
+def test_ingest_twice_second_is_noop(tmp_path, tiny_model_dir, photos):
+    home = tmp_path / "home"
+    first = run(home, tiny_model_dir, "ingest", str(photos), "--metadata", str(tmp_path / "meta.csv"))
+    assert first.exit_code == 0, first.output
+    assert "added=5" in first.output
+    second = run(home, tiny_model_dir, "ingest", str(photos), "--metadata", str(tmp_path / "meta.csv"))
+    assert second.exit_code == 0 and "added=0" in second.output and "unchanged=5" in second.output
+
+
+def test_ingest_skips_bad_files_and_keeps_good(tmp_path, tiny_model_dir, photos):
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = run(tmp_path / "home", tiny_model_dir, "ingest", str(photos))
+    assert result.exit_code == 0 and "added=5" in result.output and "failed=1" in result.output
+
+
+def test_search_json_and_filters(tmp_path, tiny_model_dir, photos):
+    home = tmp_path / "home"
+    run(home, tiny_model_dir, "ingest", str(photos), "--metadata", str(tmp_path / "meta.csv"))
+    result = run(home, tiny_model_dir, "search", "--text", "gold ring", "-k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert len(payload["results"]) == 3 and {"id", "score", "title"} <= set(payload["results"][0])
+    result = run(home, tiny_model_dir, "search", "--image", str(photos / "p2.png"), "--filter",
+                 "category=necklace", "--json")
+    rows = json.loads(result.output)["results"]
+    assert rows[0]["title"] == "Piece 2" and {r["category"] for r in rows} == {"necklace"}
+    result = run(home, tiny_model_dir, "search", "--item", "1", "-k", "2")
+    assert result.exit_code == 0 and result.output.count("\n") == 2
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, tiny_model_dir, photos):
+    home = tmp_path / "home"
+    run(home, tiny_model_dir, "ingest", str(photos))
+    result = run(home, tiny_model_dir, "search", "--item", "999")
+    assert result.exit_code == 2 and "item 999 not found" in result.output
+    result = run(home, tiny_model_dir, "search", "--text", "x", "--filter", "colour=red")
+    assert result.exit_code == 1 and "unknown filter" in result.output
+    result = run(home, tiny_model_dir, "search")
+    assert result.exit_code == 1 and "--text" in result.output
+    result = run(home, tiny_model_dir, "ingest", str(tmp_path / "missing"))
+    assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_index_info_and_rebuild(tmp_path, tiny_model_dir, photos):
+    home = tmp_path / "home"
+    run(home, tiny_model_dir, "ingest", str(photos))
+    info = json.loads(run(home, tiny_model_dir, "index", "info", "--json").output)
+    assert info["items"] == 5 and info["index_kind"] == "flat" and info["missing_embeddings"] == 0
+    result = run(home, tiny_model_dir, "index", "rebuild")
+    assert result.exit_code == 0 and "5 items" in result.output
+
+
+def test_recommend_cli(tmp_path, tiny_model_dir, photos):
+    home = tmp_path / "home"
+    run(home, tiny_model_dir, "ingest", str(photos))
+    result = run(home, tiny_model_dir, "recommend", "nobody", "-k", "2", "--json")
+    assert result.exit_code == 0 and len(json.loads(result.output)["results"]) == 2
+
+
+def test_demo_if_missing_leaves_existing_catalog(tmp_path, tiny_model_dir, photos):
+    home = tmp_path / "home"
+    run(home, tiny_model_dir, "ingest", str(photos))
+    result = run(home, tiny_model_dir, "demo", "--if-missing")
+    assert result.exit_code == 0 and "already has items" in result.output
