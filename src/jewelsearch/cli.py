@@ -229,6 +229,22 @@ def index_rebuild(obj: Context, drop_other_models):
 
 
 @main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def recognize(obj: Context, image, as_json):
+    """Recognise category, metal, gemstone and cut (top 5, calibrated)."""
+    payload = obj.service.recognize(image.read_bytes())
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(f"method: {payload['method']}")
+    for attribute in ("category", "metal", "gemstone", "cut"):
+        guesses = ", ".join(f"{g['label']} {g['p']:.2f}" for g in payload[attribute])
+        click.echo(f"{attribute:>9}: {guesses}")
+
+
+@main.command()
 @click.argument("user_id")
 @click.option("-k", default=10, show_default=True)
 @click.option("--text", "-q", default=None, help="Optional stated preference, e.g. 'minimalist gold'.")
@@ -267,6 +283,95 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes):
                f"http://{settings.host}:{settings.port}/", err=True)
     waitress.serve(app, host=settings.host, port=settings.port, threads=settings.server_threads,
                    clear_untrusted_proxy_headers=True, ident="jewelsearch")
+
+
+@main.command()
+@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="Root of the real photo sets (products/, gemstones/, worn/).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Model folder to write.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/train"),
+              show_default=True, help="Feature cache and logs (resumable).")
+@click.option("--epochs", default=60, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def train(data_root, out, work, epochs, seed):
+    """Fine-tune the default model's projections and attribute heads on real photos."""
+    from .embed.labelled_data import read_shared_data
+    from .embed.train import TrainConfig, train as run_training
+    records = read_shared_data(data_root)
+    if not any(r.split == "train" for r in records):
+        fail(f"no training photos under {data_root}")
+    result = run_training(records, out, work, TrainConfig(epochs=epochs, seed=seed))
+    (Path(out) / "training_history.json").write_text(json.dumps(
+        {"best_epoch": result.best_epoch, "temperatures": result.temperatures,
+         "history": result.history}, indent=2))
+    click.echo(f"model {result.model_id} written to {out} (best epoch {result.best_epoch})")
+
+
+@main.group("eval")
+def eval_group():
+    """Measure a model (recognition, retrieval, robustness) or the recommender."""
+
+
+@eval_group.command("model")
+@click.option("--shared", "shared_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Root of the real photo sets: evaluates products/val, held-out gemstones, worn.")
+@click.option("--folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of class subfolders.")
+@click.option("--attribute", default="category", show_default=True,
+              type=click.Choice(["category", "metal", "gemstone", "cut"]),
+              help="What the --folder class names are.")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A CSV with path plus category/metal/gemstone/cut (and optional group) columns.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/eval"),
+              show_default=True)
+@click.option("--robustness/--no-robustness", default=True, show_default=True)
+@click.pass_obj
+def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robustness):
+    """Evaluate the loaded model; writes eval.json and report.html."""
+    from .embed import load_encoder
+    from .embed.eval_report import write_report
+    from .embed.evaluate import evaluate, robustness_drops
+    from .embed.heads import AttributeHeads
+    from .embed.labelled_data import read_class_folders, read_label_csv, read_shared_data
+    from .embed.recognize import Recognizer
+    sets = {}
+    if shared_root:
+        records = read_shared_data(shared_root)
+        sets["products_val"] = [r for r in records if r.source == "products" and r.split == "val"]
+        sets["gemstones_val"] = [r for r in records if r.source == "gemstones" and r.split == "val"]
+        sets["worn"] = [r for r in records if r.source == "worn"]
+    if folder:
+        sets[folder.name] = read_class_folders(folder, attribute)
+    if csv_path:
+        sets[csv_path.stem] = read_label_csv(csv_path)
+    sets = {k: v for k, v in sets.items() if v}
+    if not sets:
+        fail("give --shared, --folder or --csv with labelled photos")
+    settings = obj.settings
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
+    total = sum(len(v) for v in sets.values()) * (7 if robustness else 1)
+    with tqdm(total=total, unit="img", disable=None) as bar:
+        report = evaluate(Recognizer(encoder, heads), sets, robustness=robustness, progress=bar.update)
+    if robustness:
+        report["worst_drop_points"] = robustness_drops(report)
+    page = write_report(report, out)
+    click.echo(f"report: {page}")
+    for name, result in report["sets"].items():
+        for key, value in result.items():
+            if isinstance(value, dict) and "accuracy" in value:
+                click.echo(f"{name:>14} {key:<22} acc {value['accuracy']:.3f}  top5 {value['top5']:.3f}  "
+                           f"macroF1 {value['macro_f1']:.3f}  (n={value['n']})")
+            elif key in ("image_retrieval", "same_product"):
+                click.echo(f"{name:>14} {key:<22} {json.dumps(value)}")
+            elif key == "text_retrieval":
+                for q, v in value.items():
+                    click.echo(f"{name:>14} text→image {q:<12} recall@10 {v['recall@10']:.3f}  "
+                               f"MRR {v['mrr']:.3f}  ({v['queries']} queries)")
+    if robustness:
+        worst = max(report["worst_drop_points"].items(), key=lambda kv: kv[1])
+        click.echo(f"largest drop under one degradation: {worst[0]} {worst[1]:.1f} points")
 
 
 @main.command()

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .embed import Encoder, LoadedImage, load_image
+from .embed.recognize import Recognizer
+from .embed.vocab import NO_STONE
 from .errors import InvalidInput
 from .index import VectorIndex
 from .storage import Catalog
@@ -23,6 +25,11 @@ from .storage.images import sha256_bytes
 from .storage.items import normalise_item_fields
 
 log = logging.getLogger(__name__)
+
+# Recognised attribute -> item column it may fill.
+PREDICTABLE_FIELDS = {"category": "category", "metal": "metal", "gemstone": "gemstone",
+                      "cut": "stone_shape"}
+FILL_THRESHOLD = 0.5  # below this calibrated probability a guess is kept but not filled in
 
 
 @dataclass
@@ -39,9 +46,11 @@ class IngestResult:
 
 
 class Ingestor:
-    def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int):
+    def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int,
+                 recognizer: Recognizer | None = None):
         self.catalog = catalog
         self.encoder = encoder
+        self.recognizer = recognizer
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
@@ -77,13 +86,16 @@ class Ingestor:
                     continue
                 rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
                 vector = vectors[sha]
+                fields, attributes = self.fill_predicted(fields, vector)
                 if existing is None:
                     item_id = self.catalog.items.insert(conn, fields, image_path=rel, image_sha256=sha,
-                                                        source_path=item.source_path)
+                                                        source_path=item.source_path,
+                                                        attributes=attributes)
                     results.append(IngestResult(item_id, "added"))
                 else:
                     item_id = existing["id"]
-                    self.catalog.items.update(conn, item_id, fields, image_path=rel, image_sha256=sha)
+                    self.catalog.items.update(conn, item_id, fields, image_path=rel, image_sha256=sha,
+                                              attributes={**existing["attributes"], **attributes})
                     results.append(IngestResult(item_id, "updated"))
                 self.catalog.embeddings.put(conn, item_id, model_id, vector)
                 written.append((item_id, vector))
@@ -121,6 +133,30 @@ class Ingestor:
         if not still_used:
             self.catalog.images.delete(row["image_path"])
         return row
+
+    def fill_predicted(self, fields: Mapping[str, Any], vector: np.ndarray
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fill missing attributes from recognition; record every guess as predicted.
+
+        Returns (fields, attributes) where ``attributes["predicted"]`` maps an item
+        field to ``{"label", "p"}`` for each value that came from the model.
+        """
+        fields = dict(fields)
+        if self.recognizer is None:
+            return fields, {}
+        missing = {a: f for a, f in PREDICTABLE_FIELDS.items() if not fields.get(f)}
+        if not missing:
+            return fields, {}
+        prediction = self.recognizer.recognize_embeddings(vector[None, :])[0]
+        predicted = {}
+        for attribute, field_name in missing.items():
+            best = prediction[attribute][0]
+            predicted[field_name] = {"label": best["label"], "p": best["p"]}
+            if best["p"] >= FILL_THRESHOLD and best["label"] != NO_STONE:
+                fields[field_name] = best["label"]
+            else:
+                predicted[field_name]["filled"] = False
+        return fields, {"predicted": predicted}
 
     def _embed(self, prepared: list) -> dict[str, np.ndarray]:
         """Embeddings by sha256; an image already embedded by this model is reused."""

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .embed import Encoder
+from .embed.recognize import Recognizer
 from .errors import InvalidInput, ItemNotFound, ModelMismatch
 from .index import IndexManifest, VectorIndex, save_index
 from .index_sync import build_from_store, open_index
@@ -47,7 +48,8 @@ class Limits:
 class SearchService:
     def __init__(self, catalog: Catalog, encoder: Encoder, index_dir: Path, *,
                  limits: Limits | None = None, index_kind: str = "auto",
-                 memory_budget_bytes: int = 2 << 30, half_life_days: float = 30.0):
+                 memory_budget_bytes: int = 2 << 30, half_life_days: float = 30.0,
+                 recognizer: Recognizer | None = None):
         self.catalog = catalog
         self.encoder = encoder
         self.index_dir = Path(index_dir)
@@ -55,8 +57,9 @@ class SearchService:
         self.index_kind = index_kind
         self.memory_budget_bytes = memory_budget_bytes
         self.half_life_days = half_life_days
+        self.recognizer = recognizer
         self.ingestor = Ingestor(catalog, encoder, max_bytes=self.limits.max_upload_bytes,
-                                 max_pixels=self.limits.max_image_pixels)
+                                 max_pixels=self.limits.max_image_pixels, recognizer=recognizer)
         self._write_lock = threading.RLock()
         self._dirty = False
         self.index, self.manifest, self.rebuilt_on_open = open_index(
@@ -203,6 +206,14 @@ class SearchService:
         rows = self.catalog.items.get_many(ids.tolist())
         return [dict(public_item(rows[i]), score=round(float(s), 6))
                 for i, s in zip(ids.tolist(), scores.tolist()) if i in rows]
+
+    def recognize(self, image_bytes: bytes) -> dict[str, Any]:
+        """Top-5 calibrated guesses for category, metal, gemstone and cut."""
+        if self.recognizer is None:
+            raise InvalidInput("recognition is not available for this model")
+        image = self.ingestor.decode(image_bytes).image
+        prediction = self.recognizer.recognize_images([image])[0]
+        return dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id)
 
     # ----- events and recommendations --------------------------------------
     def record_event(self, raw: Mapping[str, Any]) -> int:

@@ -8,6 +8,8 @@ import torch
 
 from .config import Settings
 from .embed import load_encoder
+from .embed.heads import AttributeHeads
+from .embed.recognize import Recognizer
 from .search import Limits, SearchService
 from .storage import Catalog
 
@@ -20,10 +22,13 @@ def open_service(settings: Settings) -> SearchService:
     settings.home.mkdir(parents=True, exist_ok=True)
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
                            max_text_chars=settings.max_text_chars)
+    heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
+    recognizer = Recognizer(encoder, heads)
     catalog = Catalog.open(settings.db_path, settings.images_dir)
     limits = Limits(max_upload_bytes=settings.max_upload_bytes,
                     max_image_pixels=settings.max_image_pixels,
                     max_text_chars=settings.max_text_chars, max_k=settings.max_k)
     return SearchService(catalog, encoder, settings.index_dir, limits=limits,
                          index_kind=settings.index_kind,
-                         memory_budget_bytes=settings.index_memory_budget_mb << 20)
+                         memory_budget_bytes=settings.index_memory_budget_mb << 20,
+                         recognizer=recognizer)

@@ -21,11 +21,12 @@ class Encoder:
 
     def __init__(self, model: torch.nn.Module, preprocess: ImagePreprocessor,
                  tokenizer: Callable, model_id: str, *, batch_size: int = 32,
-                 max_text_chars: int = 500):
+                 max_text_chars: int = 500, folder=None):
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.model_id = model_id
+        self.folder = folder  # the model folder, when loaded from one (heads live there)
         self.batch_size = max(1, int(batch_size))
         self.max_text_chars = max_text_chars
         # channels_last speeds up the convolutional image towers on CPU.

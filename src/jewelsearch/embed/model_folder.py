@@ -58,9 +58,10 @@ def load_encoder(model: str, pretrained: str | None = None, *, batch_size: int =
     if (folder / MODEL_FILE).is_file():
         net, preprocess, tokenizer, model_id = load_model_folder(folder)
     else:
+        folder = None
         net, preprocess, tokenizer, model_id = _load_open_clip(model, pretrained)
     return Encoder(net, preprocess, tokenizer, model_id, batch_size=batch_size,
-                   max_text_chars=max_text_chars)
+                   max_text_chars=max_text_chars, folder=folder)
 
 
 def build_model(spec: dict[str, Any]) -> tuple[torch.nn.Module, ImagePreprocessor, Any]:

@@ -106,6 +106,11 @@ def search():
     return jsonify(with_image_urls(result))
 
 
+@api.post("/recognize")
+def recognize():
+    return jsonify(service().recognize(_uploaded_image(required=True)))
+
+
 @api.get("/items")
 def list_items():
     svc = service()

@@ -1,0 +1,173 @@
+"""The evaluation suite: recognition, retrieval and robustness of one model.
+
+Runs on whichever labelled sets it is given (the real photo sets, a folder of
+class subfolders, or a CSV) and returns one JSON-able dict; ``eval_report``
+turns it into an HTML page with plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import metrics
+from .augment import DEGRADATIONS, degrade
+from .captions import METAL_WORDS, prompts_for
+from .images import load_image_file
+from .labelled_data import Record
+from .recognize import Recognizer
+from .vocab import GEMSTONE_PHOTO_CLASSES
+
+log = logging.getLogger(__name__)
+
+# Worn photos say "pendant"; product photos file a pendant under necklace.
+CATEGORY_EQUIVALENT = {"pendant": "necklace"}
+
+
+def _embed(recognizer: Recognizer, records: Sequence[Record], degradation: str | None,
+           progress: Callable[[int], None] | None) -> np.ndarray:
+    out = []
+    for start in range(0, len(records), 64):
+        images: list[Image.Image] = []
+        for record in records[start:start + 64]:
+            image = load_image_file(record.path).image
+            images.append(degrade(image, degradation) if degradation else image)
+        out.append(recognizer.encoder.encode_images(images))
+        if progress:
+            progress(len(images))
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def _classify(recognizer: Recognizer, embeddings, records, attribute, *, zero_shot=False,
+              restrict=None, equivalents=None) -> dict | None:
+    keep = [i for i, r in enumerate(records) if r.labels.get(attribute)]
+    if not keep:
+        return None
+    if zero_shot:
+        probs = recognizer.zero_shot_probabilities(embeddings[keep])[attribute]
+        vocab = _zero_vocab(attribute)
+    else:
+        if recognizer.heads is None:
+            return None
+        probs = recognizer.heads.probabilities(embeddings[keep])[attribute]
+        vocab = recognizer.heads.vocabularies[attribute]
+    truth = [records[i].labels[attribute] for i in keep]
+    if equivalents:
+        truth = [equivalents.get(t, t) for t in truth]
+    truth_known = [t in vocab for t in truth]
+    if not all(truth_known):
+        keep_rows = [i for i, ok in enumerate(truth_known) if ok]
+        probs, truth = probs[keep_rows], [truth[i] for i in keep_rows]
+    return metrics.classification(truth, probs, vocab, restrict)
+
+
+def _zero_vocab(attribute: str) -> list[str]:
+    from .recognize import ZERO_SHOT_VOCABULARIES
+    return list(ZERO_SHOT_VOCABULARIES[attribute])
+
+
+def _text_queries(recognizer: Recognizer, records, embeddings) -> dict:
+    """Attribute queries over a gallery: category+metal, category alone, gemstone."""
+    out = {}
+    builders = {
+        "category+metal": (lambda r: (r.labels.get("category"), r.labels.get("metal"))
+                           if r.labels.get("metal") else None,
+                           lambda key: f"{METAL_WORDS[key[1]][0]} {key[0]}"),
+        "category": (lambda r: r.labels.get("category"), lambda key: f"a {key}"),
+        "gemstone": (lambda r: r.labels.get("gemstone") if r.labels.get("gemstone") not in (None, "none")
+                     else None, lambda key: prompts_for("gemstone", key)[0]),
+    }
+    for name, (key_of, text_of) in builders.items():
+        keys = [key_of(r) for r in records]
+        distinct = sorted({k for k in keys if k is not None})
+        if not distinct:
+            continue
+        queries = recognizer.encoder.encode_texts([text_of(k) for k in distinct])
+        relevant = [np.array([k == key for k in keys]) for key in distinct]
+        out[name] = metrics.text_retrieval(queries, relevant, embeddings)
+        out[name]["examples"] = [text_of(k) for k in distinct[:5]]
+    return out
+
+
+def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
+             robustness: bool = True, progress: Callable[[int], None] | None = None) -> dict:
+    """``sets`` maps a name to records, e.g. products_val, gemstones_val, worn."""
+    started = time.time()
+    report: dict = {"model_id": recognizer.encoder.model_id, "method": recognizer.method,
+                    "date": time.strftime("%Y-%m-%d"), "sets": {}}
+    clean: dict[str, np.ndarray] = {}
+    for name, records in sets.items():
+        embeddings = _embed(recognizer, records, None, progress)
+        clean[name] = embeddings
+        report["sets"][name] = _evaluate_set(recognizer, name, records, embeddings)
+    if robustness:
+        report["robustness"] = {}
+        for degradation in DEGRADATIONS:
+            report["robustness"][degradation] = {}
+            for name, records in sets.items():
+                embeddings = _embed(recognizer, records, degradation, progress)
+                report["robustness"][degradation][name] = _headline(
+                    _evaluate_set(recognizer, name, records, embeddings, light=True))
+        report["robustness"]["clean"] = {n: _headline(s) for n, s in report["sets"].items()}
+    report["seconds"] = round(time.time() - started, 1)
+    return report
+
+
+def _evaluate_set(recognizer, name, records, embeddings, light: bool = False) -> dict:
+    result: dict = {"n": len(records)}
+    gem_task = all(r.labels.get("gemstone") for r in records) and not any(r.labels.get("category") for r in records)
+    equivalents = CATEGORY_EQUIVALENT if any(r.labels.get("category") == "pendant" for r in records) else None
+    for attribute in ("category", "metal", "gemstone", "cut"):
+        restrict = GEMSTONE_PHOTO_CLASSES if (gem_task and attribute == "gemstone") else None
+        heads = _classify(recognizer, embeddings, records, attribute, restrict=restrict,
+                          equivalents=equivalents if attribute == "category" else None)
+        if heads is not None:
+            result[f"{attribute}_heads"] = heads
+        if light and heads is not None:
+            continue
+        zero = _classify(recognizer, embeddings, records, attribute, zero_shot=True, restrict=restrict,
+                         equivalents=equivalents if attribute == "category" else None)
+        if zero is not None:
+            result[f"{attribute}_zero_shot"] = zero
+    label_key = "gemstone" if gem_task else "category"
+    labels = [(equivalents or {}).get(r.labels.get(label_key), r.labels.get(label_key)) for r in records]
+    if all(labels):
+        result["image_retrieval"] = metrics.image_retrieval(embeddings, labels)
+    if any(r.group for r in records):
+        result["same_product"] = metrics.same_product_retrieval(embeddings, [r.group for r in records])
+    if not light:
+        result["text_retrieval"] = _text_queries(recognizer, records, embeddings)
+    return result
+
+
+def _headline(result: dict) -> dict:
+    """The few numbers compared across degradations."""
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict) and "accuracy" in value:
+            out[f"{key}.accuracy"] = value["accuracy"]
+        if key == "image_retrieval":
+            out["image_retrieval.precision@10"] = value["precision@10"]
+        if key == "same_product":
+            out["same_product.recall@10"] = value["recall@10"]
+    return out
+
+
+def robustness_drops(report: dict) -> dict[str, float]:
+    """Worst drop (in points) of each headline metric under any single degradation."""
+    worst: dict[str, float] = defaultdict(float)
+    clean = report["robustness"]["clean"]
+    for degradation, sets in report["robustness"].items():
+        if degradation == "clean":
+            continue
+        for name, values in sets.items():
+            for metric, value in values.items():
+                drop = 100 * (clean[name].get(metric, value) - value)
+                key = f"{name}/{metric}"
+                worst[key] = max(worst[key], drop)
+    return dict(worst)

@@ -1,0 +1,110 @@
+"""Labelled photo sets for training and evaluation.
+
+Readers for the three real sets under ``../shared/data`` (products, gemstones,
+worn) and two generic layouts anyone can point ``jewelsearch eval`` at: a
+folder of class subfolders, or a CSV with a path column and label columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .vocab import cut_from_product, gemstone_from_product, label_from_folder, metal_from_product
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+ATTRIBUTES = ("category", "metal", "gemstone", "cut")
+
+
+@dataclass
+class Record:
+    path: Path
+    split: str  # train | val | test
+    labels: dict[str, str] = field(default_factory=dict)  # attribute -> label
+    description: str | None = None
+    group: str | None = None  # photos of the same product share a group
+    source: str = ""
+
+
+def hash_split(name: str, val_fraction: float = 0.2) -> str:
+    """A stable split from the file name, independent of listing order."""
+    bucket = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if bucket < val_fraction else "train"
+
+
+def read_products(root: Path) -> list[Record]:
+    out = []
+    with open(root / "labels.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            labels = {"category": row["category"]}
+            metal = metal_from_product(row.get("material", ""), row.get("color", ""))
+            gem = gemstone_from_product(row.get("stone_type", ""), row.get("color", ""))
+            cut = cut_from_product(row.get("stone_shape", ""))
+            labels.update({k: v for k, v in (("metal", metal), ("gemstone", gem), ("cut", cut)) if v})
+            out.append(Record(root / row["path"], row["split"], labels,
+                              row.get("description") or None, source="products"))
+    return out
+
+
+def read_gemstones(root: Path, val_fraction: float = 0.2) -> list[Record]:
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for image in sorted(folder.iterdir()):
+            if image.suffix.lower() in IMAGE_SUFFIXES:
+                out.append(Record(image, hash_split(f"{folder.name}/{image.name}", val_fraction),
+                                  {"gemstone": label_from_folder(folder.name)}, source="gemstones"))
+    return out
+
+
+def read_worn(root: Path) -> list[Record]:
+    """Worn photos are evaluation-only: the shopper's-photo case we never train on."""
+    out = []
+    with open(root / "labels.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            labels = {"category": row["category"]}
+            metal = {"gold": "yellow gold", "silver": "silver", "steel": "steel"}.get(row.get("metal", ""))
+            if metal:
+                labels["metal"] = metal
+            out.append(Record(root / row["path"], "test", labels, group=row.get("product") or None,
+                              source="worn"))
+    return out
+
+
+def read_class_folders(root: Path, attribute: str = "category") -> list[Record]:
+    out = []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        for image in sorted(folder.rglob("*")):
+            if image.suffix.lower() in IMAGE_SUFFIXES:
+                out.append(Record(image, "test", {attribute: label_from_folder(folder.name)},
+                                  source=str(root)))
+    return out
+
+
+def read_label_csv(csv_path: Path) -> list[Record]:
+    """CSV with ``path`` plus any of category/metal/gemstone/cut (and optional ``group``)."""
+    csv_path = Path(csv_path)
+    out = []
+    with open(csv_path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            path = Path(row["path"])
+            if not path.is_absolute():
+                path = csv_path.parent / path
+            labels = {a: label_from_folder(row[a]) for a in ATTRIBUTES if row.get(a)}
+            out.append(Record(path, row.get("split") or "test", labels,
+                              row.get("description") or None, row.get("group") or None, str(csv_path)))
+    return out
+
+
+def read_shared_data(root: Path) -> list[Record]:
+    """Every real photo set found under ``root`` (``../shared/data``)."""
+    root = Path(root)
+    records: list[Record] = []
+    if (root / "products" / "labels.csv").is_file():
+        records += read_products(root / "products")
+    if (root / "gemstones").is_dir():
+        records += read_gemstones(root / "gemstones")
+    if (root / "worn" / "labels.csv").is_file():
+        records += read_worn(root / "worn")
+    return records

@@ -1,0 +1,141 @@
+import io
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from jewelsearch.embed import metrics
+from jewelsearch.embed.captions import caption, prompts_for
+from jewelsearch.embed.heads import AttributeHeads, expected_calibration_error, fit_temperature
+from jewelsearch.embed.recognize import Recognizer
+from jewelsearch.embed.vocab import (CATEGORIES, CUTS, GEMSTONE_PHOTO_CLASSES, GEMSTONES, METALS,
+                                     gemstone_from_product, label_from_folder, metal_from_product)
+from jewelsearch.ingest import NewItem
+from jewelsearch.search import SearchService
+
+from conftest import make_image
+
+
+def test_vocabularies_are_lowercase_words_with_spaces():
+    assert len(GEMSTONE_PHOTO_CLASSES) == 68
+    for vocab in (CATEGORIES, METALS, GEMSTONES, CUTS):
+        for label in vocab:
+            assert label == label.lower() and "_" not in label and label.strip() == label
+    assert "sapphire blue" in GEMSTONES and label_from_folder("lapis_lazuli") == "lapis lazuli"
+
+
+def test_product_label_mapping():
+    assert metal_from_product("gold", "yellow") == "yellow gold"
+    assert metal_from_product("gold", "pink") == "rose gold"
+    assert metal_from_product("unknown", "white") is None
+    assert gemstone_from_product("sapphire", "pink") == "sapphire pink"
+    assert gemstone_from_product("none", "") == "none"
+
+
+def test_captions_use_only_given_labels():
+    rng = random.Random(0)
+    for _ in range(50):
+        text = caption({"category": "ring", "gemstone": "sapphire blue", "metal": "rose gold"}, rng)
+        assert "ring" in text or "band" in text
+        assert "sapphire" in text
+        assert "emerald" not in text and "silver" not in text
+    plain = {caption({"category": "earrings", "gemstone": "none", "cut": "none"}, rng) for _ in range(20)}
+    assert not any("none" in t for t in plain)
+    assert any("gemstone" in p or "gem" in p for p in prompts_for("gemstone", "ruby"))
+
+
+def test_classification_metrics():
+    probs = np.array([[0.9, 0.1, 0], [0.2, 0.8, 0], [0.6, 0.4, 0], [0, 0.1, 0.9]])
+    result = metrics.classification(["a", "b", "b", "c"], probs, ["a", "b", "c"])
+    assert result["accuracy"] == 0.75
+    assert result["macro_recall"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert result["confusion"]["counts"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    restricted = metrics.classification(["b"], np.array([[0.9, 0.1, 0]]), ["a", "b", "c"], ["b", "c"])
+    assert restricted["accuracy"] == 1.0
+
+
+def test_retrieval_metrics():
+    emb = np.eye(4, dtype=np.float32)
+    emb[1] = emb[0]
+    result = metrics.image_retrieval(emb, ["x", "x", "y", "z"], k=1)
+    assert result["queries"] == 2 and result["precision@1"] == 1.0 and result["mAP"] == 1.0
+    text = metrics.text_retrieval(np.array([[1, 0, 0, 0]], np.float32), [np.array([0, 0, 1, 0], bool)], emb, k=1)
+    assert text["recall@1"] == 0.0 and text["mrr"] == pytest.approx(1 / 3)
+    same = metrics.same_product_retrieval(emb, ["p", "p", "q", None])
+    assert same == {"queries": 2, "recall@1": 1.0, "recall@10": 1.0}
+
+
+def test_temperature_scaling_reduces_overconfidence():
+    torch.manual_seed(0)
+    targets = torch.randint(0, 5, (500,))
+    logits = torch.randn(500, 5) * 0.5
+    logits[torch.arange(250), targets[:250]] += 2.0   # half right, but very confident
+    logits = logits * 8
+    t = fit_temperature(logits, targets)
+    assert t > 2
+    before = expected_calibration_error(torch.softmax(logits, 1).numpy(), targets.numpy())
+    after = expected_calibration_error(torch.softmax(logits / t, 1).numpy(), targets.numpy())
+    assert after < before
+
+
+@pytest.fixture
+def heads(tiny_encoder, tmp_path):
+    torch.manual_seed(0)
+    vocabularies = {"category": list(CATEGORIES), "metal": list(METALS), "gemstone": list(GEMSTONES),
+                    "cut": list(CUTS)}
+    h = AttributeHeads(tiny_encoder.dim, vocabularies)
+    with torch.no_grad():  # make "ring" and "rose gold" certain so filling is predictable
+        h.heads["category"].bias[CATEGORIES.index("ring")] = 50
+        h.heads["metal"].bias[METALS.index("rose gold")] = 50
+        h.heads["gemstone"].bias[GEMSTONES.index("none")] = 50
+    h.save(tmp_path)
+    return AttributeHeads.load(tmp_path)
+
+
+def test_heads_roundtrip_and_top5(tiny_encoder, heads):
+    recognizer = Recognizer(tiny_encoder, heads)
+    from PIL import Image
+    prediction = recognizer.recognize_images([Image.open(io.BytesIO(make_image(seed=1)))])[0]
+    assert set(prediction) == {"category", "metal", "gemstone", "cut"}
+    for guesses in prediction.values():
+        assert len(guesses) == 5
+        ps = [g["p"] for g in guesses]
+        assert ps == sorted(ps, reverse=True) and 0 <= ps[-1] <= ps[0] <= 1
+    assert prediction["category"][0]["label"] == "ring"
+
+
+def test_zero_shot_without_heads(tiny_encoder):
+    recognizer = Recognizer(tiny_encoder)
+    probs = recognizer.zero_shot_probabilities(tiny_encoder.encode_texts(["x"]))
+    assert probs["gemstone"].shape == (1, len(GEMSTONES))
+    np.testing.assert_allclose(probs["category"].sum(1), 1, atol=1e-5)
+
+
+def test_ingest_fills_missing_attributes_marked_predicted(service, heads):
+    svc = SearchService(service.catalog, service.encoder, service.index_dir,
+                        recognizer=Recognizer(service.encoder, heads))
+    given, missing = svc.add_items([NewItem(make_image(seed=1), {"title": "a", "category": "necklace"}),
+                                    NewItem(make_image(seed=2), {"title": "b"})])
+    row = svc.get_item(missing.item_id)
+    assert row["category"] == "ring" and row["metal"] == "rose gold"
+    assert row["attributes"]["predicted"]["category"]["label"] == "ring"
+    assert row["attributes"]["predicted"]["category"]["p"] > 0.9
+    assert row["gemstone"] is None  # "none" (no stone) is never filled in as a gemstone
+    kept = svc.get_item(given.item_id)
+    assert kept["category"] == "necklace" and "category" not in kept["attributes"]["predicted"]
+    # filters work on predicted values
+    assert svc.catalog.items.filter_ids({"metal": "rose gold"}) == [given.item_id, missing.item_id]
+
+
+def test_recognize_endpoint(client, service, heads, app):
+    app.config["JEWELSEARCH_SERVICE"] = SearchService(
+        service.catalog, service.encoder, service.index_dir, recognizer=Recognizer(service.encoder, heads))
+    data = {"image": (io.BytesIO(make_image(seed=4)), "x.png")}
+    body = client.post("/api/recognize", data=data, content_type="multipart/form-data").json
+    assert body["category"][0] == {"label": "ring", "p": pytest.approx(1.0, abs=1e-3)}
+    assert body["method"] == "heads"
+    bad = client.post("/api/recognize", data={"image": (io.BytesIO(b"nope"), "x.png")},
+                      content_type="multipart/form-data")
+    assert bad.status_code == 400
+    assert client.post("/api/recognize").status_code == 400
