@@ -1,0 +1,136 @@
+"""Rendering many specs: resumable output folders, optional worker processes, contact sheets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import multiprocessing
+from pathlib import Path
+from typing import Callable, Iterable
+
+from PIL import Image, ImageDraw
+
+from .materials import GEMS, METALS
+from .spec import CUTS, STYLES, JewelSpec, description, price, sample_spec, title
+
+log = logging.getLogger(__name__)
+LABELS_FILE = "labels.jsonl"
+
+
+def random_specs(n: int, seed: int) -> list[JewelSpec]:
+    return [sample_spec(seed * 1_000_003 + i) for i in range(n)]
+
+
+def coverage_specs(n: int, seed: int = 0) -> list[JewelSpec]:
+    """Specs that walk every style × metal × gem × cut combination in turn (the demo catalog)."""
+    styles = [(c, s) for c, s, _ in STYLES]
+    metals = list(METALS)
+    gems = [g for g in GEMS if g != "pearl"]
+    out = []
+    for i in range(n):
+        category, style = styles[i % len(styles)]
+        spec = sample_spec(seed * 1_000_003 + i, category=category, style=style,
+                           metal=metals[(i // len(styles)) % len(metals)],
+                           gemstone=gems[(i * 7) % len(gems)] if style not in ("eternity", "tennis") else None,
+                           cut=CUTS[(i * 3 + i // len(styles)) % len(CUTS)])
+        out.append(spec)
+    return out
+
+
+def _render_one(args) -> tuple[int, bytes, bytes, dict]:
+    index, spec, size, spp = args
+    from .render import choose_variant, render_spec
+    choose_variant()
+    jpeg, mask, label = render_spec(spec, size=size, spp=spp)
+    return index, jpeg, mask, label
+
+
+def render_specs(specs: list[JewelSpec], out: Path, *, size: int = 384, spp: int = 128, workers: int = 1,
+                 masks: bool = True, progress: Callable[[int], None] | None = None) -> int:
+    """Render into ``out/images``; skips indices already in labels.jsonl, so re-runs resume."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    if masks:
+        (out / "masks").mkdir(parents=True, exist_ok=True)
+    done = set()
+    labels_path = out / LABELS_FILE
+    if labels_path.exists():
+        for line in labels_path.read_text().splitlines():
+            if line.strip():
+                done.add(json.loads(line)["index"])
+    todo = [(i, spec, size, spp) for i, spec in enumerate(specs) if i not in done]
+    if progress:
+        progress(len(done))
+    rendered = 0
+    results: Iterable
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    try:
+        results = pool.imap(_render_one, todo) if pool else map(_render_one, todo)
+        with open(labels_path, "a") as labels:
+            for index, jpeg, mask, label in results:
+                name = f"{index:05d}"
+                (out / "images" / f"{name}.jpg").write_bytes(jpeg)
+                if masks:
+                    (out / "masks" / f"{name}.png").write_bytes(mask)
+                label.update(index=index, image=f"images/{name}.jpg",
+                             mask=f"masks/{name}.png" if masks else None)
+                # The label line is written last: a crash mid-item leaves it to be redone.
+                labels.write(json.dumps(label) + "\n")
+                labels.flush()
+                rendered += 1
+                if progress:
+                    progress(1)
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    return rendered
+
+
+def contact_sheet(folder: Path, out_png: Path, *, columns: int = 8, thumb: int = 160,
+                  limit: int = 64) -> None:
+    """A grid of renders picked to show every category, cut and metal, with captions."""
+    rows = [json.loads(line) for line in (Path(folder) / LABELS_FILE).read_text().splitlines() if line.strip()]
+    picked, seen = [], set()
+    for key in ("style", "cut", "metal", "gemstone", "background"):
+        for row in rows:
+            if row.get(key) and (key, row[key]) not in seen and len(picked) < limit:
+                seen.add((key, row[key]))
+                if row not in picked:
+                    picked.append(row)
+    count = len(picked)
+    sheet = Image.new("RGB", (columns * thumb, ((count + columns - 1) // columns) * (thumb + 28)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, row in enumerate(picked):
+        image = Image.open(Path(folder) / row["image"]).convert("RGB").resize((thumb, thumb))
+        x, y = (i % columns) * thumb, (i // columns) * (thumb + 28)
+        sheet.paste(image, (x, y))
+        caption = row["title"]
+        draw.text((x + 3, y + thumb + 2), caption[:30], fill="black")
+        draw.text((x + 3, y + thumb + 14), caption[30:60], fill="black")
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_png, optimize=True)
+
+
+def write_demo_catalog(render_dir: Path, demo_dir: Path) -> int:
+    """Turn rendered labels into the bundled catalog's items.jsonl (+ images)."""
+    demo_dir = Path(demo_dir)
+    (demo_dir / "images").mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in (Path(render_dir) / LABELS_FILE).read_text().splitlines() if line.strip()]
+    rows.sort(key=lambda r: r["index"])
+    fields = JewelSpec.__dataclass_fields__
+    with open(demo_dir / "items.jsonl", "w") as fh:
+        for row in rows:
+            source = Path(render_dir) / row["image"]
+            target = demo_dir / "images" / source.name
+            target.write_bytes(source.read_bytes())
+            # Words and price come from the spec again, so copy fixes reach rendered folders.
+            spec = JewelSpec(**{k: row[k] for k in fields})
+            item = {"image": f"images/{source.name}", "sku": f"DEMO-{row['index']:05d}", "title": title(spec),
+                    "description": description(spec), "category": row["category"], "metal": row["metal"],
+                    "gemstone": row["gemstone"], "stone_shape": row["cut"],
+                    "color": GEMS[row["gemstone"]].colour_word if row.get("gemstone") else None,
+                    "price": price(spec), "currency": row["currency"]}
+            fh.write(json.dumps({k: v for k, v in item.items() if v is not None}) + "\n")
+    return len(rows)

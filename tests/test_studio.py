@@ -1,0 +1,89 @@
+"""Studio: mesh validity, label/scene agreement, and a tiny deterministic render."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from jewelsearch.studio.geometry import CUTS, circle_path, gem_mesh, rounded_rect_profile, sweep_mesh, transformed
+from jewelsearch.studio.pieces import cabochon_mesh, gem_half_width
+from jewelsearch.studio.spec import STYLES, price, sample_spec, title
+from jewelsearch.studio.batch import coverage_specs
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_cut_meshes_are_watertight_and_outward(cut):
+    mesh = gem_mesh(cut, 2.0)
+    assert mesh.is_watertight()
+    assert mesh.signed_volume() > 0
+    # Every face normal points away from the stone's centre (convex-ish stones).
+    v = mesh.vertices[mesh.faces]
+    normals = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    centre = mesh.vertices.mean(0)
+    outward = np.einsum("ij,ij->i", normals, v.mean(1) - centre) > 0
+    assert outward.mean() > 0.95
+    lo, hi = mesh.bounds()
+    assert hi[2] > 0 > lo[2]  # crown above the girdle, pavilion below
+
+
+def test_mirrored_transform_keeps_outward_winding():
+    mesh = gem_mesh("oval")
+    mirrored = transformed(mesh, np.diag([-1.0, 1.0, 1.0]))
+    assert mirrored.signed_volume() > 0 and mirrored.is_watertight()
+
+
+def test_band_and_cabochon_are_closed():
+    band = sweep_mesh(circle_path(9.0, 64, "y"), rounded_rect_profile(1.7, 2.2))
+    assert band.is_watertight() and band.signed_volume() > 0
+    cab = cabochon_mesh(3.0)
+    assert cab.is_watertight() and cab.signed_volume() > 0
+
+
+def test_carat_to_size():
+    assert gem_half_width(1.0) == pytest.approx(3.25)
+    assert gem_half_width(8.0) == pytest.approx(6.5)
+
+
+def test_specs_are_deterministic_and_labels_consistent():
+    assert sample_spec(42) == sample_spec(42)
+    for seed in range(200):
+        spec = sample_spec(seed)
+        name = title(spec).lower()
+        assert spec.category in {c for c, _, _ in STYLES}
+        if spec.metal:
+            assert spec.metal.split()[0] in name or "sterling" in name or "platinum" in name
+        if spec.gemstone in ("diamond", "ruby", "emerald", "pearl"):
+            assert spec.gemstone in name
+        if spec.cut and spec.cut != "cabochon" and spec.style not in ("eternity", "tennis"):
+            assert name.startswith(spec.cut)
+        assert price(spec) > 0
+
+
+def test_coverage_walks_every_category_metal_and_cut():
+    specs = coverage_specs(240)
+    assert {s.category for s in specs} == {"ring", "pendant", "earrings", "bracelet", "necklace"}
+    assert {s.metal for s in specs if s.metal} >= {"yellow gold", "rose gold", "white gold", "platinum", "silver"}
+    assert {s.cut for s in specs if s.cut} >= set(CUTS)
+
+
+def test_tiny_render_is_deterministic_and_labelled(tmp_path):
+    pytest.importorskip("mitsuba", reason="mitsuba is not installed (the [studio] extra)")
+    from PIL import Image
+    from jewelsearch.studio.batch import render_specs
+    from jewelsearch.studio.render import choose_variant, render_spec
+    choose_variant()
+    spec = sample_spec(7, category="ring", style="solitaire", cut="round", gemstone="ruby",
+                       metal="yellow gold", background="white sweep")
+    a_jpeg, a_mask, label = render_spec(spec, size=32, spp=4)
+    b_jpeg, b_mask, _ = render_spec(spec, size=32, spp=4)
+    assert a_jpeg == b_jpeg and a_mask == b_mask
+    mask = np.asarray(Image.open(io.BytesIO(a_mask)))
+    assert (mask > 0).any() and label["bbox"] is not None
+    assert label["gemstone"] == "ruby" and label["metal"] == "yellow gold" and label["cut"] == "round"
+    assert label["title"] == "Round ruby solitaire ring in 18k yellow gold"
+    # A batch resumes: a second run renders nothing new.
+    assert render_specs([spec], tmp_path, size=32, spp=2) == 1
+    assert render_specs([spec], tmp_path, size=32, spp=2) == 0
+    row = json.loads((tmp_path / "labels.jsonl").read_text())
+    assert (tmp_path / row["image"]).is_file() and (tmp_path / row["mask"]).is_file()
