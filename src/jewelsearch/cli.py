@@ -228,6 +228,48 @@ def index_rebuild(obj: Context, drop_other_models):
     click.echo(f"index: {manifest.kind}, {manifest.count} items, model {manifest.model_id}")
 
 
+@main.group()
+def events():
+    """Import user events (views, likes, purchases...)."""
+
+
+def _read_event_rows(path: Path):
+    if path.suffix.lower() == ".jsonl":
+        with open(path) as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        row = {"_error": f"line {n} is not JSON"}
+                    yield row if isinstance(row, dict) else {"_error": f"line {n} is not an object"}
+    else:
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("weight") not in (None, ""):
+                    try:
+                        row["weight"] = float(row["weight"])
+                    except ValueError:
+                        pass
+                yield row
+
+
+@events.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Store the valid rows and report the others.")
+@click.pass_obj
+def events_import(obj: Context, file, skip_invalid):
+    """Import FILE.csv or FILE.jsonl with user_id, item_id, kind[, ts, weight] columns."""
+    import time as _time
+    started = _time.perf_counter()
+    result = obj.service.import_events(_read_event_rows(file), skip_invalid=skip_invalid)
+    elapsed = _time.perf_counter() - started
+    click.echo(f"imported {result['imported']} of {result['rows']} events in {elapsed:.2f}s "
+               f"({result['rows'] / max(elapsed, 1e-9):,.0f} rows/s); skipped {result['skipped']}")
+    for error in result["errors"]:
+        click.echo(f"  {error}", err=True)
+
+
 @main.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
@@ -419,6 +461,36 @@ def studio_demo_catalog(folder, out):
     from .studio.batch import write_demo_catalog
     n = write_demo_catalog(folder, out or DEMO_DIR)
     click.echo(f"demo catalog: {n} items in {out or DEMO_DIR}")
+
+
+@eval_group.command("recommend")
+@click.option("--users", default=400, show_default=True, type=click.IntRange(20, 100_000))
+@click.option("--seed", default=1, show_default=True, help="Population that is reported.")
+@click.option("--tune-seed", default=1001, show_default=True, help="Separate population the weights are tuned on.")
+@click.option("--no-tune", is_flag=True, help="Use the default blend weights.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/recommend"),
+              show_default=True)
+@click.pass_obj
+def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out):
+    """Simulated shoppers on the current catalog: blended recommender vs baselines."""
+    from .recommend.offline_eval import run
+    from .recommend.report import write_recommend_report
+    service = obj.service
+    items = service.catalog.items.list(limit=10**9)
+    if len(items) < 50:
+        fail("the catalog needs at least 50 items; load one first (e.g. `jewelsearch demo`)")
+    ids, vectors = service.catalog.embeddings.all_for_model(service.encoder.model_id)
+    lookup = {int(i): v for i, v in zip(ids, vectors)}
+    report = run(service.index, lookup, items, users=users, seed=seed, tune_seed=tune_seed,
+                 do_tune=not no_tune)
+    path = write_recommend_report(report, out)
+    click.echo(f"report: {path}")
+    click.echo(f"{'method':<26} {'HR@10':>6} {'NDCG@10':>8} {'cover':>6} {'divers':>7} {'NDCG multi':>10}")
+    for name, r in report["results"].items():
+        click.echo(f"{name:<26} {r['hr@10']:>6.3f} {r['ndcg@10']:>8.3f} {r['coverage']:>6.3f} "
+                   f"{r['diversity']:>7.3f} {r['multi_taste_ndcg@10']:>10.3f}")
+    click.echo(f"NDCG@10 gain over the best baseline ({report['best_baseline']}): "
+               f"{100 * report['ndcg_gain_over_best_baseline']:+.1f}%")
 
 
 @main.command()

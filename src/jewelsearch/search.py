@@ -22,7 +22,7 @@ from .errors import InvalidInput, ItemNotFound, ModelMismatch
 from .index import IndexManifest, VectorIndex, save_index
 from .index_sync import build_from_store, open_index
 from .ingest import IngestResult, Ingestor, NewItem
-from .recommend import Recommender, build_history
+from .recommend import BlendWeights, CollaborativeSignals, Recommender, build_history
 from .storage import Catalog
 from .storage.events import EVENT_KINDS
 from .storage.filters import Filters
@@ -49,7 +49,8 @@ class SearchService:
     def __init__(self, catalog: Catalog, encoder: Encoder, index_dir: Path, *,
                  limits: Limits | None = None, index_kind: str = "auto",
                  memory_budget_bytes: int = 2 << 30, half_life_days: float = 30.0,
-                 recognizer: Recognizer | None = None):
+                 recognizer: Recognizer | None = None, blend_weights: BlendWeights | None = None,
+                 popularity_half_life_days: float = 7.0, signals_refresh_seconds: float = 30.0):
         self.catalog = catalog
         self.encoder = encoder
         self.index_dir = Path(index_dir)
@@ -58,6 +59,12 @@ class SearchService:
         self.memory_budget_bytes = memory_budget_bytes
         self.half_life_days = half_life_days
         self.recognizer = recognizer
+        self.blend_weights = blend_weights or BlendWeights()
+        self.popularity_half_life_days = popularity_half_life_days
+        self.signals_refresh_seconds = signals_refresh_seconds
+        self._signals: CollaborativeSignals | None = None
+        self._signals_built_at = 0.0
+        self._signals_lock = threading.Lock()
         self.ingestor = Ingestor(catalog, encoder, max_bytes=self.limits.max_upload_bytes,
                                  max_pixels=self.limits.max_image_pixels, recognizer=recognizer)
         self._write_lock = threading.RLock()
@@ -224,22 +231,64 @@ class SearchService:
         with self.catalog.database.write() as conn:
             return self.catalog.events.insert(conn, event)
 
+    def import_events(self, rows, *, skip_invalid: bool = False, batch: int = 50_000) -> dict[str, Any]:
+        """Bulk-load events. All-or-nothing unless ``skip_invalid``: then bad rows are
+        counted and reported, good ones stored."""
+        known = set(self.catalog.items.all_ids())
+        good, errors, seen = [], [], 0
+        for line_number, raw in enumerate(rows, 1):
+            seen += 1
+            try:
+                event = self.catalog.events.validate(raw)
+                item_id = parse_item_id(event["item_id"])
+                if item_id not in known:
+                    raise ItemNotFound(item_id)
+                event["item_id"] = item_id
+                good.append(event)
+            except (InvalidInput, ItemNotFound) as exc:
+                errors.append(f"row {line_number}: {exc}")
+        if errors and not skip_invalid:
+            raise InvalidInput(f"{len(errors)} invalid event(s), nothing imported; first: "
+                               + "; ".join(errors[:3]))
+        with self.catalog.database.write() as conn:
+            for start in range(0, len(good), batch):
+                self.catalog.events.insert_many(conn, good[start:start + batch])
+        return {"rows": seen, "imported": len(good), "skipped": len(errors), "errors": errors[:20]}
+
+    def collaborative_signals(self) -> CollaborativeSignals:
+        """Co-engagement and popularity, rebuilt when events changed (at most every refresh interval)."""
+        now = time.time()
+        count = self.catalog.events.count()
+        stale = self._signals is None or (count != self._signals.built_from_events
+                                          and now - self._signals_built_at >= self.signals_refresh_seconds)
+        if stale:
+            with self._signals_lock:
+                if self._signals is None or count != self._signals.built_from_events:
+                    self._signals = CollaborativeSignals.build(
+                        self.catalog.events.iterate_all(), now=now,
+                        popularity_half_life_days=self.popularity_half_life_days)
+                    self._signals_built_at = now
+        return self._signals
+
     def recommend(self, user_id: str, k: int = 10, *, filters: Filters | None = None,
-                  text: str | None = None) -> dict[str, Any]:
+                  text: str | None = None, seed_items: list[Any] | None = None) -> dict[str, Any]:
         started = time.perf_counter()
         self.check_model()
         events = self.catalog.events.for_user(user_id)
         history = build_history(user_id, events, half_life_days=self.half_life_days,
                                 kind_rank=EVENT_KINDS)
-        index = self.index
+        seeds = [self.catalog.items.get(s)["id"] for s in (seed_items or [])]
+        model_id = self.encoder.model_id
         recommender = Recommender(
-            index, lambda ids: self.catalog.embeddings.get_many(ids, self.encoder.model_id),
-            self._popular)
+            self.index, lambda ids: self.catalog.embeddings.get_many(ids, model_id),
+            self.collaborative_signals(), self.blend_weights,
+            category_of=lambda ids: {i: r["category"] for i, r in self.catalog.items.get_many(ids).items()})
         text_vector = self.encoder.encode_texts([text])[0] if text else None
         allowed = self.catalog.items.filter_ids(filters.as_dict()) if filters else None
-        recs = recommender.recommend(history, k, allowed_ids=allowed, text_vector=text_vector)
+        recs = recommender.recommend(history, k, allowed_ids=allowed, text_vector=text_vector,
+                                     seed_items=seeds)
         rows = self.catalog.items.get_many([r.item_id for r in recs])
-        titles = self.catalog.items.get_many(
+        referenced = self.catalog.items.get_many(
             [reason["item_id"] for r in recs for reason in r.reasons if "item_id" in reason])
         results = []
         for rec in recs:
@@ -248,17 +297,12 @@ class SearchService:
             reasons = []
             for reason in rec.reasons:
                 reason = dict(reason)
-                ref = titles.get(reason.get("item_id"))
+                ref = referenced.get(reason.get("item_id"))
                 if ref is not None:
-                    reason["text"] = f"{reason['text']}: {ref['title'] or 'item ' + str(ref['id'])}"
+                    name = ref["title"] or f"item {ref['id']}"
+                    reason["text"] = reason["text"].replace("an item", f"“{name}”", 1)
                 reasons.append(reason)
             results.append(dict(public_item(rows[rec.item_id]), score=round(rec.score, 6), reasons=reasons))
         return {"user_id": user_id, "results": results,
                 "took_ms": round((time.perf_counter() - started) * 1000, 2)}
 
-    def _popular(self, n: int) -> list[tuple[int, float]]:
-        since = time.time() - 4 * self.half_life_days * 86400
-        rows = self.catalog.database.conn.execute(
-            "SELECT item_id, SUM(weight) AS w FROM events WHERE ts >= ? "
-            "GROUP BY item_id ORDER BY w DESC LIMIT ?", (since, n)).fetchall()
-        return [(r[0], r[1]) for r in rows]

@@ -1,9 +1,11 @@
 """The recommender: a user's history → ranked items with reasons.
 
-Foundation version: one taste vector, the engagement-weighted mean of the
-embeddings of the items a user engaged with, searched in the index; purchased
-items (and liked / carted ones, which the shopper already keeps) are excluded;
-users without history get the most engaged-with items.
+Candidates come from three sources: per-interest nearest neighbours in the
+index (quota by interest importance), co-engagement with the user's items,
+and recency-weighted popularity.  Scores are normalised per source, blended
+with configurable weights, diversified with MMR, then business rules apply
+(purchased items, filters, deleted items).  Users without history get
+popular items, diversified; a text preference or seed items steer the profile.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..index import VectorIndex
+from .blend import BlendWeights, mmr, normalise
+from .collaborative import CollaborativeSignals
 from .history import UserHistory
+from .interests import Interest, interests_of
 
-VerbForKind = {"view": "viewed", "click": "viewed", "like": "liked",
-               "add_to_cart": "added to your cart", "purchase": "bought"}
+VERB = {"view": "viewed", "click": "viewed", "like": "liked", "add_to_cart": "added to your cart",
+        "purchase": "bought"}
+MAX_PROFILE_ITEMS = 64  # strongest engagements kept for clustering; bounds the cost of a heavy user
 
 
 @dataclass
@@ -29,64 +35,118 @@ class Recommendation:
 
 class Recommender:
     def __init__(self, index: VectorIndex, vectors_for: Callable[[Sequence[int]], Mapping[int, np.ndarray]],
-                 popular: Callable[[int], list[tuple[int, float]]]):
+                 signals: CollaborativeSignals, weights: BlendWeights | None = None,
+                 category_of: Callable[[Sequence[int]], Mapping[int, str | None]] | None = None):
         self.index = index
         self.vectors_for = vectors_for
-        self.popular = popular
+        self.signals = signals
+        self.weights = weights or BlendWeights()
+        self.category_of = category_of or (lambda ids: {})
 
-    def recommend(self, history: UserHistory, k: int, *, allowed_ids: list[int] | None = None,
-                  text_vector: np.ndarray | None = None) -> list[Recommendation]:
-        # Bought, wishlisted or carted items are already known to the shopper.
-        exclude = {i for i, kind in history.strongest_kind.items()
-                   if kind in ("purchase", "like", "add_to_cart")} | history.purchased
-        vectors = self.vectors_for(list(history.weights)) if history else {}
-        engaged = [i for i in history.weights if i in vectors]
-        if not engaged and text_vector is None:
-            return self._popular(k, exclude, allowed_ids)
-        query = np.zeros(self.index.dim, dtype=np.float32)
-        if engaged:
-            weights = np.array([history.weights[i] for i in engaged], dtype=np.float32)
-            matrix = np.stack([vectors[i] for i in engaged])
-            query += (weights[:, None] * matrix).sum(0) / max(weights.sum(), 1e-9)
-        if text_vector is not None:
-            norm = float(np.linalg.norm(query))
-            query = query / norm if norm > 0 else query
-            query = query + np.asarray(text_vector, dtype=np.float32)
-        query /= max(float(np.linalg.norm(query)), 1e-9)
-        (ids, scores), = self.index.search(query, k, allowed_ids=allowed_ids, exclude_ids=exclude)
-        out = []
-        for item_id, score in zip(ids.tolist(), scores.tolist()):
-            reasons = []
-            if engaged:
-                nearest = max(engaged, key=lambda i: float(vectors[i] @ self.index_vector(item_id)))
-                reasons.append({"type": "similar", "item_id": nearest,
-                                "kind": history.strongest_kind.get(nearest, "view"),
-                                "text": f"similar to an item you {VerbForKind.get(history.strongest_kind.get(nearest, 'view'), 'viewed')}"})
-            if text_vector is not None:
-                reasons.append({"type": "preference", "text": "matches your stated preference"})
-            out.append(Recommendation(item_id, float(score), reasons))
-        return out
+    def interests(self, history: UserHistory) -> list[Interest]:
+        strongest = sorted(history.weights, key=lambda i: -history.weights[i])[:MAX_PROFILE_ITEMS]
+        vectors = self.vectors_for(strongest)
+        ids = [i for i in strongest if i in vectors]
+        if not ids:
+            return []
+        matrix = np.stack([vectors[i] for i in ids]).astype(np.float32)
+        weights = np.array([history.weights[i] for i in ids])
+        return interests_of(ids, matrix, weights, max_clusters=self.weights.max_interests,
+                            threshold=self.weights.ward_threshold)
 
-    def index_vector(self, item_id: int) -> np.ndarray:
-        return self.index.vectors_for([item_id])[0]
-
-    def _popular(self, k: int, exclude: set[int], allowed_ids: list[int] | None) -> list[Recommendation]:
+    def recommend(self, history: UserHistory, k: int, *, allowed_ids: Sequence[int] | None = None,
+                  text_vector: np.ndarray | None = None, seed_items: Sequence[int] = (),
+                  exclude: Sequence[int] = ()) -> list[Recommendation]:
+        w = self.weights
         allowed = None if allowed_ids is None else set(allowed_ids)
-        out = []
-        for item_id, score in self.popular(k * 3 + len(exclude)):
-            if item_id in exclude or (allowed is not None and item_id not in allowed) \
-                    or item_id not in self.index:
+        excluded = set(history.purchased) | set(exclude)
+        ok = lambda i: i not in excluded and i in self.index and (allowed is None or i in allowed)  # noqa: E731
+        pool = max(4 * k, 40)
+        sim: dict[int, float] = {}
+        sim_reason: dict[int, Interest] = {}
+        interests = self.interests(history)
+        for seed in seed_items:  # explicit seeds act as an extra, strong interest
+            if seed in self.index:
+                interests.insert(0, Interest(seed, [seed], max([i.importance for i in interests] + [1.0])))
+        queries, quotas, owners = [], [], []
+        total = sum(i.importance for i in interests) or 1.0
+        for interest in interests:
+            vector = self.vectors_for([interest.medoid]).get(interest.medoid)
+            if vector is None:
                 continue
-            out.append(Recommendation(item_id, float(score),
-                                      [{"type": "popular", "text": "popular with other shoppers"}]))
-            if len(out) == k:
-                break
+            if text_vector is not None:
+                vector = _unit(_unit(vector) + 0.7 * text_vector)
+            queries.append(vector)
+            quotas.append(max(3, int(round(pool * interest.importance / total))))
+            owners.append(interest)
+        if text_vector is not None and not queries:
+            queries, quotas, owners = [np.asarray(text_vector, np.float32)], [pool], [None]
+        if queries:
+            results = self.index.search(np.stack(queries), max(quotas), allowed_ids=allowed_ids,
+                                        exclude_ids=excluded)
+            for (ids, scores), quota, owner in zip(results, quotas, owners):
+                weight = 1.0 if owner is None else 0.5 + 0.5 * owner.importance / total
+                for item, score in zip(ids[:quota].tolist(), scores[:quota].tolist()):
+                    value = weight * score
+                    if value > sim.get(item, -np.inf):
+                        sim[item] = value
+                        if owner is not None:
+                            sim_reason[item] = owner
+        co_raw = {i: v for i, v in self.signals.co_engaged(history.weights, pool * 2).items() if ok(i)}
+        popular = {i: s for i, s in self.signals.most_popular(pool * 3) if ok(i)}
+        sim_n, co_n, pop_n = normalise(sim), normalise({i: v[0] for i, v in co_raw.items()}), normalise(popular)
+        candidates = [c for c in set(sim_n) | set(co_n) | set(pop_n) if ok(c)]
+        if not candidates:
+            return self._fill(k, excluded, allowed)
+        score = {c: w.similarity * sim_n.get(c, 0.0) + w.co_engagement * co_n.get(c, 0.0)
+                 + w.popularity * pop_n.get(c, 0.0) for c in candidates}
+        shortlist = sorted(candidates, key=lambda c: -score[c])[:pool]
+        order = mmr(shortlist, score, self.vectors_for(shortlist), k, w.diversity)
+        categories = self.category_of(order)
+        out = []
+        for item in order:
+            reasons = []
+            interest = sim_reason.get(item)
+            if interest is not None and sim_n.get(item, 0) > 0:
+                nearest = self._nearest_member(item, interest)
+                kind = history.strongest_kind.get(nearest, "view")
+                reasons.append({"type": "similar", "item_id": nearest, "kind": kind,
+                                "text": f"similar to an item you {VERB.get(kind, 'viewed')}"})
+            if item in co_raw:
+                reasons.append({"type": "co_engaged", "item_id": co_raw[item][1],
+                                "text": "often bought with an item you engaged with"})
+            if text_vector is not None and not reasons:
+                reasons.append({"type": "preference", "text": "matches your stated preference"})
+            if not reasons and item in popular:
+                category = categories.get(item)
+                reasons.append({"type": "popular", "category": category,
+                                "text": f"popular in {category} this week" if category else "popular this week"})
+            out.append(Recommendation(item, float(score[item]), reasons))
         if len(out) < k:
-            # Thin event data: fill with other catalog items so a new shop still sees k.
-            seen = {r.item_id for r in out} | exclude
-            for item_id in (allowed_ids if allowed_ids is not None else self.index.ids().tolist()):
-                if item_id not in seen and item_id in self.index:
-                    out.append(Recommendation(item_id, 0.0, [{"type": "catalog", "text": "from the catalog"}]))
-                    if len(out) == k:
-                        break
+            out.extend(self._fill(k - len(out), excluded | set(order), allowed))
         return out
+
+    def _nearest_member(self, item: int, interest: Interest) -> int:
+        if len(interest.members) == 1:
+            return interest.members[0]
+        vectors = self.vectors_for(interest.members + [item])
+        target = vectors.get(item)
+        if target is None:
+            return interest.medoid
+        return max((m for m in interest.members if m in vectors), key=lambda m: float(vectors[m] @ target))
+
+    def _fill(self, k: int, excluded: set[int], allowed: set[int] | None) -> list[Recommendation]:
+        """Top up from the catalog so a thin event log still yields k items."""
+        out = []
+        source = sorted(allowed) if allowed is not None else self.index.ids().tolist()
+        for item in source:
+            if item not in excluded and item in self.index:
+                out.append(Recommendation(item, 0.0, [{"type": "catalog", "text": "from the catalog"}]))
+                if len(out) == k:
+                    break
+        return out
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-12)

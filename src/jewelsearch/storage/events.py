@@ -104,5 +104,13 @@ class EventStore:
             "SELECT id, user_id, item_id, kind, ts, weight FROM events WHERE user_id = ? "
             "ORDER BY ts DESC, id DESC LIMIT ?", (user_id, limit))
 
+    def iterate_all(self):
+        """Every event, oldest first, streamed (for building collaborative signals)."""
+        cur = self.database.conn.execute(
+            "SELECT user_id, item_id, kind, ts, weight FROM events ORDER BY ts")
+        cols = ("user_id", "item_id", "kind", "ts", "weight")
+        for row in cur:
+            yield dict(zip(cols, row))
+
     def count(self) -> int:
         return int(self.database.scalar("SELECT COUNT(*) FROM events"))

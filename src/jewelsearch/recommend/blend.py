@@ -1,0 +1,61 @@
+"""Blending candidate sources and diversifying the list (MMR)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+
+@dataclass
+class BlendWeights:
+    """How much each source counts; tuned by ``jewelsearch eval recommend``."""
+
+    similarity: float = 1.0
+    co_engagement: float = 0.6
+    popularity: float = 0.15
+    diversity: float = 0.25  # MMR trade-off: 0 = pure relevance
+    ward_threshold: float = 0.6
+    max_interests: int = 5
+
+
+def normalise(scores: Mapping[int, float]) -> dict[int, float]:
+    """Scale a source's scores to [0, 1] so sources with different units can be summed.
+
+    >>> normalise({1: 2.0, 2: 4.0})
+    {1: 0.5, 2: 1.0}
+    """
+    if not scores:
+        return {}
+    top = max(scores.values())
+    if top <= 0:
+        return {k: 0.0 for k in scores}
+    return {k: max(v, 0.0) / top for k, v in scores.items()}
+
+
+def mmr(candidates: list[int], relevance: Mapping[int, float], vectors: Mapping[int, np.ndarray],
+        k: int, trade_off: float) -> list[int]:
+    """Maximal marginal relevance: each pick balances relevance against similarity to picks so far."""
+    if trade_off <= 0 or len(candidates) <= 1:
+        return sorted(candidates, key=lambda c: -relevance[c])[:k]
+    pool = [c for c in candidates if c in vectors]
+    missing = [c for c in candidates if c not in vectors]
+    chosen: list[int] = []
+    if pool:
+        matrix = np.stack([vectors[c] for c in pool])
+        rel = np.array([relevance[c] for c in pool])
+        max_sim = np.full(len(pool), -1.0)
+        taken = np.zeros(len(pool), dtype=bool)
+        for _ in range(min(k, len(pool))):
+            score = (1 - trade_off) * rel - trade_off * np.where(max_sim < -0.5, 0.0, max_sim)
+            score[taken] = -np.inf
+            best = int(np.argmax(score))
+            taken[best] = True
+            chosen.append(pool[best])
+            max_sim = np.maximum(max_sim, matrix @ matrix[best])
+    for c in sorted(missing, key=lambda c: -relevance[c]):
+        if len(chosen) >= k:
+            break
+        chosen.append(c)
+    return chosen

@@ -1,0 +1,52 @@
+"""Recommendation evaluation report: JSON, a markdown table and a bar chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+
+def bar_chart(report: dict) -> Image.Image:
+    results = report["results"]
+    metrics = ("hr@10", "ndcg@10", "coverage", "multi_taste_ndcg@10")
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
+    width, row = 820, 26
+    height = 50 + len(results) * (len(metrics) * 12 + row)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 8), f"Simulated shoppers: {report['users']} users, catalog {report['catalog']} items, "
+                      f"seed {report['seed']}", fill="black")
+    for i, metric in enumerate(metrics):
+        draw.rectangle([430 + i * 95, 26, 440 + i * 95, 36], fill=colours[i])
+        draw.text((444 + i * 95, 25), metric, fill="black")
+    y = 50
+    for name, values in results.items():
+        draw.text((8, y), name, fill="black")
+        y += 14
+        for i, metric in enumerate(metrics):
+            value = values[metric]
+            draw.rectangle([200, y, 200 + int(560 * value), y + 9], fill=colours[i])
+            draw.text((206 + int(560 * value), y - 2), f"{value:.3f}", fill="black")
+            y += 12
+        y += row - 14
+    return image
+
+
+def write_recommend_report(report: dict, out: Path) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recommend.json").write_text(json.dumps(report, indent=2))
+    bar_chart(report).save(out / "recommend.png")
+    lines = ["| method | HR@10 | NDCG@10 | coverage | diversity | HR@10 (2+ tastes) | NDCG@10 (2+ tastes) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in report["results"].items():
+        lines.append(f"| {name} | {r['hr@10']:.3f} | {r['ndcg@10']:.3f} | {r['coverage']:.3f} | "
+                     f"{r['diversity']:.3f} | {r['multi_taste_hr@10']:.3f} | {r['multi_taste_ndcg@10']:.3f} |")
+    lines.append("")
+    lines.append(f"NDCG@10 gain over the best baseline ({report['best_baseline']}): "
+                 f"{100 * report['ndcg_gain_over_best_baseline']:+.1f}%; coverage minus content-only: "
+                 f"{report['coverage_vs_content']:+.3f}. Weights: {json.dumps(report['weights'])}.")
+    (out / "recommend.md").write_text("\n".join(lines) + "\n")
+    return out / "recommend.md"
