@@ -58,7 +58,7 @@ class Recognizer:
         return self.zero_shot_probabilities(embeddings)
 
     def zero_shot_probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-        scale = float(self.encoder.model.logit_scale.exp().clamp(max=100))
+        scale = float(self.encoder.model.logit_scale.detach().exp().clamp(max=100))
         out = {}
         for attribute, vectors in self.prompt_vectors().items():
             logits = scale * np.asarray(embeddings, dtype=np.float32) @ vectors.T

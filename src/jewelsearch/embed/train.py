@@ -36,8 +36,7 @@ from .vocab import CATEGORIES, CUTS, GEMSTONES, METALS
 log = logging.getLogger(__name__)
 
 VOCABULARIES = {"category": CATEGORIES, "metal": METALS, "gemstone": GEMSTONES, "cut": CUTS}
-TRAINED_PARAMETERS = ("logit_scale", "visual.head.proj.weight", "text.proj.0.weight",
-                      "text.proj.0.bias", "text.proj.2.weight", "text.proj.2.bias")
+TRAINED_PREFIXES = ("logit_scale", "visual.head.", "text.proj.")  # all that phase one changes
 
 
 @dataclass
@@ -187,7 +186,8 @@ def train(data_records: Sequence[Record], out_dir: Path, work_dir: Path,
     model.write_back(net)
     spec["status"] = (f"phase one: projections + heads trained on real photos, "
                       f"best epoch {result.best_epoch}")
-    result.model_id = save_model_folder(net, Path(out_dir), spec, list(TRAINED_PARAMETERS))
+    trained = [n for n in net.state_dict() if n.startswith(TRAINED_PREFIXES)]
+    result.model_id = save_model_folder(net, Path(out_dir), spec, trained)
     model.heads.save(Path(out_dir))
     return result
 
