@@ -37,6 +37,11 @@ class Settings:
     server_threads: int = 8
     api_key: str | None = field(default=None, repr=False)
     allow_unauthenticated_writes: bool = False
+    # Signs the web page's session cookie; random per process when unset.
+    secret_key: str | None = field(default=None, repr=False)
+    # Let the web page record shopper events through its CSRF-protected session.
+    browser_events: bool = True
+    cors_origins: str = ""  # comma-separated origins allowed to call the API; empty = CORS off
 
     # Limits on what a request may ask for
     max_upload_bytes: int = 16 * 1024 * 1024

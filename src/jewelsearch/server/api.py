@@ -11,7 +11,7 @@ from ..ingest import NewItem
 from ..search import SearchService
 from ..storage.filters import parse_filters, parse_k, parse_query_text
 from ..storage.items import ITEM_FIELDS, parse_item_id
-from .auth import requires_write_key
+from .auth import requires_write_key, requires_write_key_or_page_session
 
 api = Blueprint("api", __name__)
 
@@ -184,7 +184,7 @@ def delete_item(item_id):
 
 
 @api.post("/events")
-@requires_write_key
+@requires_write_key_or_page_session
 def add_event():
     event_id = service().record_event(json_object())
     return jsonify(id=event_id), 201
@@ -196,5 +196,7 @@ def recommendations(user_id):
     svc = service()
     k = parse_k(request.args.get("k"), maximum=svc.limits.max_k)
     text = parse_query_text(request.args.get("q"), svc.limits.max_text_chars)
-    result = svc.recommend(validate_user_id(user_id), k, filters=parse_filters(request.args), text=text)
+    seeds = [s for s in (request.args.get("seed") or "").split(",") if s.strip()][:20]
+    result = svc.recommend(validate_user_id(user_id), k, filters=parse_filters(request.args), text=text,
+                           seed_items=seeds)
     return jsonify(with_image_urls(result))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import secrets
 import threading
 import uuid
 
@@ -30,6 +31,9 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.config["MAX_FORM_MEMORY_SIZE"] = FORM_OVERHEAD_BYTES
     app.json.sort_keys = False
+    app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
 
     from .api import api
     from .web import web
@@ -46,6 +50,11 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
         response.headers["X-Request-Id"] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+        origin = request.headers.get("Origin")
+        if origin and origin in origins and request.path.startswith("/api/"):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
         if response.mimetype == "text/html":
             response.headers["Content-Security-Policy"] = (
                 "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "

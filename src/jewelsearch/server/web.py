@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from .auth import csrf_token
+
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static")
 
@@ -13,11 +15,11 @@ def index():
     service = current_app.config["JEWELSEARCH_SERVICE"]
     facets = {field: [v for v, _ in service.catalog.items.facet_values(field, 40)]
               for field in ("category", "metal", "gemstone")}
-    return render_template("index.html", stats=service.stats(), facets=facets)
+    return render_template("index.html", stats=service.stats(), facets=facets, csrf=csrf_token())
 
 
 @web.get("/items/<item_id>")
 def item_page(item_id):
     service = current_app.config["JEWELSEARCH_SERVICE"]
     item = service.get_item(item_id)
-    return render_template("item.html", item=item, stats=service.stats())
+    return render_template("item.html", item=item, stats=service.stats(), csrf=csrf_token())

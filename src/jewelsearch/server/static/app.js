@@ -1,17 +1,35 @@
-// jewelsearch page logic: search by words, photo, or both, through the JSON API.
+// jewelsearch page logic: search by words, photo or both; "for you" recommendations.
+// Everything goes through the JSON API; event writes carry the page's CSRF token.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const results = $("results");
-  const status = $("status");
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   let imageFile = null;
 
-  function setStatus(text, isError) {
-    status.textContent = text;
-    status.classList.toggle("error", !!isError);
+  function setStatus(el, text, isError) {
+    if (!el) return;
+    el.textContent = text;
+    el.classList.toggle("error", !!isError);
   }
 
-  function card(item) {
+  function userId() {
+    let id = localStorage.getItem("jewelsearch-user");
+    if (!id) {
+      id = "guest-" + Math.random().toString(36).slice(2, 8);
+      localStorage.setItem("jewelsearch-user", id);
+    }
+    return id;
+  }
+
+  function attrText(item) {
+    const predicted = (item.attributes && item.attributes.predicted) || {};
+    return ["category", "metal", "gemstone"].filter((k) => item[k]).map((k) => {
+      const p = predicted[k];
+      return p && p.filled !== false ? item[k] + " (predicted " + Math.round(p.p * 100) + "%)" : item[k];
+    }).join(" · ");
+  }
+
+  function card(item, withReasons) {
     const li = document.createElement("li");
     li.className = "card";
     const link = document.createElement("a");
@@ -27,7 +45,7 @@
     title.textContent = item.title || ("Item " + item.id);
     const sub = document.createElement("div");
     sub.className = "sub";
-    sub.textContent = [item.category, item.metal, item.gemstone].filter(Boolean).join(" · ");
+    sub.textContent = attrText(item);
     const price = document.createElement("div");
     price.className = "price";
     if (item.price !== null && item.price !== undefined) price.textContent = item.price.toFixed(2) + " " + (item.currency || "");
@@ -35,23 +53,91 @@
     score.className = "sub";
     score.textContent = "match " + item.score.toFixed(3);
     body.append(title, sub, price, score);
+    if (withReasons) {
+      for (const reason of item.reasons || []) {
+        const r = document.createElement("div");
+        r.className = "reason";
+        r.textContent = reason.text;
+        body.append(r);
+      }
+    }
     link.append(img, body);
-    li.append(link);
+    li.append(link, actions(item.id));
     return li;
   }
 
-  function show(payload) {
-    results.replaceChildren(...payload.results.map(card));
-    setStatus(payload.results.length ? payload.results.length + " results in " + Math.round(payload.took_ms) + " ms"
-                                     : "No items match. Try fewer filters or other words.");
+  function actions(itemId) {
+    const box = document.createElement("div");
+    box.className = "actions";
+    box.dataset.itemId = itemId;
+    for (const [kind, label] of [["like", "♡ Like"], ["add_to_cart", "Add to cart"], ["purchase", "Buy"]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "act";
+      b.dataset.kind = kind;
+      b.textContent = label;
+      box.append(b);
+    }
+    return box;
   }
 
   async function call(url, options) {
-    const response = await fetch(url, options);
+    const response = await fetch(url, Object.assign({ credentials: "same-origin" }, options || {}));
     let body = null;
-    try { body = await response.json(); } catch (e) { /* non-JSON error page */ }
+    try { body = await response.json(); } catch (e) { /* not JSON */ }
     if (!response.ok) throw new Error((body && body.error) || ("request failed (" + response.status + ")"));
     return body;
+  }
+
+  async function record(itemId, kind, button) {
+    try {
+      await call("/api/events", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ user_id: userId(), item_id: Number(itemId), kind: kind }),
+      });
+      if (button) button.setAttribute("aria-pressed", "true");
+      loadForYou();
+    } catch (err) { setStatus($("foryou-status"), "Could not record that: " + err.message, true); }
+  }
+
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest(".act");
+    if (!button) return;
+    e.preventDefault();
+    record(button.closest(".actions").dataset.itemId, button.dataset.kind, button);
+  });
+
+  async function loadForYou() {
+    const list = $("foryou");
+    if (!list) return;
+    setStatus($("foryou-status"), "Loading recommendations…");
+    try {
+      const payload = await call("/api/users/" + encodeURIComponent(userId()) + "/recommendations?k=8");
+      list.replaceChildren(...payload.results.map((item) => card(item, true)));
+      setStatus($("foryou-status"), payload.results.length ? "For shopper " + userId() : "Nothing to recommend yet.");
+    } catch (err) { setStatus($("foryou-status"), err.message, true); }
+  }
+
+  const userForm = $("user-form");
+  if (userForm) {
+    $("user-id").value = userId();
+    userForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const value = $("user-id").value.trim();
+      if (!value) { setStatus($("foryou-status"), "Type a shopper id.", true); return; }
+      localStorage.setItem("jewelsearch-user", value);
+      loadForYou();
+    });
+    loadForYou();
+  }
+
+  const results = $("results");
+  const status = $("status");
+  function show(payload) {
+    results.replaceChildren(...payload.results.map((item) => card(item, false)));
+    setStatus(status, payload.results.length ? payload.results.length + " results in " + Math.round(payload.took_ms) + " ms"
+                                             : "No items match. Try fewer filters or other words.");
   }
 
   const form = $("search-form");
@@ -60,16 +146,16 @@
     async function run(event) {
       if (event) event.preventDefault();
       const q = $("q").value.trim();
-      if (!q && !imageFile) { setStatus("Type a description or add a photo to search.", true); return; }
+      if (!q && !imageFile) { setStatus(status, "Type a description or add a photo to search.", true); return; }
       const data = new FormData();
       if (q) data.append("q", q);
       if (imageFile) data.append("image", imageFile);
       data.append("k", "24");
       for (const id of filterIds) { const el = $(id); if (el && el.value) data.append(el.name, el.value); }
-      setStatus("Searching…");
+      setStatus(status, "Searching…");
       results.setAttribute("aria-busy", "true");
       try { show(await call("/api/search", { method: "POST", body: data })); }
-      catch (err) { results.replaceChildren(); setStatus(err.message, true); }
+      catch (err) { results.replaceChildren(); setStatus(status, err.message, true); }
       finally { results.removeAttribute("aria-busy"); }
     }
     form.addEventListener("submit", run);
@@ -102,8 +188,8 @@
 
   const similarTo = results && results.dataset.similarTo;
   if (similarTo) {
-    setStatus("Loading similar items…");
+    setStatus(status, "Loading similar items…");
     call("/api/items/" + encodeURIComponent(similarTo) + "/similar?k=12").then(show)
-      .catch((err) => setStatus(err.message, true));
+      .catch((err) => setStatus(status, err.message, true));
   }
 })();

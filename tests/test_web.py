@@ -1,0 +1,149 @@
+"""The web page in a real headless browser (Debian's chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from jewelsearch.ingest import NewItem
+
+from conftest import make_image
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (make test installs "
+                                                     "it when run as root)"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+SCREENSHOTS = os.environ.get("JEWELSEARCH_SCREENSHOTS")  # folder to keep screenshots in
+
+
+@pytest.fixture
+def live_server(settings, service):
+    import waitress
+    from jewelsearch.server import create_app
+    categories = ["ring", "necklace", "earrings", "bracelet"]
+    service.add_items([NewItem(make_image(seed=i, size=(96, 96)),
+                               {"title": f"Piece {i}", "category": categories[i % 4], "metal": "gold",
+                                "price": 100 + i}) for i in range(12)])
+    app = create_app(settings, service, autosave_seconds=None)
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+
+
+@pytest.fixture
+def page(live_server):
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(live_server + "/")
+        pg.console_errors = errors
+        yield pg
+        browser.close()
+
+
+def shot(pg, name):
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+
+
+def test_page_loads(page):
+    assert "jewelsearch" in page.title()
+    assert page.locator("#q").is_visible()
+    assert page.get_by_label("Describe the piece").count() == 1
+    page.wait_for_selector("#foryou li")  # cold start still fills the row
+    assert not page.console_errors
+
+
+def test_text_search_shows_results(page):
+    page.fill("#q", "gold ring")
+    page.click("#search-button")
+    page.wait_for_selector("#results li")
+    assert page.locator("#results li").count() == 12
+    assert "results in" in page.inner_text("#status")
+    assert page.locator("#results li img").first.get_attribute("alt").startswith("Piece")
+    shot(page, "search-desktop.png")
+
+
+def test_upload_shows_similar_items(page, tmp_path):
+    photo = tmp_path / "query.png"
+    photo.write_bytes(make_image(seed=5, size=(96, 96)))
+    page.set_input_files("#image", str(photo))
+    page.wait_for_selector("#results li")
+    first = page.locator("#results li .title").first.inner_text()
+    assert first == "Piece 5"
+
+
+def test_bad_upload_shows_error(page, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"this is not a picture")
+    page.set_input_files("#image", str(bad))
+    page.wait_for_selector("#status.error")
+    assert "not a readable image" in page.inner_text("#status")
+    assert page.locator("#results li").count() == 0
+
+
+def test_liking_items_changes_for_you(page):
+    page.wait_for_selector("#foryou li")
+    before = page.locator("#foryou li .title").all_inner_texts()
+    page.fill("#q", "ring")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results li")
+    for i in (7, 9, 11):
+        page.locator(f"#results li:nth-child({i}) .act[data-kind=like]").click()
+        page.wait_for_selector(f"#results li:nth-child({i}) .act[aria-pressed=true]")
+    page.wait_for_function("document.querySelectorAll('#foryou .reason').length > 0 && "
+                           "[...document.querySelectorAll('#foryou .reason')].some(r => r.textContent.includes('similar'))")
+    after = page.locator("#foryou li .title").all_inner_texts()
+    assert after != before
+    reasons = page.locator("#foryou .reason").all_inner_texts()
+    assert any("you liked" in r for r in reasons)
+
+
+def test_event_without_page_session_is_refused(page, live_server):
+    status = page.evaluate("""async (url) => (await fetch(url + '/api/events', {method: 'POST',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({user_id: 'x', item_id: 1, kind: 'like'})})).status""", live_server)
+    assert status in (401, 403)
+
+
+def test_keyboard_only_search(page):
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "q":
+            break
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("bracelet")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#results li")
+    assert page.locator("#results li").count() > 0
+
+
+def test_phone_width_has_no_horizontal_scroll(page):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.fill("#q", "earrings")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results li")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(page, "search-phone.png")
+
+
+def test_item_page_shows_similar(page, live_server):
+    page.goto(live_server + "/items/3")
+    page.wait_for_selector("#results li")
+    assert page.locator("h1").inner_text() == "Piece 2"
+    assert page.locator("#results li").count() == 11
