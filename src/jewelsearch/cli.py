@@ -287,6 +287,33 @@ def recognize(obj: Context, image, as_json):
 
 
 @main.command()
+@click.option("--repair", is_flag=True, help="Re-embed, rebuild the index, delete orphan files.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def check(obj: Context, repair, as_json):
+    """Verify store ↔ index ↔ image files agree; exit 1 if not (after --repair: if still not)."""
+    from .consistency import check as run_check
+    report = run_check(obj.service, repair=repair)
+    if repair:  # report what is left after the repair, and what was done
+        repaired = report.repaired
+        report = run_check(obj.service)
+        report.repaired = repaired
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(f"items {report.items}, indexed {report.indexed}")
+        for name in ("missing_embeddings", "index_only", "store_only", "missing_images", "orphan_files"):
+            values = getattr(report, name)
+            if values:
+                click.echo(f"{name}: {len(values)} (e.g. {values[:5]})")
+        for done in report.repaired:
+            click.echo(f"repaired: {done}")
+        click.echo("ok" if report.ok else "problems found" + ("" if repair else "; run with --repair"))
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("user_id")
 @click.option("-k", default=10, show_default=True)
 @click.option("--text", "-q", default=None, help="Optional stated preference, e.g. 'minimalist gold'.")

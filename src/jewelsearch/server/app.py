@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import secrets
 import threading
+import time
 import uuid
 
 from flask import Flask, g, jsonify, request
@@ -16,6 +18,7 @@ from ..errors import JewelsearchError
 from ..search import SearchService
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("jewelsearch.access")
 
 FORM_OVERHEAD_BYTES = 1 << 20  # room for text fields beside the image in a multipart body
 
@@ -43,7 +46,18 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
 
     @app.before_request
     def assign_request_id():
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+        given = request.headers.get("X-Request-Id", "")
+        # Only a short, plain id is echoed back, so a header cannot inject into logs.
+        g.request_id = given if given.isalnum() and len(given) <= 64 else uuid.uuid4().hex[:16]
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def access_log(response):
+        # One structured line per request; never headers or bodies (they may hold the key).
+        access.info(json.dumps({"request_id": g.get("request_id"), "method": request.method,
+                                "path": request.path[:200], "status": response.status_code,
+                                "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1)}))
+        return response
 
     @app.after_request
     def headers(response):

@@ -1,0 +1,107 @@
+"""Search latency through the HTTP server (waitress) on a synthetic catalog.
+
+Starts `jewelsearch serve` as a subprocess on a catalog of N rows (real default
+model, clustered stored vectors) and times text and image queries from this
+process: p50/p99 end to end, including HTTP, encoding, FAISS and row lookup.
+Usage: python benchmarks/bench_api.py [--items 10000 100000] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_catalog import build  # noqa: E402
+
+QUERIES = ["oval sapphire pendant", "rose gold hoop earrings", "diamond solitaire ring", "pearl necklace",
+           "emerald cut emerald ring in platinum", "tennis bracelet", "gold chain", "ruby studs"]
+
+
+def wait_ready(url: str, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/api/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("server did not become ready")
+
+
+def multipart(image: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def timed(request_factory, n: int) -> np.ndarray:
+    out = []
+    for i in range(n):
+        request = request_factory(i)
+        t = time.perf_counter()
+        with urllib.request.urlopen(request) as r:
+            r.read()
+        out.append(time.perf_counter() - t)
+    return np.array(out) * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from jewelsearch.embed import load_encoder
+    encoder = load_encoder("jewelclip-lite0")
+    rng = np.random.default_rng(0)
+    photo = io.BytesIO()
+    Image.fromarray((rng.random((400, 400, 3)) * 255).astype(np.uint8)).save(photo, format="JPEG")
+    print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d')}, model {encoder.model_id}")
+    print(f"{'items':>8} {'index':<6} {'text p50':>9} {'text p99':>9} {'image p50':>10} {'image p99':>10}  (ms)")
+    for n in args.items:
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            build(home, n, encoder.model_id, encoder.dim).close()
+            env = dict(os.environ, JEWELSEARCH_HOME=str(home))
+            server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(args.port),
+                                       "--threads", "4"], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            try:
+                url = f"http://127.0.0.1:{args.port}"
+                wait_ready(url)
+                import json
+                with urllib.request.urlopen(url + "/api/stats") as r:
+                    kind = json.loads(r.read())["index_kind"]
+                text = lambda i: url + "/api/search?k=10&q=" + urllib.parse.quote(QUERIES[i % len(QUERIES)] + f" {i}")  # noqa: E731
+                body, ctype = multipart(photo.getvalue())
+                image = lambda i: urllib.request.Request(url + "/api/search?k=10", data=body,  # noqa: E731
+                                                         headers={"Content-Type": ctype})
+                timed(text, 10), timed(image, 5)  # warm-up
+                t = timed(text, args.queries)
+                im = timed(image, max(20, args.queries // 4))
+                print(f"{n:>8} {kind:<6} {np.percentile(t, 50):>9.1f} {np.percentile(t, 99):>9.1f} "
+                      f"{np.percentile(im, 50):>10.1f} {np.percentile(im, 99):>10.1f}", flush=True)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    import urllib.parse  # noqa: F401
+    main()

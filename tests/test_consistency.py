@@ -1,0 +1,124 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jewelsearch.consistency import check
+from jewelsearch.ingest import NewItem
+from jewelsearch.search import SearchService
+
+from conftest import make_image
+
+
+def test_check_clean_catalog(service):
+    service.add_items([NewItem(make_image(seed=i), {"title": str(i)}) for i in range(3)])
+    assert check(service).ok
+
+
+def test_check_finds_and_repairs(service):
+    ids = [r.item_id for r in service.add_items([NewItem(make_image(seed=i), {}) for i in range(4)])]
+    with service.catalog.database.write() as conn:
+        conn.execute("DELETE FROM embeddings WHERE item_id = ?", (ids[0],))
+    service.index.remove([ids[1]])
+    (service.catalog.images.root / "ab").mkdir(exist_ok=True)
+    orphan = service.catalog.images.root / "ab" / ("ab" * 32 + ".jpg")
+    orphan.write_bytes(b"left behind by a crash")
+    report = check(service)
+    assert report.missing_embeddings == [ids[0]] and ids[1] in report.store_only
+    assert report.orphan_files and not report.ok
+    check(service, repair=True)
+    after = check(service)
+    assert after.ok and not orphan.exists() and len(service.index) == 4
+
+
+def test_check_reports_missing_image(service):
+    item = service.add_items([NewItem(make_image(seed=1), {})])[0].item_id
+    service.image_file(item).unlink()
+    assert check(service, repair=True).missing_images == [item]
+
+
+# ----- crash safety: SIGKILL the real server mid-ingest, many times -----------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post_item(url: str, image: bytes, title: str, key: str, timeout: float = 10):
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url + "/api/items", data=body, headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}", "X-API-Key": key})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+@pytest.mark.slow
+def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path, tiny_model_dir, tiny_encoder):
+    import json
+    import random
+    import threading
+    home = tmp_path / "home"
+    key = "crash-test-key"
+    env = dict(os.environ, JEWELSEARCH_HOME=str(home), JEWELSEARCH_API_KEY=key, JEWELSEARCH_MODEL=str(tiny_model_dir))
+    acknowledged: dict[str, int] = {}
+    rng = random.Random(0)
+    seed = 0
+    for round_number in range(20):
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port)],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/api/ready", timeout=1).read()
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "server did not start"
+                time.sleep(0.2)
+        stop = threading.Event()
+
+        def stream():
+            nonlocal seed
+            while not stop.is_set():
+                seed += 1
+                title = f"item-{seed}"
+                try:
+                    status, body = _post_item(url, make_image(seed=seed), title, key)
+                except OSError:
+                    return
+                if status == 201:
+                    acknowledged[title] = json.loads(body)["id"]
+        writer = threading.Thread(target=stream)
+        writer.start()
+        time.sleep(rng.uniform(0.2, 1.5))
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        stop.set()
+        writer.join()
+    # Restart once more and check everything acknowledged is there, whole and searchable.
+    from jewelsearch.storage import Catalog
+    catalog = Catalog.open(home / "catalog.db", home / "images")
+    service = SearchService(catalog, tiny_encoder, home / "index")
+    assert len(acknowledged) > 20
+    for title, item_id in acknowledged.items():
+        row = service.get_item(item_id)
+        assert row["title"] == title
+        assert service.image_file(item_id).is_file()
+        assert catalog.embeddings.get(item_id, tiny_encoder.model_id) is not None
+        assert item_id in service.index
+    report = check(service)
+    assert not report.missing_embeddings and not report.index_only and not report.store_only
+    assert not report.missing_images
+    assert len(service.index) == catalog.items.count()
