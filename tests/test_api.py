@@ -244,3 +244,39 @@ def test_security_headers_on_page(client, filled):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "Access-Control-Allow-Origin" not in response.headers
     assert client.get(f"/items/{filled[0]}").status_code == 200
+
+
+def test_openapi_document_lists_every_route(client, app):
+    doc = client.get("/openapi.json").json
+    assert doc["openapi"].startswith("3.")
+    documented = set(doc["paths"])
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/") and rule.rule != "/api/openapi.json":
+            assert rule.rule.replace("<", "{").replace(">", "}") in documented, rule.rule
+
+
+def test_request_id_is_echoed_only_when_plain(client):
+    assert client.get("/api/health", headers={"X-Request-Id": "abc123"}).headers["X-Request-Id"] == "abc123"
+    odd = '{"forged": "log line"}'
+    injected = client.get("/api/health", headers={"X-Request-Id": odd}).headers["X-Request-Id"]
+    assert injected != odd and injected.isalnum()
+
+
+def test_cors_off_unless_configured(settings, service):
+    from jewelsearch.server import create_app
+    client = create_app(settings, service, autosave_seconds=None).test_client()
+    assert "Access-Control-Allow-Origin" not in client.get("/api/health", headers={"Origin": "https://evil.example"}).headers
+    settings.cors_origins = "https://shop.example"
+    client = create_app(settings, service, autosave_seconds=None).test_client()
+    response = client.get("/api/health", headers={"Origin": "https://shop.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Access-Control-Allow-Origin" not in client.get("/api/health", headers={"Origin": "https://evil.example"}).headers
+
+
+def test_key_never_in_logs(client, filled, caplog):
+    import logging
+    caplog.set_level(logging.INFO)
+    client.post("/api/events", json={"user_id": "u", "item_id": 1, "kind": "view"}, headers={"X-API-Key": API_KEY})
+    client.post("/api/events", json={"user_id": "u", "item_id": 1, "kind": "view"}, headers={"X-API-Key": "wrong-" + API_KEY})
+    assert API_KEY not in caplog.text
+    assert '"status": 201' in caplog.text and '"status": 403' in caplog.text

@@ -44,6 +44,12 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     app.register_blueprint(web)
     _register_error_handlers(app)
 
+    @app.get("/openapi.json")
+    def openapi_root():
+        from .openapi import openapi_document
+        from flask import jsonify as _jsonify
+        return _jsonify(openapi_document())
+
     @app.before_request
     def assign_request_id():
         given = request.headers.get("X-Request-Id", "")

@@ -1,0 +1,98 @@
+"""The OpenAPI 3 description of the JSON API, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_FILTERS = [{"name": n, "in": "query", "required": False, "schema": {"type": "string", "maxLength": 100}}
+            for n in ("category", "metal", "gemstone", "stone_shape")] + \
+           [{"name": n, "in": "query", "required": False, "schema": {"type": "number", "minimum": 0}}
+            for n in ("min_price", "max_price")]
+_K = {"name": "k", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
+_ID = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_RESULTS = {"description": "results", "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/Results"}}}}
+_WRITE = [{"apiKey": []}]
+
+
+def _op(summary: str, *, params=(), body=None, ok=None, secured=False, errors=(400, 404)) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": list(params),
+                          "responses": {"200": ok or {"description": "ok"}, **{str(e): _ERROR for e in errors}}}
+    if body:
+        op["requestBody"] = body
+    if secured:
+        op["security"] = _WRITE
+        op["responses"].update({"401": _ERROR, "403": _ERROR})
+    return op
+
+
+def _multipart(fields: dict[str, Any], required: list[str]) -> dict:
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "properties": fields, "required": required}}}}
+
+
+ITEM_FIELDS = {k: {"type": "string", "maxLength": 300} for k in
+               ("sku", "title", "category", "metal", "gemstone", "stone_shape", "color", "currency")}
+ITEM_FIELDS.update(description={"type": "string", "maxLength": 5000}, url={"type": "string", "maxLength": 2000},
+                   price={"type": "number", "minimum": 0})
+
+
+def openapi_document() -> dict[str, Any]:
+    image = {"type": "string", "format": "binary"}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "jewelsearch", "version": "0.1.0",
+                 "description": "Visual similarity search and recommendations for jewelry."},
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
+                "Results": {"type": "object", "properties": {"results": {"type": "array", "items": {"type": "object"}},
+                                                             "took_ms": {"type": "number"}}},
+            },
+        },
+        "paths": {
+            "/api/health": {"get": _op("liveness", errors=())},
+            "/api/ready": {"get": _op("model and index loaded", errors=())},
+            "/api/stats": {"get": _op("catalog statistics", errors=())},
+            "/api/search": {
+                "get": _op("text search", params=[{"name": "q", "in": "query", "required": True,
+                                                   "schema": {"type": "string", "maxLength": 500}}, _K, *_FILTERS],
+                           ok=_RESULTS, errors=(400, 409)),
+                "post": _op("image and/or text search", params=[_K, *_FILTERS], ok=_RESULTS, errors=(400, 409, 413),
+                            body=_multipart({"image": image, "q": {"type": "string"}}, [])),
+            },
+            "/api/recognize": {"post": _op("category, metal, gemstone, cut (top 5)", errors=(400, 413),
+                                           body=_multipart({"image": image}, ["image"]))},
+            "/api/items": {
+                "get": _op("list items", params=[{"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                                                 {"name": "offset", "in": "query", "schema": {"type": "integer"}}]),
+                "post": _op("add an item", secured=True, errors=(400, 413),
+                            body=_multipart({"image": image, **ITEM_FIELDS}, ["image"])),
+            },
+            "/api/items/{item_id}": {
+                "get": _op("one item", params=[_ID]),
+                "patch": _op("update fields", params=[_ID], secured=True, body={"content": {"application/json": {
+                    "schema": {"type": "object", "properties": ITEM_FIELDS}}}}),
+                "delete": _op("delete an item", params=[_ID], secured=True),
+            },
+            "/api/items/{item_id}/similar": {"get": _op("similar items", params=[_ID, _K, *_FILTERS], ok=_RESULTS)},
+            "/api/items/{item_id}/image": {"get": _op("the item's photo", params=[_ID],
+                                                      ok={"description": "image bytes"})},
+            "/api/events": {"post": _op("record an event", secured=True, body={"required": True, "content": {
+                "application/json": {"schema": {"type": "object", "required": ["user_id", "item_id", "kind"],
+                                                "properties": {"user_id": {"type": "string"},
+                                                               "item_id": {"type": "integer"},
+                                                               "kind": {"type": "string", "enum": [
+                                                                   "view", "click", "like", "add_to_cart",
+                                                                   "purchase"]},
+                                                               "ts": {"type": "number"},
+                                                               "weight": {"type": "number"}}}}}})},
+            "/api/users/{user_id}/recommendations": {"get": _op(
+                "recommendations with reasons", ok=_RESULTS,
+                params=[{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}, _K,
+                        {"name": "q", "in": "query", "schema": {"type": "string"}},
+                        {"name": "seed", "in": "query", "schema": {"type": "string"}}, *_FILTERS])},
+        },
+    }
