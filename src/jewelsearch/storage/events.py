@@ -73,7 +73,7 @@ class EventStore:
         if missing:
             raise InvalidInput(f"missing field(s): {', '.join(missing)}")
         kind = raw["kind"]
-        if kind not in self.kind_weights:
+        if not isinstance(kind, str) or kind not in self.kind_weights:
             raise InvalidInput(f"unknown event kind {str(kind)[:40]!r}; expected one of "
                                f"{', '.join(self.kind_weights)}")
         weight = raw.get("weight")
