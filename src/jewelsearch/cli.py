@@ -431,7 +431,7 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
         for key, value in result.items():
             if isinstance(value, dict) and "accuracy" in value:
                 click.echo(f"{name:>14} {key:<22} acc {value['accuracy']:.3f}  top5 {value['top5']:.3f}  "
-                           f"macroF1 {value['macro_f1']:.3f}  (n={value['n']})")
+                           f"macroF1 {value['macro_f1']:.3f}  ECE {value['ece']:.3f}  (n={value['n']})")
             elif key in ("image_retrieval", "same_product"):
                 click.echo(f"{name:>14} {key:<22} {json.dumps(value)}")
             elif key == "text_retrieval":

@@ -90,7 +90,8 @@ def write_report(report: dict, out_dir: Path) -> Path:
         for key, value in result.items():
             if isinstance(value, dict) and "accuracy" in value:
                 parts.append(f"<tr><td>{key}</td><td>acc {value['accuracy']:.3f} · top5 {value['top5']:.3f} · "
-                             f"macro recall {value['macro_recall']:.3f} · macro F1 {value['macro_f1']:.3f}</td></tr>")
+                             f"macro recall {value['macro_recall']:.3f} · macro F1 {value['macro_f1']:.3f} · "
+                             f"ECE {value.get('ece', float('nan')):.3f}</td></tr>")
             elif key in ("image_retrieval", "same_product"):
                 parts.append(f"<tr><td>{key}</td><td>{html.escape(json.dumps(value))}</td></tr>")
             elif key == "text_retrieval":

@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .heads import expected_calibration_error
+
 
 def classification(truth: Sequence[str], probabilities: np.ndarray, vocab: Sequence[str],
                    restrict_to: Sequence[str] | None = None) -> dict:
@@ -39,7 +41,10 @@ def classification(truth: Sequence[str], probabilities: np.ndarray, vocab: Seque
     confusion = np.zeros((len(classes), len(shown)), dtype=int)
     for t, p in zip(truth_idx, predicted):
         confusion[position[vocab[t]], position[vocab[p]]] += 1
+    calibrated = np.clip(probs, 0, None)
+    calibrated = calibrated / np.maximum(calibrated.sum(1, keepdims=True), 1e-12)
     return {"n": int(len(truth)), "accuracy": float(np.mean(predicted == truth_idx)),
+            "ece": expected_calibration_error(calibrated, truth_idx),
             "top5": float(np.mean([t in row for t, row in zip(truth_idx, top5)])),
             "macro_recall": float(np.mean(recalls)), "macro_f1": float(np.mean(f1s)),
             "confusion": {"rows": classes, "cols": shown, "counts": confusion.tolist()}}
