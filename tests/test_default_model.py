@@ -67,3 +67,14 @@ def test_image_trunk_holds_the_packaged_imagenet_weights(encoder):
 def test_text_tower_uses_minilm_tokenizer(encoder):
     tokens = encoder.tokenizer(["oval sapphire pendant"])
     assert int(tokens[0, 0]) == 101  # BERT [CLS], not CLIP's BPE start token
+
+
+def test_trimming_padding_changes_nothing(encoder):
+    texts = ["ring", "an oval blue sapphire solitaire ring in 18k yellow gold with a halo of diamonds"]
+    tokens = encoder.tokenizer(texts)
+    trimmed = encoder._trim_padding(tokens)
+    assert trimmed.shape[1] < tokens.shape[1]
+    with torch.inference_mode():
+        full = encoder.model.encode_text(tokens)
+        short = encoder.model.encode_text(trimmed)
+    torch.testing.assert_close(full, short, atol=1e-5, rtol=1e-4)

@@ -57,8 +57,25 @@ class Encoder:
             batch = [t[: self.max_text_chars] for t in texts[start:start + self.batch_size]]
             with self._tokenizer_lock:
                 tokens = self.tokenizer(batch)
-            chunks.append(self._normalise(self.model.encode_text(tokens)))
+            chunks.append(self._normalise(self.model.encode_text(self._trim_padding(tokens))))
         return _concat(chunks)
+
+    def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Drop all-padding columns for HF text towers.
+
+        The tokenizer pads every query to the context length (64); a short query has
+        about 8 real tokens, so attention over the padding would be most of the cost.
+        HF towers mask padding by its id and mean-pool over real tokens only, so the
+        result is unchanged.
+        """
+        pad_id = getattr(getattr(self.model.text, "config", None), "pad_token_id", None) \
+            if hasattr(self.model, "text") else None
+        if pad_id is None or tokens.ndim != 2:
+            return tokens
+        real = (tokens != pad_id).any(dim=0).nonzero()
+        if len(real) == 0:
+            return tokens
+        return tokens[:, : int(real.max()) + 1]
 
     @staticmethod
     def _normalise(features: torch.Tensor) -> np.ndarray:
