@@ -198,3 +198,15 @@ def test_damaged_index_file_loads_as_none(tmp_path):
 
 def test_missing_index_loads_as_none(tmp_path):
     assert load_index(tmp_path / "nothing") is None
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_exclusions_match_brute_force(data, kind):
+    ids, vectors, queries, _ = data
+    index = build(kind, ids, vectors)
+    truth = brute_force(queries[:10], vectors, ids, 30)
+    for q, t in zip(queries[:10], truth):
+        excluded = set(t[:5].tolist())
+        got, _ = index.search(q, 10, exclude_ids=excluded)[0]
+        assert len(got) == 10 and not excluded & set(got.tolist())
+        assert len(set(got.tolist()) & set(t[5:15].tolist())) >= 9

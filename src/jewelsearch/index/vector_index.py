@@ -144,28 +144,49 @@ class VectorIndex:
             empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
             if k <= 0 or not self._pos:
                 return [empty for _ in range(len(queries))]
-            positions = self._candidate_positions(allowed_ids, exclude_ids)
-            if positions is not None and len(positions) == 0:
-                return [empty for _ in range(len(queries))]
-            n_allowed = len(self._pos) if positions is None else len(positions)
-            if positions is not None and len(positions) <= EXACT_FILTER_MAX:
-                return [self._exact(q, positions, k) for q in queries]
-            mask = self._mask(positions)
-            want = min(k, n_allowed)
-            results = []
-            for q, (dist, pos) in zip(queries, self._faiss_search(queries, k, mask, ef_search, nprobe)):
-                keep = pos >= 0
-                pos, dist = pos[keep], dist[keep]
-                if self.kind == "ivfpq":
-                    pos, dist = self._rerank(q, pos, dist)
-                pos, dist = pos[:k], dist[:k]
-                if len(pos) < want:
-                    # A filtered graph/IVF walk can dead-end; a scan is always complete.
-                    scan = positions if positions is not None else np.flatnonzero(self._alive)
-                    results.append(self._exact(q, scan, k))
-                else:
-                    results.append((self._labels[pos], dist.astype(np.float32)))
-            return results
+            if allowed_ids is None and exclude_ids:
+                # A few excluded items (e.g. purchases): over-fetch and drop them, far
+                # cheaper than a bitmap over the whole catalog.
+                excluded = {int(i) for i in exclude_ids}
+                present = len(excluded & self._pos.keys())
+                if present == 0:
+                    exclude_ids = None
+                elif present <= 256:
+                    raw = self._search_unlocked(queries, k + present, None, ef_search, nprobe)
+                    trimmed = []
+                    for ids, scores in raw:
+                        keep = ~np.isin(ids, list(excluded))
+                        trimmed.append((ids[keep][:k], scores[keep][:k]))
+                    want = min(k, len(self._pos) - present)
+                    if all(len(ids) >= want for ids, _ in trimmed):
+                        return trimmed
+            return self._search_unlocked(queries, k, allowed_ids, ef_search, nprobe, exclude_ids)
+
+    def _search_unlocked(self, queries, k, allowed_ids, ef_search, nprobe, exclude_ids=None):
+        """The search itself; the caller holds the read lock."""
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        positions = self._candidate_positions(allowed_ids, exclude_ids)
+        if positions is not None and len(positions) == 0:
+            return [empty for _ in range(len(queries))]
+        n_allowed = len(self._pos) if positions is None else len(positions)
+        if positions is not None and len(positions) <= EXACT_FILTER_MAX:
+            return [self._exact(q, positions, k) for q in queries]
+        mask = self._mask(positions)
+        want = min(k, n_allowed)
+        results = []
+        for q, (dist, pos) in zip(queries, self._faiss_search(queries, k, mask, ef_search, nprobe)):
+            keep = pos >= 0
+            pos, dist = pos[keep], dist[keep]
+            if self.kind == "ivfpq":
+                pos, dist = self._rerank(q, pos, dist)
+            pos, dist = pos[:k], dist[:k]
+            if len(pos) < want:
+                # A filtered graph/IVF walk can dead-end; a scan is always complete.
+                scan = positions if positions is not None else np.flatnonzero(self._alive)
+                results.append(self._exact(q, scan, k))
+            else:
+                results.append((self._labels[pos], dist.astype(np.float32)))
+        return results
 
     # ----- internals ------------------------------------------------------
     def _candidate_positions(self, allowed_ids, exclude_ids) -> np.ndarray | None:

@@ -65,7 +65,9 @@ class CollaborativeSignals:
         """Candidate -> (score, the history item that contributes most)."""
         scores: dict[int, float] = defaultdict(float)
         best: dict[int, tuple[float, int]] = {}
-        for item, weight in history_weights.items():
+        # The strongest engagements carry the signal; a long tail of views adds cost, not taste.
+        strongest = sorted(history_weights.items(), key=lambda kv: -kv[1])[:MAX_ITEMS_PER_USER * 2]
+        for item, weight in strongest:
             for other, score in self.neighbours.get(item, ()):
                 contribution = weight * score
                 scores[other] += contribution
@@ -77,7 +79,11 @@ class CollaborativeSignals:
     def most_popular(self, limit: int) -> list[tuple[int, float]]:
         if not self.popularity:
             return []
-        items = np.fromiter(self.popularity.keys(), dtype=np.int64, count=len(self.popularity))
-        scores = np.fromiter(self.popularity.values(), dtype=np.float64, count=len(self.popularity))
-        top = np.argsort(-scores)[:limit]
-        return [(int(items[i]), float(scores[i])) for i in top]
+        ranked = self.__dict__.get("_ranked")
+        if ranked is None:  # sorted once per build, then every request slices it
+            items = np.fromiter(self.popularity.keys(), dtype=np.int64, count=len(self.popularity))
+            scores = np.fromiter(self.popularity.values(), dtype=np.float64, count=len(self.popularity))
+            order = np.argsort(-scores, kind="stable")
+            ranked = [(int(items[i]), float(scores[i])) for i in order[:5000]]
+            self.__dict__["_ranked"] = ranked
+        return ranked[:limit]
