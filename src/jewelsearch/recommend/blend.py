@@ -21,17 +21,20 @@ class BlendWeights:
 
 
 def normalise(scores: Mapping[int, float]) -> dict[int, float]:
-    """Scale a source's scores to [0, 1] so sources with different units can be summed.
+    """Min-max scale a source's scores to [0, 1] so sources with different units can be summed.
 
-    >>> normalise({1: 2.0, 2: 4.0})
-    {1: 0.5, 2: 1.0}
+    Cosine scores of a shortlist all sit near the top (0.8-0.95); dividing by the maximum
+    would leave them nearly equal, so the spread is stretched to the full range.
+
+    >>> normalise({1: 2.0, 2: 4.0, 3: 3.0})
+    {1: 0.0, 2: 1.0, 3: 0.5}
     """
     if not scores:
         return {}
-    top = max(scores.values())
-    if top <= 0:
-        return {k: 0.0 for k in scores}
-    return {k: max(v, 0.0) / top for k, v in scores.items()}
+    low, high = min(scores.values()), max(scores.values())
+    if high - low <= 1e-12:
+        return {k: 1.0 for k in scores}
+    return {k: (v - low) / (high - low) for k, v in scores.items()}
 
 
 def mmr(candidates: list[int], relevance: Mapping[int, float], vectors: Mapping[int, np.ndarray],
