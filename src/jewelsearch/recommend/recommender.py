@@ -110,8 +110,12 @@ class Recommender:
             if interest is not None and sim_n.get(item, 0) > 0:
                 nearest = self._nearest_member(item, interest)
                 kind = history.strongest_kind.get(nearest, "view")
-                reasons.append({"type": "similar", "item_id": nearest, "kind": kind,
-                                "text": f"similar to an item you {VERB.get(kind, 'viewed')}"})
+                if nearest == item:  # an item the shopper already engaged with comes back
+                    reasons.append({"type": "engaged", "item_id": item, "kind": kind,
+                                    "text": f"you {VERB.get(kind, 'viewed')} this"})
+                else:
+                    reasons.append({"type": "similar", "item_id": nearest, "kind": kind,
+                                    "text": f"similar to an item you {VERB.get(kind, 'viewed')}"})
             if item in co_raw:
                 reasons.append({"type": "co_engaged", "item_id": co_raw[item][1],
                                 "text": "often bought with an item you engaged with"})

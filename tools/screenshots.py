@@ -1,0 +1,64 @@
+"""Screenshots of the web page at desktop and phone widths (for docs/screenshots/).
+
+Serves HOME (a catalog, e.g. the demo loaded by `jewelsearch demo`) with the default
+model and drives Debian's chromium through Playwright.
+Usage: python tools/screenshots.py HOME [--out docs/screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+import waitress
+from playwright.sync_api import sync_playwright
+
+from jewelsearch.config import Settings
+from jewelsearch.server import create_app
+from jewelsearch.wiring import open_service
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("home", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    args = parser.parse_args()
+    settings = Settings(home=args.home)
+    service = open_service(settings)
+    app = create_app(settings, service, autosave_seconds=None)
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    url = f"http://127.0.0.1:{server.effective_port}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        for name, viewport in (("desktop", {"width": 1280, "height": 900}), ("phone", {"width": 390, "height": 844})):
+            page = browser.new_context(viewport=viewport).new_page()
+            page.goto(url + "/")
+            page.evaluate("localStorage.setItem('jewelsearch-user', 'demo-shopper')")
+            page.reload()
+            page.fill("#q", "blue sapphire ring in yellow gold")
+            page.press("#q", "Enter")
+            page.wait_for_selector("#results li")
+            page.wait_for_timeout(800)
+            for i in (1, 2):
+                page.locator(f"#results li:nth-child({i}) .act[data-kind=like]").click()
+            page.wait_for_selector("#foryou .reason")
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(args.out / f"search-{name}.png"), full_page=False)
+            page.locator("#foryou").scroll_into_view_if_needed()
+            page.screenshot(path=str(args.out / f"foryou-{name}.png"), full_page=False)
+            first = page.locator("#results li a").first.get_attribute("href")
+            page.goto(url + first)
+            page.wait_for_selector("#results li")
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(args.out / f"item-{name}.png"), full_page=False)
+        browser.close()
+    server.close()
+    print(f"screenshots in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
