@@ -44,6 +44,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--kinds", nargs="+", default=None, help="Measure only these kinds.")
     args = parser.parse_args()
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, faiss {faiss.__version__}, "
           f"{time.strftime('%Y-%m-%d')}")
@@ -55,7 +56,7 @@ def main():
         ids = np.arange(n, dtype=np.int64)
         truth = exact_top10(queries, vectors)
         chosen = choose_kind(n, DIM, 2 << 30).kind
-        kinds = [chosen] + [k for k in ("ivfpq",) if k != chosen]
+        kinds = args.kinds or ([chosen] + [k for k in ("ivfpq",) if k != chosen])
         for kind in kinds:
             source = (lambda wanted: vectors[wanted]) if kind == "ivfpq" else None
             params = default_params(kind, n, DIM)

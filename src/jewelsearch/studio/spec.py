@@ -83,6 +83,12 @@ def sample_spec(seed: int, *, category: str | None = None, style: str | None = N
                      finish=1.0 if rng.random() < 0.8 else 3.0)
 
 
+def gem_name(gem: str) -> str:
+    """How a shop writes the stone: most names carry their colour, a few need it said."""
+    return {"sapphire blue": "blue sapphire", "sapphire pink": "pink sapphire",
+            "onyx black": "black onyx", "topaz": "blue topaz"}.get(gem, gem)
+
+
 def title(spec: JewelSpec) -> str:
     """'Oval blue sapphire solitaire ring in 18k yellow gold'."""
     metal = KARAT.get(spec.metal or "", "")
@@ -90,8 +96,7 @@ def title(spec: JewelSpec) -> str:
     gem_words = ""
     if gem:
         # Most gem names carry their colour; only a few need it said.
-        gem_words = {"sapphire blue": "blue sapphire", "sapphire pink": "pink sapphire",
-                     "onyx black": "black onyx", "topaz": "blue topaz"}.get(gem, gem)
+        gem_words = gem_name(gem)
         if spec.cut and spec.cut != "cabochon" and spec.style not in ("eternity", "tennis"):
             cut = "emerald-cut" if spec.cut == "emerald" else spec.cut
             gem_words = f"{cut} {gem_words}"
@@ -110,9 +115,10 @@ def title(spec: JewelSpec) -> str:
 def description(spec: JewelSpec) -> str:
     parts = [title(spec) + "."]
     if spec.gemstone and spec.style not in ("eternity", "tennis", "pearls"):
-        parts.append(f"A {spec.carat:g} ct {spec.gemstone} ({spec.cut}) in a {spec.setting} setting.")
+        shape = "cabochon" if spec.cut == "cabochon" else f"{spec.cut}-cut"
+        parts.append(f"A {spec.carat:g} ct {shape} {gem_name(spec.gemstone)} in a {spec.setting} setting.")
     elif spec.style in ("eternity", "tennis"):
-        parts.append(f"A continuous line of round {spec.gemstone}s.")
+        parts.append(f"A continuous line of round {gem_name(spec.gemstone)}s.")
     if spec.finish > 1.5:
         parts.append("Brushed metal finish.")
     else:
