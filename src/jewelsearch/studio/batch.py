@@ -106,7 +106,7 @@ def contact_sheet(folder: Path, out_png: Path, *, columns: int = 8, thumb: int =
         image = Image.open(Path(folder) / row["image"]).convert("RGB").resize((thumb, thumb))
         x, y = (i % columns) * thumb, (i // columns) * (thumb + 28)
         sheet.paste(image, (x, y))
-        caption = row["title"]
+        caption = title(JewelSpec(**{k: row[k] for k in JewelSpec.__dataclass_fields__}))
         draw.text((x + 3, y + thumb + 2), caption[:30], fill="black")
         draw.text((x + 3, y + thumb + 14), caption[30:60], fill="black")
     out_png.parent.mkdir(parents=True, exist_ok=True)
