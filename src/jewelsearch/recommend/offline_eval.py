@@ -146,9 +146,10 @@ def tune(index, vectors, items, config: SimulationConfig, seed: int, base: Blend
     now = max(e["ts"] for e in train_events) + 60
     trials = []
     best, best_score = base, -1.0
-    grid = itertools.product([0.3, 0.6, 1.0], [0.15, 0.4, 0.8], [0.0, 0.2], [0.3, 0.6, 1.0])
-    for co, pop, div, ward in grid:
-        candidate = replace(base, co_engagement=co, popularity=pop, diversity=div, ward_threshold=ward)
+    grid = itertools.product([0.3, 1.0], [0.6, 1.0, 1.5], [0.15, 0.4, 0.8], [0.0, 0.2], [0.3, 0.6])
+    for sim, co, pop, div, ward in grid:
+        candidate = replace(base, similarity=sim, co_engagement=co, popularity=pop, diversity=div,
+                            ward_threshold=ward)
         methods = build_methods(index, vectors, train_events, now, candidate)
         result = evaluate_methods({"blended": methods["blended (jewelsearch)"]}, cases, vectors, len(vectors))
         score = result["blended"]["ndcg@10"]
