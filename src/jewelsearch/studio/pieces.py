@@ -37,6 +37,15 @@ class Piece:
     def add_sphere(self, role: str, centre, radius: float) -> None:
         self.parts.append(Part(role, sphere=(tuple(map(float, centre)), float(radius))))
 
+    def stand_up(self) -> None:
+        """Rotate +90° about x: a stone whose table faced up (+z) now faces the camera (-y)."""
+        for part in self.parts:
+            if part.mesh is not None:
+                part.mesh = transformed(part.mesh, rotation_x(math.pi / 2))
+            else:
+                c, r = part.sphere
+                part.sphere = ((c[0], -c[2], c[1]), r)
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lows, highs = [], []
         for part in self.parts:
@@ -174,13 +183,7 @@ def pendant(cut: str, carat: float, setting: str) -> Piece:
     piece = Piece()
     top = _set_stone(piece, cut, carat, setting, 0.0)
     size = gem_half_width(carat)
-    # Stand the pendant up: rotate so the table faces the camera (-y), then add a bail and chain.
-    for part in piece.parts:
-        if part.mesh is not None:
-            part.mesh = transformed(part.mesh, rotation_x(math.pi / 2))
-        else:
-            c, r = part.sphere
-            part.sphere = ((c[0], -c[2], c[1]), r)
+    piece.stand_up()  # the table faces the camera; then a bail and a chain above it
     bail_z = size * 1.45
     piece.add_metal(sweep_mesh(circle_path(1.3, 32, "x", (0, 0, bail_z)), circle_profile(0.35, 8)))
     piece.add_metal(_chain_mesh(_v_path(bail_z + 1.3, spread=size * 4.5, height=size * 6), 0.9))
@@ -196,22 +199,12 @@ def earrings(kind: str, cut: str, carat: float, setting: str) -> Piece:
             single.add_metal(sweep_mesh(circle_path(7.0, 96, "y"), rounded_rect_profile(1.4, 1.4, 12)))
         elif kind == "drop":
             _set_stone(single, cut, carat, setting, 0.0)
-            for part in single.parts:
-                if part.mesh is not None:
-                    part.mesh = transformed(part.mesh, rotation_x(math.pi / 2))
-                else:
-                    c, r = part.sphere
-                    part.sphere = ((c[0], -c[2], c[1]), r)
+            single.stand_up()
             hook = circle_path(2.5, 32, "x", (0, 0, gem_half_width(carat) * 1.3 + 2.2))
             single.add_metal(sweep_mesh(hook, circle_profile(0.3, 8)))
         else:  # stud, seen from the front
             _set_stone(single, cut, carat, setting, 0.0)
-            for part in single.parts:
-                if part.mesh is not None:
-                    part.mesh = transformed(part.mesh, rotation_x(math.pi / 2))
-                else:
-                    c, r = part.sphere
-                    part.sphere = ((c[0], -c[2], c[1]), r)
+            single.stand_up()
         for part in single.parts:
             if part.mesh is not None:
                 piece.parts.append(Part(part.role, transformed(part.mesh, translation=(sign * spacing, 0, 0))))
