@@ -43,9 +43,9 @@ class Recommender:
         self.weights = weights or BlendWeights()
         self.category_of = category_of or (lambda ids: {})
 
-    def interests(self, history: UserHistory) -> list[Interest]:
+    def interests(self, history: UserHistory, vectors_for=None) -> list[Interest]:
         strongest = sorted(history.weights, key=lambda i: -history.weights[i])[:MAX_PROFILE_ITEMS]
-        vectors = self.vectors_for(strongest)
+        vectors = (vectors_for or self.vectors_for)(strongest)
         ids = [i for i in strongest if i in vectors]
         if not ids:
             return []
@@ -58,20 +58,21 @@ class Recommender:
                   text_vector: np.ndarray | None = None, seed_items: Sequence[int] = (),
                   exclude: Sequence[int] = ()) -> list[Recommendation]:
         w = self.weights
+        vectors_for = _Memo(self.vectors_for)  # one store round trip per new id, per request
         allowed = None if allowed_ids is None else set(allowed_ids)
         excluded = set(history.purchased) | set(exclude)
         ok = lambda i: i not in excluded and i in self.index and (allowed is None or i in allowed)  # noqa: E731
         pool = max(4 * k, 40)
         sim: dict[int, float] = {}
         sim_reason: dict[int, Interest] = {}
-        interests = self.interests(history)
+        interests = self.interests(history, vectors_for)
         for seed in seed_items:  # explicit seeds act as an extra, strong interest
             if seed in self.index:
                 interests.insert(0, Interest(seed, [seed], max([i.importance for i in interests] + [1.0])))
         queries, quotas, owners = [], [], []
         total = sum(i.importance for i in interests) or 1.0
         for interest in interests:
-            vector = self.vectors_for([interest.medoid]).get(interest.medoid)
+            vector = vectors_for([interest.medoid]).get(interest.medoid)
             if vector is None:
                 continue
             if text_vector is not None:
@@ -101,14 +102,15 @@ class Recommender:
         score = {c: w.similarity * sim_n.get(c, 0.0) + w.co_engagement * co_n.get(c, 0.0)
                  + w.popularity * pop_n.get(c, 0.0) for c in candidates}
         shortlist = sorted(candidates, key=lambda c: -score[c])[:pool]
-        order = mmr(shortlist, score, self.vectors_for(shortlist), k, w.diversity)
+        shortlist_vectors = vectors_for(shortlist)
+        order = mmr(shortlist, score, shortlist_vectors, k, w.diversity)
         categories = self.category_of(order)
         out = []
         for item in order:
             reasons = []
             interest = sim_reason.get(item)
             if interest is not None and sim_n.get(item, 0) > 0:
-                nearest = self._nearest_member(item, interest)
+                nearest = self._nearest_member(item, interest, vectors_for)
                 kind = history.strongest_kind.get(nearest, "view")
                 if nearest == item:  # an item the shopper already engaged with comes back
                     reasons.append({"type": "engaged", "item_id": item, "kind": kind,
@@ -130,10 +132,10 @@ class Recommender:
             out.extend(self._fill(k - len(out), excluded | set(order), allowed))
         return out
 
-    def _nearest_member(self, item: int, interest: Interest) -> int:
+    def _nearest_member(self, item: int, interest: Interest, vectors_for) -> int:
         if len(interest.members) == 1:
             return interest.members[0]
-        vectors = self.vectors_for(interest.members + [item])
+        vectors = vectors_for(interest.members + [item])
         target = vectors.get(item)
         if target is None:
             return interest.medoid
@@ -149,6 +151,22 @@ class Recommender:
                 if len(out) == k:
                     break
         return out
+
+
+class _Memo:
+    """Vectors by id, fetched from the store once per request however often asked for."""
+
+    def __init__(self, fetch: Callable[[Sequence[int]], Mapping[int, np.ndarray]]):
+        self.fetch = fetch
+        self.known: dict[int, np.ndarray | None] = {}
+
+    def __call__(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self.known]
+        if missing:
+            found = self.fetch(missing)
+            for i in missing:
+                self.known[i] = found.get(i)
+        return {i: self.known[i] for i in ids if self.known.get(i) is not None}
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
