@@ -122,3 +122,42 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path, tiny_model_d
     assert not report.missing_embeddings and not report.index_only and not report.store_only
     assert not report.missing_images
     assert len(service.index) == catalog.items.count()
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_in_flight_requests(tmp_path, tiny_model_dir):
+    import threading
+    home = tmp_path / "home"
+    env = dict(os.environ, JEWELSEARCH_HOME=str(home), JEWELSEARCH_API_KEY="k", JEWELSEARCH_MODEL=str(tiny_model_dir))
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/ready", timeout=1).read()
+            break
+        except OSError:
+            assert time.time() < deadline and server.poll() is None
+            time.sleep(0.2)
+    results = []
+
+    def upload(n):
+        try:
+            results.append(_post_item(url, make_image(seed=n, size=(1500, 1500)), f"t{n}", "k", timeout=60)[0])
+        except OSError as exc:
+            results.append(repr(exc))
+    threads = [threading.Thread(target=upload, args=(n,)) for n in range(6)]
+    [t.start() for t in threads]
+    time.sleep(0.3)
+    server.send_signal(signal.SIGTERM)
+    [t.join() for t in threads]
+    assert server.wait(timeout=60) == 0
+    # Requests that reached the server before the signal were answered in full.
+    assert results.count(201) >= 1 and all(r == 201 or "Connection refused" in str(r) for r in results), results
+    from jewelsearch.storage import Catalog
+    catalog = Catalog.open(home / "catalog.db", home / "images")
+    assert catalog.items.count() == results.count(201)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/api/health", timeout=2)

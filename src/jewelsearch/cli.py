@@ -340,8 +340,6 @@ def recommend(obj: Context, user_id, k, text, filters, as_json):
 @click.pass_obj
 def serve(obj: Context, host, port, threads, allow_unauthenticated_writes):
     """Serve the JSON API and web page with waitress."""
-    import waitress
-
     from .server import create_app
     settings = obj.settings.with_overrides(host=host, port=port, server_threads=threads,
                                            allow_unauthenticated_writes=allow_unauthenticated_writes or None)
@@ -350,8 +348,10 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes):
         click.echo("note: no JEWELSEARCH_API_KEY set, so write endpoints answer 403", err=True)
     click.echo(f"jewelsearch serving {obj.service.stats()['items']} items on "
                f"http://{settings.host}:{settings.port}/", err=True)
-    waitress.serve(app, host=settings.host, port=settings.port, threads=settings.server_threads,
-                   clear_untrusted_proxy_headers=True, ident="jewelsearch")
+    from .server.graceful import serve as serve_gracefully
+    serve_gracefully(app, host=settings.host, port=settings.port, threads=settings.server_threads,
+                     on_stop=lambda: obj.service.save())
+    click.echo("stopped", err=True)
 
 
 @main.command()

@@ -1,0 +1,57 @@
+"""Serving with waitress and a graceful stop.
+
+On SIGTERM or SIGINT the server stops accepting connections, lets requests
+already received finish and flush their responses (up to ``grace`` seconds),
+then saves the index and exits.  waitress's own stop drops in-flight replies,
+so the event loop is driven here one iteration at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Callable
+
+import waitress
+from waitress.channel import HTTPChannel
+
+log = logging.getLogger(__name__)
+
+
+def _busy(server) -> bool:
+    dispatcher = server.task_dispatcher
+    if dispatcher.queue or dispatcher.active_count:
+        return True
+    return any(isinstance(ch, HTTPChannel) and (ch.requests or ch.total_outbufs_len)
+               for ch in list(server._map.values()))
+
+
+def serve(app, *, host: str, port: int, threads: int, grace: float = 30.0,
+          on_stop: Callable[[], None] | None = None, ready: Callable[[int], None] | None = None) -> None:
+    server = waitress.create_server(app, host=host, port=port, threads=threads,
+                                    clear_untrusted_proxy_headers=True, ident="jewelsearch")
+    stopping = threading.Event()
+
+    def request_stop(signum, frame):
+        log.info("signal %s: finishing in-flight requests, then stopping", signum)
+        stopping.set()
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    if ready:
+        ready(server.effective_port)
+    try:
+        while not stopping.is_set():
+            server.asyncore.loop(timeout=0.5, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        server.accepting = False
+        server.del_channel()  # stop listening; connections already open keep being served
+        server.socket.close()
+        deadline = time.monotonic() + grace
+        while _busy(server) and time.monotonic() < deadline:
+            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if on_stop:
+            on_stop()
