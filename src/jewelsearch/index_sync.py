@@ -20,11 +20,15 @@ from .storage import Catalog
 log = logging.getLogger(__name__)
 
 
-def vector_source_for(catalog: Catalog, model_id: str):
+def vector_source_for(catalog: Catalog, model_id: str, dim: int):
     """Exact vectors by item id, read from the store (used by IVF-PQ re-ranking)."""
     def source(ids: np.ndarray) -> np.ndarray:
         found = catalog.embeddings.get_many(ids.tolist(), model_id)
-        return np.stack([found[int(i)] for i in ids])
+        # An item deleted between its commit and the index update has no vector any
+        # more: score it zero; the service drops ids without a row anyway.
+        missing = np.zeros(dim, dtype=np.float32)
+        rows = [found.get(int(i), missing) for i in ids]
+        return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     return source
 
 
@@ -34,7 +38,7 @@ def build_from_store(catalog: Catalog, model_id: str, dim: int, *, kind: str = "
     if len(ids) and vectors.shape[1] != dim:
         raise ValueError(f"stored embeddings have dimension {vectors.shape[1]}, model has {dim}")
     choice = choose_kind(len(ids), dim, memory_budget_bytes, kind)
-    source = vector_source_for(catalog, model_id)
+    source = vector_source_for(catalog, model_id, dim)
     if len(ids) == 0:
         if choice.kind == "ivfpq":
             choice = IndexChoice("flat")
@@ -48,7 +52,7 @@ def open_index(catalog: Catalog, directory: Path, model_id: str, dim: int, *,
     """(index, manifest, rebuilt) for the store's current state."""
     version = catalog.database.catalog_version()
     stored = catalog.embeddings.model_ids().get(model_id, 0)
-    loaded = load_index(directory, vector_source_for(catalog, model_id))
+    loaded = load_index(directory, vector_source_for(catalog, model_id, dim))
     if loaded is not None:
         index, manifest = loaded
         reasons = []
