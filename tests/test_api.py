@@ -1,5 +1,4 @@
 import io
-import json
 
 import pytest
 from PIL import Image

@@ -19,7 +19,7 @@ import numpy as np
 from .embed import Encoder
 from .embed.recognize import Recognizer
 from .errors import InvalidInput, ItemNotFound, ModelMismatch
-from .index import IndexManifest, VectorIndex, save_index
+from .index import IndexManifest, save_index
 from .index_sync import build_from_store, open_index
 from .ingest import IngestResult, Ingestor, NewItem
 from .recommend import BlendWeights, CollaborativeSignals, Recommender, build_history

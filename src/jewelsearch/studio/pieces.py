@@ -181,7 +181,7 @@ def ring(cut: str, carat: float, setting: str, style: str = "solitaire", finish:
 
 def pendant(cut: str, carat: float, setting: str) -> Piece:
     piece = Piece()
-    top = _set_stone(piece, cut, carat, setting, 0.0)
+    _set_stone(piece, cut, carat, setting, 0.0)
     size = gem_half_width(carat)
     piece.stand_up()  # the table faces the camera; then a bail and a chain above it
     bail_z = size * 1.45

@@ -10,7 +10,6 @@ import random
 from dataclasses import asdict, dataclass
 
 from .materials import GEMS, METALS, OPAQUE, TRANSPARENT  # noqa: F401
-from .pieces import SETTINGS
 
 CUTS = ("round", "oval", "pear", "marquise", "princess", "emerald", "cushion", "heart")
 BACKGROUNDS = ("white sweep", "black velvet", "gradient", "marble", "wood")
