@@ -52,6 +52,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_server(env: dict) -> tuple[subprocess.Popen, str]:
+    """`jewelsearch serve` on a free port, returned once /api/ready answers."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/ready", timeout=1).read()
+            return server, url
+        except OSError:
+            assert time.time() < deadline and server.poll() is None, "server did not start"
+            time.sleep(0.2)
+
+
 def _post_item(url: str, image: bytes, title: str, key: str, timeout: float = 10):
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n"
@@ -75,18 +91,7 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path, tiny_model_d
     rng = random.Random(0)
     seed = 0
     for round_number in range(20):
-        port = _free_port()
-        server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/api/ready", timeout=1).read()
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "server did not start"
-                time.sleep(0.2)
+        server, url = _start_server(env)
         stop = threading.Event()
 
         def stream():
@@ -129,18 +134,7 @@ def test_sigterm_finishes_in_flight_requests(tmp_path, tiny_model_dir):
     import threading
     home = tmp_path / "home"
     env = dict(os.environ, JEWELSEARCH_HOME=str(home), JEWELSEARCH_API_KEY="k", JEWELSEARCH_MODEL=str(tiny_model_dir))
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/ready", timeout=1).read()
-            break
-        except OSError:
-            assert time.time() < deadline and server.poll() is None
-            time.sleep(0.2)
+    server, url = _start_server(env)
     results = []
 
     def upload(n):
