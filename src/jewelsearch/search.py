@@ -64,6 +64,7 @@ class SearchService:
         self.signals_refresh_seconds = signals_refresh_seconds
         self._signals: CollaborativeSignals | None = None
         self._signals_built_at = 0.0
+        self._signals_version = -1
         self._signals_lock = threading.Lock()
         self.ingestor = Ingestor(catalog, encoder, max_bytes=self.limits.max_upload_bytes,
                                  max_pixels=self.limits.max_image_pixels, recognizer=recognizer)
@@ -72,6 +73,7 @@ class SearchService:
         self.index, self.manifest, self.rebuilt_on_open = open_index(
             catalog, self.index_dir, encoder.model_id, encoder.dim, kind=index_kind,
             memory_budget_bytes=memory_budget_bytes)
+        self._mismatch = self._find_model_mismatch()
 
     # ----- state -----------------------------------------------------------
     def other_model_embeddings(self) -> dict[str, int]:
@@ -80,14 +82,23 @@ class SearchService:
     def missing_embeddings(self) -> int:
         return self.catalog.items.count() - len(self.index)
 
+    def _find_model_mismatch(self) -> str | None:
+        """Why searching would be wrong, or None: items embedded only by another model.
+
+        Computed when the index is opened or rebuilt, not per query: this service only
+        ever embeds with its own model, so its writes cannot create a mismatch.
+        """
+        missing = self.missing_embeddings()
+        others = self.other_model_embeddings()
+        if missing > 0 and others:
+            return (f"{missing} items were embedded by another model ({', '.join(others)}), not "
+                    f"{self.encoder.model_id}; run `jewelsearch index rebuild` to re-embed them")
+        return None
+
     def check_model(self) -> None:
         """Refuse to search a catalog embedded by another model until it is rebuilt."""
-        missing = self.missing_embeddings()
-        if missing > 0 and self.other_model_embeddings():
-            raise ModelMismatch(
-                f"{missing} items were embedded by another model "
-                f"({', '.join(self.other_model_embeddings())}), not {self.encoder.model_id}; "
-                "run `jewelsearch index rebuild` to re-embed them")
+        if self._mismatch:
+            raise ModelMismatch(self._mismatch)
 
     def stats(self) -> dict[str, Any]:
         return {"items": self.catalog.items.count(), "indexed": len(self.index),
@@ -135,6 +146,7 @@ class SearchService:
             index = build_from_store(self.catalog, self.encoder.model_id, self.encoder.dim,
                                      kind=self.index_kind, memory_budget_bytes=self.memory_budget_bytes)
             self.index = index  # one reference swap: searches see the old or the new index
+            self._mismatch = self._find_model_mismatch()
             self._dirty = True
             return self.save()
 
@@ -258,16 +270,16 @@ class SearchService:
     def collaborative_signals(self) -> CollaborativeSignals:
         """Co-engagement and popularity, rebuilt when events changed (at most every refresh interval)."""
         now = time.time()
-        count = self.catalog.events.count()
-        stale = self._signals is None or (count != self._signals.built_from_events
+        version = self.catalog.events.latest_id()  # O(log n), unlike COUNT(*) on every request
+        stale = self._signals is None or (version != self._signals_version
                                           and now - self._signals_built_at >= self.signals_refresh_seconds)
         if stale:
             with self._signals_lock:
-                if self._signals is None or count != self._signals.built_from_events:
+                if self._signals is None or version != self._signals_version:
                     self._signals = CollaborativeSignals.build(
                         self.catalog.events.iterate_all(), now=now,
                         popularity_half_life_days=self.popularity_half_life_days)
-                    self._signals_built_at = now
+                    self._signals_version, self._signals_built_at = version, now
         return self._signals
 
     def recommend(self, user_id: str, k: int = 10, *, filters: Filters | None = None,

@@ -25,7 +25,7 @@ class CollaborativeSignals:
     # item -> [(other item, score)] strongest first
     neighbours: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     popularity: dict[int, float] = field(default_factory=dict)
-    built_from_events: int = 0
+    _ranked: list[tuple[int, float]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, events: Iterable[Mapping[str, Any]], *, now: float,
@@ -33,9 +33,7 @@ class CollaborativeSignals:
         per_user: dict[str, dict[int, float]] = defaultdict(dict)
         popularity: dict[int, float] = defaultdict(float)
         latest: dict[str, dict[int, float]] = defaultdict(dict)
-        count = 0
         for event in events:
-            count += 1
             item, weight, ts = int(event["item_id"]), float(event["weight"]), float(event["ts"])
             popularity[item] += weight * decay(now - ts, popularity_half_life_days)
             user = per_user[event["user_id"]]
@@ -58,7 +56,7 @@ class CollaborativeSignals:
         for item, others in pairs.items():
             top = sorted(others.items(), key=lambda kv: -kv[1])[:NEIGHBOURS_PER_ITEM]
             neighbours[item] = top
-        return cls(neighbours, dict(popularity), count)
+        return cls(neighbours, dict(popularity))
 
     def co_engaged(self, history_weights: Mapping[int, float], limit: int = 200
                    ) -> dict[int, tuple[float, int]]:
@@ -79,11 +77,9 @@ class CollaborativeSignals:
     def most_popular(self, limit: int) -> list[tuple[int, float]]:
         if not self.popularity:
             return []
-        ranked = self.__dict__.get("_ranked")
-        if ranked is None:  # sorted once per build, then every request slices it
+        if self._ranked is None:  # sorted once per build, then every request slices it
             items = np.fromiter(self.popularity.keys(), dtype=np.int64, count=len(self.popularity))
             scores = np.fromiter(self.popularity.values(), dtype=np.float64, count=len(self.popularity))
             order = np.argsort(-scores, kind="stable")
-            ranked = [(int(items[i]), float(scores[i])) for i in order[:5000]]
-            self.__dict__["_ranked"] = ranked
-        return ranked[:limit]
+            self._ranked = [(int(items[i]), float(scores[i])) for i in order[:5000]]
+        return self._ranked[:limit]

@@ -112,5 +112,9 @@ class EventStore:
         for row in cur:
             yield dict(zip(cols, row))
 
+    def latest_id(self) -> int:
+        """The newest event's id (events are only appended): a cheap change marker."""
+        return int(self.database.scalar("SELECT MAX(id) FROM events") or 0)
+
     def count(self) -> int:
         return int(self.database.scalar("SELECT COUNT(*) FROM events"))
