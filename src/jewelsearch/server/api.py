@@ -74,12 +74,6 @@ def _uploaded_image(required: bool) -> bytes | None:
     return data
 
 
-@api.get("/openapi.json")
-def openapi():
-    from .openapi import openapi_document
-    return jsonify(openapi_document())
-
-
 @api.get("/health")
 def health():
     return jsonify(status="ok")

@@ -45,10 +45,9 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     _register_error_handlers(app)
 
     @app.get("/openapi.json")
-    def openapi_root():
+    def openapi():
         from .openapi import openapi_document
-        from flask import jsonify as _jsonify
-        return _jsonify(openapi_document())
+        return jsonify(openapi_document())
 
     @app.before_request
     def assign_request_id():
