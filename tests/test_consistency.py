@@ -1,12 +1,8 @@
 import http.client
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
-import uuid
 
 import pytest
 
@@ -15,6 +11,7 @@ from jewelsearch.ingest import NewItem
 from jewelsearch.search import SearchService
 
 from conftest import make_image
+from served import post_item, start_server
 
 
 def test_check_clean_catalog(service):
@@ -46,39 +43,6 @@ def test_check_reports_missing_image(service):
 
 # ----- crash safety: SIGKILL the real server mid-ingest, many times -----------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(env: dict) -> tuple[subprocess.Popen, str]:
-    """`jewelsearch serve` on a free port, returned once /api/ready answers."""
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/ready", timeout=1).read()
-            return server, url
-        except OSError:
-            assert time.time() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.2)
-
-
-def _post_item(url: str, image: bytes, title: str, key: str, timeout: float = 10):
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url + "/api/items", data=body, headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}", "X-API-Key": key})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.status, response.read()
-
-
 @pytest.mark.slow
 def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path, tiny_model_dir, tiny_encoder):
     import json
@@ -91,7 +55,7 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path, tiny_model_d
     rng = random.Random(0)
     seed = 0
     for round_number in range(20):
-        server, url = _start_server(env)
+        server, url = start_server(env)
         stop = threading.Event()
 
         def stream():
@@ -100,7 +64,7 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path, tiny_model_d
                 seed += 1
                 title = f"item-{seed}"
                 try:
-                    status, body = _post_item(url, make_image(seed=seed), title, key)
+                    status, body = post_item(url, make_image(seed=seed), title, key)
                 except (OSError, http.client.HTTPException):  # killed mid-request or mid-reply
                     return
                 if status == 201:
@@ -134,12 +98,12 @@ def test_sigterm_finishes_in_flight_requests(tmp_path, tiny_model_dir):
     import threading
     home = tmp_path / "home"
     env = dict(os.environ, JEWELSEARCH_HOME=str(home), JEWELSEARCH_API_KEY="k", JEWELSEARCH_MODEL=str(tiny_model_dir))
-    server, url = _start_server(env)
+    server, url = start_server(env)
     results = []
 
     def upload(n):
         try:
-            results.append(_post_item(url, make_image(seed=n, size=(1500, 1500)), f"t{n}", "k", timeout=60)[0])
+            results.append(post_item(url, make_image(seed=n, size=(1500, 1500)), f"t{n}", "k", timeout=60)[0])
         except OSError as exc:
             results.append(repr(exc))
     threads = [threading.Thread(target=upload, args=(n,)) for n in range(6)]

@@ -9,7 +9,7 @@ _FILTERS = [{"name": n, "in": "query", "required": False, "schema": {"type": "st
            [{"name": n, "in": "query", "required": False, "schema": {"type": "number", "minimum": 0}}
             for n in ("min_price", "max_price")]
 _K = {"name": "k", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
-_ID = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ID = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _RESULTS = {"description": "results", "content": {"application/json": {"schema": {
     "$ref": "#/components/schemas/Results"}}}}
