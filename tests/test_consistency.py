@@ -80,6 +80,7 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path, tiny_model_d
     from jewelsearch.storage import Catalog
     catalog = Catalog.open(home / "catalog.db", home / "images")
     service = SearchService(catalog, tiny_encoder, home / "index")
+    print(f"crash test: 20 SIGKILLs, {len(acknowledged)} acknowledged items, all checked")
     assert len(acknowledged) > 20
     for title, item_id in acknowledged.items():
         row = service.get_item(item_id)

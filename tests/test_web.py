@@ -147,3 +147,64 @@ def test_item_page_shows_similar(page, live_server):
     page.wait_for_selector("#results li")
     assert page.locator("h1").inner_text() == "Piece 2"
     assert page.locator("#results li").count() == 11
+
+
+class TwoPieces:
+    """A stand-in localiser that always finds the same two pieces, so the page's box
+    drawing and box picking are tested without the bundled model."""
+
+    def locate(self, image):
+        import numpy as np
+        from jewelsearch.embed.localizer import Box, Localization
+        w, h = image.size
+        boxes = [Box(int(w * .5), int(h * .1), int(w * .9), int(h * .5), 0.9),
+                 Box(int(w * .1), int(h * .6), int(w * .4), int(h * .9), 0.6)]
+        return Localization(boxes, np.zeros((h, w), np.float32), np.zeros((h, w), np.float32), 1.0)
+
+    def usable_boxes(self, found):
+        return found.boxes
+
+
+def test_photo_search_draws_pieces_and_picks_another(page, service, tmp_path):
+    service.localizer = TwoPieces()
+    photo = tmp_path / "worn.png"
+    photo.write_bytes(make_image(seed=3, size=(400, 300)))
+    # Multipart bodies are not visible to the browser driver, so check what the server answered.
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as first:
+        page.set_input_files("#image", str(photo))
+    assert first.value.json()["region"]["box"] == [200, 30, 360, 150]
+    page.wait_for_selector("#boxes .qbox.active")
+    assert page.locator("#boxes .qbox").count() == 2
+    assert "outlined piece" in page.inner_text("#region-note")
+    # The first (most confident) outline sits over the top-right of the preview.
+    preview = page.locator("#preview").bounding_box()
+    active = page.locator("#boxes .qbox.active").bounding_box()
+    assert active["x"] > preview["x"] + preview["width"] * 0.4
+    shot(page, "search-by-region.png")
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as second:
+        page.locator("#boxes .qbox").nth(1).click()
+    assert second.value.json()["region"]["box"] == [40, 180, 160, 270]
+    page.wait_for_selector("#boxes .qbox:nth-child(2).active")
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as third:
+        page.click("#use-whole")
+    assert third.value.json()["region"]["used"] == "whole"
+    page.wait_for_selector("#use-whole:has-text('look for pieces again')")
+    assert page.locator("#boxes .qbox.active").count() == 0
+    assert not page.console_errors
+
+
+def test_why_this_match_overlays_the_heatmap(page):
+    page.fill("#q", "gold ring")
+    page.click("#search-button")
+    page.wait_for_selector("#results li .why")
+    card = page.locator("#results li").first
+    original = card.locator("img").get_attribute("src")
+    card.locator(".why").click()
+    page.wait_for_selector("#results li .why-note")
+    assert card.locator("img").get_attribute("src").startswith("data:image/png;base64,")
+    assert card.locator(".why").get_attribute("aria-expanded") == "true"
+    shot(page, "why-this-match.png")
+    card.locator(".why").click()
+    assert card.locator("img").get_attribute("src").endswith(original)
+    assert card.locator(".why-note").count() == 0
+    assert not page.console_errors

@@ -177,9 +177,12 @@ def _print_results(results: list[dict], as_json: bool, payload: dict) -> None:
 @click.option("-k", default=10, show_default=True)
 @click.option("--filter", "filters", multiple=True, help="key=value, e.g. category=ring, max_price=500.")
 @click.option("--text-weight", default=0.5, show_default=True, help="Weight of text when combined with an image.")
+@click.option("--region", type=click.Choice(["auto", "whole"]), default="auto", show_default=True,
+              help="Image queries: search with the detected piece (auto) or the whole photo.")
+@click.option("--box", default=None, help="Image queries: search with this box, x0,y0,x1,y1 in pixels.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def search(obj: Context, text, image, item, k, filters, text_weight, as_json):
+def search(obj: Context, text, image, item, k, filters, text_weight, region, box, as_json):
     """Search by text, image, item id, or image + text."""
     from .storage.filters import parse_k, parse_query_text
     service = obj.service
@@ -188,9 +191,39 @@ def search(obj: Context, text, image, item, k, filters, text_weight, as_json):
     if text is None and image is None and item is None:
         fail("give --text, --image or --item")
     image_bytes = image.read_bytes() if image else None
+    from .query_region import parse_box
     payload = service.query(text=text, image_bytes=image_bytes, item_id=item, k=k,
-                            filters=_parse_filter_options(filters), text_weight=text_weight)
+                            filters=_parse_filter_options(filters), text_weight=text_weight,
+                            region=region, box=parse_box(box))
+    if not as_json and "region" in payload:
+        used = payload["region"]
+        click.echo(f"query region: {used['used']} {used['box'] or ''} ({used['note']}); "
+                   f"{len(used['boxes'])} piece(s) found")
     _print_results(payload["results"], as_json, payload)
+
+
+@main.command()
+@click.argument("item_id")
+@click.option("--query-item", default=None, help="The query item the result was found for.")
+@click.option("--text", "-t", default=None, help="The text query the result was found for.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the heatmap overlay PNG here.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def explain(obj: Context, item_id, query_item, text, out, as_json):
+    """Why ITEM_ID matched a query item or a text: heatmap overlay and shared attributes."""
+    answer = obj.service.explain(item_id, query_item=query_item, text=text)
+    if out:
+        out.write_bytes(answer["overlay_png"])
+    summary = {k: answer[k] for k in ("query", "similarity", "shared_attributes", "method")}
+    summary["item"] = answer["item"]["id"]
+    summary["overlay"] = str(out) if out else None
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    shared = ", ".join(f"{k} {v}" for k, v in summary["shared_attributes"].items()) or "none"
+    click.echo(f"item {summary['item']}: similarity {summary['similarity']}, shared attributes: {shared}; "
+               f"heatmap by {summary['method']}" + (f" written to {out}" if out else " (use --out to save it)"))
 
 
 @main.group()
@@ -280,10 +313,16 @@ def recognize(obj: Context, image, as_json):
     if as_json:
         click.echo(json.dumps(payload, indent=2))
         return
-    click.echo(f"method: {payload['method']}")
+    click.echo(f"method: {payload['method']}; looked at: {payload['region']['used']} {payload['region']['box'] or ''}")
     for attribute in ("category", "metal", "gemstone", "cut"):
         guesses = ", ".join(f"{g['label']} {g['p']:.2f}" for g in payload[attribute])
         click.echo(f"{attribute:>9}: {guesses}")
+    for box in payload["region"]["boxes"]:
+        click.echo(f"    piece: {box['box']} confidence {box['confidence']:.2f}")
+    if payload.get("evidence"):
+        e = payload["evidence"]
+        click.echo(f" evidence: stone colour {e['stone_color'] or '-'}, metal tone {e['metal_tone'] or '-'}, "
+                   f"about {e['stone_count_estimate']} stone(s)")
 
 
 @main.command()
@@ -350,6 +389,7 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes):
                f"http://{settings.host}:{settings.port}/", err=True)
     from .server.graceful import serve as serve_gracefully
     serve_gracefully(app, host=settings.host, port=settings.port, threads=settings.server_threads,
+                     idle_timeout=settings.request_timeout_seconds,
                      on_stop=lambda: obj.service.save())
     click.echo("stopped", err=True)
 
@@ -375,6 +415,30 @@ def train(data_root, out, work, epochs, seed):
         {"best_epoch": result.best_epoch, "temperatures": result.temperatures,
          "history": result.history}, indent=2))
     click.echo(f"model {result.model_id} written to {out} (best epoch {result.best_epoch})")
+
+
+@main.command("train-localizer")
+@click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="A `studio render` folder (images, masks, labels.jsonl).")
+@click.option("--products", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Optional products/ folder (train/ and val/) whose white-sweep photos become cut-outs.")
+@click.option("--scenes", default=4000, show_default=True, type=click.IntRange(10, 200_000))
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/localizer"),
+              show_default=True, help="Cache of prepared scenes, so a re-run only retrains the head.")
+@click.pass_obj
+def train_localizer_command(obj: Context, renders, products, scenes, epochs, seed, work):
+    """Train the piece localiser head into the model folder (the encoder stays as it is)."""
+    from .embed.train_localizer import train_localizer
+    from .embed import load_encoder
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    if encoder.folder is None:
+        fail("the localiser is stored in a model folder; pass --model with one")
+    summary = train_localizer(encoder, renders, products, encoder.folder, train_scenes=scenes,
+                              val_scenes=max(50, scenes // 8), epochs=epochs, seed=seed, cache_dir=work,
+                              progress=click.echo)
+    click.echo(json.dumps(summary, indent=2))
 
 
 @main.group("eval")
@@ -441,6 +505,42 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     if robustness:
         worst = max(report["worst_drop_points"].items(), key=lambda kv: kv[1])
         click.echo(f"largest drop under one degradation: {worst[0]} {worst[1]:.1f} points")
+
+
+@eval_group.command("regions")
+@click.option("--worn", "worn_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="A worn/ folder with labels.csv (path, category, metal, product).")
+@click.option("--boxes", "boxes_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Optional hand-drawn boxes: CSV with path, x0, y0, x1, y1 (one row per piece).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/eval/regions.json"),
+              show_default=True)
+@click.pass_obj
+def eval_regions(obj: Context, worn_root, boxes_csv, out):
+    """Whole-photo vs. detected-piece search and recognition on worn photos, side by side."""
+    import csv
+    from .embed import load_encoder
+    from .embed.evaluate_regions import evaluate_regions
+    from .embed.heads import AttributeHeads
+    from .embed.labelled_data import read_worn
+    from .embed.localizer import Localizer
+    from .embed.recognize import Recognizer
+    settings = obj.settings
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    localizer = Localizer.load(encoder, encoder.folder)
+    if localizer is None:
+        fail("this model has no localiser (train one with `jewelsearch train-localizer`)")
+    hand = None
+    if boxes_csv:
+        hand = {}
+        with open(boxes_csv, newline="") as fh:
+            for row in csv.DictReader(fh):
+                hand.setdefault(row["path"], []).append(tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")))
+    heads = AttributeHeads.load(encoder.folder)
+    report = evaluate_regions(Recognizer(encoder, heads), localizer, read_worn(worn_root), hand)
+    report["localizer"] = localizer.config.get("held_out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(json.dumps(report, indent=2))
 
 
 @main.group()

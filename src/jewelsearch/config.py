@@ -48,6 +48,9 @@ class Settings:
     max_image_pixels: int = 40_000_000
     max_text_chars: int = 500
     max_k: int = 200
+    # A connection that sends nothing for this long (a stalled or trickling upload) is closed,
+    # so slow clients cannot pin the server's threads.
+    request_timeout_seconds: int = 30
 
     @property
     def db_path(self) -> Path:

@@ -17,11 +17,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from .embed import Encoder
+from .embed import explain as explaining
+from .embed.evidence import evidence
+from .embed.localizer import Localizer
 from .embed.recognize import Recognizer
 from .errors import InvalidInput, ItemNotFound, ModelMismatch
 from .index import IndexManifest, save_index
 from .index_sync import build_from_store, open_index
 from .ingest import IngestResult, Ingestor, NewItem
+from .query_region import choose_region
 from .recommend import BlendWeights, CollaborativeSignals, Recommender, build_history
 from .storage import Catalog
 from .storage.events import EVENT_KINDS
@@ -50,7 +54,8 @@ class SearchService:
                  limits: Limits | None = None, index_kind: str = "auto",
                  memory_budget_bytes: int = 2 << 30, half_life_days: float = 30.0,
                  recognizer: Recognizer | None = None, blend_weights: BlendWeights | None = None,
-                 popularity_half_life_days: float = 7.0, signals_refresh_seconds: float = 30.0):
+                 popularity_half_life_days: float = 7.0, signals_refresh_seconds: float = 30.0,
+                 localizer: Localizer | None = None):
         self.catalog = catalog
         self.encoder = encoder
         self.index_dir = Path(index_dir)
@@ -59,6 +64,7 @@ class SearchService:
         self.memory_budget_bytes = memory_budget_bytes
         self.half_life_days = half_life_days
         self.recognizer = recognizer
+        self.localizer = localizer
         self.blend_weights = blend_weights or BlendWeights()
         self.popularity_half_life_days = popularity_half_life_days
         self.signals_refresh_seconds = signals_refresh_seconds
@@ -184,8 +190,13 @@ class SearchService:
 
     def query(self, *, text: str | None = None, image_bytes: bytes | None = None,
               item_id: Any = None, k: int = 10, filters: Filters | None = None,
-              text_weight: float = 0.5) -> dict[str, Any]:
-        """Search by text, image, item id, or image + text; returns results and timing."""
+              text_weight: float = 0.5, region: str = "auto",
+              box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+        """Search by text, image, item id, or image + text; returns results and timing.
+
+        Image queries search with the detected piece (``region="auto"``), a caller's
+        ``box``, or the whole photo (``region="whole"``); the answer says which.
+        """
         started = time.perf_counter()
         self.check_model()
         if not 0.0 <= text_weight <= 1.0:
@@ -200,9 +211,12 @@ class SearchService:
                                     "run `jewelsearch index rebuild`")
             parts.append((1.0 - text_weight if text else 1.0, vector))
             exclude.append(item["id"])
+        region_info = None
         if image_bytes is not None:
             image = self.ingestor.decode(image_bytes).image
-            parts.append((1.0 - text_weight if text else 1.0, self.encoder.encode_images([image])[0]))
+            choice = choose_region(image, self.localizer, region=region, box=box)
+            region_info = choice.describe(image.size)
+            parts.append((1.0 - text_weight if text else 1.0, self.encoder.encode_images([choice.image])[0]))
         if text:
             if len(text) > self.limits.max_text_chars:
                 raise InvalidInput(f"q is longer than {self.limits.max_text_chars} characters")
@@ -212,7 +226,10 @@ class SearchService:
         query = sum(w * v for w, v in parts)
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         hits = self._search(query, k, filters, exclude)
-        return {"results": hits, "took_ms": round((time.perf_counter() - started) * 1000, 2)}
+        answer = {"results": hits, "took_ms": round((time.perf_counter() - started) * 1000, 2)}
+        if region_info is not None:
+            answer["region"] = region_info
+        return answer
 
     def similar(self, item_id: Any, k: int = 10, filters: Filters | None = None) -> dict[str, Any]:
         return self.query(item_id=item_id, k=k, filters=filters)
@@ -231,8 +248,51 @@ class SearchService:
         if self.recognizer is None:
             raise InvalidInput("recognition is not available for this model")
         image = self.ingestor.decode(image_bytes).image
-        prediction = self.recognizer.recognize_images([image])[0]
-        return dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id)
+        choice = choose_region(image, self.localizer)
+        prediction = self.recognizer.recognize_images([choice.image])[0]
+        answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id,
+                      region=choice.describe(image.size))
+        if choice.localization is not None:
+            answer["evidence"] = evidence(image, choice.localization)
+        return answer
+
+    def explain(self, item_id: Any, *, query_item: Any = None, text: str | None = None,
+                image_bytes: bytes | None = None, region: str = "auto",
+                box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+        """Why ``item_id`` matches a query item, a text or a query photo: a heatmap on its photo
+        and the attributes the two share."""
+        if sum(x is not None and x != "" for x in (query_item, text, image_bytes)) != 1:
+            raise InvalidInput("give exactly one query: query_item, q or an image")
+        self.check_model()
+        item = self.catalog.items.get(item_id)
+        image = self.ingestor.decode(self.image_file(item["id"]).read_bytes()).image
+        if text:
+            if len(text) > self.limits.max_text_chars:
+                raise InvalidInput(f"q is longer than {self.limits.max_text_chars} characters")
+            query_vector = self.encoder.encode_texts([text])[0]
+            shared = {}
+            query_info: dict[str, Any] = {"q": text}
+        elif image_bytes is not None:
+            photo = self.ingestor.decode(image_bytes).image
+            choice = choose_region(photo, self.localizer, region=region, box=box)
+            query_vector = self.encoder.encode_images([choice.image])[0]
+            shared = {}
+            query_info = {"image": choice.describe(photo.size)}
+        else:
+            query_row = self.catalog.items.get(query_item)
+            query_vector = self.catalog.embeddings.get(query_row["id"], self.encoder.model_id)
+            if query_vector is None:
+                raise ModelMismatch(f"item {query_row['id']} has no embedding for {self.encoder.model_id}")
+            shared = {f: item[f] for f in ("category", "metal", "gemstone", "stone_shape", "color")
+                      if item.get(f) and item.get(f) == query_row.get(f)}
+            query_info = {"item": query_row["id"]}
+        item_vector = self.catalog.embeddings.get(item["id"], self.encoder.model_id)
+        heat, method = explaining.heatmap(self.encoder, image, query_vector)
+        similarity = float(np.dot(item_vector, query_vector)) if item_vector is not None else None
+        return {"item": public_item(item), "query": query_info,
+                "similarity": round(similarity, 6) if similarity is not None else None,
+                "shared_attributes": shared, "method": method, "heatmap": heat,
+                "overlay_png": explaining.overlay_png(image, heat)}
 
     # ----- events and recommendations --------------------------------------
     def record_event(self, raw: Mapping[str, Any]) -> int:

@@ -9,6 +9,7 @@ import torch
 from .config import Settings
 from .embed import load_encoder
 from .embed.heads import AttributeHeads
+from .embed.localizer import Localizer
 from .embed.recognize import Recognizer
 from .search import Limits, SearchService
 from .storage import Catalog
@@ -31,4 +32,4 @@ def open_service(settings: Settings) -> SearchService:
     return SearchService(catalog, encoder, settings.index_dir, limits=limits,
                          index_kind=settings.index_kind,
                          memory_budget_bytes=settings.index_memory_budget_mb << 20,
-                         recognizer=recognizer)
+                         recognizer=recognizer, localizer=Localizer.load(encoder, encoder.folder))

@@ -85,10 +85,15 @@ def text_retrieval(query_vectors: np.ndarray, relevant: Sequence[np.ndarray], ga
             f"precision@{k}": float(np.mean(precision)), "mrr": float(np.mean(rr))}
 
 
-def same_product_retrieval(embeddings: np.ndarray, groups: Sequence[str | None]) -> dict:
-    """Each photo queries the others; a hit is another photo of the same product."""
+def same_product_retrieval(embeddings: np.ndarray, groups: Sequence[str | None],
+                           gallery: np.ndarray | None = None) -> dict:
+    """Each photo queries the others; a hit is another photo of the same product.
+
+    ``gallery`` embeds the same photos the way the catalog side does, when that differs from
+    how queries are embedded (e.g. query by detected piece, catalog by whole photo).
+    """
     groups = np.asarray([g or "" for g in groups])
-    sims = embeddings @ embeddings.T
+    sims = embeddings @ (embeddings if gallery is None else gallery).T
     np.fill_diagonal(sims, -np.inf)
     r1, r10 = [], []
     for i, g in enumerate(groups):
@@ -100,3 +105,48 @@ def same_product_retrieval(embeddings: np.ndarray, groups: Sequence[str | None])
         r10.append(float(others[order[:10]].any()))
     return {"queries": len(r1), "recall@1": float(np.mean(r1)) if r1 else 0.0,
             "recall@10": float(np.mean(r10)) if r10 else 0.0}
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def box_average_precision(predictions: Sequence[Sequence[tuple[Sequence[float], float]]],
+                          truths: Sequence[Sequence[Sequence[float]]], iou: float = 0.5) -> float:
+    """Class-agnostic AP at an IoU threshold (all-point interpolation, as in VOC 2010+).
+
+    ``predictions[i]`` holds (box, confidence) pairs for image i; ``truths[i]`` its true boxes.
+    Each true box can be matched once; extra detections of it count as false positives.
+    """
+    total = sum(len(t) for t in truths)
+    if total == 0:
+        return float("nan")
+    flat = sorted(((conf, i, box) for i, preds in enumerate(predictions) for box, conf in preds),
+                  key=lambda x: -x[0])
+    used = [np.zeros(len(t), bool) for t in truths]
+    hits = np.zeros(len(flat))
+    for rank, (_, image, box) in enumerate(flat):
+        overlaps = [box_iou(box, t) for t in truths[image]]
+        if overlaps:
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= iou and not used[image][best]:
+                used[image][best] = True
+                hits[rank] = 1
+    if not len(flat):
+        return 0.0
+    tp = np.cumsum(hits)
+    recall = tp / total
+    precision = tp / np.arange(1, len(flat) + 1)
+    # Precision envelope, then the area under the stepwise curve.
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.diff(np.concatenate([[0.0], recall]))
+    return float((steps * envelope).sum())
+
+
+def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    union = np.logical_or(predicted, truth).sum()
+    return float(np.logical_and(predicted, truth).sum() / union) if union else float("nan")

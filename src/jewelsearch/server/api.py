@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+import base64
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 
 from ..errors import InvalidInput
 from ..ingest import NewItem
+from ..query_region import parse_box, parse_region
 from ..search import SearchService
 from ..storage.filters import parse_filters, parse_k, parse_query_text
 from ..storage.items import ITEM_FIELDS, parse_item_id
@@ -102,13 +105,42 @@ def search():
     if text is None and image is None and item_id in (None, ""):
         raise InvalidInput("give a text query (q), an image file (image), or an item_id")
     result = svc.query(text=text, image_bytes=image, item_id=item_id or None, k=k,
-                       filters=filters, text_weight=_text_weight(values))
+                       filters=filters, text_weight=_text_weight(values),
+                       region=parse_region(values.get("region")), box=parse_box(values.get("box")))
     return jsonify(with_image_urls(result))
 
 
 @api.post("/recognize")
 def recognize():
     return jsonify(service().recognize(_uploaded_image(required=True)))
+
+
+@api.route("/explain", methods=["GET", "POST"])
+def explain():
+    """Why an item matched: ``item=ID`` with ``query_item=ID``, ``q=TEXT`` or (POST) an ``image``
+    upload with optional ``box``/``region``; ``format=png`` returns just the overlay."""
+    svc = service()
+    args = _args()
+    if not args.get("item"):
+        raise InvalidInput("give the result item (item=ID) and a query (query_item=ID, q=TEXT or an image)")
+    text = parse_query_text(args.get("q"), svc.limits.max_text_chars)
+    output = args.get("format") or "json"
+    if output not in ("json", "png"):
+        raise InvalidInput("format must be json or png")
+    image = _uploaded_image(required=False) if request.method == "POST" else None
+    answer = svc.explain(args["item"], query_item=args.get("query_item") or None, text=text, image_bytes=image,
+                         region=parse_region(args.get("region")), box=parse_box(args.get("box")))
+    if output == "png":
+        return Response(answer["overlay_png"], mimetype="image/png")
+    heat = answer.pop("heatmap")
+    png = answer.pop("overlay_png")
+    answer["item"]["image_url"] = url_for("api.item_image", item_id=answer["item"]["id"])
+    # A coarse copy of the map for clients that draw their own overlay (rows of 0–1 values).
+    step = max(1, max(heat.shape) // 32)
+    answer["heatmap"] = {"shape": list(heat.shape), "grid": [[round(float(v), 3) for v in row]
+                                                              for row in heat[::step, ::step]]}
+    answer["overlay"] = "data:image/png;base64," + base64.b64encode(png).decode()
+    return jsonify(answer)
 
 
 @api.get("/items")

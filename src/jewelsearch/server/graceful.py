@@ -28,9 +28,12 @@ def _busy(server) -> bool:
                for ch in list(server._map.values()))
 
 
-def serve(app, *, host: str, port: int, threads: int, grace: float = 30.0,
+def serve(app, *, host: str, port: int, threads: int, grace: float = 30.0, idle_timeout: int = 30,
           on_stop: Callable[[], None] | None = None, ready: Callable[[int], None] | None = None) -> None:
-    server = waitress.create_server(app, host=host, port=port, threads=threads,
+    # waitress buffers a request body before the app sees it; ``channel_timeout`` closes a
+    # connection that stays silent that long, so a stalled upload never holds a worker thread.
+    server = waitress.create_server(app, host=host, port=port, threads=threads, channel_timeout=idle_timeout,
+                                    cleanup_interval=max(1, idle_timeout // 2),
                                     clear_untrusted_proxy_headers=True, ident="jewelsearch")
     stopping = threading.Event()
 

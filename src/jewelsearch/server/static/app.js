@@ -5,6 +5,9 @@
   const $ = (id) => document.getElementById(id);
   const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   let imageFile = null;
+  let chosenBox = null;      // [x0, y0, x1, y1] the shopper picked on the query photo, or null
+  let wholePhoto = false;    // search the whole photo instead of the detected piece
+  let lastQuery = null;      // what the current results answer, for "Why this match?"
 
   function setStatus(el, text, isError) {
     if (!el) return;
@@ -63,7 +66,54 @@
     }
     link.append(img, body);
     li.append(link, actions(item.id));
+    if (lastQuery && !withReasons) {
+      const why = document.createElement("button");
+      why.type = "button";
+      why.className = "act why";
+      why.dataset.itemId = item.id;
+      why.textContent = "Why this match?";
+      why.setAttribute("aria-expanded", "false");
+      li.querySelector(".actions").append(why);
+    }
     return li;
+  }
+
+  async function explain(button) {
+    const li = button.closest(".card");
+    const img = li.querySelector("img");
+    const note = li.querySelector(".why-note") || document.createElement("div");
+    note.className = "why-note";
+    if (button.getAttribute("aria-expanded") === "true") {
+      img.src = img.dataset.original; note.remove();
+      button.setAttribute("aria-expanded", "false"); button.textContent = "Why this match?";
+      return;
+    }
+    button.disabled = true; button.textContent = "Explaining…";
+    try {
+      let payload;
+      const itemParam = "item=" + encodeURIComponent(button.dataset.itemId);
+      if (lastQuery.image) {
+        const data = new FormData();
+        data.append("image", lastQuery.image);
+        if (lastQuery.box) data.append("box", lastQuery.box.join(","));
+        if (lastQuery.whole) data.append("region", "whole");
+        payload = await call("/api/explain?" + itemParam, { method: "POST", body: data });
+      } else if (lastQuery.q) {
+        payload = await call("/api/explain?" + itemParam + "&q=" + encodeURIComponent(lastQuery.q));
+      } else {
+        payload = await call("/api/explain?" + itemParam + "&query_item=" + encodeURIComponent(lastQuery.item));
+      }
+      img.dataset.original = img.dataset.original || img.src;
+      img.src = payload.overlay;
+      const shared = Object.entries(payload.shared_attributes || {}).map(([k, v]) => k.replace("_", " ") + ": " + v);
+      note.textContent = "Highlighted: the parts of this photo that drive the match" +
+        (shared.length ? ". Shared: " + shared.join(", ") : "") + ".";
+      li.querySelector(".body").append(note);
+      button.setAttribute("aria-expanded", "true"); button.textContent = "Hide explanation";
+    } catch (err) {
+      setStatus($("status"), "Could not explain: " + err.message, true);
+      button.textContent = "Why this match?";
+    } finally { button.disabled = false; }
   }
 
   function actions(itemId) {
@@ -102,8 +152,10 @@
   }
 
   document.addEventListener("click", (e) => {
+    const why = e.target.closest(".why");
+    if (why) { e.preventDefault(); explain(why); return; }
     const button = e.target.closest(".act");
-    if (!button) return;
+    if (!button || !button.dataset.kind) return;
     e.preventDefault();
     record(button.closest(".actions").dataset.itemId, button.dataset.kind, button);
   });
@@ -134,7 +186,45 @@
 
   const results = $("results");
   const status = $("status");
+  function drawRegion(region, rerun) {
+    const layer = $("boxes");
+    if (!layer) return;
+    layer.replaceChildren();
+    const note = $("region-note");
+    if (note) note.replaceChildren();
+    if (!region) return;
+    const [w, h] = region.image_size;
+    const pct = (v, total) => (100 * v / total).toFixed(2) + "%";
+    const same = (a, b) => a && b && a.every((v, i) => v === b[i]);
+    const addBox = (box, label, active) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "qbox" + (active ? " active" : "");
+      b.style.left = pct(box[0], w); b.style.top = pct(box[1], h);
+      b.style.width = pct(box[2] - box[0], w); b.style.height = pct(box[3] - box[1], h);
+      b.title = label;
+      b.setAttribute("aria-label", label);
+      b.setAttribute("aria-pressed", active ? "true" : "false");
+      b.addEventListener("click", () => { chosenBox = box; wholePhoto = false; rerun(); });
+      layer.append(b);
+    };
+    region.boxes.forEach((b, i) => addBox(b.box, "Search with piece " + (i + 1) + " (confidence " +
+      Math.round(b.confidence * 100) + "%)", region.used === "box" && same(b.box, region.box)));
+    if (region.used === "box" && !region.boxes.some((b) => same(b.box, region.box))) addBox(region.box, "Your box", true);
+    if (note) {
+      note.append(region.used === "box" ? "Searching the outlined piece; click another outline, or " : region.note + ". ");
+      const whole = document.createElement("button");
+      whole.type = "button";
+      whole.className = "act";
+      whole.id = "use-whole";
+      whole.textContent = region.used === "whole" ? "look for pieces again" : "use the whole photo";
+      whole.addEventListener("click", () => { chosenBox = null; wholePhoto = region.used !== "whole"; rerun(); });
+      note.append(whole);
+    }
+  }
+
   function show(payload) {
+    if (payload.region !== undefined || !imageFile) drawRegion(payload.region, () => form && form.requestSubmit());
     results.replaceChildren(...payload.results.map((item) => card(item, false)));
     setStatus(status, payload.results.length ? payload.results.length + " results in " + Math.round(payload.took_ms) + " ms"
                                              : "No items match. Try fewer filters or other words.");
@@ -150,7 +240,10 @@
       const data = new FormData();
       if (q) data.append("q", q);
       if (imageFile) data.append("image", imageFile);
+      if (imageFile && chosenBox) data.append("box", chosenBox.join(","));
+      if (imageFile && wholePhoto) data.append("region", "whole");
       data.append("k", "24");
+      lastQuery = imageFile ? { image: imageFile, box: chosenBox, whole: wholePhoto } : { q: q };
       for (const id of filterIds) { const el = $(id); if (el && el.value) data.append(el.name, el.value); }
       setStatus(status, "Searching…");
       results.setAttribute("aria-busy", "true");
@@ -166,6 +259,7 @@
     function useFile(file) {
       if (!file) return;
       imageFile = file;
+      chosenBox = null; wholePhoto = false;
       const preview = $("preview");
       preview.src = URL.createObjectURL(file);
       preview.hidden = false;
@@ -174,7 +268,8 @@
     }
     input.addEventListener("change", () => useFile(input.files[0]));
     $("clear-image").addEventListener("click", () => {
-      imageFile = null; input.value = ""; $("preview").hidden = true; $("clear-image").hidden = true;
+      imageFile = null; chosenBox = null; wholePhoto = false; input.value = "";
+      $("preview").hidden = true; $("clear-image").hidden = true; drawRegion(null);
     });
     drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
     drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -188,6 +283,7 @@
 
   const similarTo = results && results.dataset.similarTo;
   if (similarTo) {
+    lastQuery = { item: similarTo };
     setStatus(status, "Loading similar items…");
     call("/api/items/" + encodeURIComponent(similarTo) + "/similar?k=12").then(show)
       .catch((err) => setStatus(status, err.message, true));

@@ -1,0 +1,53 @@
+"""Spatial feature maps from a convolutional image tower, taken in the same pass as the embedding.
+
+The localiser and Grad-CAM need the tower's intermediate maps. For timm EfficientNet-style
+trunks (the default model's image tower) one forward pass yields the stride-8/16/32 maps,
+the last conv map and the image embedding together, so finding the piece costs only the
+small head on top. Other towers (ViTs, test models) are reported as unsupported and the
+callers fall back to whole-image behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Block outputs at strides 8, 16 and 32 of an EfficientNet (channels 40, 112, 320 for Lite0).
+TAP_BLOCKS = (2, 4, 6)
+
+
+@dataclass
+class TowerPass:
+    taps: list[torch.Tensor]        # stride-8, -16, -32 maps
+    last_map: torch.Tensor          # the map pooled into the embedding (Grad-CAM's layer)
+    embedding: torch.Tensor         # projected, not normalised
+
+
+def supports_dense_features(visual: torch.nn.Module) -> bool:
+    trunk = getattr(visual, "trunk", None)
+    return (trunk is not None and hasattr(visual, "head")
+            and all(hasattr(trunk, n) for n in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool"))
+            and len(trunk.blocks) > max(TAP_BLOCKS))
+
+
+def tap_channels(visual: torch.nn.Module) -> tuple[int, ...]:
+    with torch.inference_mode():
+        probe = tower_pass(visual, torch.zeros(1, 3, 64, 64))
+    return tuple(int(t.shape[1]) for t in probe.taps)
+
+
+def tower_pass(visual: torch.nn.Module, batch: torch.Tensor) -> TowerPass:
+    """The image tower's forward, step by step; equal to ``visual(batch)`` for the embedding."""
+    trunk = visual.trunk
+    x = trunk.bn1(trunk.conv_stem(batch))
+    taps = []
+    for index, block in enumerate(trunk.blocks):
+        x = block(x)
+        if index in TAP_BLOCKS:
+            taps.append(x)
+    last_map = trunk.bn2(trunk.conv_head(x))
+    pooled = trunk.global_pool(last_map)
+    if pooled.ndim > 2:
+        pooled = pooled.flatten(1)
+    return TowerPass(taps=taps, last_map=last_map, embedding=visual.head(pooled))

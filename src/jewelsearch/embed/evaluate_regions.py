@@ -1,0 +1,69 @@
+"""Whole photo vs. detected piece, side by side, on photos of jewelry being worn.
+
+For every worn photo the localiser picks its most confident piece (the same rule image
+queries use); the photo is then embedded whole and as that crop. Measured both ways:
+same-product retrieval (one photo of a product queries the others) and category accuracy
+from the trained heads. A photo with no usable box falls back to the whole image, exactly
+as a query would, so the region numbers include the localiser's misses.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+
+from . import metrics
+from .evaluate import CATEGORY_EQUIVALENT
+from .images import load_image_file
+from .labelled_data import Record
+from .localizer import Localizer, crop
+from .recognize import Recognizer
+
+
+def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequence[Record],
+                     hand_boxes: dict[str, list[tuple[int, int, int, int]]] | None = None) -> dict:
+    encoder = recognizer.encoder
+    wholes, crops, found_any, predictions, truths = [], [], 0, [], []
+    locate_seconds = []
+    for record in records:
+        image = load_image_file(record.path).image
+        started = time.perf_counter()
+        found = localizer.locate(image)
+        locate_seconds.append(time.perf_counter() - started)
+        boxes = localizer.usable_boxes(found)
+        found_any += bool(boxes)
+        wholes.append(image)
+        crops.append(crop(image, boxes[0]) if boxes else image)
+        if hand_boxes is not None and record.path.name in hand_boxes:
+            predictions.append([((b.x0, b.y0, b.x1, b.y1), b.confidence) for b in found.boxes])
+            truths.append(hand_boxes[record.path.name])
+    whole = encoder.encode_images(wholes)
+    region = encoder.encode_images(crops)
+    groups = [r.group for r in records]
+    out = {
+        "photos": len(records),
+        "photos_with_a_box": found_any,
+        "locate_ms_median": round(1000 * float(np.median(locate_seconds)), 1) if locate_seconds else None,
+        "same_product": {
+            "whole_to_whole": metrics.same_product_retrieval(whole, groups),
+            "region_to_whole": metrics.same_product_retrieval(region, groups, gallery=whole),
+            "region_to_region": metrics.same_product_retrieval(region, groups),
+        },
+    }
+    if recognizer.heads is not None:
+        vocab = recognizer.heads.vocabularies["category"]
+        keep = [i for i, r in enumerate(records)
+                if CATEGORY_EQUIVALENT.get(r.labels.get("category"), r.labels.get("category")) in vocab]
+        truth = [CATEGORY_EQUIVALENT.get(records[i].labels["category"], records[i].labels["category"]) for i in keep]
+        out["category"] = {}
+        for name, embeddings in (("whole", whole), ("region", region)):
+            probs = recognizer.heads.probabilities(embeddings[keep])["category"]
+            result = metrics.classification(truth, probs, vocab)
+            out["category"][name] = {"accuracy": result["accuracy"], "macro_recall": result["macro_recall"],
+                                     "n": len(keep)}
+    if truths:
+        out["hand_boxed"] = {"photos": len(truths),
+                             "box_ap50": round(metrics.box_average_precision(predictions, truths), 4)}
+    return out

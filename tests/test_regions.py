@@ -1,0 +1,238 @@
+"""Finding the piece, searching by region, evidence and explanations."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jewelsearch.embed import metrics
+from jewelsearch.embed.composites import Cutout, make_scene
+from jewelsearch.embed.evidence import colour_name, metal_tone
+from jewelsearch.embed.localizer import letterbox_geometry
+from jewelsearch.embed.preprocess import letterbox
+from jewelsearch.ingest import NewItem
+
+from conftest import make_image
+
+
+# ----- pure helpers -----------------------------------------------------------------
+
+def test_box_average_precision_known_cases():
+    truth = [[(0, 0, 10, 10)], [(5, 5, 15, 15)]]
+    perfect = [[((0, 0, 10, 10), 0.9)], [((5, 5, 15, 15), 0.8)]]
+    assert metrics.box_average_precision(perfect, truth) == pytest.approx(1.0)
+    # A confident false positive ranked first: precision 1/2 then 2/3; the envelope makes both 2/3.
+    noisy = [[((50, 50, 60, 60), 0.99), ((0, 0, 10, 10), 0.9)], [((5, 5, 15, 15), 0.8)]]
+    assert metrics.box_average_precision(noisy, truth) == pytest.approx(2 / 3)
+    # A duplicate detection of the same piece is a false positive, and a miss caps recall.
+    assert metrics.box_average_precision([[((0, 0, 10, 10), 0.9), ((0, 0, 10, 10), 0.8)], []], truth) \
+        == pytest.approx(0.5)
+    assert metrics.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+
+
+def test_letterbox_geometry_matches_preprocess():
+    image = Image.new("RGB", (300, 120), (0, 0, 0))
+    square = np.asarray(letterbox(image, 224))
+    scale, ox, oy, cw, ch = letterbox_geometry(300, 120, 224)
+    dark = np.nonzero(square.max(axis=2) < 128)
+    assert (dark[1].min(), dark[0].min(), dark[1].max() + 1, dark[0].max() + 1) == (ox, oy, ox + cw, oy + ch)
+
+
+def test_colour_and_tone_names():
+    assert colour_name((20, 40, 200)) == "blue"
+    assert colour_name((200, 20, 30)) == "red"
+    assert colour_name((30, 160, 60)) == "green"
+    assert colour_name((245, 245, 245)) == "colourless"
+    assert metal_tone((212, 175, 55)) == "yellow"
+    assert metal_tone((183, 110, 121)) == "rose"
+    assert metal_tone((200, 200, 205)) == "white"
+
+
+def test_scenes_masks_and_boxes_agree():
+    rng = np.random.default_rng(3)
+    alpha = np.zeros((40, 60), np.float32)
+    alpha[5:35, 10:50] = 1
+    gem = np.zeros_like(alpha)
+    gem[10:20, 20:30] = 1
+    cutout = Cutout(np.full((40, 60, 3), 200, np.uint8), alpha, gem)
+    for _ in range(10):
+        scene = make_scene(rng, [cutout])
+        h, w = scene.piece.shape
+        assert scene.image.size == (w, h)
+        assert (scene.gem <= scene.piece + 1e-6).all()
+        for x0, y0, x1, y1 in scene.boxes:
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+            assert scene.piece[y0:y1, x0:x1].max() > 0.5
+        if not scene.boxes:
+            assert scene.piece.max() <= 0.5
+
+
+# ----- the API with a model that has no localiser (the tiny test model) ----------------
+
+@pytest.fixture
+def two_items(client, auth):
+    ids = []
+    for seed in range(2):
+        data = {"image": (io.BytesIO(make_image(seed=seed, size=(120, 80))), "x.png"), "category": "ring",
+                "metal": "yellow gold"}
+        ids.append(client.post("/api/items", data=data, headers=auth, content_type="multipart/form-data").json["id"])
+    return ids
+
+
+def test_image_search_says_which_region_it_used(client, two_items):
+    data = {"image": (io.BytesIO(make_image(seed=5, size=(200, 100))), "q.png")}
+    body = client.post("/api/search", data=data, content_type="multipart/form-data").json
+    assert body["region"]["used"] == "whole" and "no localiser" in body["region"]["note"]
+    assert body["region"]["image_size"] == [200, 100]
+    data = {"image": (io.BytesIO(make_image(seed=5, size=(200, 100))), "q.png"), "box": "10,10,90,60"}
+    body = client.post("/api/search", data=data, content_type="multipart/form-data").json
+    assert body["region"]["used"] == "box" and body["region"]["box"] == [10, 10, 90, 60]
+
+
+@pytest.mark.parametrize("box", ["10,10,500,60", "50,50,40,60", "1,2,3", "a,b,c,d", "-5,0,10,10"])
+def test_bad_boxes_are_400(client, two_items, box):
+    data = {"image": (io.BytesIO(make_image(seed=5, size=(200, 100))), "q.png"), "box": box}
+    response = client.post("/api/search", data=data, content_type="multipart/form-data")
+    assert response.status_code == 400 and "box" in response.json["error"]
+
+
+def test_bad_region_is_400(client, two_items):
+    data = {"image": (io.BytesIO(make_image(seed=5)), "q.png"), "region": "left"}
+    response = client.post("/api/search", data=data, content_type="multipart/form-data")
+    assert response.status_code == 400 and "region" in response.json["error"]
+
+
+def test_explain_by_text_and_item(client, two_items):
+    body = client.get(f"/api/explain?item={two_items[0]}&q=gold ring").json
+    assert body["item"]["id"] == two_items[0] and body["query"] == {"q": "gold ring"}
+    assert body["overlay"].startswith("data:image/png;base64,")
+    h, w = body["heatmap"]["shape"]
+    assert abs(w / h - 120 / 80) < 0.05  # the item photo's aspect
+    grid = np.array(body["heatmap"]["grid"])
+    assert np.isfinite(grid).all() and grid.sum() > 0
+    body = client.get(f"/api/explain?item={two_items[0]}&query_item={two_items[1]}").json
+    assert body["shared_attributes"] == {"category": "ring", "metal": "yellow gold"}
+    png = client.get(f"/api/explain?item={two_items[0]}&q=ring&format=png")
+    assert png.mimetype == "image/png" and Image.open(io.BytesIO(png.data)).size[0] > 0
+
+
+def test_explain_by_photo(client, two_items):
+    data = {"image": (io.BytesIO(make_image(seed=7, size=(90, 90))), "q.png")}
+    body = client.post(f"/api/explain?item={two_items[1]}", data=data, content_type="multipart/form-data").json
+    assert body["query"]["image"]["used"] == "whole" and body["similarity"] is not None
+
+
+@pytest.mark.parametrize("query, status", [
+    ("q=ring", 400),                        # no item
+    ("item=1", 400),                        # no query
+    ("item={a}&q=ring&query_item={b}", 400),  # two queries
+    ("item=999999&q=ring", 404),
+    ("item={a}&query_item=999999", 404),
+    ("item=../../etc/passwd&q=ring", 404),
+    ("item={a}&q=ring&format=gif", 400),
+])
+def test_explain_bad_requests(client, two_items, query, status):
+    url = "/api/explain?" + query.format(a=two_items[0], b=two_items[1])
+    response = client.get(url)
+    assert response.status_code == status, response.json
+    assert "error" in response.json
+
+
+# ----- the bundled default model and its trained localiser ----------------------------
+
+@pytest.fixture(scope="module")
+def default_service(tmp_path_factory):
+    from jewelsearch.config import Settings
+    from jewelsearch.demo_catalog import demo_dir, demo_items
+    from jewelsearch.wiring import open_service
+    home = tmp_path_factory.mktemp("regions-home")
+    service = open_service(Settings(home=home))
+    if service.localizer is None:
+        pytest.fail("the bundled model should ship a localiser")
+    items = [it for n, it in enumerate(demo_items(demo_dir())) if n % 12 == 0]
+    service.add_items(items)
+    yield service
+    service.catalog.close()
+
+
+def _fabric(width: int, height: int) -> Image.Image:
+    yy, xx = np.mgrid[0:height, 0:width]
+    stripes = ((xx + yy) // 14) % 2
+    colours = np.array([[70, 110, 90], [200, 190, 160]], np.uint8)
+    return Image.fromarray(colours[stripes])
+
+
+@pytest.mark.slow
+def test_localiser_boxes_inside_and_ordered(default_service):
+    row = default_service.catalog.items.list(1, 0)[0]
+    piece = Image.open(default_service.image_file(row["id"])).convert("RGB").resize((110, 110))
+    scene = _fabric(480, 360)
+    scene.paste(piece, (300, 60))
+    found = default_service.localizer.locate(scene)
+    assert found.boxes, "a catalog piece pasted onto fabric should be found"
+    confidences = [b.confidence for b in found.boxes]
+    assert confidences == sorted(confidences, reverse=True)
+    for b in found.boxes:
+        assert 0 <= b.x0 < b.x1 <= 480 and 0 <= b.y0 < b.y1 <= 360 and 0 < b.confidence <= 1
+    best = found.boxes[0]
+    assert metrics.box_iou((best.x0, best.y0, best.x1, best.y1), (300, 60, 410, 170)) > 0.3
+
+
+@pytest.mark.slow
+def test_crop_of_catalog_image_finds_that_item_first(default_service):
+    rows = default_service.catalog.items.list(6, 0)
+    for row in rows:
+        photo = Image.open(default_service.image_file(row["id"])).convert("RGB")
+        w, h = photo.size
+        cropped = photo.crop((int(w * 0.1), int(h * 0.1), int(w * 0.9), int(h * 0.9)))
+        buffer = io.BytesIO()
+        cropped.save(buffer, "JPEG", quality=90)
+        answer = default_service.query(image_bytes=buffer.getvalue(), k=3)
+        assert answer["results"][0]["id"] == row["id"], (row["title"], answer["region"])
+
+
+@pytest.mark.slow
+def test_region_search_finds_a_small_piece_on_fabric(default_service):
+    row = default_service.catalog.items.list(3, 0)[2]
+    piece = Image.open(default_service.image_file(row["id"])).convert("RGB").resize((120, 120))
+    scene = _fabric(640, 480)
+    scene.paste(piece, (420, 300))
+    buffer = io.BytesIO()
+    scene.save(buffer, "PNG")
+    answer = default_service.query(image_bytes=buffer.getvalue(), k=5)
+    assert answer["region"]["used"] == "box"
+    assert answer["results"][0]["id"] == row["id"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(8, 8), (20, 300)])
+def test_tiny_photos_fall_back_to_whole_image(default_service, size):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (180, 150, 40)).save(buffer, "PNG")
+    answer = default_service.query(image_bytes=buffer.getvalue(), k=3)
+    assert answer["region"]["used"] == "whole" and answer["region"]["note"]
+    assert len(answer["results"]) == 3
+
+
+@pytest.mark.slow
+def test_recognize_has_boxes_and_evidence(default_service):
+    row = default_service.catalog.items.list(1, 0)[0]
+    answer = default_service.recognize(default_service.image_file(row["id"]).read_bytes())
+    assert answer["region"]["boxes"] and answer["evidence"]["piece_fraction"] > 0
+    assert set(answer["evidence"]) >= {"stone_color", "metal_tone", "stone_count_estimate"}
+    json.dumps(answer)  # JSON-serialisable as served
+
+
+@pytest.mark.slow
+def test_grad_cam_heatmap_has_image_aspect(default_service):
+    rows = default_service.catalog.items.list(2, 0)
+    answer = default_service.explain(rows[0]["id"], query_item=rows[1]["id"])
+    assert answer["method"].startswith("grad-cam")
+    heat = answer["heatmap"]
+    photo = Image.open(default_service.image_file(rows[0]["id"]))
+    assert abs(heat.shape[1] / heat.shape[0] - photo.width / photo.height) < 0.05
+    assert np.isfinite(heat).all() and heat.sum() > 0 and heat.max() <= 1
