@@ -1,4 +1,5 @@
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -279,3 +280,21 @@ def test_key_never_in_logs(client, filled, caplog):
     client.post("/api/events", json={"user_id": "u", "item_id": 1, "kind": "view"}, headers={"X-API-Key": "wrong-" + API_KEY})
     assert API_KEY not in caplog.text
     assert '"status": 201' in caplog.text and '"status": 403' in caplog.text
+
+
+def test_ten_megabyte_strings_and_control_characters_are_4xx(client, auth, filled, service):
+    huge = "a" * (10 * 1024 * 1024)
+    before = service.catalog.items.count()
+    response = client.post("/api/search", data=json.dumps({"q": huge}), content_type="application/json")
+    assert response.status_code in (400, 413) and "error" in response.json
+    response = client.post("/api/items", headers=auth, content_type="multipart/form-data",
+                           data={"image": (io.BytesIO(make_image(seed=50)), "x.png"), "title": huge})
+    assert response.status_code in (400, 413) and "error" in response.json
+    response = client.post("/api/events", headers=auth, content_type="application/json",
+                           data=json.dumps({"user_id": huge, "item_id": 1, "kind": "view"}))
+    assert response.status_code in (400, 413) and "error" in response.json
+    assert service.catalog.items.count() == before and service.catalog.events.count() == 0
+    response = client.get("/api/search?q=" + "%00%01%1b[31mring")
+    assert response.status_code == 400
+    response = client.get("/api/search?q=" + "%e2%80%ae%f0%9f%92%8d ring \u200b")
+    assert response.status_code == 200

@@ -422,23 +422,73 @@ def train(data_root, out, work, epochs, seed):
               help="A `studio render` folder (images, masks, labels.jsonl).")
 @click.option("--products", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Optional products/ folder (train/ and val/) whose white-sweep photos become cut-outs.")
+@click.option("--worn", "worn_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Optional worn/ folder: half of its products lend real scenery as backgrounds; "
+                   "the other half stays for `eval regions`.")
+@click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV with a path column (e.g. hand-drawn boxes) whose photos never become backgrounds.")
 @click.option("--scenes", default=4000, show_default=True, type=click.IntRange(10, 200_000))
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/localizer"),
               show_default=True, help="Cache of prepared scenes, so a re-run only retrains the head.")
 @click.pass_obj
-def train_localizer_command(obj: Context, renders, products, scenes, epochs, seed, work):
+def train_localizer_command(obj: Context, renders, products, worn_root, protect_csv, scenes, epochs, seed, work):
     """Train the piece localiser head into the model folder (the encoder stays as it is)."""
     from .embed.train_localizer import train_localizer
     from .embed import load_encoder
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     if encoder.folder is None:
         fail("the localiser is stored in a model folder; pass --model with one")
-    summary = train_localizer(encoder, renders, products, encoder.folder, train_scenes=scenes,
+    import csv
+    protected: set[str] = set()
+    if protect_csv:
+        with open(protect_csv, newline="") as fh:
+            protected = {row["path"] for row in csv.DictReader(fh)}
+    summary = train_localizer(encoder, renders, products, encoder.folder, worn_root=worn_root, protected=protected,
+                              train_scenes=scenes,
                               val_scenes=max(50, scenes // 8), epochs=epochs, seed=seed, cache_dir=work,
                               progress=click.echo)
     click.echo(json.dumps(summary, indent=2))
+
+
+@main.command("train-context-head")
+@click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="products/ folder (train split photos are used; val stays for evaluation).")
+@click.option("--worn", "worn_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="worn/ folder: the background half of its products lends real scenery.")
+@click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--crops", default=3000, show_default=True, type=click.IntRange(10, 100_000))
+@click.option("--seed", default=0, show_default=True)
+@click.pass_obj
+def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, seed):
+    """Refit the category head on product photos plus pieces cropped from busy scenes."""
+    import csv
+    from .embed import load_encoder
+    from .embed.composites import render_cutouts
+    from .embed.heads import AttributeHeads
+    from .embed.train_context_head import retrain_category_head
+    from .embed.train_localizer import background_photos, held_out_render, product_cutouts
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
+    if heads is None:
+        fail("the model folder has no attribute heads to refit")
+    protected: set[str] = set()
+    if protect_csv:
+        with open(protect_csv, newline="") as fh:
+            protected = {row["path"] for row in csv.DictReader(fh)}
+    # The localiser's held-out renders stay held out here too.
+    cutouts = render_cutouts(renders, keep=lambda i: not held_out_render(i)) + product_cutouts(products, "train")
+    worn_train = []
+    if worn_root is not None:
+        from .embed.labelled_data import read_worn, worn_background_split
+        worn_train = worn_background_split(read_worn(worn_root), protected)[0]
+    summary = retrain_category_head(encoder, heads, products, cutouts, background_photos(worn_root, protected),
+                                    worn_train=worn_train, crops=crops, seed=seed, progress=click.echo)
+    heads.save(encoder.folder)
+    (encoder.folder / "context_head.json").write_text(json.dumps(summary, indent=2) + "\n")
+    click.echo(f"category head written to {encoder.folder}")
 
 
 @main.group("eval")
@@ -466,14 +516,18 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     from .embed.eval_report import write_report
     from .embed.evaluate import evaluate, robustness_drops
     from .embed.heads import AttributeHeads
-    from .embed.labelled_data import read_class_folders, read_label_csv, read_shared_data
+    from .embed.labelled_data import (read_class_folders, read_label_csv, read_shared_data, unseen_worn,
+                                      worn_products_seen)
+    from .embed.model_folder import resolve_model_folder
     from .embed.recognize import Recognizer
+    encoder_folder = resolve_model_folder(obj.settings.model)
     sets = {}
     if shared_root:
         records = read_shared_data(shared_root)
         sets["products_val"] = [r for r in records if r.source == "products" and r.split == "val"]
         sets["gemstones_val"] = [r for r in records if r.source == "gemstones" and r.split == "val"]
-        sets["worn"] = [r for r in records if r.source == "worn"]
+        # Worn products the localiser or the context head trained on are left out.
+        sets["worn"] = unseen_worn([r for r in records if r.source == "worn"], worn_products_seen(encoder_folder))
     if folder:
         sets[folder.name] = read_class_folders(folder, attribute)
     if csv_path:
@@ -521,7 +575,7 @@ def eval_regions(obj: Context, worn_root, boxes_csv, out):
     from .embed import load_encoder
     from .embed.evaluate_regions import evaluate_regions
     from .embed.heads import AttributeHeads
-    from .embed.labelled_data import read_worn
+    from .embed.labelled_data import read_worn, unseen_worn, worn_products_seen
     from .embed.localizer import Localizer
     from .embed.recognize import Recognizer
     settings = obj.settings
@@ -536,7 +590,9 @@ def eval_regions(obj: Context, worn_root, boxes_csv, out):
             for row in csv.DictReader(fh):
                 hand.setdefault(row["path"], []).append(tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")))
     heads = AttributeHeads.load(encoder.folder)
-    report = evaluate_regions(Recognizer(encoder, heads), localizer, read_worn(worn_root), hand)
+    # Judge only on worn products the localiser and the heads never trained on.
+    records = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
+    report = evaluate_regions(Recognizer(encoder, heads), localizer, records, hand)
     report["localizer"] = localizer.config.get("held_out")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
 from .embed.localizer import Localization, Localizer, crop
@@ -30,6 +31,9 @@ class RegionChoice:
     def describe(self, image_size: tuple[int, int]) -> dict:
         return {"used": self.used, "box": self.box, "boxes": self.boxes, "note": self.note,
                 "image_size": list(image_size)}
+
+    def embed(self, encoder) -> np.ndarray:
+        return encoder.encode_images([self.image])[0]
 
 
 def parse_box(raw) -> tuple[int, int, int, int] | None:

@@ -216,7 +216,7 @@ class SearchService:
             image = self.ingestor.decode(image_bytes).image
             choice = choose_region(image, self.localizer, region=region, box=box)
             region_info = choice.describe(image.size)
-            parts.append((1.0 - text_weight if text else 1.0, self.encoder.encode_images([choice.image])[0]))
+            parts.append((1.0 - text_weight if text else 1.0, choice.embed(self.encoder)))
         if text:
             if len(text) > self.limits.max_text_chars:
                 raise InvalidInput(f"q is longer than {self.limits.max_text_chars} characters")
@@ -249,7 +249,7 @@ class SearchService:
             raise InvalidInput("recognition is not available for this model")
         image = self.ingestor.decode(image_bytes).image
         choice = choose_region(image, self.localizer)
-        prediction = self.recognizer.recognize_images([choice.image])[0]
+        prediction = self.recognizer.recognize_embeddings(choice.embed(self.encoder)[None])[0]
         answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id,
                       region=choice.describe(image.size))
         if choice.localization is not None:
@@ -275,7 +275,7 @@ class SearchService:
         elif image_bytes is not None:
             photo = self.ingestor.decode(image_bytes).image
             choice = choose_region(photo, self.localizer, region=region, box=box)
-            query_vector = self.encoder.encode_images([choice.image])[0]
+            query_vector = choice.embed(self.encoder)
             shared = {}
             query_info = {"image": choice.describe(photo.size)}
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class Cutout:
     rgb: np.ndarray             # H×W×3 uint8
     alpha: np.ndarray           # H×W float32 in [0, 1]
     gem: np.ndarray | None      # H×W float32 in [0, 1] or None
+    category: str | None = None
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Scene:
     gem: np.ndarray             # H×W float32: gem share; meaningless where gem_known is False
     gem_known: bool
     boxes: list[tuple[int, int, int, int]]
+    categories: list[str | None] = field(default_factory=list)  # one per box
 
 
 # ----- foreground pieces -------------------------------------------------------------
@@ -54,11 +56,11 @@ def render_cutouts(render_dir: Path, keep=lambda index: True) -> list[Cutout]:
             x0, y0, x1, y1 = label["bbox"]
             alpha = (mask > 0).astype(np.float32)[y0:y1, x0:x1]
             gem = (mask >= 200).astype(np.float32)[y0:y1, x0:x1]
-            out.append(Cutout(rgb[y0:y1, x0:x1].copy(), alpha, gem))
+            out.append(Cutout(rgb[y0:y1, x0:x1].copy(), alpha, gem, label["category"]))
     return out
 
 
-def cut_from_white(image: Image.Image, max_side: int = 384) -> Cutout | None:
+def cut_from_white(image: Image.Image, max_side: int = 384, category: str | None = None) -> Cutout | None:
     """A product photo on a plain light sweep → the piece and a soft alpha; None if the sweep is busy."""
     image = image.convert("RGB")
     image.thumbnail((max_side, max_side))
@@ -76,7 +78,7 @@ def cut_from_white(image: Image.Image, max_side: int = 384) -> Cutout | None:
     if len(ys) < 50:
         return None
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    return Cutout(np.asarray(image)[y0:y1, x0:x1].copy(), alpha[y0:y1, x0:x1], None)
+    return Cutout(np.asarray(image)[y0:y1, x0:x1].copy(), alpha[y0:y1, x0:x1], None, category)
 
 
 # ----- backgrounds ---------------------------------------------------------------------
@@ -141,8 +143,23 @@ def _studio(rng, h, w):
 BACKGROUNDS = {"skin": _skin, "fabric": _fabric, "hair": _hair, "outdoor": _outdoor, "studio": _studio}
 
 
-def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A base layer plus up to two soft-edged regions (an arm, a neck, a sleeve) of other kinds."""
+def photo_background(rng: np.random.Generator, photo: Image.Image, height: int, width: int) -> np.ndarray:
+    """A random crop of a real photo (skin, hair, fabric, faces, hands), flipped and resized."""
+    scale = rng.uniform(0.5, 1.0)
+    cw, ch = max(8, int(photo.width * scale)), max(8, int(photo.height * scale))
+    x, y = int(rng.integers(0, photo.width - cw + 1)), int(rng.integers(0, photo.height - ch + 1))
+    region = photo.crop((x, y, x + cw, y + ch)).resize((width, height), Image.BILINEAR)
+    if rng.random() < 0.5:
+        region = region.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(region, dtype=np.float32)
+
+
+def background(rng: np.random.Generator, height: int, width: int,
+               photos: list[Image.Image] | None = None, photo_share: float = 0.6) -> np.ndarray:
+    """A real photo's scenery, or a procedural base layer plus up to two soft-edged regions
+    (an arm, a neck, a sleeve) of other kinds."""
+    if photos and rng.random() < photo_share:
+        return photo_background(rng, photos[int(rng.integers(len(photos)))], height, width)
     kinds = list(BACKGROUNDS)
     out = BACKGROUNDS[kinds[rng.integers(len(kinds))]](rng, height, width)
     for _ in range(int(rng.integers(0, 3))):
@@ -165,7 +182,8 @@ def _place(canvas, piece, gem, cutout: Cutout, rng, scale_px: float, box_list) -
     rgb = Image.fromarray(cutout.rgb).resize(size, Image.BILINEAR).rotate(angle, expand=True)
     alpha = Image.fromarray((cutout.alpha * 255).astype(np.uint8)).resize(size, Image.BILINEAR).rotate(
         angle, expand=True)
-    a = np.asarray(alpha, dtype=np.float32) / 255
+    # A slight feather: hard cut-out edges would be a cue real photos never show.
+    a = np.asarray(alpha.filter(ImageFilter.GaussianBlur(0.7)), dtype=np.float32) / 255
     g = None
     if cutout.gem is not None:
         g = np.asarray(Image.fromarray((cutout.gem * 255).astype(np.uint8)).resize(size, Image.BILINEAR).rotate(
@@ -185,14 +203,21 @@ def _place(canvas, piece, gem, cutout: Cutout, rng, scale_px: float, box_list) -
         box_list.append((x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1))
 
 
-def make_scene(rng: np.random.Generator, cutouts: list[Cutout]) -> Scene:
-    """One scene: 0–2 pieces (a pair for earrings-like layouts), sized from tiny to frame-filling."""
+def make_scene(rng: np.random.Generator, cutouts: list[Cutout],
+               photos: list[Image.Image] | None = None, photo_share: float = 0.6) -> Scene:
+    """One scene: 0–2 pieces (a pair for earrings-like layouts), sized from tiny to frame-filling.
+
+    Real-photo backgrounds may hold jewelry of their own that the scene's mask calls background;
+    the photos come from worn shots where a piece is a few percent of the frame, and a random
+    crop usually misses it, so this label noise is small next to what real scenery teaches.
+    """
     width = int(rng.choice([384, 432, 512]))
     height = int(rng.choice([384, 512, 512]))
-    canvas = background(rng, height, width)
+    canvas = background(rng, height, width, photos, photo_share)
     piece = np.zeros((height, width), np.float32)
     gem = np.zeros((height, width), np.float32)
     boxes: list[tuple[int, int, int, int]] = []
+    categories: list[str | None] = []
     count = int(rng.choice([0, 1, 1, 1, 1, 1, 2, 2]))
     chosen = cutouts[int(rng.integers(len(cutouts)))]
     gem_known = True
@@ -201,7 +226,10 @@ def make_scene(rng: np.random.Generator, cutouts: list[Cutout]) -> Scene:
         gem_known &= cutout.gem is not None
         # Log-uniform size: most worn pieces are small, some fill the frame.
         scale = float(np.exp(rng.uniform(np.log(0.07), np.log(0.75)))) * min(width, height)
+        placed = len(boxes)
         _place(canvas, piece, gem, cutout, rng, scale, boxes)
+        if len(boxes) > placed:
+            categories.append(cutout.category)
     image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
@@ -209,4 +237,4 @@ def make_scene(rng: np.random.Generator, cutouts: list[Cutout]) -> Scene:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=int(rng.integers(35, 95)))
         image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    return Scene(image, piece, gem, gem_known, boxes)
+    return Scene(image, piece, gem, gem_known, boxes, categories)

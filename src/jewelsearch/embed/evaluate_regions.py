@@ -41,6 +41,8 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
             truths.append(hand_boxes[record.path.name])
     whole = encoder.encode_images(wholes)
     region = encoder.encode_images(crops)
+    both = region + whole
+    both /= np.linalg.norm(both, axis=1, keepdims=True)
     groups = [r.group for r in records]
     out = {
         "photos": len(records),
@@ -50,6 +52,7 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
             "whole_to_whole": metrics.same_product_retrieval(whole, groups),
             "region_to_whole": metrics.same_product_retrieval(region, groups, gallery=whole),
             "region_to_region": metrics.same_product_retrieval(region, groups),
+            "region_plus_whole_to_whole": metrics.same_product_retrieval(both, groups, gallery=whole),
         },
     }
     if recognizer.heads is not None:
@@ -58,7 +61,7 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
                 if CATEGORY_EQUIVALENT.get(r.labels.get("category"), r.labels.get("category")) in vocab]
         truth = [CATEGORY_EQUIVALENT.get(records[i].labels["category"], records[i].labels["category"]) for i in keep]
         out["category"] = {}
-        for name, embeddings in (("whole", whole), ("region", region)):
+        for name, embeddings in (("whole", whole), ("region", region), ("region_plus_whole", both)):
             probs = recognizer.heads.probabilities(embeddings[keep])["category"]
             result = metrics.classification(truth, probs, vocab)
             out["category"][name] = {"accuracy": result["accuracy"], "macro_recall": result["macro_recall"],

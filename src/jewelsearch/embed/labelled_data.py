@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,41 @@ def read_gemstones(root: Path, val_fraction: float = 0.2) -> list[Record]:
                 out.append(Record(image, hash_split(f"{folder.name}/{image.name}", val_fraction),
                                   {"gemstone": label_from_folder(folder.name)}, source="gemstones"))
     return out
+
+
+def worn_background_split(records: list[Record], protected: set[str] = frozenset()) -> tuple[list, list]:
+    """(background, evaluation): the localiser borrows real scenery from half of the worn products,
+    split by product so all photos of a product fall on one side; the other half is kept for
+    evaluation. Products with a photo named in ``protected`` (e.g. the hand-boxed validation
+    photos) always stay on the evaluation side."""
+    def product(record: Record) -> str:
+        return record.group or record.path.name
+    kept = {product(r) for r in records if r.path.name in protected}
+    background = [r for r in records if product(r) not in kept
+                  and hash_split("worn-background/" + product(r), 0.5) == "train"]
+    chosen = set(map(id, background))
+    return background, [r for r in records if id(r) not in chosen]
+
+
+def worn_products_seen(model_folder: Path | None) -> set[str]:
+    """Worn products the localiser or the context head of ``model_folder`` trained on."""
+    seen: set[str] = set()
+    if model_folder is None:
+        return seen
+    for name, path in (("localizer.json", ("trained", "worn_products_seen")),
+                       ("context_head.json", ("worn_products_seen",))):
+        file = Path(model_folder) / name
+        if file.is_file():
+            value = json.loads(file.read_text())
+            for key in path:
+                value = value.get(key, {}) if isinstance(value, dict) else {}
+            seen |= set(value or [])
+    return seen
+
+
+def unseen_worn(records: list[Record], seen: set[str]) -> list[Record]:
+    """Worn photos whose product the model never trained on: the only fair evaluation set."""
+    return [r for r in records if (r.group or r.path.name) not in seen]
 
 
 def read_worn(root: Path) -> list[Record]:

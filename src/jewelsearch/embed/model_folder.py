@@ -47,18 +47,23 @@ def folder_model_id(folder: Path) -> str:
     return f"{spec.get('name', folder.name)}-{digest.hexdigest()[:12]}"
 
 
+def resolve_model_folder(model: str) -> Path | None:
+    """The folder a model name or path refers to, or None for a plain open_clip model."""
+    folder = Path(model)
+    if not (folder / MODEL_FILE).is_file():
+        folder = bundled_model_dir(model) or folder
+    return folder if (folder / MODEL_FILE).is_file() else None
+
+
 def load_encoder(model: str, pretrained: str | None = None, *, batch_size: int = 32,
                  max_text_chars: int = 500) -> Encoder:
     """Load a model folder, a bundled model name, or an open_clip model name."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    folder = Path(model)
-    if not (folder / MODEL_FILE).is_file():
-        folder = bundled_model_dir(model) or folder
-    if (folder / MODEL_FILE).is_file():
+    folder = resolve_model_folder(model)
+    if folder is not None:
         net, preprocess, tokenizer, model_id = load_model_folder(folder)
     else:
-        folder = None
         net, preprocess, tokenizer, model_id = _load_open_clip(model, pretrained)
     return Encoder(net, preprocess, tokenizer, model_id, batch_size=batch_size,
                    max_text_chars=max_text_chars, folder=folder)

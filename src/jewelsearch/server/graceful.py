@@ -28,6 +28,17 @@ def _busy(server) -> bool:
                for ch in list(server._map.values()))
 
 
+def _accept_backlog(server, limit: int = 1024) -> None:
+    """Take in connections the kernel already queued for us: closing the listening socket
+    would reset them, and those clients did reach the server before it was told to stop."""
+    server.socket.setblocking(False)
+    for _ in range(limit):
+        before = len(server._map)
+        server.handle_accept()
+        if len(server._map) == before:
+            return
+
+
 def serve(app, *, host: str, port: int, threads: int, grace: float = 30.0, idle_timeout: int = 30,
           on_stop: Callable[[], None] | None = None, ready: Callable[[int], None] | None = None) -> None:
     # waitress buffers a request body before the app sees it; ``channel_timeout`` closes a
@@ -46,6 +57,7 @@ def serve(app, *, host: str, port: int, threads: int, grace: float = 30.0, idle_
     try:
         while not stopping.is_set():
             server.asyncore.loop(timeout=0.5, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        _accept_backlog(server)
         server.accepting = False
         server.del_channel()  # stop listening; connections already open keep being served
         server.socket.close()
