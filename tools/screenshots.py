@@ -8,6 +8,7 @@ Usage: python tools/screenshots.py HOME [--out docs/screenshots]
 from __future__ import annotations
 
 import argparse
+import tempfile
 import threading
 from pathlib import Path
 
@@ -17,6 +18,19 @@ from playwright.sync_api import sync_playwright
 from jewelsearch.config import Settings
 from jewelsearch.server import create_app
 from jewelsearch.wiring import open_service
+
+
+def worn_style_photo(service, path: Path) -> Path:
+    """A catalog piece shrunk onto a striped sleeve: the case region search is for."""
+    import numpy as np
+    from PIL import Image
+    row = service.catalog.items.list(1, 40)[0]
+    yy, xx = np.mgrid[0:480, 0:640]
+    fabric = np.where(((xx + yy) // 16) % 2, 70, 200).astype(np.uint8)[..., None].repeat(3, axis=2)
+    scene = Image.fromarray(fabric)
+    scene.paste(Image.open(service.image_file(row["id"])).convert("RGB").resize((130, 130)), (430, 290))
+    scene.save(path, "JPEG", quality=90)
+    return path
 
 
 def main():
@@ -55,6 +69,16 @@ def main():
             page.wait_for_selector("#results li")
             page.wait_for_timeout(800)
             page.screenshot(path=str(args.out / f"item-{name}.png"), full_page=False)
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.goto(url + "/")
+        photo = worn_style_photo(service, Path(tempfile.mkdtemp()) / "query-on-fabric.jpg")
+        page.set_input_files("#image", str(photo))
+        page.wait_for_selector("#results li .why")
+        page.wait_for_timeout(500)
+        page.locator("#results li .why").first.click()
+        page.wait_for_selector("#results li .why-note")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(args.out / "search-by-region.png"), full_page=False)
         browser.close()
     server.close()
     print(f"screenshots in {args.out}")

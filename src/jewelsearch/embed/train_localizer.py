@@ -32,9 +32,10 @@ from .localizer import DenseHead, Localizer, letterbox_geometry
 log = logging.getLogger(__name__)
 STRIDE = 8
 # Share of scenes set on real scenery. Real worn photos carry unlabelled jewelry of their own,
-# which teaches "real jewelry is background": at 0.6 the head found few real pieces (hand-boxed
-# AP50 0.07), with no real scenery it fired on fingers and collars (0.02).
-PHOTO_SHARE = 0.3
+# which teaches "real jewelry is background": the shipped head (0.6) finds few real pieces
+# (hand-boxed AP50 0.07); 0.3 did worse (0.01), and no real scenery made it fire on fingers
+# and collars (0.02). See docs/localizer.md.
+PHOTO_SHARE = 0.6
 
 
 def held_out_render(index: int) -> bool:
