@@ -208,6 +208,7 @@ def test_path_traversal_never_serves_files(client, filled):
     ('{"user_id": "u", "item_id": 1, "kind": "view", "ts": "soon"}', "application/json"),
     ('{"user_id": "u", "item_id": "../x", "kind": "view"}', "application/json"),
     ('{"user_id": "u", "item_id": 424242, "kind": "view"}', "application/json"),
+    ('{"user_id": "u", "item_id": 99999999999999999999999, "kind": "view"}', "application/json"),  # > int64
     ('{"user_id": ' + '[' * 5000 + ']' * 5000 + '}', "application/json"),
 ])
 def test_bad_event_bodies_are_4xx_and_store_nothing(client, auth, filled, service, body, content_type):

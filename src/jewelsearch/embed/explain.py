@@ -25,18 +25,20 @@ def heatmap(encoder: Encoder, image: Image.Image, query: np.ndarray) -> tuple[np
     batch = encoder.preprocess(image)[None].requires_grad_(True)
     target = torch.from_numpy(np.asarray(query, dtype=np.float32))
     visual = encoder.model.visual
+    # autograd.grad (not backward) so no gradient lands in the shared model's parameters,
+    # which other threads are using for inference at the same time.
     with torch.enable_grad():
         if supports_dense_features(visual):
             result = tower_pass(visual, batch)
-            result.last_map.retain_grad()
-            F.cosine_similarity(result.embedding[0], target, dim=0).backward()
-            weights = result.last_map.grad.mean(dim=(2, 3), keepdim=True)
+            score = F.cosine_similarity(result.embedding[0], target, dim=0)
+            grad, = torch.autograd.grad(score, [result.last_map])
+            weights = grad.mean(dim=(2, 3), keepdim=True)
             cam = torch.relu((weights * result.last_map).sum(dim=1))[0].detach()
             method = "grad-cam"
         else:
-            embedding = encoder.model.encode_image(batch)
-            F.cosine_similarity(embedding[0], target, dim=0).backward()
-            cam = (batch.grad * batch).abs().sum(dim=1)[0].detach()
+            score = F.cosine_similarity(encoder.model.encode_image(batch)[0], target, dim=0)
+            grad, = torch.autograd.grad(score, [batch])
+            cam = (grad * batch).abs().sum(dim=1)[0].detach()
             method = "gradient-x-input"
     side = encoder.preprocess.size
     full = F.interpolate(cam[None, None], size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()

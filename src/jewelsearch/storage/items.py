@@ -59,6 +59,9 @@ def normalise_item_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_ITEM_ID = 2**63 - 1
+
+
 def parse_item_id(value: Any) -> int:
     """Item ids are positive integers; anything else is simply not an item."""
     if isinstance(value, bool):
@@ -70,7 +73,7 @@ def parse_item_id(value: Any) -> int:
         if not text.isdigit() or len(text) > 18:
             raise ItemNotFound(value)
         item_id = int(text)
-    if item_id <= 0:
+    if item_id <= 0 or item_id > MAX_ITEM_ID:  # beyond SQLite's 64-bit integers: cannot exist
         raise ItemNotFound(value)
     return item_id
 
