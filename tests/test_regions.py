@@ -227,7 +227,7 @@ def test_region_search_beats_whole_photo_for_a_small_piece_on_fabric(default_ser
         buffer = io.BytesIO()
         scene.save(buffer, "PNG")
         answer = default_service.query(image_bytes=buffer.getvalue(), k=20)
-        assert answer["region"]["used"] == "box"
+        assert answer["region"]["used"] == "box" and "category" in answer["region"]["boxes"][0]
         x0, y0, x1, y1 = answer["region"]["box"]  # on the pasted photo (its own studio backdrop included)
         assert 405 <= x0 and 285 <= y0 and x1 <= 555 and y1 <= 435 and (x1 - x0) * (y1 - y0) > 40 * 40
         region.append(reciprocal_rank(answer, row["id"]))
@@ -251,6 +251,9 @@ def test_recognize_has_boxes_and_evidence(default_service):
     row = default_service.catalog.items.list(1, 0)[0]
     answer = default_service.recognize(default_service.image_file(row["id"]).read_bytes())
     assert answer["region"]["boxes"] and answer["evidence"]["piece_fraction"] > 0
+    for box in answer["region"]["boxes"]:
+        assert box["category"] in ("ring", "necklace", "earrings", "bracelet", "watch", "pendant")
+        assert 0 < box["category_p"] <= 1
     assert set(answer["evidence"]) >= {"stone_color", "metal_tone", "stone_count_estimate"}
     json.dumps(answer)  # JSON-serialisable as served
 

@@ -19,7 +19,7 @@ import numpy as np
 from .embed import Encoder
 from .embed import explain as explaining
 from .embed.evidence import evidence
-from .embed.localizer import Localizer
+from .embed.localizer import Localizer, crop
 from .embed.recognize import Recognizer
 from .errors import InvalidInput, ItemNotFound, ModelMismatch
 from .index import IndexManifest, save_index
@@ -216,7 +216,11 @@ class SearchService:
             image = self.ingestor.decode(image_bytes).image
             choice = choose_region(image, self.localizer, region=region, box=box)
             region_info = choice.describe(image.size)
-            parts.append((1.0 - text_weight if text else 1.0, choice.embed(self.encoder)))
+            vector = choice.embed(self.encoder)
+            if choice.used == "box" and region_info["boxes"]:
+                # The searched piece is embedded anyway, so naming its category costs only the head.
+                self._label_boxes(region_info["boxes"][:1], vector[None])
+            parts.append((1.0 - text_weight if text else 1.0, vector))
         if text:
             if len(text) > self.limits.max_text_chars:
                 raise InvalidInput(f"q is longer than {self.limits.max_text_chars} characters")
@@ -252,9 +256,20 @@ class SearchService:
         prediction = self.recognizer.recognize_embeddings(choice.embed(self.encoder)[None])[0]
         answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id,
                       region=choice.describe(image.size))
+        boxes = answer["region"]["boxes"]
+        if boxes:  # every piece gets its own category, from a crop around it
+            crops = [crop(image, tuple(b["box"])) for b in boxes]
+            self._label_boxes(boxes, self.encoder.encode_images(crops))
         if choice.localization is not None:
             answer["evidence"] = evidence(image, choice.localization)
         return answer
+
+    def _label_boxes(self, boxes: list[dict], vectors: np.ndarray) -> None:
+        if self.recognizer is None:
+            return
+        for box, guess in zip(boxes, self.recognizer.recognize_embeddings(vectors)):
+            if guess["category"]:
+                box.update(category=guess["category"][0]["label"], category_p=guess["category"][0]["p"])
 
     def explain(self, item_id: Any, *, query_item: Any = None, text: str | None = None,
                 image_bytes: bytes | None = None, region: str = "auto",
