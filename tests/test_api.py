@@ -188,7 +188,7 @@ def test_bad_query_params_are_400(client, filled, query):
     assert response.status_code == 400 and response.is_json and response.json["error"]
 
 
-@pytest.mark.parametrize("item_id", ["999", "0", "-1", "abc", "..%2F..%2Fetc%2Fpasswd", "1e3"])
+@pytest.mark.parametrize("item_id", ["999", "0", "-1", "abc", "..%2F..%2Fetc%2Fpasswd", "1e3", "%C2%B2", "%D9%A3"])
 def test_unknown_ids_are_404(client, filled, item_id):
     for url in (f"/api/items/{item_id}", f"/api/items/{item_id}/similar", f"/api/items/{item_id}/image"):
         response = client.get(url)

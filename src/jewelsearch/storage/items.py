@@ -70,7 +70,8 @@ def parse_item_id(value: Any) -> int:
         item_id = value
     else:
         text = str(value).strip()
-        if not text.isdigit() or len(text) > 18:
+        # isascii: "²" and other Unicode digits pass isdigit() but int() rejects them.
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
             raise ItemNotFound(value)
         item_id = int(text)
     if item_id <= 0 or item_id > MAX_ITEM_ID:  # beyond SQLite's 64-bit integers: cannot exist
