@@ -14,7 +14,6 @@ from jewelsearch.embed.composites import Cutout, make_scene
 from jewelsearch.embed.evidence import colour_name, metal_tone
 from jewelsearch.embed.localizer import letterbox_geometry
 from jewelsearch.embed.preprocess import letterbox
-from jewelsearch.ingest import NewItem
 
 from conftest import make_image
 

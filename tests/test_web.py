@@ -159,7 +159,7 @@ class TwoPieces:
         w, h = image.size
         boxes = [Box(int(w * .5), int(h * .1), int(w * .9), int(h * .5), 0.9),
                  Box(int(w * .1), int(h * .6), int(w * .4), int(h * .9), 0.6)]
-        return Localization(boxes, np.zeros((h, w), np.float32), np.zeros((h, w), np.float32), 1.0)
+        return Localization(boxes, np.zeros((h, w), np.float32), np.zeros((h, w), np.float32))
 
     def usable_boxes(self, found):
         return found.boxes

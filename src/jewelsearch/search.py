@@ -253,13 +253,18 @@ class SearchService:
             raise InvalidInput("recognition is not available for this model")
         image = self.ingestor.decode(image_bytes).image
         choice = choose_region(image, self.localizer)
-        prediction = self.recognizer.recognize_embeddings(choice.embed(self.encoder)[None])[0]
-        answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id,
-                      region=choice.describe(image.size))
-        boxes = answer["region"]["boxes"]
-        if boxes:  # every piece gets its own category, from a crop around it
-            crops = [crop(image, tuple(b["box"])) for b in boxes]
-            self._label_boxes(boxes, self.encoder.encode_images(crops))
+        region = choice.describe(image.size)
+        boxes = region["boxes"]
+        if boxes:
+            # Every piece gets its own category from a crop around it; the first crop is the
+            # chosen region itself, so one batch serves both.
+            vectors = self.encoder.encode_images([crop(image, tuple(b["box"])) for b in boxes])
+            self._label_boxes(boxes, vectors)
+            vector = vectors[0]
+        else:
+            vector = choice.embed(self.encoder)
+        prediction = self.recognizer.recognize_embeddings(vector[None])[0]
+        answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id, region=region)
         if choice.localization is not None:
             answer["evidence"] = evidence(image, choice.localization)
         return answer

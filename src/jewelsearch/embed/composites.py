@@ -123,13 +123,11 @@ def _outdoor(rng, h, w):
     top, bottom = rng.uniform(60, 240, 3), rng.uniform(30, 200, 3)
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     out = top * (1 - t) + bottom * t + np.zeros((h, w, 3), np.float32)
-    image = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
-    blobs = Image.new("RGB", (w, h))
-    blobs.paste(image)
-    pixels = np.asarray(blobs, dtype=np.float32).copy()
+    pixels = np.clip(out, 0, 255).astype(np.uint8).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
     for _ in range(int(rng.integers(3, 12))):
         cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(5, 40)
-        inside = (np.mgrid[0:h, 0:w][0] - cy) ** 2 + (np.mgrid[0:h, 0:w][1] - cx) ** 2 < r * r
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
         pixels[inside] = pixels[inside] * 0.5 + rng.uniform(80, 255, 3) * 0.5
     return np.asarray(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).filter(
         ImageFilter.GaussianBlur(rng.uniform(2, 6))), dtype=np.float32)

@@ -29,15 +29,16 @@ log = logging.getLogger(__name__)
 CATEGORY_EQUIVALENT = {"pendant": "necklace"}
 
 
-def _embed(recognizer: Recognizer, records: Sequence[Record], degradation: str | None,
-           progress: Callable[[int], None] | None) -> np.ndarray:
+def embed_records(encoder, records: Sequence[Record], degradation: str | None = None,
+                  progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Unit embeddings of the records' photos, 64 at a time, optionally degraded first."""
     out = []
     for start in range(0, len(records), 64):
         images: list[Image.Image] = []
         for record in records[start:start + 64]:
             image = load_image_file(record.path).image
             images.append(degrade(image, degradation) if degradation else image)
-        out.append(recognizer.encoder.encode_images(images))
+        out.append(encoder.encode_images(images))
         if progress:
             progress(len(images))
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
@@ -102,7 +103,7 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
                     "date": time.strftime("%Y-%m-%d"), "sets": {}}
     clean: dict[str, np.ndarray] = {}
     for name, records in sets.items():
-        embeddings = _embed(recognizer, records, None, progress)
+        embeddings = embed_records(recognizer.encoder, records, None, progress)
         clean[name] = embeddings
         report["sets"][name] = _evaluate_set(recognizer, name, records, embeddings)
     if robustness:
@@ -110,7 +111,7 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
         for degradation in DEGRADATIONS:
             report["robustness"][degradation] = {}
             for name, records in sets.items():
-                embeddings = _embed(recognizer, records, degradation, progress)
+                embeddings = embed_records(recognizer.encoder, records, degradation, progress)
                 report["robustness"][degradation][name] = _headline(
                     _evaluate_set(recognizer, name, records, embeddings, light=True))
         report["robustness"]["clean"] = {n: _headline(s) for n, s in report["sets"].items()}

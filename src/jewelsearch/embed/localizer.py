@@ -56,14 +56,9 @@ class Box:
     x1: int
     y1: int
     confidence: float
-    category: str | None = None
-    category_p: float | None = None
 
     def as_dict(self) -> dict:
-        out = {"box": [self.x0, self.y0, self.x1, self.y1], "confidence": round(self.confidence, 4)}
-        if self.category is not None:
-            out.update(category=self.category, category_p=round(float(self.category_p), 4))
-        return out
+        return {"box": [self.x0, self.y0, self.x1, self.y1], "confidence": round(self.confidence, 4)}
 
 
 @dataclass
@@ -72,7 +67,6 @@ class Localization:
     boxes: list[Box]
     piece: np.ndarray           # probability a pixel is jewelry
     stone: np.ndarray           # probability a jewelry pixel is stone (not metal)
-    scale: float                # map pixel → image pixel
     notes: list[str] = field(default_factory=list)
 
     def masks(self, threshold: float = 0.5) -> np.ndarray:
@@ -143,7 +137,7 @@ class Localizer:
         stone = _content(stone_grid, side, ox, oy, cw, ch)
         to_image = 1.0 / scale
         boxes = self._boxes(piece, to_image, width, height)[:max_boxes]
-        return Localization(boxes, piece, stone, to_image)
+        return Localization(boxes, piece, stone)
 
     def _boxes(self, piece: np.ndarray, to_image: float, width: int, height: int) -> list[Box]:
         mask = piece >= self.threshold

@@ -21,7 +21,7 @@ from PIL import Image
 from .composites import Cutout, make_scene
 from .encoder import Encoder
 from .heads import AttributeHeads, expected_calibration_error, fit_temperature
-from .images import load_image_file
+from .evaluate import embed_records
 from .labelled_data import Record, hash_split, read_products
 from .localizer import crop
 
@@ -51,13 +51,6 @@ def context_crops(cutouts: list[Cutout], photos: list[Image.Image], count: int, 
     return images, labels
 
 
-def _embed_paths(encoder: Encoder, paths) -> np.ndarray:
-    out = []
-    for start in range(0, len(paths), 64):
-        out.append(encoder.encode_images([load_image_file(p).image for p in paths[start:start + 64]]))
-    return np.concatenate(out)
-
-
 def retrain_category_head(encoder: Encoder, heads: AttributeHeads, products_root: Path, cutouts: list[Cutout],
                           photos: list[Image.Image], *, worn_train: list[Record] = (), crops: int = 3000,
                           seed: int = 0, progress=print) -> dict:
@@ -66,7 +59,7 @@ def retrain_category_head(encoder: Encoder, heads: AttributeHeads, products_root
     vocab = heads.vocabularies["category"]
     records = [r for r in read_products(Path(products_root)) if r.split == "train"] + list(worn_train)
     product_labels = [SAME_CATEGORY.get(r.labels["category"], r.labels["category"]) for r in records]
-    product_vectors = _embed_paths(encoder, [r.path for r in records])
+    product_vectors = embed_records(encoder, records)
     progress(f"embedded {len(records)} real photos ({len(worn_train)} of them worn)")
     crop_images, crop_labels = context_crops(cutouts, photos, crops, seed)
     crop_vectors = encoder.encode_images(crop_images)
