@@ -94,6 +94,15 @@ def test_events_and_recommendations(client, auth, filled):
     assert {r["category"] for r in ring_only} == {"ring"}
 
 
+def test_exclude_seen_leaves_out_recent_engagements(client, auth, filled):
+    for item in filled[:2]:
+        client.post("/api/events", json={"user_id": "bo", "item_id": item, "kind": "view"}, headers=auth)
+    seen = {r["id"] for r in client.get("/api/users/bo/recommendations?k=5").json["results"]}
+    assert set(filled[:2]) <= seen  # by default a viewed item can come back ("you viewed this")
+    fresh = client.get("/api/users/bo/recommendations?k=5&exclude_seen=true").json["results"]
+    assert fresh and not {r["id"] for r in fresh} & set(filled[:2])
+
+
 # ----- API key enforcement -------------------------------------------------
 
 WRITES = [
@@ -182,6 +191,7 @@ def test_oversized_upload_is_413(settings, service, auth):
     "/api/search?q=a&min_price=cheap", "/api/search?q=a&min_price=9&max_price=1",
     "/api/search?q=a&max_price=nan", "/api/search?q=a&text_weight=7",
     "/api/items/1/similar?k=0", "/api/users/u/recommendations?k=9999",
+    "/api/users/u/recommendations?exclude_seen=maybe",
 ])
 def test_bad_query_params_are_400(client, filled, query):
     response = client.get(query)

@@ -86,6 +86,41 @@ def test_recommend_cli(tmp_path, tiny_model_dir, photos):
     assert result.exit_code == 0 and len(json.loads(result.output)["results"]) == 2
 
 
+@pytest.mark.parametrize("toml, message", [
+    ("[blend]\nbogus = 1\n", "unknown blend setting(s): bogus"),
+    ("[blend]\nexplore = 3\n", "must be between 0 and 1"),
+    ("[event_weights]\nglance = 1\n", "unknown event kind(s) in event_weights: glance"),
+    ("[event_weights]\nview = -2\n", "event_weights.view must be a number"),
+    ("half_life_days = -1\n", "must be a non-negative number"),
+    ("blend = 3\n", "must be a table"),
+])
+def test_bad_recommendation_settings_are_one_clear_line(tmp_path, tiny_model_dir, toml, message):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "jewelsearch.toml").write_text(toml)
+    result = CliRunner().invoke(main, ["--home", str(home), "--model", str(tiny_model_dir),
+                                       "recommend", "u", "--json"])
+    assert result.exit_code == 1 and "bad settings" in result.output and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_recommendation_settings_reach_the_service(tmp_path, tiny_model_dir, photos):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "jewelsearch.toml").write_text(
+        "visit_half_life_hours = 2\nrecently_seen_days = 3\n[event_weights]\nview = 3\n"
+        "[blend]\nexplore = 0.2\nmax_interests = 2\n")
+    run(home, tiny_model_dir, "ingest", str(photos))
+    from jewelsearch.config import load_settings
+    from jewelsearch.wiring import open_service
+    service = open_service(load_settings(home, env={}, overrides={"model": str(tiny_model_dir)}))
+    assert service.blend_weights.explore == 0.2 and service.blend_weights.max_interests == 2
+    assert service.blend_weights.taste == 0.6  # unset keys keep the tuned defaults
+    assert service.visit_half_life_hours == 2 and service.recently_seen_days == 3
+    assert service.catalog.events.validate({"user_id": "u", "item_id": 1, "kind": "view"})["weight"] == 3
+    service.catalog.close()
+
+
 def test_demo_if_missing_leaves_existing_catalog(tmp_path, tiny_model_dir, photos):
     home = tmp_path / "home"
     run(home, tiny_model_dir, "ingest", str(photos))

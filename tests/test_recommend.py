@@ -37,7 +37,7 @@ def catalog():
 
 
 def event(user, item, kind="view", ts=NOW - 3600, weight=None):
-    weights = {"view": 1.0, "like": 4.0, "add_to_cart": 6.0, "purchase": 10.0}
+    weights = {"view": 1.0, "click": 2.0, "like": 4.0, "add_to_cart": 6.0, "purchase": 10.0}
     return {"user_id": user, "item_id": item, "kind": kind, "ts": ts, "weight": weight or weights[kind]}
 
 
@@ -154,3 +154,106 @@ def test_ndcg():
     assert ndcg([5, 1, 2], {5}) == 1.0
     assert ndcg([1, 5], {5}) == pytest.approx(1 / np.log2(3))
     assert ndcg([1, 2], {5}) == 0.0
+
+
+def test_history_from_rows_matches_event_by_event_definition():
+    rng = np.random.default_rng(3)
+    kinds = ["view", "click", "like", "add_to_cart", "purchase"]
+    rank = {k: i for i, k in enumerate(kinds)}
+    events = [event("u", int(rng.integers(1, 30)), kinds[int(rng.integers(0, 5))],
+                    NOW - float(rng.uniform(0, 90 * 86400))) for _ in range(400)]
+    history = build_history("u", events, half_life_days=30, now=NOW, kind_rank=rank)
+    for item in {e["item_id"] for e in events}:
+        mine = [e for e in events if e["item_id"] == item]
+        expected = sum(e["weight"] * decay(NOW - e["ts"], 30) for e in mine)
+        assert history.weights[item] == pytest.approx(expected)
+        strongest = max(mine, key=lambda e: rank[e["kind"]])["kind"]
+        assert history.strongest_kind[item] == strongest
+        assert history.last_seen[item] == max(e["ts"] for e in mine)
+    assert history.purchased == {e["item_id"] for e in events if e["kind"] == "purchase"}
+
+
+def test_co_engagement_scores_and_contributors_match_a_plain_loop():
+    rng = np.random.default_rng(5)
+    events = [event(f"u{int(rng.integers(0, 80))}", int(rng.integers(1, 120)), "view",
+                    NOW - float(rng.uniform(0, 86400))) for _ in range(3000)]
+    signals = CollaborativeSignals.build(events, now=NOW)
+    weights = {int(i): float(rng.uniform(0.1, 5)) for i in rng.integers(1, 120, 40)}
+    got = signals.co_engaged(weights, 30)
+    totals, best = {}, {}
+    for item, weight in weights.items():
+        for other, score in signals.neighbours.get(item, ()):
+            totals[other] = totals.get(other, 0.0) + weight * score
+            if other not in best or weight * score > best[other][0]:
+                best[other] = (weight * score, item)
+    top = sorted(totals, key=lambda i: -totals[i])[:30]
+    assert set(got) == set(top)
+    for item in top:
+        assert got[item][0] == pytest.approx(totals[item]) and got[item][1] == best[item][1]
+
+
+def attribute_rows():
+    rows = []
+    for i in range(1, 41):
+        gold_ring = i <= 20
+        rows.append({"id": i, "category": "ring" if gold_ring else "earrings",
+                     "metal": "yellow gold" if gold_ring else "silver",
+                     "gemstone": None if gold_ring else "pearl", "stone_shape": None,
+                     "price": 900.0 if gold_ring else 120.0})
+    return rows
+
+
+def test_taste_keeps_two_tastes_apart_and_names_what_is_shared():
+    from jewelsearch.recommend import AttributeTable
+    table = AttributeTable.from_rows(attribute_rows())
+    history = {1: 4.0, 21: 4.0}  # a gold ring and pearl earrings
+    scores = table.affinity([2, 22], history)
+    # Each matches one of the two items completely, so both score the same, and each
+    # points at the item it resembles rather than at a blend of the two.
+    assert scores[2][0] == pytest.approx(scores[22][0]) and scores[2][0] > 0.4
+    assert scores[2][1] == 1 and scores[22][1] == 21
+    assert table.shared(2, 1) == ["category", "metal", "price range"]
+    assert table.shared(2, 22) == []
+    assert table.affinity([999], history) == {} and table.affinity([2], {}) == {}
+
+
+def test_taste_lifts_items_that_share_the_shoppers_attributes(catalog):
+    from jewelsearch.recommend import AttributeTable
+    index, vectors, group_of, lookup = catalog
+    rows = [{"id": i, "category": "ring", "metal": "gold" if i % 2 else "silver", "gemstone": None,
+             "stone_shape": None, "price": 100.0} for i in vectors]
+    table = AttributeTable.from_rows(rows)
+    history = build_history("u", [event("u", i, "like") for i in (1, 3, 5)], now=NOW)
+    plain = Recommender(index, lookup, CollaborativeSignals(), BlendWeights(diversity=0.0)).recommend(history, 8)
+    tasteful = Recommender(index, lookup, CollaborativeSignals(), BlendWeights(diversity=0.0, taste=0.9),
+                           attributes=table).recommend(history, 8)
+    odd = lambda recs: sum(r.item_id % 2 for r in recs)  # noqa: E731
+    assert odd(tasteful) > odd(plain)
+    assert all(r.item_id % 2 for r in tasteful if r.reasons[0]["type"] == "taste")
+
+
+def test_seen_items_come_back_with_their_reason(catalog):
+    index, vectors, group_of, lookup = catalog
+    history = build_history("u", [event("u", 30, "add_to_cart"), event("u", 2, "view")], now=NOW)
+    recs = Recommender(index, lookup, CollaborativeSignals(), BlendWeights(history=2.0)).recommend(history, 5)
+    cart = next(r for r in recs if r.item_id == 30)
+    assert cart.reasons[0] == {"type": "engaged", "item_id": 30, "kind": "add_to_cart",
+                               "text": "you added this to your cart"}
+    excluded = Recommender(index, lookup, CollaborativeSignals(), BlendWeights(history=2.0)).recommend(
+        history, 5, exclude=[30, 2])
+    assert not {30, 2} & {r.item_id for r in excluded}
+
+
+def test_current_visit_leads_when_recency_is_set(catalog):
+    index, vectors, group_of, lookup = catalog
+    weeks_ago = [event("u", i, "like", NOW - 20 * 86400 - i) for i in (1, 2, 3, 4)]
+    tonight = [event("u", i, "view", NOW - 600 - i) for i in (41, 42)]
+    history = build_history("u", weeks_ago + tonight, now=NOW)
+    profile = history.profile(0.7)
+    assert sum(profile.values()) == pytest.approx(1.0)
+    assert profile[41] > profile[1]  # tonight's views outweigh old likes
+    assert history.profile(0.0)[1] > history.profile(0.0)[41]
+    first = lambda recency: Recommender(  # noqa: E731
+        index, lookup, CollaborativeSignals(), BlendWeights(recency=recency, diversity=0.0)).recommend(history, 3)
+    assert group_of[first(0.8)[0].item_id] == 2
+    assert group_of[first(0.0)[0].item_id] == 0

@@ -27,8 +27,11 @@ class Context:
     @property
     def service(self):
         if self._service is None:
-            from .wiring import open_service
-            self._service = open_service(self.settings)
+            from .wiring import SettingsError, open_service
+            try:
+                self._service = open_service(self.settings)
+            except SettingsError as exc:
+                fail(f"bad settings: {exc}")
         return self._service
 
 
@@ -357,16 +360,18 @@ def check(obj: Context, repair, as_json):
 @click.option("-k", default=10, show_default=True)
 @click.option("--text", "-q", default=None, help="Optional stated preference, e.g. 'minimalist gold'.")
 @click.option("--filter", "filters", multiple=True)
+@click.option("--exclude-seen", is_flag=True, help="Leave out items the user engaged with recently.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def recommend(obj: Context, user_id, k, text, filters, as_json):
+def recommend(obj: Context, user_id, k, text, filters, exclude_seen, as_json):
     """Recommendations for a user, with reasons."""
     from .storage.events import validate_user_id
     from .storage.filters import parse_k, parse_query_text
     service = obj.service
     payload = service.recommend(validate_user_id(user_id), parse_k(k, maximum=service.limits.max_k),
                                 filters=_parse_filter_options(filters),
-                                text=parse_query_text(text, service.limits.max_text_chars))
+                                text=parse_query_text(text, service.limits.max_text_chars),
+                                exclude_seen=exclude_seen)
     _print_results(payload["results"], as_json, payload)
 
 

@@ -8,6 +8,8 @@ below ``cli.py`` / ``create_app`` reads the environment; they get a Settings.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -52,6 +54,19 @@ class Settings:
     # so slow clients cannot pin the server's threads.
     request_timeout_seconds: int = 30
 
+    # Recommendations
+    half_life_days: float = 30.0  # a shopper's engagement halves in weight every this many days
+    popularity_half_life_days: float = 7.0  # "popular this week"
+    recently_seen_days: float = 7.0  # what `exclude_seen` leaves out
+    # The "current visit" part of a profile decays this fast from the shopper's latest event.
+    visit_half_life_hours: float = 4.0
+    # Default weight of each event kind when an event does not carry its own, e.g. a TOML
+    # table [event_weights] with view = 1, purchase = 10; the env form is JSON.
+    event_weights: dict = field(default_factory=dict)
+    # Blend weights ([blend] table: similarity, co_engagement, popularity, history, taste,
+    # taste_sharpness, diversity, ward_threshold, max_interests); unset keys keep the tuned defaults.
+    blend: dict = field(default_factory=dict)
+
     @property
     def db_path(self) -> Path:
         return self.home / "catalog.db"
@@ -83,6 +98,15 @@ def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
             value = Path(value)
         elif kind == "int" and isinstance(value, str):
             value = int(value)
+        elif kind == "float":
+            value = float(value)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"setting {key!r} must be a non-negative number")
+        elif kind == "dict":
+            if isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, dict):
+                raise ValueError(f"setting {key!r} must be a table (TOML) or a JSON object (env)")
         elif kind == "bool" and isinstance(value, str):
             value = value.strip().lower() in ("1", "true", "yes", "on")
         out[key] = value

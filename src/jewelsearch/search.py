@@ -26,7 +26,7 @@ from .index import IndexManifest, save_index
 from .index_sync import build_from_store, open_index
 from .ingest import IngestResult, Ingestor, NewItem
 from .query_region import choose_region
-from .recommend import BlendWeights, CollaborativeSignals, Recommender, build_history
+from .recommend import AttributeTable, BlendWeights, CollaborativeSignals, Recommender, history_from_rows
 from .storage import Catalog
 from .storage.events import EVENT_KINDS
 from .storage.filters import Filters
@@ -55,7 +55,8 @@ class SearchService:
                  memory_budget_bytes: int = 2 << 30, half_life_days: float = 30.0,
                  recognizer: Recognizer | None = None, blend_weights: BlendWeights | None = None,
                  popularity_half_life_days: float = 7.0, signals_refresh_seconds: float = 30.0,
-                 localizer: Localizer | None = None):
+                 localizer: Localizer | None = None, recently_seen_days: float = 7.0,
+                 visit_half_life_hours: float = 4.0):
         self.catalog = catalog
         self.encoder = encoder
         self.index_dir = Path(index_dir)
@@ -63,6 +64,8 @@ class SearchService:
         self.index_kind = index_kind
         self.memory_budget_bytes = memory_budget_bytes
         self.half_life_days = half_life_days
+        self.recently_seen_days = recently_seen_days
+        self.visit_half_life_hours = visit_half_life_hours
         self.recognizer = recognizer
         self.localizer = localizer
         self.blend_weights = blend_weights or BlendWeights()
@@ -72,6 +75,7 @@ class SearchService:
         self._signals_built_at = 0.0
         self._signals_version = -1
         self._signals_lock = threading.Lock()
+        self._attributes: tuple[int, AttributeTable] | None = None
         self.ingestor = Ingestor(catalog, encoder, max_bytes=self.limits.max_upload_bytes,
                                  max_pixels=self.limits.max_image_pixels, recognizer=recognizer)
         self._write_lock = threading.RLock()
@@ -362,23 +366,48 @@ class SearchService:
                     self._signals_version, self._signals_built_at = version, now
         return self._signals
 
+    def attribute_table(self) -> AttributeTable:
+        """Every item's category, metal, gemstone, cut and price as arrays, rebuilt after item writes."""
+        version = self.catalog.items.version()
+        cached = self._attributes
+        if cached is None or cached[0] != version:
+            cached = (version, AttributeTable.from_rows(self.catalog.items.attribute_rows()))
+            self._attributes = cached
+        return cached[1]
+
+    def _stored_vectors(self, ids) -> dict[int, np.ndarray]:
+        """Vectors from the in-memory index where it holds them, else from the store (e.g. a
+        deleted item still in someone's history)."""
+        ids = list(dict.fromkeys(int(i) for i in ids))
+        indexed = [i for i in ids if i in self.index]
+        try:
+            found = dict(zip(indexed, self.index.vectors_for(indexed))) if indexed else {}
+        except KeyError:  # removed between the check and the read
+            found = {}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            found.update(self.catalog.embeddings.get_many(missing, self.encoder.model_id))
+        return found
+
     def recommend(self, user_id: str, k: int = 10, *, filters: Filters | None = None,
-                  text: str | None = None, seed_items: list[Any] | None = None) -> dict[str, Any]:
+                  text: str | None = None, seed_items: list[Any] | None = None,
+                  exclude_seen: bool = False) -> dict[str, Any]:
         started = time.perf_counter()
         self.check_model()
-        events = self.catalog.events.for_user(user_id)
-        history = build_history(user_id, events, half_life_days=self.half_life_days,
-                                kind_rank=EVENT_KINDS)
+        history = history_from_rows(user_id, self.catalog.events.rows_for_user(user_id),
+                                    half_life_days=self.half_life_days, kind_rank=EVENT_KINDS,
+                                    visit_half_life_hours=self.visit_half_life_hours)
         seeds = [self.catalog.items.get(s)["id"] for s in (seed_items or [])]
-        model_id = self.encoder.model_id
         recommender = Recommender(
-            self.index, lambda ids: self.catalog.embeddings.get_many(ids, model_id),
-            self.collaborative_signals(), self.blend_weights,
-            category_of=lambda ids: {i: r["category"] for i, r in self.catalog.items.get_many(ids).items()})
+            self.index, self._stored_vectors, self.collaborative_signals(), self.blend_weights,
+            category_of=lambda ids: {i: r["category"] for i, r in self.catalog.items.get_many(ids).items()},
+            attributes=self.attribute_table())
         text_vector = self.encoder.encode_texts([text])[0] if text else None
         allowed = self.catalog.items.filter_ids(filters.as_dict()) if filters else None
+        recent = time.time() - self.recently_seen_days * 86400
+        exclude = [i for i, ts in history.last_seen.items() if ts >= recent] if exclude_seen else []
         recs = recommender.recommend(history, k, allowed_ids=allowed, text_vector=text_vector,
-                                     seed_items=seeds)
+                                     seed_items=seeds, exclude=exclude)
         rows = self.catalog.items.get_many([r.item_id for r in recs])
         referenced = self.catalog.items.get_many(
             [reason["item_id"] for r in recs for reason in r.reasons if "item_id" in reason])

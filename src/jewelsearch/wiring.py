@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import Any, Mapping
 
 import torch
 
@@ -11,10 +13,16 @@ from .embed import load_encoder
 from .embed.heads import AttributeHeads
 from .embed.localizer import Localizer
 from .embed.recognize import Recognizer
+from .recommend import BlendWeights
 from .search import Limits, SearchService
 from .storage import Catalog
+from .storage.events import EVENT_KINDS
 
 log = logging.getLogger(__name__)
+
+
+class SettingsError(ValueError):
+    """A recommendation setting (event weights, blend) that cannot be used."""
 
 
 def open_service(settings: Settings) -> SearchService:
@@ -25,11 +33,49 @@ def open_service(settings: Settings) -> SearchService:
                            max_text_chars=settings.max_text_chars)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     recognizer = Recognizer(encoder, heads)
-    catalog = Catalog.open(settings.db_path, settings.images_dir)
+    catalog = Catalog.open(settings.db_path, settings.images_dir,
+                           event_weights=event_weights(settings.event_weights))
     limits = Limits(max_upload_bytes=settings.max_upload_bytes,
                     max_image_pixels=settings.max_image_pixels,
                     max_text_chars=settings.max_text_chars, max_k=settings.max_k)
     return SearchService(catalog, encoder, settings.index_dir, limits=limits,
                          index_kind=settings.index_kind,
                          memory_budget_bytes=settings.index_memory_budget_mb << 20,
-                         recognizer=recognizer, localizer=Localizer.load(encoder, encoder.folder))
+                         recognizer=recognizer, localizer=Localizer.load(encoder, encoder.folder),
+                         half_life_days=settings.half_life_days,
+                         popularity_half_life_days=settings.popularity_half_life_days,
+                         recently_seen_days=settings.recently_seen_days,
+                         visit_half_life_hours=settings.visit_half_life_hours,
+                         blend_weights=blend_weights(settings.blend))
+
+
+def event_weights(overrides: Mapping[str, Any]) -> dict[str, float]:
+    """The default event kinds and weights with the configured ones replacing them."""
+    unknown = set(overrides) - set(EVENT_KINDS)
+    if unknown:
+        raise SettingsError(f"unknown event kind(s) in event_weights: {', '.join(sorted(unknown))}; "
+                         f"expected some of {', '.join(EVENT_KINDS)}")
+    out = dict(EVENT_KINDS)
+    for kind, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
+            raise SettingsError(f"event_weights.{kind} must be a number in (0, 1000]")
+        out[kind] = float(value)
+    return out
+
+
+def blend_weights(overrides: Mapping[str, Any]) -> BlendWeights:
+    known = {f.name: f.type for f in dataclasses.fields(BlendWeights)}
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise SettingsError(f"unknown blend setting(s): {', '.join(sorted(unknown))}; expected some of "
+                         f"{', '.join(known)}")
+    for name, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise SettingsError(f"blend.{name} must be a non-negative number")
+    weights = BlendWeights(**{k: int(v) if known[k] == "int" else float(v) for k, v in overrides.items()})
+    shares = ("taste", "recency", "explore", "diversity")
+    if any(getattr(weights, name) > 1 for name in shares):
+        raise SettingsError(f"blend.{', blend.'.join(shares)} must be between 0 and 1")
+    if weights.max_interests < 1:
+        raise SettingsError("blend.max_interests must be at least 1")
+    return weights

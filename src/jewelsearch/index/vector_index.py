@@ -152,14 +152,18 @@ class VectorIndex:
                 if present == 0:
                     exclude_ids = None
                 elif present <= 256:
-                    raw = self._search_unlocked(queries, k + present, None, ef_search, nprobe)
-                    trimmed = []
-                    for ids, scores in raw:
-                        keep = ~np.isin(ids, list(excluded))
-                        trimmed.append((ids[keep][:k], scores[keep][:k]))
+                    excluded_array = np.fromiter(excluded, dtype=np.int64, count=len(excluded))
                     want = min(k, len(self._pos) - present)
-                    if all(len(ids) >= want for ids, _ in trimmed):
-                        return trimmed
+                    # Few excluded items sit among any one query's nearest, so a small margin
+                    # usually suffices; the full margin is the fallback, then the bitmap.
+                    for margin in sorted({min(present, 16), present}):
+                        raw = self._search_unlocked(queries, k + margin, None, ef_search, nprobe)
+                        trimmed = []
+                        for ids, scores in raw:
+                            keep = ~np.isin(ids, excluded_array)
+                            trimmed.append((ids[keep][:k], scores[keep][:k]))
+                        if all(len(ids) >= want for ids, _ in trimmed):
+                            return trimmed
             return self._search_unlocked(queries, k, allowed_ids, ef_search, nprobe, exclude_ids)
 
     def _search_unlocked(self, queries, k, allowed_ids, ef_search, nprobe, exclude_ids=None):

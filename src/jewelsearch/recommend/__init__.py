@@ -2,8 +2,9 @@
 
 from .blend import BlendWeights
 from .collaborative import CollaborativeSignals
-from .history import UserHistory, build_history
+from .attributes import AttributeTable
+from .history import UserHistory, build_history, history_from_rows
 from .recommender import Recommendation, Recommender
 
-__all__ = ["BlendWeights", "CollaborativeSignals", "UserHistory", "build_history", "Recommendation",
-           "Recommender"]
+__all__ = ["AttributeTable", "BlendWeights", "CollaborativeSignals", "UserHistory", "build_history",
+           "history_from_rows", "Recommendation", "Recommender"]

@@ -26,6 +26,7 @@ class CollaborativeSignals:
     neighbours: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     popularity: dict[int, float] = field(default_factory=dict)
     _ranked: list[tuple[int, float]] | None = field(default=None, repr=False, compare=False)
+    _table: "_NeighbourTable | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, events: Iterable[Mapping[str, Any]], *, now: float,
@@ -61,18 +62,33 @@ class CollaborativeSignals:
     def co_engaged(self, history_weights: Mapping[int, float], limit: int = 200
                    ) -> dict[int, tuple[float, int]]:
         """Candidate -> (score, the history item that contributes most)."""
-        scores: dict[int, float] = defaultdict(float)
-        best: dict[int, tuple[float, int]] = {}
+        if self._table is None:  # flattened once per build; each request then works on arrays
+            self._table = _NeighbourTable.of(self.neighbours)
+        table = self._table
         # The strongest engagements carry the signal; a long tail of views adds cost, not taste.
-        strongest = sorted(history_weights.items(), key=lambda kv: -kv[1])[:MAX_ITEMS_PER_USER * 2]
-        for item, weight in strongest:
-            for other, score in self.neighbours.get(item, ()):
-                contribution = weight * score
-                scores[other] += contribution
-                if other not in best or contribution > best[other][0]:
-                    best[other] = (contribution, item)
-        top = sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
-        return {item: (score, best[item][1]) for item, score in top}
+        strongest = sorted(((i, w) for i, w in history_weights.items() if i in table.row_of),
+                           key=lambda kv: -kv[1])[:MAX_ITEMS_PER_USER * 2]
+        if not strongest:
+            return {}
+        rows = np.fromiter((table.row_of[i] for i, _ in strongest), dtype=np.int64, count=len(strongest))
+        weights = np.fromiter((w for _, w in strongest), dtype=np.float64, count=len(strongest))
+        starts, lengths = table.start[rows], table.start[rows + 1] - table.start[rows]
+        if lengths.sum() == 0:
+            return {}
+        source = np.repeat(np.arange(len(rows)), lengths)
+        # Positions of every neighbour of every history item, without a Python loop.
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        positions = np.repeat(starts, lengths) + offsets
+        contribution = weights[source] * table.score[positions]
+        others, group = np.unique(table.other[positions], return_inverse=True)
+        totals = np.bincount(group, weights=contribution)
+        # For each candidate, the history item with the largest single contribution.
+        order = np.lexsort((contribution, group))
+        last = np.r_[group[order][1:] != group[order][:-1], True]
+        best_source = np.empty(len(others), dtype=np.int64)
+        best_source[group[order][last]] = source[order][last]
+        top = np.argsort(-totals, kind="stable")[:limit]
+        return {int(others[t]): (float(totals[t]), int(strongest[best_source[t]][0])) for t in top}
 
     def most_popular(self, limit: int) -> list[tuple[int, float]]:
         if not self.popularity:
@@ -83,3 +99,22 @@ class CollaborativeSignals:
             order = np.argsort(-scores, kind="stable")
             self._ranked = [(int(items[i]), float(scores[i])) for i in order[:5000]]
         return self._ranked[:limit]
+
+
+@dataclass
+class _NeighbourTable:
+    """``neighbours`` flattened: the neighbours of the item in row r sit at start[r]:start[r+1]."""
+
+    row_of: dict[int, int]
+    start: np.ndarray
+    other: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def of(cls, neighbours: Mapping[int, list[tuple[int, float]]]) -> "_NeighbourTable":
+        items = list(neighbours)
+        lengths = np.array([len(neighbours[i]) for i in items], dtype=np.int64)
+        start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        other = np.fromiter((o for i in items for o, _ in neighbours[i]), dtype=np.int64, count=int(start[-1]))
+        score = np.fromiter((v for i in items for _, v in neighbours[i]), dtype=np.float64, count=int(start[-1]))
+        return cls({item: r for r, item in enumerate(items)}, start, other, score)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+
+VISIT_HALF_LIFE_HOURS = 4.0  # a visit is an evening's browsing, not the whole week
 
 
 @dataclass
@@ -17,9 +21,24 @@ class UserHistory:
     # item id -> strongest event kind, for reasons ("you liked")
     strongest_kind: dict[int, str] = field(default_factory=dict)
     last_seen: dict[int, float] = field(default_factory=dict)
+    # item id -> weight decayed from the shopper's own latest event on a short half-life:
+    # what the current visit is about.
+    recent: dict[int, float] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.weights)
+
+    def profile(self, recency: float) -> dict[int, float]:
+        """Long-term and current-visit engagement mixed, each scaled to sum to one;
+        ``recency`` is the current visit's share."""
+        long_total = sum(self.weights.values())
+        recent_total = sum(self.recent.values())
+        if long_total <= 0:
+            return {}
+        if recency <= 0 or recent_total <= 0:
+            return {i: v / long_total for i, v in self.weights.items()}
+        return {i: (1 - recency) * v / long_total + recency * self.recent.get(i, 0.0) / recent_total
+                for i, v in self.weights.items()}
 
 
 def decay(age_seconds: float, half_life_days: float) -> float:
@@ -35,21 +54,51 @@ def decay(age_seconds: float, half_life_days: float) -> float:
 
 def build_history(user_id: str, events: Iterable[Mapping[str, Any]], *,
                   half_life_days: float = 30.0, now: float | None = None,
-                  kind_rank: Mapping[str, float] | None = None) -> UserHistory:
+                  kind_rank: Mapping[str, float] | None = None,
+                  visit_half_life_hours: float = VISIT_HALF_LIFE_HOURS) -> UserHistory:
+    rows = [(e["item_id"], e["kind"], e["ts"], e["weight"]) for e in events]
+    return history_from_rows(user_id, rows, half_life_days=half_life_days, now=now, kind_rank=kind_rank,
+                             visit_half_life_hours=visit_half_life_hours)
+
+
+def history_from_rows(user_id: str, rows: Sequence[tuple[Any, str, Any, Any]], *,
+                      half_life_days: float = 30.0, now: float | None = None,
+                      kind_rank: Mapping[str, float] | None = None,
+                      visit_half_life_hours: float = VISIT_HALF_LIFE_HOURS) -> UserHistory:
+    """The same as ``build_history`` from (item_id, kind, ts, weight) tuples, in array operations:
+    a heavy shopper's thousand events cost about a millisecond."""
     now = time.time() if now is None else now
     history = UserHistory(user_id)
+    if not rows:
+        return history
+    items = np.fromiter((int(r[0]) for r in rows), dtype=np.int64, count=len(rows))
+    kinds = [r[1] for r in rows]
+    ts = np.fromiter((float(r[2]) for r in rows), dtype=np.float64, count=len(rows))
+    raw_weight = np.fromiter((float(r[3]) for r in rows), dtype=np.float64, count=len(rows))
+    weight = raw_weight
+    if half_life_days > 0:
+        weight = raw_weight * 0.5 ** (np.maximum(now - ts, 0.0) / (half_life_days * 86400.0))
+    # Measured from the shopper's own latest event, so a visit weeks ago still has a "current" part.
+    visit = raw_weight * 0.5 ** ((ts.max() - ts) / (max(visit_half_life_hours, 1e-6) * 3600.0))
+    finite = np.isfinite(weight)
+    unique, group = np.unique(items, return_inverse=True)
+    totals = np.bincount(group[finite], weights=weight[finite], minlength=len(unique))
+    visit_totals = np.bincount(group[finite], weights=visit[finite], minlength=len(unique))
+    last = np.full(len(unique), -np.inf)
+    np.maximum.at(last, group, ts)
     rank = kind_rank or {}
-    for event in events:
-        item = int(event["item_id"])
-        weight = float(event["weight"]) * decay(now - float(event["ts"]), half_life_days)
-        if not math.isfinite(weight):
-            continue
-        history.weights[item] = history.weights.get(item, 0.0) + weight
-        kind = event["kind"]
-        if kind == "purchase":
-            history.purchased.add(item)
-        best = history.strongest_kind.get(item)
-        if best is None or rank.get(kind, 0) > rank.get(best, 0):
-            history.strongest_kind[item] = kind
-        history.last_seen[item] = max(history.last_seen.get(item, 0.0), float(event["ts"]))
+    ranks = np.array([rank.get(k, 0) for k in kinds], dtype=np.float64)
+    # Strongest kind per item: the first event of the highest rank (stable sort keeps order).
+    order = np.lexsort((np.arange(len(rows)), -ranks, group))
+    first = np.r_[True, group[order][1:] != group[order][:-1]]
+    strongest = {int(unique[group[i]]): kinds[i] for i in order[first].tolist()}
+    seen = np.zeros(len(unique), dtype=bool)
+    seen[group[finite]] = True
+    for u, item in enumerate(unique.tolist()):
+        if seen[u]:
+            history.weights[item] = float(totals[u])
+            history.strongest_kind[item] = strongest[item]
+            history.last_seen[item] = float(last[u])
+            history.recent[item] = float(visit_totals[u])
+    history.purchased = {int(items[i]) for i, k in enumerate(kinds) if k == "purchase" and finite[i]}
     return history

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 
 
 @dataclass
@@ -21,8 +22,8 @@ class Interest:
 
 
 def ward_clusters(vectors: np.ndarray, max_clusters: int = 5, threshold: float = 0.6) -> list[list[int]]:
-    """Row-index clusters; merging stops when the Ward cost of the best merge exceeds
-    ``threshold`` (in squared-distance units) and at most ``max_clusters`` remain.
+    """Row-index clusters; merging stops when the Ward cost of the best merge (the growth in
+    within-cluster squared distance) exceeds ``threshold`` and at most ``max_clusters`` remain.
 
     >>> a = np.array([[1, 0], [0.99, 0.1], [0, 1], [0.1, 0.99]], dtype=np.float32)
     >>> sorted(sorted(c) for c in ward_clusters(a, threshold=0.1))
@@ -31,33 +32,13 @@ def ward_clusters(vectors: np.ndarray, max_clusters: int = 5, threshold: float =
     n = len(vectors)
     if n <= 1:
         return [list(range(n))]
-    x = vectors.astype(np.float64)
-    clusters: list[list[int]] = [[i] for i in range(n)]
-    centroids = x.copy()
-    sizes = np.ones(n)
-    alive = np.ones(n, dtype=bool)
-    # Ward merge cost between singletons: half the squared distance.
-    sq = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    cost = sq / 2.0
-    np.fill_diagonal(cost, np.inf)
-    while alive.sum() > 1:
-        masked = np.where(alive[:, None] & alive[None, :], cost, np.inf)
-        i, j = np.unravel_index(np.argmin(masked), masked.shape)
-        best = masked[i, j]
-        if best > threshold and alive.sum() <= max_clusters:
-            break
-        # Merge j into i and update Ward costs to every other live cluster.
-        merged_size = sizes[i] + sizes[j]
-        centroids[i] = (sizes[i] * centroids[i] + sizes[j] * centroids[j]) / merged_size
-        sizes[i] = merged_size
-        clusters[i] = clusters[i] + clusters[j]
-        alive[j] = False
-        others = np.flatnonzero(alive)
-        d2 = ((centroids[others] - centroids[i]) ** 2).sum(-1)
-        cost[i, others] = cost[others, i] = sizes[others] * merged_size / (sizes[others] + merged_size) * d2
-        cost[i, i] = np.inf
-        cost[j, :] = cost[:, j] = np.inf
-    return [clusters[i] for i in np.flatnonzero(alive)]
+    # SciPy's Ward heights are sqrt(2 x merge cost) and never decrease, so cutting the tree at
+    # that height stops merging exactly where the cost first exceeds the threshold.
+    tree = linkage(np.asarray(vectors, dtype=np.float64), method="ward")
+    labels = fcluster(tree, np.sqrt(2.0 * threshold), criterion="distance")
+    if labels.max() > max_clusters:
+        labels = fcluster(tree, max_clusters, criterion="maxclust")
+    return [np.flatnonzero(labels == label).tolist() for label in np.unique(labels)]
 
 
 def interests_of(item_ids: list[int], vectors: np.ndarray, weights: np.ndarray, *, max_clusters: int = 5,

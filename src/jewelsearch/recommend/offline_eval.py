@@ -9,7 +9,6 @@ Weights are tuned on one simulated population and reported on another.
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import time
@@ -19,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..index import VectorIndex
+from .attributes import AttributeTable
 from .blend import BlendWeights
 from .collaborative import CollaborativeSignals
 from .history import build_history
@@ -83,7 +83,8 @@ def evaluate_methods(methods: Mapping[str, Method], cases, vectors: Mapping[int,
 
 
 def build_methods(index: VectorIndex, vectors: Mapping[int, np.ndarray], train_events, now: float,
-                  weights: BlendWeights, seed: int = 0) -> dict[str, Method]:
+                  weights: BlendWeights, seed: int = 0, attributes: AttributeTable | None = None,
+                  ablations: bool = False) -> dict[str, Method]:
     weighted = [dict(e, weight=_weight(e["kind"])) for e in train_events]
     signals = CollaborativeSignals.build(weighted, now=now)
     lookup = lambda ids: {i: vectors[i] for i in ids if i in vectors}  # noqa: E731
@@ -121,14 +122,17 @@ def build_methods(index: VectorIndex, vectors: Mapping[int, np.ndarray], train_e
         (found, _), = index.search(q, K, exclude_ids=history.purchased)
         return found.tolist()
 
-    recommender = Recommender(index, lookup, signals, weights)
+    def blended_with(blend: BlendWeights) -> Method:
+        recommender = Recommender(index, lookup, signals, blend, attributes=attributes)
+        return lambda case: [r.item_id for r in recommender.recommend(history_of(case[1]), K)]
 
-    def blended(case):
-        history = history_of(case[1])
-        return [r.item_id for r in recommender.recommend(history, K)]
-
-    return {"random": random_method, "popularity": popularity, "item-kNN CF": item_knn,
-            "content (mean embedding)": content_mean, "blended (jewelsearch)": blended}
+    methods = {"random": random_method, "popularity": popularity, "item-kNN CF": item_knn,
+               "content (mean embedding)": content_mean, "blended (jewelsearch)": blended_with(weights)}
+    if ablations:  # what each newer part adds, with the other weights as tuned
+        methods["blended, no current-visit weighting"] = blended_with(replace(weights, recency=0.0))
+        methods["blended, no attribute taste"] = blended_with(replace(weights, taste=0.0))
+        methods["blended, no exploration slots"] = blended_with(replace(weights, explore=0.0))
+    return methods
 
 
 _WEIGHTS = {"view": 1.0, "click": 2.0, "like": 4.0, "add_to_cart": 6.0, "purchase": 10.0}
@@ -139,24 +143,45 @@ def _weight(kind: str) -> float:
     return _WEIGHTS[kind]
 
 
-def tune(index, vectors, items, config: SimulationConfig, seed: int, base: BlendWeights) -> tuple[BlendWeights, list]:
-    """Grid search of blend weights on a tuning population (never the reported one)."""
+SEARCH_SPACE = {
+    "similarity": [0.3, 1.0], "co_engagement": [1.0, 2.5, 6.0], "popularity": [0.0, 0.4, 0.8],
+    "history": [0.5, 1.0, 2.0], "taste": [0.6, 0.8, 0.9], "diversity": [0.0, 0.2, 0.4],
+    "recency": [0.5, 0.7], "explore": [0.3, 0.4, 0.5],
+}
+
+
+def tune(index, vectors, items, config: SimulationConfig, seed: int, base: BlendWeights,
+         attributes: AttributeTable | None = None, trials: int = 100) -> tuple[BlendWeights, list]:
+    """Random search of blend weights on a tuning population (never the reported one).
+
+    The best NDCG@10 wins among settings whose catalog coverage is at least the content-only
+    baseline's on the same population (the issue asks for both); when none reaches it, the
+    best NDCG@10 overall.
+    """
     users = simulate(items, config, seed)
     train_events, cases = split(users)
     now = max(e["ts"] for e in train_events) + 60
-    trials = []
-    best, best_score = base, -1.0
-    grid = itertools.product([0.3, 1.0], [0.6, 1.0, 1.5], [0.15, 0.4, 0.8], [0.0, 0.2], [0.3, 0.6])
-    for sim, co, pop, div, ward in grid:
-        candidate = replace(base, similarity=sim, co_engagement=co, popularity=pop, diversity=div,
-                            ward_threshold=ward)
-        methods = build_methods(index, vectors, train_events, now, candidate)
-        result = evaluate_methods({"blended": methods["blended (jewelsearch)"]}, cases, vectors, len(vectors))
-        score = result["blended"]["ndcg@10"]
-        trials.append({**asdict(candidate), "ndcg@10": score})
-        if score > best_score:
-            best, best_score = candidate, score
-    return best, trials
+    reference = build_methods(index, vectors, train_events, now, base, attributes=attributes)
+    floor = evaluate_methods({"content": reference["content (mean embedding)"]}, cases, vectors,
+                             len(vectors))["content"]["coverage"]
+    rng = random.Random(seed)
+    tried, log = set(), []
+    best, best_key = base, (False, -1.0)
+    for _ in range(trials):
+        choice = {name: rng.choice(values) for name, values in SEARCH_SPACE.items()}
+        key = tuple(choice.values())
+        if key in tried:
+            continue
+        tried.add(key)
+        candidate = replace(base, **choice)
+        methods = build_methods(index, vectors, train_events, now, candidate, attributes=attributes)
+        result = evaluate_methods({"blended": methods["blended (jewelsearch)"]}, cases, vectors,
+                                  len(vectors))["blended"]
+        log.append({**asdict(candidate), "ndcg@10": result["ndcg@10"], "coverage": result["coverage"]})
+        rank = (result["coverage"] >= floor, result["ndcg@10"])
+        if rank > best_key:
+            best, best_key = candidate, rank
+    return best, log
 
 
 def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[Mapping[str, Any]], *,
@@ -164,15 +189,16 @@ def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[M
         do_tune: bool = True) -> dict[str, Any]:
     config = SimulationConfig(users=users)
     weights = weights or BlendWeights()
+    attributes = AttributeTable.from_rows(items)
     trials: list = []
     if do_tune:
         weights, trials = tune(index, vectors, items, replace(config, users=max(100, users // 2)),
-                               tune_seed, weights)
+                               tune_seed, weights, attributes)
     population = simulate(items, config, seed)
     train_events, cases = split(population)
     now = max(e["ts"] for e in train_events) + 60
-    results = evaluate_methods(build_methods(index, vectors, train_events, now, weights), cases, vectors,
-                               len(vectors))
+    results = evaluate_methods(build_methods(index, vectors, train_events, now, weights, attributes=attributes,
+                                             ablations=True), cases, vectors, len(vectors))
     baselines = {k: v for k, v in results.items() if not k.startswith("blended")}
     best_name = max(baselines, key=lambda k: baselines[k]["ndcg@10"])
     ours = results["blended (jewelsearch)"]
@@ -181,4 +207,4 @@ def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[M
             "results": results, "best_baseline": best_name,
             "ndcg_gain_over_best_baseline": ours["ndcg@10"] / max(baselines[best_name]["ndcg@10"], 1e-9) - 1,
             "coverage_vs_content": ours["coverage"] - results["content (mean embedding)"]["coverage"],
-            "tuning_trials": len(trials), "config": asdict(config)}
+            "tuning_trials": len(trials), "tuning": trials, "config": asdict(config)}

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..index import VectorIndex
+from .attributes import AttributeTable
 from .blend import BlendWeights, mmr, normalise
 from .collaborative import CollaborativeSignals
 from .history import UserHistory
@@ -23,6 +24,9 @@ from .interests import Interest, interests_of
 
 VERB = {"view": "viewed", "click": "viewed", "like": "liked", "add_to_cart": "added to your cart",
         "purchase": "bought"}
+# "you added to your cart this" reads wrong; the object goes before the cart.
+ENGAGED = {"view": "you viewed this", "click": "you viewed this", "like": "you liked this",
+           "add_to_cart": "you added this to your cart", "purchase": "you bought this"}
 MAX_PROFILE_ITEMS = 64  # strongest engagements kept for clustering; bounds the cost of a heavy user
 
 
@@ -36,21 +40,24 @@ class Recommendation:
 class Recommender:
     def __init__(self, index: VectorIndex, vectors_for: Callable[[Sequence[int]], Mapping[int, np.ndarray]],
                  signals: CollaborativeSignals, weights: BlendWeights | None = None,
-                 category_of: Callable[[Sequence[int]], Mapping[int, str | None]] | None = None):
+                 category_of: Callable[[Sequence[int]], Mapping[int, str | None]] | None = None,
+                 attributes: AttributeTable | None = None):
         self.index = index
         self.vectors_for = vectors_for
         self.signals = signals
         self.weights = weights or BlendWeights()
         self.category_of = category_of or (lambda ids: {})
+        self.attributes = attributes
 
-    def interests(self, history: UserHistory, vectors_for=None) -> list[Interest]:
-        strongest = sorted(history.weights, key=lambda i: -history.weights[i])[:MAX_PROFILE_ITEMS]
+    def interests(self, history: UserHistory, vectors_for=None, profile=None) -> list[Interest]:
+        profile = profile if profile is not None else history.profile(self.weights.recency)
+        strongest = sorted(profile, key=lambda i: -profile[i])[:MAX_PROFILE_ITEMS]
         vectors = (vectors_for or self.vectors_for)(strongest)
         ids = [i for i in strongest if i in vectors]
         if not ids:
             return []
         matrix = np.stack([vectors[i] for i in ids]).astype(np.float32)
-        weights = np.array([history.weights[i] for i in ids])
+        weights = np.array([profile[i] for i in ids])
         return interests_of(ids, matrix, weights, max_clusters=self.weights.max_interests,
                             threshold=self.weights.ward_threshold)
 
@@ -65,7 +72,8 @@ class Recommender:
         pool = max(4 * k, 40)
         sim: dict[int, float] = {}
         sim_reason: dict[int, Interest] = {}
-        interests = self.interests(history, vectors_for)
+        profile = history.profile(w.recency)  # item -> share of the shopper's engagement
+        interests = self.interests(history, vectors_for, profile)
         for seed in seed_items:  # explicit seeds act as an extra, strong interest
             if seed in self.index:
                 interests.insert(0, Interest(seed, [seed], max([i.importance for i in interests] + [1.0])))
@@ -93,34 +101,64 @@ class Recommender:
                         sim[item] = value
                         if owner is not None:
                             sim_reason[item] = owner
-        co_raw = {i: v for i, v in self.signals.co_engaged(history.weights, pool * 2).items() if ok(i)}
+        co_raw = {i: v for i, v in self.signals.co_engaged(profile, pool * 2).items() if ok(i)}
         popular = {i: s for i, s in self.signals.most_popular(pool * 3) if ok(i)}
+        revisit = {}
+        if w.history > 0:
+            strongest = sorted((i for i in profile if ok(i)), key=lambda i: -profile[i])
+            revisit = {i: profile[i] for i in strongest[:pool]}
         sim_n, co_n, pop_n = normalise(sim), normalise({i: v[0] for i, v in co_raw.items()}), normalise(popular)
-        candidates = [c for c in set(sim_n) | set(co_n) | set(pop_n) if ok(c)]
+        hist_n = normalise(revisit)
+        candidates = [c for c in set(sim_n) | set(co_n) | set(pop_n) | set(hist_n) if ok(c)]
         if not candidates:
             return self._fill(k, excluded, allowed)
-        score = {c: w.similarity * sim_n.get(c, 0.0) + w.co_engagement * co_n.get(c, 0.0)
-                 + w.popularity * pop_n.get(c, 0.0) for c in candidates}
+        # Taste re-scores the candidates the other sources found rather than scanning the catalog.
+        taste_raw = self.attributes.affinity(candidates, profile, w.taste_sharpness) \
+            if self.attributes is not None and w.taste > 0 and history else {}
+        top_taste = max((v[0] for v in taste_raw.values()), default=0.0)
+        taste_n = {i: v[0] / top_taste for i, v in taste_raw.items()} if top_taste > 0 else {}
+        # Taste scales the blend rather than adding to it: appeal is popularity *and* fit,
+        # so an obscure item that fits is not lifted above a popular one that fits as well.
+        score = {c: (w.similarity * sim_n.get(c, 0.0) + w.co_engagement * co_n.get(c, 0.0)
+                     + w.popularity * pop_n.get(c, 0.0) + w.history * hist_n.get(c, 0.0))
+                 * (1.0 - w.taste + w.taste * taste_n.get(c, 0.0)) for c in candidates}
         shortlist = sorted(candidates, key=lambda c: -score[c])[:pool]
-        shortlist_vectors = vectors_for(shortlist)
-        order = mmr(shortlist, score, shortlist_vectors, k, w.diversity)
+        explore = min(k, int(round(w.explore * k))) if sim_n else 0
+        order = mmr(shortlist, score, vectors_for(shortlist), k - explore, w.diversity)
+        if explore:
+            # The closing slots go to look-alikes of what the shopper engaged with, ranked without
+            # popularity or co-engagement: the catalog's long tail gets shown while the top of the
+            # list stays the best guess.
+            look_alike = {c: sim_n[c] * (1.0 - w.taste + w.taste * taste_n.get(c, 0.0))
+                          for c in sim_n if c not in order and ok(c)}
+            tail = sorted(look_alike, key=lambda c: -look_alike[c])[:pool]
+            picked = mmr(tail, look_alike, vectors_for(tail), explore, w.diversity)
+            score.update({c: look_alike[c] for c in picked if c not in score})
+            order = order + picked
         categories = self.category_of(order)
         out = []
         for item in order:
             reasons = []
             interest = sim_reason.get(item)
-            if interest is not None and sim_n.get(item, 0) > 0:
+            if item in history.weights:  # an item the shopper already engaged with comes back
+                kind = history.strongest_kind.get(item, "view")
+                reasons.append({"type": "engaged", "item_id": item, "kind": kind,
+                                "text": ENGAGED.get(kind, "you viewed this")})
+            elif interest is not None and sim_n.get(item, 0) > 0:
                 nearest = self._nearest_member(item, interest, vectors_for)
                 kind = history.strongest_kind.get(nearest, "view")
-                if nearest == item:  # an item the shopper already engaged with comes back
-                    reasons.append({"type": "engaged", "item_id": item, "kind": kind,
-                                    "text": f"you {VERB.get(kind, 'viewed')} this"})
-                else:
-                    reasons.append({"type": "similar", "item_id": nearest, "kind": kind,
-                                    "text": f"similar to an item you {VERB.get(kind, 'viewed')}"})
+                reasons.append({"type": "similar", "item_id": nearest, "kind": kind,
+                                "text": f"similar to an item you {VERB.get(kind, 'viewed')}"})
             if item in co_raw:
                 reasons.append({"type": "co_engaged", "item_id": co_raw[item][1],
                                 "text": "often bought with an item you engaged with"})
+            if not reasons and taste_n.get(item, 0) > 0.5:
+                anchor = taste_raw[item][1]
+                kind = history.strongest_kind.get(anchor, "view")
+                shared = self.attributes.shared(item, anchor)
+                words = " and ".join([", ".join(shared[:-1]), shared[-1]] if len(shared) > 1 else shared)
+                reasons.append({"type": "taste", "item_id": anchor, "kind": kind, "shared": shared,
+                                "text": f"same {words} as an item you {VERB.get(kind, 'viewed')}"})
             if text_vector is not None and not reasons:
                 reasons.append({"type": "preference", "text": "matches your stated preference"})
             if not reasons and item in popular:

@@ -12,7 +12,7 @@ from ..errors import InvalidInput
 from ..ingest import NewItem
 from ..query_region import parse_box, parse_region
 from ..search import SearchService
-from ..storage.filters import parse_filters, parse_k, parse_query_text
+from ..storage.filters import parse_flag, parse_filters, parse_k, parse_query_text
 from ..storage.items import ITEM_FIELDS, parse_item_id
 from .auth import requires_write_key, requires_write_key_or_page_session
 
@@ -230,5 +230,6 @@ def recommendations(user_id):
     text = parse_query_text(request.args.get("q"), svc.limits.max_text_chars)
     seeds = [s for s in (request.args.get("seed") or "").split(",") if s.strip()][:20]
     result = svc.recommend(validate_user_id(user_id), k, filters=parse_filters(request.args), text=text,
-                           seed_items=seeds)
+                           seed_items=seeds,
+                           exclude_seen=parse_flag(request.args.get("exclude_seen"), "exclude_seen"))
     return jsonify(with_image_urls(result))

@@ -110,6 +110,9 @@ def openapi_document() -> dict[str, Any]:
                 "recommendations with reasons", ok=_RESULTS,
                 params=[{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}, _K,
                         {"name": "q", "in": "query", "schema": {"type": "string"}},
-                        {"name": "seed", "in": "query", "schema": {"type": "string"}}, *_FILTERS])},
+                        {"name": "seed", "in": "query", "schema": {"type": "string"}},
+                        {"name": "exclude_seen", "in": "query", "schema": {"type": "boolean"},
+                         "description": "leave out items the shopper engaged with recently"},
+                        *_FILTERS])},
         },
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from .db import Database, open_database
 from .embeddings import EmbeddingStore
@@ -21,10 +22,11 @@ class Catalog:
     images: ImageFiles
 
     @classmethod
-    def open(cls, db_path: Path, images_dir: Path) -> "Catalog":
+    def open(cls, db_path: Path, images_dir: Path,
+             event_weights: Mapping[str, float] | None = None) -> "Catalog":
         database = open_database(db_path)
         return cls(database=database, items=ItemStore(database),
-                   embeddings=EmbeddingStore(database), events=EventStore(database),
+                   embeddings=EmbeddingStore(database), events=EventStore(database, event_weights),
                    images=ImageFiles(images_dir))
 
     def close(self) -> None:

@@ -98,11 +98,12 @@ class EventStore:
             "INSERT INTO events(user_id, item_id, kind, ts, weight) VALUES (?, ?, ?, ?, ?)", rows)
         return len(rows)
 
-    def for_user(self, user_id: str, limit: int = 5000) -> list[dict[str, Any]]:
-        """A user's most recent events, newest first."""
-        return self.database.query(
-            "SELECT id, user_id, item_id, kind, ts, weight FROM events WHERE user_id = ? "
-            "ORDER BY ts DESC, id DESC LIMIT ?", (user_id, limit))
+    def rows_for_user(self, user_id: str, limit: int = 5000) -> list[tuple[int, str, float, float]]:
+        """(item_id, kind, ts, weight) of a user's most recent events, newest first: plain
+        tuples, because a heavy shopper's history is read on every recommendation."""
+        return self.database.conn.execute(
+            "SELECT item_id, kind, ts, weight FROM events WHERE user_id = ? "
+            "ORDER BY ts DESC, id DESC LIMIT ?", (user_id, limit)).fetchall()
 
     def iterate_all(self):
         """Every event, oldest first, streamed (for building collaborative signals)."""

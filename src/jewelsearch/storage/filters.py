@@ -88,6 +88,20 @@ def parse_k(value: Any, default: int = 10, maximum: int = 200) -> int:
     return k
 
 
+def parse_flag(value: Any, name: str) -> bool:
+    """A yes/no query parameter: true/false, 1/0, yes/no; absent means false."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{name} must be true or false, got {str(value)[:40]!r}")
+
+
 def parse_query_text(value: Any, max_chars: int) -> str | None:
     if value is None:
         return None

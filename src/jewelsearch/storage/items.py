@@ -103,6 +103,7 @@ class ItemStore:
             if "sku" in str(exc):
                 raise InvalidInput(f"an item with sku {fields.get('sku')!r} already exists")
             raise
+        self._touch(conn)
         return int(cur.lastrowid)
 
     def update(self, conn: sqlite3.Connection, item_id: int, fields: Mapping[str, Any], *,
@@ -123,12 +124,26 @@ class ItemStore:
             raise
         if cur.rowcount == 0:
             raise ItemNotFound(item_id)
+        self._touch(conn)
 
     def delete(self, conn: sqlite3.Connection, item_id: int) -> dict[str, Any]:
         row = self.get(item_id)
         conn.execute("DELETE FROM embeddings WHERE item_id = ?", (item_id,))
         conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
+        self._touch(conn)
         return row
+
+    def _touch(self, conn: sqlite3.Connection) -> None:
+        """Count every write to items, so caches of item fields know when to rebuild."""
+        conn.execute("INSERT INTO meta(key, value) VALUES('items_version', '1') "
+                     "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+    def version(self) -> int:
+        return int(self.database.get_meta("items_version") or 0)
+
+    def attribute_rows(self) -> list[dict[str, Any]]:
+        """id, category, metal, gemstone, stone_shape and price of every item."""
+        return self.database.query("SELECT id, category, metal, gemstone, stone_shape, price FROM items")
 
     def get(self, item_id: Any) -> dict[str, Any]:
         item_id = parse_item_id(item_id)
