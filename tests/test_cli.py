@@ -112,10 +112,11 @@ def test_recommendation_settings_reach_the_service(tmp_path, tiny_model_dir, pho
         "[blend]\nexplore = 0.2\nmax_interests = 2\n")
     run(home, tiny_model_dir, "ingest", str(photos))
     from jewelsearch.config import load_settings
+    from jewelsearch.recommend import BlendWeights
     from jewelsearch.wiring import open_service
     service = open_service(load_settings(home, env={}, overrides={"model": str(tiny_model_dir)}))
     assert service.blend_weights.explore == 0.2 and service.blend_weights.max_interests == 2
-    assert service.blend_weights.taste == 0.6  # unset keys keep the tuned defaults
+    assert service.blend_weights.taste == BlendWeights().taste  # unset keys keep the tuned defaults
     assert service.visit_half_life_hours == 2 and service.recently_seen_days == 3
     assert service.catalog.events.validate({"user_id": "u", "item_id": 1, "kind": "view"})["weight"] == 3
     service.catalog.close()

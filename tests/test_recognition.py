@@ -139,3 +139,10 @@ def test_recognize_endpoint(client, service, heads, app):
                       content_type="multipart/form-data")
     assert bad.status_code == 400
     assert client.post("/api/recognize").status_code == 400
+    assert body["subject"] == "piece"
+    stone = client.post("/api/recognize", data={"image": (io.BytesIO(make_image(seed=4)), "x.png"),
+                                                "subject": "stone"}, content_type="multipart/form-data")
+    assert stone.status_code == 200 and stone.json["subject"] == "stone"
+    wrong = client.post("/api/recognize?subject=bracelet", data={"image": (io.BytesIO(make_image(seed=4)), "x.png")},
+                        content_type="multipart/form-data")
+    assert wrong.status_code == 400 and "subject must be one of piece, stone" in wrong.json["error"]

@@ -113,7 +113,7 @@ def test_cold_start_is_popular_and_diverse(catalog):
 
 def test_text_preference_steers_cold_start(catalog):
     index, vectors, group_of, lookup = catalog
-    recs = Recommender(index, lookup, CollaborativeSignals()).recommend(
+    recs = Recommender(index, lookup, CollaborativeSignals(), BlendWeights(diversity=0.0)).recommend(
         build_history("new", [], now=NOW), 5, text_vector=vectors[45])
     assert {group_of[r.item_id] for r in recs} == {2}
     assert recs[0].reasons[0]["type"] == "preference"
@@ -125,7 +125,7 @@ def test_co_engagement_reason_points_at_history(catalog):
              [event(f"buyer{n}", 50, "purchase") for n in range(6)]
     signals = CollaborativeSignals.build(events, now=NOW)
     history = build_history("u", [event("u", 1, "like")], now=NOW)
-    recs = Recommender(index, lookup, signals, BlendWeights(similarity=0.1, co_engagement=2.0)).recommend(history, 5)
+    recs = Recommender(index, lookup, signals, BlendWeights(similarity=0.1, co_engagement=2.0, history=0.0)).recommend(history, 5)
     top = recs[0]
     assert top.item_id == 50
     assert any(r["type"] == "co_engaged" and r["item_id"] == 1 for r in top.reasons)
@@ -257,3 +257,35 @@ def test_current_visit_leads_when_recency_is_set(catalog):
         index, lookup, CollaborativeSignals(), BlendWeights(recency=recency, diversity=0.0)).recommend(history, 3)
     assert group_of[first(0.8)[0].item_id] == 2
     assert group_of[first(0.0)[0].item_id] == 0
+
+
+def test_scores_never_increase_down_the_list(catalog):
+    index, vectors, group_of, lookup = catalog
+    events = [event(f"u{n}", item, "purchase") for n in range(4) for item in (1, 2, 3)]
+    signals = CollaborativeSignals.build(events, now=NOW)
+    history = build_history("u", [event("u", i, "like") for i in (1, 21, 45)], now=NOW)
+    recs = Recommender(index, lookup, signals, BlendWeights(explore=0.5)).recommend(history, 10)
+    scores = [r.score for r in recs]
+    assert len(recs) == 10 and scores == sorted(scores, reverse=True)
+    assert len({r.item_id for r in recs}) == 10
+
+
+def test_offline_evaluation_reports_baselines_ablations_and_replicates(tmp_path, catalog):
+    from jewelsearch.recommend.offline_eval import run
+    from jewelsearch.recommend.report import write_recommend_report
+    index, vectors, group_of, lookup = catalog
+    metals = ["yellow gold", "silver", "rose gold"]
+    items = [{"id": i, "category": ["ring", "earrings", "necklace"][group_of[i]], "metal": metals[i % 3],
+              "gemstone": None, "stone_shape": None, "price": float(100 + 37 * i)} for i in vectors]
+    report = run(index, vectors, items, users=40, do_tune=False, replicate_seeds=(2,))
+    names = set(report["results"])
+    assert {"random", "popularity", "item-kNN CF", "content (mean embedding)", "blended (jewelsearch)",
+            "blended, no current-visit weighting", "blended, no attribute taste",
+            "blended, no exploration slots"} == names
+    assert report["best_baseline"] in names and not report["best_baseline"].startswith("blended")
+    for values in report["results"].values():
+        assert 0 <= values["ndcg@10"] <= values["hr@10"] <= 1 and 0 < values["coverage"] <= 1
+    assert [r["seed"] for r in report["replicates"]] == [2]
+    page = write_recommend_report(report, tmp_path).read_text()
+    assert "| blended (jewelsearch) |" in page and "The reported population and two more" in page
+    assert (tmp_path / "recommend.png").stat().st_size > 1000

@@ -73,10 +73,13 @@ def test_scenes_masks_and_boxes_agree():
 def test_context_crops_carry_the_piece_category():
     from jewelsearch.embed.train_context_head import context_crops
     alpha = np.ones((30, 30), np.float32)
-    ring = Cutout(np.full((30, 30, 3), (250, 0, 0), np.uint8), alpha, None, "ring")
+    ring = Cutout(np.full((30, 30, 3), (250, 0, 0), np.uint8), alpha, None, "ring", "rose gold")
     pendant = Cutout(np.full((30, 30, 3), (0, 0, 250), np.uint8), alpha, None, "pendant")
-    images, labels = context_crops([ring, pendant], [], 12, seed=1)
+    images, rows = context_crops([ring, pendant], [], 12, seed=1)
+    labels = [row["category"] for row in rows]
     assert len(images) == len(labels) == 12 and set(labels) <= {"ring", "necklace"}
+    # The metal travels with the piece; a cut-out without one gives none.
+    assert all(row["metal"] == ("rose gold" if row["category"] == "ring" else None) for row in rows)
     for image, label in zip(images, labels):
         pixels = np.asarray(image).reshape(-1, 3).astype(int)
         red = ((pixels[:, 0] - pixels[:, 2] > 100) & (pixels[:, 1] < 80)).mean() > 0.02

@@ -308,11 +308,12 @@ def events_import(obj: Context, file, skip_invalid):
 
 @main.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--stone", is_flag=True, help="The photo shows a loose stone: the gem specialist names it alone.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def recognize(obj: Context, image, as_json):
+def recognize(obj: Context, image, stone, as_json):
     """Recognise category, metal, gemstone and cut (top 5, calibrated)."""
-    payload = obj.service.recognize(image.read_bytes())
+    payload = obj.service.recognize(image.read_bytes(), subject="stone" if stone else "piece")
     if as_json:
         click.echo(json.dumps(payload, indent=2))
         return
@@ -468,12 +469,12 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
 @click.option("--seed", default=0, show_default=True)
 @click.pass_obj
 def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, seed):
-    """Refit the category head on product photos plus pieces cropped from busy scenes."""
+    """Refit the category and metal heads on real photos plus pieces cropped from busy scenes."""
     import csv
     from .embed import load_encoder
     from .embed.composites import render_cutouts
     from .embed.heads import AttributeHeads
-    from .embed.train_context_head import retrain_category_head
+    from .embed.train_context_head import retrain_context_heads
     from .embed.train_localizer import background_photos, held_out_render, product_cutouts
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
@@ -489,11 +490,59 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     if worn_root is not None:
         from .embed.labelled_data import read_worn, worn_background_split
         worn_train = worn_background_split(read_worn(worn_root), protected)[0]
-    summary = retrain_category_head(encoder, heads, products, cutouts, background_photos(worn_root, protected),
+    summary = retrain_context_heads(encoder, heads, products, cutouts, background_photos(worn_root, protected),
                                     worn_train=worn_train, crops=crops, seed=seed, progress=click.echo)
     heads.save(encoder.folder)
     (encoder.folder / "context_head.json").write_text(json.dumps(summary, indent=2) + "\n")
-    click.echo(f"category head written to {encoder.folder}")
+    click.echo(f"category and metal heads written to {encoder.folder}")
+
+
+@main.command("train-gem-head")
+@click.option("--gemstones", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="gemstones/ folder (class subfolders); its train split is used, val stays for evaluation.")
+@click.option("--views", default=2, show_default=True, type=click.IntRange(0, 10),
+              help="Extra augmented copies of each photo (blur, noise, small, JPEG, exposure; never hue).")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20))
+@click.option("--seed", default=0, show_default=True)
+@click.pass_obj
+def train_gem_head_command(obj: Context, gemstones, views, folds, seed):
+    """Fit the gem specialist (which loose stone) on the tower's pooled maps and colour."""
+    import random
+
+    import numpy as np
+
+    from .embed import load_encoder
+    from .embed.augment import quality_augment
+    from .embed.gem_features import gem_features, supports_gem_features
+    from .embed.gem_head import fit_gem_specialist
+    from .embed.images import load_image_file
+    from .embed.labelled_data import read_gemstones
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    if encoder.folder is None or not supports_gem_features(encoder):
+        fail("the gem specialist needs a jewelsearch model folder with a convolutional image tower")
+    records = [r for r in read_gemstones(gemstones) if r.split == "train"]
+    if not records:
+        fail(f"no photos in class subfolders of {gemstones}")
+    rng = random.Random(seed)
+    features, labels, groups = [], [], []
+    with tqdm(total=len(records) * (1 + views), unit="img", disable=None) as bar:
+        for start in range(0, len(records), 32):
+            chunk = records[start:start + 32]
+            images, rows = [], []
+            for offset, record in enumerate(chunk):
+                image = load_image_file(record.path).image
+                images += [image] + [quality_augment(image, rng) for _ in range(views)]
+                rows += [(record.labels["gemstone"], start + offset)] * (1 + views)
+            features.append(gem_features(encoder, images))
+            labels += [label for label, _ in rows]
+            groups += [group for _, group in rows]
+            bar.update(len(images))
+    specialist, summary = fit_gem_specialist(np.concatenate(features), labels, folds=folds, groups=groups,
+                                             progress=click.echo)
+    summary.update(augmented_views=views, seed=seed)
+    specialist.save(encoder.folder, summary)
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(f"gem specialist written to {encoder.folder}")
 
 
 @main.group("eval")
@@ -520,6 +569,7 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     from .embed import load_encoder
     from .embed.eval_report import write_report
     from .embed.evaluate import evaluate, robustness_drops
+    from .embed.gem_head import GemSpecialist
     from .embed.heads import AttributeHeads
     from .embed.labelled_data import (read_class_folders, read_label_csv, read_shared_data, unseen_worn,
                                       worn_products_seen)
@@ -543,9 +593,10 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     settings = obj.settings
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
+    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder))
     total = sum(len(v) for v in sets.values()) * (7 if robustness else 1)
     with tqdm(total=total, unit="img", disable=None) as bar:
-        report = evaluate(Recognizer(encoder, heads), sets, robustness=robustness, progress=bar.update)
+        report = evaluate(recognizer, sets, robustness=robustness, progress=bar.update)
     if robustness:
         report["worst_drop_points"] = robustness_drops(report)
     page = write_report(report, out)
@@ -677,8 +728,11 @@ def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out):
     for name, r in report["results"].items():
         click.echo(f"{name:<26} {r['hr@10']:>6.3f} {r['ndcg@10']:>8.3f} {r['coverage']:>6.3f} "
                    f"{r['diversity']:>7.3f} {r['multi_taste_ndcg@10']:>10.3f}")
+    others = ", ".join(f"seed {r['seed']} {100 * r['ndcg_gain_over_best_baseline']:+.1f}%"
+                       for r in report["replicates"])
     click.echo(f"NDCG@10 gain over the best baseline ({report['best_baseline']}): "
-               f"{100 * report['ndcg_gain_over_best_baseline']:+.1f}%")
+               f"{100 * report['ndcg_gain_over_best_baseline']:+.1f}%; other populations: {others}; "
+               f"mean {100 * report['mean_ndcg_gain_over_best_baseline']:+.1f}%")
 
 
 @main.command()

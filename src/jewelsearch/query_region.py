@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .embed.localizer import Localization, Localizer, crop
+from .embed.recognize import SUBJECTS
 from .errors import InvalidInput
 
 REGION_MODES = ("auto", "whole")
@@ -48,6 +49,14 @@ def parse_box(raw) -> tuple[int, int, int, int] | None:
     if len(values) != 4:
         raise InvalidInput("box must be four numbers: x0,y0,x1,y1 (pixels of the query photo)")
     return tuple(values)  # type: ignore[return-value]
+
+
+def parse_subject(raw) -> str:
+    """What a recognise request's photo shows: "piece" (default) or "stone"."""
+    value = (raw or "piece").strip().lower() if isinstance(raw, str) or raw is None else raw
+    if value not in SUBJECTS:
+        raise InvalidInput(f"subject must be one of {', '.join(SUBJECTS)}")
+    return value
 
 
 def parse_region(raw) -> str:

@@ -251,8 +251,9 @@ class SearchService:
         return [dict(public_item(rows[i]), score=round(float(s), 6))
                 for i, s in zip(ids.tolist(), scores.tolist()) if i in rows]
 
-    def recognize(self, image_bytes: bytes) -> dict[str, Any]:
-        """Top-5 calibrated guesses for category, metal, gemstone and cut."""
+    def recognize(self, image_bytes: bytes, subject: str = "piece") -> dict[str, Any]:
+        """Top-5 calibrated guesses for category, metal, gemstone and cut; ``subject="stone"``
+        says the photo shows a loose stone, which the gem specialist then names alone."""
         if self.recognizer is None:
             raise InvalidInput("recognition is not available for this model")
         image = self.ingestor.decode(image_bytes).image
@@ -267,8 +268,11 @@ class SearchService:
             vector = vectors[0]
         else:
             vector = choice.embed(self.encoder)
-        prediction = self.recognizer.recognize_embeddings(vector[None])[0]
-        answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id, region=region)
+        region_image = crop(image, tuple(boxes[0]["box"])) if boxes else image
+        prediction = self.recognizer.recognize_embeddings(
+            vector[None], self.recognizer.specialist_features([region_image]), subject=subject)[0]
+        answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id, region=region,
+                      subject=subject)
         if choice.localization is not None:
             answer["evidence"] = evidence(image, choice.localization)
         return answer

@@ -10,6 +10,7 @@ import torch
 
 from .config import Settings
 from .embed import load_encoder
+from .embed.gem_head import GemSpecialist
 from .embed.heads import AttributeHeads
 from .embed.localizer import Localizer
 from .embed.recognize import Recognizer
@@ -32,7 +33,7 @@ def open_service(settings: Settings) -> SearchService:
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
                            max_text_chars=settings.max_text_chars)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
-    recognizer = Recognizer(encoder, heads)
+    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder))
     catalog = Catalog.open(settings.db_path, settings.images_dir,
                            event_weights=event_weights(settings.event_weights))
     limits = Limits(max_upload_bytes=settings.max_upload_bytes,

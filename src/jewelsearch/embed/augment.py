@@ -46,6 +46,33 @@ def augment(image: Image.Image, rng: random.Random) -> Image.Image:
     return image
 
 
+def quality_augment(image: Image.Image, rng: random.Random) -> Image.Image:
+    """``augment`` plus the photo-quality losses a shopper's upload brings, at random strengths:
+    heavier blur and sensor noise, a small original scaled down and back up, harsh JPEG and
+    under- or over-exposure. Still never hue. For heads that read fine texture and colour
+    statistics (the gem specialist), which clean training photos leave brittle."""
+    image = augment(image, rng)
+    choice = rng.random()
+    if choice < 0.2:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 3.0)))
+    elif choice < 0.4:
+        array = np.asarray(image, dtype=np.float32)
+        noise = np.random.default_rng(rng.randrange(1 << 30)).normal(0, rng.uniform(8, 22), array.shape)
+        image = Image.fromarray(np.clip(array + noise, 0, 255).astype(np.uint8))
+    elif choice < 0.6:
+        side = rng.randint(40, 128)
+        small = image.copy()
+        small.thumbnail((side, side), Image.BILINEAR)
+        image = small
+    elif choice < 0.8:
+        image = ImageEnhance.Brightness(image).enhance(rng.choice([rng.uniform(0.4, 0.7), rng.uniform(1.3, 1.8)]))
+    if rng.random() < 0.3:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=rng.randint(12, 40))
+        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return image
+
+
 # Degradations for the robustness evaluation (each applied alone).
 def degrade(image: Image.Image, kind: str) -> Image.Image:
     image = image.convert("RGB")

@@ -29,6 +29,7 @@ class Cutout:
     alpha: np.ndarray           # H×W float32 in [0, 1]
     gem: np.ndarray | None      # H×W float32 in [0, 1] or None
     category: str | None = None
+    metal: str | None = None
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Scene:
     gem_known: bool
     boxes: list[tuple[int, int, int, int]]
     categories: list[str | None] = field(default_factory=list)  # one per box
+    metals: list[str | None] = field(default_factory=list)  # one per box
 
 
 # ----- foreground pieces -------------------------------------------------------------
@@ -56,7 +58,7 @@ def render_cutouts(render_dir: Path, keep=lambda index: True) -> list[Cutout]:
             x0, y0, x1, y1 = label["bbox"]
             alpha = (mask > 0).astype(np.float32)[y0:y1, x0:x1]
             gem = (mask >= 200).astype(np.float32)[y0:y1, x0:x1]
-            out.append(Cutout(rgb[y0:y1, x0:x1].copy(), alpha, gem, label["category"]))
+            out.append(Cutout(rgb[y0:y1, x0:x1].copy(), alpha, gem, label["category"], label.get("metal")))
     return out
 
 
@@ -216,6 +218,7 @@ def make_scene(rng: np.random.Generator, cutouts: list[Cutout],
     gem = np.zeros((height, width), np.float32)
     boxes: list[tuple[int, int, int, int]] = []
     categories: list[str | None] = []
+    metals: list[str | None] = []
     count = int(rng.choice([0, 1, 1, 1, 1, 1, 2, 2]))
     chosen = cutouts[int(rng.integers(len(cutouts)))]
     gem_known = True
@@ -228,6 +231,7 @@ def make_scene(rng: np.random.Generator, cutouts: list[Cutout],
         _place(canvas, piece, gem, cutout, rng, scale, boxes)
         if len(boxes) > placed:
             categories.append(cutout.category)
+            metals.append(cutout.metal)
     image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
@@ -235,4 +239,4 @@ def make_scene(rng: np.random.Generator, cutouts: list[Cutout],
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=int(rng.integers(35, 95)))
         image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    return Scene(image, piece, gem, gem_known, boxes, categories)
+    return Scene(image, piece, gem, gem_known, boxes, categories, metals)

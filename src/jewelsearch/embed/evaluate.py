@@ -44,8 +44,22 @@ def embed_records(encoder, records: Sequence[Record], degradation: str | None = 
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
+def specialist_records(recognizer: Recognizer, records: Sequence[Record],
+                       degradation: str | None = None) -> np.ndarray | None:
+    """The gem specialist's features for records with a gemstone label (None when the
+    recognizer has no specialist or no record names a stone)."""
+    if recognizer.gem_specialist is None or not any(r.labels.get("gemstone") for r in records):
+        return None
+    out = []
+    for start in range(0, len(records), 64):
+        images = [load_image_file(r.path).image for r in records[start:start + 64]]
+        out.append(recognizer.specialist_features([degrade(im, degradation) if degradation else im
+                                                   for im in images]))
+    return np.concatenate(out)
+
+
 def _classify(recognizer: Recognizer, embeddings, records, attribute, *, zero_shot=False,
-              restrict=None, equivalents=None) -> dict | None:
+              restrict=None, equivalents=None, specialist=None, subject: str = "piece") -> dict | None:
     keep = [i for i, r in enumerate(records) if r.labels.get(attribute)]
     if not keep:
         return None
@@ -55,7 +69,8 @@ def _classify(recognizer: Recognizer, embeddings, records, attribute, *, zero_sh
     else:
         if recognizer.heads is None:
             return None
-        probs = recognizer.heads.probabilities(embeddings[keep])[attribute]
+        features = specialist[keep] if specialist is not None and attribute == "gemstone" else None
+        probs = recognizer.probabilities(embeddings[keep], features, subject=subject)[attribute]
         vocab = recognizer.heads.vocabularies[attribute]
     truth = [records[i].labels[attribute] for i in keep]
     if equivalents:
@@ -105,30 +120,39 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
     for name, records in sets.items():
         embeddings = embed_records(recognizer.encoder, records, None, progress)
         clean[name] = embeddings
-        report["sets"][name] = _evaluate_set(recognizer, name, records, embeddings)
+        report["sets"][name] = _evaluate_set(recognizer, name, records, embeddings,
+                                             specialist=specialist_records(recognizer, records))
     if robustness:
         report["robustness"] = {}
         for degradation in DEGRADATIONS:
             report["robustness"][degradation] = {}
             for name, records in sets.items():
                 embeddings = embed_records(recognizer.encoder, records, degradation, progress)
-                report["robustness"][degradation][name] = _headline(
-                    _evaluate_set(recognizer, name, records, embeddings, light=True))
+                report["robustness"][degradation][name] = _headline(_evaluate_set(
+                    recognizer, name, records, embeddings, light=True,
+                    specialist=specialist_records(recognizer, records, degradation)))
         report["robustness"]["clean"] = {n: _headline(s) for n, s in report["sets"].items()}
     report["seconds"] = round(time.time() - started, 1)
     return report
 
 
-def _evaluate_set(recognizer, name, records, embeddings, light: bool = False) -> dict:
+def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, specialist=None) -> dict:
     result: dict = {"n": len(records)}
     gem_task = all(r.labels.get("gemstone") for r in records) and not any(r.labels.get("category") for r in records)
     equivalents = CATEGORY_EQUIVALENT if any(r.labels.get("category") == "pendant" for r in records) else None
     for attribute in ("category", "metal", "gemstone", "cut"):
         restrict = GEMSTONE_PHOTO_CLASSES if (gem_task and attribute == "gemstone") else None
+        # Loose-stone photos are recognised as such (the API's subject=stone).
         heads = _classify(recognizer, embeddings, records, attribute, restrict=restrict,
-                          equivalents=equivalents if attribute == "category" else None)
+                          equivalents=equivalents if attribute == "category" else None, specialist=specialist,
+                          subject="stone" if gem_task else "piece")
         if heads is not None:
             result[f"{attribute}_heads"] = heads
+        if gem_task and attribute == "gemstone" and specialist is not None and not light:
+            # The same photos recognised as if they showed jewelry (the default subject), for
+            # callers that do not say what the photo is.
+            result["gemstone_heads_subject_piece"] = _classify(
+                recognizer, embeddings, records, attribute, restrict=restrict, specialist=specialist)
         if light and heads is not None:
             continue
         zero = _classify(recognizer, embeddings, records, attribute, zero_shot=True, restrict=restrict,

@@ -14,29 +14,47 @@ from PIL import Image
 
 from .captions import prompts_for
 from .encoder import Encoder
+from .gem_features import gem_features, supports_gem_features
+from .gem_head import GemSpecialist
 from .heads import AttributeHeads
 from .vocab import CATEGORIES, CUTS, GEMSTONES, METALS
 
 ZERO_SHOT_VOCABULARIES = {"category": CATEGORIES, "metal": METALS, "gemstone": GEMSTONES, "cut": CUTS}
+# What a photo shows: a piece of jewelry (the default) or a loose stone, as an appraiser or a
+# gem dealer photographs it. For a loose stone the gem specialist names the stone on its own.
+SUBJECTS = ("piece", "stone")
 Prediction = dict[str, list[dict[str, float | str]]]
 
 
 class Recognizer:
-    def __init__(self, encoder: Encoder, heads: AttributeHeads | None = None, top: int = 5):
+    def __init__(self, encoder: Encoder, heads: AttributeHeads | None = None, top: int = 5,
+                 gem_specialist: GemSpecialist | None = None):
         self.encoder = encoder
         self.heads = heads
         self.top = top
+        # Only usable where the tower exposes the maps its features are pooled from.
+        self.gem_specialist = gem_specialist if gem_specialist is not None and supports_gem_features(encoder) \
+            else None
         self._prompt_vectors: dict[str, np.ndarray] | None = None
 
     @property
     def method(self) -> str:
-        return "heads" if self.heads is not None else "zero-shot"
+        base = "heads" if self.heads is not None else "zero-shot"
+        return base + " + gem specialist" if self.gem_specialist is not None else base
 
-    def recognize_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
-        return self.recognize_embeddings(self.encoder.encode_images(images))
+    def recognize_images(self, images: Sequence[Image.Image], subject: str = "piece") -> list[Prediction]:
+        return self.recognize_embeddings(self.encoder.encode_images(images), self.specialist_features(images),
+                                         subject=subject)
 
-    def recognize_embeddings(self, embeddings: np.ndarray) -> list[Prediction]:
-        probabilities = self.probabilities(embeddings)
+    def specialist_features(self, images: Sequence[Image.Image]) -> np.ndarray | None:
+        """What the gem specialist reads (an extra tower pass), or None without one."""
+        return gem_features(self.encoder, images) if self.gem_specialist is not None else None
+
+    def recognize_embeddings(self, embeddings: np.ndarray, specialist_features: np.ndarray | None = None,
+                             subject: str = "piece") -> list[Prediction]:
+        """``specialist_features`` (from ``specialist_features``) sharpen the gemstone guess;
+        without them (e.g. from a stored embedding) the general head answers alone."""
+        probabilities = self.probabilities(embeddings, specialist_features, subject=subject)
         out = []
         for row in range(len(embeddings)):
             prediction: Prediction = {}
@@ -52,10 +70,44 @@ class Recognizer:
             return self.heads.vocabularies[attribute]
         return list(ZERO_SHOT_VOCABULARIES[attribute])
 
-    def probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-        if self.heads is not None:
-            return self.heads.probabilities(embeddings)
-        return self.zero_shot_probabilities(embeddings)
+    def probabilities(self, embeddings: np.ndarray, specialist_features: np.ndarray | None = None,
+                      subject: str = "piece") -> dict[str, np.ndarray]:
+        if subject not in SUBJECTS:
+            raise ValueError(f"subject must be one of {', '.join(SUBJECTS)}")
+        out = self.heads.probabilities(embeddings) if self.heads is not None \
+            else self.zero_shot_probabilities(embeddings)
+        if self.gem_specialist is not None and specialist_features is not None:
+            out["gemstone"] = self.with_specialist(out["gemstone"], self.vocabulary("gemstone"),
+                                                   specialist_features, alone=subject == "stone")
+        return out
+
+    def with_specialist(self, general: np.ndarray, vocabulary: Sequence[str],
+                        specialist_features: np.ndarray, alone: bool = False) -> np.ndarray:
+        """Combine the general gemstone head with the specialist over the classes both know:
+        their product, renormalised (two calibrated opinions, neither trusted alone: the
+        specialist knows loose stones best, the general head knows jewelry photos, where a
+        stone is a few percent of the frame). The general head keeps the share of those
+        classes as a whole, and classes the specialist does not know (pearl, none) as they were.
+
+        ``alone``: the photo is known to show a loose stone, so the specialist's answer is the
+        answer (its classes get all the probability)."""
+        specialist = self.gem_specialist
+        columns = {label: i for i, label in enumerate(vocabulary)}
+        shared = [(columns[label], j) for j, label in enumerate(specialist.vocabulary) if label in columns]
+        if not shared:
+            return general
+        general_cols = np.array([c for c, _ in shared])
+        specialist_cols = np.array([j for _, j in shared])
+        out = np.array(general, dtype=np.float64, copy=True)
+        specialist_p = specialist.probabilities(specialist_features)[:, specialist_cols]
+        if alone:
+            out[:] = 0.0
+            out[:, general_cols] = specialist_p / np.maximum(specialist_p.sum(1, keepdims=True), 1e-300)
+            return out.astype(np.float32)
+        joint = out[:, general_cols] * specialist_p
+        mass = out[:, general_cols].sum(1, keepdims=True)
+        out[:, general_cols] = mass * joint / np.maximum(joint.sum(1, keepdims=True), 1e-300)
+        return out.astype(np.float32)
 
     def zero_shot_probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
         scale = float(self.encoder.model.logit_scale.detach().exp().clamp(max=100))

@@ -165,7 +165,10 @@ class Recommender:
                 category = categories.get(item)
                 reasons.append({"type": "popular", "category": category,
                                 "text": f"popular in {category} this week" if category else "popular this week"})
-            out.append(Recommendation(item, float(score[item]), reasons))
+            # Scores order the list: an exploration pick never shows a higher score than the
+            # blended picks above it.
+            shown = min(float(score[item]), out[-1].score) if out else float(score[item])
+            out.append(Recommendation(item, shown, reasons))
         if len(out) < k:
             out.extend(self._fill(k - len(out), excluded | set(order), allowed))
         return out

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 
 from ..errors import InvalidInput
 from ..ingest import NewItem
-from ..query_region import parse_box, parse_region
+from ..query_region import parse_box, parse_region, parse_subject
 from ..search import SearchService
 from ..storage.filters import parse_flag, parse_filters, parse_k, parse_query_text
 from ..storage.items import ITEM_FIELDS, parse_item_id
@@ -112,7 +112,8 @@ def search():
 
 @api.post("/recognize")
 def recognize():
-    return jsonify(service().recognize(_uploaded_image(required=True)))
+    subject = parse_subject(_args().get("subject"))
+    return jsonify(service().recognize(_uploaded_image(required=True), subject=subject))
 
 
 @api.route("/explain", methods=["GET", "POST"])

@@ -66,7 +66,10 @@ def openapi_document() -> dict[str, Any]:
                                              "box": {"type": "string", "pattern": r"^\d+,\d+,\d+,\d+$"}}, [])),
             },
             "/api/recognize": {"post": _op("category, metal, gemstone, cut (top 5)", errors=(400, 413),
-                                           body=_multipart({"image": image}, ["image"]))},
+                                           body=_multipart({"image": image, "subject": {
+                                               "type": "string", "enum": ["piece", "stone"],
+                                               "description": "stone: the photo shows a loose stone"}},
+                                               ["image"]))},
             "/api/explain": {"get": _op(
                 "why an item matched a query item or text: heatmap overlay and shared attributes",
                 params=[{"name": "item", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 1}},

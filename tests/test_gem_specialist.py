@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from jewelsearch.embed.gem_features import HUE_BINS, colour_histogram
+from jewelsearch.embed.gem_head import GemSpecialist, fit_gem_specialist
+from jewelsearch.embed.recognize import Recognizer
+
+
+def test_colour_histogram_reads_hue_and_ignores_grey():
+    red = colour_histogram(Image.new("RGB", (50, 40), (220, 20, 30)))
+    assert red.shape == (48,) and red[:HUE_BINS].argmax() in (0, HUE_BINS - 1)
+    blue = colour_histogram(Image.new("RGB", (50, 40), (20, 40, 220)))
+    assert blue[:HUE_BINS].argmax() not in (0, HUE_BINS - 1)
+    for part in (red[:HUE_BINS], red[HUE_BINS:HUE_BINS + 8], red[HUE_BINS + 8:]):
+        assert part.sum() == pytest.approx(1.0, abs=1e-5)
+    grey = colour_histogram(Image.new("RGB", (20, 20), (128, 128, 128)))
+    assert grey[:HUE_BINS].sum() == 0  # no saturation, no hue evidence
+
+
+def separable(n_per=30, classes=4, dim=12, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3, size=(classes, dim))
+    x = np.concatenate([centres[c] + rng.normal(size=(n_per, dim)) for c in range(classes)]).astype(np.float32)
+    labels = [f"stone {c}" for c in range(classes) for _ in range(n_per)]
+    return x, labels
+
+
+def test_fit_picks_decay_by_cross_validation_and_round_trips(tmp_path):
+    x, labels = separable()
+    specialist, summary = fit_gem_specialist(x, labels, folds=3, progress=lambda _: None)
+    assert summary["photos"] == 120 and summary["classes"] == 4
+    assert max(summary["cv_accuracy"].values()) > 0.9 and summary["temperature"] > 0
+    probs = specialist.probabilities(x)
+    assert probs.shape == (120, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (probs.argmax(1) == np.repeat(np.arange(4), 30)).mean() > 0.9
+    specialist.save(tmp_path, summary)
+    again = GemSpecialist.load(tmp_path)
+    assert again.vocabulary == specialist.vocabulary
+    assert np.allclose(again.probabilities(x), probs, atol=2e-3)  # fp16 weights on disk
+    assert GemSpecialist.load(tmp_path / "nowhere") is None
+
+
+def test_specialist_and_general_head_are_combined_over_the_stones_both_know(tiny_encoder):
+    # The specialist gives garnet 0.88 against ruby 0.12 for these features.
+    specialist = GemSpecialist(["ruby", "garnet red"], np.zeros(2, np.float32), np.ones(2, np.float32),
+                               np.eye(2, dtype=np.float32) * 2, np.zeros(2, np.float32))
+    recognizer = Recognizer(tiny_encoder)
+    recognizer.gem_specialist = specialist  # the tiny tower has no maps; the mixing rule is what is tested
+    vocabulary = ["none", "pearl", "ruby", "garnet red"]
+    general = np.array([[0.5, 0.1, 0.2, 0.2], [0.0, 0.0, 0.95, 0.05]], np.float32)
+    says_garnet = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
+    mixed = recognizer.with_specialist(general, vocabulary, says_garnet)
+    assert np.allclose(mixed.sum(1), 1.0, atol=1e-6)
+    assert mixed[0, 0] == pytest.approx(0.5) and mixed[0, 1] == pytest.approx(0.1)  # untouched
+    assert mixed[0, 2] + mixed[0, 3] == pytest.approx(0.4)  # the stones' share is kept
+    assert mixed[0, 3] == pytest.approx(0.4 * 0.88, abs=0.01)  # undecided general head: the specialist decides
+    assert mixed[1, 2] > mixed[1, 3]  # a confident general head is not simply overruled
+    assert mixed[1, 3] > general[1, 3]  # but it moves towards the specialist
+    # Told the photo is a loose stone, the specialist answers alone.
+    alone = recognizer.with_specialist(general, vocabulary, says_garnet, alone=True)
+    assert np.allclose(alone[:, :2], 0) and np.allclose(alone.sum(1), 1, atol=1e-6)
+    assert alone[1, 3] == pytest.approx(0.88, abs=0.01)
