@@ -270,7 +270,7 @@ class SearchService:
             vector = choice.embed(self.encoder)
         region_image = crop(image, tuple(boxes[0]["box"])) if boxes else image
         prediction = self.recognizer.recognize_embeddings(
-            vector[None], self.recognizer.specialist_features([region_image]), subject=subject)[0]
+            vector[None], self.recognizer.specialist_features([region_image], subject), subject=subject)[0]
         answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id, region=region,
                       subject=subject)
         if choice.localization is not None:

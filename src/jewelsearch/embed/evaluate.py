@@ -46,9 +46,9 @@ def embed_records(encoder, records: Sequence[Record], degradation: str | None = 
 
 def specialist_records(recognizer: Recognizer, records: Sequence[Record],
                        degradation: str | None = None) -> np.ndarray | None:
-    """The gem specialist's features for records with a gemstone label (None when the
-    recognizer has no specialist or no record names a stone)."""
-    if recognizer.gem_specialist is None or not any(r.labels.get("gemstone") for r in records):
+    """The gem specialist's features for a loose-stone set (None when the recognizer has no
+    specialist or the records are not loose stones)."""
+    if recognizer.gem_specialist is None or not _is_gem_task(records):
         return None
     out = []
     for start in range(0, len(records), 64):
@@ -56,6 +56,11 @@ def specialist_records(recognizer: Recognizer, records: Sequence[Record],
         out.append(recognizer.specialist_features([degrade(im, degradation) if degradation else im
                                                    for im in images]))
     return np.concatenate(out)
+
+
+def _is_gem_task(records: Sequence[Record]) -> bool:
+    """Photos of loose stones: every one names a gemstone and none a category."""
+    return all(r.labels.get("gemstone") for r in records) and not any(r.labels.get("category") for r in records)
 
 
 def _classify(recognizer: Recognizer, embeddings, records, attribute, *, zero_shot=False,
@@ -138,7 +143,7 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
 
 def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, specialist=None) -> dict:
     result: dict = {"n": len(records)}
-    gem_task = all(r.labels.get("gemstone") for r in records) and not any(r.labels.get("category") for r in records)
+    gem_task = _is_gem_task(records)
     equivalents = CATEGORY_EQUIVALENT if any(r.labels.get("category") == "pendant" for r in records) else None
     for attribute in ("category", "metal", "gemstone", "cut"):
         restrict = GEMSTONE_PHOTO_CLASSES if (gem_task and attribute == "gemstone") else None
@@ -149,8 +154,8 @@ def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, sp
         if heads is not None:
             result[f"{attribute}_heads"] = heads
         if gem_task and attribute == "gemstone" and specialist is not None and not light:
-            # The same photos recognised as if they showed jewelry (the default subject), for
-            # callers that do not say what the photo is.
+            # The same photos recognised as if they showed jewelry (the default subject: the
+            # general head), for callers that do not say what the photo is.
             result["gemstone_heads_subject_piece"] = _classify(
                 recognizer, embeddings, records, attribute, restrict=restrict, specialist=specialist)
         if light and heads is not None:
