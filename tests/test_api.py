@@ -1,10 +1,14 @@
 import io
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from conftest import API_KEY, make_image
+from jewelsearch.config import Settings
+from jewelsearch.search import SearchService
+from jewelsearch.storage import Catalog
 
 
 def post_item(client, auth, seed=0, **fields):
@@ -309,3 +313,21 @@ def test_ten_megabyte_strings_and_control_characters_are_4xx(client, auth, fille
     assert response.status_code == 400
     response = client.get("/api/search?q=" + "%e2%80%ae%f0%9f%92%8d ring \u200b")
     assert response.status_code == 200
+
+
+def test_images_are_served_from_a_relative_home(tmp_path, tiny_model_dir, tiny_encoder, monkeypatch, auth):
+    # The default home is the relative "jewelsearch-data"; Flask's send_file would read a
+    # relative path against the package folder and answer 500.
+    from jewelsearch.server import create_app
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(home=Path("relative-home"), model=str(tiny_model_dir), api_key=API_KEY)
+    settings.home.mkdir()
+    catalog = Catalog.open(settings.db_path, settings.images_dir)
+    try:
+        app = create_app(settings, SearchService(catalog, tiny_encoder, settings.index_dir), autosave_seconds=None)
+        client = app.test_client()
+        item = post_item(client, auth, seed=3).json["id"]
+        image = client.get(f"/api/items/{item}/image")
+        assert image.status_code == 200 and image.mimetype == "image/png"
+    finally:
+        catalog.close()

@@ -23,7 +23,9 @@ def sha256_bytes(data: bytes) -> str:
 
 class ImageFiles:
     def __init__(self, root: Path):
-        self.root = Path(root)
+        # Absolute, because Flask's send_file reads a relative path against the app's package
+        # folder, not the working directory: a relative home (the default) would 500.
+        self.root = Path(root).absolute()
 
     def relative_path(self, sha256: str, ext: str) -> str:
         return f"{sha256[:2]}/{sha256}.{ext}"
