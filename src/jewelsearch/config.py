@@ -64,7 +64,8 @@ class Settings:
     # table [event_weights] with view = 1, purchase = 10; the env form is JSON.
     event_weights: dict = field(default_factory=dict)
     # Blend weights ([blend] table: similarity, co_engagement, popularity, history, taste,
-    # taste_sharpness, diversity, ward_threshold, max_interests); unset keys keep the tuned defaults.
+    # taste_sharpness, recency, explore, diversity, ward_threshold, max_interests); unset keys
+    # keep the tuned defaults.
     blend: dict = field(default_factory=dict)
 
     @property

@@ -55,7 +55,7 @@ def event_weights(overrides: Mapping[str, Any]) -> dict[str, float]:
     unknown = set(overrides) - set(EVENT_KINDS)
     if unknown:
         raise SettingsError(f"unknown event kind(s) in event_weights: {', '.join(sorted(unknown))}; "
-                         f"expected some of {', '.join(EVENT_KINDS)}")
+                            f"expected some of {', '.join(EVENT_KINDS)}")
     out = dict(EVENT_KINDS)
     for kind, value in overrides.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
@@ -69,7 +69,7 @@ def blend_weights(overrides: Mapping[str, Any]) -> BlendWeights:
     unknown = set(overrides) - set(known)
     if unknown:
         raise SettingsError(f"unknown blend setting(s): {', '.join(sorted(unknown))}; expected some of "
-                         f"{', '.join(known)}")
+                            f"{', '.join(known)}")
     for name, value in overrides.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise SettingsError(f"blend.{name} must be a non-negative number")

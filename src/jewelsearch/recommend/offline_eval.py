@@ -198,11 +198,11 @@ def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[M
         # smaller tuning population would judge the coverage floor at the wrong scale.
         weights, trials = tune(index, vectors, items, config, tune_seed, weights, attributes)
     population = simulate(items, config, seed)
-    results = _compare(index, vectors, items, population, weights, attributes, ablations=True)
+    results = _compare(index, vectors, population, weights, attributes, ablations=True)
     headline = _headline_of(results)
     replicates = []
     for extra in replicate_seeds:
-        other = _compare(index, vectors, items, simulate(items, config, extra), weights, attributes)
+        other = _compare(index, vectors, simulate(items, config, extra), weights, attributes)
         replicates.append({"seed": extra, **_headline_of(other)})
     gains = [headline["ndcg_gain_over_best_baseline"]] + [r["ndcg_gain_over_best_baseline"] for r in replicates]
     return {"seed": seed, "tune_seed": tune_seed, "users": users, "catalog": len(vectors),
@@ -212,7 +212,7 @@ def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[M
             "tuning_trials": len(trials), "tuning": trials, "config": asdict(config)}
 
 
-def _compare(index, vectors, items, population, weights, attributes, ablations: bool = False):
+def _compare(index, vectors, population, weights, attributes, ablations: bool = False):
     train_events, cases = split(population)
     now = max(e["ts"] for e in train_events) + 60
     methods = build_methods(index, vectors, train_events, now, weights, attributes=attributes, ablations=ablations)
