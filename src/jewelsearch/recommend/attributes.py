@@ -33,7 +33,7 @@ class AttributeTable:
 
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> "AttributeTable":
-        vocab: dict[tuple[int, str], int] = {}
+        vocab: dict[tuple[str, str], int] = {}
         ids, codes, prices = [], [], []
         for row in rows:
             ids.append(int(row["id"]))
@@ -44,9 +44,6 @@ class AttributeTable:
         return cls({item: r for r, item in enumerate(ids)},
                    np.asarray(codes, dtype=np.int32).reshape(len(ids), len(FIELDS)),
                    np.asarray(prices, dtype=np.float64))
-
-    def __len__(self) -> int:
-        return len(self.row_of)
 
     def shared(self, item: int, other: int) -> list[str]:
         """The attributes two items agree on, in words ("metal", "price range")."""

@@ -41,15 +41,17 @@ class UserHistory:
                 for i, v in self.weights.items()}
 
 
-def decay(age_seconds: float, half_life_days: float) -> float:
-    """Exponential decay: weight halves every ``half_life_days``.
+def decay(age_seconds, half_life_days: float):
+    """Exponential decay: weight halves every ``half_life_days``; ages may be an array.
 
     >>> round(decay(86400 * 7, 7), 3)
     0.5
     """
     if half_life_days <= 0:
         return 1.0
-    return 0.5 ** (max(age_seconds, 0.0) / (half_life_days * 86400.0))
+    # The builtin max for single ages: this runs once per event when popularity is built.
+    age = np.maximum(age_seconds, 0.0) if isinstance(age_seconds, np.ndarray) else max(age_seconds, 0.0)
+    return 0.5 ** (age / (half_life_days * 86400.0))
 
 
 def build_history(user_id: str, events: Iterable[Mapping[str, Any]], *,
@@ -75,11 +77,9 @@ def history_from_rows(user_id: str, rows: Sequence[tuple[Any, str, Any, Any]], *
     kinds = [r[1] for r in rows]
     ts = np.fromiter((float(r[2]) for r in rows), dtype=np.float64, count=len(rows))
     raw_weight = np.fromiter((float(r[3]) for r in rows), dtype=np.float64, count=len(rows))
-    weight = raw_weight
-    if half_life_days > 0:
-        weight = raw_weight * 0.5 ** (np.maximum(now - ts, 0.0) / (half_life_days * 86400.0))
+    weight = raw_weight * decay(now - ts, half_life_days)
     # Measured from the shopper's own latest event, so a visit weeks ago still has a "current" part.
-    visit = raw_weight * 0.5 ** ((ts.max() - ts) / (max(visit_half_life_hours, 1e-6) * 3600.0))
+    visit = raw_weight * decay(ts.max() - ts, visit_half_life_hours / 24.0)
     finite = np.isfinite(weight)
     unique, group = np.unique(items, return_inverse=True)
     totals = np.bincount(group[finite], weights=weight[finite], minlength=len(unique))

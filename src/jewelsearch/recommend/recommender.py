@@ -119,9 +119,10 @@ class Recommender:
         taste_n = {i: v[0] / top_taste for i, v in taste_raw.items()} if top_taste > 0 else {}
         # Taste scales the blend rather than adding to it: appeal is popularity *and* fit,
         # so an obscure item that fits is not lifted above a popular one that fits as well.
+        fit = lambda c: 1.0 - w.taste + w.taste * taste_n.get(c, 0.0)  # noqa: E731
         score = {c: (w.similarity * sim_n.get(c, 0.0) + w.co_engagement * co_n.get(c, 0.0)
-                     + w.popularity * pop_n.get(c, 0.0) + w.history * hist_n.get(c, 0.0))
-                 * (1.0 - w.taste + w.taste * taste_n.get(c, 0.0)) for c in candidates}
+                     + w.popularity * pop_n.get(c, 0.0) + w.history * hist_n.get(c, 0.0)) * fit(c)
+                 for c in candidates}
         shortlist = sorted(candidates, key=lambda c: -score[c])[:pool]
         explore = min(k, int(round(w.explore * k))) if sim_n else 0
         order = mmr(shortlist, score, vectors_for(shortlist), k - explore, w.diversity)
@@ -129,12 +130,9 @@ class Recommender:
             # The closing slots go to look-alikes of what the shopper engaged with, ranked without
             # popularity or co-engagement: the catalog's long tail gets shown while the top of the
             # list stays the best guess.
-            look_alike = {c: sim_n[c] * (1.0 - w.taste + w.taste * taste_n.get(c, 0.0))
-                          for c in sim_n if c not in order and ok(c)}
+            look_alike = {c: sim_n[c] * fit(c) for c in sim_n if c not in order and ok(c)}
             tail = sorted(look_alike, key=lambda c: -look_alike[c])[:pool]
-            picked = mmr(tail, look_alike, vectors_for(tail), explore, w.diversity)
-            score.update({c: look_alike[c] for c in picked if c not in score})
-            order = order + picked
+            order = order + mmr(tail, look_alike, vectors_for(tail), explore, w.diversity)
         categories = self.category_of(order)
         out = []
         for item in order:
