@@ -60,3 +60,20 @@ def test_the_specialist_names_loose_stones_and_pieces_keep_the_general_head(tiny
     assert np.allclose(piece, recognizer.probabilities(embeddings)["gemstone"])
     with pytest.raises(ValueError):
         recognizer.probabilities(embeddings, subject="bangle")
+
+
+def test_training_keeps_each_photos_copies_in_one_fold(tmp_path):
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.embed.gem_head import train_gem_specialist
+    from jewelsearch.embed.labelled_data import Record
+    records = []
+    for n in range(6):
+        colour = (200, 30, 40) if n % 2 else (30, 60, 210)
+        path = tmp_path / f"{n}.png"
+        Image.new("RGB", (48, 48), colour).save(path)
+        records.append(Record(path, "train", {"gemstone": "ruby" if n % 2 else "sapphire blue"}))
+    seen = []
+    specialist, summary = train_gem_specialist(load_encoder("jewelclip-lite0"), records, views=1, folds=2,
+                                               progress=lambda _: None, on_images=seen.append)
+    assert sum(seen) == 12 and summary["rows"] == 12 and summary["photos"] == 6
+    assert summary["augmented_views"] == 1 and specialist.vocabulary == ["ruby", "sapphire blue"]

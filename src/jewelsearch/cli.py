@@ -507,15 +507,9 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
 @click.pass_obj
 def train_gem_head_command(obj: Context, gemstones, views, folds, seed):
     """Fit the gem specialist (which loose stone) on the tower's pooled maps and colour."""
-    import random
-
-    import numpy as np
-
     from .embed import load_encoder
-    from .embed.augment import quality_augment
-    from .embed.gem_features import gem_features, supports_gem_features
-    from .embed.gem_head import fit_gem_specialist
-    from .embed.images import load_image_file
+    from .embed.gem_features import supports_gem_features
+    from .embed.gem_head import train_gem_specialist
     from .embed.labelled_data import read_gemstones
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     if encoder.folder is None or not supports_gem_features(encoder):
@@ -523,23 +517,9 @@ def train_gem_head_command(obj: Context, gemstones, views, folds, seed):
     records = [r for r in read_gemstones(gemstones) if r.split == "train"]
     if not records:
         fail(f"no photos in class subfolders of {gemstones}")
-    rng = random.Random(seed)
-    features, labels, groups = [], [], []
     with tqdm(total=len(records) * (1 + views), unit="img", disable=None) as bar:
-        for start in range(0, len(records), 32):
-            chunk = records[start:start + 32]
-            images, rows = [], []
-            for offset, record in enumerate(chunk):
-                image = load_image_file(record.path).image
-                images += [image] + [quality_augment(image, rng) for _ in range(views)]
-                rows += [(record.labels["gemstone"], start + offset)] * (1 + views)
-            features.append(gem_features(encoder, images))
-            labels += [label for label, _ in rows]
-            groups += [group for _, group in rows]
-            bar.update(len(images))
-    specialist, summary = fit_gem_specialist(np.concatenate(features), labels, folds=folds, groups=groups,
-                                             progress=click.echo)
-    summary.update(augmented_views=views, seed=seed)
+        specialist, summary = train_gem_specialist(encoder, records, views=views, folds=folds, seed=seed,
+                                                   progress=click.echo, on_images=bar.update)
     specialist.save(encoder.folder, summary)
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"gem specialist written to {encoder.folder}")

@@ -157,7 +157,7 @@ def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, sp
             # The same photos recognised as if they showed jewelry (the default subject: the
             # general head), for callers that do not say what the photo is.
             result["gemstone_heads_subject_piece"] = _classify(
-                recognizer, embeddings, records, attribute, restrict=restrict, specialist=specialist)
+                recognizer, embeddings, records, attribute, restrict=restrict)
         if light and heads is not None:
             continue
         zero = _classify(recognizer, embeddings, records, attribute, zero_shot=True, restrict=restrict,

@@ -13,6 +13,7 @@ then fits the temperature on the out-of-fold logits, so no held-out photo is tou
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import quality_augment
+from .gem_features import gem_features
 from .heads import expected_calibration_error, fit_temperature
+from .images import load_image_file
 
 GEM_HEAD_WEIGHTS = "gem_head.safetensors"
 GEM_HEAD_META = "gem_head.json"
@@ -117,4 +121,26 @@ def fit_gem_specialist(features: np.ndarray, labels: Sequence[str], *, folds: in
                "weight_decay": decay, "cv_accuracy": {str(d): round(a, 4) for d, (a, _) in trials.items()},
                "temperature": round(float(temperature), 4),
                "cv_ece_after_temperature": round(expected_calibration_error(calibrated, y), 4)}
+    return specialist, summary
+
+
+def train_gem_specialist(encoder, records: Sequence, *, views: int = 2, folds: int = 5, seed: int = 0,
+                         progress: Callable[[str], None] = print,
+                         on_images: Callable[[int], None] = lambda n: None) -> tuple[GemSpecialist, dict]:
+    """Features of each labelled photo plus ``views`` ``quality_augment`` copies of it, then
+    ``fit_gem_specialist`` with a photo's copies kept in one fold."""
+    rng = random.Random(seed)
+    features, labels, groups = [], [], []
+    for start in range(0, len(records), 32):
+        images = []
+        for offset, record in enumerate(records[start:start + 32]):
+            image = load_image_file(record.path).image
+            images += [image] + [quality_augment(image, rng) for _ in range(views)]
+            labels += [record.labels["gemstone"]] * (1 + views)
+            groups += [start + offset] * (1 + views)
+        features.append(gem_features(encoder, images))
+        on_images(len(images))
+    specialist, summary = fit_gem_specialist(np.concatenate(features), labels, folds=folds, groups=groups,
+                                             progress=progress)
+    summary.update(augmented_views=views, seed=seed)
     return specialist, summary
