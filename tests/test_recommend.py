@@ -287,5 +287,33 @@ def test_offline_evaluation_reports_baselines_ablations_and_replicates(tmp_path,
         assert 0 <= values["ndcg@10"] <= values["hr@10"] <= 1 and 0 < values["coverage"] <= 1
     assert [r["seed"] for r in report["replicates"]] == [2]
     page = write_recommend_report(report, tmp_path).read_text()
-    assert "| blended (jewelsearch) |" in page and "The reported population and two more" in page
+    assert "| blended (jewelsearch) |" in page and "The reported population and 1 more" in page
+    assert "**Pooled** over all 2 populations" in page
     assert (tmp_path / "recommend.png").stat().st_size > 1000
+
+
+def test_gain_interval_brackets_the_gain_and_narrows_with_more_shoppers():
+    from jewelsearch.recommend.offline_eval import gain_interval
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    ours = base * 1.2 + rng.normal(0, 0.05, 400)
+    gain = ours.mean() / base.mean() - 1
+    low, high = gain_interval([(ours, base)])
+    assert low < gain < high and high - low < 0.1
+    small_low, small_high = gain_interval([(ours[:40], base[:40])])
+    assert small_high - small_low > high - low
+    # Identical methods: no gain and no spread; two populations pool into one interval.
+    assert gain_interval([(base, base), (base[:50], base[:50])]) == (0.0, 0.0)
+
+
+def test_tuning_searches_the_space_on_two_populations(catalog):
+    from jewelsearch.recommend.offline_eval import SEARCH_SPACE, tune
+    from jewelsearch.recommend.simulate import SimulationConfig
+    index, vectors, group_of, lookup = catalog
+    items = [{"id": i, "category": ["ring", "earrings", "necklace"][group_of[i]], "metal": "silver",
+              "gemstone": None, "stone_shape": None, "price": float(100 + 37 * i)} for i in vectors]
+    best, log = tune(index, vectors, items, SimulationConfig(users=30), 1001, BlendWeights(), trials=3)
+    assert 1 <= len(log) <= 3 and all(len(row["coverage"]) == 2 for row in log)
+    chosen = {name: getattr(best, name) for name in SEARCH_SPACE}
+    assert any(all(row[name] == value for name, value in chosen.items()) for row in log)
+    assert all(value in SEARCH_SPACE[name] for name, value in chosen.items())

@@ -4,7 +4,9 @@ Time-ordered leave-last-k-out: each shopper's last k events are held out; the
 items in them (not already bought) are the targets.  Every method sees only
 the earlier events, of all shoppers.  Metrics: HR@10, NDCG@10, catalog
 coverage and intra-list diversity; also on shoppers with 2+ tastes alone.
-Weights are tuned on one simulated population and reported on another.
+Weights are tuned on one simulated population and reported on others; each
+gain comes with a paired bootstrap interval over shoppers, because 400
+shoppers leave a few points of sampling noise on an NDCG ratio.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .recommender import Recommender
 from .simulate import SimulationConfig, SimulatedUser, simulate
 
 K = 10
+OURS = "blended (jewelsearch)"
+CONTENT = "content (mean embedding)"
 Method = Callable[[Any], list[int]]
 
 
@@ -52,7 +56,10 @@ def ndcg(ranked: Sequence[int], targets: set[int], k: int = K) -> float:
 
 
 def evaluate_methods(methods: Mapping[str, Method], cases, vectors: Mapping[int, np.ndarray],
-                     catalog_size: int) -> dict[str, dict[str, float]]:
+                     catalog_size: int, per_user: dict[str, np.ndarray] | None = None
+                     ) -> dict[str, dict[str, float]]:
+    """Metrics per method; ``per_user``, when given, receives each method's NDCG@10 per shopper
+    (same order for every method, so differences are paired)."""
     out = {}
     for name, method in methods.items():
         hits, ndcgs, ild, shown, multi_ndcg, multi_hits = [], [], [], set(), [], []
@@ -79,7 +86,29 @@ def evaluate_methods(methods: Mapping[str, Method], cases, vectors: Mapping[int,
                      "multi_taste_ndcg@10": float(np.mean(multi_ndcg)) if multi_ndcg else 0.0,
                      "users": len(cases), "multi_taste_users": len(multi_ndcg),
                      "ms_per_user": 1000 * (time.perf_counter() - started) / max(len(cases), 1)}
+        if per_user is not None:
+            per_user[name] = np.asarray(ndcgs, dtype=np.float64)
     return out
+
+
+def gain_interval(strata: Sequence[tuple[np.ndarray, np.ndarray]], draws: int = 2000, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(ours) / mean(baseline) - 1.
+
+    ``strata`` holds (ours, baseline) per-shopper NDCG pairs per population; shoppers are
+    resampled with replacement within each population, keeping each shopper's pair together.
+    """
+    rng = np.random.default_rng(seed)
+    ours_total = np.zeros(draws)
+    base_total = np.zeros(draws)
+    for ours, base in strata:
+        picks = rng.integers(0, len(ours), size=(draws, len(ours)))
+        ours_total += ours[picks].sum(1)
+        base_total += base[picks].sum(1)
+    ratios = ours_total / np.maximum(base_total, 1e-12) - 1
+    tail = (1 - level) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def build_methods(index: VectorIndex, vectors: Mapping[int, np.ndarray], train_events, now: float,
@@ -127,7 +156,7 @@ def build_methods(index: VectorIndex, vectors: Mapping[int, np.ndarray], train_e
         return lambda case: [r.item_id for r in recommender.recommend(history_of(case[1]), K)]
 
     methods = {"random": random_method, "popularity": popularity, "item-kNN CF": item_knn,
-               "content (mean embedding)": content_mean, "blended (jewelsearch)": blended_with(weights)}
+               CONTENT: content_mean, OURS: blended_with(weights)}
     if ablations:  # what each newer part adds, with the other weights as tuned
         methods["blended, no current-visit weighting"] = blended_with(replace(weights, recency=0.0))
         methods["blended, no attribute taste"] = blended_with(replace(weights, taste=0.0))
@@ -150,20 +179,29 @@ SEARCH_SPACE = {
 }
 
 
-def tune(index, vectors, items, config: SimulationConfig, seed: int, base: BlendWeights,
-         attributes: AttributeTable | None = None, trials: int = 100) -> tuple[BlendWeights, list]:
-    """Random search of blend weights on a tuning population (never the reported one).
+TUNING_POPULATIONS = 2
+# Coverage varies by a few items between populations; tuning with a margin over the content-only
+# floor keeps the chosen weights above it on populations it never saw.
+COVERAGE_MARGIN = 0.02
 
-    The best NDCG@10 wins among settings whose catalog coverage is at least the content-only
-    baseline's on the same population (the issue asks for both); when none reaches it, the
-    best NDCG@10 overall.
+
+def tune(index, vectors, items, config: SimulationConfig, seed: int, base: BlendWeights,
+         attributes: AttributeTable | None = None, trials: int = 100,
+         populations: int = TUNING_POPULATIONS) -> tuple[BlendWeights, list]:
+    """Random search of blend weights on tuning populations (seeds ``seed``, ``seed + 1``, ...;
+    never a reported one).
+
+    The best mean NDCG@10 wins among settings whose catalog coverage is at least the content-only
+    baseline's plus ``COVERAGE_MARGIN`` on every tuning population (the issue asks for both);
+    when none reaches it, the best mean NDCG@10 overall.
     """
-    users = simulate(items, config, seed)
-    train_events, cases = split(users)
-    now = max(e["ts"] for e in train_events) + 60
-    reference = build_methods(index, vectors, train_events, now, base, attributes=attributes)
-    floor = evaluate_methods({"content": reference["content (mean embedding)"]}, cases, vectors,
-                             len(vectors))["content"]["coverage"]
+    setups = []
+    for offset in range(populations):
+        train_events, cases = split(simulate(items, config, seed + offset))
+        now = max(e["ts"] for e in train_events) + 60
+        reference = build_methods(index, vectors, train_events, now, base, attributes=attributes)
+        floor = evaluate_methods({"content": reference[CONTENT]}, cases, vectors, len(vectors))["content"]["coverage"]
+        setups.append((train_events, cases, now, floor))
     rng = random.Random(seed)
     tried, log = set(), []
     best, best_key = base, (False, -1.0)
@@ -174,11 +212,15 @@ def tune(index, vectors, items, config: SimulationConfig, seed: int, base: Blend
             continue
         tried.add(key)
         candidate = replace(base, **choice)
-        methods = build_methods(index, vectors, train_events, now, candidate, attributes=attributes)
-        result = evaluate_methods({"blended": methods["blended (jewelsearch)"]}, cases, vectors,
-                                  len(vectors))["blended"]
-        log.append({**asdict(candidate), "ndcg@10": result["ndcg@10"], "coverage": result["coverage"]})
-        rank = (result["coverage"] >= floor, result["ndcg@10"])
+        ndcgs, coverages, admissible = [], [], True
+        for train_events, cases, now, floor in setups:
+            methods = build_methods(index, vectors, train_events, now, candidate, attributes=attributes)
+            result = evaluate_methods({"blended": methods[OURS]}, cases, vectors, len(vectors))["blended"]
+            ndcgs.append(result["ndcg@10"])
+            coverages.append(result["coverage"])
+            admissible &= result["coverage"] >= floor + COVERAGE_MARGIN
+        log.append({**asdict(candidate), "ndcg@10": float(np.mean(ndcgs)), "coverage": coverages})
+        rank = (admissible, float(np.mean(ndcgs)))
         if rank > best_key:
             best, best_key = candidate, rank
     return best, log
@@ -186,9 +228,9 @@ def tune(index, vectors, items, config: SimulationConfig, seed: int, base: Blend
 
 def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[Mapping[str, Any]], *,
         users: int = 400, seed: int = 1, tune_seed: int = 1001, weights: BlendWeights | None = None,
-        do_tune: bool = True, replicate_seeds: Sequence[int] = (2, 3)) -> dict[str, Any]:
-    """Tune on ``tune_seed``, report every method on ``seed``, then the headline comparison
-    again on ``replicate_seeds`` (fresh populations) to show how much it moves between draws."""
+        do_tune: bool = True, replicate_seeds: Sequence[int] = (2, 3, 4, 5)) -> dict[str, Any]:
+    """Tune on ``tune_seed`` and the next seed, report every method on ``seed``, then the headline comparison
+    again on ``replicate_seeds`` (fresh populations), and pooled over all of them."""
     config = SimulationConfig(users=users)
     weights = weights or BlendWeights()
     attributes = AttributeTable.from_rows(items)
@@ -198,31 +240,52 @@ def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[M
         # smaller tuning population would judge the coverage floor at the wrong scale.
         weights, trials = tune(index, vectors, items, config, tune_seed, weights, attributes)
     population = simulate(items, config, seed)
-    results = _compare(index, vectors, population, weights, attributes, ablations=True)
-    headline = _headline_of(results)
-    replicates = []
+    per_user: dict[str, np.ndarray] = {}
+    results = _compare(index, vectors, population, weights, attributes, ablations=True, per_user=per_user)
+    headline = _headline_of(results, per_user)
+    replicates, runs = [], [(results, per_user)]
     for extra in replicate_seeds:
-        other = _compare(index, vectors, simulate(items, config, extra), weights, attributes)
-        replicates.append({"seed": extra, **_headline_of(other)})
+        scores: dict[str, np.ndarray] = {}
+        other = _compare(index, vectors, simulate(items, config, extra), weights, attributes, per_user=scores)
+        replicates.append({"seed": extra, **_headline_of(other, scores)})
+        runs.append((other, scores))
     gains = [headline["ndcg_gain_over_best_baseline"]] + [r["ndcg_gain_over_best_baseline"] for r in replicates]
     return {"seed": seed, "tune_seed": tune_seed, "users": users, "catalog": len(vectors),
             "events": sum(len(u.events) for u in population), "weights": asdict(weights),
             "results": results, **headline, "replicates": replicates,
             "mean_ndcg_gain_over_best_baseline": float(np.mean(gains)),
+            "pooled": _pooled(runs, [seed, *replicate_seeds]),
             "tuning_trials": len(trials), "tuning": trials, "config": asdict(config)}
 
 
-def _compare(index, vectors, population, weights, attributes, ablations: bool = False):
+def _compare(index, vectors, population, weights, attributes, ablations: bool = False, per_user=None):
     train_events, cases = split(population)
     now = max(e["ts"] for e in train_events) + 60
     methods = build_methods(index, vectors, train_events, now, weights, attributes=attributes, ablations=ablations)
-    return evaluate_methods(methods, cases, vectors, len(vectors))
+    return evaluate_methods(methods, cases, vectors, len(vectors), per_user)
 
 
-def _headline_of(results: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+def _headline_of(results: Mapping[str, Mapping[str, float]],
+                 per_user: Mapping[str, np.ndarray]) -> dict[str, Any]:
     baselines = {k: v for k, v in results.items() if not k.startswith("blended")}
     best_name = max(baselines, key=lambda k: baselines[k]["ndcg@10"])
-    ours = results["blended (jewelsearch)"]
+    ours = results[OURS]
+    low, high = gain_interval([(per_user[OURS], per_user[best_name])])
     return {"best_baseline": best_name,
             "ndcg_gain_over_best_baseline": ours["ndcg@10"] / max(baselines[best_name]["ndcg@10"], 1e-9) - 1,
-            "coverage_vs_content": ours["coverage"] - results["content (mean embedding)"]["coverage"]}
+            "ndcg_gain_interval": [low, high],
+            "coverage_vs_content": ours["coverage"] - results[CONTENT]["coverage"]}
+
+
+def _pooled(runs, seeds: Sequence[int]) -> dict[str, Any]:
+    """All populations' shoppers together, against the one baseline that is best over all of
+    them (a fixed competitor, not each population's luckiest)."""
+    baselines = [k for k in runs[0][1] if not k.startswith("blended")]
+    pooled_ndcg = {k: float(np.mean(np.concatenate([scores[k] for _, scores in runs]))) for k in baselines + [OURS]}
+    best = max(baselines, key=lambda k: pooled_ndcg[k])
+    low, high = gain_interval([(scores[OURS], scores[best]) for _, scores in runs])
+    margins = [results[OURS]["coverage"] - results[CONTENT]["coverage"] for results, _ in runs]
+    return {"seeds": list(seeds), "users": int(sum(len(scores[OURS]) for _, scores in runs)),
+            "ndcg@10": pooled_ndcg, "best_baseline": best,
+            "ndcg_gain_over_best_baseline": pooled_ndcg[OURS] / max(pooled_ndcg[best], 1e-9) - 1,
+            "ndcg_gain_interval": [low, high], "smallest_coverage_vs_content": float(min(margins))}
