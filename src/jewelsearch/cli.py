@@ -466,15 +466,21 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
               help="worn/ folder: the background half of its products lends real scenery.")
 @click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--crops", default=3000, show_default=True, type=click.IntRange(10, 100_000))
+@click.option("--worn-views", default=6, show_default=True, type=click.IntRange(0, 20),
+              help="Augmented copies of each worn photo.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(0, 20),
+              help="Also fit the heads once per fold of worn products, that fold left out, so evaluation "
+                   "judges every worn photo with heads that never saw its product (0: no folds).")
 @click.option("--seed", default=0, show_default=True)
 @click.pass_obj
-def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, seed):
-    """Refit the category and metal heads on real photos plus pieces cropped from busy scenes."""
+def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, worn_views, folds,
+                               seed):
+    """Refit the category and metal heads on shop photos, worn photos and pieces cropped from busy scenes."""
     import csv
     from .embed import load_encoder
     from .embed.composites import render_cutouts
     from .embed.heads import AttributeHeads
-    from .embed.train_context_head import retrain_context_heads
+    from .embed.train_context_head import retrain_context_heads, training_rows
     from .embed.train_localizer import background_photos, held_out_render, product_cutouts
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
@@ -486,13 +492,19 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
             protected = {row["path"] for row in csv.DictReader(fh)}
     # The localiser's held-out renders stay held out here too.
     cutouts = render_cutouts(renders, keep=lambda i: not held_out_render(i)) + product_cutouts(products, "train")
-    worn_train = []
+    worn = []
     if worn_root is not None:
-        from .embed.labelled_data import read_worn, worn_background_split
-        worn_train = worn_background_split(read_worn(worn_root), protected)[0]
-    summary = retrain_context_heads(encoder, heads, products, cutouts, background_photos(worn_root, protected),
-                                    worn_train=worn_train, crops=crops, seed=seed, progress=click.echo)
+        from .embed.labelled_data import read_worn
+        worn = read_worn(worn_root)  # every worn photo's labels; the folds keep evaluation honest
+    # Scenery stays the localiser's background half, so the crops show the scenes it trained on.
+    rows = training_rows(encoder, products, cutouts, background_photos(worn_root, protected), worn=worn,
+                         crops=crops, worn_views=worn_views, seed=seed, progress=click.echo)
+    summary, fold_heads = retrain_context_heads(heads, rows, folds=folds, seed=seed, progress=click.echo)
     heads.save(encoder.folder)
+    for name in ("worn_folds.json", "worn_folds.safetensors"):
+        (encoder.folder / name).unlink(missing_ok=True)  # folds of older heads would judge unfairly
+    if fold_heads is not None:
+        fold_heads.save(encoder.folder)
     (encoder.folder / "context_head.json").write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(f"category and metal heads written to {encoder.folder}")
 
@@ -555,13 +567,14 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
                                       worn_products_seen)
     from .embed.model_folder import resolve_model_folder
     from .embed.recognize import Recognizer
+    from .embed.worn_folds import WornFolds, judge_by_fold
     encoder_folder = resolve_model_folder(obj.settings.model)
     sets = {}
     if shared_root:
         records = read_shared_data(shared_root)
         sets["products_val"] = [r for r in records if r.source == "products" and r.split == "val"]
         sets["gemstones_val"] = [r for r in records if r.source == "gemstones" and r.split == "val"]
-        # Worn products the localiser or the context head trained on are left out.
+        # Worn products the localiser trained on, or the heads without a fold that left them out, are left out.
         sets["worn"] = unseen_worn([r for r in records if r.source == "worn"], worn_products_seen(encoder_folder))
     if folder:
         sets[folder.name] = read_class_folders(folder, attribute)
@@ -574,9 +587,11 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder))
+    # Worn photos whose product the shipped heads trained on are judged by the fold heads that did not.
+    judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
     total = sum(len(v) for v in sets.values()) * (7 if robustness else 1)
     with tqdm(total=total, unit="img", disable=None) as bar:
-        report = evaluate(recognizer, sets, robustness=robustness, progress=bar.update)
+        report = evaluate(recognizer, sets, robustness=robustness, progress=bar.update, judge=judge)
     if robustness:
         report["worst_drop_points"] = robustness_drops(report)
     page = write_report(report, out)
@@ -613,6 +628,7 @@ def eval_regions(obj: Context, worn_root, boxes_csv, out):
     from .embed.heads import AttributeHeads
     from .embed.labelled_data import read_worn, unseen_worn, worn_products_seen
     from .embed.localizer import Localizer
+    from .embed.worn_folds import WornFolds, judge_by_fold
     from .embed.recognize import Recognizer
     settings = obj.settings
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
@@ -628,7 +644,8 @@ def eval_regions(obj: Context, worn_root, boxes_csv, out):
     heads = AttributeHeads.load(encoder.folder)
     # Judge only on worn products the localiser and the heads never trained on.
     records = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
-    report = evaluate_regions(Recognizer(encoder, heads), localizer, records, hand)
+    judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
+    report = evaluate_regions(Recognizer(encoder, heads), localizer, records, hand, judge=judge)
     report["localizer"] = localizer.config.get("held_out")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -685,7 +702,7 @@ def studio_demo_catalog(folder, out):
 @eval_group.command("recommend")
 @click.option("--users", default=400, show_default=True, type=click.IntRange(20, 100_000))
 @click.option("--seed", default=1, show_default=True, help="Population that is reported.")
-@click.option("--tune-seed", default=1001, show_default=True, help="Separate population the weights are tuned on.")
+@click.option("--tune-seed", default=1001, show_default=True, help="First of the two separate populations the weights are tuned on (this seed and the next).")
 @click.option("--no-tune", is_flag=True, help="Use the default blend weights.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/recommend"),
               show_default=True)
@@ -713,6 +730,12 @@ def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out):
     click.echo(f"NDCG@10 gain over the best baseline ({report['best_baseline']}): "
                f"{100 * report['ndcg_gain_over_best_baseline']:+.1f}%; other populations: {others}; "
                f"mean {100 * report['mean_ndcg_gain_over_best_baseline']:+.1f}%")
+    pooled = report["pooled"]
+    low, high = pooled["ndcg_gain_interval"]
+    click.echo(f"pooled over seeds {pooled['seeds']} ({pooled['users']} shoppers) vs {pooled['best_baseline']}: "
+               f"{100 * pooled['ndcg_gain_over_best_baseline']:+.1f}% (95% interval {100 * low:+.1f}% to "
+               f"{100 * high:+.1f}%); smallest coverage margin over content-only "
+               f"{pooled['smallest_coverage_vs_content']:+.3f}")
 
 
 @main.command()

@@ -25,6 +25,8 @@ from .vocab import GEMSTONE_PHOTO_CLASSES
 
 log = logging.getLogger(__name__)
 
+# Per record, the attribute heads that should judge it.
+Judge = Callable[[Sequence[Record]], list]
 # Worn photos say "pendant"; product photos file a pendant under necklace.
 CATEGORY_EQUIVALENT = {"pendant": "necklace"}
 
@@ -63,8 +65,28 @@ def _is_gem_task(records: Sequence[Record]) -> bool:
     return all(r.labels.get("gemstone") for r in records) and not any(r.labels.get("category") for r in records)
 
 
+def judged_probabilities(recognizer: Recognizer, judge: Judge | None, embeddings: np.ndarray,
+                         records: Sequence[Record], features: np.ndarray | None = None,
+                         subject: str = "piece") -> dict[str, np.ndarray]:
+    """Head probabilities with each record judged by the heads ``judge`` picks for it (for worn
+    photos, the fold heads that never trained on its product); the recogniser's own heads when
+    ``judge`` is None."""
+    if judge is None:
+        return recognizer.probabilities(embeddings, features, subject=subject)
+    chosen = judge(records)
+    out: dict[str, np.ndarray] = {}
+    for heads in {id(h): h for h in chosen}.values():
+        rows = np.array([i for i, h in enumerate(chosen) if h is heads])
+        part = recognizer.with_heads(heads).probabilities(
+            embeddings[rows], None if features is None else features[rows], subject=subject)
+        for attribute, values in part.items():
+            out.setdefault(attribute, np.zeros((len(records), values.shape[1]), values.dtype))[rows] = values
+    return out
+
+
 def _classify(recognizer: Recognizer, embeddings, records, attribute, *, zero_shot=False,
-              restrict=None, equivalents=None, specialist=None, subject: str = "piece") -> dict | None:
+              restrict=None, equivalents=None, specialist=None, subject: str = "piece",
+              judge: Judge | None = None) -> dict | None:
     keep = [i for i, r in enumerate(records) if r.labels.get(attribute)]
     if not keep:
         return None
@@ -75,7 +97,8 @@ def _classify(recognizer: Recognizer, embeddings, records, attribute, *, zero_sh
         if recognizer.heads is None:
             return None
         features = specialist[keep] if specialist is not None and attribute == "gemstone" else None
-        probs = recognizer.probabilities(embeddings[keep], features, subject=subject)[attribute]
+        probs = judged_probabilities(recognizer, judge, embeddings[keep], [records[i] for i in keep], features,
+                                     subject)[attribute]
         vocab = recognizer.heads.vocabularies[attribute]
     truth = [records[i].labels[attribute] for i in keep]
     if equivalents:
@@ -116,8 +139,10 @@ def _text_queries(recognizer: Recognizer, records, embeddings) -> dict:
 
 
 def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
-             robustness: bool = True, progress: Callable[[int], None] | None = None) -> dict:
-    """``sets`` maps a name to records, e.g. products_val, gemstones_val, worn."""
+             robustness: bool = True, progress: Callable[[int], None] | None = None,
+             judge: Judge | None = None) -> dict:
+    """``sets`` maps a name to records, e.g. products_val, gemstones_val, worn. ``judge`` picks
+    the heads for each record (see ``judged_probabilities``)."""
     started = time.time()
     report: dict = {"model_id": recognizer.encoder.model_id, "method": recognizer.method,
                     "date": time.strftime("%Y-%m-%d"), "sets": {}}
@@ -126,7 +151,7 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
         embeddings = embed_records(recognizer.encoder, records, None, progress)
         clean[name] = embeddings
         report["sets"][name] = _evaluate_set(recognizer, name, records, embeddings,
-                                             specialist=specialist_records(recognizer, records))
+                                             specialist=specialist_records(recognizer, records), judge=judge)
     if robustness:
         report["robustness"] = {}
         for degradation in DEGRADATIONS:
@@ -135,13 +160,14 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
                 embeddings = embed_records(recognizer.encoder, records, degradation, progress)
                 report["robustness"][degradation][name] = _headline(_evaluate_set(
                     recognizer, name, records, embeddings, light=True,
-                    specialist=specialist_records(recognizer, records, degradation)))
+                    specialist=specialist_records(recognizer, records, degradation), judge=judge))
         report["robustness"]["clean"] = {n: _headline(s) for n, s in report["sets"].items()}
     report["seconds"] = round(time.time() - started, 1)
     return report
 
 
-def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, specialist=None) -> dict:
+def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, specialist=None,
+                  judge: Judge | None = None) -> dict:
     result: dict = {"n": len(records)}
     gem_task = _is_gem_task(records)
     equivalents = CATEGORY_EQUIVALENT if any(r.labels.get("category") == "pendant" for r in records) else None
@@ -150,14 +176,14 @@ def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, sp
         # Loose-stone photos are recognised as such (the API's subject=stone).
         heads = _classify(recognizer, embeddings, records, attribute, restrict=restrict,
                           equivalents=equivalents if attribute == "category" else None, specialist=specialist,
-                          subject="stone" if gem_task else "piece")
+                          subject="stone" if gem_task else "piece", judge=judge)
         if heads is not None:
             result[f"{attribute}_heads"] = heads
         if gem_task and attribute == "gemstone" and specialist is not None and not light:
             # The same photos recognised as if they showed jewelry (the default subject: the
             # general head), for callers that do not say what the photo is.
             result["gemstone_heads_subject_piece"] = _classify(
-                recognizer, embeddings, records, attribute, restrict=restrict)
+                recognizer, embeddings, records, attribute, restrict=restrict, judge=judge)
         if light and heads is not None:
             continue
         zero = _classify(recognizer, embeddings, records, attribute, zero_shot=True, restrict=restrict,

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from . import metrics
-from .evaluate import CATEGORY_EQUIVALENT
+from .evaluate import CATEGORY_EQUIVALENT, Judge, judged_probabilities
 from .images import load_image_file
 from .labelled_data import Record
 from .localizer import Localizer, crop
@@ -23,7 +23,9 @@ from .recognize import Recognizer
 
 
 def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequence[Record],
-                     hand_boxes: dict[str, list[tuple[int, int, int, int]]] | None = None) -> dict:
+                     hand_boxes: dict[str, list[tuple[int, int, int, int]]] | None = None,
+                     judge: Judge | None = None) -> dict:
+    """``judge`` picks the heads per photo for category accuracy (see ``judged_probabilities``)."""
     encoder = recognizer.encoder
     wholes, crops, found_any, predictions, truths = [], [], 0, [], []
     locate_seconds = []
@@ -62,7 +64,7 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
         truth = [CATEGORY_EQUIVALENT.get(records[i].labels["category"], records[i].labels["category"]) for i in keep]
         out["category"] = {}
         for name, embeddings in (("whole", whole), ("region", region), ("region_plus_whole", both)):
-            probs = recognizer.heads.probabilities(embeddings[keep])["category"]
+            probs = judged_probabilities(recognizer, judge, embeddings[keep], [records[i] for i in keep])["category"]
             result = metrics.classification(truth, probs, vocab)
             out["category"][name] = {"accuracy": result["accuracy"], "macro_recall": result["macro_recall"],
                                      "n": len(keep)}

@@ -74,18 +74,24 @@ def worn_background_split(records: list[Record], protected: set[str] = frozenset
 
 
 def worn_products_seen(model_folder: Path | None) -> set[str]:
-    """Worn products the localiser or the context head of ``model_folder`` trained on."""
+    """Worn products the localiser or the context head of ``model_folder`` trained on, less
+    those the cross-fitted fold heads cover (``worn_folds.json``): evaluation judges those with
+    heads that never saw them."""
     seen: set[str] = set()
     if model_folder is None:
         return seen
-    for name, path in (("localizer.json", ("trained", "worn_products_seen")),
-                       ("context_head.json", ("worn_products_seen",))):
+    covered: set[str] = set()
+    folds_file = Path(model_folder) / "worn_folds.json"
+    if folds_file.is_file():
+        covered = set(json.loads(folds_file.read_text()).get("fold_by_product", {}))
+    for name, path, less in (("localizer.json", ("trained", "worn_products_seen"), set()),
+                             ("context_head.json", ("worn_products_seen",), covered)):
         file = Path(model_folder) / name
         if file.is_file():
             value = json.loads(file.read_text())
             for key in path:
                 value = value.get(key, {}) if isinstance(value, dict) else {}
-            seen |= set(value or [])
+            seen |= set(value or []) - less
     return seen
 
 

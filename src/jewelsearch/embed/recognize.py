@@ -37,6 +37,14 @@ class Recognizer:
             else None
         self._prompt_vectors: dict[str, np.ndarray] | None = None
 
+    def with_heads(self, heads: AttributeHeads | None) -> "Recognizer":
+        """The same recogniser with other heads (evaluation judges some photos with fold heads)."""
+        if heads is self.heads:
+            return self
+        twin = Recognizer(self.encoder, heads, self.top, self.gem_specialist)
+        twin._prompt_vectors = self._prompt_vectors
+        return twin
+
     @property
     def method(self) -> str:
         base = "heads" if self.heads is not None else "zero-shot"

@@ -1,0 +1,108 @@
+"""Cross-fitted heads: training on every worn photo while evaluation stays on unseen products."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jewelsearch.embed.evaluate import judged_probabilities
+from jewelsearch.embed.heads import AttributeHeads
+from jewelsearch.embed.labelled_data import Record, worn_products_seen
+from jewelsearch.embed.recognize import Recognizer
+from jewelsearch.embed.train_context_head import TrainingRows, _fit_head, retrain_context_heads
+from jewelsearch.embed.worn_folds import WornFolds, fold_of, judge_by_fold
+
+VOCAB = {"category": ["ring", "necklace", "earrings", "bracelet"], "metal": ["yellow gold", "silver"],
+         "gemstone": ["none"], "cut": ["none"]}
+DIM = 8
+
+
+def _rows(products_per_class: int = 6, photos: int = 3, seed: int = 0) -> TrainingRows:
+    """Separable synthetic rows: shop photos and worn photos of several products per category."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (4, DIM)) * 3
+    vectors, labels, weights, products, keys = [], [], [], [], []
+    for c, category in enumerate(VOCAB["category"]):
+        for i in range(20):  # shop photos
+            vectors.append(centres[c] + rng.normal(0, 0.3, DIM))
+            labels.append({"category": category, "metal": "silver" if i % 2 else "yellow gold"})
+            weights.append(1.0)
+            products.append(None)
+            keys.append(f"shop/{category}/{i}")
+        for p in range(products_per_class):
+            for k in range(photos):
+                vectors.append(centres[c] + rng.normal(0, 0.3, DIM))
+                labels.append({"category": category, "metal": None})
+                weights.append(5.0)
+                products.append(f"{category}-{p}")
+                keys.append(f"worn/{category}-{p}/{k}")
+    return TrainingRows(np.asarray(vectors, np.float32), labels, np.asarray(weights, np.float32), products, keys)
+
+
+def test_each_fold_leaves_out_exactly_its_products_and_the_shipped_heads_see_all():
+    rows = _rows()
+    heads = AttributeHeads(DIM, VOCAB)
+    summary, folds = retrain_context_heads(heads, rows, folds=3, steps=150, progress=lambda *_: None)
+    worn = sorted({p for p in rows.products if p})
+    assert summary["worn_products_seen"] == worn and summary["folds"] == 3
+    assert folds is not None and len(folds.heads) == 3
+    assert folds.fold_by_product == {p: fold_of(p, 3) for p in worn}
+    # The shipped head was refit (fresh) on all rows and separates the synthetic classes.
+    x = torch.from_numpy(rows.vectors)
+    truth = np.array([VOCAB["category"].index(r["category"]) for r in rows.labels])
+    assert (heads.heads["category"](x).argmax(1).numpy() == truth).mean() > 0.95
+    # A fold fit on an allowed mask uses only those rows.
+    left_out = np.array([p is not None and fold_of(p, 3) == 0 for p in rows.products])
+    probe = AttributeHeads(DIM, VOCAB)
+    fit = _fit_head(probe, "category", rows, ~left_out, seed=0, steps=50)
+    assert fit["rows"] == int((~left_out).sum())
+    # Fold heads differ from the shipped heads (they were fit on less).
+    assert not torch.equal(folds.heads[0].heads["category"].weight, heads.heads["category"].weight)
+
+
+def test_fold_heads_round_trip_and_judge_only_worn_photos_of_their_fold(tmp_path):
+    rows = _rows()
+    heads = AttributeHeads(DIM, VOCAB)
+    _, folds = retrain_context_heads(heads, rows, folds=2, steps=150, progress=lambda *_: None)
+    folds.save(tmp_path)
+    loaded = WornFolds.load(tmp_path, heads)
+    assert loaded.fold_by_product == folds.fold_by_product
+    for a, b in zip(loaded.heads, folds.heads):
+        assert torch.allclose(a.heads["category"].weight, b.heads["category"].weight)
+        assert a.temperatures["metal"] == b.temperatures["metal"]
+        # Attributes the folds do not refit come from the shipped heads.
+        assert torch.equal(a.heads["gemstone"].weight, heads.heads["gemstone"].weight)
+    product = next(iter(folds.fold_by_product))
+    worn = Record(Path(f"{product}.jpg"), "test", {"category": "ring"}, group=product, source="worn")
+    shop = Record(Path("x.jpg"), "val", {"category": "ring"}, group=product, source="products")
+    unknown = Record(Path("y.jpg"), "test", {"category": "ring"}, group="never-seen", source="worn")
+    chosen = judge_by_fold(loaded, heads)([worn, shop, unknown])
+    assert chosen[0] is loaded.heads[loaded.fold_by_product[product]]
+    assert chosen[1] is heads and chosen[2] is heads
+    assert judge_by_fold(None, heads)([worn]) == [heads]
+    assert WornFolds.load(tmp_path / "missing", heads) is None
+
+
+def test_judged_probabilities_use_each_records_heads():
+    rows = _rows()
+    heads = AttributeHeads(DIM, VOCAB)
+    _, folds = retrain_context_heads(heads, rows, folds=2, steps=150, progress=lambda *_: None)
+    recognizer = Recognizer(None, heads)
+    products = sorted(folds.fold_by_product)
+    records = [Record(Path(f"{p}.jpg"), "test", {}, group=p, source="worn") for p in products]
+    embeddings = rows.vectors[:len(records)]
+    judged = judged_probabilities(recognizer, judge_by_fold(folds, heads), embeddings, records)
+    for row, product in enumerate(products):
+        own = folds.heads[folds.fold_by_product[product]].probabilities(embeddings[row:row + 1])
+        assert np.allclose(judged["category"][row], own["category"][0])
+    plain = judged_probabilities(recognizer, None, embeddings, records)
+    assert np.allclose(plain["category"], heads.probabilities(embeddings)["category"])
+
+
+def test_products_covered_by_folds_count_as_unseen(tmp_path):
+    (tmp_path / "context_head.json").write_text(json.dumps({"worn_products_seen": ["a", "b", "c"]}))
+    (tmp_path / "localizer.json").write_text(json.dumps({"trained": {"worn_products_seen": ["d"]}}))
+    assert worn_products_seen(tmp_path) == {"a", "b", "c", "d"}
+    (tmp_path / "worn_folds.json").write_text(json.dumps({"fold_by_product": {"a": 0, "b": 1}}))
+    assert worn_products_seen(tmp_path) == {"c", "d"}
