@@ -103,7 +103,8 @@ def test_cold_start_is_popular_and_diverse(catalog):
     events = [event(f"u{n}", item, "purchase") for n in range(5) for item in (1, 2, 3, 4, 5)]
     events += [event("x", 41, "view")]
     signals = CollaborativeSignals.build(events, now=NOW)
-    recs = Recommender(index, lookup, signals, BlendWeights(diversity=0.5)).recommend(
+    # The default weights (tuned diversity 0 for shoppers with a history) still spread a cold start.
+    recs = Recommender(index, lookup, signals, BlendWeights(diversity=0.0)).recommend(
         build_history("new", [], now=NOW), 4)
     ids = [r.item_id for r in recs]
     assert len(ids) == 4 and ids[0] in (1, 2, 3, 4, 5)

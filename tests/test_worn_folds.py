@@ -106,3 +106,43 @@ def test_products_covered_by_folds_count_as_unseen(tmp_path):
     assert worn_products_seen(tmp_path) == {"a", "b", "c", "d"}
     (tmp_path / "worn_folds.json").write_text(json.dumps({"fold_by_product": {"a": 0, "b": 1}}))
     assert worn_products_seen(tmp_path) == {"c", "d"}
+
+
+def test_training_rows_keep_copies_with_their_photo_and_label_worn_products(tmp_path, tiny_encoder):
+    from conftest import make_image
+
+    from jewelsearch.embed.composites import Cutout
+    from jewelsearch.embed.train_context_head import WORN_WEIGHT, training_rows
+    products = tmp_path / "products"
+    products.mkdir()
+    rows_csv = ["path,split,category,material,color,stone_type,stone_shape,description"]
+    for i, (category, split) in enumerate([("ring", "train"), ("necklace", "train"), ("ring", "val")]):
+        (products / f"p{i}.png").write_bytes(make_image(seed=i))
+        rows_csv.append(f"p{i}.png,{split},{category},,,,,")
+    (products / "labels.csv").write_text("\n".join(rows_csv) + "\n")
+    worn = []
+    for i, (product, category) in enumerate([("anillo-a", "ring"), ("anillo-a", "ring"), ("collar-b", "pendant")]):
+        path = tmp_path / f"w{i}.png"
+        path.write_bytes(make_image(seed=10 + i))
+        worn.append(Record(path, "test", {"category": category, "metal": "silver"}, group=product, source="worn"))
+    alpha = np.ones((20, 20), np.float32)
+    cutouts = [Cutout(np.full((20, 20, 3), (250, 0, 0), np.uint8), alpha, None, "ring", "silver")]
+    rows = training_rows(tiny_encoder, products, cutouts, [], worn=worn, crops=4, worn_views=2, shop_views=1,
+                         progress=lambda *_: None)
+    n = len(rows.labels)
+    assert rows.vectors.shape[0] == n == len(rows.weights) == len(rows.products) == len(rows.keys)
+    assert n == 2 * 2 + 3 * 3 + 4  # shop (train split only) and worn photos with their copies, then crops
+    shop = [i for i in range(n) if rows.products[i] is None and not rows.keys[i].startswith("crop/")]
+    assert len(shop) == 4 and len({rows.keys[i] for i in shop}) == 2 and all(rows.weights[i] == 1.0 for i in shop)
+    worn_rows = [i for i in range(n) if rows.products[i] is not None]
+    assert sorted({rows.products[i] for i in worn_rows}) == ["anillo-a", "collar-b"]
+    assert all(rows.weights[i] == WORN_WEIGHT for i in worn_rows)
+    # Every copy shares its original's key (calibration keeps them together) and label;
+    # worn "pendant" is filed under necklace, as shop photos file it.
+    for key in {rows.keys[i] for i in worn_rows}:
+        same = [i for i in worn_rows if rows.keys[i] == key]
+        assert len(same) == 3 and len({rows.labels[i]["category"] for i in same}) == 1
+    assert {rows.labels[i]["category"] for i in worn_rows} == {"ring", "necklace"}
+    # The copies are different images, not repeats of the original.
+    first = [i for i in worn_rows if rows.keys[i] == str(worn[0].path)]
+    assert not np.allclose(rows.vectors[first[0]], rows.vectors[first[1]])

@@ -468,13 +468,15 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
 @click.option("--crops", default=3000, show_default=True, type=click.IntRange(10, 100_000))
 @click.option("--worn-views", default=6, show_default=True, type=click.IntRange(0, 20),
               help="Augmented copies of each worn photo.")
+@click.option("--shop-views", default=2, show_default=True, type=click.IntRange(0, 20),
+              help="Augmented copies of each shop photo.")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(0, 20),
               help="Also fit the heads once per fold of worn products, that fold left out, so evaluation "
                    "judges every worn photo with heads that never saw its product (0: no folds).")
 @click.option("--seed", default=0, show_default=True)
 @click.pass_obj
-def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, worn_views, folds,
-                               seed):
+def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, worn_views,
+                               shop_views, folds, seed):
     """Refit the category and metal heads on shop photos, worn photos and pieces cropped from busy scenes."""
     import csv
     from .embed import load_encoder
@@ -498,7 +500,8 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
         worn = read_worn(worn_root)  # every worn photo's labels; the folds keep evaluation honest
     # Scenery stays the localiser's background half, so the crops show the scenes it trained on.
     rows = training_rows(encoder, products, cutouts, background_photos(worn_root, protected), worn=worn,
-                         crops=crops, worn_views=worn_views, seed=seed, progress=click.echo)
+                         crops=crops, worn_views=worn_views, shop_views=shop_views, seed=seed,
+                         progress=click.echo)
     summary, fold_heads = retrain_context_heads(heads, rows, folds=folds, seed=seed, progress=click.echo)
     heads.save(encoder.folder)
     for name in ("worn_folds.json", "worn_folds.safetensors"):

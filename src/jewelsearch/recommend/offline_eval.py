@@ -180,9 +180,10 @@ SEARCH_SPACE = {
 
 
 TUNING_POPULATIONS = 2
-# Coverage varies by a few items between populations; tuning with a margin over the content-only
-# floor keeps the chosen weights above it on populations it never saw.
-COVERAGE_MARGIN = 0.02
+# A setting's coverage margin over content-only moves by about ±0.04 between populations; with
+# a 0.02 margin the tuned weights fell 0.008 short on one of five fresh populations. Tuning with
+# this margin keeps the chosen weights above the floor on populations it never saw.
+COVERAGE_MARGIN = 0.05
 
 
 def tune(index, vectors, items, config: SimulationConfig, seed: int, base: BlendWeights,

@@ -28,6 +28,10 @@ VERB = {"view": "viewed", "click": "viewed", "like": "liked", "add_to_cart": "ad
 ENGAGED = {"view": "you viewed this", "click": "you viewed this", "like": "you liked this",
            "add_to_cart": "you added this to your cart", "purchase": "you bought this"}
 MAX_PROFILE_ITEMS = 64  # strongest engagements kept for clustering; bounds the cost of a heavy user
+# A shopper with no history and no stated preference gets popular items spread over different
+# looks: the tuned diversity (for shoppers with a history, where exploration slots bring variety)
+# may be 0, and the best sellers alone can all be one kind of piece.
+COLD_START_DIVERSITY = 0.5
 
 
 @dataclass
@@ -125,7 +129,9 @@ class Recommender:
                  for c in candidates}
         shortlist = sorted(candidates, key=lambda c: -score[c])[:pool]
         explore = min(k, int(round(w.explore * k))) if sim_n else 0
-        order = mmr(shortlist, score, vectors_for(shortlist), k - explore, w.diversity)
+        cold = not history and text_vector is None and not seed_items
+        trade_off = max(w.diversity, COLD_START_DIVERSITY) if cold else w.diversity
+        order = mmr(shortlist, score, vectors_for(shortlist), k - explore, trade_off)
         if explore:
             # The closing slots go to look-alikes of what the shopper engaged with, ranked without
             # popularity or co-engagement: the catalog's long tail gets shown while the top of the
