@@ -463,7 +463,8 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
 @click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="products/ folder (train split photos are used; val stays for evaluation).")
 @click.option("--worn", "worn_root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="worn/ folder: the background half of its products lends real scenery.")
+              help="worn/ folder: every photo's labels are trained on (with fold heads for evaluation); "
+                   "the background half of its products lends real scenery.")
 @click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--crops", default=3000, show_default=True, type=click.IntRange(10, 100_000))
 @click.option("--worn-views", default=6, show_default=True, type=click.IntRange(0, 20),
@@ -472,7 +473,7 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
               help="Augmented copies of each shop photo.")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(0, 20),
               help="Also fit the heads once per fold of worn products, that fold left out, so evaluation "
-                   "judges every worn photo with heads that never saw its product (0: no folds).")
+                   "judges every worn photo with heads that never saw its product (0 or 1: no folds).")
 @click.option("--seed", default=0, show_default=True)
 @click.pass_obj
 def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, worn_views,
@@ -484,6 +485,7 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     from .embed.heads import AttributeHeads
     from .embed.train_context_head import retrain_context_heads, training_rows
     from .embed.train_localizer import background_photos, held_out_render, product_cutouts
+    from .embed.worn_folds import FOLDS_META, FOLDS_WEIGHTS
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     if heads is None:
@@ -504,7 +506,7 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
                          progress=click.echo)
     summary, fold_heads = retrain_context_heads(heads, rows, folds=folds, seed=seed, progress=click.echo)
     heads.save(encoder.folder)
-    for name in ("worn_folds.json", "worn_folds.safetensors"):
+    for name in (FOLDS_META, FOLDS_WEIGHTS):
         (encoder.folder / name).unlink(missing_ok=True)  # folds of older heads would judge unfairly
     if fold_heads is not None:
         fold_heads.save(encoder.folder)
@@ -631,8 +633,8 @@ def eval_regions(obj: Context, worn_root, boxes_csv, out):
     from .embed.heads import AttributeHeads
     from .embed.labelled_data import read_worn, unseen_worn, worn_products_seen
     from .embed.localizer import Localizer
-    from .embed.worn_folds import WornFolds, judge_by_fold
     from .embed.recognize import Recognizer
+    from .embed.worn_folds import WornFolds, judge_by_fold
     settings = obj.settings
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
     localizer = Localizer.load(encoder, encoder.folder)
@@ -705,7 +707,8 @@ def studio_demo_catalog(folder, out):
 @eval_group.command("recommend")
 @click.option("--users", default=400, show_default=True, type=click.IntRange(20, 100_000))
 @click.option("--seed", default=1, show_default=True, help="Population that is reported.")
-@click.option("--tune-seed", default=1001, show_default=True, help="First of the two separate populations the weights are tuned on (this seed and the next).")
+@click.option("--tune-seed", default=1001, show_default=True,
+              help="First of the two separate populations the weights are tuned on (this seed and the next).")
 @click.option("--no-tune", is_flag=True, help="Use the default blend weights.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/recommend"),
               show_default=True)

@@ -81,7 +81,7 @@ def worn_products_seen(model_folder: Path | None) -> set[str]:
     if model_folder is None:
         return seen
     covered: set[str] = set()
-    folds_file = Path(model_folder) / "worn_folds.json"
+    folds_file = Path(model_folder) / "worn_folds.json"  # worn_folds.FOLDS_META (that module imports this one)
     if folds_file.is_file():
         covered = set(json.loads(folds_file.read_text()).get("fold_by_product", {}))
     for name, path, less in (("localizer.json", ("trained", "worn_products_seen"), set()),
