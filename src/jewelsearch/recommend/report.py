@@ -82,8 +82,9 @@ def write_recommend_report(report: dict, out: Path) -> Path:
         for row in [{"seed": report["seed"], **{k: report[k] for k in ("best_baseline",
                      "ndcg_gain_over_best_baseline", "ndcg_gain_interval", "coverage_vs_content")}}] \
                 + report["replicates"]:
-            lines.append(f"| {row['seed']} | {row['best_baseline']} | {100 * row['ndcg_gain_over_best_baseline']:+.1f}% "
-                         f"| {_interval(row)} | {row['coverage_vs_content']:+.3f} |")
+            gain = 100 * row["ndcg_gain_over_best_baseline"]
+            lines.append(f"| {row['seed']} | {row['best_baseline']} | {gain:+.1f}% | {_interval(row)} "
+                         f"| {row['coverage_vs_content']:+.3f} |")
         lines += ["", f"Mean NDCG@10 gain over the best baseline across these populations: "
                       f"{100 * report['mean_ndcg_gain_over_best_baseline']:+.1f}%."]
     pooled = report.get("pooled")
