@@ -83,9 +83,9 @@ def test_fold_heads_recognise_worn_photos_of_products_they_never_saw(records):
     from jewelsearch.embed import load_encoder
     from jewelsearch.embed.evaluate import CATEGORY_EQUIVALENT, judged_probabilities
     from jewelsearch.embed.heads import AttributeHeads
-    from jewelsearch.embed.labelled_data import unseen_worn, worn_products_seen
+    from jewelsearch.embed.labelled_data import product_of, unseen_worn, worn_products_seen
     from jewelsearch.embed.recognize import Recognizer
-    from jewelsearch.embed.worn_folds import WornFolds, judge_by_fold, product_of
+    from jewelsearch.embed.worn_folds import WornFolds, judge_by_fold
     encoder = load_encoder("jewelclip-lite0")
     heads = AttributeHeads.load(encoder.folder)
     folds = WornFolds.load(encoder.folder, heads)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # Per record, the attribute heads that should judge it.
 Judge = Callable[[Sequence[Record]], list]
-# Worn photos say "pendant"; product photos file a pendant under necklace.
+# Worn photos and renders say "pendant"; product photos file a pendant under necklace.
 CATEGORY_EQUIVALENT = {"pendant": "necklace"}
 
 

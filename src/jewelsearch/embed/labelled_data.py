@@ -59,16 +59,19 @@ def read_gemstones(root: Path, val_fraction: float = 0.2) -> list[Record]:
     return out
 
 
+def product_of(record: Record) -> str:
+    """The product a photo shows: its group, or its own file name when it has none."""
+    return record.group or record.path.name
+
+
 def worn_background_split(records: list[Record], protected: set[str] = frozenset()) -> tuple[list, list]:
     """(background, evaluation): the localiser borrows real scenery from half of the worn products,
     split by product so all photos of a product fall on one side; the other half is kept for
     evaluation. Products with a photo named in ``protected`` (e.g. the hand-boxed validation
     photos) always stay on the evaluation side."""
-    def product(record: Record) -> str:
-        return record.group or record.path.name
-    kept = {product(r) for r in records if r.path.name in protected}
-    background = [r for r in records if product(r) not in kept
-                  and hash_split("worn-background/" + product(r), 0.5) == "train"]
+    kept = {product_of(r) for r in records if r.path.name in protected}
+    background = [r for r in records if product_of(r) not in kept
+                  and hash_split("worn-background/" + product_of(r), 0.5) == "train"]
     chosen = set(map(id, background))
     return background, [r for r in records if id(r) not in chosen]
 
@@ -97,7 +100,7 @@ def worn_products_seen(model_folder: Path | None) -> set[str]:
 
 def unseen_worn(records: list[Record], seen: set[str]) -> list[Record]:
     """Worn photos whose product the model never trained on: the only fair evaluation set."""
-    return [r for r in records if (r.group or r.path.name) not in seen]
+    return [r for r in records if product_of(r) not in seen]
 
 
 def read_worn(root: Path) -> list[Record]:

@@ -15,7 +15,6 @@ embeddings and the model id do not.
 from __future__ import annotations
 
 import copy
-import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +28,12 @@ from PIL import Image
 from .augment import augment, quality_augment
 from .composites import Cutout, make_scene
 from .encoder import Encoder
-from .evaluate import embed_records
+from .evaluate import CATEGORY_EQUIVALENT, embed_records
 from .heads import AttributeHeads, expected_calibration_error, fit_temperature
 from .images import load_image_file
-from .labelled_data import Record, hash_split, read_products
+from .labelled_data import Record, hash_split, product_of, read_products
 from .localizer import crop
-from .worn_folds import WornFolds, fold_of, product_of
-
-log = logging.getLogger(__name__)
-# Shop photos file a pendant under "necklace"; renders call it "pendant". One name, as in evaluation.
-SAME_CATEGORY = {"pendant": "necklace"}
+from .worn_folds import WornFolds, fold_of
 
 
 def context_crops(cutouts: list[Cutout], photos: list[Image.Image], count: int, seed: int) -> tuple[list, list]:
@@ -59,7 +54,7 @@ def context_crops(cutouts: list[Cutout], photos: list[Image.Image], count: int, 
         if box[2] - box[0] < 4 or box[3] - box[1] < 4:
             continue
         images.append(crop(scene.image, box))
-        labels.append({"category": SAME_CATEGORY.get(scene.categories[0], scene.categories[0]),
+        labels.append({"category": CATEGORY_EQUIVALENT.get(scene.categories[0], scene.categories[0]),
                        "metal": scene.metals[0] if scene.metals else None})
     return images, labels
 
@@ -154,7 +149,7 @@ def retrain_context_heads(heads: AttributeHeads, rows: TrainingRows, *, folds: i
 
 def _label(labels: dict) -> dict:
     category = labels.get("category")
-    return {"category": SAME_CATEGORY.get(category, category), "metal": labels.get("metal")}
+    return {"category": CATEGORY_EQUIVALENT.get(category, category), "metal": labels.get("metal")}
 
 
 def _fit_head(heads: AttributeHeads, attribute: str, rows: TrainingRows, allowed: np.ndarray, seed: int,

@@ -26,7 +26,7 @@ from .composites import Cutout, Scene, cut_from_white, make_scene, render_cutout
 from .dense_features import tap_channels, tower_pass
 from .encoder import Encoder
 from .images import load_image_file
-from .labelled_data import read_worn, worn_background_split
+from .labelled_data import product_of, read_worn, worn_background_split
 from .localizer import DenseHead, Localizer, letterbox_geometry
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def train_localizer(encoder: Encoder, render_dir: Path, products_root: Path | No
     progress(f"post-processing: threshold {localizer.threshold}, merge {localizer.merge_px} px "
              f"(box AP on the tuning half: {max(grid)[0]})")
     final = evaluate_scenes(localizer, report)
-    seen = sorted({r.group or r.path.name for r in background_records(worn_root, protected)})
+    seen = sorted({product_of(r) for r in background_records(worn_root, protected)})
     summary = {"trained": {"scenes": len(train), "background_photos": len(photos), "photo_share": PHOTO_SHARE,
                            "worn_products_seen": seen,
                            "held_out_scenes": len(val), "reported_on": len(report),

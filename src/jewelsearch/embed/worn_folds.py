@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .heads import AttributeHeads
-from .labelled_data import Record
+from .labelled_data import Record, product_of
 
 FOLDS_META = "worn_folds.json"
 FOLDS_WEIGHTS = "worn_folds.safetensors"
@@ -27,10 +27,6 @@ FOLDS_WEIGHTS = "worn_folds.safetensors"
 def fold_of(product: str, folds: int) -> int:
     """A product's fold, from a hash of its name: stable across runs and machines."""
     return int(hashlib.sha1(f"worn-fold/{product}".encode()).hexdigest(), 16) % folds
-
-
-def product_of(record: Record) -> str:
-    return record.group or record.path.name
 
 
 @dataclass
