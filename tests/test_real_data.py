@@ -96,9 +96,10 @@ def test_fold_heads_recognise_worn_photos_of_products_they_never_saw(records):
     assert len(scored) == 117  # the localiser's evaluation half
     judge = judge_by_fold(folds, heads)
     assert all(h is not heads for h in judge(scored))
-    probabilities = judged_probabilities(Recognizer(encoder, heads), judge,
-                                         encoder.encode_images([load_image_file(r.path).image for r in scored]),
-                                         scored)["category"]
+    recognizer = Recognizer(encoder, heads)
+    embeddings, pooled = recognizer.embed([load_image_file(r.path).image for r in scored])
+    assert pooled is not None  # the context heads read the tower's pooled maps too
+    probabilities = judged_probabilities(recognizer, judge, embeddings, scored, pooled)["category"]
     vocab = heads.vocabularies["category"]
     truth = [CATEGORY_EQUIVALENT.get(r.labels["category"], r.labels["category"]) for r in scored]
     accuracy = float(np.mean([vocab[i] == t for i, t in zip(probabilities.argmax(1), truth)]))

@@ -269,3 +269,62 @@ def test_grad_cam_heatmap_has_image_aspect(default_service):
     photo = Image.open(default_service.image_file(rows[0]["id"]))
     assert abs(heat.shape[1] / heat.shape[0] - photo.width / photo.height) < 0.05
     assert np.isfinite(heat).all() and heat.sum() > 0 and heat.max() <= 1
+
+
+def _piece_on_fabric(service, row, at=(420, 300)) -> bytes:
+    piece = Image.open(service.image_file(row["id"])).convert("RGB").resize((120, 120))
+    scene = _fabric(640, 480)
+    scene.paste(piece, at)
+    buffer = io.BytesIO()
+    scene.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_recognize_answers_from_the_whole_photo_with_the_context_heads(default_service):
+    """The answer reads the whole photo (on worn photos the body part around a piece is most of
+    the evidence); the bundled heads read the tower's pooled maps as well as the embedding."""
+    recognizer = default_service.recognizer
+    assert recognizer.heads.context_attributes, "the bundled heads should have context heads"
+    data = _piece_on_fabric(default_service, default_service.catalog.items.list(1, 0)[0])
+    answer = default_service.recognize(data)
+    scene = Image.open(io.BytesIO(data)).convert("RGB")
+    vectors, pooled = recognizer.embed([scene])
+    assert pooled is not None
+    expected = recognizer.probabilities(vectors, pooled)
+    for attribute in ("category", "metal"):
+        vocab = recognizer.vocabulary(attribute)
+        assert answer[attribute][0]["label"] == vocab[int(expected[attribute][0].argmax())]
+        assert answer[attribute][0]["p"] == pytest.approx(float(expected[attribute][0].max()), abs=1e-3)
+    assert answer["region"]["used"] == "box" and "category" in answer["region"]["boxes"][0]
+
+
+@pytest.mark.slow
+def test_a_chosen_box_does_not_label_the_detected_piece(default_service):
+    data = _piece_on_fabric(default_service, default_service.catalog.items.list(1, 0)[0])
+    detected = default_service.query(image_bytes=data, k=1)["region"]["boxes"]
+    assert detected
+    answer = default_service.query(image_bytes=data, k=1, box=(10, 10, 200, 200))
+    assert answer["region"]["used"] == "box" and answer["region"]["box"] == [10, 10, 200, 200]
+    # The listed pieces are offered again, but none is labelled with the chosen corner's category.
+    assert answer["region"]["boxes"] and all("category" not in b for b in answer["region"]["boxes"])
+    picked = default_service.query(image_bytes=data, k=1, box=tuple(detected[0]["box"]))
+    assert "category" in picked["region"]["boxes"][0]
+
+
+@pytest.mark.slow
+def test_ingest_fills_attributes_with_the_context_heads(default_service):
+    from jewelsearch.ingest import NewItem
+    row = default_service.catalog.items.list(1, 0)[0]
+    data = _piece_on_fabric(default_service, row, at=(200, 150))
+    added = default_service.add_items([NewItem(data, {"title": "uncatalogued piece"})])[0]
+    try:
+        item = default_service.get_item(added.item_id)
+        recognizer = default_service.recognizer
+        vectors, pooled = recognizer.embed([Image.open(io.BytesIO(data)).convert("RGB")])
+        expected = recognizer.probabilities(vectors, pooled)["category"][0]
+        predicted = item["attributes"]["predicted"]["category"]
+        assert predicted["label"] == recognizer.vocabulary("category")[int(expected.argmax())]
+        assert predicted["p"] == pytest.approx(float(expected.max()), abs=1e-3)
+    finally:
+        default_service.delete_item(added.item_id)

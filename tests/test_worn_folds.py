@@ -146,3 +146,79 @@ def test_training_rows_keep_copies_with_their_photo_and_label_worn_products(tmp_
     # The copies are different images, not repeats of the original.
     first = [i for i in worn_rows if rows.keys[i] == str(worn[0].path)]
     assert not np.allclose(rows.vectors[first[0]], rows.vectors[first[1]])
+
+
+def _rows_with_pooled(seed: int = 0) -> TrainingRows:
+    """``_rows`` plus pooled maps in which the category shows far more clearly than in the
+    embedding (whose class centres are blurred with noise), as on real worn photos."""
+    rows = _rows(seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    centres = rng.normal(0, 1, (4, 5)) * 4
+    truth = [VOCAB["category"].index(r["category"]) for r in rows.labels]
+    rows.vectors = (rows.vectors + rng.normal(0, 4, rows.vectors.shape)).astype(np.float32)
+    rows.pooled = np.stack([centres[c] + rng.normal(0, 0.3, 5) for c in truth]).astype(np.float32)
+    return rows
+
+
+def test_context_heads_read_the_pooled_maps_and_round_trip(tmp_path):
+    rows = _rows_with_pooled()
+    heads = AttributeHeads(DIM, VOCAB)
+    summary, folds = retrain_context_heads(heads, rows, folds=2, steps=200, progress=lambda *_: None)
+    assert summary["context_heads"] and "context category" in summary
+    assert heads.context_attributes == ("category", "metal") and heads.pooled_dim == 5
+    truth = np.array([VOCAB["category"].index(r["category"]) for r in rows.labels])
+    with_maps = heads.probabilities(rows.vectors, rows.pooled)["category"].argmax(1)
+    embedding_only = heads.probabilities(rows.vectors)["category"].argmax(1)
+    # Without the maps the embedding heads answer; with them the context heads do, and better.
+    assert (with_maps == truth).mean() > 0.95 > (embedding_only == truth).mean()
+    # Maps of the wrong width (another tower) fall back to the embedding heads.
+    assert np.allclose(heads.probabilities(rows.vectors, rows.pooled[:, :3])["category"],
+                       heads.probabilities(rows.vectors)["category"])
+    heads.save(tmp_path)
+    again = AttributeHeads.load(tmp_path)
+    assert np.allclose(again.probabilities(rows.vectors, rows.pooled)["category"],
+                       heads.probabilities(rows.vectors, rows.pooled)["category"], atol=1e-6)
+    # Fold context heads (own standardisation included) survive the round trip, and judging
+    # with pooled maps uses each worn photo's own fold's context heads.
+    folds.save(tmp_path)
+    loaded = WornFolds.load(tmp_path, again)
+    for a, b in zip(loaded.heads, folds.heads):
+        assert a.context_attributes == ("category", "metal")
+        assert torch.allclose(a.context_mean, b.context_mean)
+        assert not torch.equal(a.context["category"].weight, again.context["category"].weight)
+    products = sorted(loaded.fold_by_product)
+    records = [Record(Path(f"{p}.jpg"), "test", {}, group=p, source="worn") for p in products]
+    rows_of = [rows.products.index(p) for p in products]
+    embeddings, pooled = rows.vectors[rows_of], rows.pooled[rows_of]
+    judged = judged_probabilities(Recognizer(None, again), judge_by_fold(loaded, again), embeddings, records,
+                                  pooled)
+    for row, product in enumerate(products):
+        own = loaded.heads[loaded.fold_by_product[product]].probabilities(embeddings[row:row + 1],
+                                                                          pooled[row:row + 1])
+        assert np.allclose(judged["category"][row], own["category"][0], atol=1e-6)
+
+
+def test_heads_without_context_still_load_and_ignore_pooled_maps(tmp_path):
+    heads = AttributeHeads(DIM, VOCAB)
+    heads.save(tmp_path)
+    assert "context_mean" not in __import__("safetensors.torch", fromlist=["load_file"]).load_file(
+        str(tmp_path / "heads.safetensors"))
+    again = AttributeHeads.load(tmp_path)
+    x = np.random.default_rng(0).normal(size=(3, DIM)).astype(np.float32)
+    assert again.context_attributes == () and not again.reads_pooled(np.zeros((3, 5), np.float32))
+    assert np.allclose(again.probabilities(x, np.zeros((3, 5), np.float32))["category"],
+                       heads.probabilities(x)["category"])
+
+
+def test_training_rows_cache_round_trips_and_refuses_another_recipe(tmp_path):
+    from jewelsearch.embed.train_context_head import load_rows, save_rows
+    rows = _rows_with_pooled()
+    path = tmp_path / "rows.npz"
+    save_rows(rows, path, {"crops": 10, "model_id": "m"})
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.npz"]  # no temporary file left behind
+    again = load_rows(path, {"crops": 10, "model_id": "m"})
+    assert np.array_equal(again.vectors, rows.vectors) and np.array_equal(again.pooled, rows.pooled)
+    assert again.labels == rows.labels and again.products == rows.products and again.keys == rows.keys
+    assert np.array_equal(again.weights, rows.weights)
+    assert load_rows(path, {"crops": 11, "model_id": "m"}) is None
+    assert load_rows(tmp_path / "absent.npz", {}) is None

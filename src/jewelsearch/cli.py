@@ -475,15 +475,18 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
               help="Also fit the heads once per fold of worn products, that fold left out, so evaluation "
                    "judges every worn photo with heads that never saw its product (0 or 1: no folds).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--rows-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the embedded training rows here (.npz) and reuse them when the model and options "
+                   "match, so a refit skips embedding (delete it after changing the augmentation code).")
 @click.pass_obj
 def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, worn_views,
-                               shop_views, folds, seed):
+                               shop_views, folds, seed, rows_cache):
     """Refit the category and metal heads on shop photos, worn photos and pieces cropped from busy scenes."""
     import csv
     from .embed import load_encoder
     from .embed.composites import render_cutouts
     from .embed.heads import AttributeHeads
-    from .embed.train_context_head import retrain_context_heads, training_rows
+    from .embed.train_context_head import load_rows, retrain_context_heads, save_rows, training_rows
     from .embed.train_localizer import background_photos, held_out_render, product_cutouts
     from .embed.worn_folds import FOLDS_META, FOLDS_WEIGHTS
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
@@ -494,16 +497,26 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     if protect_csv:
         with open(protect_csv, newline="") as fh:
             protected = {row["path"] for row in csv.DictReader(fh)}
-    # The localiser's held-out renders stay held out here too.
-    cutouts = render_cutouts(renders, keep=lambda i: not held_out_render(i)) + product_cutouts(products, "train")
     worn = []
     if worn_root is not None:
         from .embed.labelled_data import read_worn
         worn = read_worn(worn_root)  # every worn photo's labels; the folds keep evaluation honest
-    # Scenery stays the localiser's background half, so the crops show the scenes it trained on.
-    rows = training_rows(encoder, products, cutouts, background_photos(worn_root, protected), worn=worn,
-                         crops=crops, worn_views=worn_views, shop_views=shop_views, seed=seed,
-                         progress=click.echo)
+    recipe = {"model_id": encoder.model_id, "renders": str(Path(renders).resolve()),
+              "products": str(Path(products).resolve()), "worn": sorted(str(r.path) for r in worn),
+              "protected": sorted(protected), "crops": crops, "worn_views": worn_views, "shop_views": shop_views,
+              "seed": seed}
+    rows = load_rows(rows_cache, recipe) if rows_cache else None
+    if rows is not None:
+        click.echo(f"reusing the {len(rows.labels)} embedded rows in {rows_cache}")
+    else:
+        # The localiser's held-out renders stay held out here too, and scenery stays its
+        # background half, so the crops show the scenes it trained on.
+        cutouts = render_cutouts(renders, keep=lambda i: not held_out_render(i)) + product_cutouts(products, "train")
+        rows = training_rows(encoder, products, cutouts, background_photos(worn_root, protected), worn=worn,
+                             crops=crops, worn_views=worn_views, shop_views=shop_views, seed=seed,
+                             progress=click.echo)
+        if rows_cache:
+            save_rows(rows, rows_cache, recipe)
     summary, fold_heads = retrain_context_heads(heads, rows, folds=folds, seed=seed, progress=click.echo)
     heads.save(encoder.folder)
     for name in (FOLDS_META, FOLDS_WEIGHTS):

@@ -71,7 +71,7 @@ class Ingestor:
             loaded = self.decode(item.image_bytes)
             prepared.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
         to_embed = [p for p in prepared if p[4] is not None]
-        vectors = self._embed(to_embed)
+        vectors, pooled = self._embed(to_embed)
         results: list[IngestResult] = []
         model_id = self.encoder.model_id
         written: list[tuple[int, np.ndarray]] = []
@@ -86,7 +86,7 @@ class Ingestor:
                     continue
                 rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
                 vector = vectors[sha]
-                fields, attributes = self.fill_predicted(fields, vector)
+                fields, attributes = self.fill_predicted(fields, vector, pooled.get(sha))
                 if existing is None:
                     item_id = self.catalog.items.insert(conn, fields, image_path=rel, image_sha256=sha,
                                                         source_path=item.source_path,
@@ -115,7 +115,7 @@ class Ingestor:
             return
         loaded = self.decode(image_bytes)
         sha = sha256_bytes(image_bytes)
-        vector = self._embed([("image", None, clean, sha, loaded, row)])[sha]
+        vector = self._embed([("image", None, clean, sha, loaded, row)])[0][sha]
         with self.catalog.database.write() as conn:
             rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
             self.catalog.items.update(conn, row["id"], clean, image_path=rel, image_sha256=sha)
@@ -134,9 +134,10 @@ class Ingestor:
             self.catalog.images.delete(row["image_path"])
         return row
 
-    def fill_predicted(self, fields: Mapping[str, Any], vector: np.ndarray
+    def fill_predicted(self, fields: Mapping[str, Any], vector: np.ndarray, pooled: np.ndarray | None = None
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Fill missing attributes from recognition; record every guess as predicted.
+        ``pooled`` (the photo's pooled maps, when just embedded) lets the context heads answer.
 
         Returns (fields, attributes) where ``attributes["predicted"]`` maps an item
         field to ``{"label", "p"}`` for each value that came from the model.
@@ -147,7 +148,8 @@ class Ingestor:
         missing = {a: f for a, f in PREDICTABLE_FIELDS.items() if not fields.get(f)}
         if not missing:
             return fields, {}
-        prediction = self.recognizer.recognize_embeddings(vector[None, :])[0]
+        prediction = self.recognizer.recognize_embeddings(
+            vector[None, :], None if pooled is None else pooled[None, :])[0]
         predicted = {}
         for attribute, field_name in missing.items():
             best = prediction[attribute][0]
@@ -158,9 +160,11 @@ class Ingestor:
                 predicted[field_name]["filled"] = False
         return fields, {"predicted": predicted}
 
-    def _embed(self, prepared: list) -> dict[str, np.ndarray]:
-        """Embeddings by sha256; an image already embedded by this model is reused."""
+    def _embed(self, prepared: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Embeddings by sha256, and the pooled maps recognition reads for the images embedded
+        now. An image already embedded by this model is reused (recognised from its embedding)."""
         out: dict[str, np.ndarray] = {}
+        pooled: dict[str, np.ndarray] = {}
         pending: dict[str, Any] = {}
         model_id = self.encoder.model_id
         for _, _, _, sha, loaded, _ in prepared:
@@ -175,8 +179,12 @@ class Ingestor:
                 pending[sha] = loaded.image
         if pending:
             shas = list(pending)
-            vectors = self.encoder.encode_images([pending[s] for s in shas])
+            images = [pending[s] for s in shas]
+            vectors, maps = self.recognizer.embed(images) if self.recognizer is not None \
+                else (self.encoder.encode_images(images), None)
             if not np.all(np.isfinite(vectors)):
                 raise InvalidInput("the model produced a non-finite embedding for this image")
             out.update(zip(shas, vectors))
-        return out
+            if maps is not None:
+                pooled.update(zip(shas, maps))
+        return out, pooled

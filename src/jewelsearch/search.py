@@ -221,9 +221,10 @@ class SearchService:
             choice = choose_region(image, self.localizer, region=region, box=box)
             region_info = choice.describe(image.size)
             vector = choice.embed(self.encoder)
-            if choice.used == "box" and region_info["boxes"]:
+            searched = [b for b in region_info["boxes"] if choice.used == "box" and b["box"] == choice.box]
+            if searched:
                 # The searched piece is embedded anyway, so naming its category costs only the head.
-                self._label_boxes(region_info["boxes"][:1], vector[None])
+                self._label_boxes(searched[:1], vector[None])
             parts.append((1.0 - text_weight if text else 1.0, vector))
         if text:
             if len(text) > self.limits.max_text_chars:
@@ -260,27 +261,24 @@ class SearchService:
         choice = choose_region(image, self.localizer)
         region = choice.describe(image.size)
         boxes = region["boxes"]
-        if boxes:
-            # Every piece gets its own category from a crop around it; the first crop is the
-            # chosen region itself, so one batch serves both.
-            vectors = self.encoder.encode_images([crop(image, tuple(b["box"])) for b in boxes])
-            self._label_boxes(boxes, vectors)
-            vector = vectors[0]
-        else:
-            vector = choice.embed(self.encoder)
-        region_image = crop(image, tuple(boxes[0]["box"])) if boxes else image
-        prediction = self.recognizer.recognize_embeddings(
-            vector[None], self.recognizer.specialist_features([region_image], subject), subject=subject)[0]
+        # The answer reads the whole photo: on worn photos the body part around a piece (ear,
+        # neck, hand, wrist) is most of the evidence and a crop cuts it away (docs/localizer.md).
+        # Each detected piece still gets its own category, from a crop around it; one tower
+        # pass serves the photo and the crops.
+        vectors, pooled = self.recognizer.embed([image] + [crop(image, tuple(b["box"])) for b in boxes])
+        self._label_boxes(boxes, vectors[1:], None if pooled is None else pooled[1:])
+        prediction = self.recognizer.recognize_embeddings(vectors[:1], None if pooled is None else pooled[:1],
+                                                          subject=subject)[0]
         answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id, region=region,
                       subject=subject)
         if choice.localization is not None:
             answer["evidence"] = evidence(image, choice.localization)
         return answer
 
-    def _label_boxes(self, boxes: list[dict], vectors: np.ndarray) -> None:
+    def _label_boxes(self, boxes: list[dict], vectors: np.ndarray, pooled: np.ndarray | None = None) -> None:
         if self.recognizer is None:
             return
-        for box, guess in zip(boxes, self.recognizer.recognize_embeddings(vectors)):
+        for box, guess in zip(boxes, self.recognizer.recognize_embeddings(vectors, pooled)):
             if guess["category"]:
                 box.update(category=guess["category"][0]["label"], category_p=guess["category"][0]["p"])
 

@@ -31,33 +31,25 @@ Judge = Callable[[Sequence[Record]], list]
 CATEGORY_EQUIVALENT = {"pendant": "necklace"}
 
 
-def embed_records(encoder, records: Sequence[Record], degradation: str | None = None,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Unit embeddings of the records' photos, 64 at a time, optionally degraded first."""
-    out = []
+def embed_records(embed: Callable[[list[Image.Image]], tuple[np.ndarray, np.ndarray | None]],
+                  records: Sequence[Record], degradation: str | None = None,
+                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``embed`` (``Recognizer.embed``: unit embeddings and pooled maps or None) over the
+    records' photos, 64 at a time, optionally degraded first."""
+    embeddings, pooled = [], []
     for start in range(0, len(records), 64):
         images: list[Image.Image] = []
         for record in records[start:start + 64]:
             image = load_image_file(record.path).image
             images.append(degrade(image, degradation) if degradation else image)
-        out.append(encoder.encode_images(images))
+        vectors, maps = embed(images)
+        embeddings.append(vectors)
+        pooled.append(maps)
         if progress:
             progress(len(images))
-    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
-
-
-def specialist_records(recognizer: Recognizer, records: Sequence[Record],
-                       degradation: str | None = None) -> np.ndarray | None:
-    """The gem specialist's features for a loose-stone set (None when the recognizer has no
-    specialist or the records are not loose stones)."""
-    if recognizer.gem_specialist is None or not _is_gem_task(records):
-        return None
-    out = []
-    for start in range(0, len(records), 64):
-        images = [load_image_file(r.path).image for r in records[start:start + 64]]
-        out.append(recognizer.specialist_features([degrade(im, degradation) if degradation else im
-                                                   for im in images]))
-    return np.concatenate(out)
+    if not embeddings:
+        return np.zeros((0, 1), np.float32), None
+    return np.concatenate(embeddings), None if any(m is None for m in pooled) else np.concatenate(pooled)
 
 
 def _is_gem_task(records: Sequence[Record]) -> bool:
@@ -66,26 +58,26 @@ def _is_gem_task(records: Sequence[Record]) -> bool:
 
 
 def judged_probabilities(recognizer: Recognizer, judge: Judge | None, embeddings: np.ndarray,
-                         records: Sequence[Record], features: np.ndarray | None = None,
+                         records: Sequence[Record], pooled: np.ndarray | None = None,
                          subject: str = "piece") -> dict[str, np.ndarray]:
     """Head probabilities with each record judged by the heads ``judge`` picks for it (for worn
     photos, the fold heads that never trained on its product); the recogniser's own heads when
     ``judge`` is None."""
     if judge is None:
-        return recognizer.probabilities(embeddings, features, subject=subject)
+        return recognizer.probabilities(embeddings, pooled, subject=subject)
     chosen = judge(records)
     out: dict[str, np.ndarray] = {}
     for heads in {id(h): h for h in chosen}.values():
         rows = np.array([i for i, h in enumerate(chosen) if h is heads])
         part = recognizer.with_heads(heads).probabilities(
-            embeddings[rows], None if features is None else features[rows], subject=subject)
+            embeddings[rows], None if pooled is None else pooled[rows], subject=subject)
         for attribute, values in part.items():
             out.setdefault(attribute, np.zeros((len(records), values.shape[1]), values.dtype))[rows] = values
     return out
 
 
 def _classify(recognizer: Recognizer, embeddings, records, attribute, *, zero_shot=False,
-              restrict=None, equivalents=None, specialist=None, subject: str = "piece",
+              restrict=None, equivalents=None, pooled=None, subject: str = "piece",
               judge: Judge | None = None) -> dict | None:
     keep = [i for i, r in enumerate(records) if r.labels.get(attribute)]
     if not keep:
@@ -96,9 +88,8 @@ def _classify(recognizer: Recognizer, embeddings, records, attribute, *, zero_sh
     else:
         if recognizer.heads is None:
             return None
-        features = specialist[keep] if specialist is not None and attribute == "gemstone" else None
-        probs = judged_probabilities(recognizer, judge, embeddings[keep], [records[i] for i in keep], features,
-                                     subject)[attribute]
+        probs = judged_probabilities(recognizer, judge, embeddings[keep], [records[i] for i in keep],
+                                     None if pooled is None else pooled[keep], subject)[attribute]
         vocab = recognizer.heads.vocabularies[attribute]
     truth = [records[i].labels[attribute] for i in keep]
     if equivalents:
@@ -146,27 +137,23 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
     started = time.time()
     report: dict = {"model_id": recognizer.encoder.model_id, "method": recognizer.method,
                     "date": time.strftime("%Y-%m-%d"), "sets": {}}
-    clean: dict[str, np.ndarray] = {}
     for name, records in sets.items():
-        embeddings = embed_records(recognizer.encoder, records, None, progress)
-        clean[name] = embeddings
-        report["sets"][name] = _evaluate_set(recognizer, name, records, embeddings,
-                                             specialist=specialist_records(recognizer, records), judge=judge)
+        embeddings, pooled = embed_records(recognizer.embed, records, None, progress)
+        report["sets"][name] = _evaluate_set(recognizer, name, records, embeddings, pooled=pooled, judge=judge)
     if robustness:
         report["robustness"] = {}
         for degradation in DEGRADATIONS:
             report["robustness"][degradation] = {}
             for name, records in sets.items():
-                embeddings = embed_records(recognizer.encoder, records, degradation, progress)
+                embeddings, pooled = embed_records(recognizer.embed, records, degradation, progress)
                 report["robustness"][degradation][name] = _headline(_evaluate_set(
-                    recognizer, name, records, embeddings, light=True,
-                    specialist=specialist_records(recognizer, records, degradation), judge=judge))
+                    recognizer, name, records, embeddings, light=True, pooled=pooled, judge=judge))
         report["robustness"]["clean"] = {n: _headline(s) for n, s in report["sets"].items()}
     report["seconds"] = round(time.time() - started, 1)
     return report
 
 
-def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, specialist=None,
+def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, pooled=None,
                   judge: Judge | None = None) -> dict:
     result: dict = {"n": len(records)}
     gem_task = _is_gem_task(records)
@@ -175,11 +162,11 @@ def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, sp
         restrict = GEMSTONE_PHOTO_CLASSES if (gem_task and attribute == "gemstone") else None
         # Loose-stone photos are recognised as such (the API's subject=stone).
         heads = _classify(recognizer, embeddings, records, attribute, restrict=restrict,
-                          equivalents=equivalents if attribute == "category" else None, specialist=specialist,
+                          equivalents=equivalents if attribute == "category" else None, pooled=pooled,
                           subject="stone" if gem_task else "piece", judge=judge)
         if heads is not None:
             result[f"{attribute}_heads"] = heads
-        if gem_task and attribute == "gemstone" and specialist is not None and not light:
+        if gem_task and attribute == "gemstone" and recognizer.gem_specialist is not None and not light:
             # The same photos recognised as if they showed jewelry (the default subject: the
             # general head), for callers that do not say what the photo is.
             result["gemstone_heads_subject_piece"] = _classify(

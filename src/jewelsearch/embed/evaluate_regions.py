@@ -26,7 +26,6 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
                      hand_boxes: dict[str, list[tuple[int, int, int, int]]] | None = None,
                      judge: Judge | None = None) -> dict:
     """``judge`` picks the heads per photo for category accuracy (see ``judged_probabilities``)."""
-    encoder = recognizer.encoder
     wholes, crops, found_any, predictions, truths = [], [], 0, [], []
     locate_seconds = []
     for record in records:
@@ -41,8 +40,8 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
         if hand_boxes is not None and record.path.name in hand_boxes:
             predictions.append([((b.x0, b.y0, b.x1, b.y1), b.confidence) for b in found.boxes])
             truths.append(hand_boxes[record.path.name])
-    whole = encoder.encode_images(wholes)
-    region = encoder.encode_images(crops)
+    whole, whole_pooled = recognizer.embed(wholes)
+    region, region_pooled = recognizer.embed(crops)
     both = region + whole
     both /= np.linalg.norm(both, axis=1, keepdims=True)
     groups = [r.group for r in records]
@@ -63,8 +62,12 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
                 if CATEGORY_EQUIVALENT.get(r.labels.get("category"), r.labels.get("category")) in vocab]
         truth = [CATEGORY_EQUIVALENT.get(records[i].labels["category"], records[i].labels["category"]) for i in keep]
         out["category"] = {}
-        for name, embeddings in (("whole", whole), ("region", region), ("region_plus_whole", both)):
-            probs = judged_probabilities(recognizer, judge, embeddings[keep], [records[i] for i in keep])["category"]
+        # "Both" averages the two photos' probabilities (their embeddings for the retrieval above).
+        chosen = [records[i] for i in keep]
+        whole_p, region_p = (judged_probabilities(recognizer, judge, vectors[keep], chosen,
+                                                  None if pooled is None else pooled[keep])["category"]
+                             for vectors, pooled in ((whole, whole_pooled), (region, region_pooled)))
+        for name, probs in (("whole", whole_p), ("region", region_p), ("region_plus_whole", (whole_p + region_p) / 2)):
             result = metrics.classification(truth, probs, vocab)
             out["category"][name] = {"accuracy": result["accuracy"], "macro_recall": result["macro_recall"],
                                      "n": len(keep)}

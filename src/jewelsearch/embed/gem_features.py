@@ -4,8 +4,9 @@ The 512-d embedding is shaped for image-text search and keeps little of what sep
 68 kinds of loose stone (a rhodolite from an almandine is mostly hue, saturation and
 inner texture). The image tower already computes richer descriptions on the way to the
 embedding: its last 1280-channel map and the stride-8/16/32 maps. Averaging those over
-the image, plus a saturation-weighted hue histogram, gives the gem specialist its input
-from the same single tower pass, so it adds no second network.
+the image, plus a saturation-weighted hue histogram, gives the gem specialist (and the
+context heads for category and metal) their input from the same single tower pass that
+makes the embedding, so they add no second network.
 """
 
 from __future__ import annotations
@@ -38,16 +39,34 @@ def supports_gem_features(encoder) -> bool:
     return supports_dense_features(encoder.model.visual)
 
 
-@torch.inference_mode()
 def gem_features(encoder, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
     """[n, last-map channels + tap channels + 48] float32, one tower pass per image."""
-    out = []
+    return embed_and_pool(encoder, images, batch_size)[1]
+
+
+@torch.inference_mode()
+def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings (as ``encoder.encode_images``) and ``gem_features`` from the same single
+    tower pass: recognition reads both at the cost of embedding alone."""
+    embeddings, pooled = [], []
     visual = encoder.model.visual
     for start in range(0, len(images), batch_size):
         chunk = [im.convert("RGB") for im in images[start:start + batch_size]]
-        batch = torch.stack([encoder.preprocess(im) for im in chunk])
+        batch = torch.stack([encoder.preprocess(im) for im in chunk]).contiguous(memory_format=torch.channels_last)
         result = tower_pass(visual, batch)
-        pooled = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
-        maps = torch.cat(pooled, dim=1).float().numpy()
-        out.append(np.concatenate([maps, np.stack([colour_histogram(im) for im in chunk])], axis=1))
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+        maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
+        maps = torch.cat(maps, dim=1).float().numpy()
+        pooled.append(np.concatenate([maps, np.stack([colour_histogram(im) for im in chunk])], axis=1))
+        embedding = result.embedding.float()
+        embeddings.append((embedding / embedding.norm(dim=-1, keepdim=True).clamp_min(1e-12)).numpy())
+    if not pooled:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    return (np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32),
+            np.concatenate(pooled).astype(np.float32))
+
+
+def embed_maybe_pooled(encoder, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``embed_and_pool`` where the tower exposes its maps; (embeddings, None) elsewhere."""
+    if not supports_gem_features(encoder):
+        return encoder.encode_images(images), None
+    return embed_and_pool(encoder, images)

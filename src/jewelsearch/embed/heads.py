@@ -1,4 +1,12 @@
-"""Attribute heads: linear classifiers on the unit image embedding.
+"""Attribute heads: linear classifiers on the unit image embedding, and optionally
+context heads for some attributes on the embedding plus the tower's pooled maps.
+
+The 512-d embedding is shaped for image-text search. Telling an earring on an ear from a
+ring on a hand, or gold from skin, needs more than it keeps, and the image tower computes
+richer descriptions on the way to it (``gem_features``: the pooled last and stride-8/16/32
+maps plus a colour histogram), in the same pass. Context heads read both, standardised.
+Where the pooled maps are not at hand (an embedding stored at ingest, a tower without maps)
+the embedding heads answer.
 
 Saved beside the model as ``heads.safetensors`` + ``heads.json`` (label
 vocabularies and the calibration temperature of each head).  They are not
@@ -20,27 +28,58 @@ HEADS_META = "heads.json"
 
 
 class AttributeHeads(nn.Module):
-    def __init__(self, dim: int, vocabularies: Mapping[str, Sequence[str]]):
+    def __init__(self, dim: int, vocabularies: Mapping[str, Sequence[str]], *, pooled_dim: int = 0,
+                 context_attributes: Sequence[str] = ()):
         super().__init__()
+        self.dim = dim
         self.vocabularies = {k: list(v) for k, v in vocabularies.items()}
         self.heads = nn.ModuleDict({k: nn.Linear(dim, len(v)) for k, v in self.vocabularies.items()})
         self.temperatures = {k: 1.0 for k in self.vocabularies}
+        self.set_context(pooled_dim, context_attributes)
+
+    def set_context(self, pooled_dim: int, attributes: Sequence[str]) -> None:
+        """(Re)create untrained context heads for ``attributes`` over [embedding, pooled maps]."""
+        self.pooled_dim = int(pooled_dim) if attributes else 0
+        self.context_attributes = tuple(attributes) if self.pooled_dim else ()
+        width = self.dim + self.pooled_dim if self.pooled_dim else 0
+        self.context = nn.ModuleDict({k: nn.Linear(width, len(self.vocabularies[k]))
+                                      for k in self.context_attributes})
+        # Standardisation of the context input, measured on the training rows. Only saved when
+        # there are context heads, so heads files from before them still load.
+        for name, fill in (("context_mean", torch.zeros), ("context_scale", torch.ones)):
+            self._buffers.pop(name, None)
+            self.register_buffer(name, fill(width), persistent=bool(width))
+        self.context_temperatures = {k: 1.0 for k in self.context_attributes}
 
     def forward(self, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: head(embeddings) for k, head in self.heads.items()}
 
+    def context_inputs(self, embeddings: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return (torch.cat([embeddings, pooled], dim=1) - self.context_mean) / self.context_scale
+
+    def reads_pooled(self, pooled: np.ndarray | None) -> bool:
+        return bool(self.context_attributes) and pooled is not None and np.shape(pooled)[-1] == self.pooled_dim
+
     @torch.inference_mode()
-    def probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-        logits = self(torch.from_numpy(np.asarray(embeddings, dtype=np.float32)))
-        return {k: torch.softmax(v / self.temperatures[k], dim=-1).numpy() for k, v in logits.items()}
+    def probabilities(self, embeddings: np.ndarray, pooled: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per attribute; with ``pooled`` (``gem_features`` of the same
+        photos) the context heads answer for their attributes."""
+        x = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
+        out = {k: torch.softmax(v / self.temperatures[k], dim=-1).numpy() for k, v in self(x).items()}
+        if self.reads_pooled(pooled):
+            inputs = self.context_inputs(x, torch.from_numpy(np.asarray(pooled, dtype=np.float32)))
+            for k in self.context_attributes:
+                out[k] = torch.softmax(self.context[k](inputs) / self.context_temperatures[k], dim=-1).numpy()
+        return out
 
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file
         save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()},
                   str(folder / HEADS_WEIGHTS))
         (folder / HEADS_META).write_text(json.dumps(
-            {"dim": next(iter(self.heads.values())).in_features, "vocabularies": self.vocabularies,
-             "temperatures": self.temperatures}, indent=2) + "\n")
+            {"dim": self.dim, "vocabularies": self.vocabularies, "temperatures": self.temperatures,
+             "context": {"pooled_dim": self.pooled_dim, "attributes": list(self.context_attributes),
+                         "temperatures": self.context_temperatures}}, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> "AttributeHeads | None":
@@ -49,9 +88,12 @@ class AttributeHeads(nn.Module):
         if not meta_path.is_file():
             return None
         meta = json.loads(meta_path.read_text())
-        heads = cls(meta["dim"], meta["vocabularies"])
+        context = meta.get("context") or {}
+        heads = cls(meta["dim"], meta["vocabularies"], pooled_dim=int(context.get("pooled_dim", 0)),
+                    context_attributes=context.get("attributes", ()))
         heads.load_state_dict(load_file(str(Path(folder) / HEADS_WEIGHTS)), strict=True)
         heads.temperatures = {k: float(v) for k, v in meta["temperatures"].items()}
+        heads.context_temperatures = {k: float(v) for k, v in context.get("temperatures", {}).items()}
         return heads.eval()
 
 

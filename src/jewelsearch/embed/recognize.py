@@ -14,7 +14,7 @@ from PIL import Image
 
 from .captions import prompts_for
 from .encoder import Encoder
-from .gem_features import gem_features, supports_gem_features
+from .gem_features import embed_maybe_pooled, supports_gem_features
 from .gem_head import GemSpecialist
 from .heads import AttributeHeads
 from .vocab import CATEGORIES, CUTS, GEMSTONES, METALS
@@ -51,21 +51,28 @@ class Recognizer:
         return base + " + gem specialist" if self.gem_specialist is not None else base
 
     def recognize_images(self, images: Sequence[Image.Image], subject: str = "piece") -> list[Prediction]:
-        return self.recognize_embeddings(self.encoder.encode_images(images),
-                                         self.specialist_features(images, subject), subject=subject)
+        embeddings, pooled = self.embed(images)
+        return self.recognize_embeddings(embeddings, pooled, subject=subject)
 
-    def specialist_features(self, images: Sequence[Image.Image], subject: str = "stone") -> np.ndarray | None:
-        """What the gem specialist reads (an extra tower pass) when it will be used: for
-        photos of loose stones, with a specialist. None otherwise."""
-        if subject != "stone" or self.gem_specialist is None:
-            return None
-        return gem_features(self.encoder, images)
+    @property
+    def reads_pooled(self) -> bool:
+        """Whether the pooled maps change any answer (context heads or a gem specialist)."""
+        return supports_gem_features(self.encoder) and (
+            self.gem_specialist is not None or bool(self.heads is not None and self.heads.context_attributes))
 
-    def recognize_embeddings(self, embeddings: np.ndarray, specialist_features: np.ndarray | None = None,
+    def embed(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Unit embeddings and, where something reads them, ``gem_features`` (the pooled maps),
+        from one tower pass; (embeddings, None) otherwise."""
+        if not self.reads_pooled:
+            return self.encoder.encode_images(images), None
+        return embed_maybe_pooled(self.encoder, images)
+
+    def recognize_embeddings(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
                              subject: str = "piece") -> list[Prediction]:
-        """With ``subject="stone"`` and ``specialist_features`` (from ``specialist_features``)
-        the gem specialist names the stone; otherwise the general heads answer."""
-        probabilities = self.probabilities(embeddings, specialist_features, subject=subject)
+        """``pooled`` (from ``embed``) lets the context heads answer for category and metal and,
+        with ``subject="stone"``, the gem specialist name the stone; without it the embedding
+        heads answer."""
+        probabilities = self.probabilities(embeddings, pooled, subject=subject)
         out = []
         for row in range(len(embeddings)):
             prediction: Prediction = {}
@@ -81,19 +88,18 @@ class Recognizer:
             return self.heads.vocabularies[attribute]
         return list(ZERO_SHOT_VOCABULARIES[attribute])
 
-    def probabilities(self, embeddings: np.ndarray, specialist_features: np.ndarray | None = None,
+    def probabilities(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
                       subject: str = "piece") -> dict[str, np.ndarray]:
         if subject not in SUBJECTS:
             raise ValueError(f"subject must be one of {', '.join(SUBJECTS)}")
-        out = self.heads.probabilities(embeddings) if self.heads is not None \
+        out = self.heads.probabilities(embeddings, pooled) if self.heads is not None \
             else self.zero_shot_probabilities(embeddings)
-        if subject == "stone" and self.gem_specialist is not None and specialist_features is not None:
-            out["gemstone"] = self.with_specialist(out["gemstone"], self.vocabulary("gemstone"),
-                                                   specialist_features)
+        if subject == "stone" and self.gem_specialist is not None and pooled is not None:
+            out["gemstone"] = self.with_specialist(out["gemstone"], self.vocabulary("gemstone"), pooled)
         return out
 
     def with_specialist(self, general: np.ndarray, vocabulary: Sequence[str],
-                        specialist_features: np.ndarray) -> np.ndarray:
+                        pooled: np.ndarray) -> np.ndarray:
         """Gemstone probabilities for photos of loose stones: the specialist's, laid out in the
         general head's vocabulary (classes it does not know, such as pearl or none, get 0).
 
@@ -108,7 +114,7 @@ class Recognizer:
             return general
         general_cols = np.array([c for c, _ in shared])
         specialist_cols = np.array([j for _, j in shared])
-        specialist_p = specialist.probabilities(specialist_features)[:, specialist_cols]
+        specialist_p = specialist.probabilities(pooled)[:, specialist_cols]
         out = np.zeros(np.shape(general), dtype=np.float64)
         out[:, general_cols] = specialist_p / np.maximum(specialist_p.sum(1, keepdims=True), 1e-300)
         return out.astype(np.float32)

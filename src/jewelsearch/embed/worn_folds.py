@@ -48,10 +48,17 @@ class WornFolds:
             for attribute in self.attributes:
                 for name, value in heads.heads[attribute].state_dict().items():
                     tensors[f"{k}.{attribute}.{name}"] = value.detach().contiguous()
+            for attribute in heads.context_attributes:
+                for name, value in heads.context[attribute].state_dict().items():
+                    tensors[f"{k}.context.{attribute}.{name}"] = value.detach().contiguous()
+            if heads.context_attributes:
+                tensors[f"{k}.context_mean"] = heads.context_mean.contiguous()
+                tensors[f"{k}.context_scale"] = heads.context_scale.contiguous()
         save_file(tensors, str(Path(folder) / FOLDS_WEIGHTS))
         (Path(folder) / FOLDS_META).write_text(json.dumps({
             "attributes": list(self.attributes), "fold_by_product": self.fold_by_product,
-            "temperatures": [{a: h.temperatures[a] for a in self.attributes} for h in self.heads]},
+            "temperatures": [{a: h.temperatures[a] for a in self.attributes} for h in self.heads],
+            "context_temperatures": [h.context_temperatures for h in self.heads]},
             indent=2) + "\n")
 
     @classmethod
@@ -63,6 +70,7 @@ class WornFolds:
         meta = json.loads((Path(folder) / FOLDS_META).read_text())
         tensors = load_file(str(Path(folder) / FOLDS_WEIGHTS))
         attributes = tuple(meta["attributes"])
+        context_temperatures = meta.get("context_temperatures") or [{} for _ in meta["temperatures"]]
         heads = []
         for k, temperatures in enumerate(meta["temperatures"]):
             fold = copy.deepcopy(shipped)
@@ -70,6 +78,16 @@ class WornFolds:
                 fold.heads[attribute].load_state_dict(
                     {name: tensors[f"{k}.{attribute}.{name}"] for name in ("weight", "bias")})
                 fold.temperatures[attribute] = float(temperatures[attribute])
+            # Context heads: the fold's own, or none (a fold without them must not borrow the
+            # shipped ones, which saw every worn product).
+            fold.set_context(shipped.pooled_dim, tuple(context_temperatures[k]))
+            for attribute, temperature in context_temperatures[k].items():
+                fold.context[attribute].load_state_dict(
+                    {name: tensors[f"{k}.context.{attribute}.{name}"] for name in ("weight", "bias")})
+                fold.context_temperatures[attribute] = float(temperature)
+            if fold.context_attributes:
+                fold.context_mean.copy_(tensors[f"{k}.context_mean"])
+                fold.context_scale.copy_(tensors[f"{k}.context_scale"])
             heads.append(fold.eval())
         return cls({str(p): int(f) for p, f in meta["fold_by_product"].items()}, heads, attributes)
 
