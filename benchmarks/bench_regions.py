@@ -4,7 +4,9 @@ Builds a small catalog from the bundled demo renders (default model and its loca
 then times, interleaved in one process so machine noise hits all variants alike:
   * `locate` alone (tower pass + head + boxes) on a 512×432 worn-style photo;
   * a full image query with region=whole and with region=auto (locate + crop + embed + search);
-  * Grad-CAM explanation of one result.
+  * Grad-CAM explanation of one result;
+  * embedding one photo alone vs. embedding it with the pooled maps the context heads read
+    (same tower pass plus pooling and a colour histogram), and a full recognize call.
 Prints medians over repeats and the auto/whole ratio. Asserts nothing.
 Usage: python benchmarks/bench_regions.py [--repeats 30] [--threads 1]
 """
@@ -28,6 +30,7 @@ from PIL import Image  # noqa: E402
 
 from jewelsearch.config import Settings  # noqa: E402
 from jewelsearch.demo_catalog import demo_dir, demo_items  # noqa: E402
+from jewelsearch.embed.gem_features import embed_and_pool  # noqa: E402
 from jewelsearch.wiring import open_service  # noqa: E402
 
 
@@ -61,14 +64,18 @@ def main():
     photos = worn_style_photos(service, args.repeats)
     decoded = [Image.open(io.BytesIO(p)).convert("RGB") for p in photos]
     result_id = service.catalog.items.list(1, 0)[0]["id"]
-    timings: dict[str, list[float]] = {"locate": [], "query whole": [], "query auto": [], "explain (grad-cam)": []}
+    timings: dict[str, list[float]] = {"locate": [], "query whole": [], "query auto": [], "explain (grad-cam)": [],
+                                       "embed": [], "embed + pooled maps": [], "recognize": []}
     for photo in photos[:3]:  # warm-up
         service.query(image_bytes=photo, k=10, region="auto")
     for photo, image in zip(photos, decoded):
         for name, run in (("locate", lambda: service.localizer.locate(image)),
                           ("query whole", lambda: service.query(image_bytes=photo, k=10, region="whole")),
                           ("query auto", lambda: service.query(image_bytes=photo, k=10, region="auto")),
-                          ("explain (grad-cam)", lambda: service.explain(result_id, image_bytes=photo))):
+                          ("explain (grad-cam)", lambda: service.explain(result_id, image_bytes=photo)),
+                          ("embed", lambda: service.encoder.encode_images([image])),
+                          ("embed + pooled maps", lambda: embed_and_pool(service.encoder, [image])),
+                          ("recognize", lambda: service.recognize(photo))):
             started = time.perf_counter()
             run()
             timings[name].append((time.perf_counter() - started) * 1000)
@@ -80,6 +87,8 @@ def main():
         print(f"  {name:<20} median {value:7.1f} ms   p90 {np.percentile(timings[name], 90):7.1f} ms")
     print(f"  region search adds {medians['query auto'] - medians['query whole']:.1f} ms "
           f"({medians['query auto'] / medians['query whole']:.2f}× whole-image query)")
+    print(f"  pooled maps add {medians['embed + pooled maps'] - medians['embed']:.1f} ms to embedding a photo "
+          f"({medians['embed + pooled maps'] / medians['embed']:.2f}×)")
 
 
 if __name__ == "__main__":

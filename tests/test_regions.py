@@ -310,6 +310,10 @@ def test_a_chosen_box_does_not_label_the_detected_piece(default_service):
     assert answer["region"]["boxes"] and all("category" not in b for b in answer["region"]["boxes"])
     picked = default_service.query(image_bytes=data, k=1, box=tuple(detected[0]["box"]))
     assert "category" in picked["region"]["boxes"][0]
+    # Search and recognition name a piece alike (both read its crop with the context heads).
+    recognised = default_service.recognize(data)["region"]["boxes"][0]
+    assert (picked["region"]["boxes"][0]["category"], picked["region"]["boxes"][0]["category_p"]) == \
+        (recognised["category"], pytest.approx(recognised["category_p"], abs=1e-3))
 
 
 @pytest.mark.slow

@@ -222,3 +222,18 @@ def test_training_rows_cache_round_trips_and_refuses_another_recipe(tmp_path):
     assert np.array_equal(again.weights, rows.weights)
     assert load_rows(path, {"crops": 11, "model_id": "m"}) is None
     assert load_rows(tmp_path / "absent.npz", {}) is None
+
+
+def test_context_penalty_is_chosen_by_held_out_loss_and_grows_with_noise():
+    from jewelsearch.embed.train_context_head import CONTEXT_PENALTIES, _fit_regularised
+    rows = _rows()
+    rng = np.random.default_rng(3)
+    # Wide pure-noise maps beside a weak embedding signal: an unpenalised head memorises noise.
+    rows.vectors = (rows.vectors + rng.normal(0, 3, rows.vectors.shape)).astype(np.float32)
+    noise = rng.normal(0, 1, (len(rows.labels), 400)).astype(np.float32)
+    inputs = torch.from_numpy(np.concatenate([rows.vectors, noise], axis=1))
+    allowed = np.ones(len(rows.labels), dtype=bool)
+    _, _, fit = _fit_regularised(inputs, VOCAB["category"], "category", rows, allowed, seed=0, steps=150)
+    losses = {float(k): v for k, v in fit["calibration_nll_by_l2"].items()}
+    assert set(losses) == set(CONTEXT_PENALTIES) and fit["l2"] == min(losses, key=losses.get)
+    assert fit["l2"] == max(CONTEXT_PENALTIES)

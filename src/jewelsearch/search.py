@@ -220,11 +220,15 @@ class SearchService:
             image = self.ingestor.decode(image_bytes).image
             choice = choose_region(image, self.localizer, region=region, box=box)
             region_info = choice.describe(image.size)
-            vector = choice.embed(self.encoder)
             searched = [b for b in region_info["boxes"] if choice.used == "box" and b["box"] == choice.box]
-            if searched:
-                # The searched piece is embedded anyway, so naming its category costs only the head.
-                self._label_boxes(searched[:1], vector[None])
+            if searched and self.recognizer is not None:
+                # The searched piece is embedded anyway (with the pooled maps, in the same pass),
+                # so naming its category costs only the head: the same label /api/recognize gives.
+                vectors, pooled = self.recognizer.embed([choice.image])
+                self._label_boxes(searched[:1], vectors, pooled)
+                vector = vectors[0]
+            else:
+                vector = choice.embed(self.encoder)
             parts.append((1.0 - text_weight if text else 1.0, vector))
         if text:
             if len(text) > self.limits.max_text_chars:

@@ -230,7 +230,7 @@ def _fit_head(heads: AttributeHeads, attribute: str, rows: TrainingRows, allowed
 # The context input is about nine times wider than the embedding (2,056 vs 256 numbers, for
 # a few thousand rows); unpenalised, its heads fit the training photos closely and needed
 # temperatures of 3-6. An L2 penalty is chosen per head from these by held-out loss.
-CONTEXT_PENALTIES = (1e-4, 1e-3, 1e-2)
+CONTEXT_PENALTIES = (1e-3, 1e-2, 1e-1)
 
 
 def _fit_regularised(inputs: torch.Tensor, vocab: list[str], attribute: str, rows: TrainingRows,
