@@ -205,7 +205,7 @@ def test_heads_without_context_still_load_and_ignore_pooled_maps(tmp_path):
         str(tmp_path / "heads.safetensors"))
     again = AttributeHeads.load(tmp_path)
     x = np.random.default_rng(0).normal(size=(3, DIM)).astype(np.float32)
-    assert again.context_attributes == () and not again.reads_pooled(np.zeros((3, 5), np.float32))
+    assert again.context_attributes == () and not again.can_read(np.zeros((3, 5), np.float32))
     assert np.allclose(again.probabilities(x, np.zeros((3, 5), np.float32))["category"],
                        heads.probabilities(x)["category"])
 

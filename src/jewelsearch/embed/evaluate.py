@@ -32,16 +32,16 @@ CATEGORY_EQUIVALENT = {"pendant": "necklace"}
 
 
 def embed_records(embed: Callable[[list[Image.Image]], tuple[np.ndarray, np.ndarray | None]],
-                  records: Sequence[Record], degradation: str | None = None,
+                  records: Sequence[Record], transform: Callable[[Image.Image], Image.Image] | None = None,
                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``embed`` (``Recognizer.embed``: unit embeddings and pooled maps or None) over the
-    records' photos, 64 at a time, optionally degraded first."""
+    records' photos, 64 at a time, each first changed by ``transform`` (a degradation, an
+    augmentation) when given."""
     embeddings, pooled = [], []
     for start in range(0, len(records), 64):
-        images: list[Image.Image] = []
-        for record in records[start:start + 64]:
-            image = load_image_file(record.path).image
-            images.append(degrade(image, degradation) if degradation else image)
+        images = [load_image_file(record.path).image for record in records[start:start + 64]]
+        if transform is not None:
+            images = [transform(image) for image in images]
         vectors, maps = embed(images)
         embeddings.append(vectors)
         pooled.append(maps)
@@ -145,7 +145,8 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
         for degradation in DEGRADATIONS:
             report["robustness"][degradation] = {}
             for name, records in sets.items():
-                embeddings, pooled = embed_records(recognizer.embed, records, degradation, progress)
+                embeddings, pooled = embed_records(recognizer.embed, records,
+                                                   lambda image: degrade(image, degradation), progress)
                 report["robustness"][degradation][name] = _headline(_evaluate_set(
                     recognizer, name, records, embeddings, light=True, pooled=pooled, judge=judge))
         report["robustness"]["clean"] = {n: _headline(s) for n, s in report["sets"].items()}

@@ -57,7 +57,8 @@ class AttributeHeads(nn.Module):
     def context_inputs(self, embeddings: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         return (torch.cat([embeddings, pooled], dim=1) - self.context_mean) / self.context_scale
 
-    def reads_pooled(self, pooled: np.ndarray | None) -> bool:
+    def can_read(self, pooled: np.ndarray | None) -> bool:
+        """Whether there are context heads and ``pooled`` has the width they were trained on."""
         return bool(self.context_attributes) and pooled is not None and np.shape(pooled)[-1] == self.pooled_dim
 
     @torch.inference_mode()
@@ -66,7 +67,7 @@ class AttributeHeads(nn.Module):
         photos) the context heads answer for their attributes."""
         x = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
         out = {k: torch.softmax(v / self.temperatures[k], dim=-1).numpy() for k, v in self(x).items()}
-        if self.reads_pooled(pooled):
+        if self.can_read(pooled):
             inputs = self.context_inputs(x, torch.from_numpy(np.asarray(pooled, dtype=np.float32)))
             for k in self.context_attributes:
                 out[k] = torch.softmax(self.context[k](inputs) / self.context_temperatures[k], dim=-1).numpy()

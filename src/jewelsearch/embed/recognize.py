@@ -14,7 +14,7 @@ from PIL import Image
 
 from .captions import prompts_for
 from .encoder import Encoder
-from .gem_features import embed_maybe_pooled, supports_gem_features
+from .gem_features import embed_and_pool, supports_gem_features
 from .gem_head import GemSpecialist
 from .heads import AttributeHeads
 from .vocab import CATEGORIES, CUTS, GEMSTONES, METALS
@@ -65,7 +65,7 @@ class Recognizer:
         from one tower pass; (embeddings, None) otherwise."""
         if not self.reads_pooled:
             return self.encoder.encode_images(images), None
-        return embed_maybe_pooled(self.encoder, images)
+        return embed_and_pool(self.encoder, images)
 
     def recognize_embeddings(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
                              subject: str = "piece") -> list[Prediction]:

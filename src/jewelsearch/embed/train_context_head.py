@@ -24,6 +24,7 @@ import copy
 import json
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -35,10 +36,9 @@ from PIL import Image
 from .augment import augment, quality_augment
 from .composites import Cutout, make_scene
 from .encoder import Encoder
-from .evaluate import CATEGORY_EQUIVALENT
+from .evaluate import CATEGORY_EQUIVALENT, embed_records
 from .gem_features import embed_maybe_pooled
 from .heads import AttributeHeads, expected_calibration_error, fit_temperature
-from .images import load_image_file
 from .labelled_data import Record, hash_split, product_of, read_products
 from .localizer import crop
 from .worn_folds import WornFolds, fold_of
@@ -126,20 +126,15 @@ def training_rows(encoder: Encoder, products_root: Path, cutouts: list[Cutout], 
     keys: list[str] = []
     rng = random.Random(seed)
     pooled: list[np.ndarray | None] = []
-
-    def embed(images):
-        embedded, maps = embed_maybe_pooled(encoder, images)
-        vectors.append(embedded)
-        pooled.append(maps)
-
+    embed = partial(embed_maybe_pooled, encoder)
     for photos_of, views, weight, worn_photos in ((records, shop_views, 1.0, False),
                                                   (list(worn), worn_views, WORN_WEIGHT, True)):
         for view in range(1 + views if photos_of else 0):
             # Alternate plain and photo-quality augmentation for the copies.
             change = None if view == 0 else quality_augment if view % 2 == 0 else augment
-            for start in range(0, len(photos_of), 64):
-                images = [load_image_file(r.path).image for r in photos_of[start:start + 64]]
-                embed(images if change is None else [change(image, rng) for image in images])
+            embedded, maps = embed_records(embed, photos_of, None if change is None else partial(change, rng=rng))
+            vectors.append(embedded)
+            pooled.append(maps)
             labels += [_label(r.labels) for r in photos_of]
             weights += [weight] * len(photos_of)
             products += [product_of(r) if worn_photos else None for r in photos_of]
@@ -147,8 +142,9 @@ def training_rows(encoder: Encoder, products_root: Path, cutouts: list[Cutout], 
         progress(f"embedded {len(photos_of)} {'worn' if worn_photos else 'shop'} photos and "
                  f"{len(photos_of) * views} augmented copies")
     crop_images, crop_labels = context_crops(cutouts, photos, crops, seed)
-    for start in range(0, len(crop_images), 64):
-        embed(crop_images[start:start + 64])
+    embedded, maps = embed(crop_images)
+    vectors.append(embedded)
+    pooled.append(maps)
     # Crops outnumber real photos but must not erase what the real photos taught.
     real = len(records) + len(worn)
     weights += [real / max(1, len(crop_labels)) * 1.5] * len(crop_labels)
