@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -407,19 +408,26 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes):
               help="Model folder to write.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/train"),
               show_default=True, help="Feature cache and logs (resumable).")
+@click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Studio renders (labels.jsonl) to train on too; the localiser's held-out renders are left out.")
 @click.option("--epochs", default=60, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def train(data_root, out, work, epochs, seed):
-    """Fine-tune the default model's projections and attribute heads on real photos."""
-    from .embed.labelled_data import read_shared_data
+def train(data_root, out, work, renders, epochs, seed):
+    """Fine-tune the default model's projections and attribute heads on real photos (and renders)."""
+    from .embed.labelled_data import read_renders, read_shared_data
     from .embed.train import TrainConfig, train as run_training
+    from .embed.train_localizer import held_out_render
     records = read_shared_data(data_root)
     if not any(r.split == "train" for r in records):
         fail(f"no training photos under {data_root}")
-    result = run_training(records, out, work, TrainConfig(epochs=epochs, seed=seed))
+    if renders is not None and not (renders / "labels.jsonl").is_file():
+        fail(f"no labels.jsonl in {renders}")
+    studio = read_renders(renders, held_out=held_out_render) if renders is not None else []
+    result = run_training(records, out, work, TrainConfig(epochs=epochs, seed=seed), renders=studio)
     (Path(out) / "training_history.json").write_text(json.dumps(
         {"best_epoch": result.best_epoch, "temperatures": result.temperatures,
-         "history": result.history}, indent=2))
+         "trained_on": result.trained_on, "calibrated_on": result.calibrated_on,
+         "views": list(TrainConfig().views), "history": result.history}, indent=2))
     click.echo(f"model {result.model_id} written to {out} (best epoch {result.best_epoch})")
 
 
@@ -501,11 +509,16 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     if worn_root is not None:
         from .embed.labelled_data import read_worn
         worn = read_worn(worn_root)  # every worn photo's labels; the folds keep evaluation honest
-    recipe = {"model_id": encoder.model_id, "renders": str(Path(renders).resolve()),
+    from .embed.gem_features import embed_from_pooled, supports_gem_features, tower_fingerprint
+    # With pooled maps the rows depend on the frozen tower only: a retrained projection
+    # re-embeds them from the maps instead of passing every image through the tower again.
+    reembed = partial(embed_from_pooled, encoder) if supports_gem_features(encoder) else None
+    source = {"tower": tower_fingerprint(encoder)} if reembed else {"model_id": encoder.model_id}
+    recipe = {**source, "renders": str(Path(renders).resolve()),
               "products": str(Path(products).resolve()), "worn": sorted(str(r.path) for r in worn),
               "protected": sorted(protected), "crops": crops, "worn_views": worn_views, "shop_views": shop_views,
               "seed": seed}
-    rows = load_rows(rows_cache, recipe) if rows_cache else None
+    rows = load_rows(rows_cache, recipe, reembed) if rows_cache else None
     if rows is not None:
         click.echo(f"reusing the {len(rows.labels)} embedded rows in {rows_cache}")
     else:

@@ -65,6 +65,31 @@ def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32)
             np.concatenate(pooled).astype(np.float32))
 
 
+@torch.inference_mode()
+def embed_from_pooled(encoder, pooled: np.ndarray) -> np.ndarray:
+    """The unit embeddings ``embed_and_pool`` returned beside these pooled maps, recomputed from
+    them: the first block of the pooled features is the averaged last map, exactly what the
+    image projection reads. Rows embedded once can so be re-embedded for a retrained projection
+    on the same frozen tower without another tower pass."""
+    visual = encoder.model.visual
+    channels = int(visual.trunk.num_features)
+    embedding = visual.head(torch.from_numpy(np.ascontiguousarray(pooled[:, :channels], dtype=np.float32))).float()
+    return (embedding / embedding.norm(dim=-1, keepdim=True).clamp_min(1e-12)).numpy()
+
+
+def tower_fingerprint(encoder) -> str:
+    """A hash of the image tower's weights and preprocessing: what pooled maps depend on (the
+    projection and the model id do not)."""
+    import hashlib
+    pre = encoder.preprocess
+    digest = hashlib.sha256(repr((pre.size, pre.mean.flatten().tolist(), pre.std.flatten().tolist(),
+                                  pre.interpolation)).encode())
+    for name, tensor in sorted(encoder.model.visual.trunk.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def embed_maybe_pooled(encoder, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
     """``embed_and_pool`` where the tower exposes its maps; (embeddings, None) elsewhere."""
     if not supports_gem_features(encoder):

@@ -59,6 +59,20 @@ def read_gemstones(root: Path, val_fraction: float = 0.2) -> list[Record]:
     return out
 
 
+def read_renders(render_dir: Path, held_out=lambda index: False) -> list[Record]:
+    """Studio renders (``labels.jsonl`` beside the images) with their exact labels: split
+    "val" where ``held_out(index)``, else "train". A render without a stone or metal label has
+    no label for it (not "none"): the studio leaves some of those fields to chance."""
+    out = []
+    with open(Path(render_dir) / "labels.jsonl") as fh:
+        for line in fh:
+            row = json.loads(line)
+            labels = {a: row[a] for a in ATTRIBUTES if row.get(a)}
+            out.append(Record(Path(render_dir) / row["image"], "val" if held_out(row["index"]) else "train",
+                              labels, row.get("description") or None, source="renders"))
+    return out
+
+
 def product_of(record: Record) -> str:
     """The product a photo shows: its group, or its own file name when it has none."""
     return record.group or record.path.name

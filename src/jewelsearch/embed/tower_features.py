@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .augment import augment, degrade
+from .augment import augment, degrade, quality_augment
 from .images import load_image_file
 from .preprocess import ImagePreprocessor
 
@@ -46,7 +46,8 @@ def text_tower_features(model, tokenizer, texts: Sequence[str], batch_size: int 
 def extract_views(model, preprocess: ImagePreprocessor, paths: Sequence[Path], cache_dir: Path,
                   view: str, *, seed: int = 0, chunk: int = 256,
                   progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Features of one view of every image: 'clean', 'aug<N>' or a degradation name.
+    """Features of one view of every image: 'clean', 'aug<N>' (``augment``), 'qaug<N>'
+    (``quality_augment``: augment plus a photo-quality loss) or a degradation name.
 
     Chunks are saved as they finish, so an interrupted run resumes where it stopped.
     """
@@ -62,8 +63,9 @@ def extract_views(model, preprocess: ImagePreprocessor, paths: Sequence[Path], c
         images = []
         for offset, path in enumerate(paths[start:start + chunk]):
             image = load_image_file(path).image
-            if view.startswith("aug"):
-                image = augment(image, random.Random(zlib.crc32(f"{seed}/{view}/{start + offset}".encode())))
+            if view.startswith(("aug", "qaug")):
+                change = quality_augment if view.startswith("qaug") else augment
+                image = change(image, random.Random(zlib.crc32(f"{seed}/{view}/{start + offset}".encode())))
             elif view != "clean":
                 image = degrade(image, view)
             images.append(image)

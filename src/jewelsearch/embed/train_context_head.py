@@ -102,16 +102,22 @@ def save_rows(rows: TrainingRows, path: Path, recipe: dict) -> None:
     tmp.replace(path)
 
 
-def load_rows(path: Path, recipe: dict) -> TrainingRows | None:
-    """Rows saved by ``save_rows`` with the same recipe; None when absent or made otherwise."""
+def load_rows(path: Path, recipe: dict, reembed=None) -> TrainingRows | None:
+    """Rows saved by ``save_rows`` with the same recipe; None when absent or made otherwise.
+    With ``reembed`` (pooled maps -> unit embeddings, ``gem_features.embed_from_pooled``), the
+    embeddings are recomputed from the saved pooled maps, for a projection retrained on the same
+    tower (the recipe then names the tower, not the model)."""
     if not Path(path).is_file():
         return None
     with np.load(path) as saved:
         meta = json.loads(saved["meta"].tobytes().decode())
         if meta["recipe"] != recipe:
             return None
-        return TrainingRows(saved["vectors"], meta["labels"], saved["weights"], meta["products"], meta["keys"],
-                            saved["pooled"] if "pooled" in saved else None)
+        pooled = saved["pooled"] if "pooled" in saved else None
+        if reembed is not None and pooled is None:
+            return None
+        vectors = reembed(pooled) if reembed is not None else saved["vectors"]
+        return TrainingRows(vectors, meta["labels"], saved["weights"], meta["products"], meta["keys"], pooled)
 
 
 def training_rows(encoder: Encoder, products_root: Path, cutouts: list[Cutout], photos: list[Image.Image], *,
