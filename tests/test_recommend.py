@@ -290,6 +290,7 @@ def test_offline_evaluation_reports_baselines_ablations_and_replicates(tmp_path,
     page = write_recommend_report(report, tmp_path).read_text()
     assert "| blended (jewelsearch) |" in page and "The reported population and 1 more" in page
     assert "**Pooled** over all 2 populations" in page
+    assert "none in this run (`--no-tune`)" in page and "random search" not in page  # untuned: no claim of a search
     assert (tmp_path / "recommend.png").stat().st_size > 1000
 
 

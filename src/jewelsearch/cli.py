@@ -484,8 +484,9 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
                    "judges every worn photo with heads that never saw its product (0 or 1: no folds).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--rows-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Keep the embedded training rows here (.npz) and reuse them when the model and options "
-                   "match, so a refit skips embedding (delete it after changing the augmentation code).")
+              help="Keep the embedded training rows here (.npz) and reuse them when the image tower and options "
+                   "match (a retrained projection re-embeds them from their saved pooled maps), so a refit skips "
+                   "the tower passes (delete it after changing the augmentation code).")
 @click.pass_obj
 def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, worn_views,
                                shop_views, folds, seed, rows_cache):

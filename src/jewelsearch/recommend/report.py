@@ -61,10 +61,13 @@ def write_recommend_report(report: dict, out: Path) -> Path:
         "often for better matches. Deterministic by seed (`recommend/simulate.py`).",
         "* **Split**: each shopper's last 3 events are held out; their items, minus ones already bought, "
         "are the targets. Every method sees only earlier events, of all shoppers.",
-        f"* **Tuning**: blend weights come from a random search ({report.get('tuning_trials', 0)} settings) on "
-        f"two separate populations (seeds {report.get('tune_seed')} and {report.get('tune_seed', 0) + 1}), "
-        "keeping the best mean NDCG@10 among settings whose coverage beats the content-only baseline's "
-        f"by at least {COVERAGE_MARGIN} on both. The populations reported here are never tuned on.",
+        (f"* **Tuning**: blend weights come from a random search ({report['tuning_trials']} settings) on "
+         f"two separate populations (seeds {report.get('tune_seed')} and {report.get('tune_seed', 0) + 1}), "
+         "keeping the best mean NDCG@10 among settings whose coverage beats the content-only baseline's "
+         f"by at least {COVERAGE_MARGIN} on both. The populations reported here are never tuned on."
+         if report.get("tuning_trials") else
+         "* **Tuning**: none in this run (`--no-tune`): the weights below are the configured defaults, "
+         "as they were tuned by an earlier run on other populations and, possibly, another model."),
         "* **Rows starting with `blended,`** are ablations: the tuned weights with one part switched off.",
         "* **Caveat**: the simulated tastes are defined over the same catalog attributes the "
         "`taste` source compares, so that source is favoured by construction; real shoppers' "
