@@ -57,8 +57,7 @@ def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32)
         maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
         maps = torch.cat(maps, dim=1).float().numpy()
         pooled.append(np.concatenate([maps, np.stack([colour_histogram(im) for im in chunk])], axis=1))
-        embedding = result.embedding.float()
-        embeddings.append((embedding / embedding.norm(dim=-1, keepdim=True).clamp_min(1e-12)).numpy())
+        embeddings.append(torch.nn.functional.normalize(result.embedding.float(), dim=-1).numpy())
     if not pooled:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
     return (np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32),
@@ -73,8 +72,8 @@ def embed_from_pooled(encoder, pooled: np.ndarray) -> np.ndarray:
     on the same frozen tower without another tower pass."""
     visual = encoder.model.visual
     channels = int(visual.trunk.num_features)
-    embedding = visual.head(torch.from_numpy(np.ascontiguousarray(pooled[:, :channels], dtype=np.float32))).float()
-    return (embedding / embedding.norm(dim=-1, keepdim=True).clamp_min(1e-12)).numpy()
+    embedding = visual.head(torch.from_numpy(np.ascontiguousarray(pooled[:, :channels], dtype=np.float32)))
+    return torch.nn.functional.normalize(embedding.float(), dim=-1).numpy()
 
 
 def tower_fingerprint(encoder) -> str:
