@@ -319,3 +319,16 @@ def test_tuning_searches_the_space_on_two_populations(catalog):
     chosen = {name: getattr(best, name) for name in SEARCH_SPACE}
     assert any(all(row[name] == value for name, value in chosen.items()) for row in log)
     assert all(value in SEARCH_SPACE[name] for name, value in chosen.items())
+    # The chosen setting cleared the largest coverage margin any setting cleared.
+    best_row = next(row for row in log if all(row[name] == value for name, value in chosen.items()))
+    margins = [-1.0 if row["cleared_margin"] is None else row["cleared_margin"] for row in log]
+    assert (-1.0 if best_row["cleared_margin"] is None else best_row["cleared_margin"]) == max(margins)
+
+
+def test_coverage_margin_falls_back_to_the_next_one_then_to_none():
+    from jewelsearch.recommend.offline_eval import COVERAGE_MARGINS, cleared_margin
+    assert COVERAGE_MARGINS[0] == 0.05 and COVERAGE_MARGINS[-1] == 0.0
+    assert cleared_margin([0.96, 0.97], [0.90, 0.91]) == 0.05
+    assert cleared_margin([0.93, 0.97], [0.90, 0.91]) == 0.025  # the worse population decides
+    assert cleared_margin([0.90, 0.92], [0.90, 0.91]) == 0.0
+    assert cleared_margin([0.89, 0.99], [0.90, 0.91]) is None

@@ -175,15 +175,26 @@ def _weight(kind: str) -> float:
 SEARCH_SPACE = {
     "similarity": [0.3, 1.0], "co_engagement": [1.0, 2.5, 6.0], "popularity": [0.0, 0.4, 0.8],
     "history": [0.5, 1.0, 2.0], "taste": [0.6, 0.8, 0.9], "diversity": [0.0, 0.2, 0.4],
-    "recency": [0.5, 0.7, 0.9], "explore": [0.2, 0.3, 0.4, 0.5],
+    "recency": [0.5, 0.7, 0.9], "explore": [0.2, 0.3, 0.4, 0.5, 0.6],
 }
 
 
 TUNING_POPULATIONS = 2
 # A setting's coverage margin over content-only moves by about ±0.04 between populations; with
 # a 0.02 margin the tuned weights fell 0.008 short on one of five fresh populations. Tuning with
-# this margin keeps the chosen weights above the floor on populations it never saw.
-COVERAGE_MARGIN = 0.05
+# 0.05 keeps the chosen weights above the floor on populations it never saw. But a sharper
+# embedding raises the floor itself (session 6: content-only covers 0.90 of the demo catalog,
+# was 0.80) and then no setting may clear 0.05; the tuner then settles for the next margin
+# rather than dropping the coverage requirement altogether.
+COVERAGE_MARGINS = (0.05, 0.025, 0.0)
+COVERAGE_MARGIN = COVERAGE_MARGINS[0]
+
+
+def cleared_margin(coverages: Sequence[float], floors: Sequence[float]) -> float | None:
+    """The largest of ``COVERAGE_MARGINS`` by which every coverage beats its population's
+    content-only floor; None when one falls below its floor."""
+    worst = min(c - f for c, f in zip(coverages, floors))
+    return next((m for m in COVERAGE_MARGINS if worst >= m - 1e-12), None)
 
 
 def tune(index, vectors, items, config: SimulationConfig, seed: int, base: BlendWeights,
@@ -194,7 +205,8 @@ def tune(index, vectors, items, config: SimulationConfig, seed: int, base: Blend
 
     The best mean NDCG@10 wins among settings whose catalog coverage is at least the content-only
     baseline's plus ``COVERAGE_MARGIN`` on every tuning population (the issue asks for both);
-    when none reaches it, the best mean NDCG@10 overall.
+    when none reaches it, among those clearing the next of ``COVERAGE_MARGINS``; when none even
+    matches content-only, the best mean NDCG@10 overall. Each log row names the margin it cleared.
     """
     setups = []
     for offset in range(populations):
@@ -205,7 +217,7 @@ def tune(index, vectors, items, config: SimulationConfig, seed: int, base: Blend
         setups.append((train_events, cases, now, floor))
     rng = random.Random(seed)
     tried, log = set(), []
-    best, best_key = base, (False, -1.0)
+    best, best_key = base, (-2.0, -1.0)
     for _ in range(trials):
         choice = {name: rng.choice(values) for name, values in SEARCH_SPACE.items()}
         key = tuple(choice.values())
@@ -213,15 +225,18 @@ def tune(index, vectors, items, config: SimulationConfig, seed: int, base: Blend
             continue
         tried.add(key)
         candidate = replace(base, **choice)
-        ndcgs, coverages, admissible = [], [], True
-        for train_events, cases, now, floor in setups:
+        ndcgs, coverages = [], []
+        for train_events, cases, now, _ in setups:
             methods = build_methods(index, vectors, train_events, now, candidate, attributes=attributes)
             result = evaluate_methods({"blended": methods[OURS]}, cases, vectors, len(vectors))["blended"]
             ndcgs.append(result["ndcg@10"])
             coverages.append(result["coverage"])
-            admissible &= result["coverage"] >= floor + COVERAGE_MARGIN
-        log.append({**asdict(candidate), "ndcg@10": float(np.mean(ndcgs)), "coverage": coverages})
-        rank = (admissible, float(np.mean(ndcgs)))
+        floors = [floor for *_, floor in setups]
+        margin = cleared_margin(coverages, floors)
+        log.append({**asdict(candidate), "ndcg@10": float(np.mean(ndcgs)), "coverage": coverages,
+                    "coverage_floor": floors, "cleared_margin": margin})
+        # A larger cleared margin outranks any NDCG@10; within one margin, NDCG@10 decides.
+        rank = (-1.0 if margin is None else margin, float(np.mean(ndcgs)))
         if rank > best_key:
             best, best_key = candidate, rank
     return best, log
@@ -240,6 +255,9 @@ def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[M
         # Same size as the reported population: coverage grows with the number of shoppers, so a
         # smaller tuning population would judge the coverage floor at the wrong scale.
         weights, trials = tune(index, vectors, items, config, tune_seed, weights, attributes)
+    chosen = asdict(weights)
+    tuning_margin = next((row["cleared_margin"] for row in trials
+                          if all(row[name] == value for name, value in chosen.items())), None)
     population = simulate(items, config, seed)
     per_user: dict[str, np.ndarray] = {}
     results = _compare(index, vectors, population, weights, attributes, ablations=True, per_user=per_user)
@@ -256,7 +274,8 @@ def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[M
             "results": results, **headline, "replicates": replicates,
             "mean_ndcg_gain_over_best_baseline": float(np.mean(gains)),
             "pooled": _pooled(runs, [seed, *replicate_seeds]),
-            "tuning_trials": len(trials), "tuning": trials, "config": asdict(config)}
+            "tuning_trials": len(trials), "tuning_margin": tuning_margin, "tuning": trials,
+            "config": asdict(config)}
 
 
 def _compare(index, vectors, population, weights, attributes, ablations: bool = False, per_user=None):
