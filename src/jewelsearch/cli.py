@@ -541,6 +541,59 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     click.echo(f"category and metal heads written to {encoder.folder}")
 
 
+@main.command("train-stone-heads")
+@click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="products/ folder (labels.csv); its train split is used.")
+@click.option("--gemstones", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="gemstones/ folder (class subfolders); its train split is used.")
+@click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Studio renders (labels.jsonl); the localiser's held-out ones stay out.")
+@click.option("--views", default=2, show_default=True, type=click.IntRange(0, 6),
+              help="Augmented copies of each shop photo and render (half with photo-quality losses).")
+@click.option("--gem-views", default=1, show_default=True, type=click.IntRange(0, 6),
+              help="Augmented copies of each loose-stone photo.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--rows-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save the embedded rows here, or reuse them when made by the same tower and recipe.")
+@click.pass_obj
+def train_stone_heads_command(obj: Context, products, gemstones, renders, views, gem_views, seed, rows_cache):
+    """Fit gemstone and cut heads that also read the tower's pooled maps (run after train-context-head,
+    which resets every context head)."""
+    from .embed import load_encoder
+    from .embed.gem_features import embed_from_pooled, supports_gem_features, tower_fingerprint
+    from .embed.heads import AttributeHeads
+    from .embed.labelled_data import read_gemstones, read_products, read_renders
+    from .embed.train_context_head import load_rows, save_rows
+    from .embed.train_localizer import held_out_render
+    from .embed.train_stone_heads import fit_stone_heads, stone_rows
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
+    if heads is None or not supports_gem_features(encoder):
+        fail("stone heads need a jewelsearch model folder with attribute heads and a convolutional tower")
+    records = [r for r in read_products(products) + read_gemstones(gemstones) if r.split == "train"]
+    if renders is not None:
+        records += [r for r in read_renders(renders, held_out=held_out_render) if r.split == "train"]
+    recipe = {"tower": tower_fingerprint(encoder), "paths": sorted(str(r.path) for r in records),
+              "views": views, "gem_views": gem_views, "seed": seed}
+    reembed = partial(embed_from_pooled, encoder)
+    rows = load_rows(rows_cache, recipe, reembed) if rows_cache else None
+    if rows is not None:
+        click.echo(f"reusing the {len(rows.labels)} embedded rows in {rows_cache}")
+    else:
+        rows = stone_rows(encoder, records, views_by_source={"products": views, "renders": views,
+                                                             "gemstones": gem_views},
+                          seed=seed, progress=click.echo)
+        if rows_cache:
+            save_rows(rows, rows_cache, recipe)
+    try:
+        summary = fit_stone_heads(heads, rows, seed=seed, progress=click.echo)
+    except ValueError as error:
+        fail(str(error))
+    heads.save(encoder.folder)
+    (encoder.folder / "stone_heads.json").write_text(json.dumps(summary, indent=2) + "\n")
+    click.echo(f"stone heads kept: {', '.join(summary['kept']) or 'none'}; written to {encoder.folder}")
+
+
 @main.command("train-gem-head")
 @click.option("--gemstones", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="gemstones/ folder (class subfolders); its train split is used, val stays for evaluation.")

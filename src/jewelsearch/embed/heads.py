@@ -51,6 +51,16 @@ class AttributeHeads(nn.Module):
             self.register_buffer(name, fill(width), persistent=bool(width))
         self.context_temperatures = {k: 1.0 for k in self.context_attributes}
 
+    def add_context_head(self, attribute: str, head: nn.Linear, temperature: float) -> None:
+        """Add (or replace) the context head of ``attribute``, fitted on inputs standardised by
+        this object's ``context_inputs``; the other context heads stay as they are."""
+        if not self.pooled_dim or head.in_features != self.dim + self.pooled_dim:
+            raise ValueError("a context head needs the context input width these heads were set up with")
+        self.context[attribute] = head
+        self.context_temperatures[attribute] = float(temperature)
+        if attribute not in self.context_attributes:
+            self.context_attributes = self.context_attributes + (attribute,)
+
     def forward(self, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: head(embeddings) for k, head in self.heads.items()}
 

@@ -236,10 +236,12 @@ CONTEXT_PENALTIES = (1e-3, 1e-2, 1e-1)
 
 
 def _fit_regularised(inputs: torch.Tensor, vocab: list[str], attribute: str, rows: TrainingRows,
-                     allowed: np.ndarray, seed: int, steps: int) -> tuple[torch.nn.Linear, float, dict]:
+                     allowed: np.ndarray, seed: int, steps: int,
+                     calibration_of=None) -> tuple[torch.nn.Linear, float, dict]:
     """``_fit_linear`` with the L2 penalty from ``CONTEXT_PENALTIES`` whose calibrated loss on
     the held-out tenth of the photos is lowest (the evaluation photos are never consulted)."""
-    fits = [_fit_linear(inputs, vocab, attribute, rows, allowed, seed, steps, l2=l2) for l2 in CONTEXT_PENALTIES]
+    fits = [_fit_linear(inputs, vocab, attribute, rows, allowed, seed, steps, l2=l2, calibration_of=calibration_of)
+            for l2 in CONTEXT_PENALTIES]
     best = min(range(len(fits)), key=lambda i: fits[i][2]["calibration_nll"])
     head, temperature, fit = fits[best]
     fit["l2"] = CONTEXT_PENALTIES[best]
@@ -248,15 +250,17 @@ def _fit_regularised(inputs: torch.Tensor, vocab: list[str], attribute: str, row
 
 
 def _fit_linear(inputs: torch.Tensor, vocab: list[str], attribute: str, rows: TrainingRows, allowed: np.ndarray,
-                seed: int, steps: int, l2: float = 0.0) -> tuple[torch.nn.Linear, float, dict]:
+                seed: int, steps: int, l2: float = 0.0, calibration_of=None) -> tuple[torch.nn.Linear, float, dict]:
     """A fresh weighted linear classifier on the allowed labelled rows of ``inputs`` (plus
-    ``l2`` times its squared weights); the temperature on a tenth of the photos held out."""
+    ``l2`` times its squared weights); the temperature on a tenth of the photos held out
+    (or on the rows ``calibration_of(row)`` names)."""
     keep = [i for i, row in enumerate(rows.labels) if allowed[i] and row.get(attribute) in vocab]
     x = inputs[keep].float()
     y = torch.tensor([vocab.index(rows.labels[i][attribute]) for i in keep])
     weights = torch.from_numpy(rows.weights[keep])
     # Calibration photos by a hash of the photo, so no augmented copy of one is trained on.
-    calibration = torch.tensor([hash_split(f"context-head/{rows.keys[i]}", 0.1) == "val" for i in keep])
+    calibration = torch.tensor([calibration_of(i) if calibration_of is not None
+                                else hash_split(f"context-head/{rows.keys[i]}", 0.1) == "val" for i in keep])
     torch.manual_seed(seed)
     head = torch.nn.Linear(x.shape[1], len(vocab))
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=1e-3)
