@@ -25,7 +25,7 @@ def _category_heads(seed: int = 0) -> AttributeHeads:
     rows = TrainingRows(vectors, labels, np.ones(80, np.float32), [None] * 80, [f"shop/{i}.jpg" for i in range(80)],
                         rng.normal(0, 1, (80, POOLED)).astype(np.float32))
     heads = AttributeHeads(DIM, VOCAB)
-    retrain_context_heads(heads, rows, folds=0, steps=100, progress=lambda *_: None)
+    retrain_context_heads(heads, rows, folds=0, steps=30, progress=lambda *_: None)
     return heads
 
 
@@ -53,7 +53,7 @@ def test_stone_heads_that_read_the_maps_are_kept_and_leave_category_heads_alone(
     heads = _category_heads()
     before = {k: v.detach().clone() for k, v in heads.state_dict().items()}
     rows = _stone_rows(stone_in_pooled=True)
-    summary = fit_stone_heads(heads, rows, steps=200, progress=lambda *_: None)
+    summary = fit_stone_heads(heads, rows, steps=120, progress=lambda *_: None)
     assert summary["kept"] == ["gemstone", "cut"] and summary["held_out_rows"] > 20
     fit = summary["gemstone"]
     assert fit["held_out_accuracy"] > 0.9 > fit["embedding_head_held_out_accuracy"]
@@ -80,7 +80,7 @@ def test_a_stone_head_no_better_than_the_embedding_head_is_not_kept():
         with torch.no_grad():
             heads.heads[attribute].weight.copy_(torch.eye(3, DIM) * 5)
             heads.heads[attribute].bias.zero_()
-    summary = fit_stone_heads(heads, rows, steps=100, progress=lambda *_: None)
+    summary = fit_stone_heads(heads, rows, steps=60, progress=lambda *_: None)
     assert summary["kept"] == [] and heads.context_attributes == ("category", "metal")
 
 
@@ -136,3 +136,16 @@ def test_train_stone_heads_command_writes_heads_and_reuses_its_rows(tmp_path):
     assert set(heads.context_attributes[2:]) == set(summary["kept"])
     again = CliRunner().invoke(main, args, catch_exceptions=False)
     assert again.exit_code == 0 and f"reusing the {16 + gem_train} embedded rows" in again.output
+
+
+def test_refitting_the_category_heads_drops_stone_heads_fitted_on_the_old_standardisation():
+    heads = _category_heads()
+    fit_stone_heads(heads, _stone_rows(stone_in_pooled=True), steps=100, progress=lambda *_: None)
+    assert "gemstone" in heads.context_attributes
+    rng = np.random.default_rng(5)
+    rows = TrainingRows(rng.normal(0, 1, (40, DIM)).astype(np.float32),
+                        [{"category": "ring", "metal": "silver"}, {"category": "necklace", "metal": "yellow gold"}] * 20,
+                        np.ones(40, np.float32), [None] * 40, [f"shop/{i}.jpg" for i in range(40)],
+                        rng.normal(0, 1, (40, POOLED)).astype(np.float32))
+    retrain_context_heads(heads, rows, folds=0, steps=20, progress=lambda *_: None)
+    assert heads.context_attributes == ("category", "metal") and "gemstone" not in heads.context

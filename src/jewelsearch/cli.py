@@ -531,8 +531,15 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
                              progress=click.echo)
         if rows_cache:
             save_rows(rows, rows_cache, recipe)
+    # The refit measures a new context standardisation, which other context heads (gemstone and
+    # cut, from train-stone-heads) were not fitted on: they are dropped, not left to misread.
+    dropped = [a for a in heads.context_attributes if a not in ("category", "metal")]
     summary, fold_heads = retrain_context_heads(heads, rows, folds=folds, seed=seed, progress=click.echo)
     heads.save(encoder.folder)
+    if dropped:
+        (encoder.folder / "stone_heads.json").unlink(missing_ok=True)
+        click.echo(f"dropped the {', '.join(dropped)} context heads (fitted on the old standardisation); "
+                   "run train-stone-heads again")
     for name in (FOLDS_META, FOLDS_WEIGHTS):
         (encoder.folder / name).unlink(missing_ok=True)  # folds of older heads would judge unfairly
     if fold_heads is not None:

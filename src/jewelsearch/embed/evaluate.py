@@ -169,9 +169,10 @@ def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, po
             result[f"{attribute}_heads"] = heads
         if gem_task and attribute == "gemstone" and recognizer.gem_specialist is not None and not light:
             # The same photos recognised as if they showed jewelry (the default subject: the
-            # general head), for callers that do not say what the photo is.
+            # general heads, with the pooled maps as the API has them), for callers that do not
+            # say what the photo is.
             result["gemstone_heads_subject_piece"] = _classify(
-                recognizer, embeddings, records, attribute, restrict=restrict, judge=judge)
+                recognizer, embeddings, records, attribute, restrict=restrict, judge=judge, pooled=pooled)
         if light and heads is not None:
             continue
         zero = _classify(recognizer, embeddings, records, attribute, zero_shot=True, restrict=restrict,
