@@ -146,3 +146,43 @@ def test_recognize_endpoint(client, service, heads, app):
     wrong = client.post("/api/recognize?subject=bracelet", data={"image": (io.BytesIO(make_image(seed=4)), "x.png")},
                         content_type="multipart/form-data")
     assert wrong.status_code == 400 and "subject must be one of piece, stone" in wrong.json["error"]
+
+
+def test_paired_drop_interval_brackets_the_drop_and_narrows_with_more_photos():
+    rng = np.random.default_rng(0)
+    clean = (rng.random(400) < 0.9).astype(float)
+    degraded = clean * (rng.random(400) < 0.8)
+    drop = 100 * (clean.mean() - degraded.mean())
+    low, high = metrics.paired_drop_interval(clean, degraded)
+    assert low < drop < high and low > 0
+    small_low, small_high = metrics.paired_drop_interval(clean[:45], degraded[:45])
+    assert small_high - small_low > high - low
+    assert metrics.paired_drop_interval(clean, clean) == (0.0, 0.0)
+
+
+def test_evaluation_reports_each_accuracy_drop_with_an_interval(tiny_encoder, tmp_path):
+    from jewelsearch.embed.augment import DEGRADATIONS
+    from jewelsearch.embed.eval_report import write_report
+    from jewelsearch.embed.evaluate import evaluate, robustness_drops, worst_drop_intervals
+    from jewelsearch.embed.labelled_data import Record
+    torch.manual_seed(3)
+    heads = AttributeHeads(tiny_encoder.dim, {"category": ["ring", "necklace"], "metal": list(METALS),
+                                              "gemstone": list(GEMSTONES), "cut": list(CUTS)})
+    records = []
+    for i in range(12):
+        path = tmp_path / f"photo{i}.png"
+        path.write_bytes(make_image(size=(64, 64), seed=i))
+        records.append(Record(path, "val", {"category": ("ring", "necklace")[i % 2]}))
+    report = evaluate(Recognizer(tiny_encoder, heads), {"photos": records})
+    assert "correct" not in report["sets"]["photos"]["category_heads"]  # aggregates only
+    by_degradation = report["drop_intervals"]["photos/category_heads.accuracy"]
+    assert set(by_degradation) == set(DEGRADATIONS)
+    clean = report["robustness"]["clean"]["photos"]["category_heads.accuracy"]
+    for degradation, (low, high) in by_degradation.items():
+        drop = 100 * (clean - report["robustness"][degradation]["photos"]["category_heads.accuracy"])
+        assert low - 1e-9 <= drop <= high + 1e-9
+    report["worst_drop_points"] = robustness_drops(report)
+    report["worst_drop_intervals"] = worst_drop_intervals(report)
+    assert set(report["worst_drop_intervals"]) == {"photos/category_heads.accuracy"}
+    page = write_report(report, tmp_path / "report").read_text()
+    assert "photos/category_heads.accuracy" in page and "95 % interval" in page

@@ -652,7 +652,7 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     """Evaluate the loaded model; writes eval.json and report.html."""
     from .embed import load_encoder
     from .embed.eval_report import write_report
-    from .embed.evaluate import evaluate, robustness_drops
+    from .embed.evaluate import evaluate, robustness_drops, worst_drop_intervals
     from .embed.gem_head import GemSpecialist
     from .embed.heads import AttributeHeads
     from .embed.labelled_data import (read_class_folders, read_label_csv, read_shared_data, unseen_worn,
@@ -686,6 +686,7 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
         report = evaluate(recognizer, sets, robustness=robustness, progress=bar.update, judge=judge)
     if robustness:
         report["worst_drop_points"] = robustness_drops(report)
+        report["worst_drop_intervals"] = worst_drop_intervals(report)
     page = write_report(report, out)
     click.echo(f"report: {page}")
     for name, result in report["sets"].items():
@@ -701,7 +702,9 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
                                f"MRR {v['mrr']:.3f}  ({v['queries']} queries)")
     if robustness:
         worst = max(report["worst_drop_points"].items(), key=lambda kv: kv[1])
-        click.echo(f"largest drop under one degradation: {worst[0]} {worst[1]:.1f} points")
+        interval = report["worst_drop_intervals"].get(worst[0])
+        click.echo(f"largest drop under one degradation: {worst[0]} {worst[1]:.1f} points"
+                   + (f" (95 % interval over the photos {interval[0]:.1f} to {interval[1]:.1f})" if interval else ""))
 
 
 @eval_group.command("regions")

@@ -111,6 +111,7 @@ def write_report(report: dict, out_dir: Path) -> Path:
         png = robustness_png(report)
         (out_dir / "robustness.png").write_bytes(png)
         parts.append("<h2>Robustness</h2>" + _img(png, "robustness under degradations"))
+        parts.append(_worst_drops_table(report))
     page = ("<!doctype html><meta charset=utf-8><title>jewelsearch evaluation</title>"
             "<style>body{font:14px system-ui;margin:2em;max-width:1100px}td,th{border:1px solid #ccc;"
             "padding:3px 8px}table{border-collapse:collapse;margin:1em 0}img{margin:8px;border:1px solid #ddd}"
@@ -118,3 +119,16 @@ def write_report(report: dict, out_dir: Path) -> Path:
     path = out_dir / "report.html"
     path.write_text(page)
     return path
+
+
+def _worst_drops_table(report: dict) -> str:
+    """Each metric's largest drop under one degradation, with the 95 % interval over the photos
+    where the metric is an accuracy (small sets carry several points of sampling error)."""
+    drops = report.get("worst_drop_points") or {}
+    intervals = report.get("worst_drop_intervals") or {}
+    rows = ["<table><tr><th>metric</th><th>largest drop (points)</th><th>95 % interval</th></tr>"]
+    for key, drop in sorted(drops.items(), key=lambda kv: -kv[1]):
+        interval = intervals.get(key)
+        shown = f"{interval[0]:.1f} to {interval[1]:.1f}" if interval else "—"
+        rows.append(f"<tr><td>{html.escape(key)}</td><td>{drop:.1f}</td><td>{shown}</td></tr>")
+    return "".join(rows) + "</table>"

@@ -137,19 +137,27 @@ def evaluate(recognizer: Recognizer, sets: dict[str, Sequence[Record]], *,
     started = time.time()
     report: dict = {"model_id": recognizer.encoder.model_id, "method": recognizer.method,
                     "date": time.strftime("%Y-%m-%d"), "sets": {}}
+    clean_hits: dict[str, dict[str, list]] = {}
     for name, records in sets.items():
         embeddings, pooled = embed_records(recognizer.embed, records, None, progress)
         report["sets"][name] = _evaluate_set(recognizer, name, records, embeddings, pooled=pooled, judge=judge)
+        clean_hits[name] = _take_hits(report["sets"][name])
     if robustness:
         report["robustness"] = {}
+        report["drop_intervals"] = defaultdict(dict)
         for degradation in DEGRADATIONS:
             report["robustness"][degradation] = {}
             for name, records in sets.items():
                 embeddings, pooled = embed_records(recognizer.embed, records,
                                                    lambda image: degrade(image, degradation), progress)
-                report["robustness"][degradation][name] = _headline(_evaluate_set(
-                    recognizer, name, records, embeddings, light=True, pooled=pooled, judge=judge))
+                result = _evaluate_set(recognizer, name, records, embeddings, light=True, pooled=pooled, judge=judge)
+                for metric, hits in _take_hits(result).items():
+                    # The same photos judged clean and degraded: how sure is each drop?
+                    report["drop_intervals"][f"{name}/{metric}"][degradation] = \
+                        metrics.paired_drop_interval(clean_hits[name][metric], hits)
+                report["robustness"][degradation][name] = _headline(result)
         report["robustness"]["clean"] = {n: _headline(s) for n, s in report["sets"].items()}
+        report["drop_intervals"] = dict(report["drop_intervals"])
     report["seconds"] = round(time.time() - started, 1)
     return report
 
@@ -190,6 +198,13 @@ def _evaluate_set(recognizer, name, records, embeddings, light: bool = False, po
     return result
 
 
+def _take_hits(result: dict) -> dict[str, list]:
+    """Per-photo right/wrong of each head's accuracy (``metrics.classification``), removed from
+    ``result`` so the report keeps its aggregates only."""
+    return {f"{key}.accuracy": value.pop("correct") for key, value in result.items()
+            if isinstance(value, dict) and "correct" in value}
+
+
 def _headline(result: dict) -> dict:
     """The few numbers compared across degradations."""
     out = {}
@@ -200,6 +215,18 @@ def _headline(result: dict) -> dict:
             out["image_retrieval.precision@10"] = value["precision@10"]
         if key == "same_product":
             out["same_product.recall@10"] = value["recall@10"]
+    return out
+
+
+def worst_drop_intervals(report: dict) -> dict[str, list[float]]:
+    """For each accuracy in ``robustness_drops``, the 95 % interval of its drop under the
+    degradation that gave the worst one (paired bootstrap over the photos)."""
+    clean = report["robustness"]["clean"]
+    out = {}
+    for key, by_degradation in report.get("drop_intervals", {}).items():
+        name, metric = key.split("/", 1)
+        worst = max(by_degradation, key=lambda d: clean[name].get(metric, 0) - report["robustness"][d][name][metric])
+        out[key] = [round(v, 1) for v in by_degradation[worst]]
     return out
 
 
