@@ -35,6 +35,12 @@ def hash_split(name: str, val_fraction: float = 0.2) -> str:
     return "val" if bucket < val_fraction else "train"
 
 
+def in_calibration_split(file_name: str) -> bool:
+    """Phase one's calibration photos (a tenth of the training split, by file name): early
+    stopping and temperatures are judged on them, and no head trains on them."""
+    return hash_split(file_name + "calib", 0.1) == "val"
+
+
 def read_products(root: Path) -> list[Record]:
     out = []
     with open(root / "labels.csv", newline="") as fh:

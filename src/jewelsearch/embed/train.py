@@ -30,7 +30,7 @@ from torch import nn
 from .captions import caption
 from .feature_cache import cached_image_features
 from .heads import AttributeHeads, fit_temperature
-from .labelled_data import ATTRIBUTES, Record, hash_split
+from .labelled_data import ATTRIBUTES, Record, in_calibration_split
 from .model_folder import build_model, default_spec, save_model_folder
 from .tower_features import text_tower_features
 from .vocab import CATEGORIES, CUTS, GEMSTONES, METALS
@@ -118,8 +118,8 @@ def train(data_records: Sequence[Record], out_dir: Path, work_dir: Path,
     net.eval()
 
     train_records = [r for r in data_records if r.split == "train"]
-    fit = [r for r in train_records if hash_split(str(r.path.name) + "calib", 0.1) == "train"]
-    calib = [r for r in train_records if hash_split(str(r.path.name) + "calib", 0.1) == "val"]
+    fit = [r for r in train_records if not in_calibration_split(r.path.name)]
+    calib = [r for r in train_records if in_calibration_split(r.path.name)]
     fit += [r for r in renders if r.split == "train"]
     log.info("training on %d photos and renders, calibrating/early-stopping on %d photos", len(fit), len(calib))
     if not calib:

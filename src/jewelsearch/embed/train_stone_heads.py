@@ -29,15 +29,16 @@ from .encoder import Encoder
 from .evaluate import embed_records
 from .gem_features import embed_maybe_pooled
 from .heads import AttributeHeads
-from .labelled_data import Record, hash_split
+from .labelled_data import Record, in_calibration_split
 from .train_context_head import TrainingRows, _fit_regularised
 
 STONE_ATTRIBUTES = ("gemstone", "cut")
 
 
 def held_out(record_key: str) -> bool:
-    """Phase one's calibration split (``train.train``): no head trained on these photos."""
-    return hash_split(record_key.rsplit("/", 1)[-1] + "calib", 0.1) == "val"
+    """Whether a row's photo ("source/file name") is one of phase one's calibration photos,
+    on which no head has trained."""
+    return in_calibration_split(record_key.rsplit("/", 1)[-1])
 
 
 def stone_rows(encoder: Encoder, records: Sequence[Record], *, views_by_source: dict[str, int],
