@@ -80,8 +80,10 @@ def test_a_stone_head_no_better_than_the_embedding_head_is_not_kept():
         with torch.no_grad():
             heads.heads[attribute].weight.copy_(torch.eye(3, DIM) * 5)
             heads.heads[attribute].bias.zero_()
+    heads.add_context_head("gemstone", torch.nn.Linear(DIM + POOLED, 3), 1.0)  # from an earlier fit
     summary = fit_stone_heads(heads, rows, steps=60, progress=lambda *_: None)
     assert summary["kept"] == [] and heads.context_attributes == ("category", "metal")
+    assert "gemstone" not in heads.context and "gemstone" not in heads.context_temperatures
 
 
 def test_stone_heads_need_the_category_context_heads_first():

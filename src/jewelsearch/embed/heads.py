@@ -61,6 +61,13 @@ class AttributeHeads(nn.Module):
         if attribute not in self.context_attributes:
             self.context_attributes = self.context_attributes + (attribute,)
 
+    def remove_context_head(self, attribute: str) -> None:
+        """Let the embedding head answer for ``attribute`` again."""
+        if attribute in self.context_attributes:
+            del self.context[attribute]
+            self.context_temperatures.pop(attribute, None)
+            self.context_attributes = tuple(a for a in self.context_attributes if a != attribute)
+
     def forward(self, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: head(embeddings) for k, head in self.heads.items()}
 

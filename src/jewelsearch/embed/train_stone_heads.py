@@ -81,6 +81,9 @@ def fit_stone_heads(heads: AttributeHeads, rows: TrainingRows, *, seed: int = 0,
     allowed = np.ones(len(rows.keys), dtype=bool)
     summary: dict = {"rows": len(rows.keys), "held_out_rows": int(calibration.sum()), "kept": []}
     for attribute in STONE_ATTRIBUTES:
+        # A refit starts from the embedding head: a stone head from an earlier fit must not
+        # survive a fit that does not keep its successor.
+        heads.remove_context_head(attribute)
         vocab = heads.vocabularies[attribute]
         head, temperature, fit = _fit_regularised(standardised, vocab, attribute, rows, allowed, seed, steps,
                                                   calibration_of=lambda i: bool(calibration[i]))
