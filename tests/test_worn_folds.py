@@ -225,7 +225,7 @@ def test_training_rows_cache_round_trips_and_refuses_another_recipe(tmp_path):
 
 
 def test_context_penalty_is_chosen_by_held_out_loss_and_grows_with_noise():
-    from jewelsearch.embed.train_context_head import CONTEXT_PENALTIES, _fit_regularised
+    from jewelsearch.embed.train_context_head import CONTEXT_PENALTIES, fit_regularised
     rows = _rows()
     rng = np.random.default_rng(3)
     # Wide pure-noise maps beside a weak embedding signal: an unpenalised head memorises noise.
@@ -233,7 +233,7 @@ def test_context_penalty_is_chosen_by_held_out_loss_and_grows_with_noise():
     noise = rng.normal(0, 1, (len(rows.labels), 400)).astype(np.float32)
     inputs = torch.from_numpy(np.concatenate([rows.vectors, noise], axis=1))
     allowed = np.ones(len(rows.labels), dtype=bool)
-    _, _, fit = _fit_regularised(inputs, VOCAB["category"], "category", rows, allowed, seed=0, steps=150)
+    _, _, fit = fit_regularised(inputs, VOCAB["category"], "category", rows, allowed, seed=0, steps=150)
     losses = {float(k): v for k, v in fit["calibration_nll_by_l2"].items()}
     assert set(losses) == set(CONTEXT_PENALTIES) and fit["l2"] == min(losses, key=losses.get)
     assert fit["l2"] == max(CONTEXT_PENALTIES)

@@ -206,7 +206,7 @@ def _fit_heads(heads: AttributeHeads, rows: TrainingRows, allowed: np.ndarray, a
         heads.context_scale.copy_(torch.from_numpy(inputs[allowed].std(0) + 1e-6))
         standardised = heads.context_inputs(torch.from_numpy(rows.vectors), torch.from_numpy(rows.pooled))
         for attribute in attributes:
-            head, temperature, fit = _fit_regularised(standardised, heads.vocabularies[attribute], attribute,
+            head, temperature, fit = fit_regularised(standardised, heads.vocabularies[attribute], attribute,
                                                       rows, allowed, seed, steps)
             heads.context[attribute] = head
             heads.context_temperatures[attribute] = temperature
@@ -235,7 +235,7 @@ def _fit_head(heads: AttributeHeads, attribute: str, rows: TrainingRows, allowed
 CONTEXT_PENALTIES = (1e-3, 1e-2, 1e-1)
 
 
-def _fit_regularised(inputs: torch.Tensor, vocab: list[str], attribute: str, rows: TrainingRows,
+def fit_regularised(inputs: torch.Tensor, vocab: list[str], attribute: str, rows: TrainingRows,
                      allowed: np.ndarray, seed: int, steps: int,
                      calibration_of=None) -> tuple[torch.nn.Linear, float, dict]:
     """``_fit_linear`` with the L2 penalty from ``CONTEXT_PENALTIES`` whose calibrated loss on
