@@ -126,18 +126,19 @@ def test_train_stone_heads_command_writes_heads_and_reuses_its_rows(tmp_path):
             Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "gems" / gem / f"{i}.jpg")
     args = ["--home", str(tmp_path / "home"), "--model", str(model), "train-stone-heads",
             "--products", str(products), "--gemstones", str(tmp_path / "gems"), "--views", "0", "--gem-views", "0",
-            "--rows-cache", str(tmp_path / "rows.npz")]
+            "--exposure-views", "1", "--rows-cache", str(tmp_path / "rows.npz")]
     first = CliRunner().invoke(main, args, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     summary = json.loads((model / "stone_heads.json").read_text())
-    # Products without a stone label stay out; gem photos in their val split stay out.
+    # Products without a stone label stay out; gem photos in their val split stay out; shop
+    # photos get an exposure-shifted copy each, loose stones none.
     gem_train = sum(r.split == "train" for r in read_gemstones(tmp_path / "gems"))
-    assert summary["rows"] == 16 + gem_train and {"gemstone", "cut"} <= set(summary)
+    assert summary["rows"] == 2 * 16 + gem_train and {"gemstone", "cut"} <= set(summary)
     heads = AttributeHeads.load(model)
     assert heads.context_attributes[:2] == ("category", "metal")
     assert set(heads.context_attributes[2:]) == set(summary["kept"])
     again = CliRunner().invoke(main, args, catch_exceptions=False)
-    assert again.exit_code == 0 and f"reusing the {16 + gem_train} embedded rows" in again.output
+    assert again.exit_code == 0 and f"reusing the {2 * 16 + gem_train} embedded rows" in again.output
 
 
 def test_refitting_the_category_heads_drops_stone_heads_fitted_on_the_old_standardisation():

@@ -559,11 +559,14 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
               help="Augmented copies of each shop photo and render (half with photo-quality losses).")
 @click.option("--gem-views", default=1, show_default=True, type=click.IntRange(0, 6),
               help="Augmented copies of each loose-stone photo.")
+@click.option("--exposure-views", default=0, show_default=True, type=click.IntRange(0, 6),
+              help="Extra copies of each shop photo and render with a strong exposure error.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--rows-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the embedded rows here, or reuse them when made by the same tower and recipe.")
 @click.pass_obj
-def train_stone_heads_command(obj: Context, products, gemstones, renders, views, gem_views, seed, rows_cache):
+def train_stone_heads_command(obj: Context, products, gemstones, renders, views, gem_views, exposure_views, seed,
+                              rows_cache):
     """Fit gemstone and cut heads that also read the tower's pooled maps (run after train-context-head,
     which resets every context head)."""
     from .embed import load_encoder
@@ -582,6 +585,8 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
         records += [r for r in read_renders(renders, held_out=held_out_render) if r.split == "train"]
     recipe = {"tower": tower_fingerprint(encoder), "paths": sorted(str(r.path) for r in records),
               "views": views, "gem_views": gem_views, "seed": seed}
+    if exposure_views:  # only when asked, so caches made before the option still match
+        recipe["exposure_views"] = exposure_views
     reembed = partial(embed_from_pooled, encoder)
     rows = load_rows(rows_cache, recipe, reembed) if rows_cache else None
     if rows is not None:
@@ -589,7 +594,7 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
     else:
         rows = stone_rows(encoder, records, views_by_source={"products": views, "renders": views,
                                                              "gemstones": gem_views},
-                          seed=seed, progress=click.echo)
+                          exposure_views=exposure_views, seed=seed, progress=click.echo)
         if rows_cache:
             save_rows(rows, rows_cache, recipe)
     try:

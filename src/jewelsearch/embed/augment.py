@@ -73,6 +73,14 @@ def quality_augment(image: Image.Image, rng: random.Random) -> Image.Image:
     return image
 
 
+def exposure_augment(image: Image.Image, rng: random.Random) -> Image.Image:
+    """``augment`` plus a strong exposure error (×0.45–0.7 or ×1.3–1.9 brightness), for heads
+    whose colour and sparkle cues wash out in a badly exposed photo."""
+    image = augment(image, rng)
+    factor = rng.uniform(0.45, 0.7) if rng.random() < 0.5 else rng.uniform(1.3, 1.9)
+    return ImageEnhance.Brightness(image).enhance(factor)
+
+
 # Degradations for the robustness evaluation (each applied alone).
 def degrade(image: Image.Image, kind: str) -> Image.Image:
     image = image.convert("RGB")

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .augment import augment, quality_augment
+from .augment import augment, exposure_augment, quality_augment
 from .encoder import Encoder
 from .evaluate import embed_records
 from .gem_features import embed_maybe_pooled
@@ -43,17 +43,21 @@ def held_out(record_key: str) -> bool:
 
 
 def stone_rows(encoder: Encoder, records: Sequence[Record], *, views_by_source: dict[str, int],
-               seed: int = 0, progress=print) -> TrainingRows:
+               exposure_views: int = 0, seed: int = 0, progress=print) -> TrainingRows:
     """Every record with a gemstone or cut label, clean and in ``views_by_source[source]``
-    augmented copies (alternating plain and photo-quality augmentation)."""
+    augmented copies (alternating plain and photo-quality augmentation), plus
+    ``exposure_views`` copies of shop photos and renders with a strong exposure error."""
     rng = random.Random(seed)
     embed = partial(embed_maybe_pooled, encoder)
     vectors, pooled, labels, keys, weights = [], [], [], [], []
     labelled = [r for r in records if any(r.labels.get(a) for a in STONE_ATTRIBUTES)]
     for source in sorted({r.source for r in labelled}):
         group = [r for r in labelled if r.source == source]
-        for view in range(1 + views_by_source.get(source, 0)):
-            change = None if view == 0 else quality_augment if view % 2 == 0 else augment
+        views = views_by_source.get(source, 0)
+        extra = exposure_views if source != "gemstones" else 0  # loose stones are lit evenly in studio
+        for view in range(1 + views + extra):
+            change = None if view == 0 else exposure_augment if view > views \
+                else quality_augment if view % 2 == 0 else augment
             embedded, maps = embed_records(embed, group, None if change is None else partial(change, rng=rng))
             if maps is None:
                 raise ValueError("stone heads need a tower with pooled maps")
@@ -62,7 +66,7 @@ def stone_rows(encoder: Encoder, records: Sequence[Record], *, views_by_source: 
             labels += [{a: r.labels.get(a) for a in STONE_ATTRIBUTES} for r in group]
             keys += [f"{source}/{r.path.name}" for r in group]
             weights += [1.0] * len(group)
-        progress(f"embedded {len(group)} {source} photos and {len(group) * views_by_source.get(source, 0)} copies")
+        progress(f"embedded {len(group)} {source} photos and {len(group) * (views + extra)} copies")
     return TrainingRows(np.concatenate(vectors), labels, np.asarray(weights, dtype=np.float32),
                         [None] * len(labels), keys, np.concatenate(pooled))
 
