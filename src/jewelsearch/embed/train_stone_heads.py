@@ -4,7 +4,7 @@ The phase-one gemstone and cut heads read only the 256-number embedding. The poo
 (texture and colour statistics before the projection; ``gem_features``) carry more about a
 stone: the gem specialist reads them for loose stones, and the category and metal heads
 for pieces in context. So gemstone and cut get context heads too, fitted here on shop
-photos, studio renders and loose-stone photos (clean plus augmented copies, half with
+photos, studio renders and loose-stone photos (clean plus augmented copies, some with
 photo-quality losses). Measured (model card, session 7): loose-stone photos read as
 pieces 71 -> 76 % top-1; shop photos unchanged, and their over-exposure loss with them,
 which lies in the tower's features.
