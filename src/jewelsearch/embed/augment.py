@@ -73,6 +73,12 @@ def quality_augment(image: Image.Image, rng: random.Random) -> Image.Image:
     return image
 
 
+def copy_augmentation(copy: int):
+    """The change for a photo's ``copy``-th embedded copy: none for the original (0), then
+    alternately ``augment`` and ``quality_augment``, so half the copies carry a photo-quality loss."""
+    return None if copy == 0 else quality_augment if copy % 2 == 0 else augment
+
+
 def exposure_augment(image: Image.Image, rng: random.Random) -> Image.Image:
     """``augment`` plus a strong exposure error (×0.45–0.7 or ×1.3–1.9 brightness), for heads
     whose colour and sparkle cues wash out in a badly exposed photo."""

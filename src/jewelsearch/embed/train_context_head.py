@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .augment import augment, quality_augment
+from .augment import copy_augmentation
 from .composites import Cutout, make_scene
 from .encoder import Encoder
 from .evaluate import CATEGORY_EQUIVALENT, embed_records
@@ -136,8 +136,7 @@ def training_rows(encoder: Encoder, products_root: Path, cutouts: list[Cutout], 
     for photos_of, views, weight, worn_photos in ((records, shop_views, 1.0, False),
                                                   (list(worn), worn_views, WORN_WEIGHT, True)):
         for view in range(1 + views if photos_of else 0):
-            # Alternate plain and photo-quality augmentation for the copies.
-            change = None if view == 0 else quality_augment if view % 2 == 0 else augment
+            change = copy_augmentation(view)
             embedded, maps = embed_records(embed, photos_of, None if change is None else partial(change, rng=rng))
             vectors.append(embedded)
             pooled.append(maps)
@@ -207,7 +206,7 @@ def _fit_heads(heads: AttributeHeads, rows: TrainingRows, allowed: np.ndarray, a
         standardised = heads.context_inputs(torch.from_numpy(rows.vectors), torch.from_numpy(rows.pooled))
         for attribute in attributes:
             head, temperature, fit = fit_regularised(standardised, heads.vocabularies[attribute], attribute,
-                                                      rows, allowed, seed, steps)
+                                                     rows, allowed, seed, steps)
             heads.context[attribute] = head
             heads.context_temperatures[attribute] = temperature
             summary[f"context {attribute}"] = fit
@@ -236,8 +235,8 @@ CONTEXT_PENALTIES = (1e-3, 1e-2, 1e-1)
 
 
 def fit_regularised(inputs: torch.Tensor, vocab: list[str], attribute: str, rows: TrainingRows,
-                     allowed: np.ndarray, seed: int, steps: int,
-                     calibration_of=None) -> tuple[torch.nn.Linear, float, dict]:
+                    allowed: np.ndarray, seed: int, steps: int,
+                    calibration_of=None) -> tuple[torch.nn.Linear, float, dict]:
     """``_fit_linear`` with the L2 penalty from ``CONTEXT_PENALTIES`` whose calibrated loss on
     the held-out tenth of the photos is lowest (the evaluation photos are never consulted)."""
     fits = [_fit_linear(inputs, vocab, attribute, rows, allowed, seed, steps, l2=l2, calibration_of=calibration_of)

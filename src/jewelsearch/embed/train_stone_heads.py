@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .augment import augment, exposure_augment, quality_augment
+from .augment import copy_augmentation, exposure_augment
 from .encoder import Encoder
 from .evaluate import embed_records
 from .gem_features import embed_maybe_pooled
@@ -56,8 +56,7 @@ def stone_rows(encoder: Encoder, records: Sequence[Record], *, views_by_source: 
         views = views_by_source.get(source, 0)
         extra = exposure_views if source != "gemstones" else 0  # loose stones are lit evenly in studio
         for view in range(1 + views + extra):
-            change = None if view == 0 else exposure_augment if view > views \
-                else quality_augment if view % 2 == 0 else augment
+            change = exposure_augment if view > views else copy_augmentation(view)
             embedded, maps = embed_records(embed, group, None if change is None else partial(change, rng=rng))
             if maps is None:
                 raise ValueError("stone heads need a tower with pooled maps")
@@ -91,7 +90,7 @@ def fit_stone_heads(heads: AttributeHeads, rows: TrainingRows, *, seed: int = 0,
         heads.remove_context_head(attribute)
         vocab = heads.vocabularies[attribute]
         head, temperature, fit = fit_regularised(standardised, vocab, attribute, rows, allowed, seed, steps,
-                                                  calibration_of=lambda i: bool(calibration[i]))
+                                                 calibration_of=lambda i: bool(calibration[i]))
         labelled = [i for i in np.flatnonzero(calibration) if rows.labels[i].get(attribute) in vocab]
         truth = np.array([vocab.index(rows.labels[i][attribute]) for i in labelled])
         with torch.no_grad():
