@@ -431,6 +431,15 @@ def train(data_root, out, work, renders, epochs, seed):
     click.echo(f"model {result.model_id} written to {out} (best epoch {result.best_epoch})")
 
 
+def _hand_boxes(csv_path: Path) -> dict[str, list]:
+    """A boxes CSV (path, x0, y0, x1, y1), or a clear usage error."""
+    from .embed.photo_boxes import BoxFileError, read_boxes
+    try:
+        return read_boxes(csv_path)
+    except (BoxFileError, OSError, UnicodeDecodeError) as exc:
+        fail(str(exc))
+
+
 @main.command("train-localizer")
 @click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="A `studio render` folder (images, masks, labels.jsonl).")
@@ -441,13 +450,17 @@ def train(data_root, out, work, renders, epochs, seed):
                    "the other half stays for `eval regions`.")
 @click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV with a path column (e.g. hand-drawn boxes) whose photos never become backgrounds.")
+@click.option("--boxes", "boxes_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Hand-drawn boxes (path, x0, y0, x1, y1; every visible piece) of background-half worn photos: "
+                   "their jewelry is then labelled as jewelry instead of counted as background.")
 @click.option("--scenes", default=4000, show_default=True, type=click.IntRange(10, 200_000))
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/localizer"),
               show_default=True, help="Cache of prepared scenes, so a re-run only retrains the head.")
 @click.pass_obj
-def train_localizer_command(obj: Context, renders, products, worn_root, protect_csv, scenes, epochs, seed, work):
+def train_localizer_command(obj: Context, renders, products, worn_root, protect_csv, boxes_csv, scenes, epochs, seed,
+                            work):
     """Train the piece localiser head into the model folder (the encoder stays as it is)."""
     from .embed.train_localizer import train_localizer
     from .embed import load_encoder
@@ -459,8 +472,12 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
     if protect_csv:
         with open(protect_csv, newline="") as fh:
             protected = {row["path"] for row in csv.DictReader(fh)}
+    photo_boxes = _hand_boxes(boxes_csv) if boxes_csv else None
+    if photo_boxes is not None and protected & set(photo_boxes):
+        fail("--boxes names photos that --protect keeps out of training: "
+             + ", ".join(sorted(protected & set(photo_boxes))[:5]))
     summary = train_localizer(encoder, renders, products, encoder.folder, worn_root=worn_root, protected=protected,
-                              train_scenes=scenes,
+                              photo_boxes=photo_boxes, train_scenes=scenes,
                               val_scenes=max(50, scenes // 8), epochs=epochs, seed=seed, cache_dir=work,
                               progress=click.echo)
     click.echo(json.dumps(summary, indent=2))
@@ -722,7 +739,6 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
 @click.pass_obj
 def eval_regions(obj: Context, worn_root, boxes_csv, out):
     """Whole-photo vs. detected-piece search and recognition on worn photos, side by side."""
-    import csv
     from .embed import load_encoder
     from .embed.evaluate_regions import evaluate_regions
     from .embed.heads import AttributeHeads
@@ -735,12 +751,7 @@ def eval_regions(obj: Context, worn_root, boxes_csv, out):
     localizer = Localizer.load(encoder, encoder.folder)
     if localizer is None:
         fail("this model has no localiser (train one with `jewelsearch train-localizer`)")
-    hand = None
-    if boxes_csv:
-        hand = {}
-        with open(boxes_csv, newline="") as fh:
-            for row in csv.DictReader(fh):
-                hand.setdefault(row["path"], []).append(tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")))
+    hand = _hand_boxes(boxes_csv) if boxes_csv else None
     heads = AttributeHeads.load(encoder.folder)
     # Judge only on worn products the localiser and the heads never trained on.
     records = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))

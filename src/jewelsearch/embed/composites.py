@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from .photo_boxes import BoxedPhoto, ellipse_mask
+
 SKIN_TONES = np.array([(241, 212, 192), (233, 196, 170), (224, 172, 140), (198, 144, 110),
                        (160, 110, 80), (120, 82, 60), (90, 60, 45)], dtype=np.float32)
 HAIR_TONES = np.array([(30, 22, 18), (70, 48, 30), (120, 85, 50), (180, 140, 90), (215, 190, 140)],
@@ -143,19 +145,51 @@ def _studio(rng, h, w):
 BACKGROUNDS = {"skin": _skin, "fabric": _fabric, "hair": _hair, "outdoor": _outdoor, "studio": _studio}
 
 
-def photo_background(rng: np.random.Generator, photo: Image.Image, height: int, width: int) -> np.ndarray:
-    """A random crop of a real photo (skin, hair, fabric, faces, hands), flipped and resized."""
+@dataclass
+class Scenery:
+    """A scene's base layer, and the jewelry it already shows where that is known (hand boxes)."""
+    pixels: np.ndarray                  # H×W×3 float32
+    piece: np.ndarray | None = None     # H×W float32 piece mask of the scenery's own jewelry
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+def photo_background(rng: np.random.Generator, photo: Image.Image | BoxedPhoto, height: int, width: int) -> Scenery:
+    """A random crop of a real photo (skin, hair, fabric, faces, hands), flipped and resized.
+    A ``BoxedPhoto`` brings its boxed pieces along, moved with the crop, as labelled jewelry."""
+    boxed = photo if isinstance(photo, BoxedPhoto) else None
+    image = boxed.image if boxed else photo
     scale = rng.uniform(0.5, 1.0)
-    cw, ch = max(8, int(photo.width * scale)), max(8, int(photo.height * scale))
-    x, y = int(rng.integers(0, photo.width - cw + 1)), int(rng.integers(0, photo.height - ch + 1))
-    region = photo.crop((x, y, x + cw, y + ch)).resize((width, height), Image.BILINEAR)
-    if rng.random() < 0.5:
+    cw, ch = max(8, int(image.width * scale)), max(8, int(image.height * scale))
+    x, y = int(rng.integers(0, image.width - cw + 1)), int(rng.integers(0, image.height - ch + 1))
+    region = image.crop((x, y, x + cw, y + ch)).resize((width, height), Image.BILINEAR)
+    flip = rng.random() < 0.5
+    if flip:
         region = region.transpose(Image.FLIP_LEFT_RIGHT)
-    return np.asarray(region, dtype=np.float32)
+    scenery = Scenery(np.asarray(region, dtype=np.float32))
+    if boxed is None:
+        return scenery
+    sx, sy = width / cw, height / ch
+    moved = []
+    for x0, y0, x1, y1 in boxed.boxes:
+        left, right = (x0 - x) * sx, (x1 - x) * sx
+        if flip:
+            left, right = width - right, width - left
+        moved.append((left, (y0 - y) * sy, right, (y1 - y) * sy))
+    # The whole ellipse is drawn and then clipped, so a piece the crop cuts keeps its true shape.
+    scenery.piece = ellipse_mask(height, width, [tuple(int(round(v)) for v in box) for box in moved])
+    for x0, y0, x1, y1 in moved:
+        clipped = (max(0, int(round(x0))), max(0, int(round(y0))),
+                   min(width, int(round(x1))), min(height, int(round(y1))))
+        area = (x1 - x0) * (y1 - y0)
+        # A piece mostly outside the crop still marks its pixels, but is no box to find.
+        if clipped[0] < clipped[2] and clipped[1] < clipped[3] \
+                and (clipped[2] - clipped[0]) * (clipped[3] - clipped[1]) >= 0.5 * area:
+            scenery.boxes.append(clipped)
+    return scenery
 
 
 def background(rng: np.random.Generator, height: int, width: int,
-               photos: list[Image.Image] | None = None, photo_share: float = 0.6) -> np.ndarray:
+               photos: list[Image.Image | BoxedPhoto] | None = None, photo_share: float = 0.6) -> Scenery:
     """A real photo's scenery, or a procedural base layer plus up to two soft-edged regions
     (an arm, a neck, a sleeve) of other kinds."""
     if photos and rng.random() < photo_share:
@@ -168,7 +202,7 @@ def background(rng: np.random.Generator, height: int, width: int,
         cut = rng.uniform(0.35, 0.65)
         weight = np.clip((region - cut) * 12, 0, 1)[..., None]
         out = out * (1 - weight) + layer * weight
-    return np.clip(out, 0, 255)
+    return Scenery(np.clip(out, 0, 255))
 
 
 # ----- scenes --------------------------------------------------------------------------
@@ -204,24 +238,26 @@ def _place(canvas, piece, gem, cutout: Cutout, rng, scale_px: float, box_list) -
 
 
 def make_scene(rng: np.random.Generator, cutouts: list[Cutout],
-               photos: list[Image.Image] | None = None, photo_share: float = 0.6) -> Scene:
+               photos: list[Image.Image | BoxedPhoto] | None = None, photo_share: float = 0.6) -> Scene:
     """One scene: 0–2 pieces (a pair for earrings-like layouts), sized from tiny to frame-filling.
 
-    Real-photo backgrounds may hold jewelry of their own that the scene's mask calls background;
-    the photos come from worn shots where a piece is a few percent of the frame, and a random
-    crop usually misses it, so this label noise is small next to what real scenery teaches.
+    A real photo given as a plain image may hold jewelry of its own that the scene's mask calls
+    background. A ``BoxedPhoto`` has every visible piece boxed by hand: those pieces join the
+    scene's mask and boxes (category unknown, stone share unknown).
     """
     width = int(rng.choice([384, 432, 512]))
     height = int(rng.choice([384, 512, 512]))
-    canvas = background(rng, height, width, photos, photo_share)
-    piece = np.zeros((height, width), np.float32)
+    scenery = background(rng, height, width, photos, photo_share)
+    canvas = scenery.pixels
+    piece = np.zeros((height, width), np.float32) if scenery.piece is None else scenery.piece
     gem = np.zeros((height, width), np.float32)
-    boxes: list[tuple[int, int, int, int]] = []
-    categories: list[str | None] = []
-    metals: list[str | None] = []
+    boxes: list[tuple[int, int, int, int]] = list(scenery.boxes)
+    categories: list[str | None] = [None] * len(boxes)
+    metals: list[str | None] = [None] * len(boxes)
     count = int(rng.choice([0, 1, 1, 1, 1, 1, 2, 2]))
     chosen = cutouts[int(rng.integers(len(cutouts)))]
-    gem_known = True
+    # The stones of hand-boxed pieces are not marked, so their scene teaches no stone mask.
+    gem_known = scenery.piece is None or not scenery.piece.any()
     for n in range(count):
         cutout = chosen if (n and rng.random() < 0.6) else cutouts[int(rng.integers(len(cutouts)))]
         gem_known &= cutout.gem is not None

@@ -10,6 +10,7 @@ once per scene (frozen tower), then the head trains on the cached maps in second
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ from .encoder import Encoder
 from .images import load_image_file
 from .labelled_data import product_of, read_worn, worn_background_split
 from .localizer import DenseHead, Localizer, letterbox_geometry
+from .photo_boxes import Box, BoxedPhoto
 
 log = logging.getLogger(__name__)
 STRIDE = 8
@@ -165,17 +167,28 @@ def evaluate_scenes(localizer: Localizer, scenes: PreparedScenes) -> dict:
             "scenes": len(scenes), "true_boxes": sum(len(b) for b in scenes.boxes)}
 
 
+def _boxes_digest(photos: list[BoxedPhoto]) -> str:
+    text = json.dumps([p.boxes for p in photos])
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def background_records(worn_root: Path | None, protected: set[str]) -> list:
     if worn_root is None or not (Path(worn_root) / "labels.csv").is_file():
         return []
     return worn_background_split(read_worn(Path(worn_root)), protected)[0]
 
 
-def background_photos(worn_root: Path | None, protected: set[str]) -> list[Image.Image]:
-    """Worn photos of the background half of the products, shrunk to at most 512 px."""
-    photos = []
+def background_photos(worn_root: Path | None, protected: set[str],
+                      boxes: dict[str, list[Box]] | None = None) -> list[Image.Image | BoxedPhoto]:
+    """Worn photos of the background half of the products, shrunk to at most 512 px. Those
+    named in ``boxes`` (hand-drawn, one entry per photo with all its pieces) come as
+    ``BoxedPhoto``, so their jewelry is labelled as jewelry rather than taken for background."""
+    photos: list[Image.Image | BoxedPhoto] = []
     for record in background_records(worn_root, protected):
         image = load_image_file(record.path).image
+        if boxes is not None and record.path.name in boxes:
+            photos.append(BoxedPhoto.shrunk(image, boxes[record.path.name]))
+            continue
         image.thumbnail((512, 512))
         photos.append(image)
     return photos
@@ -183,6 +196,7 @@ def background_photos(worn_root: Path | None, protected: set[str]) -> list[Image
 
 def train_localizer(encoder: Encoder, render_dir: Path, products_root: Path | None, out_folder: Path, *,
                     worn_root: Path | None = None, protected: set[str] = frozenset(),
+                    photo_boxes: dict[str, list[Box]] | None = None,
                     train_scenes: int = 4000, val_scenes: int = 500, epochs: int = 30, seed: int = 0,
                     cache_dir: Path | None = None, progress=print) -> dict:
     torch.manual_seed(seed)
@@ -192,12 +206,16 @@ def train_localizer(encoder: Encoder, render_dir: Path, products_root: Path | No
     if products_root is not None and Path(products_root).is_dir():
         train_cut += product_cutouts(products_root, "train")
         val_cut += product_cutouts(products_root, "val")
-    photos = background_photos(worn_root, protected)
-    progress(f"cutouts: {len(train_cut)} train, {len(val_cut)} held out; {len(photos)} real background photos")
+    photos = background_photos(worn_root, protected, photo_boxes)
+    boxed = [p for p in photos if isinstance(p, BoxedPhoto)]
+    progress(f"cutouts: {len(train_cut)} train, {len(val_cut)} held out; {len(photos)} real background photos"
+             f" ({len(boxed)} with hand-drawn boxes)")
     side = encoder.preprocess.size
-    train = _cached(cache_dir, f"train-{train_scenes}-{seed}-{len(train_cut)}-{len(photos)}-{PHOTO_SHARE}",
+    # The boxes change the scenes' targets, so cached scenes are keyed by them too.
+    labels_key = f"-boxes{_boxes_digest(boxed)}" if boxed else ""
+    train = _cached(cache_dir, f"train-{train_scenes}-{seed}-{len(train_cut)}-{len(photos)}-{PHOTO_SHARE}{labels_key}",
                     lambda: prepare_scenes(encoder, train_cut, train_scenes, seed, photos=photos))
-    val = _cached(cache_dir, f"val-{val_scenes}-{seed + 1}-{len(val_cut)}-{len(photos)}-{PHOTO_SHARE}",
+    val = _cached(cache_dir, f"val-{val_scenes}-{seed + 1}-{len(val_cut)}-{len(photos)}-{PHOTO_SHARE}{labels_key}",
                   lambda: prepare_scenes(encoder, val_cut, val_scenes, seed + 1, photos=photos))
     progress(f"scenes and maps ready in {time.time() - started:.0f} s")
 
@@ -246,6 +264,8 @@ def train_localizer(encoder: Encoder, render_dir: Path, products_root: Path | No
     final = evaluate_scenes(localizer, report)
     seen = sorted({product_of(r) for r in background_records(worn_root, protected)})
     summary = {"trained": {"scenes": len(train), "background_photos": len(photos), "photo_share": PHOTO_SHARE,
+                           "hand_boxed_background_photos": len(boxed),
+                           "hand_boxes": sum(len(p.boxes) for p in boxed),
                            "worn_products_seen": seen,
                            "held_out_scenes": len(val), "reported_on": len(report),
                            "epochs": epochs, "post_processing_grid": [list(g) for g in grid],

@@ -1,0 +1,97 @@
+"""Hand-drawn boxes: reading them, and real scenery whose boxed jewelry becomes labelled jewelry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from jewelsearch.embed.composites import Cutout, make_scene, photo_background
+from jewelsearch.embed.photo_boxes import BoxedPhoto, BoxFileError, ellipse_mask, read_boxes
+
+
+def test_read_boxes_groups_rows_by_file_name(tmp_path):
+    path = tmp_path / "boxes.csv"
+    path.write_text("path,x0,y0,x1,y1\nsub/a.jpg,1,2,30,40\na.jpg,50,50,60,70\nb.jpg,0,0,5.0,5\n")
+    assert read_boxes(path) == {"a.jpg": [(1, 2, 30, 40), (50, 50, 60, 70)], "b.jpg": [(0, 0, 5, 5)]}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("path,x0,y0,x1\na.jpg,1,2,3\n", "missing column"),
+    ("path,x0,y0,x1,y1\na.jpg,1,2,x,4\n", "line 2: coordinates must be numbers"),
+    ("path,x0,y0,x1,y1\na.jpg,1,2,30,40\na.jpg,30,2,10,40\n", "line 3: need 0 <= x0 < x1"),
+])
+def test_bad_box_files_say_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "boxes.csv"
+    path.write_text(text)
+    with pytest.raises(BoxFileError, match=message):
+        read_boxes(path)
+
+
+def test_shrunk_photo_scales_its_boxes():
+    photo = BoxedPhoto.shrunk(Image.new("RGB", (1024, 512)), [(100, 100, 300, 200), (1000, 500, 1024, 512)])
+    assert photo.image.size == (512, 256)
+    assert photo.boxes == [(50, 50, 150, 100), (500, 250, 512, 256)]
+
+
+def test_ellipse_mask_fills_the_box_centre_not_its_corners():
+    mask = ellipse_mask(50, 80, [(10, 10, 50, 30)])
+    assert mask[20, 30] == 1 and mask[10, 10] == 0 and mask[29, 49] == 0
+    assert mask[:, :10].sum() == 0 and mask[31:].sum() == 0
+    # An ellipse covers pi/4 of its box.
+    assert mask.sum() == pytest.approx(np.pi / 4 * 40 * 20, rel=0.05)
+
+
+def _photo_with_red_piece() -> BoxedPhoto:
+    image = Image.new("RGB", (300, 200), (90, 90, 90))
+    ImageDraw.Draw(image).ellipse((200, 120, 259, 159), fill=(255, 0, 0))  # a round piece, boxed tightly
+    return BoxedPhoto(image, [(200, 120, 260, 160)])
+
+
+def test_boxed_scenery_carries_its_piece_through_crop_resize_and_flip():
+    photo = _photo_with_red_piece()
+    rng = np.random.default_rng(0)
+    found = 0
+    for _ in range(40):
+        scenery = photo_background(rng, photo, 128, 160)
+        red = (scenery.pixels[..., 0] > 200) & (scenery.pixels[..., 1] < 60)
+        # Wherever the crop shows the piece, the mask says jewelry there.
+        assert scenery.piece.shape == (128, 160)
+        if red.sum() > 20:
+            assert scenery.piece[red].mean() > 0.9
+        for x0, y0, x1, y1 in scenery.boxes:
+            found += 1
+            assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 128
+            inside = red[y0:y1, x0:x1].sum()
+            assert inside >= 0.8 * red.sum() and inside >= 0.6 * (x1 - x0) * (y1 - y0)
+        if not red.any():
+            assert not scenery.boxes
+    assert found >= 10
+
+
+def test_plain_photos_keep_the_scene_as_it_was():
+    """Without boxes a real photo is scenery only, drawn from the same random stream as before."""
+    image = _photo_with_red_piece().image
+    cutout = Cutout(np.full((20, 20, 3), 200, np.uint8), np.ones((20, 20), np.float32), np.zeros((20, 20)), "ring")
+    plain = make_scene(np.random.default_rng(5), [cutout], [image], photo_share=1.0)
+    boxed = make_scene(np.random.default_rng(5), [cutout], [BoxedPhoto(image, [])], photo_share=1.0)
+    assert np.array_equal(np.asarray(plain.image), np.asarray(boxed.image))
+    assert plain.boxes == boxed.boxes and plain.gem_known
+
+
+def test_scene_on_boxed_scenery_lists_the_real_piece_without_a_category():
+    photo = _photo_with_red_piece()
+    cutout = Cutout(np.full((20, 20, 3), 200, np.uint8), np.ones((20, 20), np.float32), np.zeros((20, 20)), "ring")
+    rng = np.random.default_rng(1)
+    real = 0
+    for _ in range(30):
+        scene = make_scene(rng, [cutout], [photo], photo_share=1.0)
+        assert len(scene.boxes) == len(scene.categories) == len(scene.metals)
+        unlabelled = [c for c in scene.categories if c is None]
+        real += len(unlabelled)
+        if unlabelled:
+            # The real piece's stones are not marked, so no stone target comes from this scene.
+            assert not scene.gem_known
+        for x0, y0, x1, y1 in scene.boxes:
+            assert scene.piece[y0:y1, x0:x1].max() > 0.5
+    assert real >= 5
