@@ -95,3 +95,38 @@ def test_scene_on_boxed_scenery_lists_the_real_piece_without_a_category():
         for x0, y0, x1, y1 in scene.boxes:
             assert scene.piece[y0:y1, x0:x1].max() > 0.5
     assert real >= 5
+
+
+def test_region_evaluation_scores_the_top_box_against_hand_boxes(tmp_path, tiny_encoder):
+    """``top_box_on_a_piece`` is the share of hand-boxed photos whose most confident box (the one
+    a region query uses) is centred on a piece; box AP counts every box."""
+    from jewelsearch.embed.evaluate_regions import evaluate_regions
+    from jewelsearch.embed.labelled_data import Record
+    from jewelsearch.embed.localizer import Box, Localization
+    from jewelsearch.embed.recognize import Recognizer
+
+    class FixedLocalizer:
+        """Answers every photo with the same boxes, most confident first."""
+        def __init__(self, boxes):
+            self.boxes = boxes
+
+        def locate(self, image):
+            return Localization(self.boxes, np.zeros((4, 4)), np.zeros((4, 4)))
+
+        def usable_boxes(self, found):
+            return found.boxes
+
+    records = []
+    for n in range(4):
+        path = tmp_path / f"p{n}.png"
+        Image.new("RGB", (100, 80), (40 * n, 90, 90)).save(path)
+        records.append(Record(path, "test", {"category": "ring"}, group=f"g{n // 2}"))
+    hand = {"p0.png": [(10, 10, 30, 30)], "p1.png": [(60, 40, 90, 70)], "p2.png": [(10, 10, 30, 30)]}
+    localizer = FixedLocalizer([Box(12, 12, 30, 28, 0.9), Box(60, 40, 88, 70, 0.5)])
+    report = evaluate_regions(Recognizer(tiny_encoder), localizer, records, hand)
+    # The top box sits on the piece in p0 and p2, not in p1 (where the second box does).
+    assert report["hand_boxed"]["photos"] == 3
+    assert report["hand_boxed"]["top_box_on_a_piece"] == pytest.approx(2 / 3, abs=1e-4)
+    assert 0.5 < report["hand_boxed"]["box_ap50"] < 1
+    assert report["photos_with_a_box"] == 4
+    assert report["same_product"]["whole_to_whole"]["queries"] == 4

@@ -22,12 +22,17 @@ from .localizer import Localizer, crop
 from .recognize import Recognizer
 
 
+def _centre_inside(box, truths) -> bool:
+    cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+    return any(x0 <= cx <= x1 and y0 <= cy <= y1 for x0, y0, x1, y1 in truths)
+
+
 def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequence[Record],
                      hand_boxes: dict[str, list[tuple[int, int, int, int]]] | None = None,
                      judge: Judge | None = None) -> dict:
     """``judge`` picks the heads per photo for category accuracy (see ``judged_probabilities``)."""
     wholes, crops, found_any, predictions, truths = [], [], 0, [], []
-    locate_seconds = []
+    locate_seconds, top_box_hits = [], []
     for record in records:
         image = load_image_file(record.path).image
         started = time.perf_counter()
@@ -40,6 +45,7 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
         if hand_boxes is not None and record.path.name in hand_boxes:
             predictions.append([((b.x0, b.y0, b.x1, b.y1), b.confidence) for b in found.boxes])
             truths.append(hand_boxes[record.path.name])
+            top_box_hits.append(bool(boxes) and _centre_inside(boxes[0], truths[-1]))
     whole, whole_pooled = recognizer.embed(wholes)
     region, region_pooled = recognizer.embed(crops)
     both = region + whole
@@ -72,6 +78,8 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
             out["category"][name] = {"accuracy": result["accuracy"], "macro_recall": result["macro_recall"],
                                      "n": len(keep)}
     if truths:
+        # What a region query uses is the top box: how often it lands on a real piece.
         out["hand_boxed"] = {"photos": len(truths),
-                             "box_ap50": round(metrics.box_average_precision(predictions, truths), 4)}
+                             "box_ap50": round(metrics.box_average_precision(predictions, truths), 4),
+                             "top_box_on_a_piece": round(float(np.mean(top_box_hits)), 4)}
     return out
