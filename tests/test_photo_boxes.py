@@ -130,3 +130,76 @@ def test_region_evaluation_scores_the_top_box_against_hand_boxes(tmp_path, tiny_
     assert 0.5 < report["hand_boxed"]["box_ap50"] < 1
     assert report["photos_with_a_box"] == 4
     assert report["same_product"]["whole_to_whole"]["queries"] == 4
+
+
+def test_piece_crop_is_skipped_when_the_piece_fills_the_photo():
+    from jewelsearch.embed.localizer import Box, piece_crop
+    photo = Image.new("RGB", (400, 300))
+    assert piece_crop(photo, []) is None
+    small = piece_crop(photo, [Box(300, 200, 340, 240, 0.9), Box(0, 0, 390, 290, 0.5)])
+    assert small is not None and small.size == (52, 52)  # the most confident box, with context
+    assert piece_crop(photo, [Box(40, 20, 330, 280, 0.9)]) is None
+
+
+class _RedPieceLocalizer:
+    """Finds the red pixels: a stand-in localiser that is right by construction."""
+    def __init__(self, miss: bool = False):
+        self.miss = miss
+
+    def locate(self, image):
+        from jewelsearch.embed.localizer import Box, Localization
+        pixels = np.asarray(image).astype(int)
+        ys, xs = np.nonzero((pixels[..., 0] > 180) & (pixels[..., 1] < 80))
+        boxes = [] if not len(ys) else [Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, 0.9)]
+        if self.miss:
+            boxes = [Box(0, 0, 20, 20, 0.9)]
+        return Localization(boxes, np.zeros((4, 4)), np.zeros((4, 4)))
+
+    def usable_boxes(self, found):
+        return found.boxes
+
+
+def test_shopper_photos_paste_a_catalog_piece_and_score_both_queries(tmp_path, tiny_encoder):
+    from jewelsearch.embed.evaluate_shopper import evaluate_shopper_photos
+    paths = []
+    for n, colour in enumerate([(230, 20, 20), (200, 40, 30), (90, 90, 250)]):
+        image = Image.new("RGB", (120, 120), (255, 255, 255))
+        ImageDraw.Draw(image).ellipse((30 + n * 5, 30, 90, 90), fill=colour)
+        paths.append(tmp_path / f"c{n}.png")
+        image.save(paths[-1])
+    scenery = [Image.new("RGB", (300, 260), (60, 120, 60))]
+    report = evaluate_shopper_photos(tiny_encoder, _RedPieceLocalizer(), paths, scenery, count=12, seed=3)
+    assert report["queries"] == 12 and report["catalog_photos"] == 3 and report["pasted_pieces"] == 3
+    # The blue piece is never found by a red-finding localiser; the red ones always are.
+    assert 0 < report["top_box_on_the_piece"] < 1
+    for mode in ("whole", "region"):
+        assert 0 <= report[mode]["recall@1"] <= report[mode]["recall@10"] == 1.0  # only 3 photos
+    missed = evaluate_shopper_photos(tiny_encoder, _RedPieceLocalizer(miss=True), paths, scenery, count=12, seed=3)
+    assert missed["top_box_on_the_piece"] == 0
+
+
+def test_paste_piece_marks_the_pasted_piece():
+    from jewelsearch.embed.composites import paste_piece
+    cutout = Cutout(np.full((30, 30, 3), (250, 0, 0), np.uint8), np.ones((30, 30), np.float32), None, "ring")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        scene = paste_piece(rng, cutout, Image.new("RGB", (300, 200), (0, 90, 0)), size=(0.1, 0.2))
+        (x0, y0, x1, y1), = scene.boxes
+        pixels = np.asarray(scene.image).astype(int)
+        red = (pixels[..., 0] > 150) & (pixels[..., 1] < 60)
+        assert red[y0:y1, x0:x1].sum() >= 0.95 * red.sum() > 0
+        assert 0.08 * min(scene.image.size) <= max(x1 - x0, y1 - y0) <= 0.3 * min(scene.image.size)
+        assert scene.categories == ["ring"]
+
+
+def test_region_query_searches_the_whole_photo_when_the_piece_fills_it():
+    from jewelsearch.query_region import choose_region
+    big = Image.new("RGB", (200, 200), (255, 255, 255))
+    ImageDraw.Draw(big).ellipse((10, 10, 190, 190), fill=(230, 20, 20))
+    choice = choose_region(big, _RedPieceLocalizer())
+    assert choice.used == "whole" and choice.image is big and "fills most of the photo" in choice.note
+    assert choice.boxes  # still listed, so the page can offer the piece
+    small = Image.new("RGB", (400, 300), (60, 120, 60))
+    ImageDraw.Draw(small).ellipse((300, 200, 340, 240), fill=(230, 20, 20))
+    choice = choose_region(small, _RedPieceLocalizer())
+    assert choice.used == "box" and choice.box == [300, 200, 341, 241] and choice.image.size[0] < 100

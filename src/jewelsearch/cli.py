@@ -734,10 +734,14 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
               help="A worn/ folder with labels.csv (path, category, metal, product).")
 @click.option("--boxes", "boxes_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Optional hand-drawn boxes: CSV with path, x0, y0, x1, y1 (one row per piece).")
+@click.option("--catalog", "catalog_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Optional products/ folder: its val photos become a clean catalog, and pieces cut from them "
+                   "are pasted onto the judged worn photos as shopper photos with a known answer.")
+@click.option("--shopper-photos", default=200, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/eval/regions.json"),
               show_default=True)
 @click.pass_obj
-def eval_regions(obj: Context, worn_root, boxes_csv, out):
+def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photos, out):
     """Whole-photo vs. detected-piece search and recognition on worn photos, side by side."""
     from .embed import load_encoder
     from .embed.evaluate_regions import evaluate_regions
@@ -758,6 +762,14 @@ def eval_regions(obj: Context, worn_root, boxes_csv, out):
     judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
     report = evaluate_regions(Recognizer(encoder, heads), localizer, records, hand, judge=judge)
     report["localizer"] = localizer.config.get("held_out")
+    if catalog_root is not None:
+        from .embed.evaluate_shopper import evaluate_shopper_photos
+        from .embed.images import load_image_file
+        catalog = sorted(p for p in (Path(catalog_root) / "val").glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not catalog:
+            fail(f"{catalog_root}/val holds no photos")
+        scenery = [load_image_file(r.path).image for r in records]
+        report["shopper_photos"] = evaluate_shopper_photos(encoder, localizer, catalog, scenery, count=shopper_photos)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     click.echo(json.dumps(report, indent=2))

@@ -3,7 +3,8 @@
 A ring is a few percent of a photo of a hand; embedding the whole photo matches the
 sleeve. With a localiser, image queries use the most confident detected piece (cropped
 from the full-resolution photo, so a small piece gets the encoder's whole input) and fall
-back to the whole image, with a note saying why, when nothing is found.
+back to the whole image, with a note saying why, when nothing is found or when the piece
+already fills the photo.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from .embed.localizer import Localization, Localizer, crop
+from .embed.localizer import Localization, Localizer, crop, piece_crop
 from .embed.recognize import SUBJECTS
 from .errors import InvalidInput
 
@@ -90,6 +91,10 @@ def choose_region(image: Image.Image, localizer: Localizer | None, *, region: st
     if not boxes:
         return RegionChoice(image, "whole", boxes=listed, localization=found,
                             note="no piece found with confidence; searched the whole image")
-    best = boxes[0]
-    return RegionChoice(crop(image, best), "box", listed[0]["box"], listed, localization=found,
+    piece = piece_crop(image, boxes)
+    if piece is None:
+        return RegionChoice(image, "whole", boxes=listed, localization=found,
+                            note="the piece fills most of the photo; searched the whole image "
+                                 "(pass box=… to search the piece alone)")
+    return RegionChoice(piece, "box", listed[0]["box"], listed, localization=found,
                         note="searched the most confident piece; pass box=… to use another, region=whole for all")

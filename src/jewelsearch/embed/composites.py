@@ -276,3 +276,20 @@ def make_scene(rng: np.random.Generator, cutouts: list[Cutout],
         image.save(buffer, "JPEG", quality=int(rng.integers(35, 95)))
         image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     return Scene(image, piece, gem, gem_known, boxes, categories, metals)
+
+
+def paste_piece(rng: np.random.Generator, cutout: Cutout, scenery: Image.Image,
+                size: tuple[float, float] = (0.1, 0.3)) -> Scene | None:
+    """One known piece pasted onto a crop of a real photo, its long side a log-uniform share
+    (``size``) of the scene's short side; None when it did not fit. A shopper's photo with a
+    known answer: the scenery keeps whatever jewelry it had, as a real one would."""
+    width, height = int(rng.choice([384, 432, 512])), int(rng.choice([384, 512]))
+    canvas = photo_background(rng, scenery, height, width).pixels
+    piece = np.zeros((height, width), np.float32)
+    boxes: list[tuple[int, int, int, int]] = []
+    scale = float(np.exp(rng.uniform(np.log(size[0]), np.log(size[1])))) * min(width, height)
+    _place(canvas, piece, np.zeros_like(piece), cutout, rng, scale, boxes)
+    if not boxes:
+        return None
+    image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    return Scene(image, piece, np.zeros_like(piece), False, boxes, [cutout.category], [cutout.metal])

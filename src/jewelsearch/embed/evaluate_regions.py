@@ -1,10 +1,10 @@
 """Whole photo vs. detected piece, side by side, on photos of jewelry being worn.
 
 For every worn photo the localiser picks its most confident piece (the same rule image
-queries use); the photo is then embedded whole and as that crop. Measured both ways:
+queries use, ``localizer.piece_crop``); the photo is then embedded whole and as that crop. Measured both ways:
 same-product retrieval (one photo of a product queries the others) and category accuracy
-from the trained heads. A photo with no usable box falls back to the whole image, exactly
-as a query would, so the region numbers include the localiser's misses.
+from the trained heads. A photo with no usable box, or whose piece fills it, falls back to the whole
+image, exactly as a query would, so the region numbers include the localiser's misses.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from . import metrics
 from .evaluate import CATEGORY_EQUIVALENT, Judge, judged_probabilities
 from .images import load_image_file
 from .labelled_data import Record
-from .localizer import Localizer, crop
+from .localizer import Localizer, piece_crop
 from .recognize import Recognizer
 
 
@@ -41,7 +41,8 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
         boxes = localizer.usable_boxes(found)
         found_any += bool(boxes)
         wholes.append(image)
-        crops.append(crop(image, boxes[0]) if boxes else image)
+        piece = piece_crop(image, boxes)
+        crops.append(image if piece is None else piece)
         if hand_boxes is not None and record.path.name in hand_boxes:
             predictions.append([((b.x0, b.y0, b.x1, b.y1), b.confidence) for b in found.boxes])
             truths.append(hand_boxes[record.path.name])

@@ -189,3 +189,19 @@ def crop(image: Image.Image, box: Box | tuple[int, int, int, int], padding: floa
     left = int(max(0, min(image.width - side, cx - side / 2)))
     top = int(max(0, min(image.height - side, cy - side / 2)))
     return image.crop((left, top, min(image.width, left + side), min(image.height, top + side)))
+
+
+# A detected piece whose crop would cover at least this share of the photo already fills it (a
+# catalog-style shot): cropping gains nothing and loses the framing the catalog's photos share.
+FILLS_PHOTO = 0.5
+
+
+def piece_crop(image: Image.Image, boxes: list[Box]) -> Image.Image | None:
+    """What a region query searches: the most confident usable box with context (``boxes`` as
+    ``usable_boxes`` orders them); None when there is none or the piece already fills the photo."""
+    if not boxes:
+        return None
+    piece = crop(image, boxes[0])
+    if piece.width * piece.height >= FILLS_PHOTO * image.width * image.height:
+        return None
+    return piece
