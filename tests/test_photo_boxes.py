@@ -172,7 +172,8 @@ def test_shopper_photos_paste_a_catalog_piece_and_score_both_queries(tmp_path, t
     assert report["queries"] == 12 and report["catalog_photos"] == 3 and report["pasted_pieces"] == 3
     # The blue piece is never found by a red-finding localiser; the red ones always are.
     assert 0 < report["top_box_on_the_piece"] < 1
-    for mode in ("whole", "region"):
+    assert report["piece_among_the_boxes"] == report["top_box_on_the_piece"]  # one box at most
+    for mode in ("whole", "region", "box_picked_by_the_shopper"):
         assert 0 <= report[mode]["recall@1"] <= report[mode]["recall@10"] == 1.0  # only 3 photos
     missed = evaluate_shopper_photos(tiny_encoder, _RedPieceLocalizer(miss=True), paths, scenery, count=12, seed=3)
     assert missed["top_box_on_the_piece"] == 0
