@@ -3,7 +3,9 @@
 A shopper's photo is a small piece on skin, fabric or hair. We have exact masks for studio
 renders (metal and gem separately) and can cut real product photos out of their white
 sweep; pasting either at a random size and place onto procedural skin / fabric / hair /
-outdoor backgrounds gives a scene whose piece mask is known exactly.
+outdoor backgrounds gives a scene whose piece mask is known exactly. Real photos used as
+scenery bring their own jewelry: where it is boxed by hand (``BoxedPhoto``) it is labelled
+too, with the box's ellipse as an approximate mask.
 """
 
 from __future__ import annotations
