@@ -204,3 +204,33 @@ def test_region_query_searches_the_whole_photo_when_the_piece_fills_it():
     ImageDraw.Draw(small).ellipse((300, 200, 340, 240), fill=(230, 20, 20))
     choice = choose_region(small, _RedPieceLocalizer())
     assert choice.used == "box" and choice.box == [300, 200, 341, 241] and choice.image.size[0] < 100
+
+
+@pytest.mark.parametrize("text, message", [
+    ("path,x0,y0,x1,y1\na.jpg,5,5,2,9\n", "need 0 <= x0 < x1"),
+    ("name,left\na.jpg,1\n", "missing column"),
+])
+def test_train_localizer_rejects_a_bad_boxes_file_before_any_work(tmp_path, tiny_model_dir, text, message):
+    from click.testing import CliRunner
+    from jewelsearch.cli import main
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(text)
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir),
+                                       "train-localizer", "--renders", str(renders), "--boxes", str(boxes)])
+    assert result.exit_code != 0 and message in result.output
+    assert not list(tiny_model_dir.glob("localizer*"))  # nothing written
+
+
+def test_train_localizer_refuses_boxes_on_protected_photos(tmp_path, tiny_model_dir):
+    from click.testing import CliRunner
+    from jewelsearch.cli import main
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    (tmp_path / "boxes.csv").write_text("path,x0,y0,x1,y1\nheld-out.jpg,1,1,9,9\n")
+    (tmp_path / "protect.csv").write_text("path,x0,y0,x1,y1\nheld-out.jpg,2,2,8,8\n")
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir),
+                                       "train-localizer", "--renders", str(renders), "--boxes",
+                                       str(tmp_path / "boxes.csv"), "--protect", str(tmp_path / "protect.csv")])
+    assert result.exit_code != 0 and "held-out.jpg" in result.output and "--protect" in result.output
