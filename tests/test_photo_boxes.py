@@ -234,3 +234,11 @@ def test_train_localizer_refuses_boxes_on_protected_photos(tmp_path, tiny_model_
                                        "train-localizer", "--renders", str(renders), "--boxes",
                                        str(tmp_path / "boxes.csv"), "--protect", str(tmp_path / "protect.csv")])
     assert result.exit_code != 0 and "held-out.jpg" in result.output and "--protect" in result.output
+
+
+def test_shopper_photos_need_a_plain_sweep_catalog_and_scenery(tmp_path, tiny_encoder):
+    from jewelsearch.embed.evaluate_shopper import evaluate_shopper_photos
+    busy = tmp_path / "busy.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(busy)
+    with pytest.raises(ValueError, match="plain sweep"):
+        evaluate_shopper_photos(tiny_encoder, _RedPieceLocalizer(), [busy], [Image.new("RGB", (50, 50))])

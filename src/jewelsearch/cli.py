@@ -769,7 +769,11 @@ def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photo
         if not catalog:
             fail(f"{catalog_root}/val holds no photos")
         scenery = [load_image_file(r.path).image for r in records]
-        report["shopper_photos"] = evaluate_shopper_photos(encoder, localizer, catalog, scenery, count=shopper_photos)
+        try:
+            report["shopper_photos"] = evaluate_shopper_photos(encoder, localizer, catalog, scenery,
+                                                               count=shopper_photos)
+        except ValueError as exc:
+            fail(str(exc))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     click.echo(json.dumps(report, indent=2))
