@@ -332,3 +332,21 @@ def test_ingest_fills_attributes_with_the_context_heads(default_service):
         assert predicted["p"] == pytest.approx(float(expected.max()), abs=1e-3)
     finally:
         default_service.delete_item(added.item_id)
+
+
+@pytest.mark.slow
+def test_whole_photo_fallback_reuses_the_locate_pass(default_service):
+    """When nothing is found, the whole photo's embedding comes from the pass that looked for a
+    piece; it must be the embedding a second pass would give."""
+    from jewelsearch.query_region import choose_region
+    image = Image.new("RGB", (300, 200), (128, 128, 128))
+    choice = choose_region(image, default_service.localizer)
+    assert choice.used == "whole" and choice.localization.embedding is not None
+
+    class NoEncoder:
+        def encode_images(self, images):
+            raise AssertionError("a second tower pass")
+    reused = choice.embed(NoEncoder())
+    fresh = default_service.encoder.encode_images([image])[0]
+    assert reused.shape == fresh.shape and float(reused @ fresh) > 0.9999
+    assert abs(float(np.linalg.norm(reused)) - 1) < 1e-5

@@ -35,6 +35,9 @@ class RegionChoice:
                 "image_size": list(image_size)}
 
     def embed(self, encoder) -> np.ndarray:
+        """The searched image's unit embedding; for the whole photo, the one its locate pass made."""
+        if self.used == "whole" and self.localization is not None and self.localization.embedding is not None:
+            return self.localization.embedding
         return encoder.encode_images([self.image])[0]
 
 

@@ -68,6 +68,9 @@ class Localization:
     piece: np.ndarray           # probability a pixel is jewelry
     stone: np.ndarray           # probability a jewelry pixel is stone (not metal)
     notes: list[str] = field(default_factory=list)
+    # The whole photo's unit embedding, from the same tower pass (``locate``): a query that falls
+    # back to the whole photo needs no second pass.
+    embedding: np.ndarray | None = None
 
     def masks(self, threshold: float = 0.5) -> np.ndarray:
         """0 background, 1 metal, 2 stone — at map resolution."""
@@ -112,21 +115,29 @@ class Localizer:
                   str(folder / WEIGHTS_FILE))
         (folder / CONFIG_FILE).write_text(json.dumps(dict(self.config, **(summary or {})), indent=2) + "\n")
 
-    @torch.inference_mode()
     def dense_maps(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Piece and stone probabilities on the letterboxed square grid (N×S×S, stride 8)."""
+        piece, stone, _ = self._pass(images)
+        return piece, stone
+
+    @torch.inference_mode()
+    def _pass(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The maps and the images' unit embeddings (as ``encode_images``), from one tower pass."""
         batch = torch.stack([self.encoder.preprocess(im) for im in images])
         batch = batch.contiguous(memory_format=torch.channels_last)
-        logits = self.head(tower_pass(self.encoder.model.visual, batch).taps)
-        probs = torch.sigmoid(logits).numpy()
-        return probs[:, 0], probs[:, 1]
+        result = tower_pass(self.encoder.model.visual, batch)
+        probs = torch.sigmoid(self.head(result.taps)).numpy()
+        embeddings = F.normalize(result.embedding.float(), dim=-1).numpy()
+        return probs[:, 0], probs[:, 1], embeddings
 
     def usable_boxes(self, found: Localization) -> list[Box]:
         return [b for b in found.boxes if max(b.x1 - b.x0, b.y1 - b.y0) >= MIN_BOX_SIDE]
 
     def locate(self, image: Image.Image, max_boxes: int = 5) -> Localization:
-        piece_grid, stone_grid = (m[0] for m in self.dense_maps([image]))
-        return self.from_maps(image.size, piece_grid, stone_grid, max_boxes)
+        piece_grid, stone_grid, embeddings = (m[0] for m in self._pass([image]))
+        found = self.from_maps(image.size, piece_grid, stone_grid, max_boxes)
+        found.embedding = embeddings
+        return found
 
     def from_maps(self, image_size: tuple[int, int], piece_grid: np.ndarray, stone_grid: np.ndarray,
                   max_boxes: int = 5) -> Localization:
