@@ -350,3 +350,46 @@ def test_whole_photo_fallback_reuses_the_locate_pass(default_service):
     fresh = default_service.encoder.encode_images([image])[0]
     assert reused.shape == fresh.shape and float(reused @ fresh) > 0.9999
     assert abs(float(np.linalg.norm(reused)) - 1) < 1e-5
+
+
+@pytest.mark.slow
+def test_folding_batch_norm_keeps_embeddings_maps_and_gradients():
+    """Serving folds the tower's batch norms into its convolutions: the embeddings, the maps the
+    localiser and the context heads read, and Grad-CAM's gradients must stay what they were."""
+    import torch
+    from jewelsearch.demo_catalog import demo_dir, demo_items
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.embed.dense_features import tower_pass
+    from jewelsearch.embed.fold_batch_norm import fold_batch_norm
+    encoder = load_encoder("jewelclip-lite0")
+    photos = [Image.open(io.BytesIO(item.image_bytes)).convert("RGB") for item in demo_items(demo_dir())[:6]]
+    batch = torch.stack([encoder.preprocess(p) for p in photos]).contiguous(memory_format=torch.channels_last)
+
+    def maps_and_gradient():
+        with torch.inference_mode():
+            maps = [m.clone() for m in tower_pass(encoder.model.visual, batch).taps]
+        with torch.enable_grad():
+            result = tower_pass(encoder.model.visual, batch[:1])
+            result.last_map.retain_grad()
+            result.embedding.sum().backward()
+        return maps, result.last_map.grad.clone()
+    before = encoder.encode_images(photos)
+    maps_before, grad_before = maps_and_gradient()
+    assert fold_batch_norm(encoder.model.visual)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.model.visual.modules())
+    after = encoder.encode_images(photos)
+    maps_after, grad_after = maps_and_gradient()
+    assert float((before * after).sum(1).min()) > 0.99999
+    for a, b in zip(maps_before, maps_after):
+        assert float((a - b).abs().max()) < 1e-3 * float(a.abs().max())
+    assert torch.allclose(grad_before, grad_after, rtol=1e-3, atol=1e-6)
+    assert not fold_batch_norm(encoder.model.visual)  # nothing left to fold
+
+
+def test_folding_leaves_unknown_towers_alone(tiny_encoder):
+    import torch
+    from jewelsearch.embed.fold_batch_norm import fold_batch_norm
+    state = {k: v.clone() for k, v in tiny_encoder.model.visual.state_dict().items()}
+    assert not fold_batch_norm(tiny_encoder.model.visual)
+    assert state.keys() == tiny_encoder.model.visual.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in tiny_encoder.model.visual.state_dict().items())
