@@ -22,11 +22,6 @@ from .localizer import Localizer, piece_crop
 from .recognize import Recognizer
 
 
-def _centre_inside(box, truths) -> bool:
-    cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
-    return any(x0 <= cx <= x1 and y0 <= cy <= y1 for x0, y0, x1, y1 in truths)
-
-
 def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequence[Record],
                      hand_boxes: dict[str, list[tuple[int, int, int, int]]] | None = None,
                      judge: Judge | None = None) -> dict:
@@ -46,7 +41,7 @@ def evaluate_regions(recognizer: Recognizer, localizer: Localizer, records: Sequ
         if hand_boxes is not None and record.path.name in hand_boxes:
             predictions.append([((b.x0, b.y0, b.x1, b.y1), b.confidence) for b in found.boxes])
             truths.append(hand_boxes[record.path.name])
-            top_box_hits.append(bool(boxes) and _centre_inside(boxes[0], truths[-1]))
+            top_box_hits.append(bool(boxes) and any(boxes[0].centre_inside(t) for t in truths[-1]))
     whole, whole_pooled = recognizer.embed(wholes)
     region, region_pooled = recognizer.embed(crops)
     both = region + whole

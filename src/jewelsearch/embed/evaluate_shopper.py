@@ -56,9 +56,9 @@ def evaluate_shopper_photos(encoder: Encoder, localizer: Localizer, catalog_path
         boxes = localizer.usable_boxes(localizer.locate(image))
         piece = piece_crop(image, boxes)
         crops.append(image if piece is None else piece)
-        on_piece.append(bool(boxes) and _centre_inside(boxes[0], truth))
+        on_piece.append(bool(boxes) and boxes[0].centre_inside(truth))
         # A photo can show several pieces; the page lists every box so the shopper can pick theirs.
-        mine = next((b for b in boxes if _centre_inside(b, truth)), None)
+        mine = next((b for b in boxes if b.centre_inside(truth)), None)
         listed.append(mine is not None)
         picked.append(crop(image, mine) if mine is not None else crops[-1])
     gallery = encoder.encode_images(catalog)
@@ -71,9 +71,3 @@ def evaluate_shopper_photos(encoder: Encoder, localizer: Localizer, catalog_path
             "whole": _rank_recall(whole, gallery, answers), "region": _rank_recall(region, gallery, answers),
             "region_plus_whole": _rank_recall(both, gallery, answers),
             "box_picked_by_the_shopper": _rank_recall(chosen, gallery, answers)}
-
-
-def _centre_inside(box, truth) -> bool:
-    x0, y0, x1, y1 = truth
-    cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
-    return x0 <= cx <= x1 and y0 <= cy <= y1

@@ -60,6 +60,12 @@ class Box:
     def as_dict(self) -> dict:
         return {"box": [self.x0, self.y0, self.x1, self.y1], "confidence": round(self.confidence, 4)}
 
+    def centre_inside(self, rect: tuple[int, int, int, int]) -> bool:
+        """Whether this box's centre lies in ``rect`` (x0, y0, x1, y1): it points at that piece."""
+        x0, y0, x1, y1 = rect
+        cx, cy = (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
+        return x0 <= cx <= x1 and y0 <= cy <= y1
+
 
 @dataclass
 class Localization:
@@ -115,14 +121,10 @@ class Localizer:
                   str(folder / WEIGHTS_FILE))
         (folder / CONFIG_FILE).write_text(json.dumps(dict(self.config, **(summary or {})), indent=2) + "\n")
 
-    def dense_maps(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-        """Piece and stone probabilities on the letterboxed square grid (N×S×S, stride 8)."""
-        piece, stone, _ = self._pass(images)
-        return piece, stone
-
     @torch.inference_mode()
     def _pass(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The maps and the images' unit embeddings (as ``encode_images``), from one tower pass."""
+        """Piece and stone probabilities on the letterboxed square grid (N×S×S, stride 8) and the
+        images' unit embeddings (as ``encode_images``), from one tower pass."""
         batch = torch.stack([self.encoder.preprocess(im) for im in images])
         batch = batch.contiguous(memory_format=torch.channels_last)
         result = tower_pass(self.encoder.model.visual, batch)
