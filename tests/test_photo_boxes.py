@@ -242,3 +242,15 @@ def test_shopper_photos_need_a_plain_sweep_catalog_and_scenery(tmp_path, tiny_en
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(busy)
     with pytest.raises(ValueError, match="plain sweep"):
         evaluate_shopper_photos(tiny_encoder, _RedPieceLocalizer(), [busy], [Image.new("RGB", (50, 50))])
+
+
+def test_train_localizer_needs_a_path_column_to_protect(tmp_path, tiny_model_dir):
+    from click.testing import CliRunner
+    from jewelsearch.cli import main
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    (tmp_path / "protect.csv").write_text("name\nheld-out.jpg\n")
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir),
+                                       "train-localizer", "--renders", str(renders),
+                                       "--protect", str(tmp_path / "protect.csv")])
+    assert result.exit_code != 0 and "needs a path column" in result.output

@@ -440,6 +440,15 @@ def _hand_boxes(csv_path: Path) -> dict[str, list]:
         fail(str(exc))
 
 
+def _protected_photos(csv_path: Path) -> set[str]:
+    """File names in a CSV's path column (e.g. hand-boxed validation photos) that training leaves out."""
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if "path" not in (reader.fieldnames or []):
+            fail(f"{csv_path}: needs a path column")
+        return {row["path"] for row in reader}
+
+
 @main.command("train-localizer")
 @click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="A `studio render` folder (images, masks, labels.jsonl).")
@@ -467,11 +476,7 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     if encoder.folder is None:
         fail("the localiser is stored in a model folder; pass --model with one")
-    import csv
-    protected: set[str] = set()
-    if protect_csv:
-        with open(protect_csv, newline="") as fh:
-            protected = {row["path"] for row in csv.DictReader(fh)}
+    protected = _protected_photos(protect_csv) if protect_csv else set()
     photo_boxes = _hand_boxes(boxes_csv) if boxes_csv else None
     if photo_boxes is not None and protected & set(photo_boxes):
         fail("--boxes names photos that --protect keeps out of training: "
@@ -508,7 +513,6 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
 def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, worn_views,
                                shop_views, folds, seed, rows_cache):
     """Refit the category and metal heads on shop photos, worn photos and pieces cropped from busy scenes."""
-    import csv
     from .embed import load_encoder
     from .embed.composites import render_cutouts
     from .embed.heads import AttributeHeads
@@ -519,10 +523,7 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     if heads is None:
         fail("the model folder has no attribute heads to refit")
-    protected: set[str] = set()
-    if protect_csv:
-        with open(protect_csv, newline="") as fh:
-            protected = {row["path"] for row in csv.DictReader(fh)}
+    protected = _protected_photos(protect_csv) if protect_csv else set()
     worn = []
     if worn_root is not None:
         from .embed.labelled_data import read_worn
