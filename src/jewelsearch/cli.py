@@ -624,6 +624,66 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
     click.echo(f"stone heads kept: {', '.join(summary['kept']) or 'none'}; written to {encoder.folder}")
 
 
+@main.command("tune-robust")
+@click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="products/ folder; its train split is used.")
+@click.option("--gemstones", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="gemstones/ folder; its train split is used.")
+@click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Studio renders (labels.jsonl); the localiser's held-out ones stay out.")
+@click.option("--views", default=3, show_default=True, type=click.IntRange(1, 10),
+              help="Degraded copies of each photo (one random photo-quality loss each).")
+@click.option("--epochs", default=6, show_default=True, type=click.IntRange(1, 100))
+@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(1e-7, 1e-1))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the distillation set and a per-epoch checkpoint here, so a rerun resumes.")
+@click.pass_obj
+def tune_robust_command(obj: Context, products, gemstones, renders, views, epochs, lr, seed, work):
+    """Fine-tune the image tower's top so degraded photos give the clean photo's features (in place)."""
+    from .embed import load_encoder
+    from .embed.gem_features import tower_fingerprint
+    from .embed.images import load_image_file
+    from .embed.labelled_data import read_gemstones, read_products, read_renders
+    from .embed.model_folder import WEIGHTS_FILE
+    from .embed.robust_tuning import DistillationSet, distillation_set, supports_robust_tuning, \
+        tune_top, tuned_parameter_names
+    from .embed.train_localizer import held_out_render
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    if encoder.folder is None or not supports_robust_tuning(encoder.model.visual):
+        fail("tune-robust needs a jewelsearch model folder with an EfficientNet-style image tower")
+    records = [r for r in read_products(products) + read_gemstones(gemstones) if r.split == "train"]
+    if renders is not None:
+        records += [r for r in read_renders(renders, held_out=held_out_render) if r.split == "train"]
+    paths = sorted(str(r.path) for r in records)
+    recipe = {"tower": tower_fingerprint(encoder), "paths": paths, "views": views, "seed": seed}
+    cache = Path(work) / "distillation.pt" if work else None
+    data = DistillationSet.load(cache, recipe) if cache else None
+    if data is not None:
+        click.echo(f"reusing the distillation set in {cache}")
+    else:
+        data = distillation_set(encoder, paths, lambda p: load_image_file(Path(p)).image, views=views, seed=seed,
+                                progress=click.echo)
+        if cache:
+            data.save(cache, recipe)
+    # The checkpoint belongs to this distillation set and these options only.
+    checkpoint = Path(work) / f"tuning-{recipe['tower']}-{epochs}-{lr}-{seed}.pt" if work else None
+    summary = tune_top(encoder, data, epochs=epochs, lr=lr, seed=seed, checkpoint=checkpoint, progress=click.echo)
+    weights_path = encoder.folder / WEIGHTS_FILE
+    from safetensors.torch import load_file, save_file
+    stored = load_file(str(weights_path)) if weights_path.is_file() else {}
+    state = encoder.model.state_dict()
+    for name in tuned_parameter_names(encoder.model):
+        stored[name] = state[name].detach().cpu().contiguous()  # float32: the maps must match to 1e-6
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    save_file(stored, str(tmp))
+    tmp.replace(weights_path)
+    summary["paths"] = len(paths)
+    (encoder.folder / "robust_tuning.json").write_text(json.dumps(summary, indent=2) + "\n")
+    click.echo(json.dumps({k: summary[k] for k in ("before", "after")}, indent=2))
+    click.echo(f"tuned tower written to {weights_path}")
+
+
 @main.command("train-gem-head")
 @click.option("--gemstones", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="gemstones/ folder (class subfolders); its train split is used, val stays for evaluation.")

@@ -112,3 +112,33 @@ def degrade(image: Image.Image, kind: str) -> Image.Image:
 
 
 DEGRADATIONS = ("blur", "noise", "downscale64", "jpeg20", "underexposed", "overexposed")
+
+
+def photometric_loss(image: Image.Image, rng: random.Random) -> tuple[Image.Image, str]:
+    """One photo-quality loss at a random strength, and its name; the geometry is kept, so the
+    result lines up pixel for pixel with the original once both are resized (self-distillation
+    compares their feature maps place by place). The strengths bracket, rather than equal, the
+    robustness evaluation's ``degrade``: blur σ 0.8–3, noise σ 6–24, a 40–128 px original,
+    JPEG quality 10–40, exposure ×0.4–0.7 or ×1.3–1.9. Never hue."""
+    image = image.convert("RGB")
+    kind = rng.choice(("blur", "noise", "small", "jpeg", "exposure"))
+    if kind == "blur":
+        return image.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 3.0))), kind
+    if kind == "noise":
+        array = np.asarray(image, dtype=np.float32)
+        noise = np.random.default_rng(rng.randrange(1 << 30)).normal(0, rng.uniform(6, 24), array.shape)
+        return Image.fromarray(np.clip(array + noise, 0, 255).astype(np.uint8)), kind
+    if kind == "small":
+        side = rng.randint(40, 128)
+        small = image.copy()
+        small.thumbnail((side, side), Image.BILINEAR)
+        return small.resize(image.size, Image.BILINEAR), kind
+    if kind == "jpeg":
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=rng.randint(10, 40))
+        return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), kind
+    factor = rng.uniform(0.4, 0.7) if rng.random() < 0.5 else rng.uniform(1.3, 1.9)
+    return ImageEnhance.Brightness(image).enhance(factor), kind
+
+
+PHOTOMETRIC_LOSSES = ("blur", "noise", "small", "jpeg", "exposure")

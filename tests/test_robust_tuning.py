@@ -1,0 +1,97 @@
+"""Self-distillation of the image tower's top against photo-quality losses."""
+
+import colorsys
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jewelsearch.embed.augment import PHOTOMETRIC_LOSSES, photometric_loss
+
+
+def _photo(seed: int = 0) -> Image.Image:
+    """A saturated blue stone on a grey ground, with some texture."""
+    rng = np.random.default_rng(seed)
+    array = np.full((96, 128, 3), 150, np.uint8)
+    array[30:66, 44:84] = (40, 60, 150)
+    array = np.clip(array.astype(int) + rng.integers(-8, 8, array.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def test_photometric_losses_keep_geometry_and_hue():
+    photo = _photo()
+    seen = set()
+    rng = random.Random(0)
+    for _ in range(60):
+        degraded, kind = photometric_loss(photo, rng)
+        seen.add(kind)
+        assert degraded.size == photo.size and degraded.mode == "RGB"
+        r, g, b = np.asarray(degraded, np.float32)[40:56, 54:74].reshape(-1, 3).mean(0) / 255
+        hue = colorsys.rgb_to_hsv(r, g, b)[0]
+        assert abs(hue - colorsys.rgb_to_hsv(40 / 255, 60 / 255, 150 / 255)[0]) < 0.03, kind  # still blue
+    assert seen == set(PHOTOMETRIC_LOSSES)
+
+
+def test_tiny_towers_are_refused(tiny_encoder, tmp_path):
+    from click.testing import CliRunner
+
+    from jewelsearch.cli import main
+    from jewelsearch.embed.robust_tuning import supports_robust_tuning
+    assert not supports_robust_tuning(tiny_encoder.model.visual)
+    (tmp_path / "products").mkdir()
+    (tmp_path / "gems").mkdir()
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_encoder.folder),
+                                       "tune-robust", "--products", str(tmp_path / "products"),
+                                       "--gemstones", str(tmp_path / "gems")])
+    assert result.exit_code != 0 and "EfficientNet-style" in result.output
+
+
+@pytest.mark.slow
+def test_tuning_pulls_degraded_views_to_the_clean_maps_and_touches_only_the_top(tmp_path):
+    from jewelsearch.demo_catalog import demo_dir, demo_items
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.embed.dense_features import tower_pass
+    from jewelsearch.embed.robust_tuning import (DistillationSet, distillation_set, tune_top,
+                                                 tuned_parameter_names)
+    import io
+    encoder = load_encoder("jewelclip-lite0")
+    items = demo_items(demo_dir())[:10]
+    photos = {f"demo/{i}": Image.open(io.BytesIO(item.image_bytes)).convert("RGB") for i, item in enumerate(items)}
+    # Held out: mirror images of four training photos, so ten photos are enough to generalise to them.
+    photos.update({f"mirror/{i}": photos[f"demo/{i}"].transpose(Image.FLIP_LEFT_RIGHT) for i in range(4)})
+    paths = sorted(photos)
+    data = distillation_set(encoder, paths, photos.__getitem__, views=2, progress=lambda *_: None)
+    assert len(data.owner) == 3 * len(paths) and (data.kind == 0).sum() == len(paths)
+    data.held_out = torch.tensor([p.startswith("mirror/") for p in paths])
+    before = {name: t.clone() for name, t in encoder.model.state_dict().items()}
+    summary = tune_top(encoder, data, epochs=3, batch_size=8, lr=3e-5, patience=10, progress=lambda *_: None)
+    # Before tuning the clean photos reproduce their targets (up to float16 storage); degraded ones do not.
+    assert summary["before"]["held_out_clean_loss"] < 1e-3 < summary["before"]["held_out_loss"]
+    assert summary["history"][-1]["train_loss"] < summary["history"][0]["train_loss"]
+    # The best epoch is kept: degraded held-out views closer to their clean maps than before.
+    assert summary["after"]["epoch"] > 0 and summary["after"]["held_out_loss"] < summary["before"]["held_out_loss"]
+    after_cosine, before_cosine = summary["after"]["embedding_cosine"], summary["before"]["embedding_cosine"]
+    degraded = [kind for kind in after_cosine if kind != "clean"]
+    assert np.mean([after_cosine[k] for k in degraded]) > np.mean([before_cosine[k] for k in degraded])
+    tuned = set(tuned_parameter_names(encoder.model))
+    assert tuned and all(n.startswith(("visual.trunk.blocks.5.", "visual.trunk.blocks.6.",
+                                       "visual.trunk.conv_head.", "visual.trunk.bn2.")) for n in tuned)
+    after = encoder.model.state_dict()
+    changed = {n for n in after if not torch.equal(before[n], after[n])}
+    assert changed and changed <= tuned  # the frozen blocks and both projections did not move
+    assert not any(p.requires_grad for p in encoder.model.visual.parameters())
+    # The stride-8 and stride-16 maps (the localiser's) are the unchanged tower's.
+    batch = torch.stack([encoder.preprocess(photos[p]) for p in paths[:2]])
+    with torch.inference_mode():
+        taps = tower_pass(encoder.model.visual, batch).taps
+    encoder.model.load_state_dict(before)
+    with torch.inference_mode():
+        original = tower_pass(encoder.model.visual, batch).taps
+    assert torch.equal(taps[0], original[0]) and torch.equal(taps[1], original[1])
+    # The set survives a save and is only reused for the same recipe.
+    data.save(tmp_path / "set.pt", {"views": 2})
+    assert DistillationSet.load(tmp_path / "set.pt", {"views": 3}) is None
+    again = DistillationSet.load(tmp_path / "set.pt", {"views": 2})
+    assert torch.equal(again.fronts, data.fronts) and torch.equal(again.held_out, data.held_out)
