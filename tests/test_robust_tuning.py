@@ -64,6 +64,11 @@ def test_tuning_pulls_degraded_views_to_the_clean_maps_and_touches_only_the_top(
     paths = sorted(photos)
     data = distillation_set(encoder, paths, photos.__getitem__, views=2, progress=lambda *_: None)
     assert len(data.owner) == 3 * len(paths) and (data.kind == 0).sum() == len(paths)
+    # Each photo draws its own degradations: a smaller set holds the same views of its photos.
+    subset = distillation_set(encoder, paths[3:5], photos.__getitem__, views=2, progress=lambda *_: None)
+    assert torch.allclose(subset.fronts.float(), data.fronts[torch.isin(data.owner, torch.tensor([3, 4]))].float(),
+                          rtol=1e-2, atol=1e-2)
+    assert torch.equal(subset.kind, data.kind[torch.isin(data.owner, torch.tensor([3, 4]))])
     data.held_out = torch.tensor([p.startswith("mirror/") for p in paths])
     before = {name: t.clone() for name, t in encoder.model.state_dict().items()}
     summary = tune_top(encoder, data, epochs=3, batch_size=8, lr=3e-5, patience=10, progress=lambda *_: None)
@@ -95,3 +100,53 @@ def test_tuning_pulls_degraded_views_to_the_clean_maps_and_touches_only_the_top(
     assert DistillationSet.load(tmp_path / "set.pt", {"views": 3}) is None
     again = DistillationSet.load(tmp_path / "set.pt", {"views": 2})
     assert torch.equal(again.fronts, data.fronts) and torch.equal(again.held_out, data.held_out)
+
+
+@pytest.mark.slow
+def test_tune_robust_command_writes_a_loadable_tower_and_reuses_its_set(tmp_path):
+    """The CLI end to end on a copy of the shipped model and a few synthetic photos."""
+    import csv
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from jewelsearch.cli import main
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.embed.model_folder import resolve_model_folder
+    model = tmp_path / "model"
+    shutil.copytree(resolve_model_folder("jewelclip-lite0"), model)
+    shipped_id = load_encoder(str(model)).model_id
+    rng = np.random.default_rng(0)
+    products = tmp_path / "products"
+    (products / "train").mkdir(parents=True)
+    rows = []
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(products / f"train/{i}.png")
+        rows.append({"path": f"train/{i}.png", "split": "train", "category": "ring"})
+    rows.append({"path": "val/0.png", "split": "val", "category": "ring"})  # never read: val stays out
+    with open(products / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (tmp_path / "gems" / "ruby").mkdir(parents=True)
+    args = ["--home", str(tmp_path / "home"), "--model", str(model), "tune-robust", "--products", str(products),
+            "--gemstones", str(tmp_path / "gems"), "--views", "1", "--epochs", "1", "--work", str(tmp_path / "work")]
+    first = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    summary = json.loads((model / "robust_tuning.json").read_text())
+    assert summary["paths"] == 30 and summary["views"] == 60
+    stored = load_file(str(model / "weights.safetensors"))
+    assert "visual.head.proj.weight" in stored and "visual.trunk.blocks.5.0.conv_pw.weight" in stored
+    assert not any(k.startswith("visual.trunk.blocks.4.") for k in stored)
+    tuned = load_encoder(str(model))
+    state = tuned.model.state_dict()
+    assert all(torch.equal(state[k], v.to(state[k].dtype)) for k, v in stored.items())
+    assert tuned.model_id != shipped_id  # a changed tower is a changed model: stored embeddings are redone
+    # The set depends on the tower it was made with: another copy of the shipped model reuses it.
+    shutil.copytree(resolve_model_folder("jewelclip-lite0"), tmp_path / "model2")
+    args[args.index(str(model))] = str(tmp_path / "model2")
+    again = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert again.exit_code == 0 and "reusing the distillation set" in again.output
+    assert load_file(str(tmp_path / "model2" / "weights.safetensors")).keys() == stored.keys()

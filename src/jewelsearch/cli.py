@@ -631,15 +631,22 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
               help="gemstones/ folder; its train split is used.")
 @click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Studio renders (labels.jsonl); the localiser's held-out ones stay out.")
+@click.option("--worn", "worn_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="worn/ folder: the background half of its products (never evaluated) joins, unlabelled.")
+@click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Box CSV of evaluation photos: their products stay out.")
 @click.option("--views", default=3, show_default=True, type=click.IntRange(1, 10),
               help="Degraded copies of each photo (one random photo-quality loss each).")
 @click.option("--epochs", default=6, show_default=True, type=click.IntRange(1, 100))
 @click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(1e-7, 1e-1))
+@click.option("--clean-weight", default=3.0, show_default=True, type=click.FloatRange(0, 100),
+              help="How many degraded views a clean view counts as (it keeps clean photos' features).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the distillation set and a per-epoch checkpoint here, so a rerun resumes.")
 @click.pass_obj
-def tune_robust_command(obj: Context, products, gemstones, renders, views, epochs, lr, seed, work):
+def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, protect_csv, views, epochs, lr,
+                        clean_weight, seed, work):
     """Fine-tune the image tower's top so degraded photos give the clean photo's features (in place)."""
     from .embed import load_encoder
     from .embed.gem_features import tower_fingerprint
@@ -648,13 +655,15 @@ def tune_robust_command(obj: Context, products, gemstones, renders, views, epoch
     from .embed.model_folder import WEIGHTS_FILE
     from .embed.robust_tuning import DistillationSet, distillation_set, supports_robust_tuning, \
         tune_top, tuned_parameter_names
-    from .embed.train_localizer import held_out_render
+    from .embed.train_localizer import background_records, held_out_render
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     if encoder.folder is None or not supports_robust_tuning(encoder.model.visual):
         fail("tune-robust needs a jewelsearch model folder with an EfficientNet-style image tower")
     records = [r for r in read_products(products) + read_gemstones(gemstones) if r.split == "train"]
     if renders is not None:
         records += [r for r in read_renders(renders, held_out=held_out_render) if r.split == "train"]
+    if worn_root is not None:
+        records += background_records(worn_root, _protected_photos(protect_csv) if protect_csv else set())
     paths = sorted(str(r.path) for r in records)
     recipe = {"tower": tower_fingerprint(encoder), "paths": paths, "views": views, "seed": seed}
     cache = Path(work) / "distillation.pt" if work else None
@@ -667,8 +676,9 @@ def tune_robust_command(obj: Context, products, gemstones, renders, views, epoch
         if cache:
             data.save(cache, recipe)
     # The checkpoint belongs to this distillation set and these options only.
-    checkpoint = Path(work) / f"tuning-{recipe['tower']}-{epochs}-{lr}-{seed}.pt" if work else None
-    summary = tune_top(encoder, data, epochs=epochs, lr=lr, seed=seed, checkpoint=checkpoint, progress=click.echo)
+    checkpoint = Path(work) / f"tuning-{recipe['tower']}-{epochs}-{lr}-{clean_weight}-{seed}.pt" if work else None
+    summary = tune_top(encoder, data, epochs=epochs, lr=lr, clean_weight=clean_weight, seed=seed,
+                       checkpoint=checkpoint, progress=click.echo)
     weights_path = encoder.folder / WEIGHTS_FILE
     from safetensors.torch import load_file, save_file
     stored = load_file(str(weights_path)) if weights_path.is_file() else {}
