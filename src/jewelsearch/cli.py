@@ -566,13 +566,27 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     click.echo(f"category and metal heads written to {encoder.folder}")
 
 
+def _train_split_sources(command):
+    """--products, --gemstones and --renders, whose train splits a training command reads."""
+    command = click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                           help="Studio renders (labels.jsonl); the localiser's held-out ones stay out.")(command)
+    command = click.option("--gemstones", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                           required=True, help="gemstones/ folder (class subfolders); its train split is used.")(command)
+    return click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+                        help="products/ folder (labels.csv); its train split is used.")(command)
+
+
+def _train_split_records(products: Path, gemstones: Path, renders: Path | None) -> list:
+    from .embed.labelled_data import read_gemstones, read_products, read_renders
+    from .embed.train_localizer import held_out_render
+    records = [r for r in read_products(products) + read_gemstones(gemstones) if r.split == "train"]
+    if renders is not None:
+        records += [r for r in read_renders(renders, held_out=held_out_render) if r.split == "train"]
+    return records
+
+
 @main.command("train-stone-heads")
-@click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="products/ folder (labels.csv); its train split is used.")
-@click.option("--gemstones", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="gemstones/ folder (class subfolders); its train split is used.")
-@click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Studio renders (labels.jsonl); the localiser's held-out ones stay out.")
+@_train_split_sources
 @click.option("--views", default=2, show_default=True, type=click.IntRange(0, 6),
               help="Augmented copies of each shop photo and render (half with photo-quality losses).")
 @click.option("--gem-views", default=1, show_default=True, type=click.IntRange(0, 6),
@@ -590,17 +604,13 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
     from .embed import load_encoder
     from .embed.gem_features import embed_from_pooled, supports_gem_features, tower_fingerprint
     from .embed.heads import AttributeHeads
-    from .embed.labelled_data import read_gemstones, read_products, read_renders
     from .embed.train_context_head import load_rows, save_rows
-    from .embed.train_localizer import held_out_render
     from .embed.train_stone_heads import fit_stone_heads, stone_rows
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     if heads is None or not supports_gem_features(encoder):
         fail("stone heads need a jewelsearch model folder with attribute heads and a convolutional tower")
-    records = [r for r in read_products(products) + read_gemstones(gemstones) if r.split == "train"]
-    if renders is not None:
-        records += [r for r in read_renders(renders, held_out=held_out_render) if r.split == "train"]
+    records = _train_split_records(products, gemstones, renders)
     recipe = {"tower": tower_fingerprint(encoder), "paths": sorted(str(r.path) for r in records),
               "views": views, "gem_views": gem_views, "seed": seed}
     if exposure_views:  # only when asked, so caches made before the option still match
@@ -625,12 +635,7 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
 
 
 @main.command("tune-robust")
-@click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="products/ folder; its train split is used.")
-@click.option("--gemstones", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="gemstones/ folder; its train split is used.")
-@click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Studio renders (labels.jsonl); the localiser's held-out ones stay out.")
+@_train_split_sources
 @click.option("--worn", "worn_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="worn/ folder: the background half of its products (never evaluated) joins, unlabelled.")
 @click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -647,21 +652,19 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
 @click.pass_obj
 def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, protect_csv, views, epochs, lr,
                         clean_weight, seed, work):
-    """Fine-tune the image tower's top so degraded photos give the clean photo's features (in place)."""
+    """Fine-tune the image tower's top so degraded photos give the clean photo's features (in place).
+    The targets are the loaded tower's own maps: run it on an untuned copy, or it tunes again."""
     from .embed import load_encoder
     from .embed.gem_features import tower_fingerprint
     from .embed.images import load_image_file
-    from .embed.labelled_data import read_gemstones, read_products, read_renders
     from .embed.model_folder import WEIGHTS_FILE
     from .embed.robust_tuning import DistillationSet, distillation_set, supports_robust_tuning, \
         tune_top, tuned_parameter_names
-    from .embed.train_localizer import background_records, held_out_render
+    from .embed.train_localizer import background_records
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     if encoder.folder is None or not supports_robust_tuning(encoder.model.visual):
         fail("tune-robust needs a jewelsearch model folder with an EfficientNet-style image tower")
-    records = [r for r in read_products(products) + read_gemstones(gemstones) if r.split == "train"]
-    if renders is not None:
-        records += [r for r in read_renders(renders, held_out=held_out_render) if r.split == "train"]
+    records = _train_split_records(products, gemstones, renders)
     if worn_root is not None:
         records += background_records(worn_root, _protected_photos(protect_csv) if protect_csv else set())
     paths = sorted(str(r.path) for r in records)
