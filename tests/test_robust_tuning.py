@@ -71,7 +71,10 @@ def test_tuning_pulls_degraded_views_to_the_clean_maps_and_touches_only_the_top(
     assert torch.equal(subset.kind, data.kind[torch.isin(data.owner, torch.tensor([3, 4]))])
     data.held_out = torch.tensor([p.startswith("mirror/") for p in paths])
     before = {name: t.clone() for name, t in encoder.model.state_dict().items()}
-    summary = tune_top(encoder, data, epochs=3, batch_size=8, lr=3e-5, patience=10, progress=lambda *_: None)
+    checkpoint = tmp_path / "tuning.pt"
+    summary = tune_top(encoder, data, epochs=3, batch_size=8, lr=3e-5, patience=10, checkpoint=checkpoint,
+                       progress=lambda *_: None)
+    tuned_state = {name: t.clone() for name, t in encoder.model.state_dict().items()}
     # Before tuning the clean photos reproduce their targets (up to float16 storage); degraded ones do not.
     assert summary["before"]["held_out_clean_loss"] < 1e-3 < summary["before"]["held_out_loss"]
     assert summary["history"][-1]["train_loss"] < summary["history"][0]["train_loss"]
@@ -95,6 +98,18 @@ def test_tuning_pulls_degraded_views_to_the_clean_maps_and_touches_only_the_top(
     with torch.inference_mode():
         original = tower_pass(encoder.model.visual, batch).taps
     assert torch.equal(taps[0], original[0]) and torch.equal(taps[1], original[1])
+    # A rerun with the checkpoint resumes after the last epoch and ends where the first run did.
+    said = []
+    again = tune_top(encoder, data, epochs=3, batch_size=8, lr=3e-5, patience=10, checkpoint=checkpoint,
+                     progress=said.append)
+    assert "resumed after epoch 3" in said and again["history"] == summary["history"]
+    assert all(torch.equal(tuned_state[n], t) for n, t in encoder.model.state_dict().items())
+    # Without held-out photos there is no way to choose an epoch: a clear error, nothing changed.
+    data.held_out[:] = False
+    encoder.model.load_state_dict(before)
+    with pytest.raises(ValueError, match="give more photos"):
+        tune_top(encoder, data, epochs=1, progress=lambda *_: None)
+    assert all(torch.equal(before[n], t) for n, t in encoder.model.state_dict().items())
     # The set survives a save and is only reused for the same recipe.
     data.save(tmp_path / "set.pt", {"views": 2})
     assert DistillationSet.load(tmp_path / "set.pt", {"views": 3}) is None

@@ -680,8 +680,11 @@ def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, p
             data.save(cache, recipe)
     # The checkpoint belongs to this distillation set and these options only.
     checkpoint = Path(work) / f"tuning-{recipe['tower']}-{epochs}-{lr}-{clean_weight}-{seed}.pt" if work else None
-    summary = tune_top(encoder, data, epochs=epochs, lr=lr, clean_weight=clean_weight, seed=seed,
-                       checkpoint=checkpoint, progress=click.echo)
+    try:
+        summary = tune_top(encoder, data, epochs=epochs, lr=lr, clean_weight=clean_weight, seed=seed,
+                           checkpoint=checkpoint, progress=click.echo)
+    except ValueError as error:
+        fail(str(error))
     weights_path = encoder.folder / WEIGHTS_FILE
     from safetensors.torch import load_file, save_file
     stored = load_file(str(weights_path)) if weights_path.is_file() else {}
