@@ -151,7 +151,7 @@ def test_tune_robust_command_writes_a_loadable_tower_and_reuses_its_set(tmp_path
     first = CliRunner().invoke(main, args, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     summary = json.loads((model / "robust_tuning.json").read_text())
-    assert summary["paths"] == 30 and summary["views"] == 60
+    assert summary["paths"] == 30 and summary["views"] == 60 and summary["worn_products_seen"] == []
     stored = load_file(str(model / "weights.safetensors"))
     assert "visual.head.proj.weight" in stored and "visual.trunk.blocks.5.0.conv_pw.weight" in stored
     assert not any(k.startswith("visual.trunk.blocks.4.") for k in stored)

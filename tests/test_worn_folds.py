@@ -106,6 +106,9 @@ def test_products_covered_by_folds_count_as_unseen(tmp_path):
     assert worn_products_seen(tmp_path) == {"a", "b", "c", "d"}
     (tmp_path / "worn_folds.json").write_text(json.dumps({"fold_by_product": {"a": 0, "b": 1}}))
     assert worn_products_seen(tmp_path) == {"c", "d"}
+    # A tower tuned on a product's photos has seen it, whatever the fold heads cover.
+    (tmp_path / "robust_tuning.json").write_text(json.dumps({"worn_products_seen": ["a", "e"]}))
+    assert worn_products_seen(tmp_path) == {"a", "c", "d", "e"}
 
 
 def test_training_rows_keep_copies_with_their_photo_and_label_worn_products(tmp_path, tiny_encoder):

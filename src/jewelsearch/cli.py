@@ -657,6 +657,7 @@ def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, p
     from .embed import load_encoder
     from .embed.gem_features import tower_fingerprint
     from .embed.images import load_image_file
+    from .embed.labelled_data import product_of
     from .embed.model_folder import WEIGHTS_FILE
     from .embed.robust_tuning import DistillationSet, distillation_set, supports_robust_tuning, \
         tune_top, tuned_parameter_names
@@ -665,8 +666,9 @@ def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, p
     if encoder.folder is None or not supports_robust_tuning(encoder.model.visual):
         fail("tune-robust needs a jewelsearch model folder with an EfficientNet-style image tower")
     records = _train_split_records(products, gemstones, renders)
-    if worn_root is not None:
-        records += background_records(worn_root, _protected_photos(protect_csv) if protect_csv else set())
+    worn = background_records(worn_root, _protected_photos(protect_csv) if protect_csv else set()) \
+        if worn_root is not None else []
+    records += worn
     paths = sorted(str(r.path) for r in records)
     recipe = {"tower": tower_fingerprint(encoder), "paths": paths, "views": views, "seed": seed}
     cache = Path(work) / "distillation.pt" if work else None
@@ -690,11 +692,13 @@ def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, p
     stored = load_file(str(weights_path)) if weights_path.is_file() else {}
     state = encoder.model.state_dict()
     for name in tuned_parameter_names(encoder.model):
-        stored[name] = state[name].detach().cpu().contiguous()  # float32: the maps must match to 1e-6
+        stored[name] = state[name].detach().cpu().contiguous()  # float32: what was evaluated is what loads
     tmp = weights_path.with_name(weights_path.name + ".tmp")
     save_file(stored, str(tmp))
     tmp.replace(weights_path)
     summary["paths"] = len(paths)
+    # Evaluation leaves out the worn products the tower has seen (labelled_data.worn_products_seen).
+    summary["worn_products_seen"] = sorted({product_of(r) for r in worn})
     (encoder.folder / "robust_tuning.json").write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(json.dumps({k: summary[k] for k in ("before", "after")}, indent=2))
     click.echo(f"tuned tower written to {weights_path}")

@@ -97,9 +97,10 @@ def worn_background_split(records: list[Record], protected: set[str] = frozenset
 
 
 def worn_products_seen(model_folder: Path | None) -> set[str]:
-    """Worn products the localiser or the context head of ``model_folder`` trained on, less
-    those the cross-fitted fold heads cover (``worn_folds.json``): evaluation judges those with
-    heads that never saw them."""
+    """Worn products the localiser, the context head or a robust tuning of the tower
+    (``robust_tuning.json``) of ``model_folder`` trained on, less those the cross-fitted fold
+    heads cover (``worn_folds.json``): evaluation judges those with heads that never saw them.
+    The fold heads do not cover the tower: a product its tuning saw stays out either way."""
     seen: set[str] = set()
     if model_folder is None:
         return seen
@@ -108,7 +109,8 @@ def worn_products_seen(model_folder: Path | None) -> set[str]:
     if folds_file.is_file():
         covered = set(json.loads(folds_file.read_text()).get("fold_by_product", {}))
     for name, path, less in (("localizer.json", ("trained", "worn_products_seen"), set()),
-                             ("context_head.json", ("worn_products_seen",), covered)):
+                             ("context_head.json", ("worn_products_seen",), covered),
+                             ("robust_tuning.json", ("worn_products_seen",), set())):
         file = Path(model_folder) / name
         if file.is_file():
             value = json.loads(file.read_text())
