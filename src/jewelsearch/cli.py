@@ -658,7 +658,7 @@ def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, p
     from .embed.gem_features import tower_fingerprint
     from .embed.images import load_image_file
     from .embed.labelled_data import product_of
-    from .embed.model_folder import WEIGHTS_FILE
+    from .embed.model_folder import WEIGHTS_FILE, store_parameters
     from .embed.robust_tuning import DistillationSet, distillation_set, supports_robust_tuning, \
         tune_top, tuned_parameter_names
     from .embed.train_localizer import background_records
@@ -687,21 +687,15 @@ def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, p
                            checkpoint=checkpoint, progress=click.echo)
     except ValueError as error:
         fail(str(error))
-    weights_path = encoder.folder / WEIGHTS_FILE
-    from safetensors.torch import load_file, save_file
-    stored = load_file(str(weights_path)) if weights_path.is_file() else {}
     state = encoder.model.state_dict()
-    for name in tuned_parameter_names(encoder.model):
-        stored[name] = state[name].detach().cpu().contiguous()  # float32: what was evaluated is what loads
-    tmp = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(stored, str(tmp))
-    tmp.replace(weights_path)
+    # float32: what was evaluated is what loads.
+    store_parameters(encoder.folder, {name: state[name] for name in tuned_parameter_names(encoder.model)})
     summary["paths"] = len(paths)
     # Evaluation leaves out the worn products the tower has seen (labelled_data.worn_products_seen).
     summary["worn_products_seen"] = sorted({product_of(r) for r in worn})
     (encoder.folder / "robust_tuning.json").write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(json.dumps({k: summary[k] for k in ("before", "after")}, indent=2))
-    click.echo(f"tuned tower written to {weights_path}")
+    click.echo(f"tuned tower written to {encoder.folder / WEIGHTS_FILE}")
 
 
 @main.command("train-gem-head")

@@ -135,6 +135,19 @@ def save_model_folder(net: torch.nn.Module, folder: Path, spec: dict[str, Any],
     return folder_model_id(folder)
 
 
+def store_parameters(folder: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Add or replace ``tensors`` in the folder's weights file, keeping the rest; written to a
+    temporary name first, so the folder never holds a half-written file."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(folder) / WEIGHTS_FILE
+    stored = load_file(str(path)) if path.is_file() else {}
+    stored.update({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(stored, str(tmp))
+    tmp.replace(path)
+
+
 def default_spec(name: str = "jewelclip-lite0") -> dict[str, Any]:
     return {
         "format": 1,
