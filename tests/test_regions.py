@@ -393,3 +393,54 @@ def test_folding_leaves_unknown_towers_alone(tiny_encoder):
     assert not fold_batch_norm(tiny_encoder.model.visual)
     assert state.keys() == tiny_encoder.model.visual.state_dict().keys()
     assert all(torch.equal(state[k], v) for k, v in tiny_encoder.model.visual.state_dict().items())
+
+
+def test_piece_pooled_weights_each_map_by_the_piece_map():
+    import torch
+    from jewelsearch.embed.gem_features import piece_pooled
+    feature_map = torch.arange(2 * 2 * 4 * 4, dtype=torch.float32).reshape(2, 2, 4, 4)
+    piece = torch.zeros(2, 1, 8, 8)
+    piece[0, 0, 2:4, 4:6] = 1.0  # one cell of the 4×4 map, at stride 2
+    piece[1] = 0.5
+    out = piece_pooled([feature_map], piece)
+    assert out.shape == (2, 3)
+    assert torch.allclose(out[0, :2], feature_map[0, :, 1, 2])
+    assert torch.allclose(out[1, :2], feature_map[1].mean((1, 2)))
+    assert out[0, 2] == 1.0 and out[1, 2] == 0.5
+    assert torch.isfinite(piece_pooled([feature_map], torch.zeros(2, 1, 8, 8))).all()  # no piece anywhere
+
+
+@pytest.mark.slow
+def test_recognizer_pools_under_the_piece_map_only_for_heads_that_read_it(default_service):
+    import copy
+
+    import torch
+    from jewelsearch.embed.gem_features import base_width, embed_and_pool
+    from jewelsearch.embed.recognize import Recognizer
+    encoder, localizer = default_service.encoder, default_service.localizer
+    image = Image.open(default_service.image_file(default_service.catalog.items.list(1, 0)[0]["id"]))
+    base = base_width(encoder)
+    embedding, plain = embed_and_pool(encoder, [image])
+    same_embedding, wide = embed_and_pool(encoder, [image], piece_head=localizer.head)
+    assert plain.shape[1] == base
+    histogram = 48  # not repeated: the piece block is every map's channels again, then the peak
+    assert wide.shape[1] == base + (base - histogram) + 1
+    assert np.allclose(embedding, same_embedding) and np.allclose(plain, wide[:, :base])
+    heads = copy.deepcopy(default_service.recognizer.heads)
+    if heads.pooled_dim == base:  # give the heads a category head that reads the piece block
+        heads.widen_context(torch.zeros(wide.shape[1] - base), torch.ones(wide.shape[1] - base))
+        torch.manual_seed(0)
+        reader = torch.nn.Linear(heads.dim + heads.pooled_dim, len(heads.vocabularies["category"]))
+        heads.add_context_head("category", reader, 1.0)
+    with_piece = Recognizer(encoder, heads, localizer=localizer)
+    without = Recognizer(encoder, heads)
+    assert with_piece.piece_head is localizer.head and without.piece_head is None
+    e1, p1 = with_piece.embed([image])
+    e2, p2 = without.embed([image])
+    assert p1.shape[1] == heads.pooled_dim and p2.shape[1] == base
+    a, b = with_piece.probabilities(e1, p1), without.probabilities(e2, p2)
+    # The stone heads read the first block: the same answer either way. The category head needs
+    # the piece block; without it the embedding head answers.
+    assert np.allclose(a["gemstone"], b["gemstone"], atol=1e-5)
+    assert np.allclose(b["category"], heads.probabilities(e2)["category"], atol=1e-6)
+    assert not np.allclose(a["category"], b["category"], atol=1e-4)

@@ -141,14 +141,62 @@ def test_train_stone_heads_command_writes_heads_and_reuses_its_rows(tmp_path):
     assert again.exit_code == 0 and f"reusing the {2 * 16 + gem_train} embedded rows" in again.output
 
 
-def test_refitting_the_category_heads_drops_stone_heads_fitted_on_the_old_standardisation():
+def _category_rows(pooled_width: int, seed: int = 5) -> TrainingRows:
+    rng = np.random.default_rng(seed)
+    return TrainingRows(rng.normal(0, 1, (40, DIM)).astype(np.float32),
+                        [{"category": "ring", "metal": "silver"}, {"category": "necklace", "metal": "yellow gold"}] * 20,
+                        np.ones(40, np.float32), [None] * 40, [f"shop/{i}.jpg" for i in range(40)],
+                        rng.normal(3, 2, (40, pooled_width)).astype(np.float32))
+
+
+def test_refitting_the_category_heads_keeps_the_standardisation_and_the_stone_heads():
+    heads = _category_heads()
+    stone = _stone_rows(stone_in_pooled=True)
+    fit_stone_heads(heads, stone, steps=100, progress=lambda *_: None)
+    gem_before = heads.probabilities(stone.vectors, stone.pooled)["gemstone"]
+    mean, scale = heads.context_mean.clone(), heads.context_scale.clone()
+    category_weight = heads.context["category"].weight.detach().clone()
+    retrain_context_heads(heads, _category_rows(POOLED), folds=0, steps=20, progress=lambda *_: None)
+    assert heads.context_attributes == ("gemstone", "cut", "category", "metal")
+    assert torch.equal(heads.context_mean, mean) and torch.equal(heads.context_scale, scale)
+    assert not torch.equal(heads.context["category"].weight, category_weight)  # refit, on rows unlike the first
+    assert np.allclose(heads.probabilities(stone.vectors, stone.pooled)["gemstone"], gem_before, atol=1e-6)
+
+
+def test_wider_rows_append_a_block_the_old_heads_do_not_read(tmp_path):
+    heads = _category_heads()
+    stone = _stone_rows(stone_in_pooled=True)
+    fit_stone_heads(heads, stone, steps=100, progress=lambda *_: None)
+    gem_before = heads.probabilities(stone.vectors, stone.pooled)["gemstone"]
+    mean = heads.context_mean.clone()
+    extra = 7
+    rows = _category_rows(POOLED + extra)
+    retrain_context_heads(heads, rows, folds=0, steps=20, progress=lambda *_: None)
+    assert heads.pooled_dim == POOLED + extra and heads.context_width() == POOLED + extra
+    assert heads.context["category"].in_features == DIM + POOLED + extra
+    assert heads.context["gemstone"].in_features == DIM + POOLED
+    assert torch.equal(heads.context_mean[:DIM + POOLED], mean)
+    # The appended block is standardised on the rows that added it.
+    assert np.allclose(heads.context_mean[DIM + POOLED:].numpy(), rows.pooled[:, POOLED:].mean(0), atol=1e-5)
+    # A stone head answers the same from the old pooling or the wider one.
+    wider = np.concatenate([stone.pooled, np.zeros((len(stone.pooled), extra), np.float32)], axis=1)
+    assert np.allclose(heads.probabilities(stone.vectors, wider)["gemstone"], gem_before, atol=1e-6)
+    assert np.allclose(heads.probabilities(stone.vectors, stone.pooled)["gemstone"], gem_before, atol=1e-6)
+    # Without the appended block the category head cannot read the photo: the embedding head answers.
+    narrow = heads.probabilities(rows.vectors, rows.pooled[:, :POOLED])["category"]
+    assert np.allclose(narrow, heads.probabilities(rows.vectors)["category"], atol=1e-6)
+    assert not np.allclose(heads.probabilities(rows.vectors, rows.pooled)["category"], narrow, atol=1e-3)
+    heads.save(tmp_path)
+    again = AttributeHeads.load(tmp_path)
+    for attribute in ("category", "gemstone"):
+        assert np.allclose(again.probabilities(rows.vectors, rows.pooled)[attribute],
+                           heads.probabilities(rows.vectors, rows.pooled)[attribute], atol=1e-6)
+
+
+def test_rows_narrower_than_the_context_start_every_context_head_again():
     heads = _category_heads()
     fit_stone_heads(heads, _stone_rows(stone_in_pooled=True), steps=100, progress=lambda *_: None)
     assert "gemstone" in heads.context_attributes
-    rng = np.random.default_rng(5)
-    rows = TrainingRows(rng.normal(0, 1, (40, DIM)).astype(np.float32),
-                        [{"category": "ring", "metal": "silver"}, {"category": "necklace", "metal": "yellow gold"}] * 20,
-                        np.ones(40, np.float32), [None] * 40, [f"shop/{i}.jpg" for i in range(40)],
-                        rng.normal(0, 1, (40, POOLED)).astype(np.float32))
-    retrain_context_heads(heads, rows, folds=0, steps=20, progress=lambda *_: None)
+    retrain_context_heads(heads, _category_rows(POOLED - 2), folds=0, steps=20, progress=lambda *_: None)
     assert heads.context_attributes == ("category", "metal") and "gemstone" not in heads.context
+    assert heads.pooled_dim == POOLED - 2

@@ -208,7 +208,7 @@ def test_heads_without_context_still_load_and_ignore_pooled_maps(tmp_path):
         str(tmp_path / "heads.safetensors"))
     again = AttributeHeads.load(tmp_path)
     x = np.random.default_rng(0).normal(size=(3, DIM)).astype(np.float32)
-    assert again.context_attributes == () and not again.can_read(np.zeros((3, 5), np.float32))
+    assert again.context_attributes == () and again.context_width() == 0
     assert np.allclose(again.probabilities(x, np.zeros((3, 5), np.float32))["category"],
                        heads.probabilities(x)["category"])
 
@@ -240,3 +240,31 @@ def test_context_penalty_is_chosen_by_held_out_loss_and_grows_with_noise():
     losses = {float(k): v for k, v in fit["calibration_nll_by_l2"].items()}
     assert set(losses) == set(CONTEXT_PENALTIES) and fit["l2"] == min(losses, key=losses.get)
     assert fit["l2"] == max(CONTEXT_PENALTIES)
+
+
+def test_folds_of_a_widened_context_keep_the_shipped_stone_heads_and_round_trip(tmp_path):
+    rows = _rows_with_pooled()
+    heads = AttributeHeads(DIM, VOCAB)
+    retrain_context_heads(heads, rows, folds=0, steps=50, progress=lambda *_: None)
+    torch.manual_seed(0)
+    heads.add_context_head("gemstone", torch.nn.Linear(DIM + 5, len(VOCAB["gemstone"])), 1.0)
+    # A second block appended to the pooled maps (the piece pooling), read by the refit heads only.
+    extra = np.random.default_rng(9).normal(2, 1, (len(rows.labels), 3)).astype(np.float32)
+    rows.pooled = np.concatenate([rows.pooled, extra], axis=1)
+    summary, folds = retrain_context_heads(heads, rows, folds=2, steps=50, progress=lambda *_: None)
+    assert heads.pooled_dim == 8 and heads.context["category"].in_features == DIM + 8
+    folds.save(tmp_path)
+    heads.save(tmp_path)
+    shipped = AttributeHeads.load(tmp_path)
+    assert shipped.context["gemstone"].in_features == DIM + 5
+    saved = json.loads((tmp_path / "worn_folds.json").read_text())
+    assert all(set(t) == {"category", "metal"} for t in saved["context_temperatures"])
+    loaded = WornFolds.load(tmp_path, shipped)
+    for a, b in zip(loaded.heads, folds.heads):
+        assert a.pooled_dim == 8 and torch.allclose(a.context_mean, b.context_mean)
+        assert torch.equal(a.context["category"].weight, b.context["category"].weight)
+        # Stone heads never saw a worn photo: the folds use the shipped one.
+        assert torch.equal(a.context["gemstone"].weight, shipped.context["gemstone"].weight)
+        for attribute in ("category", "gemstone"):
+            assert np.allclose(a.probabilities(rows.vectors, rows.pooled)[attribute],
+                               b.probabilities(rows.vectors, rows.pooled)[attribute], atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -509,9 +510,12 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
               help="Keep the embedded training rows here (.npz) and reuse them when the image tower and options "
                    "match (a retrained projection re-embeds them from their saved pooled maps), so a refit skips "
                    "the tower passes (delete it after changing the augmentation code).")
+@click.option("--piece-pooling/--no-piece-pooling", default=False, show_default=True,
+              help="Also pool the tower's maps under the localiser's piece map (needs a localiser in the model "
+                   "folder): the heads read what the piece looks like, not only the whole photo.")
 @click.pass_obj
 def train_context_head_command(obj: Context, renders, products, worn_root, protect_csv, crops, worn_views,
-                               shop_views, folds, seed, rows_cache):
+                               shop_views, folds, seed, rows_cache, piece_pooling):
     """Refit the category and metal heads on shop photos, worn photos and pieces cropped from busy scenes."""
     from .embed import load_encoder
     from .embed.composites import render_cutouts
@@ -523,6 +527,13 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     if heads is None:
         fail("the model folder has no attribute heads to refit")
+    piece_head = None
+    if piece_pooling:
+        from .embed.localizer import WEIGHTS_FILE, Localizer
+        localizer = Localizer.load(encoder, encoder.folder)
+        if localizer is None:
+            fail("--piece-pooling needs a localiser in the model folder (train one with `jewelsearch train-localizer`)")
+        piece_head = localizer.head
     protected = _protected_photos(protect_csv) if protect_csv else set()
     worn = []
     if worn_root is not None:
@@ -537,6 +548,8 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
               "products": str(Path(products).resolve()), "worn": sorted(str(r.path) for r in worn),
               "protected": sorted(protected), "crops": crops, "worn_views": worn_views, "shop_views": shop_views,
               "seed": seed}
+    if piece_head is not None:  # only when asked, so caches made before the option still match
+        recipe["piece_pooling"] = hashlib.sha256((encoder.folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
     rows = load_rows(rows_cache, recipe, reembed) if rows_cache else None
     if rows is not None:
         click.echo(f"reusing the {len(rows.labels)} embedded rows in {rows_cache}")
@@ -546,14 +559,17 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
         cutouts = render_cutouts(renders, keep=lambda i: not held_out_render(i)) + product_cutouts(products, "train")
         rows = training_rows(encoder, products, cutouts, background_photos(worn_root, protected), worn=worn,
                              crops=crops, worn_views=worn_views, shop_views=shop_views, seed=seed,
-                             progress=click.echo)
+                             piece_head=piece_head, progress=click.echo)
         if rows_cache:
             save_rows(rows, rows_cache, recipe)
-    # The refit measures a new context standardisation, which other context heads (gemstone and
-    # cut, from train-stone-heads) were not fitted on: they are dropped, not left to misread.
-    dropped = [a for a in heads.context_attributes if a not in ("category", "metal")]
+    # The refit keeps the context standardisation other context heads (gemstone and cut, from
+    # train-stone-heads) were fitted on; only rows narrower than it start every context head
+    # again, and then those heads are dropped, not left to misread.
+    before = set(heads.context_attributes)
     summary, fold_heads = retrain_context_heads(heads, rows, folds=folds, seed=seed, progress=click.echo)
+    summary["piece_pooling"] = piece_head is not None
     heads.save(encoder.folder)
+    dropped = sorted(before - set(heads.context_attributes))
     if dropped:
         (encoder.folder / "stone_heads.json").unlink(missing_ok=True)
         click.echo(f"dropped the {', '.join(dropped)} context heads (fitted on the old standardisation); "
@@ -754,6 +770,7 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     from .embed.heads import AttributeHeads
     from .embed.labelled_data import (read_class_folders, read_label_csv, read_shared_data, unseen_worn,
                                       worn_products_seen)
+    from .embed.localizer import Localizer
     from .embed.model_folder import resolve_model_folder
     from .embed.recognize import Recognizer
     from .embed.worn_folds import WornFolds, judge_by_fold
@@ -775,7 +792,8 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     settings = obj.settings
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
-    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder))
+    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder),
+                            localizer=Localizer.load(encoder, encoder.folder))
     # Worn photos whose product the shipped heads trained on are judged by the fold heads that did not.
     judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
     total = sum(len(v) for v in sets.values()) * (7 if robustness else 1)
@@ -835,7 +853,7 @@ def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photo
     # Judge only on worn products the localiser and the heads never trained on.
     records = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
     judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
-    report = evaluate_regions(Recognizer(encoder, heads), localizer, records, hand, judge=judge)
+    report = evaluate_regions(Recognizer(encoder, heads, localizer=localizer), localizer, records, hand, judge=judge)
     report["localizer"] = localizer.config.get("held_out")
     if catalog_root is not None:
         from .embed.evaluate_shopper import evaluate_shopper_photos

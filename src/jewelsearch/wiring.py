@@ -36,7 +36,8 @@ def open_service(settings: Settings) -> SearchService:
     # Serving only reads the frozen tower, so its batch norms can join the convolutions (faster).
     fold_batch_norm(encoder.model.visual)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
-    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder))
+    localizer = Localizer.load(encoder, encoder.folder)
+    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder), localizer=localizer)
     catalog = Catalog.open(settings.db_path, settings.images_dir,
                            event_weights=event_weights(settings.event_weights))
     limits = Limits(max_upload_bytes=settings.max_upload_bytes,
@@ -45,7 +46,7 @@ def open_service(settings: Settings) -> SearchService:
     return SearchService(catalog, encoder, settings.index_dir, limits=limits,
                          index_kind=settings.index_kind,
                          memory_budget_bytes=settings.index_memory_budget_mb << 20,
-                         recognizer=recognizer, localizer=Localizer.load(encoder, encoder.folder),
+                         recognizer=recognizer, localizer=localizer,
                          half_life_days=settings.half_life_days,
                          popularity_half_life_days=settings.popularity_half_life_days,
                          recently_seen_days=settings.recently_seen_days,

@@ -7,6 +7,13 @@ embedding: its last 1280-channel map and the stride-8/16/32 maps. Averaging thos
 the image, plus a saturation-weighted hue histogram, gives the gem specialist (and the
 context heads for category and metal) their input from the same single tower pass that
 makes the embedding, so they add no second network.
+
+On a photo of jewelry being worn, most of the frame is skin, fabric and background, and
+averaging over the whole image mostly describes those. With the localiser's head at hand,
+the same maps are also averaged under its piece probability (``piece_pooled``: a second
+block, appended, so readers of the first block are unchanged): what the piece looks like,
+wherever it is. Grouped cross-validation over the worn products, before building it, gave
+worn category 85.3 -> 89.8 % with that block (logistic regression on the tuned tower).
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from .dense_features import supports_dense_features, tower_pass
+from .dense_features import supports_dense_features, tap_channels, tower_pass
 
 HUE_BINS, SATURATION_BINS, VALUE_BINS = 32, 8, 8
 HISTOGRAM_SIDE = 96  # colour statistics do not need full resolution
@@ -39,15 +47,37 @@ def supports_gem_features(encoder) -> bool:
     return supports_dense_features(encoder.model.visual)
 
 
+def base_width(encoder) -> int:
+    """Width of ``gem_features`` without the piece block: last-map and tap channels plus the histogram."""
+    visual = encoder.model.visual
+    return int(visual.trunk.num_features) + sum(tap_channels(visual)) + HUE_BINS + SATURATION_BINS + VALUE_BINS
+
+
 def gem_features(encoder, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
     """[n, last-map channels + tap channels + 48] float32, one tower pass per image."""
     return embed_and_pool(encoder, images, batch_size)[1]
 
 
+def piece_pooled(maps: Sequence[torch.Tensor], piece: torch.Tensor) -> torch.Tensor:
+    """Each map averaged with the piece probability (N×1×h×w, resized to the map) as weights,
+    then the peak probability: [N, sum of channels + 1]. Where the localiser sees no piece
+    anywhere the weights are near zero everywhere and the average is still defined."""
+    blocks = []
+    for feature_map in maps:
+        weight = F.interpolate(piece, size=feature_map.shape[-2:], mode="bilinear", align_corners=False)
+        weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1e-6)
+        blocks.append((feature_map.float() * weight).sum((2, 3)))
+    blocks.append(piece.amax((2, 3)))
+    return torch.cat(blocks, dim=1)
+
+
 @torch.inference_mode()
-def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32,
+                   piece_head: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unit embeddings (as ``encoder.encode_images``) and ``gem_features`` from the same single
-    tower pass: recognition reads both at the cost of embedding alone."""
+    tower pass: recognition reads both at the cost of embedding alone. With ``piece_head``
+    (the localiser's ``DenseHead``: taps -> logits whose first channel is the piece) the
+    ``piece_pooled`` block follows the colour histogram."""
     embeddings, pooled = [], []
     visual = encoder.model.visual
     for start in range(0, len(images), batch_size):
@@ -56,7 +86,11 @@ def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32)
         result = tower_pass(visual, batch)
         maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
         maps = torch.cat(maps, dim=1).float().numpy()
-        pooled.append(np.concatenate([maps, np.stack([colour_histogram(im) for im in chunk])], axis=1))
+        parts = [maps, np.stack([colour_histogram(im) for im in chunk])]
+        if piece_head is not None:
+            piece = torch.sigmoid(piece_head(result.taps)[:, :1].float())
+            parts.append(piece_pooled([result.last_map] + list(result.taps), piece).numpy())
+        pooled.append(np.concatenate(parts, axis=1))
         embeddings.append(torch.nn.functional.normalize(result.embedding.float(), dim=-1).numpy())
     if not pooled:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
@@ -89,8 +123,9 @@ def tower_fingerprint(encoder) -> str:
     return digest.hexdigest()[:16]
 
 
-def embed_maybe_pooled(encoder, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
+def embed_maybe_pooled(encoder, images: Sequence[Image.Image],
+                       piece_head: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``embed_and_pool`` where the tower exposes its maps; (embeddings, None) elsewhere."""
     if not supports_gem_features(encoder):
         return encoder.encode_images(images), None
-    return embed_and_pool(encoder, images)
+    return embed_and_pool(encoder, images, piece_head=piece_head)

@@ -8,6 +8,12 @@ maps plus a colour histogram), in the same pass. Context heads read both, standa
 Where the pooled maps are not at hand (an embedding stored at ingest, a tower without maps)
 the embedding heads answer.
 
+The context input can grow: blocks appended to the pooled features later (the maps pooled
+under the localiser's piece map) get their own standardisation while the first columns keep
+theirs, and each context head reads the first ``in_features`` columns. So heads fitted before
+a block was added keep working unchanged, and a photo pooled without the later block is
+still read by the heads that do not need it.
+
 Saved beside the model as ``heads.safetensors`` + ``heads.json`` (label
 vocabularies and the calibration temperature of each head).  They are not
 part of the model id: retraining a head does not change any embedding.
@@ -51,15 +57,33 @@ class AttributeHeads(nn.Module):
             self.register_buffer(name, fill(width), persistent=bool(width))
         self.context_temperatures = {k: 1.0 for k in self.context_attributes}
 
+    def widen_context(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """Append columns to the context input with their own standardisation; the existing
+        columns keep theirs and the existing context heads keep reading them."""
+        if not self.pooled_dim:
+            raise ValueError("set up the context input before widening it")
+        self.pooled_dim += int(mean.numel())
+        self.context_mean = torch.cat([self.context_mean, mean.float()])
+        self.context_scale = torch.cat([self.context_scale, scale.float()])
+
     def add_context_head(self, attribute: str, head: nn.Linear, temperature: float) -> None:
         """Add (or replace) the context head of ``attribute``, fitted on inputs standardised by
-        this object's ``context_inputs``; the other context heads stay as they are."""
-        if not self.pooled_dim or head.in_features != self.dim + self.pooled_dim:
-            raise ValueError("a context head needs the context input width these heads were set up with")
+        this object's ``context_inputs`` (all of its columns, or the first ``in_features``);
+        the other context heads stay as they are."""
+        if not self.pooled_dim or not self.dim < head.in_features <= self.dim + self.pooled_dim:
+            raise ValueError("a context head must read the embedding and a prefix of the context input "
+                             "these heads were set up with")
         self.context[attribute] = head
         self.context_temperatures[attribute] = float(temperature)
         if attribute not in self.context_attributes:
             self.context_attributes = self.context_attributes + (attribute,)
+
+    def shape_context_heads(self, widths: Mapping[str, int]) -> None:
+        """Give the (untrained) context heads the input widths a saved file says they read;
+        heads saved before widths were recorded read the whole input."""
+        for attribute, width in widths.items():
+            if attribute in self.context_attributes and int(width) != self.context[attribute].in_features:
+                self.context[attribute] = nn.Linear(int(width), len(self.vocabularies[attribute]))
 
     def remove_context_head(self, attribute: str) -> None:
         """Let the embedding head answer for ``attribute`` again."""
@@ -72,22 +96,35 @@ class AttributeHeads(nn.Module):
         return {k: head(embeddings) for k, head in self.heads.items()}
 
     def context_inputs(self, embeddings: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        return (torch.cat([embeddings, pooled], dim=1) - self.context_mean) / self.context_scale
+        """[embedding, pooled] standardised; ``pooled`` may hold only the first columns of the
+        context input (an older pooling) or more (blocks no head reads: cut off)."""
+        inputs = torch.cat([embeddings, pooled[:, :self.pooled_dim]], dim=1)
+        width = inputs.shape[1]
+        return (inputs - self.context_mean[:width]) / self.context_scale[:width]
 
-    def can_read(self, pooled: np.ndarray | None) -> bool:
-        """Whether there are context heads and ``pooled`` has the width they were trained on."""
-        return bool(self.context_attributes) and pooled is not None and np.shape(pooled)[-1] == self.pooled_dim
+    def reads(self, attribute: str, pooled_width: int) -> bool:
+        """Whether the context head of ``attribute`` can answer from pooled features this wide."""
+        return attribute in self.context_attributes and \
+            self.context[attribute].in_features <= self.dim + min(pooled_width, self.pooled_dim)
+
+    def context_width(self) -> int:
+        """How many pooled columns the widest context head reads (0: no context heads)."""
+        return max((self.context[k].in_features - self.dim for k in self.context_attributes), default=0)
 
     @torch.inference_mode()
     def probabilities(self, embeddings: np.ndarray, pooled: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Calibrated probabilities per attribute; with ``pooled`` (``gem_features`` of the same
-        photos) the context heads answer for their attributes."""
+        photos) the context heads answer for their attributes, each where ``pooled`` holds the
+        columns it reads."""
         x = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
         out = {k: torch.softmax(v / self.temperatures[k], dim=-1).numpy() for k, v in self(x).items()}
-        if self.can_read(pooled):
+        readers = [k for k in self.context_attributes if pooled is not None and self.reads(k, np.shape(pooled)[-1])]
+        if readers:
             inputs = self.context_inputs(x, torch.from_numpy(np.asarray(pooled, dtype=np.float32)))
-            for k in self.context_attributes:
-                out[k] = torch.softmax(self.context[k](inputs) / self.context_temperatures[k], dim=-1).numpy()
+            for k in readers:
+                head = self.context[k]
+                out[k] = torch.softmax(head(inputs[:, :head.in_features]) / self.context_temperatures[k],
+                                       dim=-1).numpy()
         return out
 
     def save(self, folder: Path) -> None:
@@ -97,7 +134,9 @@ class AttributeHeads(nn.Module):
         (folder / HEADS_META).write_text(json.dumps(
             {"dim": self.dim, "vocabularies": self.vocabularies, "temperatures": self.temperatures,
              "context": {"pooled_dim": self.pooled_dim, "attributes": list(self.context_attributes),
-                         "temperatures": self.context_temperatures}}, indent=2) + "\n")
+                         "temperatures": self.context_temperatures,
+                         "widths": {k: self.context[k].in_features for k in self.context_attributes}}},
+            indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> "AttributeHeads | None":
@@ -109,6 +148,7 @@ class AttributeHeads(nn.Module):
         context = meta.get("context") or {}
         heads = cls(meta["dim"], meta["vocabularies"], pooled_dim=int(context.get("pooled_dim", 0)),
                     context_attributes=context.get("attributes", ()))
+        heads.shape_context_heads(context.get("widths", {}))
         heads.load_state_dict(load_file(str(Path(folder) / HEADS_WEIGHTS)), strict=True)
         heads.temperatures = {k: float(v) for k, v in meta["temperatures"].items()}
         heads.context_temperatures = {k: float(v) for k, v in context.get("temperatures", {}).items()}

@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .captions import prompts_for
 from .encoder import Encoder
-from .gem_features import embed_and_pool, supports_gem_features
+from .gem_features import base_width, embed_and_pool, supports_gem_features
 from .gem_head import GemSpecialist
 from .heads import AttributeHeads
+from .localizer import Localizer
 from .vocab import CATEGORIES, CUTS, GEMSTONES, METALS
 
 ZERO_SHOT_VOCABULARIES = {"category": CATEGORIES, "metal": METALS, "gemstone": GEMSTONES, "cut": CUTS}
@@ -28,20 +30,31 @@ Prediction = dict[str, list[dict[str, float | str]]]
 
 class Recognizer:
     def __init__(self, encoder: Encoder, heads: AttributeHeads | None = None, top: int = 5,
-                 gem_specialist: GemSpecialist | None = None):
+                 gem_specialist: GemSpecialist | None = None, localizer: Localizer | None = None):
         self.encoder = encoder
         self.heads = heads
         self.top = top
         # Only usable where the tower exposes the maps its features are pooled from.
         self.gem_specialist = gem_specialist if gem_specialist is not None and supports_gem_features(encoder) \
             else None
+        self.localizer = localizer
+        self._base_width: int | None = None
         self._prompt_vectors: dict[str, np.ndarray] | None = None
+
+    @property
+    def piece_head(self) -> torch.nn.Module | None:
+        """The localiser's head, where a context head reads the maps pooled under its piece map."""
+        if self.localizer is None or self.heads is None or not supports_gem_features(self.encoder):
+            return None
+        if self._base_width is None:
+            self._base_width = base_width(self.encoder)
+        return self.localizer.head if self.heads.context_width() > self._base_width else None
 
     def with_heads(self, heads: AttributeHeads | None) -> "Recognizer":
         """The same recogniser with other heads (evaluation judges some photos with fold heads)."""
         if heads is self.heads:
             return self
-        twin = Recognizer(self.encoder, heads, self.top, self.gem_specialist)
+        twin = Recognizer(self.encoder, heads, self.top, self.gem_specialist, self.localizer)
         twin._prompt_vectors = self._prompt_vectors
         return twin
 
@@ -65,7 +78,7 @@ class Recognizer:
         from one tower pass; (embeddings, None) otherwise."""
         if not self.reads_pooled:
             return self.encoder.encode_images(images), None
-        return embed_and_pool(self.encoder, images)
+        return embed_and_pool(self.encoder, images, piece_head=self.piece_head)
 
     def recognize_embeddings(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
                              subject: str = "piece") -> list[Prediction]:
@@ -114,7 +127,8 @@ class Recognizer:
             return general
         general_cols = np.array([c for c, _ in shared])
         specialist_cols = np.array([j for _, j in shared])
-        specialist_p = specialist.probabilities(pooled)[:, specialist_cols]
+        # The specialist reads the first block of the pooled features (no piece pooling).
+        specialist_p = specialist.probabilities(np.asarray(pooled)[:, :len(specialist.mean)])[:, specialist_cols]
         out = np.zeros(np.shape(general), dtype=np.float64)
         out[:, general_cols] = specialist_p / np.maximum(specialist_p.sum(1, keepdims=True), 1e-300)
         return out.astype(np.float32)

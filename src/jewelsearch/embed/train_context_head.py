@@ -122,8 +122,10 @@ def load_rows(path: Path, recipe: dict, reembed=None) -> TrainingRows | None:
 
 def training_rows(encoder: Encoder, products_root: Path, cutouts: list[Cutout], photos: list[Image.Image], *,
                   worn: Sequence[Record] = (), crops: int = 3000, worn_views: int = WORN_VIEWS,
-                  shop_views: int = SHOP_VIEWS, seed: int = 0, progress=print) -> TrainingRows:
-    """Shop photos (train split) and every worn photo, each plus augmented copies, and context crops."""
+                  shop_views: int = SHOP_VIEWS, seed: int = 0, piece_head: torch.nn.Module | None = None,
+                  progress=print) -> TrainingRows:
+    """Shop photos (train split) and every worn photo, each plus augmented copies, and context
+    crops; with ``piece_head`` (the localiser's) the pooled maps carry the piece-pooled block."""
     records = [r for r in read_products(Path(products_root)) if r.split == "train"]
     vectors: list[np.ndarray] = []
     labels: list[dict] = []
@@ -132,7 +134,7 @@ def training_rows(encoder: Encoder, products_root: Path, cutouts: list[Cutout], 
     keys: list[str] = []
     rng = random.Random(seed)
     pooled: list[np.ndarray | None] = []
-    embed = partial(embed_maybe_pooled, encoder)
+    embed = partial(embed_maybe_pooled, encoder, piece_head=piece_head)
     for photos_of, views, weight, worn_photos in ((records, shop_views, 1.0, False),
                                                   (list(worn), worn_views, WORN_WEIGHT, True)):
         for view in range(1 + views if photos_of else 0):
@@ -199,16 +201,25 @@ def _fit_heads(heads: AttributeHeads, rows: TrainingRows, allowed: np.ndarray, a
     """Embedding heads for ``attributes`` and, with pooled maps, context heads, on the allowed rows."""
     summary = {attribute: _fit_head(heads, attribute, rows, allowed, seed, steps) for attribute in attributes}
     if rows.pooled is not None:
-        heads.set_context(rows.pooled.shape[1], attributes)
-        inputs = np.concatenate([rows.vectors, rows.pooled], axis=1)
-        heads.context_mean.copy_(torch.from_numpy(inputs[allowed].mean(0)))
-        heads.context_scale.copy_(torch.from_numpy(inputs[allowed].std(0) + 1e-6))
+        inputs = np.concatenate([rows.vectors, rows.pooled], axis=1)[allowed]
+        known = heads.dim + heads.pooled_dim
+        if heads.pooled_dim and known <= inputs.shape[1]:
+            # Columns the heads already standardise keep their mean and scale: other context
+            # heads (gemstone and cut) were fitted on them. Only appended columns are measured.
+            for attribute in attributes:
+                heads.remove_context_head(attribute)
+            if inputs.shape[1] > known:
+                heads.widen_context(torch.from_numpy(inputs[:, known:].mean(0)),
+                                    torch.from_numpy(inputs[:, known:].std(0) + 1e-6))
+        else:  # a first context, or rows narrower than it: every context head starts again
+            heads.set_context(rows.pooled.shape[1], attributes)
+            heads.context_mean.copy_(torch.from_numpy(inputs.mean(0)))
+            heads.context_scale.copy_(torch.from_numpy(inputs.std(0) + 1e-6))
         standardised = heads.context_inputs(torch.from_numpy(rows.vectors), torch.from_numpy(rows.pooled))
         for attribute in attributes:
             head, temperature, fit = fit_regularised(standardised, heads.vocabularies[attribute], attribute,
                                                      rows, allowed, seed, steps)
-            heads.context[attribute] = head
-            heads.context_temperatures[attribute] = temperature
+            heads.add_context_head(attribute, head, temperature)
             summary[f"context {attribute}"] = fit
     return summary
 

@@ -75,7 +75,9 @@ def fit_stone_heads(heads: AttributeHeads, rows: TrainingRows, *, seed: int = 0,
     """Fit context heads for gemstone and cut on ``rows`` (in place) with the heads' existing
     context standardisation; keep each only where its held-out accuracy beats the embedding
     head's on the same photos. Returns what was measured and kept."""
-    if not heads.context_attributes or rows.pooled is None or rows.pooled.shape[1] != heads.pooled_dim:
+    # The rows may hold only the first block of the context input (no piece pooling): the stone
+    # heads then read that prefix, which keeps them independent of the localiser.
+    if not heads.context_attributes or rows.pooled is None or rows.pooled.shape[1] > heads.pooled_dim:
         raise ValueError("fit the category and metal context heads first (train-context-head)")
     vectors, maps = torch.from_numpy(rows.vectors), torch.from_numpy(rows.pooled)
     with torch.no_grad():

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
+
 from .heads import AttributeHeads
 from .labelled_data import Record, product_of
 
@@ -48,7 +50,7 @@ class WornFolds:
             for attribute in self.attributes:
                 for name, value in heads.heads[attribute].state_dict().items():
                     tensors[f"{k}.{attribute}.{name}"] = value.detach().contiguous()
-            for attribute in heads.context_attributes:
+            for attribute in self.context_attributes(heads):
                 for name, value in heads.context[attribute].state_dict().items():
                     tensors[f"{k}.context.{attribute}.{name}"] = value.detach().contiguous()
             if heads.context_attributes:
@@ -58,8 +60,15 @@ class WornFolds:
         (Path(folder) / FOLDS_META).write_text(json.dumps({
             "attributes": list(self.attributes), "fold_by_product": self.fold_by_product,
             "temperatures": [{a: h.temperatures[a] for a in self.attributes} for h in self.heads],
-            "context_temperatures": [h.context_temperatures for h in self.heads]},
+            "context_temperatures": [{a: h.context_temperatures[a] for a in self.context_attributes(h)}
+                                     for h in self.heads],
+            "pooled_dims": [h.pooled_dim for h in self.heads]},
             indent=2) + "\n")
+
+    def context_attributes(self, heads: AttributeHeads) -> list[str]:
+        """The fold's own context heads: those of the attributes the folds were fitted for.
+        Other context heads (gemstone, cut) are the shipped ones, which saw no worn photo."""
+        return [a for a in heads.context_attributes if a in self.attributes]
 
     @classmethod
     def load(cls, folder: Path | None, shipped: AttributeHeads | None) -> "WornFolds | None":
@@ -78,16 +87,20 @@ class WornFolds:
                 fold.heads[attribute].load_state_dict(
                     {name: tensors[f"{k}.{attribute}.{name}"] for name in ("weight", "bias")})
                 fold.temperatures[attribute] = float(temperatures[attribute])
-            # Context heads: the fold's own, or none (a fold without them must not borrow the
-            # shipped ones, which saw every worn product).
-            fold.set_context(shipped.pooled_dim, tuple(context_temperatures[k]))
+            # Context heads of the fold's attributes: the fold's own, or none (a fold without
+            # them must not borrow the shipped ones, which saw every worn product). Those of
+            # other attributes stay the shipped ones, which never trained on a worn photo.
+            for attribute in attributes:
+                fold.remove_context_head(attribute)
+            if f"{k}.context_mean" in tensors:
+                mean, scale = tensors[f"{k}.context_mean"], tensors[f"{k}.context_scale"]
+                fold.pooled_dim = mean.numel() - fold.dim
+                fold.context_mean, fold.context_scale = mean.clone(), scale.clone()
             for attribute, temperature in context_temperatures[k].items():
-                fold.context[attribute].load_state_dict(
-                    {name: tensors[f"{k}.context.{attribute}.{name}"] for name in ("weight", "bias")})
-                fold.context_temperatures[attribute] = float(temperature)
-            if fold.context_attributes:
-                fold.context_mean.copy_(tensors[f"{k}.context_mean"])
-                fold.context_scale.copy_(tensors[f"{k}.context_scale"])
+                weight = tensors[f"{k}.context.{attribute}.weight"]
+                head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+                head.load_state_dict({"weight": weight, "bias": tensors[f"{k}.context.{attribute}.bias"]})
+                fold.add_context_head(attribute, head, float(temperature))
             heads.append(fold.eval())
         return cls({str(p): int(f) for p, f in meta["fold_by_product"].items()}, heads, attributes)
 
