@@ -615,8 +615,8 @@ def _train_split_records(products: Path, gemstones: Path, renders: Path | None) 
 @click.pass_obj
 def train_stone_heads_command(obj: Context, products, gemstones, renders, views, gem_views, exposure_views, seed,
                               rows_cache):
-    """Fit gemstone and cut heads that also read the tower's pooled maps (run after train-context-head,
-    which resets every context head)."""
+    """Fit gemstone and cut heads that also read the tower's pooled maps (after train-context-head, whose
+    context standardisation they share; they read its first block, never the piece pooling)."""
     from .embed import load_encoder
     from .embed.gem_features import embed_from_pooled, supports_gem_features, tower_fingerprint
     from .embed.heads import AttributeHeads
