@@ -6,7 +6,8 @@ then times, interleaved in one process so machine noise hits all variants alike:
   * a full image query with region=whole and with region=auto (locate + crop + embed + search);
   * Grad-CAM explanation of one result;
   * embedding one photo alone vs. embedding it with the pooled maps the context heads read
-    (same tower pass plus pooling and a colour histogram), and a full recognize call.
+    (same tower pass plus pooling and a colour histogram), vs. the same plus the maps pooled
+    under the localiser's piece map (its head on the tower's maps), and a full recognize call.
 Prints medians over repeats and the auto/whole ratio. Asserts nothing.
 Usage: python benchmarks/bench_regions.py [--repeats 30] [--threads 1]
 """
@@ -65,7 +66,8 @@ def main():
     decoded = [Image.open(io.BytesIO(p)).convert("RGB") for p in photos]
     result_id = service.catalog.items.list(1, 0)[0]["id"]
     timings: dict[str, list[float]] = {"locate": [], "query whole": [], "query auto": [], "explain (grad-cam)": [],
-                                       "embed": [], "embed + pooled maps": [], "recognize": []}
+                                       "embed": [], "embed + pooled maps": [], "embed + piece pooling": [],
+                                       "recognize": []}
     for photo in photos[:3]:  # warm-up
         service.query(image_bytes=photo, k=10, region="auto")
     for photo, image in zip(photos, decoded):
@@ -75,6 +77,8 @@ def main():
                           ("explain (grad-cam)", lambda: service.explain(result_id, image_bytes=photo)),
                           ("embed", lambda: service.encoder.encode_images([image])),
                           ("embed + pooled maps", lambda: embed_and_pool(service.encoder, [image])),
+                          ("embed + piece pooling", lambda: embed_and_pool(service.encoder, [image],
+                                                                           piece_head=service.localizer.head)),
                           ("recognize", lambda: service.recognize(photo))):
             started = time.perf_counter()
             run()
@@ -89,6 +93,8 @@ def main():
           f"({medians['query auto'] / medians['query whole']:.2f}× whole-image query)")
     print(f"  pooled maps add {medians['embed + pooled maps'] - medians['embed']:.1f} ms to embedding a photo "
           f"({medians['embed + pooled maps'] / medians['embed']:.2f}×)")
+    print(f"  piece pooling adds {medians['embed + piece pooling'] - medians['embed + pooled maps']:.1f} ms to that "
+          f"({medians['embed + piece pooling'] / medians['embed + pooled maps']:.2f}×)")
 
 
 if __name__ == "__main__":
