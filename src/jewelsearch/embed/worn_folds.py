@@ -94,6 +94,13 @@ class WornFolds:
                 fold.remove_context_head(attribute)
             if f"{k}.context_mean" in tensors:
                 mean, scale = tensors[f"{k}.context_mean"], tensors[f"{k}.context_scale"]
+                # A kept shipped head must find the columns it reads standardised as it was
+                # fitted; folds that measured their own (files from before session 10) lose it.
+                for attribute in fold.context_attributes:
+                    width = fold.context[attribute].in_features
+                    if width > mean.numel() or not (torch.equal(mean[:width], shipped.context_mean[:width])
+                                                    and torch.equal(scale[:width], shipped.context_scale[:width])):
+                        fold.remove_context_head(attribute)
                 fold.pooled_dim = mean.numel() - fold.dim
                 fold.context_mean, fold.context_scale = mean.clone(), scale.clone()
             for attribute, temperature in context_temperatures[k].items():
