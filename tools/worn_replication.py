@@ -23,31 +23,7 @@ import numpy as np
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.images import load_image_file
 from jewelsearch.embed.labelled_data import product_of, read_worn
-
-
-def hits(embeddings: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query (photos whose product has another photo): hit at 1, hit in top 10, query index."""
-    similarity = embeddings @ embeddings.T
-    np.fill_diagonal(similarity, -np.inf)
-    labels = np.array(groups)
-    at_1, at_10, queries = [], [], []
-    for i, group in enumerate(labels):
-        same = labels == group
-        same[i] = False
-        if not group or not same.any():
-            continue
-        order = np.argsort(-similarity[i], kind="stable")[:-1]  # the query itself sorts last
-        at_1.append(same[order[0]])
-        at_10.append(same[order[:10]].any())
-        queries.append(i)
-    return np.array(at_1, float), np.array(at_10, float), np.array(queries)
-
-
-def paired_interval(base: np.ndarray, other: np.ndarray, seed: int = 0, draws: int = 5000) -> tuple[float, float]:
-    difference = other - base
-    rng = np.random.default_rng(seed)
-    means = [difference[rng.integers(0, len(difference), len(difference))].mean() for _ in range(draws)]
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+from jewelsearch.embed.metrics import paired_drop_interval, same_product_hits
 
 
 def main() -> None:
@@ -66,7 +42,7 @@ def main() -> None:
     for model in args.models:
         encoder = load_encoder(model)
         embeddings = encoder.encode_images([load_image_file(r.path).image for r in records])
-        at_1, at_10, queries = hits(embeddings, groups)
+        at_1, at_10, queries = same_product_hits(embeddings, groups)
         per_model[model] = (at_1, at_10)
         figures = {"queries": len(queries)}
         for name in ("all", "evaluated", "background"):
@@ -80,10 +56,10 @@ def main() -> None:
         comparison = {}
         for k, name in ((0, "recall@1"), (1, "recall@10")):
             a, b = per_model[base][k], per_model[model][k]
-            low, high = paired_interval(a, b)
+            low, high = paired_drop_interval(b, a)  # of mean(b) - mean(a), in points
             comparison[name] = {"difference_points": round(100 * float((b - a).mean()), 2),
                                 "gained": int((b > a).sum()), "lost": int((b < a).sum()),
-                                "interval_points": [round(100 * low, 1), round(100 * high, 1)]}
+                                "interval_points": [round(low, 1), round(high, 1)]}
         results.setdefault("against_first", {})[str(model)] = comparison
         print(model, "against", base, json.dumps(comparison), flush=True)
     if args.out:

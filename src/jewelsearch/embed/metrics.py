@@ -99,17 +99,16 @@ def text_retrieval(query_vectors: np.ndarray, relevant: Sequence[np.ndarray], ga
             f"precision@{k}": float(np.mean(precision)), "mrr": float(np.mean(rr))}
 
 
-def same_product_retrieval(embeddings: np.ndarray, groups: Sequence[str | None],
-                           gallery: np.ndarray | None = None) -> dict:
-    """Each photo queries the others; a hit is another photo of the same product.
-
-    ``gallery`` embeds the same photos the way the catalog side does, when that differs from
-    how queries are embedded (e.g. query by detected piece, catalog by whole photo).
-    """
+def same_product_hits(embeddings: np.ndarray, groups: Sequence[str | None],
+                      gallery: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query (a photo whose product has another photo): hit at rank 1, hit in the top 10,
+    and the query's index. Each photo queries the others; a hit is another photo of the same
+    product. ``gallery`` embeds the same photos the way the catalog side does, when that
+    differs from how queries are embedded (e.g. query by detected piece, catalog by whole photo)."""
     groups = np.asarray([g or "" for g in groups])
     sims = embeddings @ (embeddings if gallery is None else gallery).T
     np.fill_diagonal(sims, -np.inf)
-    r1, r10 = [], []
+    r1, r10, queries = [], [], []
     for i, g in enumerate(groups):
         others = (groups == g) & (np.arange(len(groups)) != i)
         if not g or not others.any():
@@ -117,8 +116,16 @@ def same_product_retrieval(embeddings: np.ndarray, groups: Sequence[str | None],
         order = np.argsort(-sims[i])[:-1]
         r1.append(float(others[order[0]]))
         r10.append(float(others[order[:10]].any()))
-    return {"queries": len(r1), "recall@1": float(np.mean(r1)) if r1 else 0.0,
-            "recall@10": float(np.mean(r10)) if r10 else 0.0}
+        queries.append(i)
+    return np.asarray(r1), np.asarray(r10), np.asarray(queries, dtype=int)
+
+
+def same_product_retrieval(embeddings: np.ndarray, groups: Sequence[str | None],
+                           gallery: np.ndarray | None = None) -> dict:
+    """Recall@1 and @10 of ``same_product_hits``."""
+    r1, r10, _ = same_product_hits(embeddings, groups, gallery)
+    return {"queries": len(r1), "recall@1": float(np.mean(r1)) if len(r1) else 0.0,
+            "recall@10": float(np.mean(r10)) if len(r10) else 0.0}
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
