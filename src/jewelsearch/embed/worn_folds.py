@@ -61,8 +61,7 @@ class WornFolds:
             "attributes": list(self.attributes), "fold_by_product": self.fold_by_product,
             "temperatures": [{a: h.temperatures[a] for a in self.attributes} for h in self.heads],
             "context_temperatures": [{a: h.context_temperatures[a] for a in self.context_attributes(h)}
-                                     for h in self.heads],
-            "pooled_dims": [h.pooled_dim for h in self.heads]},
+                                     for h in self.heads]},
             indent=2) + "\n")
 
     def context_attributes(self, heads: AttributeHeads) -> list[str]:
