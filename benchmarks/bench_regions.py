@@ -7,7 +7,10 @@ then times, interleaved in one process so machine noise hits all variants alike:
   * Grad-CAM explanation of one result;
   * embedding one photo alone vs. embedding it with the pooled maps the context heads read
     (same tower pass plus pooling and a colour histogram), vs. the same plus the maps pooled
-    under the localiser's piece map (its head on the tower's maps), and a full recognize call.
+    under the localiser's piece map (its head on the tower's maps), vs. the same with the maps
+    from a recognition top (blocks 5-6 and the head convolution run a second time; the model
+    folder's own top, or a copy of the tower's when it has none: the same work), and a full
+    recognize call.
 Prints medians over repeats and the auto/whole ratio. Asserts nothing.
 Usage: python benchmarks/bench_regions.py [--repeats 30] [--threads 1]
 """
@@ -32,6 +35,7 @@ from PIL import Image  # noqa: E402
 from jewelsearch.config import Settings  # noqa: E402
 from jewelsearch.demo_catalog import demo_dir, demo_items  # noqa: E402
 from jewelsearch.embed.gem_features import embed_and_pool  # noqa: E402
+from jewelsearch.embed.recognition_top import RecognitionTop  # noqa: E402
 from jewelsearch.wiring import open_service  # noqa: E402
 
 
@@ -67,7 +71,9 @@ def main():
     result_id = service.catalog.items.list(1, 0)[0]["id"]
     timings: dict[str, list[float]] = {"locate": [], "query whole": [], "query auto": [], "explain (grad-cam)": [],
                                        "embed": [], "embed + pooled maps": [], "embed + piece pooling": [],
-                                       "recognize": []}
+                                       "+ recognition top": [], "recognize": []}
+    # The served trunk is already folded, so a copy of it costs what a folded recognition top does.
+    top = service.recognizer.recognition_top or RecognitionTop.from_trunk(service.encoder.model.visual.trunk)
     for photo in photos[:3]:  # warm-up
         service.query(image_bytes=photo, k=10, region="auto")
     for photo, image in zip(photos, decoded):
@@ -79,6 +85,8 @@ def main():
                           ("embed + pooled maps", lambda: embed_and_pool(service.encoder, [image])),
                           ("embed + piece pooling", lambda: embed_and_pool(service.encoder, [image],
                                                                            piece_head=service.localizer.head)),
+                          ("+ recognition top", lambda: embed_and_pool(service.encoder, [image], top=top,
+                                                                       piece_head=service.localizer.head)),
                           ("recognize", lambda: service.recognize(photo))):
             started = time.perf_counter()
             run()
@@ -95,6 +103,8 @@ def main():
           f"({medians['embed + pooled maps'] / medians['embed']:.2f}×)")
     print(f"  piece pooling adds {medians['embed + piece pooling'] - medians['embed + pooled maps']:.1f} ms to that "
           f"({medians['embed + piece pooling'] / medians['embed + pooled maps']:.2f}×)")
+    print(f"  a recognition top adds {medians['+ recognition top'] - medians['embed + piece pooling']:.1f} ms to that "
+          f"({medians['+ recognition top'] / medians['embed + piece pooling']:.2f}×)")
 
 
 if __name__ == "__main__":

@@ -118,8 +118,9 @@ def test_tuning_pulls_degraded_views_to_the_clean_maps_and_touches_only_the_top(
 
 
 @pytest.mark.slow
-def test_tune_robust_command_writes_a_loadable_tower_and_reuses_its_set(tmp_path):
-    """The CLI end to end on a copy of the shipped model and a few synthetic photos."""
+def test_tune_robust_command_writes_a_loadable_tower_or_recognition_top_and_reuses_its_set(tmp_path):
+    """The CLI end to end on a copy of the shipped model and a few synthetic photos: first
+    stored in the tower, then (the default) as a recognition top beside an untouched tower."""
     import csv
     import json
     import shutil
@@ -148,7 +149,7 @@ def test_tune_robust_command_writes_a_loadable_tower_and_reuses_its_set(tmp_path
     (tmp_path / "gems" / "ruby").mkdir(parents=True)
     args = ["--home", str(tmp_path / "home"), "--model", str(model), "tune-robust", "--products", str(products),
             "--gemstones", str(tmp_path / "gems"), "--views", "1", "--epochs", "1", "--work", str(tmp_path / "work")]
-    first = CliRunner().invoke(main, args, catch_exceptions=False)
+    first = CliRunner().invoke(main, args + ["--store", "tower"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
     summary = json.loads((model / "robust_tuning.json").read_text())
     assert summary["paths"] == 30 and summary["views"] == 60 and summary["worn_products_seen"] == []
@@ -160,8 +161,23 @@ def test_tune_robust_command_writes_a_loadable_tower_and_reuses_its_set(tmp_path
     assert all(torch.equal(state[k], v.to(state[k].dtype)) for k, v in stored.items())
     assert tuned.model_id != shipped_id  # a changed tower is a changed model: stored embeddings are redone
     # The set depends on the tower it was made with: another copy of the shipped model reuses it.
-    shutil.copytree(resolve_model_folder("jewelclip-lite0"), tmp_path / "model2")
-    args[args.index(str(model))] = str(tmp_path / "model2")
+    # By default the tuned top goes beside the tower: search weights and the model id stay.
+    from jewelsearch.embed.recognition_top import TOP_FILE, load_recognition_top
+    model2 = tmp_path / "model2"
+    shutil.copytree(resolve_model_folder("jewelclip-lite0"), model2)
+    shipped_weights = (model2 / "weights.safetensors").read_bytes()
+    args[args.index(str(model))] = str(model2)
     again = CliRunner().invoke(main, args, catch_exceptions=False)
     assert again.exit_code == 0 and "reusing the distillation set" in again.output
-    assert load_file(str(tmp_path / "model2" / "weights.safetensors")).keys() == stored.keys()
+    assert str(model2 / TOP_FILE) in again.output
+    assert (model2 / "weights.safetensors").read_bytes() == shipped_weights
+    untouched = load_encoder(str(model2))
+    assert untouched.model_id == shipped_id
+    assert json.loads((model2 / "robust_tuning.json").read_text())["stored"] == "recognition"
+    # The same set, seed and epochs (resumed from the checkpoint): the same tuned weights.
+    top = load_recognition_top(untouched).state_dict()
+    tuned_top = {k[len("visual.trunk."):]: v for k, v in stored.items()
+                 if k.startswith(("visual.trunk.blocks.5.", "visual.trunk.blocks.6.", "visual.trunk.conv_head.",
+                                  "visual.trunk.bn2."))}
+    assert top.keys() == tuned_top.keys()
+    assert all(torch.equal(top[k], v.to(top[k].dtype)) for k, v in tuned_top.items())

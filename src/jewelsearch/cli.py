@@ -539,11 +539,9 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
     if worn_root is not None:
         from .embed.labelled_data import read_worn
         worn = read_worn(worn_root)  # every worn photo's labels; the folds keep evaluation honest
-    from .embed.gem_features import embed_from_pooled, supports_gem_features, tower_fingerprint
-    # With pooled maps the rows depend on the frozen tower only: a retrained projection
-    # re-embeds them from the maps instead of passing every image through the tower again.
-    reembed = partial(embed_from_pooled, encoder) if supports_gem_features(encoder) else None
-    source = {"tower": tower_fingerprint(encoder)} if reembed else {"model_id": encoder.model_id}
+    from .embed.recognition_top import load_recognition_top
+    top = load_recognition_top(encoder)
+    reembed, source = _rows_source(encoder, top)
     recipe = {**source, "renders": str(Path(renders).resolve()),
               "products": str(Path(products).resolve()), "worn": sorted(str(r.path) for r in worn),
               "protected": sorted(protected), "crops": crops, "worn_views": worn_views, "shop_views": shop_views,
@@ -559,7 +557,7 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
         cutouts = render_cutouts(renders, keep=lambda i: not held_out_render(i)) + product_cutouts(products, "train")
         rows = training_rows(encoder, products, cutouts, background_photos(worn_root, protected), worn=worn,
                              crops=crops, worn_views=worn_views, shop_views=shop_views, seed=seed,
-                             piece_head=piece_head, progress=click.echo)
+                             piece_head=piece_head, top=top, progress=click.echo)
         if rows_cache:
             save_rows(rows, rows_cache, recipe)
     # The refit keeps the context standardisation other context heads (gemstone and cut, from
@@ -580,6 +578,21 @@ def train_context_head_command(obj: Context, renders, products, worn_root, prote
         fold_heads.save(encoder.folder)
     (encoder.folder / "context_head.json").write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(f"category and metal heads written to {encoder.folder}")
+
+
+def _rows_source(encoder, top):
+    """(re-embedding function or None, what a rows cache's recipe names as its source).
+
+    With pooled maps the rows depend on the frozen tower only: a retrained projection re-embeds
+    them from the maps instead of passing every image through the tower again. With a
+    recognition top the pooled maps are no longer the search tower's, so the embeddings cannot
+    be recomputed from them and the rows name the model as well."""
+    from .embed.gem_features import embed_from_pooled, supports_gem_features, tower_fingerprint
+    if not supports_gem_features(encoder):
+        return None, {"model_id": encoder.model_id}
+    if top is not None:
+        return None, {"model_id": encoder.model_id, "tower": tower_fingerprint(encoder, top)}
+    return partial(embed_from_pooled, encoder), {"tower": tower_fingerprint(encoder)}
 
 
 def _train_split_sources(command):
@@ -618,8 +631,9 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
     """Fit gemstone and cut heads that also read the tower's pooled maps (after train-context-head, whose
     context standardisation they share; they read its first block, never the piece pooling)."""
     from .embed import load_encoder
-    from .embed.gem_features import embed_from_pooled, supports_gem_features, tower_fingerprint
+    from .embed.gem_features import supports_gem_features
     from .embed.heads import AttributeHeads
+    from .embed.recognition_top import load_recognition_top
     from .embed.train_context_head import load_rows, save_rows
     from .embed.train_stone_heads import fit_stone_heads, stone_rows
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
@@ -627,18 +641,19 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
     if heads is None or not supports_gem_features(encoder):
         fail("stone heads need a jewelsearch model folder with attribute heads and a convolutional tower")
     records = _train_split_records(products, gemstones, renders)
-    recipe = {"tower": tower_fingerprint(encoder), "paths": sorted(str(r.path) for r in records),
+    top = load_recognition_top(encoder)
+    reembed, source = _rows_source(encoder, top)
+    recipe = {**source, "paths": sorted(str(r.path) for r in records),
               "views": views, "gem_views": gem_views, "seed": seed}
     if exposure_views:  # only when asked, so caches made before the option still match
         recipe["exposure_views"] = exposure_views
-    reembed = partial(embed_from_pooled, encoder)
     rows = load_rows(rows_cache, recipe, reembed) if rows_cache else None
     if rows is not None:
         click.echo(f"reusing the {len(rows.labels)} embedded rows in {rows_cache}")
     else:
         rows = stone_rows(encoder, records, views_by_source={"products": views, "renders": views,
                                                              "gemstones": gem_views},
-                          exposure_views=exposure_views, seed=seed, progress=click.echo)
+                          exposure_views=exposure_views, seed=seed, top=top, progress=click.echo)
         if rows_cache:
             save_rows(rows, rows_cache, recipe)
     try:
@@ -665,16 +680,21 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
 @click.option("--seed", default=0, show_default=True)
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the distillation set and a per-epoch checkpoint here, so a rerun resumes.")
+@click.option("--store", type=click.Choice(["recognition", "tower"]), default="recognition", show_default=True,
+              help="recognition: keep the tuned top beside the tower, read by recognition only (search "
+                   "embeddings and the model id stay); tower: replace the tower's top (every embedding moves).")
 @click.pass_obj
 def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, protect_csv, views, epochs, lr,
-                        clean_weight, seed, work):
-    """Fine-tune the image tower's top so degraded photos give the clean photo's features (in place).
-    The targets are the loaded tower's own maps: run it on an untuned copy, or it tunes again."""
+                        clean_weight, seed, work, store):
+    """Fine-tune the image tower's top so degraded photos give the clean photo's features.
+    The targets are the loaded tower's own maps: with --store tower, run it on an untuned copy,
+    or it tunes again; a recognition top is always tuned from the search tower and replaced."""
     from .embed import load_encoder
     from .embed.gem_features import tower_fingerprint
     from .embed.images import load_image_file
     from .embed.labelled_data import product_of
     from .embed.model_folder import WEIGHTS_FILE, store_parameters
+    from .embed.recognition_top import TOP_FILE, RecognitionTop
     from .embed.robust_tuning import DistillationSet, distillation_set, supports_robust_tuning, \
         tune_top, tuned_parameter_names
     from .embed.train_localizer import background_records
@@ -703,15 +723,22 @@ def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, p
                            checkpoint=checkpoint, progress=click.echo)
     except ValueError as error:
         fail(str(error))
-    state = encoder.model.state_dict()
-    # float32: what was evaluated is what loads.
-    store_parameters(encoder.folder, {name: state[name] for name in tuned_parameter_names(encoder.model)})
+    if store == "tower":
+        state = encoder.model.state_dict()
+        # float32: what was evaluated is what loads.
+        store_parameters(encoder.folder, {name: state[name] for name in tuned_parameter_names(encoder.model)})
+        written = encoder.folder / WEIGHTS_FILE
+    else:
+        top = RecognitionTop.from_trunk(encoder.model.visual.trunk)
+        top.save(encoder.folder)
+        written = encoder.folder / TOP_FILE
+    summary["stored"] = store
     summary["paths"] = len(paths)
     # Evaluation leaves out the worn products the tower has seen (labelled_data.worn_products_seen).
     summary["worn_products_seen"] = sorted({product_of(r) for r in worn})
     (encoder.folder / "robust_tuning.json").write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(json.dumps({k: summary[k] for k in ("before", "after")}, indent=2))
-    click.echo(f"tuned tower written to {encoder.folder / WEIGHTS_FILE}")
+    click.echo(f"tuned top written to {written}")
 
 
 @main.command("train-gem-head")
@@ -728,6 +755,7 @@ def train_gem_head_command(obj: Context, gemstones, views, folds, seed):
     from .embed.gem_features import supports_gem_features
     from .embed.gem_head import train_gem_specialist
     from .embed.labelled_data import read_gemstones
+    from .embed.recognition_top import load_recognition_top
     encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
     if encoder.folder is None or not supports_gem_features(encoder):
         fail("the gem specialist needs a jewelsearch model folder with a convolutional image tower")
@@ -736,7 +764,8 @@ def train_gem_head_command(obj: Context, gemstones, views, folds, seed):
         fail(f"no photos in class subfolders of {gemstones}")
     with tqdm(total=len(records) * (1 + views), unit="img", disable=None) as bar:
         specialist, summary = train_gem_specialist(encoder, records, views=views, folds=folds, seed=seed,
-                                                   progress=click.echo, on_images=bar.update)
+                                                   progress=click.echo, on_images=bar.update,
+                                                   top=load_recognition_top(encoder))
     specialist.save(encoder.folder, summary)
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"gem specialist written to {encoder.folder}")
@@ -772,6 +801,7 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
                                       worn_products_seen)
     from .embed.localizer import Localizer
     from .embed.model_folder import resolve_model_folder
+    from .embed.recognition_top import load_recognition_top
     from .embed.recognize import Recognizer
     from .embed.worn_folds import WornFolds, judge_by_fold
     encoder_folder = resolve_model_folder(obj.settings.model)
@@ -793,7 +823,8 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder),
-                            localizer=Localizer.load(encoder, encoder.folder))
+                            localizer=Localizer.load(encoder, encoder.folder),
+                            recognition_top=load_recognition_top(encoder))
     # Worn photos whose product the shipped heads trained on are judged by the fold heads that did not.
     judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
     total = sum(len(v) for v in sets.values()) * (7 if robustness else 1)
@@ -841,6 +872,7 @@ def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photo
     from .embed.heads import AttributeHeads
     from .embed.labelled_data import read_worn, unseen_worn, worn_products_seen
     from .embed.localizer import Localizer
+    from .embed.recognition_top import load_recognition_top
     from .embed.recognize import Recognizer
     from .embed.worn_folds import WornFolds, judge_by_fold
     settings = obj.settings
@@ -853,7 +885,8 @@ def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photo
     # Judge only on worn products the localiser and the heads never trained on.
     records = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
     judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
-    report = evaluate_regions(Recognizer(encoder, heads, localizer=localizer), localizer, records, hand, judge=judge)
+    recognizer = Recognizer(encoder, heads, localizer=localizer, recognition_top=load_recognition_top(encoder))
+    report = evaluate_regions(recognizer, localizer, records, hand, judge=judge)
     report["localizer"] = localizer.config.get("held_out")
     if catalog_root is not None:
         from .embed.evaluate_shopper import evaluate_shopper_photos

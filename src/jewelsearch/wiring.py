@@ -10,10 +10,11 @@ import torch
 
 from .config import Settings
 from .embed import load_encoder
-from .embed.fold_batch_norm import fold_batch_norm
+from .embed.fold_batch_norm import fold_batch_norm, fold_module
 from .embed.gem_head import GemSpecialist
 from .embed.heads import AttributeHeads
 from .embed.localizer import Localizer
+from .embed.recognition_top import load_recognition_top
 from .embed.recognize import Recognizer
 from .recommend import BlendWeights
 from .search import Limits, SearchService
@@ -33,11 +34,16 @@ def open_service(settings: Settings) -> SearchService:
     settings.home.mkdir(parents=True, exist_ok=True)
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
                            max_text_chars=settings.max_text_chars)
+    # Shaped after the unfolded tower, so loaded before the folding below.
+    recognition_top = load_recognition_top(encoder)
     # Serving only reads the frozen tower, so its batch norms can join the convolutions (faster).
     fold_batch_norm(encoder.model.visual)
+    if recognition_top is not None:
+        fold_module(recognition_top)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     localizer = Localizer.load(encoder, encoder.folder)
-    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder), localizer=localizer)
+    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder), localizer=localizer,
+                            recognition_top=recognition_top)
     catalog = Catalog.open(settings.db_path, settings.images_dir,
                            event_weights=event_weights(settings.event_weights))
     limits = Limits(max_upload_bytes=settings.max_upload_bytes,

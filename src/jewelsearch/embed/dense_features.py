@@ -37,12 +37,19 @@ def tap_channels(visual: torch.nn.Module) -> tuple[int, ...]:
     return tuple(int(t.shape[1]) for t in probe.taps)
 
 
-def tower_pass(visual: torch.nn.Module, batch: torch.Tensor) -> TowerPass:
-    """The image tower's forward, step by step; equal to ``visual(batch)`` for the embedding."""
+def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Module | None = None) -> TowerPass:
+    """The image tower's forward, step by step; equal to ``visual(batch)`` for the embedding.
+
+    With ``top`` (a ``recognition_top.RecognitionTop``) the taps from its first block on and the
+    last map come from that top, run on the shared front's output; the embedding still comes
+    from the tower's own top, so search vectors do not change."""
     trunk = visual.trunk
     x = trunk.bn1(trunk.conv_stem(batch))
     taps = []
+    front = None
     for index, block in enumerate(trunk.blocks):
+        if top is not None and index == top.first_block:
+            front = x
         x = block(x)
         if index in TAP_BLOCKS:
             taps.append(x)
@@ -50,4 +57,8 @@ def tower_pass(visual: torch.nn.Module, batch: torch.Tensor) -> TowerPass:
     pooled = trunk.global_pool(last_map)
     if pooled.ndim > 2:
         pooled = pooled.flatten(1)
-    return TowerPass(taps=taps, last_map=last_map, embedding=visual.head(pooled))
+    embedding = visual.head(pooled)
+    if front is not None:
+        outputs, last_map = top(front)
+        taps = [outputs.get(index, tap) for index, tap in zip(TAP_BLOCKS, taps)]
+    return TowerPass(taps=taps, last_map=last_map, embedding=embedding)

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # Which convolution each batch norm follows, per timm EfficientNet module type.
 PAIRS = {
     "EfficientNet": (("conv_stem", "bn1"), ("conv_head", "bn2")),
+    "RecognitionTop": (("conv_head", "bn2"),),  # recognition_top: the tuned copy of the tower's top
     "DepthwiseSeparableConv": (("conv_dw", "bn1"), ("conv_pw", "bn2")),
     "InvertedResidual": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
 }
@@ -57,17 +58,28 @@ def _foldable(trunk: nn.Module) -> bool:
 def fold_batch_norm(visual: nn.Module) -> bool:
     """Fold in place; False (and nothing changed) for a tower this does not recognise."""
     trunk = getattr(visual, "trunk", None)
-    if trunk is None or trunk.training or not _foldable(trunk):
+    if trunk is None:
         return False
-    for module in list(trunk.modules()):
-        for conv_name, bn_name in PAIRS.get(type(module).__name__, ()):
-            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+    folded = fold_module(trunk)
+    if folded:
+        log.info("folded the image tower's batch norms into its convolutions")
+    return folded
+
+
+@torch.no_grad()
+def fold_module(module: nn.Module) -> bool:
+    """Fold every known pair inside ``module`` (a trunk, or a recognition top); False (and nothing
+    changed) when one of its batch norms is not such a pair or it is training."""
+    if module.training or not _foldable(module):
+        return False
+    for inner in list(module.modules()):
+        for conv_name, bn_name in PAIRS.get(type(inner).__name__, ()):
+            conv, bn = getattr(inner, conv_name), getattr(inner, bn_name)
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             bias = bn.bias - bn.running_mean * scale
             if conv.bias is not None:
                 bias = bias + conv.bias * scale
             conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
             conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
-            setattr(module, bn_name, _AfterFold(bn.drop, bn.act))
-    log.info("folded the image tower's batch norms into its convolutions")
+            setattr(inner, bn_name, _AfterFold(bn.drop, bn.act))
     return True

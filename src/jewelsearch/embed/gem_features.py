@@ -53,9 +53,11 @@ def base_width(encoder) -> int:
     return int(visual.trunk.num_features) + sum(tap_channels(visual)) + HUE_BINS + SATURATION_BINS + VALUE_BINS
 
 
-def gem_features(encoder, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
-    """[n, last-map channels + tap channels + 48] float32, one tower pass per image."""
-    return embed_and_pool(encoder, images, batch_size)[1]
+def gem_features(encoder, images: Sequence[Image.Image], batch_size: int = 32,
+                 top: torch.nn.Module | None = None) -> np.ndarray:
+    """[n, last-map channels + tap channels + 48] float32, one tower pass per image (the maps
+    from the recognition ``top`` when one is given)."""
+    return embed_and_pool(encoder, images, batch_size, top=top)[1]
 
 
 def piece_pooled(maps: Sequence[torch.Tensor], piece: torch.Tensor) -> torch.Tensor:
@@ -73,17 +75,19 @@ def piece_pooled(maps: Sequence[torch.Tensor], piece: torch.Tensor) -> torch.Ten
 
 @torch.inference_mode()
 def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32,
-                   piece_head: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   piece_head: torch.nn.Module | None = None,
+                   top: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unit embeddings (as ``encoder.encode_images``) and ``gem_features`` from the same single
     tower pass: recognition reads both at the cost of embedding alone. With ``piece_head``
     (the localiser's ``DenseHead``: taps -> logits whose first channel is the piece) the
-    ``piece_pooled`` block follows the colour histogram."""
+    ``piece_pooled`` block follows the colour histogram. With ``top`` (a ``RecognitionTop``) the
+    pooled maps come from that top and the embeddings still from the tower's own."""
     embeddings, pooled = [], []
     visual = encoder.model.visual
     for start in range(0, len(images), batch_size):
         chunk = [im.convert("RGB") for im in images[start:start + batch_size]]
         batch = torch.stack([encoder.preprocess(im) for im in chunk]).contiguous(memory_format=torch.channels_last)
-        result = tower_pass(visual, batch)
+        result = tower_pass(visual, batch, top)
         maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
         maps = torch.cat(maps, dim=1).float().numpy()
         parts = [maps, np.stack([colour_histogram(im) for im in chunk])]
@@ -110,22 +114,24 @@ def embed_from_pooled(encoder, pooled: np.ndarray) -> np.ndarray:
     return torch.nn.functional.normalize(embedding.float(), dim=-1).numpy()
 
 
-def tower_fingerprint(encoder) -> str:
-    """A hash of the image tower's weights and preprocessing: what pooled maps depend on (the
-    projection and the model id do not)."""
+def tower_fingerprint(encoder, top: torch.nn.Module | None = None) -> str:
+    """A hash of the image tower's weights and preprocessing, and of the recognition ``top`` when
+    one is given: what pooled maps depend on (the projection and the model id do not)."""
     import hashlib
     pre = encoder.preprocess
     digest = hashlib.sha256(repr((pre.size, pre.mean.flatten().tolist(), pre.std.flatten().tolist(),
                                   pre.interpolation)).encode())
-    for name, tensor in sorted(encoder.model.visual.trunk.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    parts = [("", encoder.model.visual.trunk)] + ([("recognition_top.", top)] if top is not None else [])
+    for prefix, module in parts:
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update((prefix + name).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
-def embed_maybe_pooled(encoder, images: Sequence[Image.Image],
-                       piece_head: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def embed_maybe_pooled(encoder, images: Sequence[Image.Image], piece_head: torch.nn.Module | None = None,
+                       top: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``embed_and_pool`` where the tower exposes its maps; (embeddings, None) elsewhere."""
     if not supports_gem_features(encoder):
         return encoder.encode_images(images), None
-    return embed_and_pool(encoder, images, piece_head=piece_head)
+    return embed_and_pool(encoder, images, piece_head=piece_head, top=top)

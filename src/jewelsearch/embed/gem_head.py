@@ -126,9 +126,11 @@ def fit_gem_specialist(features: np.ndarray, labels: Sequence[str], *, folds: in
 
 def train_gem_specialist(encoder, records: Sequence, *, views: int = 2, folds: int = 5, seed: int = 0,
                          progress: Callable[[str], None] = print,
-                         on_images: Callable[[int], None] = lambda n: None) -> tuple[GemSpecialist, dict]:
+                         on_images: Callable[[int], None] = lambda n: None,
+                         top=None) -> tuple[GemSpecialist, dict]:
     """Features of each labelled photo plus ``views`` ``quality_augment`` copies of it, then
-    ``fit_gem_specialist`` with a photo's copies kept in one fold."""
+    ``fit_gem_specialist`` with a photo's copies kept in one fold. With ``top`` (the folder's
+    ``RecognitionTop``) the features are the ones recognition reads."""
     rng = random.Random(seed)
     features, labels, groups = [], [], []
     for start in range(0, len(records), 32):
@@ -138,7 +140,7 @@ def train_gem_specialist(encoder, records: Sequence, *, views: int = 2, folds: i
             images += [image] + [quality_augment(image, rng) for _ in range(views)]
             labels += [record.labels["gemstone"]] * (1 + views)
             groups += [start + offset] * (1 + views)
-        features.append(gem_features(encoder, images))
+        features.append(gem_features(encoder, images, top=top))
         on_images(len(images))
     specialist, summary = fit_gem_specialist(np.concatenate(features), labels, folds=folds, groups=groups,
                                              progress=progress)

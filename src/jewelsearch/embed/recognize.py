@@ -30,7 +30,8 @@ Prediction = dict[str, list[dict[str, float | str]]]
 
 class Recognizer:
     def __init__(self, encoder: Encoder, heads: AttributeHeads | None = None, top: int = 5,
-                 gem_specialist: GemSpecialist | None = None, localizer: Localizer | None = None):
+                 gem_specialist: GemSpecialist | None = None, localizer: Localizer | None = None,
+                 recognition_top: torch.nn.Module | None = None):
         self.encoder = encoder
         self.heads = heads
         self.top = top
@@ -38,6 +39,9 @@ class Recognizer:
         self.gem_specialist = gem_specialist if gem_specialist is not None and supports_gem_features(encoder) \
             else None
         self.localizer = localizer
+        # The robustness-tuned copy of the tower's top (``recognition_top``): the pooled maps the
+        # heads read come from it, the embeddings from the search tower.
+        self.recognition_top = recognition_top
         self._base_width: int | None = None
         self._prompt_vectors: dict[str, np.ndarray] | None = None
 
@@ -54,7 +58,7 @@ class Recognizer:
         """The same recogniser with other heads (evaluation judges some photos with fold heads)."""
         if heads is self.heads:
             return self
-        twin = Recognizer(self.encoder, heads, self.top, self.gem_specialist, self.localizer)
+        twin = Recognizer(self.encoder, heads, self.top, self.gem_specialist, self.localizer, self.recognition_top)
         twin._prompt_vectors = self._prompt_vectors
         return twin
 
@@ -78,7 +82,7 @@ class Recognizer:
         from one tower pass; (embeddings, None) otherwise."""
         if not self.reads_pooled:
             return self.encoder.encode_images(images), None
-        return embed_and_pool(self.encoder, images, piece_head=self.piece_head)
+        return embed_and_pool(self.encoder, images, piece_head=self.piece_head, top=self.recognition_top)
 
     def recognize_embeddings(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
                              subject: str = "piece") -> list[Prediction]:

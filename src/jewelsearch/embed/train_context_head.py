@@ -123,9 +123,10 @@ def load_rows(path: Path, recipe: dict, reembed=None) -> TrainingRows | None:
 def training_rows(encoder: Encoder, products_root: Path, cutouts: list[Cutout], photos: list[Image.Image], *,
                   worn: Sequence[Record] = (), crops: int = 3000, worn_views: int = WORN_VIEWS,
                   shop_views: int = SHOP_VIEWS, seed: int = 0, piece_head: torch.nn.Module | None = None,
-                  progress=print) -> TrainingRows:
+                  top: torch.nn.Module | None = None, progress=print) -> TrainingRows:
     """Shop photos (train split) and every worn photo, each plus augmented copies, and context
-    crops; with ``piece_head`` (the localiser's) the pooled maps carry the piece-pooled block."""
+    crops; with ``piece_head`` (the localiser's) the pooled maps carry the piece-pooled block; with
+    ``top`` (the folder's ``RecognitionTop``) they are the maps recognition reads."""
     records = [r for r in read_products(Path(products_root)) if r.split == "train"]
     vectors: list[np.ndarray] = []
     labels: list[dict] = []
@@ -134,7 +135,7 @@ def training_rows(encoder: Encoder, products_root: Path, cutouts: list[Cutout], 
     keys: list[str] = []
     rng = random.Random(seed)
     pooled: list[np.ndarray | None] = []
-    embed = partial(embed_maybe_pooled, encoder, piece_head=piece_head)
+    embed = partial(embed_maybe_pooled, encoder, piece_head=piece_head, top=top)
     for photos_of, views, weight, worn_photos in ((records, shop_views, 1.0, False),
                                                   (list(worn), worn_views, WORN_WEIGHT, True)):
         for view in range(1 + views if photos_of else 0):

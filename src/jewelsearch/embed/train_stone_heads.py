@@ -43,12 +43,14 @@ def held_out(record_key: str) -> bool:
 
 
 def stone_rows(encoder: Encoder, records: Sequence[Record], *, views_by_source: dict[str, int],
-               exposure_views: int = 0, seed: int = 0, progress=print) -> TrainingRows:
+               exposure_views: int = 0, seed: int = 0, top: torch.nn.Module | None = None,
+               progress=print) -> TrainingRows:
     """Every record with a gemstone or cut label, clean and in ``views_by_source[source]``
     augmented copies (alternating plain and photo-quality augmentation), plus
-    ``exposure_views`` copies of shop photos and renders with a strong exposure error."""
+    ``exposure_views`` copies of shop photos and renders with a strong exposure error. With
+    ``top`` (the folder's ``RecognitionTop``) the pooled maps are the ones recognition reads."""
     rng = random.Random(seed)
-    embed = partial(embed_maybe_pooled, encoder)
+    embed = partial(embed_maybe_pooled, encoder, top=top)
     vectors, pooled, labels, keys, weights = [], [], [], [], []
     labelled = [r for r in records if any(r.labels.get(a) for a in STONE_ATTRIBUTES)]
     for source in sorted({r.source for r in labelled}):
