@@ -91,6 +91,7 @@ def test_recognizer_reads_the_top_and_search_vectors_stay(lite0):
     top_vectors, top_pooled = tuned.embed(photos)
     assert np.array_equal(vectors, top_vectors) and not np.allclose(pooled, top_pooled, atol=1e-3)
     assert tuned.with_heads(None).recognition_top is tuned.recognition_top
+    assert tuned.method.endswith("+ recognition top") and "recognition top" not in plain.method
     # Every head reads the pooled maps (category and metal with the piece-pooled block).
     first = plain.probabilities(vectors, pooled)
     second = tuned.probabilities(top_vectors, top_pooled)
@@ -107,6 +108,8 @@ def test_saved_top_round_trips_folds_and_refuses_a_misfit(lite0, tmp_path):
     from jewelsearch.errors import ModelLoadError
     folder = tmp_path / "model"
     shutil.copytree(resolve_model_folder("jewelclip-lite0"), folder)
+    assert load_recognition_top(load_encoder(str(folder))) is not None  # the shipped model has one
+    (folder / TOP_FILE).unlink()
     encoder = load_encoder(str(folder))
     assert load_recognition_top(encoder) is None  # no file: recognition reads the tower's own top
     top = _changed_top(encoder)

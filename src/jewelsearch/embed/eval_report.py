@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import re
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -63,7 +64,9 @@ def robustness_png(report: dict) -> bytes:
     for name in series:
         # "products_val / cut_heads accuracy": at this font a bare dot in the key is lost.
         set_name, metric = name.split("/", 1)
-        draw.text((6, y), f"{set_name} / {metric.replace('_', ' ').replace('.', ', ')}"[:90], fill="black")
+        # "gemstone_heads_subject_piece.accuracy" -> "gemstone heads (subject=piece), accuracy".
+        shown = re.sub(r"_subject_([a-z]+)", r" (subject=\1)", metric).replace("_", " ").replace(".", ", ")
+        draw.text((6, y), f"{set_name} / {shown}"[:90], fill="black")
         y += 14
         for i, cond in enumerate(conditions):
             set_name, metric = name.split("/", 1)

@@ -65,7 +65,9 @@ class Recognizer:
     @property
     def method(self) -> str:
         base = "heads" if self.heads is not None else "zero-shot"
-        return base + " + gem specialist" if self.gem_specialist is not None else base
+        if self.gem_specialist is not None:
+            base += " + gem specialist"
+        return base + " + recognition top" if self.recognition_top is not None and self.reads_pooled else base
 
     def recognize_images(self, images: Sequence[Image.Image], subject: str = "piece") -> list[Prediction]:
         embeddings, pooled = self.embed(images)
