@@ -332,3 +332,39 @@ def test_coverage_margin_falls_back_to_the_next_one_then_to_none():
     assert cleared_margin([0.93, 0.97], [0.90, 0.91]) == 0.025  # the worse population decides
     assert cleared_margin([0.90, 0.92], [0.90, 0.91]) == 0.0
     assert cleared_margin([0.89, 0.99], [0.90, 0.91]) is None
+
+
+def test_shoppers_drawn_from_given_attributes_ignore_what_recognition_filled(catalog):
+    from jewelsearch.recommend.offline_eval import run
+    from jewelsearch.recommend.simulate import given_attributes
+    index, vectors, group_of, lookup = catalog
+    metals = ["yellow gold", "silver", "rose gold"]
+    given = [{"id": i, "category": ["ring", "earrings", "necklace"][group_of[i]],
+              "metal": metals[i % 3] if i % 4 else None, "gemstone": None, "stone_shape": None,
+              "price": float(100 + 37 * i), "attributes": {}} for i in vectors]
+    # Two models' ingests: the same items, a few missing metals filled in differently.
+    def filled(guess):
+        out = []
+        for item in given:
+            row = dict(item)
+            if item["metal"] is None:
+                label = guess(item["id"])
+                row["metal"] = label
+                row["attributes"] = {"predicted": {"metal": {"label": label, "p": 0.7},
+                                                   "gemstone": {"label": "ruby", "p": 0.2, "filled": False}}}
+            out.append(row)
+        return out
+    first, second = filled(lambda i: "silver"), filled(lambda i: metals[i % 3])
+    fields = lambda rows: [{k: v for k, v in r.items() if k != "attributes"} for r in rows]  # noqa: E731
+    assert fields(given_attributes(first)) == fields(given_attributes(second)) == fields(given)
+    assert [r["metal"] for r in given_attributes(first)] == [r["metal"] for r in given]
+    assert given_attributes(first)[0]["attributes"] == first[0]["attributes"]  # only the filled fields go
+    # From the catalog as served, the fills redraw the shoppers; from the given fields, they do not.
+    served = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=()) for rows in (first, second)]
+    paired = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=(), shoppers_from_given=True)
+              for rows in (first, second)]
+    quality = lambda report: {k: v for k, v in report["results"]["popularity"].items()  # noqa: E731
+                              if k != "ms_per_user"}  # popularity reads nothing but the shoppers' events
+    assert quality(served[0]) != quality(served[1])
+    assert quality(paired[0]) == quality(paired[1])
+    assert paired[0]["shoppers_from"] == "given attributes" and served[0]["shoppers_from"] == "catalog"

@@ -960,8 +960,11 @@ def studio_demo_catalog(folder, out):
 @click.option("--no-tune", is_flag=True, help="Use the default blend weights.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/recommend"),
               show_default=True)
+@click.option("--shoppers-from", type=click.Choice(["catalog", "given"]), default="catalog", show_default=True,
+              help="What the simulated shoppers' tastes are drawn from: the catalog as served, or only the fields "
+                   "it was given (not those recognition filled in), so that two models meet the same shoppers.")
 @click.pass_obj
-def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out):
+def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_from):
     """Simulated shoppers on the current catalog: blended recommender vs baselines."""
     from .recommend.offline_eval import run
     from .recommend.report import write_recommend_report
@@ -972,7 +975,7 @@ def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out):
     ids, vectors = service.catalog.embeddings.all_for_model(service.encoder.model_id)
     lookup = {int(i): v for i, v in zip(ids, vectors)}
     report = run(service.index, lookup, items, users=users, seed=seed, tune_seed=tune_seed,
-                 do_tune=not no_tune)
+                 do_tune=not no_tune, shoppers_from_given=shoppers_from == "given")
     path = write_recommend_report(report, out)
     click.echo(f"report: {path}")
     click.echo(f"{'method':<26} {'HR@10':>6} {'NDCG@10':>8} {'cover':>6} {'divers':>7} {'NDCG multi':>10}")

@@ -25,7 +25,7 @@ from .blend import BlendWeights
 from .collaborative import CollaborativeSignals
 from .history import build_history
 from .recommender import Recommender
-from .simulate import SimulationConfig, SimulatedUser, simulate
+from .simulate import SimulationConfig, SimulatedUser, given_attributes, simulate
 
 K = 10
 OURS = "blended (jewelsearch)"
@@ -243,28 +243,34 @@ def tune(index, vectors, items, config: SimulationConfig, seed: int, base: Blend
 
 def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[Mapping[str, Any]], *,
         users: int = 400, seed: int = 1, tune_seed: int = 1001, weights: BlendWeights | None = None,
-        do_tune: bool = True, replicate_seeds: Sequence[int] = (2, 3, 4, 5)) -> dict[str, Any]:
+        do_tune: bool = True, replicate_seeds: Sequence[int] = (2, 3, 4, 5),
+        shoppers_from_given: bool = False) -> dict[str, Any]:
     """Tune on ``tune_seed`` and the next seed, report every method on ``seed``, then the headline comparison
-    again on ``replicate_seeds`` (fresh populations), and pooled over all of them."""
+    again on ``replicate_seeds`` (fresh populations), and pooled over all of them.
+
+    The recommender always sees the catalog as served (fields recognition filled in included).
+    With ``shoppers_from_given`` the simulated shoppers' tastes are drawn from the given fields
+    only (``simulate.given_attributes``), so two models are compared on the same shoppers."""
     config = SimulationConfig(users=users)
     weights = weights or BlendWeights()
     attributes = AttributeTable.from_rows(items)
+    world = given_attributes(items) if shoppers_from_given else items
     trials: list = []
     if do_tune:
         # Same size as the reported population: coverage grows with the number of shoppers, so a
         # smaller tuning population would judge the coverage floor at the wrong scale.
-        weights, trials = tune(index, vectors, items, config, tune_seed, weights, attributes)
+        weights, trials = tune(index, vectors, world, config, tune_seed, weights, attributes)
     chosen = asdict(weights)
     tuning_margin = next((row["cleared_margin"] for row in trials
                           if all(row[name] == value for name, value in chosen.items())), None)
-    population = simulate(items, config, seed)
+    population = simulate(world, config, seed)
     per_user: dict[str, np.ndarray] = {}
     results = _compare(index, vectors, population, weights, attributes, ablations=True, per_user=per_user)
     headline = _headline_of(results, per_user)
     replicates, runs = [], [(results, per_user)]
     for extra in replicate_seeds:
         scores: dict[str, np.ndarray] = {}
-        other = _compare(index, vectors, simulate(items, config, extra), weights, attributes, per_user=scores)
+        other = _compare(index, vectors, simulate(world, config, extra), weights, attributes, per_user=scores)
         replicates.append({"seed": extra, **_headline_of(other, scores)})
         runs.append((other, scores))
     gains = [headline["ndcg_gain_over_best_baseline"]] + [r["ndcg_gain_over_best_baseline"] for r in replicates]
@@ -274,7 +280,7 @@ def run(index: VectorIndex, vectors: Mapping[int, np.ndarray], items: Sequence[M
             "mean_ndcg_gain_over_best_baseline": float(np.mean(gains)),
             "pooled": _pooled(runs, [seed, *replicate_seeds]),
             "tuning_trials": len(trials), "tuning_margin": tuning_margin, "tuning": trials,
-            "config": asdict(config)}
+            "config": asdict(config), "shoppers_from": "given attributes" if shoppers_from_given else "catalog"}
 
 
 def _compare(index, vectors, population, weights, attributes, ablations: bool = False, per_user=None):
