@@ -334,7 +334,7 @@ def test_coverage_margin_falls_back_to_the_next_one_then_to_none():
     assert cleared_margin([0.89, 0.99], [0.90, 0.91]) is None
 
 
-def test_shoppers_drawn_from_given_attributes_ignore_what_recognition_filled(catalog):
+def test_shoppers_drawn_from_given_attributes_ignore_what_recognition_filled(catalog, tmp_path):
     from jewelsearch.recommend.offline_eval import run
     from jewelsearch.recommend.simulate import given_attributes
     index, vectors, group_of, lookup = catalog
@@ -368,3 +368,6 @@ def test_shoppers_drawn_from_given_attributes_ignore_what_recognition_filled(cat
     assert quality(served[0]) != quality(served[1])
     assert quality(paired[0]) == quality(paired[1])
     assert paired[0]["shoppers_from"] == "given attributes" and served[0]["shoppers_from"] == "catalog"
+    from jewelsearch.recommend.report import write_recommend_report
+    assert "so another model meets the same shoppers" in write_recommend_report(paired[0], tmp_path).read_text()
+    assert "redraws the shoppers" in write_recommend_report(served[0], tmp_path / "served").read_text()

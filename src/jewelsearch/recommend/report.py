@@ -58,7 +58,12 @@ def write_recommend_report(report: dict, out: Path) -> Path:
         "a session follows one taste. An item's appeal is (0.02 + share of the taste's attributes it "
         f"matches ^ {config.get('sharpness')}) x a Zipf({config.get('popularity_skew')}) popularity; "
         f"{config.get('noise')} of views are random. Views lead to likes, cart adds and purchases more "
-        "often for better matches. Deterministic by seed (`recommend/simulate.py`).",
+        "often for better matches. Deterministic by seed (`recommend/simulate.py`). "
+        + ("Tastes are drawn from the fields the catalog was given only, not those recognition filled "
+           "in (`--shoppers-from given`), so another model meets the same shoppers."
+           if report.get("shoppers_from") == "given attributes" else
+           "Tastes are drawn from the catalog as served, fields recognition filled in included, so a "
+           "change to recognition redraws the shoppers (`--shoppers-from given` keeps them)."),
         "* **Split**: each shopper's last 3 events are held out; their items, minus ones already bought, "
         "are the targets. Every method sees only earlier events, of all shoppers.",
         (f"* **Tuning**: blend weights come from a random search ({report['tuning_trials']} settings) on "
