@@ -151,6 +151,8 @@ def test_tune_robust_command_writes_a_loadable_tower_or_recognition_top_and_reus
             "--gemstones", str(tmp_path / "gems"), "--views", "1", "--epochs", "1", "--work", str(tmp_path / "work")]
     first = CliRunner().invoke(main, args + ["--store", "tower"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
+    # The shipped folder's recognition top was tuned from the old tower: it gives way to the new one.
+    assert not (model / "recognition_top.safetensors").exists() and "recognition now reads" in first.output
     summary = json.loads((model / "robust_tuning.json").read_text())
     assert summary["paths"] == 30 and summary["views"] == 60 and summary["worn_products_seen"] == []
     stored = load_file(str(model / "weights.safetensors"))

@@ -728,6 +728,10 @@ def tune_robust_command(obj: Context, products, gemstones, renders, worn_root, p
         # float32: what was evaluated is what loads.
         store_parameters(encoder.folder, {name: state[name] for name in tuned_parameter_names(encoder.model)})
         written = encoder.folder / WEIGHTS_FILE
+        if (encoder.folder / TOP_FILE).is_file():
+            # A recognition top tuned from the old tower would otherwise go on replacing the new one.
+            (encoder.folder / TOP_FILE).unlink()
+            click.echo(f"removed {encoder.folder / TOP_FILE}: recognition now reads the tuned tower")
     else:
         top = RecognitionTop.from_trunk(encoder.model.visual.trunk)
         top.save(encoder.folder)
