@@ -131,6 +131,9 @@ def test_saved_top_round_trips_folds_and_refuses_a_misfit(lite0, tmp_path):
     save_file({"blocks.5.0.conv_pw.weight": torch.zeros(3, 3, 1, 1)}, str(folder / TOP_FILE))
     with pytest.raises(ModelLoadError, match="does not fit"):
         RecognitionTop.load(folder, encoder.model.visual.trunk)
+    (folder / TOP_FILE).write_bytes(b"not a safetensors file")  # a damaged file: a clear error too
+    with pytest.raises(ModelLoadError, match="cannot read"):
+        RecognitionTop.load(folder, encoder.model.visual.trunk)
 
 
 def test_tiny_towers_have_no_recognition_top(tiny_encoder):

@@ -78,7 +78,10 @@ class RecognitionTop(nn.Module):
         if folder is None or trunk is None or not (Path(folder) / TOP_FILE).is_file():
             return None
         top = cls.from_trunk(trunk)
-        stored = load_file(str(Path(folder) / TOP_FILE))
+        try:
+            stored = load_file(str(Path(folder) / TOP_FILE))
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            raise ModelLoadError(f"cannot read {Path(folder) / TOP_FILE}: {exc}") from exc
         own = top.state_dict()
         if set(stored) != set(own) or any(own[k].shape != v.shape for k, v in stored.items()):
             raise ModelLoadError(f"{Path(folder) / TOP_FILE} does not fit this model's image tower")
