@@ -9,7 +9,7 @@ Every render's title must match its demo item's, or nothing is written. The trai
 that read renders (``tune-robust``, ``train-stone-heads``, ``train-localizer``,
 ``train-context-head``) can then use the folder.
 
-    python tools/demo_as_renders.py runs/demo-render
+    python tools/demo_as_renders.py runs/demo-as-renders
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEMO = Path(__file__).resolve().parent.parent / "src" / "jewelsearch" / "demo"
+from jewelsearch.demo_catalog import demo_dir
+
 # The demo catalog's render settings (docs/benchmarks.md, "Studio renders"), less the samples.
 RENDER = ["studio", "render", "--n", "600", "--coverage", "--size", "384", "--spp", "1", "--workers", "2"]
 
@@ -29,7 +30,10 @@ RENDER = ["studio", "render", "--n", "600", "--coverage", "--size", "384", "--sp
 def main(out: Path) -> None:
     if out.exists():
         sys.exit(f"{out} exists; give a new folder")
-    items = [json.loads(line) for line in (DEMO / "items.jsonl").read_text().splitlines()]
+    demo = demo_dir()
+    if demo is None:
+        sys.exit("the bundled demo catalog is missing from this install")
+    items = [json.loads(line) for line in (demo / "items.jsonl").read_text().splitlines() if line.strip()]
     jewelsearch = Path(sys.executable).with_name("jewelsearch")
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         scenes = Path(tmp) / "scenes"
@@ -40,7 +44,7 @@ def main(out: Path) -> None:
             item = by_image.get(row["image"])
             if item is None or item["title"] != row["title"]:
                 sys.exit(f"render {row['image']} is not the demo item of that name; nothing written")
-            shutil.copyfile(DEMO / item["image"], scenes / row["image"])
+            shutil.copyfile(demo / item["image"], scenes / row["image"])
         if len(rows) != len(items):
             sys.exit(f"{len(rows)} renders for {len(items)} demo items; nothing written")
         scenes.rename(out)
