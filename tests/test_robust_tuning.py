@@ -34,6 +34,18 @@ def test_photometric_losses_keep_geometry_and_hue():
     assert seen == set(PHOTOMETRIC_LOSSES)
 
 
+def test_every_set_of_two_or_more_photos_holds_one_out_and_large_sets_keep_the_hash_split():
+    from jewelsearch.embed.robust_tuning import held_out_photos, is_held_out
+    large = [f"../shared/data/products/train/{i}.jpg" for i in range(2000)]
+    assert held_out_photos(large).tolist() == [is_held_out(p) for p in large]
+    assert 150 < int(held_out_photos(large).sum()) < 250
+    # Where the hash holds none out (as it did for CI's temporary folder), one still is.
+    unlucky = [p for p in large if not is_held_out(p)][:30]
+    held = held_out_photos(unlucky)
+    assert int(held.sum()) == 1 and held_out_photos(unlucky[::-1]).nonzero().item() == 29 - held.nonzero().item()
+    assert held_out_photos(unlucky[:1]).tolist() == [False]
+
+
 def test_tiny_towers_are_refused(tiny_encoder, tmp_path):
     from click.testing import CliRunner
 

@@ -67,9 +67,23 @@ def tuned_top(trunk: torch.nn.Module, front: torch.Tensor) -> tuple[torch.Tensor
     return tap, trunk.bn2(trunk.conv_head(tap))
 
 
+def _path_hash(path: str) -> int:
+    return int(hashlib.sha1(f"robust-tuning/{path}".encode()).hexdigest(), 16)
+
+
 def is_held_out(path: str) -> bool:
     """A tenth of the photos, by a hash of the path, judge early stopping; none of them trains."""
-    return int(hashlib.sha1(f"robust-tuning/{path}".encode()).hexdigest(), 16) % 1000 < HELD_OUT_FRACTION * 1000
+    return _path_hash(path) % 1000 < HELD_OUT_FRACTION * 1000
+
+
+def held_out_photos(paths: Sequence[str]) -> torch.Tensor:
+    """``is_held_out`` per path. A small set can draw no held-out photo at all (30 photos: one
+    time in 25, depending only on where the folder lies), so then the photo with the lowest hash
+    is held out; a set of one photo has none to spare and tune_top refuses it."""
+    held = torch.tensor([is_held_out(p) for p in paths], dtype=torch.bool)
+    if len(paths) > 1 and not held.any():
+        held[min(range(len(paths)), key=lambda i: _path_hash(paths[i]) % 1000)] = True
+    return held
 
 
 @dataclass
@@ -134,7 +148,7 @@ def distillation_set(encoder, paths: Sequence[str], load_image: Callable, *, vie
             progress(f"distillation set: {start + len(chunk)}/{len(paths)} photos ({time.time() - started:.0f} s)")
     return DistillationSet(torch.cat(fronts).contiguous(), torch.tensor(owner), torch.tensor(kinds),
                            torch.cat(target_tap).contiguous(), torch.cat(target_last).contiguous(),
-                           torch.tensor([is_held_out(p) for p in paths]))
+                           held_out_photos(paths))
 
 
 # 1 - cosine of a degraded view's embedding to its clean one is about 0.1-0.2 before tuning,
