@@ -186,3 +186,10 @@ def test_evaluation_reports_each_accuracy_drop_with_an_interval(tiny_encoder, tm
     assert set(report["worst_drop_intervals"]) == {"photos/category_heads.accuracy"}
     page = write_report(report, tmp_path / "report").read_text()
     assert "photos/category_heads.accuracy" in page and "95 % interval" in page
+
+
+def test_fill_decision_fills_confident_guesses_and_never_none():
+    from jewelsearch.ingest import FILL_THRESHOLD, fill_decision
+    assert fill_decision({"label": "opal", "p": FILL_THRESHOLD}) == "opal"
+    assert fill_decision({"label": "opal", "p": FILL_THRESHOLD - 0.01}) is None
+    assert fill_decision({"label": "none", "p": 0.99}) is None

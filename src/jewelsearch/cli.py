@@ -643,7 +643,10 @@ def train_stone_heads_command(obj: Context, products, gemstones, renders, views,
     records = _train_split_records(products, gemstones, renders)
     top = load_recognition_top(encoder)
     reembed, source = _rows_source(encoder, top)
+    # The labels are part of the recipe: rows cached before a labelling change must not be reused.
+    labels = json.dumps(sorted((str(r.path), sorted(r.labels.items())) for r in records))
     recipe = {**source, "paths": sorted(str(r.path) for r in records),
+              "labels": hashlib.sha256(labels.encode()).hexdigest()[:16],
               "views": views, "gem_views": gem_views, "seed": seed}
     if exposure_views:  # only when asked, so caches made before the option still match
         recipe["exposure_views"] = exposure_views

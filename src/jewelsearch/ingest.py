@@ -32,6 +32,15 @@ PREDICTABLE_FIELDS = {"category": "category", "metal": "metal", "gemstone": "gem
 FILL_THRESHOLD = 0.5  # below this calibrated probability a guess is kept but not filled in
 
 
+def fill_decision(best: Mapping[str, Any]) -> str | None:
+    """The label a missing field gets from recognition's top guess (``{"label", "p"}``), or None:
+    a guess below the threshold is kept but not filled in, and "none" (a plain piece) is an
+    answer, not a value to put in a catalog's gemstone or cut column."""
+    if best["p"] >= FILL_THRESHOLD and best["label"] != NO_STONE:
+        return str(best["label"])
+    return None
+
+
 @dataclass
 class NewItem:
     image_bytes: bytes
@@ -154,8 +163,9 @@ class Ingestor:
         for attribute, field_name in missing.items():
             best = prediction[attribute][0]
             predicted[field_name] = {"label": best["label"], "p": best["p"]}
-            if best["p"] >= FILL_THRESHOLD and best["label"] != NO_STONE:
-                fields[field_name] = best["label"]
+            filled = fill_decision(best)
+            if filled is not None:
+                fields[field_name] = filled
             else:
                 predicted[field_name]["filled"] = False
         return fields, {"predicted": predicted}
