@@ -193,3 +193,62 @@ def test_fill_decision_fills_confident_guesses_and_never_none():
     assert fill_decision({"label": "opal", "p": FILL_THRESHOLD}) == "opal"
     assert fill_decision({"label": "opal", "p": FILL_THRESHOLD - 0.01}) is None
     assert fill_decision({"label": "none", "p": 0.99}) is None
+
+
+def test_fill_decision_gate_keeps_stone_fields_empty_where_no_stone_is_seen():
+    from jewelsearch.ingest import fill_decision
+    sure = {"label": "opal", "p": 0.9}
+    assert fill_decision(sure, "gemstone", stone_seen=False) is None
+    assert fill_decision(sure, "cut", stone_seen=False) is None
+    assert fill_decision(sure, "gemstone", stone_seen=True) == "opal"
+    assert fill_decision(sure, "gemstone", stone_seen=None) == "opal"  # no localiser: as before
+    assert fill_decision({"label": "silver", "p": 0.9}, "metal", stone_seen=False) == "silver"
+
+
+class _StoneMaps:
+    """A localiser stand-in: every photo gets the same maps, with or without a stone on the piece."""
+
+    def __init__(self, stone: bool):
+        self.stone = stone
+        self.calls = 0
+
+    def locate(self, image):
+        from jewelsearch.embed.localizer import Localization
+        self.calls += 1
+        piece = np.zeros((20, 20), np.float32)
+        piece[5:15, 5:15] = 1
+        stone = np.zeros_like(piece)
+        if self.stone:
+            stone[8:11, 8:11] = 1  # 9 pixels: at least evidence's 4
+        return Localization([], piece, stone)
+
+
+@pytest.mark.parametrize("stone", [False, True])
+def test_ingest_fills_gemstone_and_cut_only_where_the_localiser_sees_a_stone(service, tiny_encoder, tmp_path, stone):
+    torch.manual_seed(0)
+    vocabularies = {"category": list(CATEGORIES), "metal": list(METALS), "gemstone": list(GEMSTONES),
+                    "cut": list(CUTS)}
+    sure = AttributeHeads(tiny_encoder.dim, vocabularies)
+    with torch.no_grad():  # a confident opal, oval: what the heads said of plain silver hoops
+        sure.heads["metal"].bias[METALS.index("silver")] = 50
+        sure.heads["gemstone"].bias[GEMSTONES.index("opal")] = 50
+        sure.heads["cut"].bias[CUTS.index("oval")] = 50
+    sure.save(tmp_path)
+    localizer = _StoneMaps(stone)
+    recognizer = Recognizer(service.encoder, AttributeHeads.load(tmp_path), localizer=localizer)
+    svc = SearchService(service.catalog, service.encoder, service.index_dir, recognizer=recognizer)
+    plain, given = svc.add_items([NewItem(make_image(seed=3), {"title": "hoops"}),
+                                  NewItem(make_image(seed=4), {"title": "b", "gemstone": "ruby", "stone_shape": "pear"})])
+    row = svc.get_item(plain.item_id)
+    predicted = row["attributes"]["predicted"]
+    assert row["metal"] == "silver"  # metal never waits for a stone
+    assert predicted["gemstone"]["label"] == "opal" and predicted["stone_shape"]["label"] == "oval"
+    if stone:
+        assert row["gemstone"] == "opal" and row["stone_shape"] == "oval"
+        assert "filled" not in predicted["gemstone"]
+    else:
+        assert row["gemstone"] is None and row["stone_shape"] is None
+        assert predicted["gemstone"]["filled"] is False and predicted["gemstone"]["why_not_filled"] == "no stone seen"
+        assert predicted["stone_shape"]["why_not_filled"] == "no stone seen"
+    assert localizer.calls == 1  # the item that has its gemstone and cut is not located
+    assert svc.get_item(given.item_id)["gemstone"] == "ruby"

@@ -47,19 +47,6 @@ def test_read_renders_keeps_exact_labels_and_holds_out_what_it_is_told(tmp_path)
     assert records[0].source == "renders" and records[0].path.is_file()
 
 
-def test_a_render_whose_mask_has_no_gem_pixel_is_a_plain_piece(tmp_path):
-    rows = [{"index": 0, "category": "earrings", "gemstone": None, "gem_pixels": 0, "image": "a.jpg"},
-            {"index": 1, "category": "ring", "gemstone": None, "gem_pixels": 12, "image": "b.jpg"},
-            {"index": 2, "category": "ring", "gemstone": "ruby", "cut": "oval", "gem_pixels": 0, "image": "c.jpg"},
-            {"index": 3, "category": "ring", "gemstone": None, "image": "d.jpg"}]
-    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    plain, unrecorded, hidden, unknown = (r.labels for r in read_renders(tmp_path))
-    assert plain == {"category": "earrings", "gemstone": "none", "cut": "none"}
-    assert unrecorded == {"category": "ring"}  # a stone is seen but not named: no label
-    assert hidden == {"category": "ring", "gemstone": "ruby", "cut": "oval"}  # hidden from the camera
-    assert unknown == {"category": "ring"}  # no mask count: nothing is known
-
-
 def test_training_with_renders_writes_a_loadable_model_and_calibrates_on_photos_only(tmp_path):
     photos = []
     for index in range(40):

@@ -1,12 +1,16 @@
-"""What ingest would fill in for gemstone and cut on held-out studio renders, model against model.
+"""What ingest would fill in for gemstone and cut, model against model, with and without the stone gate.
 
 Ingest fills a missing gemstone or cut from recognition when the top guess clears the fill
-threshold and is not "none" (``ingest.fill_decision``). The renders' labels are exact: a piece
-whose gemstone is empty and whose mask has no gem pixel has no stone, so any gemstone filled in
-for it is false. Only the renders no head trained on are read (``held_out_render``: every
-seventh), through the same recogniser the server builds (pooled maps, recognition top).
+threshold and is not "none", and (the gate) only where the localiser sees a stone
+(``ingest.fill_decision``). Two sets:
+* held-out studio renders (``held_out_render``: every seventh, which no head trains on). Their
+  labels are exact: a piece whose gemstone is empty and whose mask has no gem pixel has no
+  stone, so any gemstone filled in for it is false;
+* with ``--products``, the products/val shop photos with a gemstone label (weak labels;
+  "none" marks a plain piece).
+Photos go through the recogniser the server builds (pooled maps, recognition top).
 
-    python tools/fill_check.py --renders runs/demo-as-renders MODEL_A MODEL_B [...]
+    python tools/fill_check.py --renders runs/demo-as-renders [--products ../shared/data/products] MODEL [...]
 """
 
 from __future__ import annotations
@@ -17,20 +21,33 @@ from collections import Counter
 from pathlib import Path
 
 from jewelsearch.embed import load_encoder
+from jewelsearch.embed.evidence import stone_seen
 from jewelsearch.embed.gem_head import GemSpecialist
 from jewelsearch.embed.heads import AttributeHeads
 from jewelsearch.embed.images import load_image_file
+from jewelsearch.embed.labelled_data import read_products
 from jewelsearch.embed.localizer import Localizer
 from jewelsearch.embed.recognition_top import load_recognition_top
 from jewelsearch.embed.recognize import Recognizer
 from jewelsearch.embed.train_localizer import held_out_render
+from jewelsearch.embed.vocab import NO_STONE
 from jewelsearch.ingest import fill_decision
 
 
 def held_out_scenes(render_dir: Path) -> list[dict]:
+    """Held-out renders as {image path, gemstone, cut, plain}."""
     with open(render_dir / "labels.jsonl") as fh:
         rows = [json.loads(line) for line in fh]
-    return [r for r in rows if held_out_render(r["index"])]
+    return [{"path": render_dir / r["image"], "gemstone": r.get("gemstone"), "cut": r.get("cut"),
+             "plain": not r.get("gemstone") and r.get("gem_pixels", 1) == 0}
+            for r in rows if held_out_render(r["index"])]
+
+
+def shop_photos(products_root: Path) -> list[dict]:
+    """products/val photos with a gemstone label, in the same form ("none" is a plain piece)."""
+    return [{"path": r.path, "gemstone": r.labels.get("gemstone"), "cut": r.labels.get("cut"),
+             "plain": r.labels.get("gemstone") == NO_STONE}
+            for r in read_products(products_root) if r.split == "val" and r.labels.get("gemstone")]
 
 
 def outcome(truth: str | None, filled: str | None, plain: bool) -> str:
@@ -43,37 +60,48 @@ def outcome(truth: str | None, filled: str | None, plain: bool) -> str:
     return "stone: filled right" if filled == truth else "stone: filled wrong"
 
 
-def check(model: Path, render_dir: Path, scenes: list[dict]) -> dict:
-    encoder = load_encoder(str(model))
-    recognizer = Recognizer(encoder, AttributeHeads.load(encoder.folder),
-                            gem_specialist=GemSpecialist.load(encoder.folder),
-                            localizer=Localizer.load(encoder, encoder.folder),
-                            recognition_top=load_recognition_top(encoder))
-    images = [load_image_file(render_dir / s["image"]).image for s in scenes]
+def check(recognizer: Recognizer, photos: list[dict]) -> dict:
+    images = [load_image_file(p["path"]).image for p in photos]
     predictions = recognizer.recognize_images(images)
-    counts: dict[str, Counter] = {"gemstone": Counter(), "cut": Counter()}
-    false_fills: Counter = Counter()
-    for scene, prediction in zip(scenes, predictions):
-        plain = not scene.get("gemstone") and scene.get("gem_pixels", 1) == 0
-        for attribute in counts:
-            filled = fill_decision(prediction[attribute][0])
-            counts[attribute][outcome(scene.get(attribute), filled, plain)] += 1
-            if plain and filled and attribute == "gemstone":
-                false_fills[filled] += 1
-    return {"scenes": len(scenes), "plain_scenes": sum(not s.get("gemstone") and s.get("gem_pixels", 1) == 0
-                                                       for s in scenes),
+    seen = [stone_seen(recognizer.localizer.locate(image)) for image in images]
+    out: dict = {"photos": len(photos), "plain": sum(p["plain"] for p in photos),
+                 "stone_seen": sum(seen), "stone_seen_on_plain": sum(s for s, p in zip(seen, photos) if p["plain"])}
+    for gate in (False, True):
+        counts: dict[str, Counter] = {"gemstone": Counter(), "cut": Counter()}
+        false_fills: Counter = Counter()
+        for photo, prediction, stone in zip(photos, predictions, seen):
+            for attribute in counts:
+                filled = fill_decision(prediction[attribute][0], attribute, stone if gate else None)
+                truth = photo[attribute] if photo[attribute] != NO_STONE else None
+                counts[attribute][outcome(truth, filled, photo["plain"])] += 1
+                if photo["plain"] and filled and attribute == "gemstone":
+                    false_fills[filled] += 1
+        out["with gate" if gate else "without gate"] = {
             **{attribute: dict(sorted(c.items())) for attribute, c in counts.items()},
             "false_gemstone_fills": dict(false_fills.most_common())}
+    return out
+
+
+def recognizer_for(model: Path) -> Recognizer:
+    encoder = load_encoder(str(model))
+    return Recognizer(encoder, AttributeHeads.load(encoder.folder), gem_specialist=GemSpecialist.load(encoder.folder),
+                      localizer=Localizer.load(encoder, encoder.folder), recognition_top=load_recognition_top(encoder))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--renders", type=Path, required=True)
+    parser.add_argument("--products", type=Path, help="products/ folder: also judge its val shop photos")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("models", nargs="+", type=Path)
     args = parser.parse_args()
-    scenes = held_out_scenes(args.renders)
-    results = {str(model): check(model, args.renders, scenes) for model in args.models}
+    sets = {"held-out renders": held_out_scenes(args.renders)}
+    if args.products:
+        sets["products/val"] = shop_photos(args.products)
+    results = {}
+    for model in args.models:
+        recognizer = recognizer_for(model)
+        results[str(model)] = {name: check(recognizer, photos) for name, photos in sets.items()}
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .embed import Encoder, LoadedImage, load_image
+from .embed.evidence import stone_seen
 from .embed.recognize import Recognizer
 from .embed.vocab import NO_STONE
 from .errors import InvalidInput
@@ -30,12 +31,16 @@ log = logging.getLogger(__name__)
 PREDICTABLE_FIELDS = {"category": "category", "metal": "metal", "gemstone": "gemstone",
                       "cut": "stone_shape"}
 FILL_THRESHOLD = 0.5  # below this calibrated probability a guess is kept but not filled in
+STONE_FIELDS = ("gemstone", "cut")  # filled in only where the localiser sees a stone
 
 
-def fill_decision(best: Mapping[str, Any]) -> str | None:
+def fill_decision(best: Mapping[str, Any], attribute: str = "", stone_seen: bool | None = None) -> str | None:
     """The label a missing field gets from recognition's top guess (``{"label", "p"}``), or None:
     a guess below the threshold is kept but not filled in, and "none" (a plain piece) is an
-    answer, not a value to put in a catalog's gemstone or cut column."""
+    answer, not a value to put in a catalog's gemstone or cut column. ``stone_seen=False`` (the
+    localiser sees no stone) keeps a gemstone or cut ``attribute`` from being filled in."""
+    if stone_seen is False and attribute in STONE_FIELDS:
+        return None
     if best["p"] >= FILL_THRESHOLD and best["label"] != NO_STONE:
         return str(best["label"])
     return None
@@ -81,6 +86,7 @@ class Ingestor:
             prepared.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
         to_embed = [p for p in prepared if p[4] is not None]
         vectors, pooled = self._embed(to_embed)
+        stones = self._stones_seen(to_embed)
         results: list[IngestResult] = []
         model_id = self.encoder.model_id
         written: list[tuple[int, np.ndarray]] = []
@@ -95,7 +101,7 @@ class Ingestor:
                     continue
                 rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
                 vector = vectors[sha]
-                fields, attributes = self.fill_predicted(fields, vector, pooled.get(sha))
+                fields, attributes = self.fill_predicted(fields, vector, pooled.get(sha), stones.get(sha))
                 if existing is None:
                     item_id = self.catalog.items.insert(conn, fields, image_path=rel, image_sha256=sha,
                                                         source_path=item.source_path,
@@ -143,10 +149,13 @@ class Ingestor:
             self.catalog.images.delete(row["image_path"])
         return row
 
-    def fill_predicted(self, fields: Mapping[str, Any], vector: np.ndarray, pooled: np.ndarray | None = None
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def fill_predicted(self, fields: Mapping[str, Any], vector: np.ndarray, pooled: np.ndarray | None = None,
+                       stone_seen: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Fill missing attributes from recognition; record every guess as predicted.
         ``pooled`` (the photo's pooled maps, when just embedded) lets the context heads answer.
+        ``stone_seen=False`` (the localiser sees no stone on the piece) keeps a gemstone or cut
+        guess from being filled in: the heads name a stone for plain pieces too (docs/
+        recognition_top.md, session 12), and a plain silver hoop must not turn up under "opal".
 
         Returns (fields, attributes) where ``attributes["predicted"]`` maps an item
         field to ``{"label", "p"}`` for each value that came from the model.
@@ -163,12 +172,26 @@ class Ingestor:
         for attribute, field_name in missing.items():
             best = prediction[attribute][0]
             predicted[field_name] = {"label": best["label"], "p": best["p"]}
-            filled = fill_decision(best)
+            filled = fill_decision(best, attribute, stone_seen)
+            if filled is None and fill_decision(best) is not None:
+                predicted[field_name]["why_not_filled"] = "no stone seen"
             if filled is not None:
                 fields[field_name] = filled
             else:
                 predicted[field_name]["filled"] = False
         return fields, {"predicted": predicted}
+
+    def _stones_seen(self, prepared: list) -> dict[str, bool]:
+        """Per image sha, whether the localiser sees a stone, for the images ingest may fill a
+        gemstone or cut into; empty without a localiser (the guesses are then filled as before)."""
+        localizer = self.recognizer.localizer if self.recognizer is not None else None
+        if localizer is None:
+            return {}
+        out: dict[str, bool] = {}
+        for _, _, fields, sha, loaded, _ in prepared:
+            if sha not in out and any(not fields.get(PREDICTABLE_FIELDS[a]) for a in STONE_FIELDS):
+                out[sha] = stone_seen(localizer.locate(loaded.image))
+        return out
 
     def _embed(self, prepared: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Embeddings by sha256, and the pooled maps recognition reads for the images embedded

@@ -51,6 +51,16 @@ def metal_tone(rgb) -> str:
     return "yellow" if hue < 70 else "white"
 
 
+# Fewer stone pixels than this (at the localiser's map scale) is read as no stone seen.
+MIN_STONE_PIXELS = 4
+
+
+def stone_seen(found: Localization) -> bool:
+    """Whether the localiser's maps show a stone on a piece: the test that gives ``evidence``
+    its stone colour, also used by ingest before it fills in a gemstone or a cut."""
+    return int((found.masks() == 2).sum()) >= MIN_STONE_PIXELS
+
+
 def evidence(image: Image.Image, found: Localization) -> dict:
     """Colour, tone and count from the pixels under the masks; empty fields when no piece is seen."""
     labels = found.masks()
@@ -60,7 +70,7 @@ def evidence(image: Image.Image, found: Localization) -> dict:
                  "stone_count_estimate": 0, "piece_fraction": round(float((labels > 0).mean()), 4)}
     stone = labels == 2
     metal = labels == 1
-    if stone.sum() >= 4:
+    if stone.sum() >= MIN_STONE_PIXELS:
         rgb = np.median(pixels[stone], axis=0)
         out.update(stone_color=colour_name(rgb), stone_rgb=[int(c) for c in rgb])
         # Separate stones touch in a pavé; the count is a lower bound, reported as an estimate.

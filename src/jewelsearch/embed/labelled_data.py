@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .vocab import NO_STONE, cut_from_product, gemstone_from_product, label_from_folder, metal_from_product
+from .vocab import cut_from_product, gemstone_from_product, label_from_folder, metal_from_product
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 ATTRIBUTES = ("category", "metal", "gemstone", "cut")
@@ -67,17 +67,13 @@ def read_gemstones(root: Path, val_fraction: float = 0.2) -> list[Record]:
 
 def read_renders(render_dir: Path, held_out=lambda index: False) -> list[Record]:
     """Studio renders (``labels.jsonl`` beside the images) with their exact labels: split
-    "val" where ``held_out(index)``, else "train". A render without a gemstone whose mask has
-    no gem pixel shows a plain piece: its gemstone and cut are "none", an exact label (without
-    it the stone heads only ever saw weakly labelled shop photos as "none", and filled "opal"
-    into plain silver hoops). Otherwise a missing stone or metal label stays missing."""
+    "val" where ``held_out(index)``, else "train". A render without a stone or metal label has
+    no label for it (not "none"): the studio leaves some of those fields to chance."""
     out = []
     with open(Path(render_dir) / "labels.jsonl") as fh:
         for line in fh:
             row = json.loads(line)
             labels = {a: row[a] for a in ATTRIBUTES if row.get(a)}
-            if not row.get("gemstone") and row.get("gem_pixels") == 0:
-                labels.update(gemstone=NO_STONE, cut=NO_STONE)
             out.append(Record(Path(render_dir) / row["image"], "val" if held_out(row["index"]) else "train",
                               labels, row.get("description") or None, source="renders"))
     return out
