@@ -139,3 +139,37 @@ def test_saved_top_round_trips_folds_and_refuses_a_misfit(lite0, tmp_path):
 def test_tiny_towers_have_no_recognition_top(tiny_encoder):
     from jewelsearch.embed.recognition_top import load_recognition_top
     assert load_recognition_top(tiny_encoder) is None
+
+
+def test_ingest_locates_from_its_own_pass_as_locate_does(lite0):
+    """The stone check at ingest reads the search tower's taps of the embedding pass: the same
+    maps, boxes and answer as a separate ``locate``, although the recognition top replaced the
+    stride-32 tap the heads read."""
+    from jewelsearch.demo_catalog import demo_dir, demo_items
+    from jewelsearch.embed.dense_features import tower_pass
+    from jewelsearch.embed.evidence import stone_seen
+    from jewelsearch.embed.heads import AttributeHeads
+    from jewelsearch.embed.images import load_image
+    from jewelsearch.embed.localizer import Localizer
+    from jewelsearch.embed.recognition_top import load_recognition_top
+    from jewelsearch.embed.recognize import Recognizer
+    localizer = Localizer.load(lite0, lite0.folder)
+    top = load_recognition_top(lite0)
+    recognizer = Recognizer(lite0, AttributeHeads.load(lite0.folder), localizer=localizer, recognition_top=top)
+    images = [load_image(item.image_bytes).image for item in demo_items(demo_dir())[:12:2]] + _photos(2)
+    vectors, pooled, located = recognizer.embed_and_locate(images, wanted=[True] * 7 + [False])
+    plain_vectors, plain_pooled = recognizer.embed(images)
+    np.testing.assert_allclose(vectors, plain_vectors, atol=1e-6)
+    np.testing.assert_allclose(pooled, plain_pooled, atol=1e-5)
+    assert located[-1] is None  # not wanted
+    for image, found in zip(images, located[:-1]):
+        alone = localizer.locate(image)
+        np.testing.assert_allclose(found.piece, alone.piece, atol=1e-4)
+        np.testing.assert_allclose(found.stone, alone.stone, atol=1e-4)
+        assert [b.as_dict()["box"] for b in found.boxes] == [b.as_dict()["box"] for b in alone.boxes]
+        assert stone_seen(found) == stone_seen(alone)
+    # The top's taps would give other maps: the check must not read them.
+    batch = torch.stack([lite0.preprocess(im.convert("RGB")) for im in images[:2]])
+    with torch.inference_mode():
+        result = tower_pass(lite0.model.visual, batch, top)
+    assert not np.allclose(localizer.grids(result.taps)[1], localizer.grids(result.search_taps)[1], atol=1e-3)

@@ -85,8 +85,7 @@ class Ingestor:
             loaded = self.decode(item.image_bytes)
             prepared.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
         to_embed = [p for p in prepared if p[4] is not None]
-        vectors, pooled = self._embed(to_embed)
-        stones = self._stones_seen(to_embed)
+        vectors, pooled, stones = self._embed(to_embed)
         results: list[IngestResult] = []
         model_id = self.encoder.model_id
         written: list[tuple[int, np.ndarray]] = []
@@ -130,7 +129,7 @@ class Ingestor:
             return
         loaded = self.decode(image_bytes)
         sha = sha256_bytes(image_bytes)
-        vector = self._embed([("image", None, clean, sha, loaded, row)])[0][sha]
+        vector = self._embed([("image", None, clean, sha, loaded, row)], locate=False)[0][sha]
         with self.catalog.database.write() as conn:
             rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
             self.catalog.items.update(conn, row["id"], clean, image_path=rel, image_sha256=sha)
@@ -181,25 +180,22 @@ class Ingestor:
                 predicted[field_name]["filled"] = False
         return fields, {"predicted": predicted}
 
-    def _stones_seen(self, prepared: list) -> dict[str, bool]:
-        """Per image sha, whether the localiser sees a stone, for the images ingest may fill a
-        gemstone or cut into; empty without a localiser (the guesses are then filled as before)."""
-        localizer = self.recognizer.localizer if self.recognizer is not None else None
-        if localizer is None:
-            return {}
-        out: dict[str, bool] = {}
-        for _, _, fields, sha, loaded, _ in prepared:
-            if sha not in out and any(not fields.get(PREDICTABLE_FIELDS[a]) for a in STONE_FIELDS):
-                out[sha] = stone_seen(localizer.locate(loaded.image))
-        return out
-
-    def _embed(self, prepared: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Embeddings by sha256, and the pooled maps recognition reads for the images embedded
-        now. An image already embedded by this model is reused (recognised from its embedding)."""
+    def _embed(self, prepared: list, locate: bool = True
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool]]:
+        """Embeddings by sha256; the pooled maps recognition reads, for the images embedded now;
+        and, where ``locate`` and the localiser is loaded, whether it sees a stone, for the
+        images ingest may fill a gemstone or cut into (from the same tower pass where it can:
+        ``Recognizer.embed_and_locate``). An image already embedded by this model is reused
+        (recognised from its embedding)."""
         out: dict[str, np.ndarray] = {}
         pooled: dict[str, np.ndarray] = {}
         pending: dict[str, Any] = {}
         model_id = self.encoder.model_id
+        localizer = self.recognizer.localizer if self.recognizer is not None and locate else None
+        # Only photos missing a gemstone or a cut need the stone check.
+        needs_check = {sha for _, _, fields, sha, _, _ in prepared
+                       if any(not fields.get(PREDICTABLE_FIELDS[a]) for a in STONE_FIELDS)} \
+            if localizer is not None else set()
         for _, _, _, sha, loaded, _ in prepared:
             if sha in out or sha in pending:
                 continue
@@ -210,14 +206,25 @@ class Ingestor:
                 out[sha] = np.frombuffer(reuse[0], dtype=np.float32).copy()
             else:
                 pending[sha] = loaded.image
+        stones: dict[str, bool] = {}
         if pending:
             shas = list(pending)
             images = [pending[s] for s in shas]
-            vectors, maps = self.recognizer.embed(images) if self.recognizer is not None \
-                else (self.encoder.encode_images(images), None)
+            located = None
+            if self.recognizer is None:
+                vectors, maps = self.encoder.encode_images(images), None
+            elif needs_check & set(shas):
+                vectors, maps, located = self.recognizer.embed_and_locate(images, [s in needs_check for s in shas])
+            else:
+                vectors, maps = self.recognizer.embed(images)
             if not np.all(np.isfinite(vectors)):
                 raise InvalidInput("the model produced a non-finite embedding for this image")
             out.update(zip(shas, vectors))
             if maps is not None:
                 pooled.update(zip(shas, maps))
-        return out, pooled
+            if located is not None:
+                stones.update((sha, stone_seen(found)) for sha, found in zip(shas, located) if found is not None)
+        images_by_sha = {sha: loaded.image for _, _, _, sha, loaded, _ in prepared}
+        for sha in needs_check - stones.keys():  # reused embeddings: no pass was made now
+            stones[sha] = stone_seen(localizer.locate(images_by_sha[sha]))
+        return out, pooled, stones

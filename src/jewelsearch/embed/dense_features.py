@@ -22,6 +22,9 @@ class TowerPass:
     taps: list[torch.Tensor]        # stride-8, -16, -32 maps
     last_map: torch.Tensor          # the map pooled into the embedding (Grad-CAM's layer)
     embedding: torch.Tensor         # projected, not normalised
+    # The search tower's own taps, which the localiser was trained on: the same list as
+    # ``taps`` unless a recognition top replaced some of them.
+    search_taps: list[torch.Tensor] | None = None
 
 
 def supports_dense_features(visual: torch.nn.Module) -> bool:
@@ -58,7 +61,8 @@ def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Modul
     if pooled.ndim > 2:
         pooled = pooled.flatten(1)
     embedding = visual.head(pooled)
+    search_taps = list(taps)
     if front is not None:
         outputs, last_map = top(front)
         taps = [outputs.get(index, tap) for index, tap in zip(TAP_BLOCKS, taps)]
-    return TowerPass(taps=taps, last_map=last_map, embedding=embedding)
+    return TowerPass(taps=taps, last_map=last_map, embedding=embedding, search_taps=search_taps)

@@ -73,7 +73,6 @@ def piece_pooled(maps: Sequence[torch.Tensor], piece: torch.Tensor) -> torch.Ten
     return torch.cat(blocks, dim=1)
 
 
-@torch.inference_mode()
 def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32,
                    piece_head: torch.nn.Module | None = None,
                    top: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +81,18 @@ def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32,
     (the localiser's ``DenseHead``: taps -> logits whose first channel is the piece) the
     ``piece_pooled`` block follows the colour histogram. With ``top`` (a ``RecognitionTop``) the
     pooled maps come from that top and the embeddings still from the tower's own."""
+    embeddings, pooled, _ = embed_pool_and_locate(encoder, images, batch_size, piece_head, top)
+    return embeddings, pooled
+
+
+@torch.inference_mode()
+def embed_pool_and_locate(encoder, images: Sequence[Image.Image], batch_size: int = 32,
+                          piece_head: torch.nn.Module | None = None, top: torch.nn.Module | None = None,
+                          localizer=None) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """``embed_and_pool`` and, with ``localizer``, each photo's ``Localization`` from the same
+    pass (the localiser reads the search tower's taps, as ``Localizer.locate`` does), else None."""
     embeddings, pooled = [], []
+    located: list | None = [] if localizer is not None else None
     visual = encoder.model.visual
     for start in range(0, len(images), batch_size):
         chunk = [im.convert("RGB") for im in images[start:start + batch_size]]
@@ -96,10 +106,13 @@ def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32,
             parts.append(piece_pooled([result.last_map] + list(result.taps), piece).numpy())
         pooled.append(np.concatenate(parts, axis=1))
         embeddings.append(torch.nn.functional.normalize(result.embedding.float(), dim=-1).numpy())
+        if located is not None:
+            pieces, stones = localizer.grids(result.search_taps)
+            located += [localizer.from_maps(im.size, p, s) for im, p, s in zip(chunk, pieces, stones)]
     if not pooled:
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), located
     return (np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32),
-            np.concatenate(pooled).astype(np.float32))
+            np.concatenate(pooled).astype(np.float32), located)
 
 
 @torch.inference_mode()

@@ -128,9 +128,16 @@ class Localizer:
         batch = torch.stack([self.encoder.preprocess(im) for im in images])
         batch = batch.contiguous(memory_format=torch.channels_last)
         result = tower_pass(self.encoder.model.visual, batch)
-        probs = torch.sigmoid(self.head(result.taps)).numpy()
+        piece, stone = self.grids(result.search_taps)
         embeddings = F.normalize(result.embedding.float(), dim=-1).numpy()
-        return probs[:, 0], probs[:, 1], embeddings
+        return piece, stone, embeddings
+
+    @torch.inference_mode()
+    def grids(self, taps: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """Piece and stone probabilities (N×S×S) from the search tower's taps of a pass made
+        elsewhere (``TowerPass.search_taps``): ingest locates the photos it embeds this way."""
+        probs = torch.sigmoid(self.head(taps)).numpy()
+        return probs[:, 0], probs[:, 1]
 
     def usable_boxes(self, found: Localization) -> list[Box]:
         return [b for b in found.boxes if max(b.x1 - b.x0, b.y1 - b.y0) >= MIN_BOX_SIDE]

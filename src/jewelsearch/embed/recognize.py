@@ -15,7 +15,7 @@ from PIL import Image
 
 from .captions import prompts_for
 from .encoder import Encoder
-from .gem_features import base_width, embed_and_pool, supports_gem_features
+from .gem_features import base_width, embed_and_pool, embed_pool_and_locate, supports_gem_features
 from .gem_head import GemSpecialist
 from .heads import AttributeHeads
 from .localizer import Localizer
@@ -85,6 +85,21 @@ class Recognizer:
         if not self.reads_pooled:
             return self.encoder.encode_images(images), None
         return embed_and_pool(self.encoder, images, piece_head=self.piece_head, top=self.recognition_top)
+
+    def embed_and_locate(self, images: Sequence[Image.Image], wanted: Sequence[bool] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray | None, list | None]:
+        """``embed`` plus each photo's ``Localization`` (None without a localiser, and for the
+        photos ``wanted`` leaves out): from the same tower pass where the pooled maps are read,
+        else from one more pass per wanted photo."""
+        wanted = [True] * len(images) if wanted is None else list(wanted)
+        if self.localizer is None:
+            return (*self.embed(images), None)
+        if not self.reads_pooled:
+            located = [self.localizer.locate(im) if w else None for im, w in zip(images, wanted)]
+            return self.encoder.encode_images(images), None, located
+        vectors, pooled, located = embed_pool_and_locate(self.encoder, images, piece_head=self.piece_head,
+                                                         top=self.recognition_top, localizer=self.localizer)
+        return vectors, pooled, [found if w else None for found, w in zip(located, wanted)]
 
     def recognize_embeddings(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
                              subject: str = "piece") -> list[Prediction]:
