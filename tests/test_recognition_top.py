@@ -173,3 +173,17 @@ def test_ingest_locates_from_its_own_pass_as_locate_does(lite0):
     with torch.inference_mode():
         result = tower_pass(lite0.model.visual, batch, top)
     assert not np.allclose(localizer.grids(result.taps)[1], localizer.grids(result.search_taps)[1], atol=1e-3)
+
+
+def test_the_piece_map_comes_from_the_localiser_s_own_taps_whatever_the_top(lite0):
+    """Piece pooling weights the top's maps by the localiser's piece map, computed on the search
+    tower's taps it was trained on: the peak piece probability (the last column) is the same
+    with and without a top, while the maps pooled under it move."""
+    from jewelsearch.embed.gem_features import embed_and_pool
+    from jewelsearch.embed.localizer import Localizer
+    head = Localizer.load(lite0, lite0.folder).head
+    photos = _photos()
+    _, plain = embed_and_pool(lite0, photos, piece_head=head)
+    _, with_top = embed_and_pool(lite0, photos, piece_head=head, top=_changed_top(lite0))
+    np.testing.assert_allclose(with_top[:, -1], plain[:, -1], atol=1e-6)
+    assert not np.allclose(with_top[:, :-1], plain[:, :-1], atol=1e-3)

@@ -102,7 +102,9 @@ def embed_pool_and_locate(encoder, images: Sequence[Image.Image], batch_size: in
         maps = torch.cat(maps, dim=1).float().numpy()
         parts = [maps, np.stack([colour_histogram(im) for im in chunk])]
         if piece_head is not None:
-            piece = torch.sigmoid(piece_head(result.taps)[:, :1].float())
+            # The localiser's head reads the taps it was trained on (the search tower's); a
+            # recognition top's tap would give it inputs it never saw (docs/recognition_top.md).
+            piece = torch.sigmoid(piece_head(result.search_taps)[:, :1].float())
             parts.append(piece_pooled([result.last_map] + list(result.taps), piece).numpy())
         pooled.append(np.concatenate(parts, axis=1))
         embeddings.append(torch.nn.functional.normalize(result.embedding.float(), dim=-1).numpy())
