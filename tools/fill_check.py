@@ -8,7 +8,8 @@ threshold and is not "none", and (the gate) only where the localiser sees a ston
   stone, so any gemstone filled in for it is false;
 * with ``--products``, the products/val shop photos with a gemstone label (weak labels;
   "none" marks a plain piece).
-Photos go through the recogniser the server builds (pooled maps, recognition top).
+Photos go through the recogniser the server builds (pooled maps, recognition top), in the
+single pass ingest makes (``Recognizer.embed_and_locate``).
 
     python tools/fill_check.py --renders runs/demo-as-renders [--products ../shared/data/products] MODEL [...]
 """
@@ -62,8 +63,10 @@ def outcome(truth: str | None, filled: str | None, plain: bool) -> str:
 
 def check(recognizer: Recognizer, photos: list[dict]) -> dict:
     images = [load_image_file(p["path"]).image for p in photos]
-    predictions = recognizer.recognize_images(images)
-    seen = [stone_seen(recognizer.localizer.locate(image)) for image in images]
+    # One pass per photo, as ingest makes it: embedding, pooled maps and localisation together.
+    vectors, pooled, located = recognizer.embed_and_locate(images)
+    predictions = recognizer.recognize_embeddings(vectors, pooled)
+    seen = [stone_seen(found) for found in located]
     out: dict = {"photos": len(photos), "plain": sum(p["plain"] for p in photos),
                  "stone_seen": sum(seen), "stone_seen_on_plain": sum(s for s, p in zip(seen, photos) if p["plain"])}
     for gate in (False, True):
