@@ -79,18 +79,24 @@ def test_temperature_scaling_reduces_overconfidence():
     assert after < before
 
 
+VOCABULARIES = {"category": CATEGORIES, "metal": METALS, "gemstone": GEMSTONES, "cut": CUTS}
+
+
+def _certain_heads(dim: int, folder, certain: dict[str, str]) -> AttributeHeads:
+    """Random heads whose answer for each attribute in ``certain`` is that label, saved and loaded."""
+    torch.manual_seed(0)
+    h = AttributeHeads(dim, {a: list(v) for a, v in VOCABULARIES.items()})
+    with torch.no_grad():
+        for attribute, label in certain.items():
+            h.heads[attribute].bias[VOCABULARIES[attribute].index(label)] = 50
+    h.save(folder)
+    return AttributeHeads.load(folder)
+
+
 @pytest.fixture
 def heads(tiny_encoder, tmp_path):
-    torch.manual_seed(0)
-    vocabularies = {"category": list(CATEGORIES), "metal": list(METALS), "gemstone": list(GEMSTONES),
-                    "cut": list(CUTS)}
-    h = AttributeHeads(tiny_encoder.dim, vocabularies)
-    with torch.no_grad():  # make "ring" and "rose gold" certain so filling is predictable
-        h.heads["category"].bias[CATEGORIES.index("ring")] = 50
-        h.heads["metal"].bias[METALS.index("rose gold")] = 50
-        h.heads["gemstone"].bias[GEMSTONES.index("none")] = 50
-    h.save(tmp_path)
-    return AttributeHeads.load(tmp_path)
+    # "ring" and "rose gold" certain, so filling is predictable.
+    return _certain_heads(tiny_encoder.dim, tmp_path, {"category": "ring", "metal": "rose gold", "gemstone": "none"})
 
 
 def test_heads_roundtrip_and_top5(tiny_encoder, heads):
@@ -225,17 +231,10 @@ class _StoneMaps:
 
 @pytest.mark.parametrize("stone", [False, True])
 def test_ingest_fills_gemstone_and_cut_only_where_the_localiser_sees_a_stone(service, tiny_encoder, tmp_path, stone):
-    torch.manual_seed(0)
-    vocabularies = {"category": list(CATEGORIES), "metal": list(METALS), "gemstone": list(GEMSTONES),
-                    "cut": list(CUTS)}
-    sure = AttributeHeads(tiny_encoder.dim, vocabularies)
-    with torch.no_grad():  # a confident opal, oval: what the heads said of plain silver hoops
-        sure.heads["metal"].bias[METALS.index("silver")] = 50
-        sure.heads["gemstone"].bias[GEMSTONES.index("opal")] = 50
-        sure.heads["cut"].bias[CUTS.index("oval")] = 50
-    sure.save(tmp_path)
+    # A confident opal, oval: what the heads said of plain silver hoops.
+    sure = _certain_heads(tiny_encoder.dim, tmp_path, {"metal": "silver", "gemstone": "opal", "cut": "oval"})
     localizer = _StoneMaps(stone)
-    recognizer = Recognizer(service.encoder, AttributeHeads.load(tmp_path), localizer=localizer)
+    recognizer = Recognizer(service.encoder, sure, localizer=localizer)
     svc = SearchService(service.catalog, service.encoder, service.index_dir, recognizer=recognizer)
     plain, given = svc.add_items([NewItem(make_image(seed=3), {"title": "hoops"}),
                                   NewItem(make_image(seed=4), {"title": "b", "gemstone": "ruby", "stone_shape": "pear"})])
