@@ -300,6 +300,25 @@ def test_recognize_answers_from_the_whole_photo_with_the_context_heads(default_s
 
 
 @pytest.mark.slow
+def test_recognize_looks_for_pieces_in_its_own_tower_pass(default_service, monkeypatch):
+    """Recognition finds the pieces from the pass that embeds the photo (no separate locate
+    pass), and finds what a separate ``locate`` finds."""
+    from jewelsearch.embed.evidence import evidence
+    data = _piece_on_fabric(default_service, default_service.catalog.items.list(1, 0)[0])
+    scene = Image.open(io.BytesIO(data)).convert("RGB")
+    separate = default_service.localizer.locate(scene)
+    expected_boxes = [b.as_dict()["box"] for b in default_service.localizer.usable_boxes(separate)]
+    assert expected_boxes
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("a separate locate pass")
+    monkeypatch.setattr(default_service.localizer, "locate", no_second_pass)
+    answer = default_service.recognize(data)
+    assert [b["box"] for b in answer["region"]["boxes"]] == expected_boxes
+    assert answer["evidence"] == evidence(scene, separate)
+
+
+@pytest.mark.slow
 def test_a_chosen_box_does_not_label_the_detected_piece(default_service):
     data = _piece_on_fabric(default_service, default_service.catalog.items.list(1, 0)[0])
     detected = default_service.query(image_bytes=data, k=1)["region"]["boxes"]

@@ -70,25 +70,33 @@ def parse_region(raw) -> str:
     return value
 
 
+def can_locate(image: Image.Image) -> bool:
+    """Whether a photo is large enough to look for a piece in."""
+    return min(image.size) >= 32
+
+
 def choose_region(image: Image.Image, localizer: Localizer | None, *, region: str = "auto",
-                  box: tuple[int, int, int, int] | None = None) -> RegionChoice:
+                  box: tuple[int, int, int, int] | None = None,
+                  located: Localization | None = None) -> RegionChoice:
+    """``located``: the photo's ``Localization`` where the caller's own tower pass already made
+    it (recognition does), so the photo is not passed through the tower a second time."""
     width, height = image.size
     if box is not None:
         x0, y0, x1, y1 = box
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             raise InvalidInput(f"box {list(box)} is not inside the {width}×{height} photo")
         # The pieces are still listed, so a page can keep offering them.
-        listed = [b.as_dict() for b in localizer.usable_boxes(localizer.locate(image))] \
-            if localizer is not None and min(width, height) >= 32 else []
+        listed = [b.as_dict() for b in localizer.usable_boxes(located or localizer.locate(image))] \
+            if localizer is not None and can_locate(image) else []
         # The same context padding as for detected boxes, so picking a listed box repeats its search.
         return RegionChoice(crop(image, box), "box", list(box), listed, note="box chosen by the caller")
     if region == "whole":
         return RegionChoice(image, "whole", note="whole image requested")
     if localizer is None:
         return RegionChoice(image, "whole", note="this model has no localiser; searched the whole image")
-    if min(width, height) < 32:
+    if not can_locate(image):
         return RegionChoice(image, "whole", note="photo too small to look for a piece; searched the whole image")
-    found = localizer.locate(image)
+    found = located or localizer.locate(image)
     boxes = localizer.usable_boxes(found)
     listed = [b.as_dict() for b in boxes]
     if not boxes:

@@ -25,7 +25,7 @@ from .errors import InvalidInput, ItemNotFound, ModelMismatch
 from .index import IndexManifest, save_index
 from .index_sync import build_from_store, open_index
 from .ingest import IngestResult, Ingestor, NewItem
-from .query_region import choose_region
+from .query_region import can_locate, choose_region
 from .recommend import AttributeTable, BlendWeights, CollaborativeSignals, Recommender, history_from_rows
 from .storage import Catalog
 from .storage.events import EVENT_KINDS
@@ -262,17 +262,22 @@ class SearchService:
         if self.recognizer is None:
             raise InvalidInput("recognition is not available for this model")
         image = self.ingestor.decode(image_bytes).image
-        choice = choose_region(image, self.localizer)
+        # One tower pass gives the photo's embedding, its pooled maps and where its pieces are.
+        # (A photo too small to look in is only embedded.)
+        if self.localizer is not None and can_locate(image):
+            vectors, pooled, located = self.recognizer.embed_and_locate([image])
+        else:
+            (vectors, pooled), located = self.recognizer.embed([image]), None
+        choice = choose_region(image, self.localizer, located=located[0] if located else None)
         region = choice.describe(image.size)
         boxes = region["boxes"]
         # The answer reads the whole photo: on worn photos the body part around a piece (ear,
         # neck, hand, wrist) is most of the evidence and a crop cuts it away (docs/localizer.md).
-        # Each detected piece still gets its own category, from a crop around it; one tower
-        # pass serves the photo and the crops.
-        vectors, pooled = self.recognizer.embed([image] + [crop(image, tuple(b["box"])) for b in boxes])
-        self._label_boxes(boxes, vectors[1:], None if pooled is None else pooled[1:])
-        prediction = self.recognizer.recognize_embeddings(vectors[:1], None if pooled is None else pooled[:1],
-                                                          subject=subject)[0]
+        # Each detected piece still gets its own category, from a crop around it.
+        if boxes:
+            crop_vectors, crop_pooled = self.recognizer.embed([crop(image, tuple(b["box"])) for b in boxes])
+            self._label_boxes(boxes, crop_vectors, crop_pooled)
+        prediction = self.recognizer.recognize_embeddings(vectors, pooled, subject=subject)[0]
         answer = dict(prediction, method=self.recognizer.method, model_id=self.encoder.model_id, region=region,
                       subject=subject)
         if choice.localization is not None:
