@@ -489,6 +489,46 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
     click.echo(json.dumps(summary, indent=2))
 
 
+@main.command("train-stone-channel")
+@click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="A `studio render` folder: its training renders give exact per-cell stone targets.")
+@click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="products/ folder: its train photos' stone labels (none, or a stone) are the weak labels.")
+@click.option("--worn", "worn_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Optional worn/ folder whose background half lends real scenery (as train-localizer).")
+@click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--boxes", "boxes_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--scenes", default=1500, show_default=True, type=click.IntRange(10, 100_000))
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--seed", default=0, show_default=True)
+@click.pass_obj
+def train_stone_channel_command(obj: Context, renders, products, worn_root, protect_csv, boxes_csv, scenes, steps,
+                                seed):
+    """Refit the localiser's stone channel alone (the piece map stays bit-identical), on render
+    composites and shop photos labelled plain or with a stone."""
+    from .embed import load_encoder
+    from .embed.labelled_data import read_products
+    from .embed.localizer import Localizer
+    from .embed.stone_channel import train_stone_channel
+    from .embed.train_localizer import background_photos
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    localizer = Localizer.load(encoder, encoder.folder)
+    if localizer is None:
+        fail("this model has no localiser to refit (train one with `jewelsearch train-localizer`)")
+    if not (Path(products) / "labels.csv").is_file():
+        fail(f"no labels.csv in {products}")
+    protected = _protected_photos(protect_csv) if protect_csv else set()
+    photo_boxes = _hand_boxes(boxes_csv) if boxes_csv else None
+    background = background_photos(worn_root, protected, photo_boxes)
+    shop = [r for r in read_products(Path(products)) if r.split == "train"]
+    try:
+        summary = train_stone_channel(localizer, renders, shop, encoder.folder, background=background,
+                                      scenes=scenes, steps=steps, seed=seed, progress=click.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    click.echo(json.dumps(summary, indent=2))
+
+
 @main.command("train-context-head")
 @click.option("--renders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--products", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
