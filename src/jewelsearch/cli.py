@@ -499,12 +499,12 @@ def train_localizer_command(obj: Context, renders, products, worn_root, protect_
 @click.option("--protect", "protect_csv", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--boxes", "boxes_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--scenes", default=1500, show_default=True, type=click.IntRange(10, 100_000))
-@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seed", default=0, show_default=True)
 @click.pass_obj
-def train_stone_channel_command(obj: Context, renders, products, worn_root, protect_csv, boxes_csv, scenes, steps,
+def train_stone_channel_command(obj: Context, renders, products, worn_root, protect_csv, boxes_csv, scenes, epochs,
                                 seed):
-    """Refit the localiser's stone channel alone (the piece map stays bit-identical), on render
+    """Train a stone branch for the localiser (the piece map stays bit-identical), on render
     composites and shop photos labelled plain or with a stone."""
     from .embed import load_encoder
     from .embed.labelled_data import read_products
@@ -523,7 +523,7 @@ def train_stone_channel_command(obj: Context, renders, products, worn_root, prot
     shop = [r for r in read_products(Path(products)) if r.split == "train"]
     try:
         summary = train_stone_channel(localizer, renders, shop, encoder.folder, background=background,
-                                      scenes=scenes, steps=steps, seed=seed, progress=click.echo)
+                                      scenes=scenes, epochs=epochs, seed=seed, progress=click.echo)
     except ValueError as exc:
         fail(str(exc))
     click.echo(json.dumps(summary, indent=2))

@@ -29,18 +29,20 @@ from .encoder import Encoder
 MIN_BOX_SIDE = 12
 CONFIG_FILE = "localizer.json"
 WEIGHTS_FILE = "localizer.safetensors"
+# Weights of a stone branch (``stone_channel``), stored beside the head's under this prefix.
+STONE_BRANCH_PREFIX = "stone_branch."
 
 
 class DenseHead(torch.nn.Module):
     """Two logits per stride-8 cell: piece vs. background, and stone vs. metal within the piece."""
 
-    def __init__(self, in_channels: tuple[int, ...], width: int = 32, hidden: int = 64):
+    def __init__(self, in_channels: tuple[int, ...], width: int = 32, hidden: int = 64, outputs: int = 2):
         super().__init__()
         self.reduce = torch.nn.ModuleList(torch.nn.Conv2d(c, width, 1) for c in in_channels)
         self.mix = torch.nn.Sequential(
             torch.nn.Conv2d(width * len(in_channels), hidden, 3, padding=1), torch.nn.ReLU(),
             torch.nn.Conv2d(hidden, hidden, 3, padding=1), torch.nn.ReLU())
-        self.out = torch.nn.Conv2d(hidden, 2, 1)
+        self.out = torch.nn.Conv2d(hidden, outputs, 1)
 
     def features(self, taps: list[torch.Tensor]) -> torch.Tensor:
         """The hidden map the two logits are read from (a 1×1 convolution each)."""
@@ -99,9 +101,12 @@ def letterbox_geometry(width: int, height: int, size: int) -> tuple[float, int, 
 
 
 class Localizer:
-    def __init__(self, encoder: Encoder, head: DenseHead, config: dict):
+    def __init__(self, encoder: Encoder, head: DenseHead, config: dict, stone_branch: DenseHead | None = None):
         self.encoder = encoder
         self.head = head.eval()
+        # Where present, a branch of its own gives the stone map; the head then gives the piece
+        # map alone (its stone row is kept but unused).
+        self.stone_branch = stone_branch.eval() if stone_branch is not None else None
         self.config = config
         self.threshold = float(config.get("threshold", 0.5))
         self.min_area_fraction = float(config.get("min_area_fraction", 0.0005))
@@ -115,14 +120,23 @@ class Localizer:
         if not supports_dense_features(encoder.model.visual):
             return None
         config = json.loads((Path(folder) / CONFIG_FILE).read_text())
-        head = DenseHead(tuple(config["in_channels"]), config.get("width", 32), config.get("hidden", 64))
-        head.load_state_dict({k: v.float() for k, v in load_file(str(Path(folder) / WEIGHTS_FILE)).items()})
-        return cls(encoder, head, config)
+        shape = (tuple(config["in_channels"]), config.get("width", 32), config.get("hidden", 64))
+        weights = {k: v.float() for k, v in load_file(str(Path(folder) / WEIGHTS_FILE)).items()}
+        head = DenseHead(*shape)
+        head.load_state_dict({k: v for k, v in weights.items() if not k.startswith(STONE_BRANCH_PREFIX)})
+        branch_weights = {k[len(STONE_BRANCH_PREFIX):]: v for k, v in weights.items() if k.startswith(STONE_BRANCH_PREFIX)}
+        branch = None
+        if branch_weights:
+            branch = DenseHead(*shape, outputs=1)
+            branch.load_state_dict(branch_weights)
+        return cls(encoder, head, config, branch)
 
     def save(self, folder: Path, summary: dict | None = None) -> None:
         folder = Path(folder)
-        save_file({k: v.detach().half().contiguous() for k, v in self.head.state_dict().items()},
-                  str(folder / WEIGHTS_FILE))
+        weights = dict(self.head.state_dict())
+        if self.stone_branch is not None:
+            weights.update({STONE_BRANCH_PREFIX + k: v for k, v in self.stone_branch.state_dict().items()})
+        save_file({k: v.detach().half().contiguous() for k, v in weights.items()}, str(folder / WEIGHTS_FILE))
         (folder / CONFIG_FILE).write_text(json.dumps(dict(self.config, **(summary or {})), indent=2) + "\n")
 
     @torch.inference_mode()
@@ -141,6 +155,8 @@ class Localizer:
         """Piece and stone probabilities (N×S×S) from the search tower's taps of a pass made
         elsewhere (``TowerPass.search_taps``): ingest locates the photos it embeds this way."""
         probs = torch.sigmoid(self.head(taps)).numpy()
+        if self.stone_branch is not None:
+            return probs[:, 0], torch.sigmoid(self.stone_branch(taps)[:, 0]).numpy()
         return probs[:, 0], probs[:, 1]
 
     def usable_boxes(self, found: Localization) -> list[Box]:

@@ -148,10 +148,9 @@ def _loss(logits, piece, stone, stone_valid):
 
 
 def evaluate_scenes(localizer: Localizer, scenes: PreparedScenes) -> dict:
-    with torch.inference_mode():
-        probs = torch.sigmoid(localizer.head([m.float() for m in scenes.maps])).numpy()
+    pieces, stones = localizer.grids([m.float() for m in scenes.maps])
     predictions, piece_ious, stone_ious = [], [], []
-    for n, grid in enumerate(probs):
+    for n, grid in enumerate(zip(pieces, stones)):
         found = localizer.from_maps(scenes.sizes[n], grid[0], grid[1])
         predictions.append([((b.x0, b.y0, b.x1, b.y1), b.confidence) for b in found.boxes])
         target_piece = scenes.piece[n].numpy()
