@@ -934,7 +934,12 @@ def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photo
     judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
     recognizer = Recognizer(encoder, heads, localizer=localizer, recognition_top=load_recognition_top(encoder))
     report = evaluate_regions(recognizer, localizer, records, hand, judge=judge)
-    report["localizer"] = localizer.config.get("held_out")
+    report["localizer"] = dict(localizer.config.get("held_out") or {})
+    if localizer.stone_branch is not None and "stone_mask_iou" in report["localizer"]:
+        # The training-time figure is the head's stone map, which a stone branch replaced;
+        # tools/stone_iou.py judges both on the same held-out composites.
+        report["localizer"]["stone_mask_iou_of_the_head"] = report["localizer"].pop("stone_mask_iou")
+        report["localizer"]["stone_map"] = "stone branch (train-stone-channel): see tools/stone_iou.py"
     if catalog_root is not None:
         from .embed.evaluate_shopper import evaluate_shopper_photos
         from .embed.images import load_image_file
