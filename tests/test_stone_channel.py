@@ -60,7 +60,8 @@ def _toy(rng, kinds):
     cells = torch.zeros(len(kinds), SIDE, SIDE, dtype=torch.bool)
     cells[:, 1:4, 1:4] = True
     taps = [torch.stack([_taps(k, rng)[0] for k in kinds]).half()]
-    return WeakPhotos(taps, cells, torch.tensor([k == "stone" for k in kinds]), [f"p{i}.jpg" for i in range(len(kinds))])
+    names = [f"p{i}.jpg" for i in range(len(kinds))]
+    return WeakPhotos(taps, cells, torch.tensor([k == "stone" for k in kinds]), names)
 
 
 def _shine_is_stone_head() -> DenseHead:

@@ -86,8 +86,10 @@ def choose_region(image: Image.Image, localizer: Localizer | None, *, region: st
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             raise InvalidInput(f"box {list(box)} is not inside the {width}×{height} photo")
         # The pieces are still listed, so a page can keep offering them.
-        listed = [b.as_dict() for b in localizer.usable_boxes(located or localizer.locate(image))] \
-            if localizer is not None and can_locate(image) else []
+        listed = []
+        if localizer is not None and can_locate(image):
+            found = located if located is not None else localizer.locate(image)
+            listed = [b.as_dict() for b in localizer.usable_boxes(found)]
         # The same context padding as for detected boxes, so picking a listed box repeats its search.
         return RegionChoice(crop(image, box), "box", list(box), listed, note="box chosen by the caller")
     if region == "whole":
@@ -96,7 +98,7 @@ def choose_region(image: Image.Image, localizer: Localizer | None, *, region: st
         return RegionChoice(image, "whole", note="this model has no localiser; searched the whole image")
     if not can_locate(image):
         return RegionChoice(image, "whole", note="photo too small to look for a piece; searched the whole image")
-    found = located or localizer.locate(image)
+    found = located if located is not None else localizer.locate(image)
     boxes = localizer.usable_boxes(found)
     listed = [b.as_dict() for b in boxes]
     if not boxes:

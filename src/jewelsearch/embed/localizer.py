@@ -34,7 +34,8 @@ STONE_BRANCH_PREFIX = "stone_branch."
 
 
 class DenseHead(torch.nn.Module):
-    """Two logits per stride-8 cell: piece vs. background, and stone vs. metal within the piece."""
+    """Logits per stride-8 cell: the localiser's head has two, piece vs. background and stone vs.
+    metal within the piece; a stone branch (``stone_channel``) has the stone one alone."""
 
     def __init__(self, in_channels: tuple[int, ...], width: int = 32, hidden: int = 64, outputs: int = 2):
         super().__init__()
@@ -45,7 +46,7 @@ class DenseHead(torch.nn.Module):
         self.out = torch.nn.Conv2d(hidden, outputs, 1)
 
     def features(self, taps: list[torch.Tensor]) -> torch.Tensor:
-        """The hidden map the two logits are read from (a 1×1 convolution each)."""
+        """The hidden map the logits are read from (a 1×1 convolution each)."""
         size = taps[0].shape[-2:]
         merged = torch.cat([F.interpolate(reduce(t.float()), size=size, mode="bilinear", align_corners=False)
                             for reduce, t in zip(self.reduce, taps)], dim=1)
@@ -124,7 +125,8 @@ class Localizer:
         weights = {k: v.float() for k, v in load_file(str(Path(folder) / WEIGHTS_FILE)).items()}
         head = DenseHead(*shape)
         head.load_state_dict({k: v for k, v in weights.items() if not k.startswith(STONE_BRANCH_PREFIX)})
-        branch_weights = {k[len(STONE_BRANCH_PREFIX):]: v for k, v in weights.items() if k.startswith(STONE_BRANCH_PREFIX)}
+        branch_weights = {k[len(STONE_BRANCH_PREFIX):]: v for k, v in weights.items()
+                          if k.startswith(STONE_BRANCH_PREFIX)}
         branch = None
         if branch_weights:
             branch = DenseHead(*shape, outputs=1)
