@@ -208,3 +208,39 @@ def test_why_this_match_overlays_the_heatmap(page):
     assert card.locator("img").get_attribute("src").endswith(original)
     assert card.locator(".why-note").count() == 0
     assert not page.console_errors
+
+
+def test_what_is_this_piece_shows_the_recogniser_guesses(page, service, tmp_path):
+    from jewelsearch.embed.recognize import Recognizer
+    service.recognizer = Recognizer(service.encoder)  # zero-shot: the tiny test model has no heads
+    photo = tmp_path / "query.png"
+    photo.write_bytes(make_image(seed=5, size=(96, 96)))
+    assert not page.locator("#recognize-button").is_visible()
+    page.set_input_files("#image", str(photo))
+    page.wait_for_selector("#results li")
+    with page.expect_response(lambda r: r.url.endswith("/api/recognize")) as answer:
+        page.click("#recognize-button")
+    expected = answer.value.json()
+    page.wait_for_selector("#recognition dl")
+    text = page.inner_text("#recognition")
+    for attribute in ("category", "metal", "gemstone", "cut"):
+        best = expected[attribute][0]
+        assert f"{best['label']} {round(best['p'] * 100)}%" in text
+    assert page.locator("#recognition dt").count() == 4
+    shot(page, "what-is-this.png")
+    # Enter on a button inside the drop zone presses that button (it used to open the file chooser).
+    page.focus("#clear-image")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#recognition", state="hidden")
+    assert not page.locator("#recognize-button").is_visible() and not page.locator("#preview").is_visible()
+    assert not page.console_errors
+
+
+def test_what_is_this_piece_says_when_recognition_is_unavailable(page, tmp_path):
+    photo = tmp_path / "query.png"
+    photo.write_bytes(make_image(seed=2, size=(96, 96)))
+    page.set_input_files("#image", str(photo))
+    page.wait_for_selector("#results li")
+    page.click("#recognize-button")
+    page.wait_for_selector("#recognition.error")
+    assert "recognition is not available" in page.inner_text("#recognition")

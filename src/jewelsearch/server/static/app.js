@@ -230,6 +230,64 @@
                                              : "No items match. Try fewer filters or other words.");
   }
 
+  // "What is this piece?": the recogniser's top guesses for the query photo, with what the
+  // localiser's masks show, on demand (a search does not pay for it).
+  function percent(p) { return Math.round(p * 100) + "%"; }
+
+  function recognitionView(payload) {
+    const heading = document.createElement("h2");
+    heading.textContent = "What the photo shows";
+    const list = document.createElement("dl");
+    for (const attribute of ["category", "metal", "gemstone", "cut"]) {
+      const guesses = (payload[attribute] || []).slice(0, 3);
+      if (!guesses.length) continue;
+      const term = document.createElement("dt");
+      term.textContent = attribute;
+      const value = document.createElement("dd");
+      const best = document.createElement("strong");
+      best.textContent = guesses[0].label + " " + percent(guesses[0].p);
+      value.append(best, ...guesses.slice(1).map((g) => ", " + g.label + " " + percent(g.p)));
+      list.append(term, value);
+    }
+    const parts = [heading, list];
+    const seen = payload.evidence;
+    if (seen) {
+      const facts = [];
+      if (seen.stone_color) facts.push("stone colour " + seen.stone_color + ", about " + seen.stone_count_estimate +
+                                       " stone" + (seen.stone_count_estimate === 1 ? "" : "s"));
+      if (seen.metal_tone) facts.push("metal tone " + seen.metal_tone);
+      const note = document.createElement("p");
+      note.className = "sub";
+      note.textContent = facts.length ? "In the photo (estimates from the piece's pixels): " + facts.join("; ") + "."
+                                      : "No piece found in the photo to read colours from.";
+      parts.push(note);
+    }
+    return parts;
+  }
+
+  async function recognize() {
+    const panel = $("recognition");
+    const button = $("recognize-button");
+    if (!panel || !imageFile) return;
+    button.disabled = true;
+    panel.hidden = false;
+    panel.classList.remove("error");
+    panel.textContent = "Looking at the photo…";
+    try {
+      const data = new FormData();
+      data.append("image", imageFile);
+      panel.replaceChildren(...recognitionView(await call("/api/recognize", { method: "POST", body: data })));
+    } catch (err) {
+      panel.classList.add("error");
+      panel.textContent = "Could not recognise it: " + err.message;
+    } finally { button.disabled = false; }
+  }
+
+  function hideRecognition() {
+    const panel = $("recognition");
+    if (panel) { panel.hidden = true; panel.replaceChildren(); }
+  }
+
   const form = $("search-form");
   if (form) {
     const filterIds = ["filter-category", "filter-metal", "filter-gemstone", "min_price", "max_price"];
@@ -264,14 +322,21 @@
       preview.src = URL.createObjectURL(file);
       preview.hidden = false;
       $("clear-image").hidden = false;
+      $("recognize-button").hidden = false;
+      hideRecognition();
       run();
     }
     input.addEventListener("change", () => useFile(input.files[0]));
     $("clear-image").addEventListener("click", () => {
       imageFile = null; chosenBox = null; wholePhoto = false; input.value = "";
-      $("preview").hidden = true; $("clear-image").hidden = true; drawRegion(null);
+      $("preview").hidden = true; $("clear-image").hidden = true; $("recognize-button").hidden = true;
+      hideRecognition(); drawRegion(null);
     });
-    drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+    $("recognize-button").addEventListener("click", recognize);
+    drop.addEventListener("keydown", (e) => {
+      // Only the zone itself: Enter on a button inside it (remove, what is this) presses that button.
+      if (e.target === drop && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); input.click(); }
+    });
     drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
     drop.addEventListener("dragleave", () => drop.classList.remove("over"));
     drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); useFile(e.dataTransfer.files[0]); });
