@@ -228,6 +228,12 @@ def test_what_is_this_piece_shows_the_recogniser_guesses(page, service, tmp_path
         assert f"{best['label']} {round(best['p'] * 100)}%" in text
     assert page.locator("#recognition dt").count() == 4
     shot(page, "what-is-this.png")
+    # The tiny model has no localiser: the note says so, and offers no pointless "look again".
+    assert "no localiser" in page.inner_text("#region-note") and page.locator("#use-whole").count() == 0
+    page.set_viewport_size({"width": 390, "height": 844})  # the panel fits a phone
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(page, "what-is-this-phone.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
     # Enter on a button inside the drop zone presses that button (it used to open the file chooser).
     page.focus("#clear-image")
     page.keyboard.press("Enter")

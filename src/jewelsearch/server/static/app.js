@@ -213,6 +213,9 @@
     if (region.used === "box" && !region.boxes.some((b) => same(b.box, region.box))) addBox(region.box, "Your box", true);
     if (note) {
       note.append(region.used === "box" ? "Searching the outlined piece; click another outline, or " : region.note + ". ");
+      // Looking again only helps when the shopper asked for the whole photo; when the server
+      // fell back to it (no localiser, nothing found, photo too small) it would find the same.
+      if (region.used !== "box" && !wholePhoto) return;
       const whole = document.createElement("button");
       whole.type = "button";
       whole.className = "act";
