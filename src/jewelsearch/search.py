@@ -262,12 +262,9 @@ class SearchService:
         if self.recognizer is None:
             raise InvalidInput("recognition is not available for this model")
         image = self.ingestor.decode(image_bytes).image
-        # One tower pass gives the photo's embedding, its pooled maps and where its pieces are.
-        # (A photo too small to look in is only embedded.)
-        if self.localizer is not None and can_locate(image):
-            vectors, pooled, located = self.recognizer.embed_and_locate([image])
-        else:
-            (vectors, pooled), located = self.recognizer.embed([image]), None
+        # One tower pass gives the photo's embedding, its pooled maps and where its pieces are
+        # (a photo too small to look in is not looked in).
+        vectors, pooled, located = self.recognizer.embed_and_locate([image], wanted=[can_locate(image)])
         choice = choose_region(image, self.localizer, located=located[0] if located else None)
         region = choice.describe(image.size)
         boxes = region["boxes"]

@@ -45,15 +45,11 @@ class DenseHead(torch.nn.Module):
             torch.nn.Conv2d(hidden, hidden, 3, padding=1), torch.nn.ReLU())
         self.out = torch.nn.Conv2d(hidden, outputs, 1)
 
-    def features(self, taps: list[torch.Tensor]) -> torch.Tensor:
-        """The hidden map the logits are read from (a 1×1 convolution each)."""
+    def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
         size = taps[0].shape[-2:]
         merged = torch.cat([F.interpolate(reduce(t.float()), size=size, mode="bilinear", align_corners=False)
                             for reduce, t in zip(self.reduce, taps)], dim=1)
-        return self.mix(merged)
-
-    def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
-        return self.out(self.features(taps))
+        return self.out(self.mix(merged))
 
 
 @dataclass

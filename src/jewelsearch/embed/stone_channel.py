@@ -14,7 +14,6 @@ channels do not separate polished metal from stone (docs/localizer.md, session 1
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from .localizer import DenseHead, Localizer
 from .train_localizer import PreparedScenes, held_out_render, prepare_scenes
 from .vocab import NO_STONE
 
-log = logging.getLogger(__name__)
 STONE_ROW = 1
 # A piece with a stone has at least one stone cell: the mean of its highest stone logits among
 # the piece's cells is what is pushed up (two rather than one, so a single noisy cell is not
