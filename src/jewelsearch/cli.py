@@ -390,11 +390,14 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes):
     from .server import create_app
     settings = obj.settings.with_overrides(host=host, port=port, server_threads=threads,
                                            allow_unauthenticated_writes=allow_unauthenticated_writes or None)
+    from .wiring import use_serving_threads
     app = create_app(settings, obj.service)
+    torch_threads = use_serving_threads(settings)
     if not settings.api_key and not settings.allow_unauthenticated_writes:
         click.echo("note: no JEWELSEARCH_API_KEY set, so write endpoints answer 403", err=True)
     click.echo(f"jewelsearch serving {obj.service.stats()['items']} items on "
-               f"http://{settings.host}:{settings.port}/", err=True)
+               f"http://{settings.host}:{settings.port}/ ({settings.server_threads} request threads; "
+               f"torch threads per request: {torch_threads})", err=True)
     from .server.graceful import serve as serve_gracefully
     serve_gracefully(app, host=settings.host, port=settings.port, threads=settings.server_threads,
                      idle_timeout=settings.request_timeout_seconds,

@@ -26,7 +26,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     # open_clip pretrained tag or checkpoint path when ``model`` is an open_clip name.
     pretrained: str | None = None
-    torch_threads: int = 0  # 0 = let torch decide
+    # 0 = let torch decide; `serve` then shares the cores out among its request threads.
+    torch_threads: int = 0
     batch_size: int = 32
 
     # Index

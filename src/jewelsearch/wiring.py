@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any, Mapping
 
 import torch
@@ -26,6 +27,28 @@ log = logging.getLogger(__name__)
 
 class SettingsError(ValueError):
     """A recommendation setting (event weights, blend) that cannot be used."""
+
+
+def serving_torch_threads(settings: Settings, cpus: int | None = None) -> int:
+    """Torch's intra-op threads while serving: ``torch_threads`` when set, else the cores
+    shared out among the server's request threads (at least one each).
+
+    Requests run on the server's worker threads, never on the main thread, and there torch's
+    OpenMP pool with both cores of the 2-core VM was slower than one thread: over HTTP a text
+    query took 12.7-14.7 ms against 10.2-10.6, an image query 33.5-36.4 against 28.2-29.7
+    (benchmarks/bench_serve_threads.py, docs/benchmarks.md). Concurrent requests use the other
+    cores anyway."""
+    if settings.torch_threads > 0:
+        return settings.torch_threads
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, cpus // max(1, settings.server_threads))
+
+
+def use_serving_threads(settings: Settings) -> int:
+    """Set torch's intra-op threads for serving (``serving_torch_threads``); returns the count."""
+    threads = serving_torch_threads(settings)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def open_service(settings: Settings) -> SearchService:
