@@ -51,6 +51,8 @@ class Settings:
     max_image_pixels: int = 40_000_000
     max_text_chars: int = 500
     max_k: int = 200
+    # Distinct query texts whose vectors are kept (a changed filter or page re-sends the words); 0: none.
+    text_cache_size: int = 4096
     # A connection that sends nothing for this long (a stalled or trickling upload) is closed,
     # so slow clients cannot pin the server's threads.
     request_timeout_seconds: int = 30

@@ -21,6 +21,7 @@ from .embed import explain as explaining
 from .embed.evidence import evidence
 from .embed.localizer import Localizer, crop
 from .embed.recognize import Recognizer
+from .embed.text_cache import TextVectorCache
 from .errors import InvalidInput, ItemNotFound, ModelMismatch
 from .index import IndexManifest, save_index
 from .index_sync import build_from_store, open_index
@@ -56,9 +57,10 @@ class SearchService:
                  recognizer: Recognizer | None = None, blend_weights: BlendWeights | None = None,
                  popularity_half_life_days: float = 7.0, signals_refresh_seconds: float = 30.0,
                  localizer: Localizer | None = None, recently_seen_days: float = 7.0,
-                 visit_half_life_hours: float = 4.0):
+                 visit_half_life_hours: float = 4.0, text_cache_size: int = 4096):
         self.catalog = catalog
         self.encoder = encoder
+        self.text_vectors = TextVectorCache(encoder.encode_texts, text_cache_size)
         self.index_dir = Path(index_dir)
         self.limits = limits or Limits()
         self.index_kind = index_kind
@@ -233,7 +235,7 @@ class SearchService:
         if text:
             if len(text) > self.limits.max_text_chars:
                 raise InvalidInput(f"q is longer than {self.limits.max_text_chars} characters")
-            parts.append((text_weight if parts else 1.0, self.encoder.encode_texts([text])[0]))
+            parts.append((text_weight if parts else 1.0, self.text_vectors.vector(text)))
         if not parts:
             raise InvalidInput("give a text query (q), an image, or an item id")
         query = sum(w * v for w, v in parts)
@@ -301,7 +303,7 @@ class SearchService:
         if text:
             if len(text) > self.limits.max_text_chars:
                 raise InvalidInput(f"q is longer than {self.limits.max_text_chars} characters")
-            query_vector = self.encoder.encode_texts([text])[0]
+            query_vector = self.text_vectors.vector(text)
             shared = {}
             query_info: dict[str, Any] = {"q": text}
         elif image_bytes is not None:
@@ -410,7 +412,7 @@ class SearchService:
             self.index, self._stored_vectors, self.collaborative_signals(), self.blend_weights,
             category_of=lambda ids: {i: r["category"] for i, r in self.catalog.items.get_many(ids).items()},
             attributes=self.attribute_table())
-        text_vector = self.encoder.encode_texts([text])[0] if text else None
+        text_vector = self.text_vectors.vector(text) if text else None
         allowed = self.catalog.items.filter_ids(filters.as_dict()) if filters else None
         recent = time.time() - self.recently_seen_days * 86400
         exclude = [i for i, ts in history.last_seen.items() if ts >= recent] if exclude_seen else []

@@ -52,6 +52,8 @@ def use_serving_threads(settings: Settings) -> int:
 
 
 def open_service(settings: Settings) -> SearchService:
+    if settings.text_cache_size < 0:
+        raise SettingsError("text_cache_size must be 0 or more")
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -80,6 +82,7 @@ def open_service(settings: Settings) -> SearchService:
                          popularity_half_life_days=settings.popularity_half_life_days,
                          recently_seen_days=settings.recently_seen_days,
                          visit_half_life_hours=settings.visit_half_life_hours,
+                         text_cache_size=settings.text_cache_size,
                          blend_weights=blend_weights(settings.blend))
 
 
