@@ -110,3 +110,11 @@ def test_a_negative_cache_size_is_a_settings_error(settings):
     from jewelsearch.wiring import SettingsError, open_service
     with pytest.raises(SettingsError, match="text_cache_size"):
         open_service(dataclasses.replace(settings, text_cache_size=-1))
+
+
+def test_keys_are_cut_where_the_encoder_cuts_so_long_texts_cannot_grow_the_cache():
+    encoder = CountingEncoder()
+    cache = TextVectorCache(encoder.encode_texts, size=4, max_chars=5)
+    cache.vector("abcde" + "x" * 10_000)
+    cache.vector("abcde" + "y" * 10_000)
+    assert encoder.calls == ["abcde"] and len(cache) == 1

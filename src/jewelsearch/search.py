@@ -60,7 +60,8 @@ class SearchService:
                  visit_half_life_hours: float = 4.0, text_cache_size: int = 4096):
         self.catalog = catalog
         self.encoder = encoder
-        self.text_vectors = TextVectorCache(encoder.encode_texts, text_cache_size)
+        self.text_vectors = TextVectorCache(encoder.encode_texts, text_cache_size,
+                                            max_chars=encoder.max_text_chars)
         self.index_dir = Path(index_dir)
         self.limits = limits or Limits()
         self.index_kind = index_kind

@@ -16,11 +16,16 @@ import numpy as np
 
 
 class TextVectorCache:
-    def __init__(self, encode_texts: Callable[[Sequence[str]], np.ndarray], size: int = 4096):
+    def __init__(self, encode_texts: Callable[[Sequence[str]], np.ndarray], size: int = 4096,
+                 max_chars: int | None = None):
+        """``max_chars``: where the encoder cuts a text (``Encoder.max_text_chars``). Keys are cut
+        there too, so a long text costs no more memory than its encoded part, and the cache
+        stays bounded whatever callers send."""
         if size < 0:
             raise ValueError("size must be 0 or more")
         self._encode_texts = encode_texts
         self.size = size
+        self.max_chars = max_chars
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # request threads share one cache
         self.hits = 0
@@ -28,6 +33,7 @@ class TextVectorCache:
 
     def vector(self, text: str) -> np.ndarray:
         """``text``'s unit vector (read-only), from the cache or the encoder."""
+        text = text if self.max_chars is None else text[: self.max_chars]
         with self._lock:
             cached = self._vectors.get(text)
             if cached is not None:
