@@ -127,3 +127,19 @@ def test_demo_if_missing_leaves_existing_catalog(tmp_path, tiny_model_dir, photo
     run(home, tiny_model_dir, "ingest", str(photos))
     result = run(home, tiny_model_dir, "demo", "--if-missing")
     assert result.exit_code == 0 and "already has items" in result.output
+
+
+def test_eval_recommend_no_tune_judges_the_homes_configured_blend(tmp_path, tiny_model_dir):
+    home = tmp_path / "home"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(50):
+        (photos / f"p{i}.png").write_bytes(make_image(seed=i))
+    assert run(home, tiny_model_dir, "ingest", str(photos)).exit_code == 0
+    (home / "jewelsearch.toml").write_text("[blend]\nsimilarity = 0.3\npopularity = 0.8\n")
+    out = tmp_path / "report"
+    result = run(home, tiny_model_dir, "eval", "recommend", "--no-tune", "--users", "20", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    weights = json.loads((out / "recommend.json").read_text())["weights"]
+    assert weights["similarity"] == 0.3 and weights["popularity"] == 0.8
+    assert "`[blend]` in the home's `jewelsearch.toml`" in (out / "recommend.md").read_text()

@@ -1012,7 +1012,8 @@ def studio_demo_catalog(folder, out):
 @click.option("--seed", default=1, show_default=True, help="Population that is reported.")
 @click.option("--tune-seed", default=1001, show_default=True,
               help="First of the two separate populations the weights are tuned on (this seed and the next).")
-@click.option("--no-tune", is_flag=True, help="Use the default blend weights.")
+@click.option("--no-tune", is_flag=True,
+              help="Judge the configured blend weights (the defaults, or [blend] in the home's jewelsearch.toml).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/recommend"),
               show_default=True)
 @click.option("--shoppers-from", type=click.Choice(["catalog", "given"]), default="catalog", show_default=True,
@@ -1029,7 +1030,9 @@ def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_
         fail("the catalog needs at least 50 items; load one first (e.g. `jewelsearch demo`)")
     ids, vectors = service.catalog.embeddings.all_for_model(service.encoder.model_id)
     lookup = {int(i): v for i, v in zip(ids, vectors)}
+    # Untuned, the weights judged are the ones the server uses: the defaults or the home's [blend].
     report = run(service.index, lookup, items, users=users, seed=seed, tune_seed=tune_seed,
+                 weights=service.blend_weights if no_tune else None,
                  do_tune=not no_tune, shoppers_from_given=shoppers_from == "given")
     path = write_recommend_report(report, out)
     click.echo(f"report: {path}")

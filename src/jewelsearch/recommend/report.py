@@ -73,8 +73,9 @@ def write_recommend_report(report: dict, out: Path) -> Path:
          f"{', '.join(str(m) for m in COVERAGE_MARGINS[1:])}. {_margin_sentence(report)} "
          "The populations reported here are never tuned on."
          if report.get("tuning_trials") else
-         "* **Tuning**: none in this run (`--no-tune`): the weights below are the configured defaults, "
-         "as they were tuned by an earlier run on other populations and, possibly, another model."),
+         "* **Tuning**: none in this run (`--no-tune`): the weights below are the configured ones "
+         "(the defaults, or `[blend]` in the home's `jewelsearch.toml`), as an earlier run tuned them "
+         "on other populations and, possibly, another model."),
         "* **Rows starting with `blended,`** are ablations: the tuned weights with one part switched off.",
         "* **Caveat**: the simulated tastes are defined over the same catalog attributes the "
         "`taste` source compares, so that source is favoured by construction; real shoppers' "
