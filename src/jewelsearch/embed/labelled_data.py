@@ -126,7 +126,11 @@ def unseen_worn(records: list[Record], seen: set[str]) -> list[Record]:
 
 
 def read_worn(root: Path) -> list[Record]:
-    """Worn photos are evaluation-only: the shopper's-photo case we never train on."""
+    """Worn photos with their labels (category, and metal where the file name gives one).
+
+    The context heads train on every worn photo; evaluation judges each with the fold heads
+    that never saw its product (``worn_folds``), and leaves out the products the localiser or
+    a tuning of the tower trained on (``unseen_worn``)."""
     out = []
     with open(root / "labels.csv", newline="") as fh:
         for row in csv.DictReader(fh):
