@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
-    """A recommendation setting (event weights, blend) that cannot be used."""
+    """A setting that cannot be used (event weights, blend, cache size)."""
 
 
 def serving_torch_threads(settings: Settings, cpus: int | None = None) -> int:
@@ -34,10 +34,10 @@ def serving_torch_threads(settings: Settings, cpus: int | None = None) -> int:
     shared out among the server's request threads (at least one each).
 
     Requests run on the server's worker threads, never on the main thread, and there torch's
-    OpenMP pool with both cores of the 2-core VM was slower than one thread: over HTTP a text
-    query took 12.7-14.7 ms against 10.2-10.6, an image query 33.5-36.4 against 28.2-29.7
-    (benchmarks/bench_serve_threads.py, docs/benchmarks.md). Concurrent requests use the other
-    cores anyway."""
+    OpenMP pool with both cores of the 2-core VM was slower than one thread: side by side over
+    HTTP, one thread took 0.82x the text query time and 0.88x the image query time, and served
+    1.12x the queries of 4 concurrent clients (benchmarks/bench_serve_threads.py,
+    docs/benchmarks.md). Concurrent requests use the other cores anyway."""
     if settings.torch_threads > 0:
         return settings.torch_threads
     cpus = cpus or os.cpu_count() or 1
