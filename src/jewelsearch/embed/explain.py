@@ -23,7 +23,8 @@ from .localizer import letterbox_geometry
 def heatmap(encoder: Encoder, image: Image.Image, query: np.ndarray) -> tuple[np.ndarray, str]:
     """A map in [0, 1] with the image's aspect (long side = the model's input size), and the method."""
     batch = encoder.preprocess(image)[None].requires_grad_(True)
-    target = torch.from_numpy(np.asarray(query, dtype=np.float32))
+    # A copy: query vectors may be read-only (the text cache shares them between requests).
+    target = torch.tensor(np.asarray(query, dtype=np.float32))
     visual = encoder.model.visual
     # autograd.grad (not backward) so no gradient lands in the shared model's parameters,
     # which other threads are using for inference at the same time.
