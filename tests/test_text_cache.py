@@ -118,3 +118,21 @@ def test_keys_are_cut_where_the_encoder_cuts_so_long_texts_cannot_grow_the_cache
     cache.vector("abcde" + "x" * 10_000)
     cache.vector("abcde" + "y" * 10_000)
     assert encoder.calls == ["abcde"] and len(cache) == 1
+
+
+def test_recommendations_and_explanations_steered_by_a_cached_text_work_twice(service):
+    # The cached vector is read-only: a second request with the same words must not trip on it.
+    from jewelsearch.ingest import NewItem
+
+    from conftest import make_image
+    ids = [r.item_id for r in service.add_items([NewItem(make_image(seed=i), {"title": f"item {i}"})
+                                                  for i in range(8)])]
+    service.record_event({"user_id": "u", "item_id": ids[0], "kind": "like"})
+    first = service.recommend("u", k=5, text="gold hoops")["results"]
+    second = service.recommend("u", k=5, text="gold hoops")["results"]
+    assert [r["id"] for r in first] == [r["id"] for r in second] and first
+    assert service.text_vectors.hits >= 1
+    one = service.explain(ids[1], text="gold hoops")
+    two = service.explain(ids[1], text="gold hoops")
+    assert one["similarity"] == two["similarity"]
+    assert np.array_equal(one["heatmap"], two["heatmap"])
