@@ -28,11 +28,7 @@ import numpy as np
 
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.evaluate import CATEGORY_EQUIVALENT, embed_records, judged_probabilities
-from jewelsearch.embed.gem_head import GemSpecialist
-from jewelsearch.embed.heads import AttributeHeads
 from jewelsearch.embed.labelled_data import product_of, read_renders, read_worn
-from jewelsearch.embed.localizer import Localizer
-from jewelsearch.embed.recognition_top import load_recognition_top
 from jewelsearch.embed.recognize import Recognizer
 from jewelsearch.embed.train_localizer import held_out_render
 from jewelsearch.embed.worn_folds import WornFolds, judge_by_fold
@@ -42,12 +38,9 @@ ATTRIBUTES = ("category", "metal")
 
 def correct_per_photo(model: Path, sets: dict[str, list]) -> dict[str, dict[str, list[bool | None]]]:
     """For each set and attribute, per photo: whether the top guess is right (None: no label)."""
-    encoder = load_encoder(str(model), None)
-    heads = AttributeHeads.load(encoder.folder)
-    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder),
-                            localizer=Localizer.load(encoder, encoder.folder),
-                            recognition_top=load_recognition_top(encoder))
-    judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
+    recognizer = Recognizer.from_model_folder(load_encoder(str(model)))
+    heads = recognizer.heads
+    judge = judge_by_fold(WornFolds.load(recognizer.encoder.folder, heads), heads)
     out: dict = {}
     for name, records in sets.items():
         embeddings, pooled = embed_records(recognizer.embed, records)

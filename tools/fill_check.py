@@ -23,12 +23,8 @@ from pathlib import Path
 
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.evidence import stone_seen
-from jewelsearch.embed.gem_head import GemSpecialist
-from jewelsearch.embed.heads import AttributeHeads
 from jewelsearch.embed.images import load_image_file
 from jewelsearch.embed.labelled_data import read_products
-from jewelsearch.embed.localizer import Localizer
-from jewelsearch.embed.recognition_top import load_recognition_top
 from jewelsearch.embed.recognize import Recognizer
 from jewelsearch.embed.train_localizer import held_out_render
 from jewelsearch.embed.vocab import NO_STONE
@@ -86,9 +82,7 @@ def check(recognizer: Recognizer, photos: list[dict]) -> dict:
 
 
 def recognizer_for(model: Path) -> Recognizer:
-    encoder = load_encoder(str(model))
-    return Recognizer(encoder, AttributeHeads.load(encoder.folder), gem_specialist=GemSpecialist.load(encoder.folder),
-                      localizer=Localizer.load(encoder, encoder.folder), recognition_top=load_recognition_top(encoder))
+    return Recognizer.from_model_folder(load_encoder(str(model)))
 
 
 def main() -> None:

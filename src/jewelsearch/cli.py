@@ -845,13 +845,9 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     from .embed import load_encoder
     from .embed.eval_report import write_report
     from .embed.evaluate import evaluate, robustness_drops, worst_drop_intervals
-    from .embed.gem_head import GemSpecialist
-    from .embed.heads import AttributeHeads
     from .embed.labelled_data import (read_class_folders, read_label_csv, read_shared_data, unseen_worn,
                                       worn_products_seen)
-    from .embed.localizer import Localizer
     from .embed.model_folder import resolve_model_folder
-    from .embed.recognition_top import load_recognition_top
     from .embed.recognize import Recognizer
     from .embed.worn_folds import WornFolds, judge_by_fold
     encoder_folder = resolve_model_folder(obj.settings.model)
@@ -871,10 +867,8 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
         fail("give --shared, --folder or --csv with labelled photos")
     settings = obj.settings
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
-    heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
-    recognizer = Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(encoder.folder),
-                            localizer=Localizer.load(encoder, encoder.folder),
-                            recognition_top=load_recognition_top(encoder))
+    recognizer = Recognizer.from_model_folder(encoder)
+    heads = recognizer.heads
     # Worn photos whose product the shipped heads trained on are judged by the fold heads that did not.
     judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
     total = sum(len(v) for v in sets.values()) * (7 if robustness else 1)

@@ -19,6 +19,7 @@ from .gem_features import base_width, embed_and_pool, embed_pool_and_locate, sup
 from .gem_head import GemSpecialist
 from .heads import AttributeHeads
 from .localizer import Localizer
+from .recognition_top import load_recognition_top
 from .vocab import CATEGORIES, CUTS, GEMSTONES, METALS
 
 ZERO_SHOT_VOCABULARIES = {"category": CATEGORIES, "metal": METALS, "gemstone": GEMSTONES, "cut": CUTS}
@@ -44,6 +45,15 @@ class Recognizer:
         self.recognition_top = recognition_top
         self._base_width: int | None = None
         self._prompt_vectors: dict[str, np.ndarray] | None = None
+
+    @classmethod
+    def from_model_folder(cls, encoder: Encoder) -> "Recognizer":
+        """Everything the encoder's model folder holds for recognition (heads, gem specialist,
+        localiser, recognition top); zero-shot prompts for a model without a folder."""
+        folder = encoder.folder
+        heads = AttributeHeads.load(folder) if folder is not None else None
+        return cls(encoder, heads, gem_specialist=GemSpecialist.load(folder),
+                   localizer=Localizer.load(encoder, folder), recognition_top=load_recognition_top(encoder))
 
     @property
     def piece_head(self) -> torch.nn.Module | None:
