@@ -31,6 +31,7 @@ browser:
 		|| echo "could not install chromium; browser tests will be skipped"; fi
 
 test: $(STAMP) browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

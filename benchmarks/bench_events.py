@@ -52,7 +52,7 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from jewelsearch.cli import _read_event_rows
     from jewelsearch.embed import load_encoder
-    from jewelsearch.search import SearchService
+    from jewelsearch.search.service import SearchService
     encoder = load_encoder("jewelclip-lite0")
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

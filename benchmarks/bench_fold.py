@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from jewelsearch.demo_catalog import demo_dir, demo_items  # noqa: E402
 from jewelsearch.embed import load_encoder  # noqa: E402
 from jewelsearch.embed.fold_batch_norm import fold_batch_norm  # noqa: E402
+from jewelsearch.ingest.demo import demo_dir, demo_items  # noqa: E402
 
 
 def main() -> None:

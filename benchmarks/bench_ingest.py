@@ -27,9 +27,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from jewelsearch.config import Settings  # noqa: E402
-from jewelsearch.demo_catalog import demo_dir, demo_items  # noqa: E402
-from jewelsearch.ingest import NewItem  # noqa: E402
-from jewelsearch.wiring import open_service  # noqa: E402
+from jewelsearch.ingest.demo import demo_dir, demo_items  # noqa: E402
+from jewelsearch.ingest.pipeline import NewItem  # noqa: E402
+from jewelsearch.search.wiring import open_service  # noqa: E402
 
 
 def main():

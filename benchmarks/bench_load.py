@@ -22,7 +22,6 @@ from pathlib import Path
 
 from load_mix import run_load
 
-
 KEY = "load-test-key"
 
 

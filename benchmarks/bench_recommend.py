@@ -30,7 +30,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from jewelsearch.embed import load_encoder
-    from jewelsearch.search import SearchService
+    from jewelsearch.search.service import SearchService
     encoder = load_encoder("jewelclip-lite0")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,10 +33,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from jewelsearch.config import Settings  # noqa: E402
-from jewelsearch.demo_catalog import demo_dir, demo_items  # noqa: E402
-from jewelsearch.embed.gem_features import embed_and_pool  # noqa: E402
-from jewelsearch.embed.recognition_top import RecognitionTop  # noqa: E402
-from jewelsearch.wiring import open_service  # noqa: E402
+from jewelsearch.ingest.demo import demo_dir, demo_items  # noqa: E402
+from jewelsearch.recognize.gem_features import embed_and_pool  # noqa: E402
+from jewelsearch.recognize.recognition_top import RecognitionTop  # noqa: E402
+from jewelsearch.search.wiring import open_service  # noqa: E402
 
 
 def worn_style_photos(service, n: int) -> list[bytes]:

@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from jewelsearch.config import Settings  # noqa: E402
 from jewelsearch.embed import load_encoder  # noqa: E402
 from jewelsearch.embed.model_folder import build_model, save_model_folder  # noqa: E402
-from jewelsearch.search import SearchService  # noqa: E402
+from jewelsearch.search.service import SearchService  # noqa: E402
 from jewelsearch.storage import Catalog  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -3,11 +3,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import API_KEY, make_image
 from PIL import Image
 
-from conftest import API_KEY, make_image
 from jewelsearch.config import Settings
-from jewelsearch.search import SearchService
+from jewelsearch.search.service import SearchService
 from jewelsearch.storage import Catalog
 
 

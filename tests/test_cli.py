@@ -2,10 +2,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import make_image
 
 from jewelsearch.cli import main
-
-from conftest import make_image
 
 
 @pytest.fixture
@@ -113,7 +112,7 @@ def test_recommendation_settings_reach_the_service(tmp_path, tiny_model_dir, pho
     run(home, tiny_model_dir, "ingest", str(photos))
     from jewelsearch.config import load_settings
     from jewelsearch.recommend import BlendWeights
-    from jewelsearch.wiring import open_service
+    from jewelsearch.search.wiring import open_service
     service = open_service(load_settings(home, env={}, overrides={"model": str(tiny_model_dir)}))
     assert service.blend_weights.explore == 0.2 and service.blend_weights.max_interests == 2
     assert service.blend_weights.taste == BlendWeights().taste  # unset keys keep the tuned defaults

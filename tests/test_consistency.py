@@ -5,13 +5,12 @@ import time
 import urllib.request
 
 import pytest
-
-from jewelsearch.consistency import check
-from jewelsearch.ingest import NewItem
-from jewelsearch.search import SearchService
-
 from conftest import make_image
 from served import post_item, start_server
+
+from jewelsearch.ingest.pipeline import NewItem
+from jewelsearch.search.consistency import check
+from jewelsearch.search.service import SearchService
 
 
 def test_check_clean_catalog(service):

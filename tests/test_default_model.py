@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_image
 
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.default_model import remap_efficientnet_pytorch_keys
 from jewelsearch.embed.model_folder import bundled_model_dir, folder_model_id
-
-from conftest import make_image
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +24,9 @@ def test_bundled_folder_has_no_machine_paths():
 
 
 def test_shapes_norms_and_offline(encoder, monkeypatch):
-    from PIL import Image
     import io
+
+    from PIL import Image
     images = [Image.open(io.BytesIO(make_image(seed=i, size=(300, 200)))) for i in range(3)]
     vectors = encoder.encode_images(images)
     texts = encoder.encode_texts(["oval sapphire pendant", "gold hoop earrings"])
@@ -37,8 +37,9 @@ def test_shapes_norms_and_offline(encoder, monkeypatch):
 
 
 def test_deterministic(encoder):
-    from PIL import Image
     import io
+
+    from PIL import Image
     image = Image.open(io.BytesIO(make_image(seed=7)))
     a = encoder.encode_images([image])
     b = encoder.encode_images([image, image])[1:]

@@ -4,13 +4,13 @@ import io
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import make_image
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jewelsearch.embed.images import load_image
 from jewelsearch.errors import BadImage, InvalidInput
-from jewelsearch.storage.filters import parse_filters, parse_k, parse_query_text
-
-from conftest import make_image
+from jewelsearch.search.params import parse_filters, parse_k, parse_query_text
 
 SEEDS = [make_image(fmt=f, seed=1, size=(40, 30)) for f in ("PNG", "JPEG", "GIF", "BMP", "WEBP")]
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jewelsearch.embed.gem_features import HUE_BINS, colour_histogram
-from jewelsearch.embed.gem_head import GemSpecialist, fit_gem_specialist
-from jewelsearch.embed.recognize import Recognizer
+from jewelsearch.recognize.gem_features import HUE_BINS, colour_histogram
+from jewelsearch.recognize.gem_specialist import GemSpecialist
+from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.train.gem_specialist import fit_gem_specialist
 
 
 def test_colour_histogram_reads_hue_and_ignores_grey():
@@ -65,8 +66,8 @@ def test_the_specialist_names_loose_stones_and_pieces_keep_the_general_head(tiny
 
 def test_training_keeps_each_photos_copies_in_one_fold(tmp_path):
     from jewelsearch.embed import load_encoder
-    from jewelsearch.embed.gem_head import train_gem_specialist
-    from jewelsearch.embed.labelled_data import Record
+    from jewelsearch.train.gem_specialist import train_gem_specialist
+    from jewelsearch.train.labelled_data import Record
     records = []
     for n in range(6):
         colour = (200, 30, 40) if n % 2 else (30, 60, 210)

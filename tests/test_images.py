@@ -3,13 +3,12 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import make_image
 from PIL import Image
 
 from jewelsearch.embed.images import load_image, to_rgb
 from jewelsearch.embed.preprocess import letterbox
 from jewelsearch.errors import BadImage, ImageTooLarge
-
-from conftest import make_image
 
 
 def test_png_roundtrip_keeps_bytes():

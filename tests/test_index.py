@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from jewelsearch.index import IndexChoice, VectorIndex, choose_kind, load_index, save_index
-from jewelsearch.index import persist
+from jewelsearch.index import IndexChoice, VectorIndex, choose_kind, load_index, persist, save_index
 from jewelsearch.index.kinds import default_params, estimated_bytes
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from jewelsearch.embed.composites import Cutout, make_scene, photo_background
-from jewelsearch.embed.photo_boxes import BoxedPhoto, BoxFileError, ellipse_mask, read_boxes
+from jewelsearch.train.composites import Cutout, make_scene, photo_background
+from jewelsearch.train.photo_boxes import BoxedPhoto, BoxFileError, ellipse_mask, read_boxes
 
 
 def test_read_boxes_groups_rows_by_file_name(tmp_path):
@@ -100,10 +100,10 @@ def test_scene_on_boxed_scenery_lists_the_real_piece_without_a_category():
 def test_region_evaluation_scores_the_top_box_against_hand_boxes(tmp_path, tiny_encoder):
     """``top_box_on_a_piece`` is the share of hand-boxed photos whose most confident box (the one
     a region query uses) is centred on a piece; box AP counts every box."""
-    from jewelsearch.embed.evaluate_regions import evaluate_regions
-    from jewelsearch.embed.labelled_data import Record
-    from jewelsearch.embed.localizer import Box, Localization
-    from jewelsearch.embed.recognize import Recognizer
+    from jewelsearch.evaluate.regions import evaluate_regions
+    from jewelsearch.recognize.localizer import Box, Localization
+    from jewelsearch.recognize.recognizer import Recognizer
+    from jewelsearch.train.labelled_data import Record
 
     class FixedLocalizer:
         """Answers every photo with the same boxes, most confident first."""
@@ -133,7 +133,7 @@ def test_region_evaluation_scores_the_top_box_against_hand_boxes(tmp_path, tiny_
 
 
 def test_piece_crop_is_skipped_when_the_piece_fills_the_photo():
-    from jewelsearch.embed.localizer import Box, piece_crop
+    from jewelsearch.recognize.localizer import Box, piece_crop
     photo = Image.new("RGB", (400, 300))
     assert piece_crop(photo, []) is None
     small = piece_crop(photo, [Box(300, 200, 340, 240, 0.9), Box(0, 0, 390, 290, 0.5)])
@@ -147,7 +147,7 @@ class _RedPieceLocalizer:
         self.miss = miss
 
     def locate(self, image):
-        from jewelsearch.embed.localizer import Box, Localization
+        from jewelsearch.recognize.localizer import Box, Localization
         pixels = np.asarray(image).astype(int)
         ys, xs = np.nonzero((pixels[..., 0] > 180) & (pixels[..., 1] < 80))
         boxes = [] if not len(ys) else [Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, 0.9)]
@@ -160,7 +160,7 @@ class _RedPieceLocalizer:
 
 
 def test_shopper_photos_paste_a_catalog_piece_and_score_both_queries(tmp_path, tiny_encoder):
-    from jewelsearch.embed.evaluate_shopper import evaluate_shopper_photos
+    from jewelsearch.evaluate.shopper import evaluate_shopper_photos
     paths = []
     for n, colour in enumerate([(230, 20, 20), (200, 40, 30), (90, 90, 250)]):
         image = Image.new("RGB", (120, 120), (255, 255, 255))
@@ -180,7 +180,7 @@ def test_shopper_photos_paste_a_catalog_piece_and_score_both_queries(tmp_path, t
 
 
 def test_paste_piece_marks_the_pasted_piece():
-    from jewelsearch.embed.composites import paste_piece
+    from jewelsearch.train.composites import paste_piece
     cutout = Cutout(np.full((30, 30, 3), (250, 0, 0), np.uint8), np.ones((30, 30), np.float32), None, "ring")
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -194,7 +194,7 @@ def test_paste_piece_marks_the_pasted_piece():
 
 
 def test_region_query_searches_the_whole_photo_when_the_piece_fills_it():
-    from jewelsearch.query_region import choose_region
+    from jewelsearch.recognize.query_region import choose_region
     big = Image.new("RGB", (200, 200), (255, 255, 255))
     ImageDraw.Draw(big).ellipse((10, 10, 190, 190), fill=(230, 20, 20))
     choice = choose_region(big, _RedPieceLocalizer())
@@ -212,6 +212,7 @@ def test_region_query_searches_the_whole_photo_when_the_piece_fills_it():
 ])
 def test_train_localizer_rejects_a_bad_boxes_file_before_any_work(tmp_path, tiny_model_dir, text, message):
     from click.testing import CliRunner
+
     from jewelsearch.cli import main
     renders = tmp_path / "renders"
     renders.mkdir()
@@ -225,6 +226,7 @@ def test_train_localizer_rejects_a_bad_boxes_file_before_any_work(tmp_path, tiny
 
 def test_train_localizer_refuses_boxes_on_protected_photos(tmp_path, tiny_model_dir):
     from click.testing import CliRunner
+
     from jewelsearch.cli import main
     renders = tmp_path / "renders"
     renders.mkdir()
@@ -237,7 +239,7 @@ def test_train_localizer_refuses_boxes_on_protected_photos(tmp_path, tiny_model_
 
 
 def test_shopper_photos_need_a_plain_sweep_catalog_and_scenery(tmp_path, tiny_encoder):
-    from jewelsearch.embed.evaluate_shopper import evaluate_shopper_photos
+    from jewelsearch.evaluate.shopper import evaluate_shopper_photos
     busy = tmp_path / "busy.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(busy)
     with pytest.raises(ValueError, match="plain sweep"):
@@ -246,6 +248,7 @@ def test_shopper_photos_need_a_plain_sweep_catalog_and_scenery(tmp_path, tiny_en
 
 def test_train_localizer_needs_a_path_column_to_protect(tmp_path, tiny_model_dir):
     from click.testing import CliRunner
+
     from jewelsearch.cli import main
     renders = tmp_path / "renders"
     renders.mkdir()

@@ -4,11 +4,10 @@ import random
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, needs_shared_data
 
 from jewelsearch.embed.images import load_image_file
-from jewelsearch.embed.labelled_data import read_shared_data
-
-from conftest import SHARED_DATA, needs_shared_data
+from jewelsearch.train.labelled_data import read_shared_data
 
 pytestmark = needs_shared_data()
 
@@ -40,8 +39,8 @@ def test_every_real_photo_decodes(records):
 @pytest.mark.slow
 def test_shipped_model_recognises_held_out_product_categories(records):
     from jewelsearch.embed import load_encoder
-    from jewelsearch.embed.heads import AttributeHeads
-    from jewelsearch.embed.recognize import Recognizer
+    from jewelsearch.recognize.heads import AttributeHeads
+    from jewelsearch.recognize.recognizer import Recognizer
     encoder = load_encoder("jewelclip-lite0")
     recognizer = Recognizer(encoder, AttributeHeads.load(encoder.folder))
     val = [r for r in records if r.source == "products" and r.split == "val"]
@@ -55,10 +54,10 @@ def test_shipped_model_recognises_held_out_product_categories(records):
 @pytest.mark.slow
 def test_shipped_gem_specialist_identifies_held_out_stones(records):
     from jewelsearch.embed import load_encoder
-    from jewelsearch.embed.gem_head import GemSpecialist
-    from jewelsearch.embed.heads import AttributeHeads
-    from jewelsearch.embed.recognize import Recognizer
     from jewelsearch.embed.vocab import GEMSTONE_PHOTO_CLASSES
+    from jewelsearch.recognize.gem_specialist import GemSpecialist
+    from jewelsearch.recognize.heads import AttributeHeads
+    from jewelsearch.recognize.recognizer import Recognizer
     encoder = load_encoder("jewelclip-lite0")
     specialist = GemSpecialist.load(encoder.folder)
     assert specialist is not None and set(specialist.vocabulary) == set(GEMSTONE_PHOTO_CLASSES)
@@ -81,11 +80,12 @@ def test_shipped_gem_specialist_identifies_held_out_stones(records):
 @pytest.mark.slow
 def test_fold_heads_recognise_worn_photos_of_products_they_never_saw(records):
     from jewelsearch.embed import load_encoder
-    from jewelsearch.embed.evaluate import CATEGORY_EQUIVALENT, judged_probabilities
-    from jewelsearch.embed.heads import AttributeHeads
-    from jewelsearch.embed.labelled_data import product_of, unseen_worn, worn_products_seen
-    from jewelsearch.embed.recognize import Recognizer
-    from jewelsearch.embed.worn_folds import WornFolds, judge_by_fold
+    from jewelsearch.embed.vocab import CATEGORY_EQUIVALENT
+    from jewelsearch.evaluate.recognition import judged_probabilities
+    from jewelsearch.recognize.heads import AttributeHeads
+    from jewelsearch.recognize.recognizer import Recognizer
+    from jewelsearch.train.labelled_data import product_of, unseen_worn, worn_products_seen
+    from jewelsearch.train.worn_folds import WornFolds, judge_by_fold
     encoder = load_encoder("jewelclip-lite0")
     heads = AttributeHeads.load(encoder.folder)
     folds = WornFolds.load(encoder.folder, heads)

@@ -4,17 +4,24 @@ import random
 import numpy as np
 import pytest
 import torch
-
-from jewelsearch.embed import metrics
-from jewelsearch.embed.captions import caption, prompts_for
-from jewelsearch.embed.heads import AttributeHeads, expected_calibration_error, fit_temperature
-from jewelsearch.embed.recognize import Recognizer
-from jewelsearch.embed.vocab import (CATEGORIES, CUTS, GEMSTONE_PHOTO_CLASSES, GEMSTONES, METALS,
-                                     gemstone_from_product, label_from_folder, metal_from_product)
-from jewelsearch.ingest import NewItem
-from jewelsearch.search import SearchService
-
 from conftest import make_image
+
+from jewelsearch.embed.captions import caption, prompts_for
+from jewelsearch.embed.vocab import (
+    CATEGORIES,
+    CUTS,
+    GEMSTONE_PHOTO_CLASSES,
+    GEMSTONES,
+    METALS,
+    gemstone_from_product,
+    label_from_folder,
+    metal_from_product,
+)
+from jewelsearch.evaluate import metrics
+from jewelsearch.ingest.pipeline import NewItem
+from jewelsearch.recognize.heads import AttributeHeads, expected_calibration_error, fit_temperature
+from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.search.service import SearchService
 
 
 def test_vocabularies_are_lowercase_words_with_spaces():
@@ -167,10 +174,10 @@ def test_paired_drop_interval_brackets_the_drop_and_narrows_with_more_photos():
 
 
 def test_evaluation_reports_each_accuracy_drop_with_an_interval(tiny_encoder, tmp_path):
-    from jewelsearch.embed.augment import DEGRADATIONS
-    from jewelsearch.embed.eval_report import write_report
-    from jewelsearch.embed.evaluate import evaluate, robustness_drops, worst_drop_intervals
-    from jewelsearch.embed.labelled_data import Record
+    from jewelsearch.evaluate.recognition import evaluate, robustness_drops, worst_drop_intervals
+    from jewelsearch.evaluate.report import write_report
+    from jewelsearch.train.augment import DEGRADATIONS
+    from jewelsearch.train.labelled_data import Record
     torch.manual_seed(3)
     heads = AttributeHeads(tiny_encoder.dim, {"category": ["ring", "necklace"], "metal": list(METALS),
                                               "gemstone": list(GEMSTONES), "cut": list(CUTS)})
@@ -195,14 +202,14 @@ def test_evaluation_reports_each_accuracy_drop_with_an_interval(tiny_encoder, tm
 
 
 def test_fill_decision_fills_confident_guesses_and_never_none():
-    from jewelsearch.ingest import FILL_THRESHOLD, fill_decision
+    from jewelsearch.ingest.pipeline import FILL_THRESHOLD, fill_decision
     assert fill_decision({"label": "opal", "p": FILL_THRESHOLD}) == "opal"
     assert fill_decision({"label": "opal", "p": FILL_THRESHOLD - 0.01}) is None
     assert fill_decision({"label": "none", "p": 0.99}) is None
 
 
 def test_fill_decision_gate_keeps_stone_fields_empty_where_no_stone_is_seen():
-    from jewelsearch.ingest import fill_decision
+    from jewelsearch.ingest.pipeline import fill_decision
     sure = {"label": "opal", "p": 0.9}
     assert fill_decision(sure, "gemstone", stone_seen=False) is None
     assert fill_decision(sure, "cut", stone_seen=False) is None
@@ -219,7 +226,7 @@ class _StoneMaps:
         self.calls = 0
 
     def locate(self, image):
-        from jewelsearch.embed.localizer import Localization
+        from jewelsearch.recognize.localizer import Localization
         self.calls += 1
         piece = np.zeros((20, 20), np.float32)
         piece[5:15, 5:15] = 1

@@ -28,7 +28,7 @@ def _photos(n=3):
 
 def _changed_top(encoder, seed=0):
     """A copy of the tower's top with every weight nudged: what a tuning leaves."""
-    from jewelsearch.embed.recognition_top import RecognitionTop
+    from jewelsearch.recognize.recognition_top import RecognitionTop
     top = RecognitionTop.from_trunk(encoder.model.visual.trunk)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -39,7 +39,7 @@ def _changed_top(encoder, seed=0):
 
 def test_a_copy_of_the_tower_top_changes_nothing(lite0):
     from jewelsearch.embed.dense_features import tower_pass
-    from jewelsearch.embed.recognition_top import RecognitionTop
+    from jewelsearch.recognize.recognition_top import RecognitionTop
     batch = torch.stack([lite0.preprocess(p) for p in _photos()])
     top = RecognitionTop.from_trunk(lite0.model.visual.trunk)
     assert top.first_block == 5
@@ -52,7 +52,7 @@ def test_a_copy_of_the_tower_top_changes_nothing(lite0):
 
 def test_the_top_moves_the_pooled_maps_and_never_the_embedding(lite0):
     from jewelsearch.embed.dense_features import tower_pass
-    from jewelsearch.embed.gem_features import embed_and_pool
+    from jewelsearch.recognize.gem_features import embed_and_pool
     photos = _photos()
     top = _changed_top(lite0)
     batch = torch.stack([lite0.preprocess(p) for p in photos])
@@ -77,10 +77,10 @@ def test_the_top_moves_the_pooled_maps_and_never_the_embedding(lite0):
 
 
 def test_recognizer_reads_the_top_and_search_vectors_stay(lite0):
-    from jewelsearch.embed.gem_head import GemSpecialist
-    from jewelsearch.embed.heads import AttributeHeads
-    from jewelsearch.embed.recognize import Recognizer
-    from jewelsearch.embed.localizer import Localizer
+    from jewelsearch.recognize.gem_specialist import GemSpecialist
+    from jewelsearch.recognize.heads import AttributeHeads
+    from jewelsearch.recognize.localizer import Localizer
+    from jewelsearch.recognize.recognizer import Recognizer
     heads = AttributeHeads.load(lite0.folder)
     localizer = Localizer.load(lite0, lite0.folder)
     photos = _photos()
@@ -104,8 +104,8 @@ def test_saved_top_round_trips_folds_and_refuses_a_misfit(lite0, tmp_path):
     from jewelsearch.embed import load_encoder
     from jewelsearch.embed.fold_batch_norm import fold_module
     from jewelsearch.embed.model_folder import resolve_model_folder
-    from jewelsearch.embed.recognition_top import TOP_FILE, RecognitionTop, load_recognition_top
     from jewelsearch.errors import ModelLoadError
+    from jewelsearch.recognize.recognition_top import TOP_FILE, RecognitionTop, load_recognition_top
     folder = tmp_path / "model"
     shutil.copytree(resolve_model_folder("jewelclip-lite0"), folder)
     assert load_recognition_top(load_encoder(str(folder))) is not None  # the shipped model has one
@@ -137,7 +137,7 @@ def test_saved_top_round_trips_folds_and_refuses_a_misfit(lite0, tmp_path):
 
 
 def test_tiny_towers_have_no_recognition_top(tiny_encoder):
-    from jewelsearch.embed.recognition_top import load_recognition_top
+    from jewelsearch.recognize.recognition_top import load_recognition_top
     assert load_recognition_top(tiny_encoder) is None
 
 
@@ -145,14 +145,14 @@ def test_ingest_locates_from_its_own_pass_as_locate_does(lite0):
     """The stone check at ingest reads the search tower's taps of the embedding pass: the same
     maps, boxes and answer as a separate ``locate``, although the recognition top replaced the
     stride-32 tap the heads read."""
-    from jewelsearch.demo_catalog import demo_dir, demo_items
     from jewelsearch.embed.dense_features import tower_pass
-    from jewelsearch.embed.evidence import stone_seen
-    from jewelsearch.embed.heads import AttributeHeads
     from jewelsearch.embed.images import load_image
-    from jewelsearch.embed.localizer import Localizer
-    from jewelsearch.embed.recognition_top import load_recognition_top
-    from jewelsearch.embed.recognize import Recognizer
+    from jewelsearch.ingest.demo import demo_dir, demo_items
+    from jewelsearch.recognize.evidence import stone_seen
+    from jewelsearch.recognize.heads import AttributeHeads
+    from jewelsearch.recognize.localizer import Localizer
+    from jewelsearch.recognize.recognition_top import load_recognition_top
+    from jewelsearch.recognize.recognizer import Recognizer
     localizer = Localizer.load(lite0, lite0.folder)
     top = load_recognition_top(lite0)
     recognizer = Recognizer(lite0, AttributeHeads.load(lite0.folder), localizer=localizer, recognition_top=top)
@@ -179,8 +179,8 @@ def test_the_piece_map_comes_from_the_localiser_s_own_taps_whatever_the_top(lite
     """Piece pooling weights the top's maps by the localiser's piece map, computed on the search
     tower's taps it was trained on: the peak piece probability (the last column) is the same
     with and without a top, while the maps pooled under it move."""
-    from jewelsearch.embed.gem_features import embed_and_pool
-    from jewelsearch.embed.localizer import Localizer
+    from jewelsearch.recognize.gem_features import embed_and_pool
+    from jewelsearch.recognize.localizer import Localizer
     head = Localizer.load(lite0, lite0.folder).head
     photos = _photos()
     _, plain = embed_and_pool(lite0, photos, piece_head=head)

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
+from jewelsearch.evaluate.recommend import ndcg, split
+from jewelsearch.evaluate.simulate import SimulationConfig, simulate
 from jewelsearch.index import IndexChoice, VectorIndex
 from jewelsearch.recommend import BlendWeights, CollaborativeSignals, Recommender, build_history
 from jewelsearch.recommend.blend import mmr
 from jewelsearch.recommend.history import decay
 from jewelsearch.recommend.interests import interests_of, ward_clusters
-from jewelsearch.recommend.offline_eval import ndcg, split
-from jewelsearch.recommend.simulate import SimulationConfig, simulate
 
 NOW = 1_790_000_000.0
 
@@ -272,8 +272,8 @@ def test_scores_never_increase_down_the_list(catalog):
 
 
 def test_offline_evaluation_reports_baselines_ablations_and_replicates(tmp_path, catalog):
-    from jewelsearch.recommend.offline_eval import run
-    from jewelsearch.recommend.report import write_recommend_report
+    from jewelsearch.evaluate.recommend import run
+    from jewelsearch.evaluate.recommend_report import write_recommend_report
     index, vectors, group_of, lookup = catalog
     metals = ["yellow gold", "silver", "rose gold"]
     items = [{"id": i, "category": ["ring", "earrings", "necklace"][group_of[i]], "metal": metals[i % 3],
@@ -295,7 +295,7 @@ def test_offline_evaluation_reports_baselines_ablations_and_replicates(tmp_path,
 
 
 def test_gain_interval_brackets_the_gain_and_narrows_with_more_shoppers():
-    from jewelsearch.recommend.offline_eval import gain_interval
+    from jewelsearch.evaluate.recommend import gain_interval
     rng = np.random.default_rng(0)
     base = rng.random(400)
     ours = base * 1.2 + rng.normal(0, 0.05, 400)
@@ -309,8 +309,8 @@ def test_gain_interval_brackets_the_gain_and_narrows_with_more_shoppers():
 
 
 def test_tuning_searches_the_space_on_two_populations(catalog):
-    from jewelsearch.recommend.offline_eval import SEARCH_SPACE, tune
-    from jewelsearch.recommend.simulate import SimulationConfig
+    from jewelsearch.evaluate.recommend import SEARCH_SPACE, tune
+    from jewelsearch.evaluate.simulate import SimulationConfig
     index, vectors, group_of, lookup = catalog
     items = [{"id": i, "category": ["ring", "earrings", "necklace"][group_of[i]], "metal": "silver",
               "gemstone": None, "stone_shape": None, "price": float(100 + 37 * i)} for i in vectors]
@@ -326,7 +326,7 @@ def test_tuning_searches_the_space_on_two_populations(catalog):
 
 
 def test_coverage_margin_falls_back_to_the_next_one_then_to_none():
-    from jewelsearch.recommend.offline_eval import COVERAGE_MARGINS, cleared_margin
+    from jewelsearch.evaluate.recommend import COVERAGE_MARGINS, cleared_margin
     assert COVERAGE_MARGINS[0] == 0.05 and COVERAGE_MARGINS[-1] == 0.0
     assert cleared_margin([0.96, 0.97], [0.90, 0.91]) == 0.05
     assert cleared_margin([0.93, 0.97], [0.90, 0.91]) == 0.025  # the worse population decides
@@ -335,8 +335,8 @@ def test_coverage_margin_falls_back_to_the_next_one_then_to_none():
 
 
 def test_shoppers_drawn_from_given_attributes_ignore_what_recognition_filled(catalog, tmp_path):
-    from jewelsearch.recommend.offline_eval import run
-    from jewelsearch.recommend.simulate import given_attributes
+    from jewelsearch.evaluate.recommend import run
+    from jewelsearch.evaluate.simulate import given_attributes
     index, vectors, group_of, lookup = catalog
     metals = ["yellow gold", "silver", "rose gold"]
     given = [{"id": i, "category": ["ring", "earrings", "necklace"][group_of[i]],
@@ -368,6 +368,6 @@ def test_shoppers_drawn_from_given_attributes_ignore_what_recognition_filled(cat
     assert quality(served[0]) != quality(served[1])
     assert quality(paired[0]) == quality(paired[1])
     assert paired[0]["shoppers_from"] == "given attributes" and served[0]["shoppers_from"] == "catalog"
-    from jewelsearch.recommend.report import write_recommend_report
+    from jewelsearch.evaluate.recommend_report import write_recommend_report
     assert "so another model meets the same shoppers" in write_recommend_report(paired[0], tmp_path).read_text()
     assert "redraws the shoppers" in write_recommend_report(served[0], tmp_path / "served").read_text()

@@ -7,16 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import make_image
 from PIL import Image
 
-from jewelsearch.embed import metrics
-from jewelsearch.embed.composites import Cutout, make_scene
-from jewelsearch.embed.evidence import colour_name, metal_tone
-from jewelsearch.embed.localizer import letterbox_geometry
 from jewelsearch.embed.preprocess import letterbox
-
-from conftest import make_image
-
+from jewelsearch.recognize.evidence import colour_name, metal_tone
+from jewelsearch.recognize.localizer import letterbox_geometry
+from jewelsearch.train import region_metrics as metrics
+from jewelsearch.train.composites import Cutout, make_scene
 
 # ----- pure helpers -----------------------------------------------------------------
 
@@ -71,7 +69,7 @@ def test_scenes_masks_and_boxes_agree():
 
 
 def test_context_crops_carry_the_piece_category():
-    from jewelsearch.embed.train_context_head import context_crops
+    from jewelsearch.train.context_heads import context_crops
     alpha = np.ones((30, 30), np.float32)
     ring = Cutout(np.full((30, 30, 3), (250, 0, 0), np.uint8), alpha, None, "ring", "rose gold")
     pendant = Cutout(np.full((30, 30, 3), (0, 0, 250), np.uint8), alpha, None, "pendant")
@@ -164,8 +162,8 @@ def test_explain_bad_requests(client, two_items, query, status):
 @pytest.fixture(scope="module")
 def default_service(tmp_path_factory):
     from jewelsearch.config import Settings
-    from jewelsearch.demo_catalog import demo_dir, demo_items
-    from jewelsearch.wiring import open_service
+    from jewelsearch.ingest.demo import demo_dir, demo_items
+    from jewelsearch.search.wiring import open_service
     home = tmp_path_factory.mktemp("regions-home")
     service = open_service(Settings(home=home))
     if service.localizer is None:
@@ -303,7 +301,7 @@ def test_recognize_answers_from_the_whole_photo_with_the_context_heads(default_s
 def test_recognize_looks_for_pieces_in_its_own_tower_pass(default_service, monkeypatch):
     """Recognition finds the pieces from the pass that embeds the photo (no separate locate
     pass), and finds what a separate ``locate`` finds."""
-    from jewelsearch.embed.evidence import evidence
+    from jewelsearch.recognize.evidence import evidence
     data = _piece_on_fabric(default_service, default_service.catalog.items.list(1, 0)[0])
     scene = Image.open(io.BytesIO(data)).convert("RGB")
     separate = default_service.localizer.locate(scene)
@@ -337,7 +335,7 @@ def test_a_chosen_box_does_not_label_the_detected_piece(default_service):
 
 @pytest.mark.slow
 def test_ingest_fills_attributes_with_the_context_heads(default_service):
-    from jewelsearch.ingest import NewItem
+    from jewelsearch.ingest.pipeline import NewItem
     row = default_service.catalog.items.list(1, 0)[0]
     data = _piece_on_fabric(default_service, row, at=(200, 150))
     added = default_service.add_items([NewItem(data, {"title": "uncatalogued piece"})])[0]
@@ -357,7 +355,7 @@ def test_ingest_fills_attributes_with_the_context_heads(default_service):
 def test_whole_photo_fallback_reuses_the_locate_pass(default_service):
     """When nothing is found, the whole photo's embedding comes from the pass that looked for a
     piece; it must be the embedding a second pass would give."""
-    from jewelsearch.query_region import choose_region
+    from jewelsearch.recognize.query_region import choose_region
     image = Image.new("RGB", (300, 200), (128, 128, 128))
     choice = choose_region(image, default_service.localizer)
     assert choice.used == "whole" and choice.localization.embedding is not None
@@ -376,10 +374,11 @@ def test_folding_batch_norm_keeps_embeddings_maps_and_gradients():
     """Serving folds the tower's batch norms into its convolutions: the embeddings, the maps the
     localiser and the context heads read, and Grad-CAM's gradients must stay what they were."""
     import torch
-    from jewelsearch.demo_catalog import demo_dir, demo_items
+
     from jewelsearch.embed import load_encoder
     from jewelsearch.embed.dense_features import tower_pass
     from jewelsearch.embed.fold_batch_norm import fold_batch_norm
+    from jewelsearch.ingest.demo import demo_dir, demo_items
     encoder = load_encoder("jewelclip-lite0")
     photos = [Image.open(io.BytesIO(item.image_bytes)).convert("RGB") for item in demo_items(demo_dir())[:6]]
     batch = torch.stack([encoder.preprocess(p) for p in photos]).contiguous(memory_format=torch.channels_last)
@@ -407,6 +406,7 @@ def test_folding_batch_norm_keeps_embeddings_maps_and_gradients():
 
 def test_folding_leaves_unknown_towers_alone(tiny_encoder):
     import torch
+
     from jewelsearch.embed.fold_batch_norm import fold_batch_norm
     state = {k: v.clone() for k, v in tiny_encoder.model.visual.state_dict().items()}
     assert not fold_batch_norm(tiny_encoder.model.visual)
@@ -416,7 +416,8 @@ def test_folding_leaves_unknown_towers_alone(tiny_encoder):
 
 def test_piece_pooled_weights_each_map_by_the_piece_map():
     import torch
-    from jewelsearch.embed.gem_features import piece_pooled
+
+    from jewelsearch.recognize.gem_features import piece_pooled
     feature_map = torch.arange(2 * 2 * 4 * 4, dtype=torch.float32).reshape(2, 2, 4, 4)
     piece = torch.zeros(2, 1, 8, 8)
     piece[0, 0, 2:4, 4:6] = 1.0  # one cell of the 4×4 map, at stride 2
@@ -434,8 +435,9 @@ def test_recognizer_pools_under_the_piece_map_only_for_heads_that_read_it(defaul
     import copy
 
     import torch
-    from jewelsearch.embed.gem_features import base_width, embed_and_pool
-    from jewelsearch.embed.recognize import Recognizer
+
+    from jewelsearch.recognize.gem_features import base_width, embed_and_pool
+    from jewelsearch.recognize.recognizer import Recognizer
     encoder, localizer = default_service.encoder, default_service.localizer
     image = Image.open(default_service.image_file(default_service.catalog.items.list(1, 0)[0]["id"]))
     base = base_width(encoder)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jewelsearch.embed.augment import PHOTOMETRIC_LOSSES, photometric_loss
+from jewelsearch.train.augment import PHOTOMETRIC_LOSSES, photometric_loss
 
 
 def _photo(seed: int = 0) -> Image.Image:
@@ -35,7 +35,7 @@ def test_photometric_losses_keep_geometry_and_hue():
 
 
 def test_every_set_of_two_or_more_photos_holds_one_out_and_large_sets_keep_the_hash_split():
-    from jewelsearch.embed.robust_tuning import held_out_photos, is_held_out
+    from jewelsearch.train.robust_tuning import held_out_photos, is_held_out
     large = [f"../shared/data/products/train/{i}.jpg" for i in range(2000)]
     assert held_out_photos(large).tolist() == [is_held_out(p) for p in large]
     assert 150 < int(held_out_photos(large).sum()) < 250
@@ -50,7 +50,7 @@ def test_tiny_towers_are_refused(tiny_encoder, tmp_path):
     from click.testing import CliRunner
 
     from jewelsearch.cli import main
-    from jewelsearch.embed.robust_tuning import supports_robust_tuning
+    from jewelsearch.train.robust_tuning import supports_robust_tuning
     assert not supports_robust_tuning(tiny_encoder.model.visual)
     (tmp_path / "products").mkdir()
     (tmp_path / "gems").mkdir()
@@ -62,12 +62,12 @@ def test_tiny_towers_are_refused(tiny_encoder, tmp_path):
 
 @pytest.mark.slow
 def test_tuning_pulls_degraded_views_to_the_clean_maps_and_touches_only_the_top(tmp_path):
-    from jewelsearch.demo_catalog import demo_dir, demo_items
+    import io
+
     from jewelsearch.embed import load_encoder
     from jewelsearch.embed.dense_features import tower_pass
-    from jewelsearch.embed.robust_tuning import (DistillationSet, distillation_set, tune_top,
-                                                 tuned_parameter_names)
-    import io
+    from jewelsearch.ingest.demo import demo_dir, demo_items
+    from jewelsearch.train.robust_tuning import DistillationSet, distillation_set, tune_top, tuned_parameter_names
     encoder = load_encoder("jewelclip-lite0")
     items = demo_items(demo_dir())[:10]
     photos = {f"demo/{i}": Image.open(io.BytesIO(item.image_bytes)).convert("RGB") for i, item in enumerate(items)}
@@ -176,7 +176,7 @@ def test_tune_robust_command_writes_a_loadable_tower_or_recognition_top_and_reus
     assert tuned.model_id != shipped_id  # a changed tower is a changed model: stored embeddings are redone
     # The set depends on the tower it was made with: another copy of the shipped model reuses it.
     # By default the tuned top goes beside the tower: search weights and the model id stay.
-    from jewelsearch.embed.recognition_top import TOP_FILE, load_recognition_top
+    from jewelsearch.recognize.recognition_top import TOP_FILE, load_recognition_top
     model2 = tmp_path / "model2"
     shutil.copytree(resolve_model_folder("jewelclip-lite0"), model2)
     shipped_weights = (model2 / "weights.safetensors").read_bytes()

@@ -14,11 +14,10 @@ import zlib
 
 import pytest
 import schemathesis
+from conftest import API_KEY, make_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-
-from conftest import API_KEY, make_image
 
 # Operations without inputs (health, ready, stats) have a single possible case and no negative
 # one; the other 14 operations x 2 modes x 420 cases keep the total over 10,000.

@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
+from conftest import make_image
 
 from jewelsearch.errors import BadImage, InvalidInput, ItemNotFound, ModelMismatch
-from jewelsearch.ingest import NewItem
-from jewelsearch.search import SearchService
-from jewelsearch.storage.filters import parse_filters
-
-from conftest import make_image
+from jewelsearch.ingest.pipeline import NewItem
+from jewelsearch.search.params import parse_filters
+from jewelsearch.search.service import SearchService
 
 
 def add(service, n=6, **fields):

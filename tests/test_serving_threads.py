@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jewelsearch.config import Settings
-from jewelsearch.wiring import serving_torch_threads
+from jewelsearch.search.wiring import serving_torch_threads
 
 
 def test_an_explicit_setting_wins():

@@ -11,11 +11,18 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from jewelsearch.embed.labelled_data import Record
-from jewelsearch.embed.localizer import DenseHead
-from jewelsearch.embed.stone_channel import (STONE_ROW, WeakPhotos, branch_from_head, scene_loss, seen_shares,
-                                              train_branch, weak_loss, weakly_labelled)
-from jewelsearch.embed.train_localizer import PreparedScenes
+from jewelsearch.recognize.localizer import DenseHead
+from jewelsearch.train.labelled_data import Record
+from jewelsearch.train.localizer import PreparedScenes
+from jewelsearch.train.stone_branch import (
+    STONE_ROW,
+    WeakPhotos,
+    branch_from_head,
+    seen_shares,
+    train_branch,
+    weak_loss,
+    weakly_labelled,
+)
 
 SIDE = 6
 
@@ -112,7 +119,7 @@ def test_branch_starts_as_the_head_stone_map_and_learns_that_shine_is_not_stone(
 
 
 def test_a_localiser_with_a_stone_branch_saves_and_loads_it(tmp_path):
-    from jewelsearch.embed.localizer import Localizer
+    from jewelsearch.recognize.localizer import Localizer
 
     class FakeEncoder:  # ``load`` asks the tower for dense maps; saving needs nothing of it
         pass
@@ -153,7 +160,7 @@ def _render_folder(folder: Path, count: int) -> None:
 
 def _products_folder(root: Path) -> None:
     """Six demo catalog renders as shop photos (pieces the localiser finds), labelled plain or not."""
-    from jewelsearch.demo_catalog import demo_dir, demo_items
+    from jewelsearch.ingest.demo import demo_dir, demo_items
     rows = []
     for index, item in enumerate(list(demo_items(demo_dir()))[:6]):
         split = "val" if index == 5 else "train"
@@ -193,7 +200,7 @@ def test_train_stone_channel_command_leaves_the_head_alone(tmp_path):
     assert summary["composites"] == 12 and summary["epochs"] == 1
     assert summary["shop_photos"] + summary["left_out_no_piece"] == 5  # the train photos only
     from jewelsearch.embed import load_encoder
-    from jewelsearch.embed.localizer import Localizer
+    from jewelsearch.recognize.localizer import Localizer
     assert Localizer.load(load_encoder(str(model)), model).stone_branch is not None
 
 

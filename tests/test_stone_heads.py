@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from jewelsearch.embed.heads import AttributeHeads
-from jewelsearch.embed.labelled_data import hash_split
-from jewelsearch.embed.train_context_head import TrainingRows, retrain_context_heads
-from jewelsearch.embed.train_stone_heads import fit_stone_heads, held_out
+from jewelsearch.recognize.heads import AttributeHeads
+from jewelsearch.train.context_heads import TrainingRows, retrain_context_heads
+from jewelsearch.train.labelled_data import hash_split
+from jewelsearch.train.stone_heads import fit_stone_heads, held_out
 
 VOCAB = {"category": ["ring", "necklace"], "metal": ["yellow gold", "silver"],
          "gemstone": ["none", "ruby", "sapphire"], "cut": ["none", "round", "oval"]}
@@ -101,8 +101,8 @@ def test_train_stone_heads_command_writes_heads_and_reuses_its_rows(tmp_path):
     from PIL import Image
 
     from jewelsearch.cli import main
-    from jewelsearch.embed.labelled_data import read_gemstones
     from jewelsearch.embed.model_folder import resolve_model_folder
+    from jewelsearch.train.labelled_data import read_gemstones
 
     model = tmp_path / "model"
     shutil.copytree(resolve_model_folder("jewelclip-lite0"), model)

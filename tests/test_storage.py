@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from jewelsearch.errors import InvalidInput, ItemNotFound
+from jewelsearch.search.params import parse_filters, parse_k
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.db import SCHEMA_VERSION, Database
 from jewelsearch.storage.events import parse_timestamp
-from jewelsearch.storage.filters import parse_filters, parse_k
 from jewelsearch.storage.items import normalise_item_fields, parse_item_id
 
 

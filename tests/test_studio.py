@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from jewelsearch.studio.batch import coverage_specs
 from jewelsearch.studio.geometry import CUTS, circle_path, gem_mesh, rounded_rect_profile, sweep_mesh, transformed
 from jewelsearch.studio.pieces import cabochon_mesh, gem_half_width
 from jewelsearch.studio.spec import STYLES, price, sample_spec, title
-from jewelsearch.studio.batch import coverage_specs
 
 
 @pytest.mark.parametrize("cut", CUTS)
@@ -70,6 +70,7 @@ def test_coverage_walks_every_category_metal_and_cut():
 def test_tiny_render_is_deterministic_and_labelled(tmp_path):
     pytest.importorskip("mitsuba", reason="mitsuba is not installed (the [studio] extra)")
     from PIL import Image
+
     from jewelsearch.studio.batch import render_specs
     from jewelsearch.studio.render import choose_variant, render_spec
     choose_variant()

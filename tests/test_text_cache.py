@@ -87,10 +87,10 @@ def test_threads_sharing_the_cache_get_the_encoders_vectors_and_it_stays_bounded
 
 
 def test_a_search_repeated_with_another_filter_reuses_the_text_vector(service):
-    from jewelsearch.ingest import NewItem
-    from jewelsearch.storage.filters import parse_filters
-
     from conftest import make_image
+
+    from jewelsearch.ingest.pipeline import NewItem
+    from jewelsearch.search.params import parse_filters
     service.add_items([NewItem(make_image(seed=i), {"title": f"item {i}", "category": "ring" if i % 2 else "necklace"})
                        for i in range(6)])
     calls = []
@@ -107,7 +107,7 @@ def test_a_search_repeated_with_another_filter_reuses_the_text_vector(service):
 def test_a_negative_cache_size_is_a_settings_error(settings):
     import dataclasses
 
-    from jewelsearch.wiring import SettingsError, open_service
+    from jewelsearch.search.wiring import SettingsError, open_service
     with pytest.raises(SettingsError, match="text_cache_size"):
         open_service(dataclasses.replace(settings, text_cache_size=-1))
 
@@ -122,9 +122,9 @@ def test_keys_are_cut_where_the_encoder_cuts_so_long_texts_cannot_grow_the_cache
 
 def test_recommendations_and_explanations_steered_by_a_cached_text_work_twice(service):
     # The cached vector is read-only: a second request with the same words must not trip on it.
-    from jewelsearch.ingest import NewItem
-
     from conftest import make_image
+
+    from jewelsearch.ingest.pipeline import NewItem
     ids = [r.item_id for r in service.add_items([NewItem(make_image(seed=i), {"title": f"item {i}"})
                                                   for i in range(8)])]
     service.record_event({"user_id": "u", "item_id": ids[0], "kind": "like"})

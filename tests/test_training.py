@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from jewelsearch.embed import load_encoder
-from jewelsearch.embed.gem_features import embed_and_pool, embed_from_pooled, tower_fingerprint
-from jewelsearch.embed.labelled_data import Record, hash_split, read_renders
-from jewelsearch.embed.train import TrainConfig, train
-from jewelsearch.embed.train_context_head import TrainingRows, load_rows, save_rows
+from jewelsearch.recognize.gem_features import embed_and_pool, embed_from_pooled, tower_fingerprint
+from jewelsearch.train.context_heads import TrainingRows, load_rows, save_rows
+from jewelsearch.train.contrastive import TrainConfig, train
+from jewelsearch.train.labelled_data import Record, hash_split, read_renders
 
 pytestmark = pytest.mark.slow
 

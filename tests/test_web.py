@@ -7,10 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from jewelsearch.ingest import NewItem
-
 from conftest import make_image
+
+from jewelsearch.ingest.pipeline import NewItem
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -25,6 +24,7 @@ SCREENSHOTS = os.environ.get("JEWELSEARCH_SCREENSHOTS")  # folder to keep screen
 @pytest.fixture
 def live_server(settings, service):
     import waitress
+
     from jewelsearch.server import create_app
     categories = ["ring", "necklace", "earrings", "bracelet"]
     service.add_items([NewItem(make_image(seed=i, size=(96, 96)),
@@ -155,7 +155,8 @@ class TwoPieces:
 
     def locate(self, image):
         import numpy as np
-        from jewelsearch.embed.localizer import Box, Localization
+
+        from jewelsearch.recognize.localizer import Box, Localization
         w, h = image.size
         boxes = [Box(int(w * .5), int(h * .1), int(w * .9), int(h * .5), 0.9),
                  Box(int(w * .1), int(h * .6), int(w * .4), int(h * .9), 0.6)]
@@ -211,7 +212,7 @@ def test_why_this_match_overlays_the_heatmap(page):
 
 
 def test_what_is_this_piece_shows_the_recogniser_guesses(page, service, tmp_path):
-    from jewelsearch.embed.recognize import Recognizer
+    from jewelsearch.recognize.recognizer import Recognizer
     service.recognizer = Recognizer(service.encoder)  # zero-shot: the tiny test model has no heads
     photo = tmp_path / "query.png"
     photo.write_bytes(make_image(seed=5, size=(96, 96)))

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jewelsearch.embed.evaluate import judged_probabilities
-from jewelsearch.embed.heads import AttributeHeads
-from jewelsearch.embed.labelled_data import Record, worn_products_seen
-from jewelsearch.embed.recognize import Recognizer
-from jewelsearch.embed.train_context_head import TrainingRows, _fit_head, retrain_context_heads
-from jewelsearch.embed.worn_folds import WornFolds, fold_of, judge_by_fold
+from jewelsearch.evaluate.recognition import judged_probabilities
+from jewelsearch.recognize.heads import AttributeHeads
+from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.train.context_heads import TrainingRows, _fit_head, retrain_context_heads
+from jewelsearch.train.labelled_data import Record, worn_products_seen
+from jewelsearch.train.worn_folds import WornFolds, fold_of, judge_by_fold
 
 VOCAB = {"category": ["ring", "necklace", "earrings", "bracelet"], "metal": ["yellow gold", "silver"],
          "gemstone": ["none"], "cut": ["none"]}
@@ -114,8 +114,8 @@ def test_products_covered_by_folds_count_as_unseen(tmp_path):
 def test_training_rows_keep_copies_with_their_photo_and_label_worn_products(tmp_path, tiny_encoder):
     from conftest import make_image
 
-    from jewelsearch.embed.composites import Cutout
-    from jewelsearch.embed.train_context_head import WORN_WEIGHT, training_rows
+    from jewelsearch.train.composites import Cutout
+    from jewelsearch.train.context_heads import WORN_WEIGHT, training_rows
     products = tmp_path / "products"
     products.mkdir()
     rows_csv = ["path,split,category,material,color,stone_type,stone_shape,description"]
@@ -214,7 +214,7 @@ def test_heads_without_context_still_load_and_ignore_pooled_maps(tmp_path):
 
 
 def test_training_rows_cache_round_trips_and_refuses_another_recipe(tmp_path):
-    from jewelsearch.embed.train_context_head import load_rows, save_rows
+    from jewelsearch.train.context_heads import load_rows, save_rows
     rows = _rows_with_pooled()
     path = tmp_path / "rows.npz"
     save_rows(rows, path, {"crops": 10, "model_id": "m"})
@@ -228,7 +228,7 @@ def test_training_rows_cache_round_trips_and_refuses_another_recipe(tmp_path):
 
 
 def test_context_penalty_is_chosen_by_held_out_loss_and_grows_with_noise():
-    from jewelsearch.embed.train_context_head import CONTEXT_PENALTIES, fit_regularised
+    from jewelsearch.train.context_heads import CONTEXT_PENALTIES, fit_regularised
     rows = _rows()
     rng = np.random.default_rng(3)
     # Wide pure-noise maps beside a weak embedding signal: an unpenalised head memorises noise.

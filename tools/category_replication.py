@@ -27,18 +27,20 @@ from pathlib import Path
 import numpy as np
 
 from jewelsearch.embed import load_encoder
-from jewelsearch.embed.evaluate import CATEGORY_EQUIVALENT, embed_records, judged_probabilities
-from jewelsearch.embed.labelled_data import product_of, read_renders, read_worn
-from jewelsearch.embed.recognize import Recognizer
-from jewelsearch.embed.train_localizer import held_out_render
-from jewelsearch.embed.worn_folds import WornFolds, judge_by_fold
+from jewelsearch.embed.vocab import CATEGORY_EQUIVALENT
+from jewelsearch.evaluate.recognition import judged_probabilities
+from jewelsearch.recognize.builder import load_recognizer
+from jewelsearch.train.labelled_data import product_of, read_renders, read_worn
+from jewelsearch.train.localizer import held_out_render
+from jewelsearch.train.photo_embeddings import embed_records
+from jewelsearch.train.worn_folds import WornFolds, judge_by_fold
 
 ATTRIBUTES = ("category", "metal")
 
 
 def correct_per_photo(model: Path, sets: dict[str, list]) -> dict[str, dict[str, list[bool | None]]]:
     """For each set and attribute, per photo: whether the top guess is right (None: no label)."""
-    recognizer = Recognizer.from_model_folder(load_encoder(str(model)))
+    recognizer = load_recognizer(load_encoder(str(model)))
     heads = recognizer.heads
     judge = judge_by_fold(WornFolds.load(recognizer.encoder.folder, heads), heads)
     out: dict = {}

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jewelsearch.demo_catalog import demo_dir
+from jewelsearch.ingest.demo import demo_dir
 
 # The demo catalog's render settings (docs/benchmarks.md, "Studio renders"), less the samples.
 RENDER = ["studio", "render", "--n", "600", "--coverage", "--size", "384", "--spp", "1", "--workers", "2"]

@@ -22,13 +22,14 @@ from collections import Counter
 from pathlib import Path
 
 from jewelsearch.embed import load_encoder
-from jewelsearch.embed.evidence import stone_seen
 from jewelsearch.embed.images import load_image_file
-from jewelsearch.embed.labelled_data import read_products
-from jewelsearch.embed.recognize import Recognizer
-from jewelsearch.embed.train_localizer import held_out_render
 from jewelsearch.embed.vocab import NO_STONE
-from jewelsearch.ingest import fill_decision
+from jewelsearch.ingest.pipeline import fill_decision
+from jewelsearch.recognize.builder import load_recognizer
+from jewelsearch.recognize.evidence import stone_seen
+from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.train.labelled_data import read_products
+from jewelsearch.train.localizer import held_out_render
 
 
 def held_out_scenes(render_dir: Path) -> list[dict]:
@@ -82,7 +83,7 @@ def check(recognizer: Recognizer, photos: list[dict]) -> dict:
 
 
 def recognizer_for(model: Path) -> Recognizer:
-    return Recognizer.from_model_folder(load_encoder(str(model)))
+    return load_recognizer(load_encoder(str(model)))
 
 
 def main() -> None:

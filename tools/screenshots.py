@@ -16,8 +16,8 @@ import waitress
 from playwright.sync_api import sync_playwright
 
 from jewelsearch.config import Settings
+from jewelsearch.search.wiring import open_service
 from jewelsearch.server import create_app
-from jewelsearch.wiring import open_service
 
 
 def worn_style_photo(service, path: Path) -> Path:

@@ -18,11 +18,16 @@ import json
 from pathlib import Path
 
 from jewelsearch.embed import load_encoder
-from jewelsearch.embed.composites import render_cutouts
-from jewelsearch.embed.localizer import Localizer
-from jewelsearch.embed.photo_boxes import read_boxes
-from jewelsearch.embed.train_localizer import (background_photos, evaluate_scenes, held_out_render,
-                                               prepare_scenes, product_cutouts)
+from jewelsearch.recognize.localizer import Localizer
+from jewelsearch.train.composites import render_cutouts
+from jewelsearch.train.localizer import (
+    background_photos,
+    evaluate_scenes,
+    held_out_render,
+    prepare_scenes,
+    product_cutouts,
+)
+from jewelsearch.train.photo_boxes import read_boxes
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import numpy as np
 
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.images import load_image_file
-from jewelsearch.embed.labelled_data import product_of, read_worn
-from jewelsearch.embed.metrics import paired_drop_interval, same_product_hits
+from jewelsearch.evaluate.metrics import paired_drop_interval, same_product_hits
+from jewelsearch.train.labelled_data import product_of, read_worn
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Mapping
 
-from .vocab import GEM_SPOKEN
+from jewelsearch.embed.vocab import GEM_SPOKEN
 
 CATEGORY_WORDS = {
     "ring": ["ring", "ring", "band"], "necklace": ["necklace", "necklace", "chain necklace"],

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .preprocess import ImagePreprocessor
+from jewelsearch.embed.preprocess import ImagePreprocessor
 
 
 class Encoder:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import BadImage, ImageTooLarge
+from jewelsearch.errors import BadImage, ImageTooLarge
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,15 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelLoadError
-from . import default_model
-from .encoder import Encoder
-from .preprocess import ImagePreprocessor
+from jewelsearch.embed import default_model
+from jewelsearch.embed.encoder import Encoder
+from jewelsearch.embed.preprocess import ImagePreprocessor
+from jewelsearch.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "jewelsearch_model.json"
-WEIGHTS_FILE = "weights.safetensors"
+from jewelsearch.embed.artifacts import MODEL_FILE, WEIGHTS_FILE
+
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 

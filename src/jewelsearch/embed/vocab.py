@@ -80,3 +80,5 @@ def cut_from_product(shape: str) -> str | None:
     shape = (shape or "").strip().lower()
     return shape if shape in CUTS else None
 
+# Worn photos and renders say "pendant"; product photos file a pendant under necklace.
+CATEGORY_EQUIVALENT = {"pendant": "necklace"}

@@ -1,7 +1,7 @@
 """FAISS vector index keyed by item id: choose a kind, search with filters, persist."""
 
-from .kinds import IndexChoice, choose_kind
-from .vector_index import VectorIndex
-from .persist import IndexManifest, load_index, save_index
+from jewelsearch.index.kinds import IndexChoice, choose_kind
+from jewelsearch.index.persist import IndexManifest, load_index, save_index
+from jewelsearch.index.vector_index import VectorIndex
 
 __all__ = ["IndexChoice", "choose_kind", "VectorIndex", "IndexManifest", "load_index", "save_index"]

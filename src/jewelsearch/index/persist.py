@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .kinds import IndexChoice
-from .vector_index import VectorIndex, VectorSource
+from jewelsearch.index.kinds import IndexChoice
+from jewelsearch.index.vector_index import VectorIndex, VectorSource
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Callable, Iterable, Sequence
 import faiss
 import numpy as np
 
-from .kinds import IndexChoice, default_params
-from .rwlock import ReadWriteLock
+from jewelsearch.index.kinds import IndexChoice, default_params
+from jewelsearch.index.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
 

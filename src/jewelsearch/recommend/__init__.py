@@ -1,10 +1,10 @@
 """Per-user recommendations from events and item embeddings."""
 
-from .blend import BlendWeights
-from .collaborative import CollaborativeSignals
-from .attributes import AttributeTable
-from .history import UserHistory, build_history, history_from_rows
-from .recommender import Recommendation, Recommender
+from jewelsearch.recommend.attributes import AttributeTable
+from jewelsearch.recommend.blend import BlendWeights
+from jewelsearch.recommend.collaborative import CollaborativeSignals
+from jewelsearch.recommend.history import UserHistory, build_history, history_from_rows
+from jewelsearch.recommend.recommender import Recommendation, Recommender
 
 __all__ = ["AttributeTable", "BlendWeights", "CollaborativeSignals", "UserHistory", "build_history",
            "history_from_rows", "Recommendation", "Recommender"]

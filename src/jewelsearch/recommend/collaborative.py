@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .history import decay
+from jewelsearch.recommend.history import decay
 
 MAX_ITEMS_PER_USER = 50
 NEIGHBOURS_PER_ITEM = 50

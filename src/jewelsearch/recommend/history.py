@@ -8,7 +8,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-
 VISIT_HALF_LIFE_HOURS = 4.0  # a visit is an evening's browsing, not the whole week
 
 

@@ -15,12 +15,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..index import VectorIndex
-from .attributes import AttributeTable
-from .blend import BlendWeights, mmr, normalise
-from .collaborative import CollaborativeSignals
-from .history import UserHistory
-from .interests import Interest, interests_of
+from jewelsearch.index import VectorIndex
+from jewelsearch.recommend.attributes import AttributeTable
+from jewelsearch.recommend.blend import BlendWeights, mmr, normalise
+from jewelsearch.recommend.collaborative import CollaborativeSignals
+from jewelsearch.recommend.history import UserHistory
+from jewelsearch.recommend.interests import Interest, interests_of
 
 VERB = {"view": "viewed", "click": "viewed", "like": "liked", "add_to_cart": "added to your cart",
         "purchase": "bought"}

@@ -1,5 +1,5 @@
 """Flask application: JSON API and web pages over a SearchService."""
 
-from .app import create_app
+from jewelsearch.server.app import create_app
 
 __all__ = ["create_app"]

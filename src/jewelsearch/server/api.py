@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import base64
+import json
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 
-from ..errors import InvalidInput
-from ..ingest import NewItem
-from ..query_region import parse_box, parse_region, parse_subject
-from ..search import SearchService
-from ..storage.filters import parse_flag, parse_filters, parse_k, parse_query_text
-from ..storage.items import ITEM_FIELDS, parse_item_id
-from .auth import requires_write_key, requires_write_key_or_page_session
+from jewelsearch.errors import InvalidInput
+from jewelsearch.ingest.pipeline import NewItem
+from jewelsearch.recognize.query_region import parse_box, parse_region, parse_subject
+from jewelsearch.search.params import parse_filters, parse_flag, parse_k, parse_query_text
+from jewelsearch.search.service import SearchService
+from jewelsearch.server.auth import requires_write_key, requires_write_key_or_page_session
+from jewelsearch.storage.items import ITEM_FIELDS, parse_item_id
 
 api = Blueprint("api", __name__)
 
@@ -225,7 +224,7 @@ def add_event():
 
 @api.get("/users/<user_id>/recommendations")
 def recommendations(user_id):
-    from ..storage.events import validate_user_id
+    from jewelsearch.storage.events import validate_user_id
     svc = service()
     k = parse_k(request.args.get("k"), maximum=svc.limits.max_k)
     text = parse_query_text(request.args.get("q"), svc.limits.max_text_chars)

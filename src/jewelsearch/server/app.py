@@ -13,9 +13,9 @@ import uuid
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..config import Settings
-from ..errors import JewelsearchError
-from ..search import SearchService
+from jewelsearch.config import Settings
+from jewelsearch.errors import JewelsearchError
+from jewelsearch.search.service import SearchService
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("jewelsearch.access")
@@ -26,7 +26,7 @@ FORM_OVERHEAD_BYTES = 1 << 20  # room for text fields beside the image in a mult
 def create_app(settings: Settings, service: SearchService | None = None, *,
                autosave_seconds: float | None = 2.0) -> Flask:
     if service is None:
-        from ..wiring import open_service
+        from jewelsearch.search.wiring import open_service
         service = open_service(settings)
     app = Flask(__name__)
     app.config["JEWELSEARCH_SETTINGS"] = settings
@@ -38,15 +38,15 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
 
-    from .api import api
-    from .web import web
+    from jewelsearch.server.api import api
+    from jewelsearch.server.web import web
     app.register_blueprint(api, url_prefix="/api")
     app.register_blueprint(web)
     _register_error_handlers(app)
 
     @app.get("/openapi.json")
     def openapi():
-        from .openapi import openapi_document
+        from jewelsearch.server.openapi import openapi_document
         return jsonify(openapi_document())
 
     @app.before_request

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request, session
 
-from ..errors import Forbidden, Unauthorized
+from jewelsearch.errors import Forbidden, Unauthorized
 
 
 def check_write_access() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from .auth import csrf_token
+from jewelsearch.server.auth import csrf_token
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static")

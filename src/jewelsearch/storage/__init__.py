@@ -1,11 +1,11 @@
 """SQLite catalog store: items, embeddings, events and image files."""
 
-from .db import Database, open_database
-from .items import ITEM_FIELDS, FILTER_FIELDS, ItemStore
-from .embeddings import EmbeddingStore
-from .events import EVENT_KINDS, EventStore
-from .images import ImageFiles
-from .catalog import Catalog
+from jewelsearch.storage.catalog import Catalog
+from jewelsearch.storage.db import Database, open_database
+from jewelsearch.storage.embeddings import EmbeddingStore
+from jewelsearch.storage.events import EVENT_KINDS, EventStore
+from jewelsearch.storage.images import ImageFiles
+from jewelsearch.storage.items import FILTER_FIELDS, ITEM_FIELDS, ItemStore
 
 __all__ = [
     "Database", "open_database", "ITEM_FIELDS", "FILTER_FIELDS", "ItemStore",

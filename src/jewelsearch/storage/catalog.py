@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .db import Database, open_database
-from .embeddings import EmbeddingStore
-from .events import EventStore
-from .images import ImageFiles
-from .items import ItemStore
+from jewelsearch.storage.db import Database, open_database
+from jewelsearch.storage.embeddings import EmbeddingStore
+from jewelsearch.storage.events import EventStore
+from jewelsearch.storage.images import ImageFiles
+from jewelsearch.storage.items import ItemStore
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .db import Database
+from jewelsearch.storage.db import Database
 
 
 class EmbeddingStore:

@@ -7,8 +7,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
-from ..errors import InvalidInput
-from .db import Database
+from jewelsearch.errors import InvalidInput
+from jewelsearch.storage.db import Database
 
 # Default strength of each kind of engagement; a purchase says more than a view.
 EVENT_KINDS: dict[str, float] = {

@@ -8,8 +8,8 @@ import sqlite3
 import time
 from typing import Any, Iterable, Mapping
 
-from ..errors import InvalidInput, ItemNotFound
-from .db import Database
+from jewelsearch.errors import InvalidInput, ItemNotFound
+from jewelsearch.storage.db import Database
 
 # Fields a client may set on an item (the image is handled separately).
 ITEM_FIELDS = ("sku", "title", "description", "category", "metal", "gemstone",

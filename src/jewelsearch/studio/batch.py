@@ -10,8 +10,8 @@ from typing import Callable, Iterable
 
 from PIL import Image, ImageDraw
 
-from .materials import GEMS, METALS
-from .spec import CUTS, STYLES, JewelSpec, description, price, sample_spec, title
+from jewelsearch.studio.materials import GEMS, METALS
+from jewelsearch.studio.spec import CUTS, STYLES, JewelSpec, description, price, sample_spec, title
 
 log = logging.getLogger(__name__)
 LABELS_FILE = "labels.jsonl"
@@ -39,7 +39,7 @@ def coverage_specs(n: int, seed: int = 0) -> list[JewelSpec]:
 
 def _render_one(args) -> tuple[int, bytes, bytes, dict]:
     index, spec, size, spp = args
-    from .render import choose_variant, render_spec
+    from jewelsearch.studio.render import choose_variant, render_spec
     choose_variant()
     jpeg, mask, label = render_spec(spec, size=size, spp=spp)
     return index, jpeg, mask, label

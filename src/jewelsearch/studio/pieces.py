@@ -11,8 +11,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .geometry import (MeshData, circle_path, circle_profile, gem_mesh, merge, rotation_x, rotation_z,
-                       rounded_rect_profile, sweep_mesh, transformed)
+from jewelsearch.studio.geometry import (
+    MeshData,
+    circle_path,
+    circle_profile,
+    gem_mesh,
+    merge,
+    rotation_x,
+    rotation_z,
+    rounded_rect_profile,
+    sweep_mesh,
+    transformed,
+)
 
 SETTINGS = ("prong", "bezel", "halo", "basket")
 

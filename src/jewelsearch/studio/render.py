@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import pieces
-from .spec import JewelSpec, description, price, title
+from jewelsearch.studio import pieces
+from jewelsearch.studio.spec import JewelSpec, description, price, title
 
 log = logging.getLogger(__name__)
 MASK_VALUES = {"background": 0, "metal": 1, "gem": 2}
@@ -69,7 +69,8 @@ def build_piece(spec: JewelSpec) -> pieces.Piece:
 def render_spec(spec: JewelSpec, *, size: int = 384, spp: int = 128) -> tuple[bytes, bytes, dict]:
     """(jpeg bytes, mask png bytes, label dict) for one spec; deterministic for its seed."""
     import mitsuba as mi
-    from .scene import build_scene
+
+    from jewelsearch.studio.scene import build_scene
 
     piece = build_piece(spec)
     work = Path(tempfile.mkdtemp(prefix="jewel-"))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import MeshData
-from .materials import gem_bsdf, metal_bsdf
-from .pieces import Piece
-from .spec import JewelSpec
+from jewelsearch.studio.geometry import MeshData
+from jewelsearch.studio.materials import gem_bsdf, metal_bsdf
+from jewelsearch.studio.pieces import Piece
+from jewelsearch.studio.spec import JewelSpec
 
 BACKGROUND_SETUP = {
     # backdrop reflectance, environment radiance, key light strength.  The white sweep

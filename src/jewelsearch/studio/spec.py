@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from .materials import GEMS, METALS, OPAQUE, TRANSPARENT  # noqa: F401
+from jewelsearch.studio.materials import GEMS, METALS, OPAQUE, TRANSPARENT  # noqa: F401
 
 CUTS = ("round", "oval", "pear", "marquise", "princess", "emerald", "cushion", "heart")
 BACKGROUNDS = ("white sweep", "black velvet", "gradient", "marble", "wood")

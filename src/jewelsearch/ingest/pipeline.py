@@ -1,0 +1,230 @@
+"""Adding, updating and deleting catalog items: store row + image + embedding + index.
+
+Every item is written in one database transaction (row and embedding
+together), after its image decoded and embedded successfully, so a failure
+leaves nothing half-written.  The index is updated after the commit; if the
+process dies before the index is saved, the catalog version in the manifest
+no longer matches and the index is rebuilt from stored embeddings on start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from jewelsearch.embed import Encoder, LoadedImage, load_image
+from jewelsearch.embed.vocab import NO_STONE
+from jewelsearch.errors import InvalidInput
+from jewelsearch.index import VectorIndex
+from jewelsearch.recognize.evidence import stone_seen
+from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.storage import Catalog
+from jewelsearch.storage.images import sha256_bytes
+from jewelsearch.storage.items import normalise_item_fields
+
+log = logging.getLogger(__name__)
+
+# Recognised attribute -> item column it may fill.
+PREDICTABLE_FIELDS = {"category": "category", "metal": "metal", "gemstone": "gemstone",
+                      "cut": "stone_shape"}
+FILL_THRESHOLD = 0.5  # below this calibrated probability a guess is kept but not filled in
+STONE_FIELDS = ("gemstone", "cut")  # filled in only where the localiser sees a stone
+
+
+def fill_decision(best: Mapping[str, Any], attribute: str = "", stone_seen: bool | None = None) -> str | None:
+    """The label a missing field gets from recognition's top guess (``{"label", "p"}``), or None:
+    a guess below the threshold is kept but not filled in, and "none" (a plain piece) is an
+    answer, not a value to put in a catalog's gemstone or cut column. ``stone_seen=False`` (the
+    localiser sees no stone) keeps a gemstone or cut ``attribute`` from being filled in."""
+    if stone_seen is False and attribute in STONE_FIELDS:
+        return None
+    if best["p"] >= FILL_THRESHOLD and best["label"] != NO_STONE:
+        return str(best["label"])
+    return None
+
+
+@dataclass
+class NewItem:
+    image_bytes: bytes
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    source_path: str | None = None  # where a CLI ingest found it, for incremental re-runs
+
+
+@dataclass
+class IngestResult:
+    item_id: int
+    status: str  # "added" | "updated" | "unchanged"
+
+
+class Ingestor:
+    def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int,
+                 recognizer: Recognizer | None = None):
+        self.catalog = catalog
+        self.encoder = encoder
+        self.recognizer = recognizer
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+
+    def decode(self, data: bytes) -> LoadedImage:
+        return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+
+    def add(self, index: VectorIndex, items: list[NewItem]) -> list[IngestResult]:
+        """Ingest a batch; raises on the first bad item before writing any of them."""
+        prepared = []
+        for item in items:
+            fields = normalise_item_fields(item.fields)
+            sha = sha256_bytes(item.image_bytes)
+            existing = self.catalog.items.find_by_source(item.source_path) if item.source_path else None
+            if existing is not None and existing["image_sha256"] == sha:
+                changed = {k: v for k, v in fields.items() if existing.get(k) != v}
+                prepared.append(("unchanged" if not changed else "fields", item, fields, sha, None, existing))
+                continue
+            loaded = self.decode(item.image_bytes)
+            prepared.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
+        to_embed = [p for p in prepared if p[4] is not None]
+        vectors, pooled, stones = self._embed(to_embed)
+        results: list[IngestResult] = []
+        model_id = self.encoder.model_id
+        written: list[tuple[int, np.ndarray]] = []
+        with self.catalog.database.write() as conn:
+            for status, item, fields, sha, loaded, existing in prepared:
+                if status == "unchanged":
+                    results.append(IngestResult(existing["id"], "unchanged"))
+                    continue
+                if status == "fields":
+                    self.catalog.items.update(conn, existing["id"], fields)
+                    results.append(IngestResult(existing["id"], "updated"))
+                    continue
+                rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
+                vector = vectors[sha]
+                fields, attributes = self.fill_predicted(fields, vector, pooled.get(sha), stones.get(sha))
+                if existing is None:
+                    item_id = self.catalog.items.insert(conn, fields, image_path=rel, image_sha256=sha,
+                                                        source_path=item.source_path,
+                                                        attributes=attributes)
+                    results.append(IngestResult(item_id, "added"))
+                else:
+                    item_id = existing["id"]
+                    self.catalog.items.update(conn, item_id, fields, image_path=rel, image_sha256=sha,
+                                              attributes={**existing["attributes"], **attributes})
+                    results.append(IngestResult(item_id, "updated"))
+                self.catalog.embeddings.put(conn, item_id, model_id, vector)
+                written.append((item_id, vector))
+            if written:
+                self.catalog.database.bump_version(conn)
+        if written:
+            index.add([w[0] for w in written], np.stack([w[1] for w in written]))
+        return results
+
+    def update(self, index: VectorIndex, item_id: int, fields: Mapping[str, Any],
+               image_bytes: bytes | None = None) -> None:
+        clean = normalise_item_fields(fields)
+        row = self.catalog.items.get(item_id)
+        if image_bytes is None:
+            with self.catalog.database.write() as conn:
+                self.catalog.items.update(conn, row["id"], clean)
+            return
+        loaded = self.decode(image_bytes)
+        sha = sha256_bytes(image_bytes)
+        vector = self._embed([("image", None, clean, sha, loaded, row)], locate=False)[0][sha]
+        with self.catalog.database.write() as conn:
+            rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
+            self.catalog.items.update(conn, row["id"], clean, image_path=rel, image_sha256=sha)
+            self.catalog.embeddings.put(conn, row["id"], self.encoder.model_id, vector)
+            self.catalog.database.bump_version(conn)
+        index.add([row["id"]], vector[None, :])
+
+    def delete(self, index: VectorIndex, item_id: int) -> dict[str, Any]:
+        with self.catalog.database.write() as conn:
+            row = self.catalog.items.delete(conn, item_id)
+            self.catalog.database.bump_version(conn)
+            still_used = conn.execute("SELECT 1 FROM items WHERE image_sha256 = ? LIMIT 1",
+                                      (row["image_sha256"],)).fetchone()
+        index.remove([row["id"]])
+        if not still_used:
+            self.catalog.images.delete(row["image_path"])
+        return row
+
+    def fill_predicted(self, fields: Mapping[str, Any], vector: np.ndarray, pooled: np.ndarray | None = None,
+                       stone_seen: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fill missing attributes from recognition; record every guess as predicted.
+        ``pooled`` (the photo's pooled maps, when just embedded) lets the context heads answer.
+        ``stone_seen=False`` (the localiser sees no stone on the piece) keeps a gemstone or cut
+        guess from being filled in: the heads name a stone for plain pieces too (docs/
+        recognition_top.md, session 12), and a plain silver hoop must not turn up under "opal".
+
+        Returns (fields, attributes) where ``attributes["predicted"]`` maps an item
+        field to ``{"label", "p"}`` for each value that came from the model.
+        """
+        fields = dict(fields)
+        if self.recognizer is None:
+            return fields, {}
+        missing = {a: f for a, f in PREDICTABLE_FIELDS.items() if not fields.get(f)}
+        if not missing:
+            return fields, {}
+        prediction = self.recognizer.recognize_embeddings(
+            vector[None, :], None if pooled is None else pooled[None, :])[0]
+        predicted = {}
+        for attribute, field_name in missing.items():
+            best = prediction[attribute][0]
+            predicted[field_name] = {"label": best["label"], "p": best["p"]}
+            filled = fill_decision(best, attribute, stone_seen)
+            if filled is None and fill_decision(best) is not None:
+                predicted[field_name]["why_not_filled"] = "no stone seen"
+            if filled is not None:
+                fields[field_name] = filled
+            else:
+                predicted[field_name]["filled"] = False
+        return fields, {"predicted": predicted}
+
+    def _embed(self, prepared: list, locate: bool = True
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool]]:
+        """Embeddings by sha256; the pooled maps recognition reads, for the images embedded now;
+        and, where ``locate`` and the localiser is loaded, whether it sees a stone, for the
+        images ingest may fill a gemstone or cut into (from the same tower pass where it can:
+        ``Recognizer.embed_and_locate``). An image already embedded by this model is reused
+        (recognised from its embedding)."""
+        out: dict[str, np.ndarray] = {}
+        pooled: dict[str, np.ndarray] = {}
+        pending: dict[str, Any] = {}
+        model_id = self.encoder.model_id
+        localizer = self.recognizer.localizer if self.recognizer is not None and locate else None
+        # Only photos missing a gemstone or a cut need the stone check.
+        needs_check = {sha for _, _, fields, sha, _, _ in prepared
+                       if any(not fields.get(PREDICTABLE_FIELDS[a]) for a in STONE_FIELDS)} \
+            if localizer is not None else set()
+        for _, _, _, sha, loaded, _ in prepared:
+            if sha in out or sha in pending:
+                continue
+            reuse = self.catalog.database.conn.execute(
+                "SELECT e.vector FROM embeddings e JOIN items i ON i.id = e.item_id "
+                "WHERE i.image_sha256 = ? AND e.model_id = ? LIMIT 1", (sha, model_id)).fetchone()
+            if reuse is not None:
+                out[sha] = np.frombuffer(reuse[0], dtype=np.float32).copy()
+            else:
+                pending[sha] = loaded.image
+        stones: dict[str, bool] = {}
+        if pending:
+            shas = list(pending)
+            images = [pending[s] for s in shas]
+            located = None
+            if self.recognizer is None:
+                vectors, maps = self.encoder.encode_images(images), None
+            elif needs_check & set(shas):
+                vectors, maps, located = self.recognizer.embed_and_locate(images, [s in needs_check for s in shas])
+            else:
+                vectors, maps = self.recognizer.embed(images)
+            if not np.all(np.isfinite(vectors)):
+                raise InvalidInput("the model produced a non-finite embedding for this image")
+            out.update(zip(shas, vectors))
+            if maps is not None:
+                pooled.update(zip(shas, maps))
+            if located is not None:
+                stones.update((sha, stone_seen(found)) for sha, found in zip(shas, located) if found is not None)
+        images_by_sha = {sha: loaded.image for _, _, _, sha, loaded, _ in prepared}
+        for sha in needs_check - stones.keys():  # reused embeddings: no pass was made now
+            stones[sha] = stone_seen(localizer.locate(images_by_sha[sha]))
+        return out, pooled, stones

@@ -1,0 +1,152 @@
+"""Features for telling gemstones apart: the tower's own pooled maps plus a colour histogram.
+
+The 512-d embedding is shaped for image-text search and keeps little of what separates
+68 kinds of loose stone (a rhodolite from an almandine is mostly hue, saturation and
+inner texture). The image tower already computes richer descriptions on the way to the
+embedding: its last 1280-channel map and the stride-8/16/32 maps. Averaging those over
+the image, plus a saturation-weighted hue histogram, gives the gem specialist (and the
+context heads for category and metal) their input from the same single tower pass that
+makes the embedding, so they add no second network.
+
+On a photo of jewelry being worn, most of the frame is skin, fabric and background, and
+averaging over the whole image mostly describes those. With the localiser's head at hand,
+the same maps are also averaged under its piece probability (``piece_pooled``: a second
+block, appended, so readers of the first block are unchanged): what the piece looks like,
+wherever it is. Grouped cross-validation over the worn products, before building it, gave
+worn category 85.3 -> 89.8 % with that block (logistic regression on the tuned tower).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from jewelsearch.embed.dense_features import supports_dense_features, tap_channels, tower_pass
+
+HUE_BINS, SATURATION_BINS, VALUE_BINS = 32, 8, 8
+HISTOGRAM_SIDE = 96  # colour statistics do not need full resolution
+
+
+def colour_histogram(image: Image.Image) -> np.ndarray:
+    """Hue weighted by saturation (grey pixels say nothing about hue), then saturation and
+    brightness, each normalised to sum to one: 48 numbers."""
+    hsv = np.asarray(image.convert("RGB").resize((HISTOGRAM_SIDE, HISTOGRAM_SIDE)).convert("HSV"),
+                     dtype=np.int32).reshape(-1, 3)
+    hue = np.bincount(hsv[:, 0] * HUE_BINS // 256, weights=hsv[:, 1] / 255.0, minlength=HUE_BINS)
+    saturation = np.bincount(hsv[:, 1] * SATURATION_BINS // 256, minlength=SATURATION_BINS).astype(np.float64)
+    value = np.bincount(hsv[:, 2] * VALUE_BINS // 256, minlength=VALUE_BINS).astype(np.float64)
+    parts = [hue / max(hue.sum(), 1e-6), saturation / saturation.sum(), value / value.sum()]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def supports_gem_features(encoder) -> bool:
+    return supports_dense_features(encoder.model.visual)
+
+
+def base_width(encoder) -> int:
+    """Width of ``gem_features`` without the piece block: last-map and tap channels plus the histogram."""
+    visual = encoder.model.visual
+    return int(visual.trunk.num_features) + sum(tap_channels(visual)) + HUE_BINS + SATURATION_BINS + VALUE_BINS
+
+
+def gem_features(encoder, images: Sequence[Image.Image], batch_size: int = 32,
+                 top: torch.nn.Module | None = None) -> np.ndarray:
+    """[n, last-map channels + tap channels + 48] float32, one tower pass per image (the maps
+    from the recognition ``top`` when one is given)."""
+    return embed_and_pool(encoder, images, batch_size, top=top)[1]
+
+
+def piece_pooled(maps: Sequence[torch.Tensor], piece: torch.Tensor) -> torch.Tensor:
+    """Each map averaged with the piece probability (N×1×h×w, resized to the map) as weights,
+    then the peak probability: [N, sum of channels + 1]. Where the localiser sees no piece
+    anywhere the weights are near zero everywhere and the average is still defined."""
+    blocks = []
+    for feature_map in maps:
+        weight = F.interpolate(piece, size=feature_map.shape[-2:], mode="bilinear", align_corners=False)
+        weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1e-6)
+        blocks.append((feature_map.float() * weight).sum((2, 3)))
+    blocks.append(piece.amax((2, 3)))
+    return torch.cat(blocks, dim=1)
+
+
+def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32,
+                   piece_head: torch.nn.Module | None = None,
+                   top: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings (as ``encoder.encode_images``) and ``gem_features`` from the same single
+    tower pass: recognition reads both at the cost of embedding alone. With ``piece_head``
+    (the localiser's ``DenseHead``: taps -> logits whose first channel is the piece) the
+    ``piece_pooled`` block follows the colour histogram. With ``top`` (a ``RecognitionTop``) the
+    pooled maps come from that top and the embeddings still from the tower's own."""
+    embeddings, pooled, _ = embed_pool_and_locate(encoder, images, batch_size, piece_head, top)
+    return embeddings, pooled
+
+
+@torch.inference_mode()
+def embed_pool_and_locate(encoder, images: Sequence[Image.Image], batch_size: int = 32,
+                          piece_head: torch.nn.Module | None = None, top: torch.nn.Module | None = None,
+                          localizer=None) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """``embed_and_pool`` and, with ``localizer``, each photo's ``Localization`` from the same
+    pass (the localiser reads the search tower's taps, as ``Localizer.locate`` does), else None."""
+    embeddings, pooled = [], []
+    located: list | None = [] if localizer is not None else None
+    visual = encoder.model.visual
+    for start in range(0, len(images), batch_size):
+        chunk = [im.convert("RGB") for im in images[start:start + batch_size]]
+        batch = torch.stack([encoder.preprocess(im) for im in chunk]).contiguous(memory_format=torch.channels_last)
+        result = tower_pass(visual, batch, top)
+        maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
+        maps = torch.cat(maps, dim=1).float().numpy()
+        parts = [maps, np.stack([colour_histogram(im) for im in chunk])]
+        if piece_head is not None:
+            # The localiser's head reads the taps it was trained on (the search tower's); a
+            # recognition top's tap would give it inputs it never saw (docs/recognition_top.md).
+            piece = torch.sigmoid(piece_head(result.search_taps)[:, :1].float())
+            parts.append(piece_pooled([result.last_map] + list(result.taps), piece).numpy())
+        pooled.append(np.concatenate(parts, axis=1))
+        embeddings.append(torch.nn.functional.normalize(result.embedding.float(), dim=-1).numpy())
+        if located is not None:
+            pieces, stones = localizer.grids(result.search_taps)
+            located += [localizer.from_maps(im.size, p, s) for im, p, s in zip(chunk, pieces, stones)]
+    if not pooled:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), located
+    return (np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32),
+            np.concatenate(pooled).astype(np.float32), located)
+
+
+@torch.inference_mode()
+def embed_from_pooled(encoder, pooled: np.ndarray) -> np.ndarray:
+    """The unit embeddings ``embed_and_pool`` returned beside these pooled maps, recomputed from
+    them: the first block of the pooled features is the averaged last map, exactly what the
+    image projection reads. Rows embedded once can so be re-embedded for a retrained projection
+    on the same frozen tower without another tower pass."""
+    visual = encoder.model.visual
+    channels = int(visual.trunk.num_features)
+    embedding = visual.head(torch.from_numpy(np.ascontiguousarray(pooled[:, :channels], dtype=np.float32)))
+    return torch.nn.functional.normalize(embedding.float(), dim=-1).numpy()
+
+
+def tower_fingerprint(encoder, top: torch.nn.Module | None = None) -> str:
+    """A hash of the image tower's weights and preprocessing, and of the recognition ``top`` when
+    one is given: what pooled maps depend on (the projection and the model id do not)."""
+    import hashlib
+    pre = encoder.preprocess
+    digest = hashlib.sha256(repr((pre.size, pre.mean.flatten().tolist(), pre.std.flatten().tolist(),
+                                  pre.interpolation)).encode())
+    parts = [("", encoder.model.visual.trunk)] + ([("recognition_top.", top)] if top is not None else [])
+    for prefix, module in parts:
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update((prefix + name).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def embed_maybe_pooled(encoder, images: Sequence[Image.Image], piece_head: torch.nn.Module | None = None,
+                       top: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``embed_and_pool`` where the tower exposes its maps; (embeddings, None) elsewhere."""
+    if not supports_gem_features(encoder):
+        return encoder.encode_images(images), None
+    return embed_and_pool(encoder, images, piece_head=piece_head, top=top)

@@ -1,0 +1,77 @@
+"""``jewelsearch check``: store ↔ index ↔ image files, and what can be repaired.
+
+The store is the truth.  Missing embeddings are re-made from the stored image,
+the index is rebuilt from stored embeddings, orphan image files (left by a
+crash between writing a file and committing its row) are deleted.  An item
+whose image file is gone cannot be repaired here and is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from jewelsearch.search.service import SearchService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckReport:
+    items: int = 0
+    indexed: int = 0
+    missing_embeddings: list[int] = field(default_factory=list)
+    index_only: list[int] = field(default_factory=list)  # in the index, not in the store
+    store_only: list[int] = field(default_factory=list)  # embedded in the store, missing from the index
+    missing_images: list[int] = field(default_factory=list)
+    orphan_files: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_embeddings or self.index_only or self.store_only or self.missing_images
+                    or self.orphan_files)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: (v if not isinstance(v, list) else v[:50]) for k, v in self.__dict__.items()}
+        out["ok"] = self.ok
+        return out
+
+
+def check(service: SearchService, repair: bool = False) -> CheckReport:
+    catalog = service.catalog
+    report = CheckReport()
+    rows = catalog.database.query("SELECT id, image_path FROM items ORDER BY id")
+    report.items = len(rows)
+    store_ids = {r["id"] for r in rows}
+    embedded = set(catalog.embeddings.all_for_model(service.encoder.model_id)[0].tolist())
+    indexed = set(service.index.ids().tolist())
+    report.indexed = len(indexed)
+    report.missing_embeddings = sorted(store_ids - embedded)
+    report.index_only = sorted(indexed - store_ids)
+    report.store_only = sorted(embedded - indexed)
+    referenced = set()
+    for row in rows:
+        try:
+            path = catalog.images.path_for(row["image_path"])
+        except ValueError:
+            report.missing_images.append(row["id"])
+            continue
+        referenced.add(path.resolve())
+        if not path.is_file():
+            report.missing_images.append(row["id"])
+    root = catalog.images.root
+    if root.is_dir():
+        for file in root.rglob("*"):
+            if file.is_file() and file.resolve() not in referenced:
+                report.orphan_files.append(str(file.relative_to(root)))
+    if repair:
+        if report.missing_embeddings or report.index_only or report.store_only:
+            service.rebuild_index(reembed=True)
+            report.repaired.append("re-embedded missing items and rebuilt the index")
+        for rel in report.orphan_files:
+            (root / rel).unlink(missing_ok=True)
+        if report.orphan_files:
+            report.repaired.append(f"deleted {len(report.orphan_files)} orphan image files")
+    return report

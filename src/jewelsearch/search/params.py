@@ -1,0 +1,117 @@
+"""Parsing and validating search filters and k from untrusted input."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from jewelsearch.errors import InvalidInput
+from jewelsearch.storage.items import FILTER_FIELDS
+
+MAX_FILTER_CHARS = 100
+
+
+@dataclass(frozen=True)
+class Filters:
+    category: str | None = None
+    metal: str | None = None
+    gemstone: str | None = None
+    stone_shape: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def __bool__(self) -> bool:
+        return bool(self.as_dict())
+
+    def matches(self, item: Mapping[str, Any]) -> bool:
+        for key in FILTER_FIELDS:
+            wanted = getattr(self, key)
+            if wanted is not None and (item.get(key) or "") != wanted:
+                return False
+        price = item.get("price")
+        if self.min_price is not None and (price is None or price < self.min_price):
+            return False
+        if self.max_price is not None and (price is None or price > self.max_price):
+            return False
+        return True
+
+
+def parse_filters(raw: Mapping[str, Any]) -> Filters:
+    """Filters from request args / CLI ``key=value`` pairs; unknown keys are ignored
+    by the caller, bad values raise InvalidInput.
+
+    >>> parse_filters({"category": "Ring", "max_price": "500"})
+    Filters(category='ring', metal=None, gemstone=None, stone_shape=None, min_price=None, max_price=500.0)
+    """
+    values: dict[str, Any] = {}
+    for key in FILTER_FIELDS:
+        value = raw.get(key)
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            continue
+        if not isinstance(value, str):
+            raise InvalidInput(f"filter {key} must be a string")
+        if len(value) > MAX_FILTER_CHARS or any(ord(c) < 32 for c in value):
+            raise InvalidInput(f"filter {key} must be at most {MAX_FILTER_CHARS} printable characters")
+        values[key] = " ".join(value.lower().replace("_", " ").split())
+    for key in ("min_price", "max_price"):
+        value = raw.get(key)
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{key} must be a number, got {str(value)[:40]!r}")
+        if not math.isfinite(number) or number < 0:
+            raise InvalidInput(f"{key} must be a finite, non-negative number")
+        values[key] = number
+    if values.get("min_price") is not None and values.get("max_price") is not None \
+            and values["min_price"] > values["max_price"]:
+        raise InvalidInput("min_price is greater than max_price")
+    return Filters(**values)
+
+
+def parse_k(value: Any, default: int = 10, maximum: int = 200) -> int:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return default
+    if isinstance(value, bool):
+        raise InvalidInput("k must be an integer")
+    try:
+        k = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise InvalidInput(f"k must be an integer, got {str(value)[:40]!r}")
+    if not 1 <= k <= maximum:
+        raise InvalidInput(f"k must be between 1 and {maximum}")
+    return k
+
+
+def parse_flag(value: Any, name: str) -> bool:
+    """A yes/no query parameter: true/false, 1/0, yes/no; absent means false."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{name} must be true or false, got {str(value)[:40]!r}")
+
+
+def parse_query_text(value: Any, max_chars: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput("q must be a string")
+    text = " ".join(value.split())
+    if not text:
+        return None
+    if len(text) > max_chars:
+        raise InvalidInput(f"q is longer than {max_chars} characters")
+    if "\x00" in text:
+        raise InvalidInput("q must not contain NUL characters")
+    return text

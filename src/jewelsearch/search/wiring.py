@@ -1,0 +1,106 @@
+"""Build a ready SearchService from Settings (used by ``cli.py`` and ``create_app`` only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Mapping
+
+import torch
+
+from jewelsearch.config import Settings
+from jewelsearch.embed import load_encoder
+from jewelsearch.recognize.builder import load_recognizer
+from jewelsearch.recommend import BlendWeights
+from jewelsearch.search.service import Limits, SearchService
+from jewelsearch.storage import Catalog
+from jewelsearch.storage.events import EVENT_KINDS
+
+log = logging.getLogger(__name__)
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used (event weights, blend, cache size)."""
+
+
+def serving_torch_threads(settings: Settings, cpus: int | None = None) -> int:
+    """Torch's intra-op threads while serving: ``torch_threads`` when set, else the cores
+    shared out among the server's request threads (at least one each).
+
+    Requests run on the server's worker threads, never on the main thread, and there torch's
+    OpenMP pool with both cores of the 2-core VM was slower than one thread: side by side over
+    HTTP, one thread took 0.82x the text query time and 0.88x the image query time, and served
+    1.12x the queries of 4 concurrent clients (benchmarks/bench_serve_threads.py,
+    docs/benchmarks.md). Concurrent requests use the other cores anyway."""
+    if settings.torch_threads > 0:
+        return settings.torch_threads
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, cpus // max(1, settings.server_threads))
+
+
+def use_serving_threads(settings: Settings) -> int:
+    """Set torch's intra-op threads for serving (``serving_torch_threads``); returns the count."""
+    threads = serving_torch_threads(settings)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def open_service(settings: Settings) -> SearchService:
+    if settings.text_cache_size < 0:
+        raise SettingsError("text_cache_size must be 0 or more")
+    if settings.torch_threads > 0:
+        torch.set_num_threads(settings.torch_threads)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
+                           max_text_chars=settings.max_text_chars)
+    # Serving only reads the frozen tower, so its batch norms can join the convolutions (faster).
+    recognizer = load_recognizer(encoder, fold_for_serving=True)
+    localizer = recognizer.localizer
+    catalog = Catalog.open(settings.db_path, settings.images_dir,
+                           event_weights=event_weights(settings.event_weights))
+    limits = Limits(max_upload_bytes=settings.max_upload_bytes,
+                    max_image_pixels=settings.max_image_pixels,
+                    max_text_chars=settings.max_text_chars, max_k=settings.max_k)
+    return SearchService(catalog, encoder, settings.index_dir, limits=limits,
+                         index_kind=settings.index_kind,
+                         memory_budget_bytes=settings.index_memory_budget_mb << 20,
+                         recognizer=recognizer, localizer=localizer,
+                         half_life_days=settings.half_life_days,
+                         popularity_half_life_days=settings.popularity_half_life_days,
+                         recently_seen_days=settings.recently_seen_days,
+                         visit_half_life_hours=settings.visit_half_life_hours,
+                         text_cache_size=settings.text_cache_size,
+                         blend_weights=blend_weights(settings.blend))
+
+
+def event_weights(overrides: Mapping[str, Any]) -> dict[str, float]:
+    """The default event kinds and weights with the configured ones replacing them."""
+    unknown = set(overrides) - set(EVENT_KINDS)
+    if unknown:
+        raise SettingsError(f"unknown event kind(s) in event_weights: {', '.join(sorted(unknown))}; "
+                            f"expected some of {', '.join(EVENT_KINDS)}")
+    out = dict(EVENT_KINDS)
+    for kind, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
+            raise SettingsError(f"event_weights.{kind} must be a number in (0, 1000]")
+        out[kind] = float(value)
+    return out
+
+
+def blend_weights(overrides: Mapping[str, Any]) -> BlendWeights:
+    known = {f.name: f.type for f in dataclasses.fields(BlendWeights)}
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise SettingsError(f"unknown blend setting(s): {', '.join(sorted(unknown))}; expected some of "
+                            f"{', '.join(known)}")
+    for name, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise SettingsError(f"blend.{name} must be a non-negative number")
+    weights = BlendWeights(**{k: int(v) if known[k] == "int" else float(v) for k, v in overrides.items()})
+    shares = ("taste", "recency", "explore", "diversity")
+    if any(getattr(weights, name) > 1 for name in shares):
+        raise SettingsError(f"blend.{', blend.'.join(shares)} must be between 0 and 1")
+    if weights.max_interests < 1:
+        raise SettingsError("blend.max_interests must be at least 1")
+    return weights
