@@ -8,7 +8,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test install bench clean browser
+.PHONY: run test install bench clean browser libllvm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ browser:
 		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
 		|| echo "could not install chromium; browser tests will be skipped"; fi
 
-test: $(STAMP) browser
+# The studio renders fastest with Mitsuba's LLVM variant; Debian's libLLVM 15 (which chromium
+# pulls in) aborts it, 19 works. Install 19 when missing and we may (root); otherwise the
+# studio probes what is there and falls back to its slower scalar variant.
+libllvm:
+	@if ! ls /usr/lib/*-linux-gnu/libLLVM*19* >/dev/null 2>&1 && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -qq libllvm19 >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libllvm19 >/dev/null)) \
+		|| echo "could not install libllvm19; the studio will render with its scalar variant"; fi
+
+test: $(STAMP) browser libllvm
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 

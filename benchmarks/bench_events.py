@@ -50,8 +50,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from jewelsearch.cli import _read_event_rows
     from jewelsearch.embed import load_encoder
+    from jewelsearch.ingest.sources import read_event_rows
     from jewelsearch.search.service import SearchService
     encoder = load_encoder("jewelclip-lite0")
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,7 +63,7 @@ def main():
         for _ in range(args.repeats):
             for name, path in (("csv", csv_path), ("jsonl", jsonl_path)):
                 started = time.perf_counter()
-                result = service.import_events(_read_event_rows(path))
+                result = service.import_events(read_event_rows(path))
                 elapsed = time.perf_counter() - started
                 assert result["imported"] == args.events, result
                 rates[name].append(args.events / elapsed)

@@ -142,3 +142,72 @@ def test_eval_recommend_no_tune_judges_the_homes_configured_blend(tmp_path, tiny
     weights = json.loads((out / "recommend.json").read_text())["weights"]
     assert weights["similarity"] == 0.3 and weights["popularity"] == 0.8
     assert "`[blend]` in the home's `jewelsearch.toml`" in (out / "recommend.md").read_text()
+
+
+def test_train_group_lists_its_steps_in_the_order_they_run():
+    import click
+
+    from jewelsearch.cli.train import train
+    order = ["encoder", "localizer", "stone-branch", "robust-top", "context-heads", "stone-heads", "gem-specialist"]
+    assert train.list_commands(click.Context(train)) == order
+    listing = CliRunner().invoke(main, ["train", "--help"]).output.split("Commands:")[1]
+    assert [line.split()[0] for line in listing.strip().splitlines()] == order
+
+
+@pytest.mark.parametrize("old, new", [("train-localizer", "localizer"), ("train-stone-channel", "stone-branch"),
+                                      ("tune-robust", "robust-top"), ("train-context-head", "context-heads"),
+                                      ("train-stone-heads", "stone-heads"), ("train-gem-head", "gem-specialist")])
+def test_old_step_names_are_hidden_aliases(old, new):
+    top = CliRunner().invoke(main, ["--help"]).output
+    assert old not in top and "train" in top
+    alias, step = (CliRunner().invoke(main, [*args, "--help"]) for args in ([old], ["train", new]))
+    assert alias.exit_code == 0 and step.exit_code == 0
+    assert alias.output.split("\n", 1)[1] == step.output.split("\n", 1)[1]  # the same options and help
+
+
+def test_a_hidden_alias_runs_the_step(tmp_path, tiny_model_dir):
+    (tmp_path / "gems").mkdir()
+    alias = run(tmp_path / "home", tiny_model_dir, "train-gem-head", "--gemstones", str(tmp_path / "gems"))
+    step = run(tmp_path / "home", tiny_model_dir, "train", "gem-specialist", "--gemstones", str(tmp_path / "gems"))
+    assert alias.exit_code == step.exit_code == 1
+    assert alias.output == step.output and alias.output.startswith("error: ")
+
+
+@pytest.fixture
+def restore_log_levels():
+    import logging
+    loggers = [logging.getLogger(), logging.getLogger("jewelsearch")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
+
+
+@pytest.mark.parametrize("flag, jewelsearch_level, root_level", [(["-v"], "DEBUG", "INFO"), ([], "WARNING", "WARNING")])
+def test_verbose_sets_the_log_levels(tmp_path, restore_log_levels, flag, jewelsearch_level, root_level):
+    import logging
+    result = CliRunner().invoke(main, [*flag, "--home", str(tmp_path / "home"), "index", "--help"])
+    assert result.exit_code == 0, result.output
+    assert logging.getLevelName(logging.getLogger("jewelsearch").getEffectiveLevel()) == jewelsearch_level
+    assert logging.getLogger("jewelsearch").isEnabledFor(logging.DEBUG) == bool(flag)
+    assert logging.getLevelName(logging.getLogger().level) == root_level
+
+
+def test_file_readers_are_public_in_ingest_sources(tmp_path):
+    from jewelsearch.ingest.sources import SourceError, find_images, read_event_rows, read_metadata
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.tiff").write_bytes(b"x")
+    (tmp_path / "c.txt").write_text("x")
+    assert [p.name for p in find_images([str(tmp_path)])] == ["a.jpg", "b.tiff"]
+    with pytest.raises(SourceError, match="no such file"):
+        find_images([str(tmp_path / "missing")])
+    (tmp_path / "m.csv").write_text("path,title\nphotos/a.jpg,Ring\n")
+    meta = read_metadata(tmp_path / "m.csv")
+    assert meta["photos/a.jpg"] is meta["a.jpg"] and meta["a.jpg"]["title"] == "Ring"
+    (tmp_path / "bad.csv").write_text("title\nRing\n")
+    with pytest.raises(SourceError, match="needs a path"):
+        read_metadata(tmp_path / "bad.csv")
+    (tmp_path / "e.jsonl").write_text('{"user_id": "u", "item_id": 1, "kind": "view"}\n[1]\nnot json\n')
+    rows = list(read_event_rows(tmp_path / "e.jsonl"))
+    assert rows[0]["kind"] == "view" and rows[1] == {"_error": "line 2 is not an object"}
+    assert rows[2] == {"_error": "line 3 is not JSON"}

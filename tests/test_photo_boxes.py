@@ -219,7 +219,7 @@ def test_train_localizer_rejects_a_bad_boxes_file_before_any_work(tmp_path, tiny
     boxes = tmp_path / "boxes.csv"
     boxes.write_text(text)
     result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir),
-                                       "train-localizer", "--renders", str(renders), "--boxes", str(boxes)])
+                                       "train", "localizer", "--renders", str(renders), "--boxes", str(boxes)])
     assert result.exit_code != 0 and message in result.output
     assert not list(tiny_model_dir.glob("localizer*"))  # nothing written
 
@@ -233,7 +233,7 @@ def test_train_localizer_refuses_boxes_on_protected_photos(tmp_path, tiny_model_
     (tmp_path / "boxes.csv").write_text("path,x0,y0,x1,y1\nheld-out.jpg,1,1,9,9\n")
     (tmp_path / "protect.csv").write_text("path,x0,y0,x1,y1\nheld-out.jpg,2,2,8,8\n")
     result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir),
-                                       "train-localizer", "--renders", str(renders), "--boxes",
+                                       "train", "localizer", "--renders", str(renders), "--boxes",
                                        str(tmp_path / "boxes.csv"), "--protect", str(tmp_path / "protect.csv")])
     assert result.exit_code != 0 and "held-out.jpg" in result.output and "--protect" in result.output
 
@@ -254,6 +254,6 @@ def test_train_localizer_needs_a_path_column_to_protect(tmp_path, tiny_model_dir
     renders.mkdir()
     (tmp_path / "protect.csv").write_text("name\nheld-out.jpg\n")
     result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir),
-                                       "train-localizer", "--renders", str(renders),
+                                       "train", "localizer", "--renders", str(renders),
                                        "--protect", str(tmp_path / "protect.csv")])
     assert result.exit_code != 0 and "needs a path column" in result.output

@@ -55,7 +55,7 @@ def test_tiny_towers_are_refused(tiny_encoder, tmp_path):
     (tmp_path / "products").mkdir()
     (tmp_path / "gems").mkdir()
     result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_encoder.folder),
-                                       "tune-robust", "--products", str(tmp_path / "products"),
+                                       "train", "robust-top", "--products", str(tmp_path / "products"),
                                        "--gemstones", str(tmp_path / "gems")])
     assert result.exit_code != 0 and "EfficientNet-style" in result.output
 
@@ -159,7 +159,7 @@ def test_tune_robust_command_writes_a_loadable_tower_or_recognition_top_and_reus
         writer.writeheader()
         writer.writerows(rows)
     (tmp_path / "gems" / "ruby").mkdir(parents=True)
-    args = ["--home", str(tmp_path / "home"), "--model", str(model), "tune-robust", "--products", str(products),
+    args = ["--home", str(tmp_path / "home"), "--model", str(model), "train", "robust-top", "--products", str(products),
             "--gemstones", str(tmp_path / "gems"), "--views", "1", "--epochs", "1", "--work", str(tmp_path / "work")]
     first = CliRunner().invoke(main, args + ["--store", "tower"], catch_exceptions=False)
     assert first.exit_code == 0, first.output

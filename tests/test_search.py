@@ -159,3 +159,40 @@ def test_event_for_unknown_item_is_not_stored(service):
     with pytest.raises(ItemNotFound):
         service.record_event({"user_id": "u", "item_id": 12345, "kind": "view"})
     assert service.catalog.events.count() == 0
+
+
+def test_grouped_settings_keep_the_configured_defaults():
+    from jewelsearch.config import Settings
+    from jewelsearch.recommend import BlendWeights
+    from jewelsearch.search.options import IndexSettings, Limits, RecommendationSettings
+    defaults = Settings()
+    assert Limits() == Limits(max_upload_bytes=defaults.max_upload_bytes, max_image_pixels=defaults.max_image_pixels,
+                              max_text_chars=defaults.max_text_chars, max_k=defaults.max_k)
+    assert IndexSettings() == IndexSettings(kind=defaults.index_kind,
+                                            memory_budget_bytes=defaults.index_memory_budget_mb << 20)
+    assert RecommendationSettings() == RecommendationSettings(
+        blend_weights=BlendWeights(), half_life_days=defaults.half_life_days,
+        popularity_half_life_days=defaults.popularity_half_life_days,
+        recently_seen_days=defaults.recently_seen_days, visit_half_life_hours=defaults.visit_half_life_hours)
+
+
+def test_grouped_settings_reach_the_service(service):
+    from jewelsearch.search.options import IndexSettings, RecommendationSettings
+    add(service, 3)
+    again = SearchService(service.catalog, service.encoder, service.index_dir,
+                          index_settings=IndexSettings(kind="hnsw"),
+                          recommendation=RecommendationSettings(recently_seen_days=3, half_life_days=2))
+    assert again.rebuilt_on_open and again.index.kind == "hnsw"  # the saved flat index is not that kind
+    assert again.recently_seen_days == 3 and again.half_life_days == 2 and again.visit_half_life_hours == 4
+
+
+def test_swapping_a_collaborator_on_the_service_reaches_every_request(service):
+    from jewelsearch.recognize.recognizer import Recognizer
+    with pytest.raises(InvalidInput, match="not available"):
+        service.recognize(make_image(seed=1))
+    service.recognizer = Recognizer(service.encoder)  # zero-shot: the tiny test model has no heads
+    assert service.state.recognizer is service.recognizer
+    assert service.recognize(make_image(seed=1))["method"] == service.recognizer.method
+    add(service, 2)
+    service.index = service.index.compacted()
+    assert service.state.index is service.index and len(service.index) == 2

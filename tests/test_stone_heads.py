@@ -17,7 +17,7 @@ DIM, POOLED = 6, 5
 
 
 def _category_heads(seed: int = 0) -> AttributeHeads:
-    """Heads with category/metal context heads fitted, as ``train-context-head`` leaves them."""
+    """Heads with category/metal context heads fitted, as ``jewelsearch train context-heads`` leaves them."""
     rng = np.random.default_rng(seed)
     labels = [{"category": VOCAB["category"][i % 2], "metal": VOCAB["metal"][i % 2]} for i in range(80)]
     vectors = rng.normal(0, 1, (80, DIM)).astype(np.float32)
@@ -87,7 +87,7 @@ def test_a_stone_head_no_better_than_the_embedding_head_is_not_kept():
 
 
 def test_stone_heads_need_the_category_context_heads_first():
-    with pytest.raises(ValueError, match="train-context-head"):
+    with pytest.raises(ValueError, match="train context-heads"):
         fit_stone_heads(AttributeHeads(DIM, VOCAB), _stone_rows(True), steps=10, progress=lambda *_: None)
 
 
@@ -124,7 +124,7 @@ def test_train_stone_heads_command_writes_heads_and_reuses_its_rows(tmp_path):
         (tmp_path / "gems" / gem).mkdir(parents=True)
         for i in range(6):
             Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "gems" / gem / f"{i}.jpg")
-    args = ["--home", str(tmp_path / "home"), "--model", str(model), "train-stone-heads",
+    args = ["--home", str(tmp_path / "home"), "--model", str(model), "train", "stone-heads",
             "--products", str(products), "--gemstones", str(tmp_path / "gems"), "--views", "0", "--gem-views", "0",
             "--exposure-views", "1", "--rows-cache", str(tmp_path / "rows.npz")]
     first = CliRunner().invoke(main, args, catch_exceptions=False)

@@ -93,6 +93,23 @@ def test_embeddings_roundtrip_and_cascade(catalog):
     assert catalog.embeddings.model_ids() == {}
 
 
+def test_image_lookups_ingest_and_check_rely_on(catalog):
+    first, second = insert(catalog, title="a"), insert(catalog, title="b")  # both show sha "abab..."
+    vector = np.arange(8, dtype=np.float32)
+    with catalog.database.write() as conn:
+        catalog.embeddings.put(conn, second, "m1", vector)
+    assert np.array_equal(catalog.embeddings.find_by_image("ab" * 32, "m1"), vector)
+    assert catalog.embeddings.find_by_image("ab" * 32, "m2") is None
+    assert catalog.embeddings.find_by_image("cd" * 32, "m1") is None
+    assert catalog.items.image_paths() == [{"id": first, "image_path": "ab/x.jpg"},
+                                           {"id": second, "image_path": "ab/x.jpg"}]
+    with catalog.database.write() as conn:
+        catalog.items.delete(conn, first)
+        assert catalog.items.image_in_use(conn, "ab" * 32)  # the other item still shows it
+        catalog.items.delete(conn, second)
+        assert not catalog.items.image_in_use(conn, "ab" * 32)
+
+
 def test_non_finite_embedding_refused(catalog):
     item_id = insert(catalog, title="a")
     with pytest.raises(ValueError):

@@ -97,3 +97,68 @@ def test_tiny_render_is_deterministic_and_labelled(tmp_path):
     assert render_specs([spec], tmp_path, size=32, spp=2) == 0
     row = json.loads((tmp_path / "labels.jsonl").read_text())
     assert (tmp_path / row["image"]).is_file() and (tmp_path / row["mask"]).is_file()
+
+
+def test_seeds_that_fit_reach_the_renderer_unchanged_and_large_ones_are_mapped():
+    assert sample_spec(7).render_seed == 7
+    assert sample_spec(4294 * 1_000_003 + 9).render_seed == 4294 * 1_000_003 + 9
+    for seed in (5000 * 1_000_003, 2**40 * 1_000_003, -1):
+        assert 0 <= sample_spec(seed).render_seed < 2**32
+    assert sample_spec(5000 * 1_000_003).labels["seed"] == 5000 * 1_000_003  # labels keep the spec's seed
+
+
+@pytest.mark.parametrize("seed", [5000, 2**40, -3])
+def test_large_batch_seeds_render(seed):
+    pytest.importorskip("mitsuba", reason="mitsuba is not installed (the [studio] extra)")
+    from jewelsearch.studio.batch import random_specs
+    from jewelsearch.studio.render import choose_variant, render_spec
+    choose_variant()
+    for spec in random_specs(1, seed) + coverage_specs(1, seed):
+        jpeg, mask, label = render_spec(spec, size=16, spp=1)
+        assert jpeg and mask and label["seed"] == spec.seed
+
+
+def test_libllvm_candidates_prefer_the_users_then_19_then_drjits_own_choice():
+    from jewelsearch.studio.backend import libllvm_candidates
+    found = ["/lib/libLLVM-14.so.1", "/lib/libLLVM-15.so.1", "/lib/libLLVM.so.19.1", "/lib/libLLVM-20.so.1"]
+    assert libllvm_candidates({}, found) == ["/lib/libLLVM.so.19.1", None, "/lib/libLLVM-20.so.1",
+                                             "/lib/libLLVM-15.so.1", "/lib/libLLVM-14.so.1"]
+    assert libllvm_candidates({"DRJIT_LIBLLVM_PATH": "/lib/libLLVM-15.so.1"}, found)[:3] == [
+        "/lib/libLLVM-15.so.1", "/lib/libLLVM.so.19.1", None]
+
+
+def _installed_libllvms() -> list[str]:
+    import glob
+    import os
+
+    patterns = ("/usr/lib/*-linux-gnu/libLLVM*.so*", "/usr/lib/llvm-*/lib/libLLVM*.so*")
+    return sorted({os.path.realpath(path) for pattern in patterns for path in glob.glob(pattern)})
+
+
+RENDER_ONE = """
+import sys
+from pathlib import Path
+from jewelsearch.studio.batch import random_specs, render_specs
+assert render_specs(random_specs(1, 0), Path(sys.argv[1]), size=32, spp=2) == 1
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("libllvm", [None, *_installed_libllvms()])
+def test_render_survives_a_libllvm_that_aborts(tmp_path, libllvm):
+    """Debian's libLLVM 15 (chromium pulls it in) aborts drjit inside LLVM, which no except
+    catches; with DRJIT_LIBLLVM_PATH pointing at each installed libLLVM in turn, or unset,
+    a render still completes (on a probed libLLVM, or scalar_rgb)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("mitsuba", reason="mitsuba is not installed (the [studio] extra)")
+    env = {k: v for k, v in os.environ.items() if k != "DRJIT_LIBLLVM_PATH"}
+    if libllvm:
+        env["DRJIT_LIBLLVM_PATH"] = libllvm
+    done = subprocess.run([sys.executable, "-c", RENDER_ONE, str(tmp_path)], env=env, check=False,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads((tmp_path / "labels.jsonl").read_text())
+    assert (tmp_path / row["image"]).stat().st_size > 0 and (tmp_path / row["mask"]).is_file()

@@ -273,7 +273,7 @@ def test_folds_of_a_widened_context_keep_the_shipped_stone_heads_and_round_trip(
 def test_folds_that_standardised_on_their_own_do_not_borrow_the_shipped_stone_heads(tmp_path):
     rows = _rows_with_pooled()
     heads = AttributeHeads(DIM, VOCAB)
-    # A first fit: every fold measures its own standardisation (as fold files before session 10 did).
+    # A first fit: every fold measures its own standardisation (as older fold files did).
     _, folds = retrain_context_heads(heads, rows, folds=2, steps=30, progress=lambda *_: None)
     assert not torch.equal(folds.heads[0].context_mean, heads.context_mean)
     torch.manual_seed(0)

@@ -6,8 +6,8 @@ The 600 demo images are the studio renders the model trained on (``studio render
 from the scene alone, so this renders the same 600 scenes at 1 sample per pixel (a few
 minutes), keeps their masks and labels, and puts the demo JPEGs in place of the noisy images.
 Every render's title must match its demo item's, or nothing is written. The training commands
-that read renders (``tune-robust``, ``train-stone-heads``, ``train-localizer``,
-``train-context-head``) can then use the folder.
+that read renders (``train robust-top``, ``train stone-heads``, ``train localizer``,
+``train context-heads``) can then use the folder.
 
     python tools/demo_as_renders.py runs/demo-as-renders
 """

@@ -1,6 +1,6 @@
 """Box AP, piece and stone mask IoU of localisers on the same held-out composites.
 
-The held-out scenes are made as `train-localizer` makes its own: held-out render cut-outs
+The held-out scenes are made as `train localizer` makes its own: held-out render cut-outs
 (every seventh) and, with --products, products/val photos cut from their white sweep, pasted
 onto procedural and (with --worn) real background scenery. They are made once and judged by
 every model folder given, which must share the image tower (the maps are computed once).

@@ -25,6 +25,8 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 # Formats we re-encode to JPEG for storage instead of keeping the original bytes.
 STORED_AS_IS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 MAX_SIDE = 20_000
+# File suffixes read as photos when a folder is walked (ingest, training and evaluation sets).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
 @dataclass

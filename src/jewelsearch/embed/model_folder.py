@@ -23,6 +23,7 @@ import torch
 from jewelsearch.embed import default_model
 from jewelsearch.embed.encoder import Encoder
 from jewelsearch.embed.preprocess import ImagePreprocessor
+from jewelsearch.embed.quiet_loading import quiet_model_loading
 from jewelsearch.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def build_model(spec: dict[str, Any]) -> tuple[torch.nn.Module, ImagePreprocesso
     pre = spec["preprocess"]
     name = "jewelsearch-" + hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     # open_clip only builds registered architectures; register ours from a temp file.
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, quiet_model_loading():
         config_path = Path(tmp) / f"{name}.json"
         config_path.write_text(json.dumps(config))
         open_clip.add_model_config(config_path)
@@ -164,8 +165,9 @@ def _load_open_clip(name: str, pretrained: str | None):
     if name.startswith("local-dir:"):
         pretrained = None
     try:
-        net, _, preprocess_val = open_clip.create_model_and_transforms(name, pretrained=pretrained)
-        tokenizer = open_clip.get_tokenizer(name)
+        with quiet_model_loading():
+            net, _, preprocess_val = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+            tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # open_clip raises RuntimeError/ValueError/FileNotFoundError
         raise ModelLoadError(f"cannot load open_clip model {name!r} "
                              f"(pretrained={pretrained!r}): {exc}") from exc

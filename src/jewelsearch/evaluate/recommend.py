@@ -183,7 +183,7 @@ TUNING_POPULATIONS = 2
 # A setting's coverage margin over content-only moves by about ±0.04 between populations; with
 # a 0.02 margin the tuned weights fell 0.008 short on one of five fresh populations. Tuning with
 # 0.05 keeps the chosen weights above the floor on populations it never saw. But a sharper
-# embedding raises the floor itself (session 6: content-only covers 0.90 of the demo catalog,
+# embedding raises the floor itself (measured 2026-11-27: content-only covers 0.90 of the demo catalog,
 # was 0.80) and then no setting may clear 0.05; the tuner then settles for the next margin
 # rather than dropping the coverage requirement altogether.
 COVERAGE_MARGINS = (0.05, 0.025, 0.0)

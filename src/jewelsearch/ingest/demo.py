@@ -7,7 +7,8 @@ from pathlib import Path
 
 from jewelsearch.ingest.pipeline import NewItem
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
+# The catalog lives at the package root (src/jewelsearch/demo/), beside models/.
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 
 
 def demo_dir() -> Path | None:

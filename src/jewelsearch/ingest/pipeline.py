@@ -141,8 +141,7 @@ class Ingestor:
         with self.catalog.database.write() as conn:
             row = self.catalog.items.delete(conn, item_id)
             self.catalog.database.bump_version(conn)
-            still_used = conn.execute("SELECT 1 FROM items WHERE image_sha256 = ? LIMIT 1",
-                                      (row["image_sha256"],)).fetchone()
+            still_used = self.catalog.items.image_in_use(conn, row["image_sha256"])
         index.remove([row["id"]])
         if not still_used:
             self.catalog.images.delete(row["image_path"])
@@ -153,8 +152,8 @@ class Ingestor:
         """Fill missing attributes from recognition; record every guess as predicted.
         ``pooled`` (the photo's pooled maps, when just embedded) lets the context heads answer.
         ``stone_seen=False`` (the localiser sees no stone on the piece) keeps a gemstone or cut
-        guess from being filled in: the heads name a stone for plain pieces too (docs/
-        recognition_top.md, session 12), and a plain silver hoop must not turn up under "opal".
+        guess from being filled in: the heads name a stone for plain pieces too (measured
+        2026-11-28), and a plain silver hoop must not turn up under "opal".
 
         Returns (fields, attributes) where ``attributes["predicted"]`` maps an item
         field to ``{"label", "p"}`` for each value that came from the model.
@@ -199,11 +198,9 @@ class Ingestor:
         for _, _, _, sha, loaded, _ in prepared:
             if sha in out or sha in pending:
                 continue
-            reuse = self.catalog.database.conn.execute(
-                "SELECT e.vector FROM embeddings e JOIN items i ON i.id = e.item_id "
-                "WHERE i.image_sha256 = ? AND e.model_id = ? LIMIT 1", (sha, model_id)).fetchone()
+            reuse = self.catalog.embeddings.find_by_image(sha, model_id)
             if reuse is not None:
-                out[sha] = np.frombuffer(reuse[0], dtype=np.float32).copy()
+                out[sha] = reuse
             else:
                 pending[sha] = loaded.image
         stones: dict[str, bool] = {}

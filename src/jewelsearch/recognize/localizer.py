@@ -30,13 +30,13 @@ MIN_BOX_SIDE = 12
 from jewelsearch.embed.artifacts import LOCALIZER_CONFIG as CONFIG_FILE
 from jewelsearch.embed.artifacts import LOCALIZER_WEIGHTS as WEIGHTS_FILE
 
-# Weights of a stone branch (``stone_channel``), stored beside the head's under this prefix.
+# Weights of a stone branch (``jewelsearch.train.stone_branch``), stored beside the head's under this prefix.
 STONE_BRANCH_PREFIX = "stone_branch."
 
 
 class DenseHead(torch.nn.Module):
     """Logits per stride-8 cell: the localiser's head has two, piece vs. background and stone vs.
-    metal within the piece; a stone branch (``stone_channel``) has the stone one alone."""
+    metal within the piece; a stone branch (``jewelsearch.train.stone_branch``) has the stone one alone."""
 
     def __init__(self, in_channels: tuple[int, ...], width: int = 32, hidden: int = 64, outputs: int = 2):
         super().__init__()

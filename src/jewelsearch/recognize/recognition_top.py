@@ -1,10 +1,10 @@
 """A second, robustness-tuned top of the image tower that only recognition reads.
 
-``tune-robust`` teaches the tower's top stages (blocks 5 and 6, the head convolution and its
+``jewelsearch train robust-top`` teaches the tower's top stages (blocks 5 and 6, the head convolution and its
 batch norm) to give a degraded photo the clean photo's maps. Stored in the tower itself, that
 change also moves every search embedding: stored catalog vectors must be redone, and the
 recommender, whose blend was tuned on the old embedding space, lost a third of its measured
-gain (session 10, docs/robust_tuning.md). Recognition does not need that: the attribute heads
+gain (measured 2026-11-27). Recognition does not need that: the attribute heads
 and the gem specialist read only the pooled maps. So the tuned stages live here, beside the
 untouched tower. A recognition pass runs the shared front (stem, blocks 0-4) once and both
 tops on its output: the search top gives the embedding, this one the stride-32 tap and the

@@ -13,11 +13,11 @@ class BlendWeights:
     """How much each source counts; tuned by ``jewelsearch eval recommend``."""
 
     # Defaults from `jewelsearch eval recommend --shoppers-from given` on the 600-item demo
-    # catalog with the session-13 model (random search on two 400-shopper tuning populations,
+    # catalog with the shipped model (random search on two 400-shopper tuning populations,
     # seeds 1001 and 1002, tastes drawn from the fields the catalog was given: best mean NDCG@10
-    # among settings whose coverage beats content-only's by the tuning margin on both). Session 14
-    # made them the defaults because they clear the +20 % target with shoppers drawn either way
-    # (docs/recommend_weights.md; reports/recommend/).
+    # among settings whose coverage beats content-only's by the tuning margin on both). They
+    # became the defaults on 2026-11-28 because they clear the +20 % target with shoppers drawn
+    # either way (the decision record in docs/experiments/; reports/recommend/).
     similarity: float = 0.3
     co_engagement: float = 2.5
     popularity: float = 0.8

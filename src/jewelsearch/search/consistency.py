@@ -42,7 +42,7 @@ class CheckReport:
 def check(service: SearchService, repair: bool = False) -> CheckReport:
     catalog = service.catalog
     report = CheckReport()
-    rows = catalog.database.query("SELECT id, image_path FROM items ORDER BY id")
+    rows = catalog.items.image_paths()
     report.items = len(rows)
     store_ids = {r["id"] for r in rows}
     embedded = set(catalog.embeddings.all_for_model(service.encoder.model_id)[0].tolist())

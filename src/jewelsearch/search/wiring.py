@@ -13,7 +13,8 @@ from jewelsearch.config import Settings
 from jewelsearch.embed import load_encoder
 from jewelsearch.recognize.builder import load_recognizer
 from jewelsearch.recommend import BlendWeights
-from jewelsearch.search.service import Limits, SearchService
+from jewelsearch.search.options import IndexSettings, Limits, RecommendationSettings
+from jewelsearch.search.service import SearchService
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.events import EVENT_KINDS
 
@@ -62,16 +63,16 @@ def open_service(settings: Settings) -> SearchService:
     limits = Limits(max_upload_bytes=settings.max_upload_bytes,
                     max_image_pixels=settings.max_image_pixels,
                     max_text_chars=settings.max_text_chars, max_k=settings.max_k)
-    return SearchService(catalog, encoder, settings.index_dir, limits=limits,
-                         index_kind=settings.index_kind,
-                         memory_budget_bytes=settings.index_memory_budget_mb << 20,
-                         recognizer=recognizer, localizer=localizer,
-                         half_life_days=settings.half_life_days,
-                         popularity_half_life_days=settings.popularity_half_life_days,
-                         recently_seen_days=settings.recently_seen_days,
-                         visit_half_life_hours=settings.visit_half_life_hours,
-                         text_cache_size=settings.text_cache_size,
-                         blend_weights=blend_weights(settings.blend))
+    index_settings = IndexSettings(kind=settings.index_kind,
+                                   memory_budget_bytes=settings.index_memory_budget_mb << 20)
+    recommendation = RecommendationSettings(
+        blend_weights=blend_weights(settings.blend), half_life_days=settings.half_life_days,
+        popularity_half_life_days=settings.popularity_half_life_days,
+        recently_seen_days=settings.recently_seen_days,
+        visit_half_life_hours=settings.visit_half_life_hours)
+    return SearchService(catalog, encoder, settings.index_dir, limits=limits, index_settings=index_settings,
+                         recommendation=recommendation, recognizer=recognizer, localizer=localizer,
+                         text_cache_size=settings.text_cache_size)
 
 
 def event_weights(overrides: Mapping[str, Any]) -> dict[str, float]:

@@ -29,6 +29,14 @@ class EmbeddingStore:
             (item_id, model_id)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
+    def find_by_image(self, image_sha256: str, model_id: str) -> np.ndarray | None:
+        """The vector this model already made for an item showing the same image, if any:
+        ingest reuses it instead of embedding the photo again."""
+        row = self.database.conn.execute(
+            "SELECT e.vector FROM embeddings e JOIN items i ON i.id = e.item_id "
+            "WHERE i.image_sha256 = ? AND e.model_id = ? LIMIT 1", (image_sha256, model_id)).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
+
     def get_many(self, item_ids: Iterable[int], model_id: str) -> dict[int, np.ndarray]:
         ids = [int(i) for i in item_ids]
         out: dict[int, np.ndarray] = {}

@@ -126,6 +126,12 @@ class ItemStore:
             raise ItemNotFound(item_id)
         self._touch(conn)
 
+    def image_in_use(self, conn: sqlite3.Connection, image_sha256: str) -> bool:
+        """Whether any item still shows this image, read inside the caller's transaction so a
+        delete decides on the file from the same state it commits."""
+        return conn.execute("SELECT 1 FROM items WHERE image_sha256 = ? LIMIT 1",
+                            (image_sha256,)).fetchone() is not None
+
     def delete(self, conn: sqlite3.Connection, item_id: int) -> dict[str, Any]:
         row = self.get(item_id)
         conn.execute("DELETE FROM embeddings WHERE item_id = ?", (item_id,))
@@ -172,6 +178,10 @@ class ItemStore:
 
     def count(self) -> int:
         return int(self.database.scalar("SELECT COUNT(*) FROM items"))
+
+    def image_paths(self) -> list[dict[str, Any]]:
+        """``{"id", "image_path"}`` of every item, ordered by id (the consistency check)."""
+        return self.database.query("SELECT id, image_path FROM items ORDER BY id")
 
     def all_ids(self) -> list[int]:
         return [r[0] for r in self.database.conn.execute("SELECT id FROM items ORDER BY id")]

@@ -10,6 +10,7 @@ from typing import Callable, Iterable
 
 from PIL import Image, ImageDraw
 
+from jewelsearch.studio.backend import choose_backend
 from jewelsearch.studio.materials import GEMS, METALS
 from jewelsearch.studio.spec import CUTS, STYLES, JewelSpec, description, price, sample_spec, title
 
@@ -38,9 +39,9 @@ def coverage_specs(n: int, seed: int = 0) -> list[JewelSpec]:
 
 
 def _render_one(args) -> tuple[int, bytes, bytes, dict]:
-    index, spec, size, spp = args
-    from jewelsearch.studio.render import choose_variant, render_spec
-    choose_variant()
+    index, spec, size, spp, backend = args
+    from jewelsearch.studio.render import render_spec
+    backend.apply()
     jpeg, mask, label = render_spec(spec, size=size, spp=spp)
     return index, jpeg, mask, label
 
@@ -58,7 +59,10 @@ def render_specs(specs: list[JewelSpec], out: Path, *, size: int = 384, spp: int
         for line in labels_path.read_text().splitlines():
             if line.strip():
                 done.add(json.loads(line)["index"])
-    todo = [(i, spec, size, spp) for i, spec in enumerate(specs) if i not in done]
+    # Chosen once here (a probe render per candidate libLLVM), so workers need not probe again.
+    pending = [(i, spec) for i, spec in enumerate(specs) if i not in done]
+    backend = choose_backend() if pending else None
+    todo = [(i, spec, size, spp, backend) for i, spec in pending]
     if progress:
         progress(len(done))
     rendered = 0

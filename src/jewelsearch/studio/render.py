@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from jewelsearch.studio import pieces
+from jewelsearch.studio.backend import choose_backend
 from jewelsearch.studio.spec import JewelSpec, description, price, title
 
 log = logging.getLogger(__name__)
@@ -19,17 +20,10 @@ MASK_VALUES = {"background": 0, "metal": 1, "gem": 2}
 
 
 def choose_variant() -> str:
-    """llvm_ad_rgb when drjit finds a libLLVM it accepts, else scalar_rgb (about 2x slower)."""
-    import mitsuba as mi
-    for variant in ("llvm_ad_rgb", "scalar_rgb"):
-        if variant in mi.variants():
-            try:
-                mi.set_variant(variant)
-                mi.load_dict({"type": "scene", "s": {"type": "sphere"}})
-                return variant
-            except Exception as exc:  # drjit raises when it cannot JIT with the local LLVM
-                log.info("variant %s unavailable: %s", variant, exc)
-    raise RuntimeError("no usable Mitsuba variant")
+    """Select the Mitsuba variant this process renders with (see ``studio.backend``)."""
+    backend = choose_backend()
+    backend.apply()
+    return backend.variant
 
 
 def _role_render(scene_dict: dict, roles: dict[str, str]) -> np.ndarray:
@@ -77,7 +71,7 @@ def render_spec(spec: JewelSpec, *, size: int = 384, spp: int = 128) -> tuple[by
     try:
         scene_dict, roles = build_scene(spec, piece, work, size=size, spp=spp)
         scene = mi.load_dict(scene_dict)
-        image = mi.render(scene, spp=spp, seed=spec.seed)
+        image = mi.render(scene, spp=spp, seed=spec.render_seed)
         bitmap = mi.Bitmap(image).convert(mi.Bitmap.PixelFormat.RGB, mi.Struct.Type.UInt8, srgb_gamma=True)
         photo = Image.fromarray(np.array(bitmap))
         ids = _role_render(scene_dict, roles)

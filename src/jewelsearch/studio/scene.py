@@ -96,7 +96,7 @@ def build_scene(spec: JewelSpec, piece: Piece, work_dir: Path, *, size: int, spp
     scene["environment"] = {"type": "constant", "radiance": {"type": "rgb", "value": env}}
     span = radius * 12
     if reflectance is None:
-        texture = backdrop_texture(spec.background, spec.seed)
+        texture = backdrop_texture(spec.background, spec.render_seed)
         floor_bsdf = {"type": "diffuse", "reflectance": {"type": "bitmap", "data": mi.TensorXf(texture), "raw": True}}
     else:
         floor_bsdf = {"type": "diffuse", "reflectance": {"type": "rgb", "value": list(reflectance)}}

@@ -43,6 +43,13 @@ class JewelSpec:
     def labels(self) -> dict:
         return asdict(self)
 
+    @property
+    def render_seed(self) -> int:
+        """The seed the renderer gets: Mitsuba takes an unsigned 32-bit one, and batch seeds
+        (``seed * 1_000_003 + i``) outgrow it from ``--seed 4295`` on. Seeds that fit are
+        unchanged, so renders made before stay the same."""
+        return self.seed % 2**32
+
 
 def sample_spec(seed: int, *, category: str | None = None, style: str | None = None,
                 metal: str | None = None, gemstone: str | None = None, cut: str | None = None,

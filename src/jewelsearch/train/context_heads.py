@@ -40,9 +40,10 @@ from jewelsearch.recognize.heads import AttributeHeads, expected_calibration_err
 from jewelsearch.recognize.localizer import crop
 from jewelsearch.train.augment import copy_augmentation
 from jewelsearch.train.composites import Cutout, make_scene
-from jewelsearch.train.labelled_data import Record, hash_split, product_of, read_products
+from jewelsearch.train.labelled_data import Record, read_products
 from jewelsearch.train.photo_embeddings import embed_records
-from jewelsearch.train.worn_folds import WornFolds, fold_of
+from jewelsearch.train.splits import fold_of, in_context_head_calibration, product_of
+from jewelsearch.train.worn_folds import WornFolds
 
 
 def context_crops(cutouts: list[Cutout], photos: list[Image.Image], count: int, seed: int) -> tuple[list, list]:
@@ -272,7 +273,7 @@ def _fit_linear(inputs: torch.Tensor, vocab: list[str], attribute: str, rows: Tr
     weights = torch.from_numpy(rows.weights[keep])
     # Calibration photos by a hash of the photo, so no augmented copy of one is trained on.
     calibration = torch.tensor([calibration_of(i) if calibration_of is not None
-                                else hash_split(f"context-head/{rows.keys[i]}", 0.1) == "val" for i in keep])
+                                else in_context_head_calibration(rows.keys[i]) for i in keep])
     torch.manual_seed(seed)
     head = torch.nn.Linear(x.shape[1], len(vocab))
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=1e-3)

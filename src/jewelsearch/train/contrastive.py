@@ -32,7 +32,8 @@ from jewelsearch.embed.model_folder import build_model, default_spec, save_model
 from jewelsearch.embed.vocab import CATEGORIES, CUTS, GEMSTONES, METALS
 from jewelsearch.recognize.heads import AttributeHeads, fit_temperature
 from jewelsearch.train.feature_cache import cached_image_features
-from jewelsearch.train.labelled_data import ATTRIBUTES, Record, in_calibration_split
+from jewelsearch.train.labelled_data import ATTRIBUTES, Record
+from jewelsearch.train.splits import in_calibration_split
 from jewelsearch.train.tower_features import text_tower_features
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class TrainConfig:
     head_loss_weight: float = 0.5
     # Half the draws are photo-quality views (blur, noise, a small original, harsh JPEG,
     # exposure). With the renders they cut worn image search's loss on 64-px photos from 11
-    # points to 7 (either alone: 11); model card, session 6.
+    # points to 7 (either alone: 11); measured 2026-11-27.
     views: tuple[str, ...] = ("clean", "aug1", "aug2", "qaug1", "qaug2", "qaug3")
     captions_per_record: int = 12
     patience: int = 12

@@ -8,15 +8,23 @@ folder of class subfolders, or a CSV with a path column and label columns.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jewelsearch.embed import artifacts
+from jewelsearch.embed.images import IMAGE_SUFFIXES
 from jewelsearch.embed.vocab import cut_from_product, gemstone_from_product, label_from_folder, metal_from_product
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+# The split rules live in one module; they are re-exported here for the readers' callers.
+from jewelsearch.train.splits import (  # noqa: F401
+    hash_split,
+    held_out_render,
+    in_calibration_split,
+    product_of,
+    worn_background_split,
+)
+
 ATTRIBUTES = ("category", "metal", "gemstone", "cut")
 
 
@@ -28,18 +36,6 @@ class Record:
     description: str | None = None
     group: str | None = None  # photos of the same product share a group
     source: str = ""
-
-
-def hash_split(name: str, val_fraction: float = 0.2) -> str:
-    """A stable split from the file name, independent of listing order."""
-    bucket = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "val" if bucket < val_fraction else "train"
-
-
-def in_calibration_split(file_name: str) -> bool:
-    """Phase one's calibration photos (a tenth of the training split, by file name): early
-    stopping and temperatures are judged on them, and no head trains on them."""
-    return hash_split(file_name + "calib", 0.1) == "val"
 
 
 def read_products(root: Path) -> list[Record]:
@@ -78,23 +74,6 @@ def read_renders(render_dir: Path, held_out=lambda index: False) -> list[Record]
             out.append(Record(Path(render_dir) / row["image"], "val" if held_out(row["index"]) else "train",
                               labels, row.get("description") or None, source="renders"))
     return out
-
-
-def product_of(record: Record) -> str:
-    """The product a photo shows: its group, or its own file name when it has none."""
-    return record.group or record.path.name
-
-
-def worn_background_split(records: list[Record], protected: set[str] = frozenset()) -> tuple[list, list]:
-    """(background, evaluation): the localiser borrows real scenery from half of the worn products,
-    split by product so all photos of a product fall on one side; the other half is kept for
-    evaluation. Products with a photo named in ``protected`` (e.g. the hand-boxed validation
-    photos) always stay on the evaluation side."""
-    kept = {product_of(r) for r in records if r.path.name in protected}
-    background = [r for r in records if product_of(r) not in kept
-                  and hash_split("worn-background/" + product_of(r), 0.5) == "train"]
-    chosen = set(map(id, background))
-    return background, [r for r in records if id(r) not in chosen]
 
 
 def worn_products_seen(model_folder: Path | None) -> set[str]:
@@ -180,3 +159,42 @@ def read_shared_data(root: Path) -> list[Record]:
     if (root / "worn" / "labels.csv").is_file():
         records += read_worn(root / "worn")
     return records
+
+
+def train_split_records(products: Path, gemstones: Path, renders: Path | None = None) -> list[Record]:
+    """The training split of the shop photos, loose stones and (optionally) studio renders, as
+    the head and tower refits read it: the held-out renders stay out."""
+    records = [r for r in read_products(Path(products)) + read_gemstones(Path(gemstones)) if r.split == "train"]
+    if renders is not None:
+        records += [r for r in read_renders(renders, held_out=held_out_render) if r.split == "train"]
+    return records
+
+
+def read_protected_photos(csv_path: Path) -> set[str]:
+    """File names in a CSV's path column (e.g. hand-boxed validation photos) that training
+    leaves out. Raises ValueError when the CSV has no path column."""
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if "path" not in (reader.fieldnames or []):
+            raise ValueError(f"{csv_path}: needs a path column")
+        return {row["path"] for row in reader}
+
+
+def evaluation_sets(*, shared_root: Path | None = None, folder: Path | None = None, attribute: str = "category",
+                    csv_path: Path | None = None, model_folder: Path | None = None) -> dict[str, list[Record]]:
+    """The non-empty labelled sets ``eval model`` judges, by name: from ``shared_root`` the
+    products' and gemstones' val splits and the worn photos of products ``model_folder`` never
+    trained on (``unseen_worn``); a folder of class subfolders under its own name; a label CSV
+    under its stem."""
+    sets: dict[str, list[Record]] = {}
+    if shared_root:
+        records = read_shared_data(shared_root)
+        sets["products_val"] = [r for r in records if r.source == "products" and r.split == "val"]
+        sets["gemstones_val"] = [r for r in records if r.source == "gemstones" and r.split == "val"]
+        # Worn products the localiser trained on, or the heads without a fold that left them out, are left out.
+        sets["worn"] = unseen_worn([r for r in records if r.source == "worn"], worn_products_seen(model_folder))
+    if folder:
+        sets[Path(folder).name] = read_class_folders(folder, attribute)
+    if csv_path:
+        sets[Path(csv_path).stem] = read_label_csv(csv_path)
+    return {k: v for k, v in sets.items() if v}

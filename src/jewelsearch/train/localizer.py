@@ -29,8 +29,9 @@ from jewelsearch.embed.images import load_image_file
 from jewelsearch.recognize.localizer import DenseHead, Localizer, letterbox_geometry
 from jewelsearch.train import region_metrics as metrics
 from jewelsearch.train.composites import Cutout, Scene, cut_from_white, make_scene, render_cutouts
-from jewelsearch.train.labelled_data import product_of, read_worn, worn_background_split
+from jewelsearch.train.labelled_data import product_of, read_worn
 from jewelsearch.train.photo_boxes import Box, BoxedPhoto
+from jewelsearch.train.splits import held_out_render, worn_background_split
 
 log = logging.getLogger(__name__)
 STRIDE = 8
@@ -40,10 +41,6 @@ STRIDE = 8
 # fingers and collars (0.02). With the photos' pieces boxed by hand (--boxes) the shipped head,
 # still at 0.6, reaches 0.23. See docs/localizer.md.
 PHOTO_SHARE = 0.6
-
-
-def held_out_render(index: int) -> bool:
-    return index % 7 == 0
 
 
 def product_cutouts(products_root: Path, split: str) -> list[Cutout]:

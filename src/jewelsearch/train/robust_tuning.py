@@ -20,7 +20,6 @@ so each epoch runs only the tuned top (about a third of the tower's work).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -36,11 +35,13 @@ from jewelsearch.embed.dense_features import supports_dense_features
 # Blocks 0-4 stay as they are; their output is the tuned part's input (recognition owns the number).
 from jewelsearch.recognize.recognition_top import FROZEN_BLOCKS
 from jewelsearch.train.augment import PHOTOMETRIC_LOSSES, photometric_loss
+from jewelsearch.train.splits import ROBUST_HELD_OUT_FRACTION, robust_held_out
+from jewelsearch.train.splits import in_robust_held_out as is_held_out  # noqa: F401  (re-exported)
 
 TUNED_MODULES = ("blocks.5", "blocks.6", "conv_head", "bn2")
 CLEAN = "clean"
 VIEW_KINDS = (CLEAN,) + PHOTOMETRIC_LOSSES
-HELD_OUT_FRACTION = 0.1
+HELD_OUT_FRACTION = ROBUST_HELD_OUT_FRACTION
 
 
 def supports_robust_tuning(visual: torch.nn.Module) -> bool:
@@ -69,23 +70,10 @@ def tuned_top(trunk: torch.nn.Module, front: torch.Tensor) -> tuple[torch.Tensor
     return tap, trunk.bn2(trunk.conv_head(tap))
 
 
-def _path_hash(path: str) -> int:
-    return int(hashlib.sha1(f"robust-tuning/{path}".encode()).hexdigest(), 16)
-
-
-def is_held_out(path: str) -> bool:
-    """A tenth of the photos, by a hash of the path, judge early stopping; none of them trains."""
-    return _path_hash(path) % 1000 < HELD_OUT_FRACTION * 1000
-
-
 def held_out_photos(paths: Sequence[str]) -> torch.Tensor:
-    """``is_held_out`` per path. A small set can draw no held-out photo at all (30 photos: one
-    time in 25, depending only on where the folder lies), so then the photo with the lowest hash
-    is held out; a set of one photo has none to spare and tune_top refuses it."""
-    held = torch.tensor([is_held_out(p) for p in paths], dtype=torch.bool)
-    if len(paths) > 1 and not held.any():
-        held[min(range(len(paths)), key=lambda i: _path_hash(paths[i]) % 1000)] = True
-    return held
+    """``splits.robust_held_out`` as a mask: the photos that judge early stopping (at least one
+    in a set of two or more); tune_top refuses a set of one photo."""
+    return torch.tensor(robust_held_out(paths), dtype=torch.bool)
 
 
 @dataclass

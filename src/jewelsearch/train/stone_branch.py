@@ -1,6 +1,6 @@
-"""A stone branch for the localiser, taught by shop photos' weak labels (session 13).
+"""A stone branch for the localiser, taught by shop photos' weak labels.
 
-The localiser's stone channel learnt from studio renders only, and on real shop photos it
+The localiser head's stone output learnt from studio renders only, and on real shop photos it
 marks polished metal as stone. Shop photos carry an image-level label instead of a mask: a
 plain piece ("none") has no stone cell anywhere on it, and a piece with a stone has at least
 one. A branch of its own (the head's layers, copied, with a single stone logit) learns from
@@ -8,7 +8,7 @@ those labels next to the renders' exact per-cell targets. The head keeps giving 
 so boxes, the context heads' piece pooling and search cannot move.
 
 A refit of the head's stone row alone was tried first and failed its rule: the head's hidden
-channels do not separate polished metal from stone (docs/localizer.md, session 13).
+channels do not separate polished metal from stone (measured 2026-11-28).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from jewelsearch.embed.images import load_image_file
 from jewelsearch.embed.vocab import NO_STONE
 from jewelsearch.recognize.localizer import DenseHead, Localizer
 from jewelsearch.train.composites import render_cutouts
-from jewelsearch.train.labelled_data import Record, hash_split
-from jewelsearch.train.localizer import PreparedScenes, held_out_render, prepare_scenes
+from jewelsearch.train.labelled_data import Record
+from jewelsearch.train.localizer import PreparedScenes, prepare_scenes
+from jewelsearch.train.splits import STONE_BRANCH_HELD_OUT_SHARE, held_out_render, in_stone_branch_check
 
 STONE_ROW = 1
 # A piece with a stone has at least one stone cell: the mean of its highest stone logits among
@@ -36,7 +37,7 @@ STONE_ROW = 1
 # the whole signal).
 POSITIVE_CELLS = 2
 # Share of the labelled shop photos held out (by a hash of the file name) to pick the epoch.
-HELD_OUT_SHARE = 0.2
+HELD_OUT_SHARE = STONE_BRANCH_HELD_OUT_SHARE
 
 
 @dataclass
@@ -149,7 +150,7 @@ def train_branch(head: DenseHead, scenes: PreparedScenes, photos: WeakPhotos, *,
                  progress=print) -> tuple[DenseHead, dict]:
     """The branch after the epoch with the lowest weak loss on the held-out photos."""
     generator = torch.Generator().manual_seed(seed)
-    held = torch.tensor([hash_split(name + "stone", HELD_OUT_SHARE) == "val" for name in photos.names])
+    held = torch.tensor([in_stone_branch_check(name) for name in photos.names])
     fit, check = photos.rows(torch.nonzero(~held)[:, 0]), photos.rows(torch.nonzero(held)[:, 0])
     if not len(fit):
         raise ValueError("every labelled shop photo fell in the held-out share; give more photos")
@@ -196,7 +197,7 @@ def train_branch(head: DenseHead, scenes: PreparedScenes, photos: WeakPhotos, *,
     return branch, {"best_epoch": best[2], "history": history}
 
 
-def train_stone_channel(localizer: Localizer, render_dir: Path, shop_records: list[Record], out_folder: Path, *,
+def train_stone_branch(localizer: Localizer, render_dir: Path, shop_records: list[Record], out_folder: Path, *,
                         background: list | None = None, scenes: int = 1500, epochs: int = 12,
                         seed: int = 0, progress=print) -> dict:
     """Train the stone branch on render composites (training renders only) and the shop photos'

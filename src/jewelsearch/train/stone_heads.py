@@ -5,7 +5,7 @@ The phase-one gemstone and cut heads read only the 256-number embedding. The poo
 stone: the gem specialist reads them for loose stones, and the category and metal heads
 for pieces in context. So gemstone and cut get context heads too, fitted here on shop
 photos, studio renders and loose-stone photos (clean plus augmented copies, some with
-photo-quality losses). Measured (model card, session 7): loose-stone photos read as
+photo-quality losses). Measured (2026-11-27): loose-stone photos read as
 pieces 71 -> 76 % top-1; shop photos unchanged, and their over-exposure loss with them,
 which lies in the tower's features.
 
@@ -30,8 +30,9 @@ from jewelsearch.recognize.gem_features import embed_maybe_pooled
 from jewelsearch.recognize.heads import AttributeHeads
 from jewelsearch.train.augment import copy_augmentation, exposure_augment
 from jewelsearch.train.context_heads import TrainingRows, fit_regularised
-from jewelsearch.train.labelled_data import Record, in_calibration_split
+from jewelsearch.train.labelled_data import Record
 from jewelsearch.train.photo_embeddings import embed_records
+from jewelsearch.train.splits import in_calibration_split
 
 STONE_ATTRIBUTES = ("gemstone", "cut")
 
@@ -80,7 +81,7 @@ def fit_stone_heads(heads: AttributeHeads, rows: TrainingRows, *, seed: int = 0,
     # The rows may hold only the first block of the context input (no piece pooling): the stone
     # heads then read that prefix, which keeps them independent of the localiser.
     if not heads.context_attributes or rows.pooled is None or rows.pooled.shape[1] > heads.pooled_dim:
-        raise ValueError("fit the category and metal context heads first (train-context-head)")
+        raise ValueError("fit the category and metal context heads first (jewelsearch train context-heads)")
     vectors, maps = torch.from_numpy(rows.vectors), torch.from_numpy(rows.pooled)
     with torch.no_grad():
         standardised = heads.context_inputs(vectors, maps)

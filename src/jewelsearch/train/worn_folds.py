@@ -11,7 +11,6 @@ worn figures remain a measurement on unseen products, now over all of them.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,7 @@ from jewelsearch.embed.artifacts import WORN_FOLDS_META as FOLDS_META
 from jewelsearch.embed.artifacts import WORN_FOLDS_WEIGHTS as FOLDS_WEIGHTS
 from jewelsearch.recognize.heads import AttributeHeads
 from jewelsearch.train.labelled_data import Record, product_of
-
-
-def fold_of(product: str, folds: int) -> int:
-    """A product's fold, from a hash of its name: stable across runs and machines."""
-    return int(hashlib.sha1(f"worn-fold/{product}".encode()).hexdigest(), 16) % folds
+from jewelsearch.train.splits import fold_of  # noqa: F401  (the fold rule, re-exported)
 
 
 @dataclass
@@ -93,7 +88,7 @@ class WornFolds:
             if f"{k}.context_mean" in tensors:
                 mean, scale = tensors[f"{k}.context_mean"], tensors[f"{k}.context_scale"]
                 # A kept shipped head must find the columns it reads standardised as it was
-                # fitted; folds that measured their own (files from before session 10) lose it.
+                # fitted; folds that measured their own (files written before 2026-11-27's piece-reading heads) lose it.
                 for attribute in fold.context_attributes:
                     width = fold.context[attribute].in_features
                     if width > mean.numel() or not (torch.equal(mean[:width], shipped.context_mean[:width])

@@ -1,4 +1,4 @@
-"""Refitting the localiser's stone channel on shop photos' weak labels: only the stone row moves."""
+"""Teaching the localiser's stone branch from shop photos' weak labels: only the stone output moves."""
 
 import csv
 import json
@@ -177,7 +177,7 @@ def _products_folder(root: Path) -> None:
 
 
 @pytest.mark.slow
-def test_train_stone_channel_command_leaves_the_head_alone(tmp_path):
+def test_train_stone_branch_command_leaves_the_head_alone(tmp_path):
     from click.testing import CliRunner
 
     from jewelsearch.cli import main
@@ -187,7 +187,7 @@ def test_train_stone_channel_command_leaves_the_head_alone(tmp_path):
     before = load_file(str(model / "localizer.safetensors"))
     _render_folder(tmp_path / "renders", 14)
     _products_folder(tmp_path / "products")
-    result = CliRunner().invoke(main, ["--model", str(model), "train-stone-channel", "--renders",
+    result = CliRunner().invoke(main, ["--model", str(model), "train", "stone-branch", "--renders",
                                        str(tmp_path / "renders"), "--products", str(tmp_path / "products"),
                                        "--scenes", "12", "--epochs", "1"])
     assert result.exit_code == 0, result.output
@@ -204,12 +204,12 @@ def test_train_stone_channel_command_leaves_the_head_alone(tmp_path):
     assert Localizer.load(load_encoder(str(model)), model).stone_branch is not None
 
 
-def test_train_stone_channel_needs_a_localiser(tmp_path, tiny_model_dir):
+def test_train_stone_branch_needs_a_localiser(tmp_path, tiny_model_dir):
     from click.testing import CliRunner
 
     from jewelsearch.cli import main
     _render_folder(tmp_path / "renders", 2)
     _products_folder(tmp_path / "products")
-    result = CliRunner().invoke(main, ["--model", str(tiny_model_dir), "train-stone-channel", "--renders",
+    result = CliRunner().invoke(main, ["--model", str(tiny_model_dir), "train", "stone-branch", "--renders",
                                        str(tmp_path / "renders"), "--products", str(tmp_path / "products")])
     assert result.exit_code != 0 and "no localiser" in result.output

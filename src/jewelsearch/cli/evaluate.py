@@ -1,0 +1,182 @@
+"""The ``eval`` commands: measure a model (recognition, regions) or the recommender."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from jewelsearch.cli import Context, fail
+from jewelsearch.cli.inputs import hand_boxes
+
+
+@click.group("eval")
+def eval_group():
+    """Measure a model (recognition, retrieval, robustness) or the recommender."""
+
+
+@eval_group.command("model")
+@click.option("--shared", "shared_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Root of the real photo sets: evaluates products/val, held-out gemstones, worn.")
+@click.option("--folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of class subfolders.")
+@click.option("--attribute", default="category", show_default=True,
+              type=click.Choice(["category", "metal", "gemstone", "cut"]),
+              help="What the --folder class names are.")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A CSV with path plus category/metal/gemstone/cut (and optional group) columns.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/eval"),
+              show_default=True)
+@click.option("--robustness/--no-robustness", default=True, show_default=True)
+@click.pass_obj
+def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robustness):
+    """Evaluate the loaded model; writes eval.json and report.html."""
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.embed.model_folder import resolve_model_folder
+    from jewelsearch.evaluate.recognition import evaluate, robustness_drops, worst_drop_intervals
+    from jewelsearch.evaluate.report import write_report
+    from jewelsearch.recognize.builder import load_recognizer
+    from jewelsearch.train.labelled_data import evaluation_sets
+    from jewelsearch.train.worn_folds import WornFolds, judge_by_fold
+    sets = evaluation_sets(shared_root=shared_root, folder=folder, attribute=attribute, csv_path=csv_path,
+                           model_folder=resolve_model_folder(obj.settings.model))
+    if not sets:
+        fail("give --shared, --folder or --csv with labelled photos")
+    settings = obj.settings
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    recognizer = load_recognizer(encoder)
+    heads = recognizer.heads
+    # Worn photos whose product the shipped heads trained on are judged by the fold heads that did not.
+    judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
+    total = sum(len(v) for v in sets.values()) * (7 if robustness else 1)
+    with tqdm(total=total, unit="img", disable=None) as bar:
+        report = evaluate(recognizer, sets, robustness=robustness, progress=bar.update, judge=judge)
+    if robustness:
+        report["worst_drop_points"] = robustness_drops(report)
+        report["worst_drop_intervals"] = worst_drop_intervals(report)
+    page = write_report(report, out)
+    click.echo(f"report: {page}")
+    _print_model_report(report, robustness)
+
+
+def _print_model_report(report: dict, robustness: bool) -> None:
+    for name, result in report["sets"].items():
+        for key, value in result.items():
+            if isinstance(value, dict) and "accuracy" in value:
+                click.echo(f"{name:>14} {key:<22} acc {value['accuracy']:.3f}  top5 {value['top5']:.3f}  "
+                           f"macroF1 {value['macro_f1']:.3f}  ECE {value['ece']:.3f}  (n={value['n']})")
+            elif key in ("image_retrieval", "same_product"):
+                click.echo(f"{name:>14} {key:<22} {json.dumps(value)}")
+            elif key == "text_retrieval":
+                for q, v in value.items():
+                    click.echo(f"{name:>14} text→image {q:<12} recall@10 {v['recall@10']:.3f}  "
+                               f"MRR {v['mrr']:.3f}  ({v['queries']} queries)")
+    if robustness:
+        worst = max(report["worst_drop_points"].items(), key=lambda kv: kv[1])
+        interval = report["worst_drop_intervals"].get(worst[0])
+        click.echo(f"largest drop under one degradation: {worst[0]} {worst[1]:.1f} points"
+                   + (f" (95 % interval over the photos {interval[0]:.1f} to {interval[1]:.1f})" if interval else ""))
+
+
+@eval_group.command("regions")
+@click.option("--worn", "worn_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="A worn/ folder with labels.csv (path, category, metal, product).")
+@click.option("--boxes", "boxes_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Optional hand-drawn boxes: CSV with path, x0, y0, x1, y1 (one row per piece).")
+@click.option("--catalog", "catalog_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Optional products/ folder: its val photos become a clean catalog, and pieces cut from them "
+                   "are pasted onto the judged worn photos as shopper photos with a known answer.")
+@click.option("--shopper-photos", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/eval/regions.json"),
+              show_default=True)
+@click.pass_obj
+def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photos, out):
+    """Whole-photo vs. detected-piece search and recognition on worn photos, side by side."""
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.embed.images import IMAGE_SUFFIXES, load_image_file
+    from jewelsearch.evaluate.regions import evaluate_regions
+    from jewelsearch.recognize.builder import load_recognizer
+    from jewelsearch.recognize.heads import AttributeHeads
+    from jewelsearch.recognize.localizer import Localizer
+    from jewelsearch.train.labelled_data import read_worn, unseen_worn, worn_products_seen
+    from jewelsearch.train.worn_folds import WornFolds, judge_by_fold
+    settings = obj.settings
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    localizer = Localizer.load(encoder, encoder.folder)
+    if localizer is None:
+        fail("this model has no localiser (train one with `jewelsearch train localizer`)")
+    hand = hand_boxes(boxes_csv) if boxes_csv else None
+    heads = AttributeHeads.load(encoder.folder)
+    # Judge only on worn products the localiser and the heads never trained on.
+    records = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
+    judge = judge_by_fold(WornFolds.load(encoder.folder, heads), heads)
+    recognizer = load_recognizer(encoder, gem_specialist=False)
+    report = evaluate_regions(recognizer, localizer, records, hand, judge=judge)
+    report["localizer"] = dict(localizer.config.get("held_out") or {})
+    if localizer.stone_branch is not None and "stone_mask_iou" in report["localizer"]:
+        # The training-time figure is the head's stone map, which a stone branch replaced;
+        # tools/stone_iou.py judges both on the same held-out composites.
+        report["localizer"]["stone_mask_iou_of_the_head"] = report["localizer"].pop("stone_mask_iou")
+        report["localizer"]["stone_map"] = "stone branch (train stone-branch): see tools/stone_iou.py"
+    if catalog_root is not None:
+        from jewelsearch.evaluate.shopper import evaluate_shopper_photos
+        catalog = sorted(p for p in (Path(catalog_root) / "val").glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not catalog:
+            fail(f"{catalog_root}/val holds no photos")
+        scenery = [load_image_file(r.path).image for r in records]
+        try:
+            report["shopper_photos"] = evaluate_shopper_photos(encoder, localizer, catalog, scenery,
+                                                               count=shopper_photos)
+        except ValueError as exc:
+            fail(str(exc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(json.dumps(report, indent=2))
+
+
+@eval_group.command("recommend")
+@click.option("--users", default=400, show_default=True, type=click.IntRange(20, 100_000))
+@click.option("--seed", default=1, show_default=True, help="Population that is reported.")
+@click.option("--tune-seed", default=1001, show_default=True,
+              help="First of the two separate populations the weights are tuned on (this seed and the next).")
+@click.option("--no-tune", is_flag=True,
+              help="Judge the configured blend weights (the defaults, or [blend] in the home's jewelsearch.toml).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/recommend"),
+              show_default=True)
+@click.option("--shoppers-from", type=click.Choice(["catalog", "given"]), default="catalog", show_default=True,
+              help="What the simulated shoppers' tastes are drawn from: the catalog as served, or only the fields "
+                   "it was given (not those recognition filled in), so that two models meet the same shoppers.")
+@click.pass_obj
+def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_from):
+    """Simulated shoppers on the current catalog: blended recommender vs baselines."""
+    from jewelsearch.evaluate.recommend import run
+    from jewelsearch.evaluate.recommend_report import write_recommend_report
+    service = obj.service
+    items = service.catalog.items.list(limit=10**9)
+    if len(items) < 50:
+        fail("the catalog needs at least 50 items; load one first (e.g. `jewelsearch demo`)")
+    ids, vectors = service.catalog.embeddings.all_for_model(service.encoder.model_id)
+    lookup = {int(i): v for i, v in zip(ids, vectors)}
+    # Untuned, the weights judged are the ones the server uses: the defaults or the home's [blend].
+    report = run(service.index, lookup, items, users=users, seed=seed, tune_seed=tune_seed,
+                 weights=service.blend_weights if no_tune else None,
+                 do_tune=not no_tune, shoppers_from_given=shoppers_from == "given")
+    path = write_recommend_report(report, out)
+    click.echo(f"report: {path}")
+    click.echo(f"{'method':<26} {'HR@10':>6} {'NDCG@10':>8} {'cover':>6} {'divers':>7} {'NDCG multi':>10}")
+    for name, r in report["results"].items():
+        click.echo(f"{name:<26} {r['hr@10']:>6.3f} {r['ndcg@10']:>8.3f} {r['coverage']:>6.3f} "
+                   f"{r['diversity']:>7.3f} {r['multi_taste_ndcg@10']:>10.3f}")
+    others = ", ".join(f"seed {r['seed']} {100 * r['ndcg_gain_over_best_baseline']:+.1f}%"
+                       for r in report["replicates"])
+    click.echo(f"NDCG@10 gain over the best baseline ({report['best_baseline']}): "
+               f"{100 * report['ndcg_gain_over_best_baseline']:+.1f}%; other populations: {others}; "
+               f"mean {100 * report['mean_ndcg_gain_over_best_baseline']:+.1f}%")
+    pooled = report["pooled"]
+    low, high = pooled["ndcg_gain_interval"]
+    click.echo(f"pooled over seeds {pooled['seeds']} ({pooled['users']} shoppers) vs {pooled['best_baseline']}: "
+               f"{100 * pooled['ndcg_gain_over_best_baseline']:+.1f}% (95% interval {100 * low:+.1f}% to "
+               f"{100 * high:+.1f}%); smallest coverage margin over content-only "
+               f"{pooled['smallest_coverage_vs_content']:+.3f}")

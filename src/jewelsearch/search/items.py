@@ -1,0 +1,64 @@
+"""Catalog items through the service: add, update, delete and read items and their image files.
+
+Writes hold the service's write lock around the ingestor (one transaction each) and the
+index change, and mark the index as needing a save; reads take no lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from jewelsearch.errors import ItemNotFound
+from jewelsearch.ingest.pipeline import IngestResult, NewItem
+from jewelsearch.search.state import ServiceState
+from jewelsearch.storage import Catalog
+from jewelsearch.storage.items import parse_item_id
+
+HIDDEN_FIELDS = ("image_path", "source_path")  # where files live on this server is not a client's business
+
+
+def public_item(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An item row as clients see it.
+
+    >>> public_item({"id": 1, "title": "Ring", "image_path": "ab/ab12.jpg"})
+    {'id': 1, 'title': 'Ring'}
+    """
+    return {k: v for k, v in row.items() if k not in HIDDEN_FIELDS}
+
+
+def add_items(state: ServiceState, items: list[NewItem]) -> list[IngestResult]:
+    with state.write_lock:
+        results = state.ingestor.add(state.index, items)
+        state.dirty = state.dirty or any(r.status != "unchanged" for r in results)
+        return results
+
+
+def update_item(state: ServiceState, item_id: Any, fields: Mapping[str, Any],
+                image_bytes: bytes | None = None) -> dict[str, Any]:
+    with state.write_lock:
+        item_id = parse_item_id(item_id)
+        state.ingestor.update(state.index, item_id, fields, image_bytes)
+        state.dirty = True
+        return get_item(state.catalog, item_id)
+
+
+def delete_item(state: ServiceState, item_id: Any) -> None:
+    with state.write_lock:
+        state.ingestor.delete(state.index, parse_item_id(item_id))
+        state.dirty = True
+        if state.index.needs_compaction:
+            state.index = state.index.compacted()
+
+
+def get_item(catalog: Catalog, item_id: Any) -> dict[str, Any]:
+    return public_item(catalog.items.get(item_id))
+
+
+def image_file(catalog: Catalog, item_id: Any) -> Path:
+    """The item's stored photo; an item whose file is gone is not found (a 404, not a 500)."""
+    row = catalog.items.get(item_id)
+    path = catalog.images.path_for(row["image_path"])
+    if not path.is_file():
+        raise ItemNotFound(item_id)
+    return path

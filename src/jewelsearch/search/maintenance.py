@@ -1,0 +1,109 @@
+"""The index's lifecycle: save, rebuild (re-embedding what this model has not embedded),
+model-mismatch checks and catalog statistics.
+
+Save and rebuild hold the service's write lock; a rebuild swaps the index by one reference
+assignment, so searches running meanwhile see the old or the new index.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from jewelsearch.errors import InvalidInput, ModelMismatch
+from jewelsearch.index import IndexManifest, save_index
+from jewelsearch.index.sync import build_from_store
+from jewelsearch.search.state import ServiceState
+
+log = logging.getLogger(__name__)
+
+REEMBED_BATCH = 64  # items decoded, embedded and committed together during a rebuild
+
+
+def other_model_embeddings(state: ServiceState) -> dict[str, int]:
+    return {m: n for m, n in state.catalog.embeddings.model_ids().items() if m != state.encoder.model_id}
+
+
+def missing_embeddings(state: ServiceState) -> int:
+    return state.catalog.items.count() - len(state.index)
+
+
+def find_model_mismatch(state: ServiceState) -> str | None:
+    """Why searching would be wrong, or None: items embedded only by another model.
+
+    Computed when the index is opened or rebuilt, not per query: the service only ever
+    embeds with its own model, so its writes cannot create a mismatch.
+    """
+    missing = missing_embeddings(state)
+    others = other_model_embeddings(state)
+    if missing > 0 and others:
+        return (f"{missing} items were embedded by another model ({', '.join(others)}), not "
+                f"{state.encoder.model_id}; run `jewelsearch index rebuild` to re-embed them")
+    return None
+
+
+def check_model(state: ServiceState) -> None:
+    """Refuse to search a catalog embedded by another model until it is rebuilt."""
+    if state.mismatch:
+        raise ModelMismatch(state.mismatch)
+
+
+def stats(state: ServiceState) -> dict[str, Any]:
+    catalog, index = state.catalog, state.index
+    return {"items": catalog.items.count(), "indexed": len(index),
+            "model_id": state.encoder.model_id, "index_kind": index.kind,
+            "dim": index.dim, "events": catalog.events.count(),
+            "other_models": other_model_embeddings(state),
+            "missing_embeddings": missing_embeddings(state)}
+
+
+def save(state: ServiceState, force: bool = False) -> IndexManifest | None:
+    """Persist the index if it changed since the last save."""
+    with state.write_lock:
+        if not (state.dirty or force):
+            return None
+        state.manifest = save_index(state.index, state.index_dir, model_id=state.encoder.model_id,
+                                    catalog_version=state.catalog.database.catalog_version())
+        state.dirty = False
+        return state.manifest
+
+
+def rebuild_index(state: ServiceState, *, reembed: bool = True,
+                  progress: Callable[[int], Any] | None = None) -> IndexManifest:
+    """Embed items that lack an embedding for this model, then rebuild and swap the index."""
+    with state.write_lock:
+        if reembed:
+            embed_missing(state, progress)
+        settings = state.index_settings
+        index = build_from_store(state.catalog, state.encoder.model_id, state.encoder.dim,
+                                 kind=settings.kind, memory_budget_bytes=settings.memory_budget_bytes)
+        state.index = index  # one reference swap: searches see the old or the new index
+        state.mismatch = find_model_mismatch(state)
+        state.dirty = True
+        return save(state)
+
+
+def embed_missing(state: ServiceState, progress: Callable[[int], Any] | None = None) -> None:
+    """Re-embed, from their stored photos, the items this model has no embedding for; one
+    transaction per batch. An unreadable photo is logged and skipped (``jewelsearch check``
+    reports it)."""
+    catalog, encoder = state.catalog, state.encoder
+    model_id = encoder.model_id
+    missing = catalog.embeddings.missing_for_model(model_id)
+    for start in range(0, len(missing), REEMBED_BATCH):
+        rows = catalog.items.get_many(missing[start:start + REEMBED_BATCH])
+        images, ids = [], []
+        for item_id, row in rows.items():
+            try:
+                data = catalog.images.path_for(row["image_path"]).read_bytes()
+                images.append(state.ingestor.decode(data).image)
+                ids.append(item_id)
+            except (OSError, ValueError, InvalidInput) as exc:
+                log.warning("item %s: cannot re-embed its image (%s)", item_id, exc)
+        vectors = encoder.encode_images(images) if images else []
+        with catalog.database.write() as conn:
+            for item_id, vector in zip(ids, vectors):
+                catalog.embeddings.put(conn, item_id, model_id, vector)
+            catalog.database.bump_version(conn)
+        if progress:
+            progress(len(rows))

@@ -1,0 +1,41 @@
+"""The search service's settings, grouped: request limits, index choice, recommendation tuning.
+
+``search.wiring.open_service`` fills them from ``Settings``; tests and benchmarks take the
+defaults, which are the same as ``Settings``' own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jewelsearch.recommend import BlendWeights
+
+
+@dataclass
+class Limits:
+    """What one request may ask for."""
+
+    max_upload_bytes: int = 16 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_text_chars: int = 500
+    max_k: int = 200
+
+
+@dataclass
+class IndexSettings:
+    """Which FAISS index to build (``auto`` chooses by catalog size within the memory budget)."""
+
+    kind: str = "auto"
+    memory_budget_bytes: int = 2 << 30
+
+
+@dataclass
+class RecommendationSettings:
+    """How a shopper's history is weighed and how recommendations are blended."""
+
+    blend_weights: BlendWeights = field(default_factory=BlendWeights)
+    half_life_days: float = 30.0  # a shopper's engagement halves in weight every this many days
+    popularity_half_life_days: float = 7.0  # "popular this week"
+    signals_refresh_seconds: float = 30.0  # co-engagement is rebuilt at most this often
+    recently_seen_days: float = 7.0  # what ``exclude_seen`` leaves out
+    visit_half_life_hours: float = 4.0

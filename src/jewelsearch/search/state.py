@@ -1,0 +1,46 @@
+"""What the search modules share: the collaborators and the state that changes while serving.
+
+One ``ServiceState`` per ``SearchService``. The server calls the service from several
+threads, so the rules for the changing parts are:
+
+- ``index`` is swapped by one reference assignment (a rebuild, a compaction); a reader takes
+  it once per request and sees the old or the new index, never half of one.
+- ``index``, ``manifest``, ``dirty`` and ``mismatch`` change only under ``write_lock``
+  (re-entrant: a rebuild saves while holding it). Reads take no lock.
+- ``recognizer`` and ``localizer`` are read per request, so replacing them takes effect on
+  the next one (the ingestor keeps the recognizer it was built with).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jewelsearch.embed import Encoder
+from jewelsearch.embed.text_cache import TextVectorCache
+from jewelsearch.index import IndexManifest, VectorIndex
+from jewelsearch.ingest.pipeline import Ingestor
+from jewelsearch.recognize.localizer import Localizer
+from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.search.options import IndexSettings, Limits
+from jewelsearch.storage import Catalog
+
+
+@dataclass
+class ServiceState:
+    catalog: Catalog
+    encoder: Encoder
+    index_dir: Path
+    limits: Limits
+    index_settings: IndexSettings
+    text_vectors: TextVectorCache
+    ingestor: Ingestor
+    index: VectorIndex
+    manifest: IndexManifest
+    rebuilt_on_open: bool
+    recognizer: Recognizer | None = None
+    localizer: Localizer | None = None
+    mismatch: str | None = None  # why searching would be wrong (items embedded by another model)
+    dirty: bool = False  # the index changed since it was last saved
+    write_lock: threading.RLock = field(default_factory=threading.RLock)
