@@ -251,3 +251,28 @@ def test_what_is_this_piece_says_when_recognition_is_unavailable(page, tmp_path)
     page.click("#recognize-button")
     page.wait_for_selector("#recognition.error")
     assert "recognition is not available" in page.inner_text("#recognition")
+
+
+def test_understood_words_show_as_chips_that_drop_or_filter(page):
+    page.fill("#q", "ring under $105")
+    page.click("#search-button")
+    page.wait_for_selector("#understood .chip")
+    chips = page.locator("#understood .chip")
+    assert [" ".join(c.split()) for c in chips.all_inner_texts()] == ["ring ×", "under $105 ×"]
+    # The price read from the words filters: items 0-5 cost 100-105.
+    assert page.locator("#results li").count() == 6
+    # The filter menus count what the current query found.
+    assert page.locator("#filter-category option[value=ring]").inner_text() == "ring (2)"
+    shot(page, "search-understood.png")
+    page.get_by_role("button", name="Ignore under $105").click()
+    playwright_api.expect(page.locator("#results li")).to_have_count(12)
+    assert page.locator("#understood .chip.dropped").inner_text().startswith("under $105")
+    page.get_by_role("button", name="Use again: under $105").click()
+    playwright_api.expect(page.locator("#results li")).to_have_count(6)
+    page.get_by_role("button", name="Ignore under $105").click()
+    playwright_api.expect(page.locator("#results li")).to_have_count(12)
+    # The category chip becomes a hard filter.
+    page.locator("#understood .chip-filter", has_text="ring").click()
+    playwright_api.expect(page.locator("#results li")).to_have_count(3)
+    assert page.locator("#filter-category").input_value() == "ring"
+    assert not page.console_errors

@@ -132,7 +132,8 @@ def check(obj: Context, repair, as_json):
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         click.echo(f"items {report.items}, indexed {report.indexed}")
-        for name in ("missing_embeddings", "index_only", "store_only", "missing_images", "orphan_files"):
+        for name in ("missing_embeddings", "index_only", "store_only", "missing_images", "orphan_files",
+                     "lexical_missing", "lexical_orphans", "lexical_stale"):
             values = getattr(report, name)
             if values:
                 click.echo(f"{name}: {len(values)} (e.g. {values[:5]})")

@@ -180,3 +180,46 @@ def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_
                f"{100 * pooled['ndcg_gain_over_best_baseline']:+.1f}% (95% interval {100 * low:+.1f}% to "
                f"{100 * high:+.1f}%); smallest coverage margin over content-only "
                f"{pooled['smallest_coverage_vs_content']:+.3f}")
+
+
+@eval_group.command("search")
+@click.option("--catalog", "source", default="demo", show_default=True,
+              help="'demo', 'products' (../shared/data/products), or a folder with items.jsonl, "
+                   "studio labels.jsonl or products labels.csv.")
+@click.option("--photos-only", is_flag=True, help="Ingest the images with no metadata (recognition fills it).")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 200))
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use at most this many rendered pieces.")
+@click.option("--seed", default=0, show_default=True, help="Seeds the query sampling and phrasings.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/search"),
+              show_default=True)
+@click.option("--keep-home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Build the evaluation catalog here instead of a temporary home (must not exist yet).")
+@click.pass_obj
+def eval_search(obj: Context, source, photos_only, k, limit, seed, out, keep_home):
+    """Text-search quality on a labelled catalog (EN + ZH queries) in a fresh home."""
+    import tempfile
+
+    from jewelsearch.evaluate.search_catalogs import load_catalog
+    from jewelsearch.evaluate.search_report import write_search_report
+    from jewelsearch.evaluate.search_run import evaluate_search
+    from jewelsearch.search.wiring import open_service
+    try:
+        catalog = load_catalog(source, limit=limit)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    if keep_home is not None and keep_home.exists():
+        fail(f"{keep_home} exists; give a new folder so the evaluation starts from an empty catalog")
+    with tempfile.TemporaryDirectory(prefix="jewelsearch-eval-search-") as scratch:
+        home = keep_home or Path(scratch) / "home"
+        service = open_service(obj.settings.with_overrides(home=home))
+        with tqdm(unit="step", disable=None) as bar:
+            report = evaluate_search(service, catalog, photos_only=photos_only, k=k, seed=seed,
+                                     progress=bar.update)
+        service.catalog.close()
+    path = write_search_report(report, out)
+    click.echo(f"report: {path}")
+    for group, splits in report["engine"]["summary"].items():
+        cell, bm25 = splits["all"], report["bm25_titles"]["summary"][group]["all"]
+        click.echo(f"{group:<18} n={cell['n']:<4} R-prec@10 {cell['r_precision']['mean']:.2f}  "
+                   f"nDCG@10 {cell['ndcg_at_10']['mean']:.2f}  MRR {cell['mrr']['mean']:.2f}  "
+                   f"(BM25 titles R-prec {bm25['r_precision']['mean']:.2f})")

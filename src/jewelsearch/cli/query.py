@@ -35,8 +35,9 @@ def print_results(results: list[dict], as_json: bool, payload: dict) -> None:
     for rank, row in enumerate(results, 1):
         price = f"{row['price']:.2f} {row.get('currency', '')}" if row.get("price") is not None else ""
         attrs = ", ".join(str(row[k]) for k in ("category", "metal", "gemstone") if row.get(k))
+        more = f"  (+{row['more_like_this']} more like this)" if row.get("more_like_this") else ""
         click.echo(f"{rank:>3}. [{row['id']}] {row['score']:.3f}  {row.get('title') or '(untitled)'}"
-                   f"  {attrs}  {price}")
+                   f"  {attrs}  {price}{more}")
         for reason in row.get("reasons", []):
             click.echo(f"       - {reason['text']}")
 
@@ -51,12 +52,15 @@ def print_results(results: list[dict], as_json: bool, payload: dict) -> None:
 @click.option("--region", type=click.Choice(["auto", "whole"]), default="auto", show_default=True,
               help="Image queries: search with the detected piece (auto) or the whole photo.")
 @click.option("--box", default=None, help="Image queries: search with this box, x0,y0,x1,y1 in pixels.")
+@click.option("--no-collapse", is_flag=True, help="Text queries: list near-identical listings one by one.")
+@click.option("--drop", "dropped", multiple=True, help="Text queries: ignore an understood field "
+              "(category, metal, gemstone, stone_shape, style, price).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def search(obj: Context, text, image, item, k, filters, text_weight, region, box, as_json):
+def search(obj: Context, text, image, item, k, filters, text_weight, region, box, no_collapse, dropped, as_json):
     """Search by text, image, item id, or image + text."""
     from jewelsearch.recognize.query_region import parse_box
-    from jewelsearch.search.params import parse_k, parse_query_text
+    from jewelsearch.search.params import parse_dropped, parse_k, parse_query_text
     service = obj.service
     k = parse_k(k, maximum=service.limits.max_k)
     text = parse_query_text(text, service.limits.max_text_chars)
@@ -65,7 +69,10 @@ def search(obj: Context, text, image, item, k, filters, text_weight, region, box
     image_bytes = image.read_bytes() if image else None
     payload = service.query(text=text, image_bytes=image_bytes, item_id=item, k=k,
                             filters=parse_filter_options(filters), text_weight=text_weight,
-                            region=region, box=parse_box(box))
+                            region=region, box=parse_box(box), collapse=not no_collapse,
+                            dropped=parse_dropped(list(dropped)))
+    if not as_json and payload.get("understood", {}).get("chips"):
+        click.echo("understood: " + ", ".join(chip["label"] for chip in payload["understood"]["chips"]))
     if not as_json and "region" in payload:
         used = payload["region"]
         click.echo(f"query region: {used['used']} {used['box'] or ''} ({used['note']}); "

@@ -82,3 +82,32 @@ def cut_from_product(shape: str) -> str | None:
 
 # Worn photos and renders say "pendant"; product photos file a pendant under necklace.
 CATEGORY_EQUIVALENT = {"pendant": "necklace"}
+
+
+def gem_family(label: str | None) -> str | None:
+    """The family a gemstone label belongs to: its first word where the rest names a colour
+    or variety of the same mineral, else the label itself.
+
+    >>> gem_family("sapphire pink"), gem_family("onyx black"), gem_family("lapis lazuli")
+    ('sapphire', 'onyx', 'lapis lazuli')
+    """
+    if not label:
+        return None
+    head = label.split(" ", 1)[0]
+    return head if head in GEM_FAMILIES else label
+
+
+# Gem labels of the form "<mineral> <colour/variety>" (``GEMSTONES``): the mineral is a family.
+# A head shared by two labels, or a label of its own ("chalcedony" beside "chalcedony blue").
+GEM_FAMILIES = frozenset(g.split(" ", 1)[0] for g in GEMSTONE_PHOTO_CLASSES
+                      if " " in g and (g.split(" ", 1)[0] in GEMSTONE_PHOTO_CLASSES
+                                       or sum(h.startswith(g.split(" ", 1)[0] + " ") for h in GEMSTONE_PHOTO_CLASSES) > 1))
+
+
+def gem_family_members(family: str) -> tuple[str, ...]:
+    """Every gemstone label of a family (the label alone where it has none).
+
+    >>> gem_family_members("sapphire")
+    ('sapphire blue', 'sapphire pink', 'sapphire purple', 'sapphire yellow')
+    """
+    return tuple(g for g in GEMSTONES if gem_family(g) == family) or (family,)

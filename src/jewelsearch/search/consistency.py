@@ -2,8 +2,10 @@
 
 The store is the truth.  Missing embeddings are re-made from the stored image,
 the index is rebuilt from stored embeddings, orphan image files (left by a
-crash between writing a file and committing its row) are deleted.  An item
-whose image file is gone cannot be repaired here and is reported.
+crash between writing a file and committing its row) are deleted, and the
+lexical (word) index is rewritten from the items when it lacks an item, holds a
+row without one, or holds stale text.  An item whose image file is gone cannot
+be repaired here and is reported.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ class CheckReport:
     store_only: list[int] = field(default_factory=list)  # embedded in the store, missing from the index
     missing_images: list[int] = field(default_factory=list)
     orphan_files: list[str] = field(default_factory=list)
+    lexical_missing: list[int] = field(default_factory=list)  # items without a lexical index row
+    lexical_orphans: list[int] = field(default_factory=list)  # lexical rows without an item
+    lexical_stale: list[int] = field(default_factory=list)  # lexical rows out of step with their item
     repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.missing_embeddings or self.index_only or self.store_only or self.missing_images
-                    or self.orphan_files)
+                    or self.orphan_files or self.lexical_missing or self.lexical_orphans
+                    or self.lexical_stale)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: (v if not isinstance(v, list) else v[:50]) for k, v in self.__dict__.items()}
@@ -66,10 +72,17 @@ def check(service: SearchService, repair: bool = False) -> CheckReport:
         for file in root.rglob("*"):
             if file.is_file() and file.resolve() not in referenced:
                 report.orphan_files.append(str(file.relative_to(root)))
+    lexical = catalog.lexical.audit()
+    report.lexical_missing, report.lexical_orphans = lexical.missing, lexical.orphans
+    report.lexical_stale = lexical.stale
     if repair:
         if report.missing_embeddings or report.index_only or report.store_only:
-            service.rebuild_index(reembed=True)
+            service.rebuild_index(reembed=True)  # rebuilds the lexical index too
             report.repaired.append("re-embedded missing items and rebuilt the index")
+        elif not lexical.ok:
+            catalog.lexical.rebuild()
+        if not lexical.ok:
+            report.repaired.append("rebuilt the lexical index")
         for rel in report.orphan_files:
             (root / rel).unlink(missing_ok=True)
         if report.orphan_files:

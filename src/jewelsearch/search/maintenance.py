@@ -1,5 +1,5 @@
-"""The index's lifecycle: save, rebuild (re-embedding what this model has not embedded),
-model-mismatch checks and catalog statistics.
+"""The index's lifecycle: save, rebuild (re-embedding what this model has not embedded, and
+rewriting the lexical index from the items), model-mismatch checks and catalog statistics.
 
 Save and rebuild hold the service's write lock; a rebuild swaps the index by one reference
 assignment, so searches running meanwhile see the old or the new index.
@@ -70,10 +70,12 @@ def save(state: ServiceState, force: bool = False) -> IndexManifest | None:
 
 def rebuild_index(state: ServiceState, *, reembed: bool = True,
                   progress: Callable[[int], Any] | None = None) -> IndexManifest:
-    """Embed items that lack an embedding for this model, then rebuild and swap the index."""
+    """Embed items that lack an embedding for this model, then rebuild and swap the index;
+    rewrite the lexical index from the items."""
     with state.write_lock:
         if reembed:
             embed_missing(state, progress)
+        state.catalog.lexical.rebuild()
         settings = state.index_settings
         index = build_from_store(state.catalog, state.encoder.model_id, state.encoder.dim,
                                  kind=settings.kind, memory_budget_bytes=settings.memory_budget_bytes)

@@ -1,4 +1,5 @@
-"""The search service's settings, grouped: request limits, index choice, recommendation tuning.
+"""The search service's settings, grouped: request limits, index choice, text-search fusion,
+recommendation tuning.
 
 ``search.wiring.open_service`` fills them from ``Settings``; tests and benchmarks take the
 defaults, which are the same as ``Settings``' own.
@@ -7,6 +8,7 @@ defaults, which are the same as ``Settings``' own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from jewelsearch.recommend import BlendWeights
 
@@ -39,3 +41,19 @@ class RecommendationSettings:
     signals_refresh_seconds: float = 30.0  # co-engagement is rebuilt at most this often
     recently_seen_days: float = 7.0  # what ``exclude_seen`` leaves out
     visit_half_life_hours: float = 4.0
+
+
+@dataclass(frozen=True)
+class HybridSettings:
+    """How text search combines its signals (``search/text_query.py``): the weight of each
+    ranked list, the fusion method ("convex" or "rrf"), how many candidates each list gives,
+    and how much of a given attribute's boost a predicted one earns. The defaults were chosen
+    on the tuning queries of ``jewelsearch eval search`` (docs/search_quality.md)."""
+
+    weights: Mapping[str, float] = field(default_factory=lambda: {"semantic": 1.0, "lexical": 1.0,
+                                                                  "attributes": 2.0})
+    method: str = "convex"
+    pool: int = 200
+    predicted_credit: float = 0.5
+    # The text tower reads English: search other languages by the English words understood.
+    translate: bool = True

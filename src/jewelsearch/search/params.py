@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from jewelsearch.embed.vocab import GEM_FAMILIES, gem_family_members
 from jewelsearch.errors import InvalidInput
 from jewelsearch.storage.items import FILTER_FIELDS
 
@@ -27,10 +28,26 @@ class Filters:
     def __bool__(self) -> bool:
         return bool(self.as_dict())
 
+    def for_store(self) -> dict[str, Any]:
+        """The filters as ``ItemStore.filter_ids`` takes them: a gemstone family ("sapphire")
+        becomes every label of the family ("sapphire blue", "sapphire pink", ...).
+
+        >>> Filters(gemstone="sapphire").for_store()["gemstone"][:2]
+        ('sapphire blue', 'sapphire pink')
+        """
+        values = self.as_dict()
+        if self.gemstone is not None:
+            values["gemstone"] = gem_family_members(self.gemstone) if self.gemstone in GEM_FAMILIES \
+                else (self.gemstone,)
+        return values
+
     def matches(self, item: Mapping[str, Any]) -> bool:
+        allowed = self.for_store()
         for key in FILTER_FIELDS:
-            wanted = getattr(self, key)
-            if wanted is not None and (item.get(key) or "") != wanted:
+            wanted = allowed.get(key)
+            if wanted is None:
+                continue
+            if (item.get(key) or "") not in (wanted if isinstance(wanted, tuple) else (wanted,)):
                 return False
         price = item.get("price")
         if self.min_price is not None and (price is None or price < self.min_price):
@@ -115,3 +132,29 @@ def parse_query_text(value: Any, max_chars: int) -> str | None:
     if "\x00" in text:
         raise InvalidInput("q must not contain NUL characters")
     return text
+
+
+def parse_collapse(value: Any) -> bool:
+    """Whether near-identical listings fold into one card; on unless the caller says false."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return True
+    return parse_flag(value, "collapse")
+
+
+def parse_dropped(value: Any) -> tuple[str, ...]:
+    """Understood fields the shopper removed, as ``drop=price,gemstone`` (or a list of names);
+    the search checks the names.
+
+    >>> parse_dropped("price, gemstone")
+    ('gemstone', 'price')
+    """
+    if value is None:
+        return ()
+    parts = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    names = set()
+    for part in parts:
+        if not isinstance(part, str) or len(part) > MAX_FILTER_CHARS:
+            raise InvalidInput("drop must be a comma-separated list of understood field names")
+        if part.strip():
+            names.add(part.strip().lower())
+    return tuple(sorted(names))

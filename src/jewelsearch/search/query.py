@@ -7,7 +7,7 @@ snapshot taken once per request, then filled in from the item rows.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
@@ -18,22 +18,33 @@ from jewelsearch.search.maintenance import check_model
 from jewelsearch.search.params import Filters
 from jewelsearch.search.recognition import label_boxes
 from jewelsearch.search.state import ServiceState
+from jewelsearch.search.text_query import DROPPABLE, text_query
 
 Box = tuple[int, int, int, int]
 
 
 def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | None = None,
           item_id: Any = None, k: int = 10, filters: Filters | None = None,
-          text_weight: float = 0.5, region: str = "auto", box: Box | None = None) -> dict[str, Any]:
+          text_weight: float = 0.5, region: str = "auto", box: Box | None = None,
+          collapse: bool = True, dropped: Collection[str] = ()) -> dict[str, Any]:
     """Search by text, image, item id, or image + text; returns results and timing.
 
-    Image queries search with the detected piece (``region="auto"``), a caller's
-    ``box``, or the whole photo (``region="whole"``); the answer says which.
+    A text alone is a hybrid text search (``search/text_query.py``: words, understood
+    attributes and the text vector, with facets and folded variants). Image queries search
+    with the detected piece (``region="auto"``), a caller's ``box``, or the whole photo
+    (``region="whole"``); the answer says which.
     """
     started = time.perf_counter()
     check_model(state)
     if not 0.0 <= text_weight <= 1.0:
         raise InvalidInput("text_weight must be between 0 and 1")
+    unknown = set(dropped) - set(DROPPABLE)
+    if unknown:
+        raise InvalidInput(f"drop takes some of {', '.join(DROPPABLE)}; got {', '.join(sorted(unknown))}")
+    if text and image_bytes is None and item_id is None:
+        if len(text) > state.limits.max_text_chars:
+            raise InvalidInput(f"q is longer than {state.limits.max_text_chars} characters")
+        return text_query(state, text, k, filters, collapse=collapse, dropped=dropped)
     parts: list[tuple[float, np.ndarray]] = []
     exclude: list[int] = []
     if item_id is not None:
@@ -87,7 +98,7 @@ def similar(state: ServiceState, item_id: Any, k: int = 10, filters: Filters | N
 def search_vector(state: ServiceState, vector: np.ndarray, k: int, filters: Filters | None,
                   exclude: list[int]) -> list[dict[str, Any]]:
     """The ``k`` nearest items allowed by ``filters``, as public rows with their scores."""
-    allowed = state.catalog.items.filter_ids(filters.as_dict()) if filters else None
+    allowed = state.catalog.items.filter_ids(filters.for_store()) if filters else None
     index = state.index  # one consistent snapshot even if a rebuild swaps it meanwhile
     (ids, scores), = index.search(vector, k, allowed_ids=allowed, exclude_ids=exclude)
     rows = state.catalog.items.get_many(ids.tolist())

@@ -97,7 +97,7 @@ class Recommendations:
             category_of=lambda ids: {i: r["category"] for i, r in items.get_many(ids).items()},
             attributes=self.attribute_table())
         text_vector = state.text_vectors.vector(text) if text else None
-        allowed = items.filter_ids(filters.as_dict()) if filters else None
+        allowed = items.filter_ids(filters.for_store()) if filters else None
         recent = time.time() - settings.recently_seen_days * 86400
         exclude = [i for i, ts in history.last_seen.items() if ts >= recent] if exclude_seen else []
         recs = recommender.recommend(history, k, allowed_ids=allowed, text_vector=text_vector,

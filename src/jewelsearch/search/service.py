@@ -16,7 +16,7 @@ All collaborators are passed in; ``search.wiring.open_service`` wires them from 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from jewelsearch.embed import Encoder
 from jewelsearch.embed.text_cache import TextVectorCache
@@ -31,7 +31,7 @@ from jewelsearch.search import items as catalog_items
 from jewelsearch.search import maintenance, recognition
 from jewelsearch.search import query as searching
 from jewelsearch.search.items import HIDDEN_FIELDS, public_item
-from jewelsearch.search.options import IndexSettings, Limits, RecommendationSettings
+from jewelsearch.search.options import HybridSettings, IndexSettings, Limits, RecommendationSettings
 from jewelsearch.search.params import Filters
 from jewelsearch.search.query import Box
 from jewelsearch.search.recommendations import Recommendations
@@ -75,6 +75,7 @@ class SearchService:
     rebuilt_on_open: bool = _Shared("state")
     recognizer: Recognizer | None = _Shared("state")
     localizer: Localizer | None = _Shared("state")
+    hybrid: HybridSettings = _Shared("state")
     # The recommendation settings, read where the CLI and tests read them.
     blend_weights: BlendWeights = _Shared("recommendation_settings")
     half_life_days: float = _Shared("recommendation_settings")
@@ -147,9 +148,11 @@ class SearchService:
     # ----- search (search/query.py) -----------------------------------------
     def query(self, *, text: str | None = None, image_bytes: bytes | None = None,
               item_id: Any = None, k: int = 10, filters: Filters | None = None,
-              text_weight: float = 0.5, region: str = "auto", box: Box | None = None) -> dict[str, Any]:
+              text_weight: float = 0.5, region: str = "auto", box: Box | None = None,
+              collapse: bool = True, dropped: Collection[str] = ()) -> dict[str, Any]:
         return searching.query(self.state, text=text, image_bytes=image_bytes, item_id=item_id, k=k,
-                               filters=filters, text_weight=text_weight, region=region, box=box)
+                               filters=filters, text_weight=text_weight, region=region, box=box,
+                               collapse=collapse, dropped=dropped)
 
     def similar(self, item_id: Any, k: int = 10, filters: Filters | None = None) -> dict[str, Any]:
         return searching.similar(self.state, item_id, k=k, filters=filters)

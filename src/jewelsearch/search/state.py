@@ -23,7 +23,7 @@ from jewelsearch.index import IndexManifest, VectorIndex
 from jewelsearch.ingest.pipeline import Ingestor
 from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.recognizer import Recognizer
-from jewelsearch.search.options import IndexSettings, Limits
+from jewelsearch.search.options import HybridSettings, IndexSettings, Limits
 from jewelsearch.storage import Catalog
 
 
@@ -44,3 +44,4 @@ class ServiceState:
     mismatch: str | None = None  # why searching would be wrong (items embedded by another model)
     dirty: bool = False  # the index changed since it was last saved
     write_lock: threading.RLock = field(default_factory=threading.RLock)
+    hybrid: HybridSettings = field(default_factory=HybridSettings)  # replaced whole, never mutated

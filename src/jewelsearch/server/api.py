@@ -10,7 +10,8 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from jewelsearch.errors import InvalidInput
 from jewelsearch.ingest.pipeline import NewItem
 from jewelsearch.recognize.query_region import parse_box, parse_region, parse_subject
-from jewelsearch.search.params import parse_filters, parse_flag, parse_k, parse_query_text
+from jewelsearch.search.params import (parse_collapse, parse_dropped, parse_filters, parse_flag, parse_k,
+                                      parse_query_text)
 from jewelsearch.search.service import SearchService
 from jewelsearch.server.auth import requires_write_key, requires_write_key_or_page_session
 from jewelsearch.storage.items import ITEM_FIELDS, parse_item_id
@@ -105,7 +106,8 @@ def search():
         raise InvalidInput("give a text query (q), an image file (image), or an item_id")
     result = svc.query(text=text, image_bytes=image, item_id=item_id or None, k=k,
                        filters=filters, text_weight=_text_weight(values),
-                       region=parse_region(values.get("region")), box=parse_box(values.get("box")))
+                       region=parse_region(values.get("region")), box=parse_box(values.get("box")),
+                       collapse=parse_collapse(values.get("collapse")), dropped=parse_dropped(values.get("drop")))
     return jsonify(with_image_urls(result))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from jewelsearch.embed.vocab import gem_family
 from jewelsearch.server.auth import csrf_token
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
@@ -15,6 +16,8 @@ def index():
     service = current_app.config["JEWELSEARCH_SERVICE"]
     facets = {field: [v for v, _ in service.catalog.items.facet_values(field, 40)]
               for field in ("category", "metal", "gemstone")}
+    # A shopper filters by family ("sapphire"); the filter takes every colour of it.
+    facets["gemstone"] = list(dict.fromkeys(gem_family(v) for v in facets["gemstone"]))
     return render_template("index.html", stats=service.stats(), facets=facets, csrf=csrf_token())
 
 

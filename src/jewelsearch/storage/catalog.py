@@ -11,6 +11,7 @@ from jewelsearch.storage.embeddings import EmbeddingStore
 from jewelsearch.storage.events import EventStore
 from jewelsearch.storage.images import ImageFiles
 from jewelsearch.storage.items import ItemStore
+from jewelsearch.storage.lexical import LexicalIndex
 
 
 @dataclass
@@ -20,14 +21,16 @@ class Catalog:
     embeddings: EmbeddingStore
     events: EventStore
     images: ImageFiles
+    lexical: LexicalIndex
 
     @classmethod
     def open(cls, db_path: Path, images_dir: Path,
              event_weights: Mapping[str, float] | None = None) -> "Catalog":
         database = open_database(db_path)
-        return cls(database=database, items=ItemStore(database),
+        lexical = LexicalIndex(database)
+        return cls(database=database, items=ItemStore(database, lexical),
                    embeddings=EmbeddingStore(database), events=EventStore(database, event_weights),
-                   images=ImageFiles(images_dir))
+                   images=ImageFiles(images_dir), lexical=lexical)
 
     def close(self) -> None:
         self.database.close()

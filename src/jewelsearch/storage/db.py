@@ -13,14 +13,17 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import sqlite_utils
 
+from jewelsearch.storage import lexical
+
 log = logging.getLogger(__name__)
 
-# Each entry upgrades the schema by one version; never edit a released step.
-MIGRATIONS: list[str] = [
+# Each entry upgrades the schema by one version; never edit a released step. A step is an
+# SQL script, or a function run in the migration's transaction (for work SQL cannot do).
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: initial schema
     """
     CREATE TABLE items (
@@ -67,6 +70,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_user ON events(user_id, ts);
     CREATE INDEX events_item ON events(item_id);
     """,
+    # 2: the lexical (FTS5) index over each item's words, filled from the existing items
+    lexical.create_table,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -159,8 +164,12 @@ class Database:
                     f"jewelsearch ({SCHEMA_VERSION}); upgrade jewelsearch")
             for version in range(current, SCHEMA_VERSION):
                 log.info("migrating %s to schema version %d", self.path, version + 1)
-                for statement in _split_sql(MIGRATIONS[version]):
-                    conn.execute(statement)
+                step = MIGRATIONS[version]
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in _split_sql(step):
+                        conn.execute(statement)
                 self.set_meta(conn, "schema_version", str(version + 1))
 
     def close(self) -> None:

@@ -1,4 +1,8 @@
-"""Item rows: validation, insert/update/delete, lookup and attribute filters."""
+"""Item rows: validation, insert/update/delete, lookup and attribute filters.
+
+Every insert, update and delete also writes the item's lexical index row in the same
+transaction, so the word index never holds an item the table lacks, or misses one it has.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from jewelsearch.errors import InvalidInput, ItemNotFound
 from jewelsearch.storage.db import Database
+from jewelsearch.storage.lexical import LexicalIndex
 
 # Fields a client may set on an item (the image is handled separately).
 ITEM_FIELDS = ("sku", "title", "description", "category", "metal", "gemstone",
@@ -82,8 +87,9 @@ def parse_item_id(value: Any) -> int:
 class ItemStore:
     """Reads and writes the ``items`` table."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, lexical: LexicalIndex | None = None):
         self.database = database
+        self.lexical = lexical if lexical is not None else LexicalIndex(database)
 
     def insert(self, conn: sqlite3.Connection, fields: Mapping[str, Any], *,
                image_path: str, image_sha256: str, source_path: str | None = None,
@@ -103,8 +109,10 @@ class ItemStore:
             if "sku" in str(exc):
                 raise InvalidInput(f"an item with sku {fields.get('sku')!r} already exists")
             raise
+        item_id = int(cur.lastrowid)
+        self.lexical.write(conn, item_id, row)
         self._touch(conn)
-        return int(cur.lastrowid)
+        return item_id
 
     def update(self, conn: sqlite3.Connection, item_id: int, fields: Mapping[str, Any], *,
                image_path: str | None = None, image_sha256: str | None = None,
@@ -124,6 +132,7 @@ class ItemStore:
             raise
         if cur.rowcount == 0:
             raise ItemNotFound(item_id)
+        self.lexical.write_stored(conn, item_id)
         self._touch(conn)
 
     def image_in_use(self, conn: sqlite3.Connection, image_sha256: str) -> bool:
@@ -136,6 +145,7 @@ class ItemStore:
         row = self.get(item_id)
         conn.execute("DELETE FROM embeddings WHERE item_id = ?", (item_id,))
         conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
+        self.lexical.delete(conn, item_id)
         self._touch(conn)
         return row
 
@@ -191,11 +201,15 @@ class ItemStore:
         return [_decode(r) for r in rows]
 
     def filter_ids(self, filters: Mapping[str, Any]) -> list[int] | None:
-        """Ids matching attribute/price filters, or None when nothing is filtered."""
+        """Ids matching attribute/price filters, or None when nothing is filtered. A field's
+        value is one value, or a tuple of values any of which matches (a gemstone family)."""
         clauses, params = [], []
         for key in FILTER_FIELDS:
             value = filters.get(key)
-            if value:
+            if isinstance(value, (tuple, list)) and value:
+                clauses.append(f"{key} IN ({', '.join('?' * len(value))})")
+                params.extend(value)
+            elif value:
                 clauses.append(f"{key} = ?")
                 params.append(value)
         if filters.get("min_price") is not None:

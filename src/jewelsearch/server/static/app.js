@@ -8,6 +8,8 @@
   let chosenBox = null;      // [x0, y0, x1, y1] the shopper picked on the query photo, or null
   let wholePhoto = false;    // search the whole photo instead of the detected piece
   let lastQuery = null;      // what the current results answer, for "Why this match?"
+  const dropped = new Set(); // understood fields the shopper removed from the current words
+  let lastText = null;
 
   function setStatus(el, text, isError) {
     if (!el) return;
@@ -56,6 +58,12 @@
     score.className = "sub";
     score.textContent = "match " + item.score.toFixed(3);
     body.append(title, sub, price, score);
+    if (item.more_like_this) {
+      const more = document.createElement("div");
+      more.className = "sub more";
+      more.textContent = item.more_like_this + " more like this";
+      body.append(more);
+    }
     if (withReasons) {
       for (const reason of item.reasons || []) {
         const r = document.createElement("div");
@@ -226,8 +234,64 @@
     }
   }
 
+  // What the words were read as: one chip per understood field. "×" drops it from the query;
+  // clicking the chip's text turns it into a hard filter where a filter menu offers its value.
+  function showUnderstood(understood) {
+    const box = $("understood");
+    if (!box) return;
+    box.replaceChildren();
+    const chips = (understood && understood.chips) || [];
+    box.hidden = chips.length === 0;
+    const ignored = new Set((understood && understood.dropped) || []);
+    for (const chip of chips) {
+      const span = document.createElement("span");
+      span.className = ignored.has(chip.field) ? "chip dropped" : "chip";
+      const select = $("filter-" + chip.field);
+      // Only where one menu value covers every value the chip stands for ("blue stones" does not).
+      const filterValue = select && chip.values && [...select.options].map((o) => o.value)
+        .find((v) => v && chip.values.every((value) => value === v || value.startsWith(v + " ")));
+      const label = document.createElement(filterValue ? "button" : "span");
+      label.textContent = chip.label;
+      if (filterValue) {
+        label.type = "button";
+        label.className = "chip-filter";
+        label.title = "Only show " + chip.label;
+        label.addEventListener("click", () => { select.value = filterValue; form.requestSubmit(); });
+      }
+      // A dropped chip stays, struck through, so the shopper can take it back.
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "chip-remove";
+      const isIgnored = ignored.has(chip.field);
+      remove.setAttribute("aria-label", (isIgnored ? "Use again: " : "Ignore ") + chip.label);
+      remove.textContent = isIgnored ? "↺" : "×";
+      remove.addEventListener("click", () => {
+        if (isIgnored) dropped.delete(chip.field); else dropped.add(chip.field);
+        form.requestSubmit();
+      });
+      span.append(label, remove);
+      box.append(span);
+    }
+  }
+
+  // Facet counts for the current query beside each filter menu's values.
+  function showFacets(facets) {
+    for (const field of ["category", "metal", "gemstone"]) {
+      const select = $("filter-" + field);
+      if (!select) continue;
+      const counts = new Map(((facets && facets[field]) || []).map((f) => [f.value, f.count]));
+      for (const option of select.options) {
+        if (!option.value) continue;
+        const n = facets ? (counts.get(option.value) || 0) : null;
+        option.textContent = option.value + (n === null ? "" : " (" + n + ")");
+      }
+    }
+  }
+
   function show(payload) {
     if (payload.region !== undefined || !imageFile) drawRegion(payload.region, () => form && form.requestSubmit());
+    showUnderstood(payload.understood);
+    showFacets(payload.facets);
     results.replaceChildren(...payload.results.map((item) => card(item, false)));
     setStatus(status, payload.results.length ? payload.results.length + " results in " + Math.round(payload.took_ms) + " ms"
                                              : "No items match. Try fewer filters or other words.");
@@ -303,6 +367,9 @@
       if (imageFile) data.append("image", imageFile);
       if (imageFile && chosenBox) data.append("box", chosenBox.join(","));
       if (imageFile && wholePhoto) data.append("region", "whole");
+      if (q !== lastText) dropped.clear();  // chips the shopper removed belong to one query
+      lastText = q;
+      if (dropped.size) data.append("drop", [...dropped].join(","));
       data.append("k", "24");
       lastQuery = imageFile ? { image: imageFile, box: chosenBox, whole: wholePhoto } : { q: q };
       for (const id of filterIds) { const el = $(id); if (el && el.value) data.append(el.name, el.value); }

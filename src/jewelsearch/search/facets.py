@@ -1,0 +1,66 @@
+"""Facet counts for a search answer: how many candidates have each category, metal, gemstone
+(grouped by family), cut and price band, so a shopper sees what narrowing would leave.
+
+>>> rows = [{"category": "pendant", "gemstone": "sapphire blue", "price": 620.0},
+...         {"category": "pendant", "gemstone": "sapphire pink", "price": 80.0},
+...         {"category": "ring", "gemstone": None, "price": None}]
+>>> counts = facet_counts(rows)
+>>> counts["category"]
+[{'value': 'pendant', 'count': 2}, {'value': 'ring', 'count': 1}]
+>>> counts["gemstone"][0]["value"], counts["gemstone"][0]["count"], len(counts["gemstone"][0]["members"])
+('sapphire', 2, 2)
+>>> [(band["label"], band["count"]) for band in counts["price"]]
+[('under 250', 1), ('500 to 1,000', 1)]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable, Mapping
+
+from jewelsearch.embed.vocab import gem_family
+
+# Bands a jewelry shopper thinks in; the last is open-ended.
+PRICE_BANDS: tuple[tuple[float, float | None], ...] = (
+    (0, 250), (250, 500), (500, 1000), (1000, 2500), (2500, 5000), (5000, None))
+PLAIN_FIELDS = ("category", "metal", "stone_shape")
+
+
+def price_band(price: float | None) -> tuple[float, float | None] | None:
+    if price is None:
+        return None
+    for low, high in PRICE_BANDS:
+        if price >= low and (high is None or price < high):
+            return low, high
+    return None
+
+
+def band_label(low: float, high: float | None) -> str:
+    if high is None:
+        return f"{low:,.0f} and over"
+    return f"under {high:,.0f}" if low == 0 else f"{low:,.0f} to {high:,.0f}"
+
+
+def facet_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Counts per value of each facet over ``rows`` (most common first); empty values skipped."""
+    rows = list(rows)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for field in PLAIN_FIELDS:
+        counts = Counter(row.get(field) for row in rows if row.get(field))
+        out[field] = [{"value": value, "count": n} for value, n in _ordered(counts)]
+    families: dict[str, Counter] = {}
+    for row in rows:
+        gem = row.get("gemstone")
+        if gem:
+            families.setdefault(gem_family(gem), Counter())[gem] += 1
+    out["gemstone"] = [{"value": family, "count": sum(members.values()),
+                        "members": [{"value": v, "count": n} for v, n in _ordered(members)]}
+                       for family, members in sorted(families.items(), key=lambda f: (-sum(f[1].values()), f[0]))]
+    bands = Counter(price_band(row.get("price")) for row in rows)
+    out["price"] = [{"label": band_label(low, high), "min": low, "max": high, "count": bands[(low, high)]}
+                    for low, high in PRICE_BANDS if bands[(low, high)]]
+    return out
+
+
+def _ordered(counts: Counter) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))

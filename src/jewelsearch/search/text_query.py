@@ -1,0 +1,135 @@
+"""Hybrid text search: what the words say (query understanding), where they occur (the
+lexical index over titles, descriptions and attributes) and what they look like (the text
+vector against the image vectors), fused into one ranking with facets and folded variants.
+
+Understood attributes are boosts, not filters: a "blue sapphire pendant" query still shows a
+tanzanite pendant after the sapphires. An understood price ("under $900") is a filter, which
+the answer reports so the shopper can drop it (``dropped=("price",)``). A field the shopper
+dropped is neither boosted nor filtered.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Collection, Mapping
+
+from jewelsearch.query.parser import Understanding, understand
+from jewelsearch.search.facets import facet_counts
+from jewelsearch.search.fusion import fuse
+from jewelsearch.search.items import public_item
+from jewelsearch.search.options import HybridSettings
+from jewelsearch.search.params import Filters
+from jewelsearch.search.state import ServiceState
+from jewelsearch.search.variants import collapse_variants
+
+# How each signal's scores are rescaled before the convex combination (search/fusion.py).
+SIGNAL_SCALES = {"semantic": "min_max", "lexical": "max", "attributes": "raw"}
+# What another member of a family earns where the plain family name was asked for: a pink
+# sapphire is another stone to a shopper who typed "sapphire", halfway between a match and a miss.
+FAMILY_CREDIT = 0.5
+# The category names what the shopper is buying ("pearl earrings" are earrings first), so it
+# counts twice as much as a stone, metal, cut or style.
+FIELD_WEIGHTS = {"category": 2.0}
+# Understood fields a shopper can drop from a query (by the chip's field name).
+DROPPABLE = ("category", "metal", "gemstone", "stone_shape", "style", "price")
+
+
+def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, *,
+               collapse: bool = True, dropped: Collection[str] = ()) -> dict[str, Any]:
+    started = time.perf_counter()
+    settings: HybridSettings = state.hybrid
+    understood = understand(text)
+    dropped = set(dropped)
+    effective = _with_understood_price(filters or Filters(), understood, dropped)
+    allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
+    pool = max(settings.pool, 4 * k)
+
+    index = state.index  # one consistent snapshot even if a rebuild swaps it meanwhile
+    vector = state.text_vectors.vector(_semantic_text(text, understood) if settings.translate else text)
+    (ids, scores), = index.search(vector, pool, allowed_ids=allowed)
+    semantic = dict(zip(ids.tolist(), scores.tolist()))
+    lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
+    rows = state.catalog.items.get_many(list(set(semantic) | set(lexical)))
+    boosts = _attribute_boosts(understood, dropped)
+    preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
+    attributes = {item: score for item, row in rows.items()
+                  if (score := attribute_match(row, boosts, settings.predicted_credit, preferred)) > 0}
+    ranked = fuse({"semantic": semantic, "lexical": lexical, "attributes": attributes},
+                  settings.weights, method=settings.method, scales=SIGNAL_SCALES)
+    results = [dict(public_item(rows[item]), score=round(float(score), 6)) for item, score in ranked if item in rows]
+    cards = collapse_variants(results, limit=k) if collapse else results[:k]
+    return {"results": cards, "took_ms": round((time.perf_counter() - started) * 1000, 2),
+            "understood": _understood_answer(understood, dropped, effective, filters),
+            "facets": facet_counts(rows.values())}
+
+
+def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]], predicted_credit: float,
+                    preferred: Mapping[str, tuple[str, ...]] | None = None) -> float:
+    """The weighted share of understood fields the item matches. A value recognition predicted earns
+    ``predicted_credit`` of a given one; where a plain family name was understood
+    ("sapphire"), its usual member earns full credit and the other members ``FAMILY_CREDIT``.
+
+    >>> attribute_match({"gemstone": "sapphire blue", "category": "ring", "attributes": {}},
+    ...                 {"gemstone": ("sapphire blue",), "category": ("pendant",)}, 0.5)
+    0.3333333333333333
+    >>> attribute_match({"gemstone": "sapphire pink", "attributes": {}},
+    ...                 {"gemstone": ("sapphire blue", "sapphire pink")}, 0.5, {"gemstone": ("sapphire blue",)})
+    0.5
+    """
+    preferred = preferred or {}
+    if not boosts:
+        return 0.0
+    predicted = (row.get("attributes") or {}).get("predicted") or {}
+    title = " ".join(str(row.get("title") or "").lower().replace("-", " ").split())
+    earned = total = 0.0
+    for name, values in boosts.items():
+        weight = FIELD_WEIGHTS.get(name, 1.0)
+        total += weight
+        if name == "style":
+            earned += weight * any(value in title for value in values)
+        elif row.get(name) in values:
+            credit = FAMILY_CREDIT if name in preferred and row.get(name) not in preferred[name] else 1.0
+            earned += weight * credit * (predicted_credit if name in predicted else 1.0)
+    return earned / total
+
+
+def _attribute_boosts(understood: Understanding, dropped: set[str]) -> dict[str, tuple[str, ...]]:
+    boosts = {name: tuple(values) for name, values in understood.attributes.items()
+              if values and name not in dropped}
+    if understood.styles and "style" not in dropped:
+        boosts["style"] = tuple(understood.styles)
+    return boosts
+
+
+def _semantic_text(text: str, understood: Understanding) -> str:
+    """The text tower reads English: a query in another language is searched by the English
+    words of what was understood (plus any words left over)."""
+    if understood.language == "en" or not understood.terms:
+        return text
+    return " ".join(understood.terms)
+
+
+def _with_understood_price(filters: Filters, understood: Understanding, dropped: set[str]) -> Filters:
+    if "price" in dropped or (understood.min_price is None and understood.max_price is None):
+        return filters
+    values = filters.as_dict()
+    # A price the shopper set in the filters wins over one read from the words.
+    if values.get("min_price") is None and understood.min_price is not None:
+        values["min_price"] = understood.min_price
+    if values.get("max_price") is None and understood.max_price is not None:
+        values["max_price"] = understood.max_price
+    if values.get("min_price") is not None and values.get("max_price") is not None \
+            and values["min_price"] > values["max_price"]:
+        return filters
+    return Filters(**values)
+
+
+def _understood_answer(understood: Understanding, dropped: set[str], effective: Filters,
+                       requested: Filters | None) -> dict[str, Any]:
+    answer = understood.as_dict()
+    answer["dropped"] = sorted(dropped & set(DROPPABLE))
+    price_filter = {key: getattr(effective, key) for key in ("min_price", "max_price")
+                    if getattr(effective, key) is not None
+                    and getattr(requested or Filters(), key) is None}
+    answer["price_filter"] = price_filter or None
+    return answer
