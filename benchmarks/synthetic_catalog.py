@@ -44,9 +44,17 @@ def build(home: Path, n: int, model_id: str, dim: int, seed: int = 0) -> Catalog
         conn.executemany(
             "INSERT INTO items (id, title, category, metal, gemstone, price, currency, image_path, image_sha256,"
             " attributes, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(i + 1, f"Item {i + 1}", CATEGORIES[i % 5], METALS[(i // 5) % 5], GEMS[(i // 25) % 7],
+            [(i + 1, _title(i), CATEGORIES[i % 5], METALS[(i // 5) % 5], GEMS[(i // 25) % 7],
               float(rng.integers(50, 5000)), "USD", rel, sha, json.dumps({}), now, now) for i in range(n)])
         conn.executemany("INSERT INTO embeddings (item_id, model_id, dim, vector) VALUES (?,?,?,?)",
                          [(i + 1, model_id, dim, vectors[i].tobytes()) for i in range(n)])
         catalog.database.bump_version(conn)
+    catalog.lexical.rebuild()  # the rows above bypass ItemStore, which writes the word index
     return catalog
+
+
+def _title(i: int) -> str:
+    """A shop-like title from the row's attributes, so word search has real work to do."""
+    gem = GEMS[(i // 25) % 7]
+    stone = {"sapphire blue": "blue sapphire"}.get(gem, gem)
+    return f"{stone + ' ' if stone else ''}{CATEGORIES[i % 5]} in {METALS[(i // 5) % 5]}".capitalize()

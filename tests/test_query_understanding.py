@@ -193,7 +193,7 @@ def test_language():
     assert understand("").language == "en"
     assert understand("").as_dict() == {"language": "en", "attributes": {}, "styles": [], "karat": None,
                                         "min_price": None, "max_price": None, "residual": "", "terms": [],
-                                        "chips": []}
+                                        "chips": [], "preferred": {}}
 
 
 def test_as_dict_is_json():
@@ -312,3 +312,21 @@ def test_understand_never_raises_and_keeps_to_the_input(text):
     if u.min_price is not None and u.max_price is not None:
         assert u.min_price >= 0 and u.max_price >= 0
     assert json.loads(json.dumps(u.as_dict())) == u.as_dict()
+
+
+def test_a_plain_family_name_prefers_its_usual_member_without_narrowing():
+    plain = understand("sapphire ring")
+    assert set(plain.attributes["gemstone"]) == {"sapphire blue", "sapphire pink", "sapphire purple",
+                                                 "sapphire yellow"}
+    assert plain.preferred == {"gemstone": ("sapphire blue",)}
+    assert understand("蓝宝石戒指").preferred == plain.preferred
+    assert understand("pink sapphire ring").preferred == {}  # a colour named: no family preference
+    assert understand("quartz ring").preferred == {}  # no usual member declared for quartz
+
+
+def test_a_usual_member_outside_its_family_is_a_clear_error(tmp_path):
+    (tmp_path / "xx.json").write_text(json.dumps({
+        "language": "xx", "families": {"sapphire": ["sapphire blue", "sapphire pink"]},
+        "usual": {"sapphire": "ruby"}, "entries": {"gems": [{"phrases": ["saphir"], "family": "sapphire"}]}}))
+    with pytest.raises(GlossaryError, match="usual"):
+        load_glossary(tmp_path)

@@ -50,8 +50,10 @@ class HybridSettings:
     and how much of a given attribute's boost a predicted one earns. The defaults were chosen
     on the tuning queries of ``jewelsearch eval search`` (docs/search_quality.md)."""
 
-    weights: Mapping[str, float] = field(default_factory=lambda: {"semantic": 1.0, "lexical": 1.0,
-                                                                  "attributes": 2.0})
+    # Chosen 2026-12-06 by tools/tune_search_fusion.py: the best mean R-precision@10 on the
+    # tuning queries of four catalogs (reports/search/fusion-tuning.json).
+    weights: Mapping[str, float] = field(default_factory=lambda: {"semantic": 1.0, "lexical": 0.5,
+                                                                  "attributes": 3.0})
     method: str = "convex"
     pool: int = 200
     predicted_credit: float = 0.5
