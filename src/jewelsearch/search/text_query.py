@@ -49,16 +49,21 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     (ids, scores), = index.search(vector, pool, allowed_ids=allowed)
     semantic = dict(zip(ids.tolist(), scores.tolist()))
     lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
-    rows = state.catalog.items.get_many(list(set(semantic) | set(lexical)))
+    # Ranking reads a few fields of every candidate; full rows only for the cards shown.
+    rows = state.catalog.items.ranking_rows(set(semantic) | set(lexical))
     boosts = _attribute_boosts(understood, dropped)
     preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
     attributes = {item: score for item, row in rows.items()
                   if (score := attribute_match(row, boosts, settings.predicted_credit, preferred)) > 0}
     ranked = fuse({"semantic": semantic, "lexical": lexical, "attributes": attributes},
                   settings.weights, method=settings.method, scales=SIGNAL_SCALES)
-    results = [dict(public_item(rows[item]), score=round(float(score), 6)) for item, score in ranked if item in rows]
-    cards = collapse_variants(results, limit=k) if collapse else results[:k]
-    return {"results": cards, "took_ms": round((time.perf_counter() - started) * 1000, 2),
+    scored = [dict(rows[item], score=round(float(score), 6)) for item, score in ranked if item in rows]
+    cards = collapse_variants(scored, limit=k) if collapse else scored[:k]
+    full = state.catalog.items.get_many(card["id"] for card in cards)
+    results = [dict(public_item(full[card["id"]]), score=card["score"],
+                    **{key: card[key] for key in ("more_like_this", "variant_ids") if key in card})
+               for card in cards if card["id"] in full]
+    return {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
             "understood": _understood_answer(understood, dropped, effective, filters),
             "facets": facet_counts(rows.values())}
 
@@ -79,7 +84,9 @@ def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]
     preferred = preferred or {}
     if not boosts:
         return 0.0
-    predicted = (row.get("attributes") or {}).get("predicted") or {}
+    # ``predicted``: the field names recognition filled (``ItemStore.ranking_rows``), or a full
+    # row's ``attributes["predicted"]``.
+    predicted = row["predicted"] if "predicted" in row else (row.get("attributes") or {}).get("predicted") or {}
     title = " ".join(str(row.get("title") or "").lower().replace("-", " ").split())
     earned = total = 0.0
     for name, values in boosts.items():

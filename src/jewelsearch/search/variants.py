@@ -18,7 +18,9 @@ VARIANT_FIELDS = ("title", "category", "metal", "gemstone", "stone_shape")
 
 
 def variant_key(row: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(" ".join(str(row.get(field) or "").lower().split()) for field in VARIANT_FIELDS)
+    # Stored attributes are already lowercase words; a title may not be.
+    return (" ".join((row.get("title") or "").lower().split()),) + \
+        tuple(row.get(field) or "" for field in VARIANT_FIELDS[1:])
 
 
 def collapse_variants(rows: Iterable[dict[str, Any]], limit: int | None = None) -> list[dict[str, Any]]:

@@ -178,6 +178,24 @@ class ItemStore:
                 out[row["id"]] = _decode(row)
         return out
 
+    def ranking_rows(self, item_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The fields text search ranks, counts and folds by, for many candidates at once:
+        lighter than ``get_many`` (no description or paths; of the attributes, only the names
+        of the fields recognition predicted, as ``predicted``)."""
+        ids = [int(i) for i in item_ids]
+        out: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(ids), 900):  # stay under SQLite's variable limit
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            sql = ("SELECT id, title, category, metal, gemstone, stone_shape, price, "
+                   "(SELECT group_concat(key, char(31)) FROM json_each(items.attributes, '$.predicted')) "
+                   f"AS predicted FROM items WHERE id IN ({marks})")
+            for row in self.database.query(sql, tuple(chunk)):
+                row = dict(row)
+                row["predicted"] = frozenset(row["predicted"].split("\x1f")) if row["predicted"] else frozenset()
+                out[row["id"]] = row
+        return out
+
     def find_by_source(self, source_path: str) -> dict[str, Any] | None:
         rows = self.database.query("SELECT * FROM items WHERE source_path = ?", (source_path,))
         return _decode(rows[0]) if rows else None
