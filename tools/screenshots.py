@@ -53,7 +53,7 @@ def main():
             page.goto(url + "/")
             page.evaluate("localStorage.setItem('jewelsearch-user', 'demo-shopper')")
             page.reload()
-            page.fill("#q", "blue sapphire ring in yellow gold")
+            page.fill("#q", "oval sapphire pendant")  # understood chips; the oval blue one first
             page.press("#q", "Enter")
             page.wait_for_selector("#results li")
             page.wait_for_timeout(800)

@@ -8,6 +8,11 @@ _FILTERS = [{"name": n, "in": "query", "required": False, "schema": {"type": "st
             for n in ("category", "metal", "gemstone", "stone_shape")] + \
            [{"name": n, "in": "query", "required": False, "schema": {"type": "number", "minimum": 0}}
             for n in ("min_price", "max_price")]
+# Text queries: fold identical listings (default) and ignore understood fields by name.
+_TEXT_OPTIONS = [{"name": "collapse", "in": "query", "required": False, "schema": {"type": "boolean"}},
+                 {"name": "drop", "in": "query", "required": False,
+                  "schema": {"type": "string", "maxLength": 100,
+                             "description": "comma-separated: category, metal, gemstone, stone_shape, style, price"}}]
 _K = {"name": "k", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
 _ID = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -48,8 +53,11 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
             "schemas": {
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
-                "Results": {"type": "object", "properties": {"results": {"type": "array", "items": {"type": "object"}},
-                                                             "took_ms": {"type": "number"}}},
+                "Results": {"type": "object", "properties": {
+                    "results": {"type": "array", "items": {"type": "object"}}, "took_ms": {"type": "number"},
+                    "understood": {"type": "object", "description": "text queries: what the words were read as"},
+                    "facets": {"type": "object", "description": "text queries: counts per category, metal, "
+                                                                 "gemstone family, stone_shape, price band"}}},
             },
         },
         "paths": {
@@ -58,9 +66,10 @@ def openapi_document() -> dict[str, Any]:
             "/api/stats": {"get": _op("catalog statistics", errors=())},
             "/api/search": {
                 "get": _op("text search", params=[{"name": "q", "in": "query", "required": True,
-                                                   "schema": {"type": "string", "maxLength": 500}}, _K, *_FILTERS],
+                                                   "schema": {"type": "string", "maxLength": 500}}, _K, *_FILTERS,
+                                   *_TEXT_OPTIONS],
                            ok=_RESULTS, errors=(400, 409)),
-                "post": _op("image and/or text search", params=[_K, *_FILTERS], ok=_RESULTS, errors=(400, 409, 413),
+                "post": _op("image and/or text search", params=[_K, *_FILTERS, *_TEXT_OPTIONS], ok=_RESULTS, errors=(400, 409, 413),
                             body=_multipart({"image": image, "q": {"type": "string"},
                                              "region": {"type": "string", "enum": ["auto", "whole"]},
                                              "box": {"type": "string", "pattern": r"^\d+,\d+,\d+,\d+$"}}, [])),
