@@ -51,17 +51,24 @@ def classification(truth: Sequence[str], probabilities: np.ndarray, vocab: Seque
             "correct": (predicted == truth_idx).astype(int).tolist()}
 
 
+def bootstrap_interval(values: Sequence[float], draws: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (items resampled with replacement)."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return 0.0, 0.0
+    picks = np.random.default_rng(seed).integers(0, data.size, size=(draws, data.size))
+    tail = (1 - level) / 2
+    low, high = np.quantile(data[picks].mean(1), [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def paired_drop_interval(clean: Sequence[float], degraded: Sequence[float], draws: int = 2000, seed: int = 0,
                          level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval, in points, of mean(clean) - mean(degraded) over the same
     items (each item's two scores resampled together)."""
     difference = 100 * (np.asarray(clean, dtype=np.float64) - np.asarray(degraded, dtype=np.float64))
-    if difference.size == 0:
-        return 0.0, 0.0
-    picks = np.random.default_rng(seed).integers(0, difference.size, size=(draws, difference.size))
-    tail = (1 - level) / 2
-    low, high = np.quantile(difference[picks].mean(1), [tail, 1 - tail])
-    return float(low), float(high)
+    return bootstrap_interval(difference, draws, seed, level)
 
 
 def image_retrieval(embeddings: np.ndarray, labels: Sequence[str], k: int = 10) -> dict:

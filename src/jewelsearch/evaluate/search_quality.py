@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from jewelsearch.evaluate.metrics import bootstrap_interval
 from jewelsearch.evaluate.search_queries import Query
 
 METRICS = ("r_precision", "p_at_10", "ndcg_at_10", "mrr")
@@ -46,18 +47,6 @@ def reciprocal_rank(ranked: Sequence[int], relevant: set[int], k: int = 10) -> f
 def score(ranked: Sequence[int], relevant: set[int], k: int = 10) -> dict[str, float]:
     return {"r_precision": r_precision(ranked, relevant, k), "p_at_10": precision_at(ranked, relevant, k),
             "ndcg_at_10": ndcg_at(ranked, relevant, k), "mrr": reciprocal_rank(ranked, relevant, k)}
-
-
-def bootstrap_interval(values: Sequence[float], draws: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling queries."""
-    data = np.asarray(values, dtype=np.float64)
-    if data.size == 0:
-        return 0.0, 0.0
-    picks = np.random.default_rng(seed).integers(0, data.size, size=(draws, data.size))
-    tail = (1 - level) / 2
-    low, high = np.quantile(data[picks].mean(1), [tail, 1 - tail])
-    return float(low), float(high)
 
 
 def service_ranker(service: Any, item_rows: dict[int, int]) -> Ranker:
