@@ -21,6 +21,7 @@ from jewelsearch.embed import Encoder
 from jewelsearch.embed.text_cache import TextVectorCache
 from jewelsearch.index import IndexManifest, VectorIndex
 from jewelsearch.ingest.pipeline import Ingestor
+from jewelsearch.query.glossary import Glossary, default_glossary
 from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.search.options import HybridSettings, IndexSettings, Limits
@@ -45,3 +46,4 @@ class ServiceState:
     dirty: bool = False  # the index changed since it was last saved
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     hybrid: HybridSettings = field(default_factory=HybridSettings)  # replaced whole, never mutated
+    glossary: Glossary = field(default_factory=default_glossary)  # what text queries are read against

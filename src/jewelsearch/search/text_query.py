@@ -36,9 +36,12 @@ DROPPABLE = ("category", "metal", "gemstone", "stone_shape", "style", "price")
 
 def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, *,
                collapse: bool = True, dropped: Collection[str] = ()) -> dict[str, Any]:
+    """The ``k`` best cards for ``text`` among the items ``filters`` allow, with what the words
+    were understood as and the candidates' facet counts. ``dropped`` names understood fields
+    (``DROPPABLE``) to ignore; ``collapse`` folds identical listings into one card."""
     started = time.perf_counter()
     settings: HybridSettings = state.hybrid
-    understood = understand(text)
+    understood = understand(text, state.glossary)
     dropped = set(dropped)
     effective = _with_understood_price(filters or Filters(), understood, dropped)
     allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
