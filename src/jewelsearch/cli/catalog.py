@@ -121,7 +121,8 @@ def events_import(obj: Context, file, skip_invalid):
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def check(obj: Context, repair, as_json):
-    """Verify store ↔ index ↔ image files agree; exit 1 if not (after --repair: if still not)."""
+    """Verify store ↔ index ↔ word index ↔ image files agree; exit 1 if not (after --repair: if still
+    not)."""
     from jewelsearch.search.consistency import check as run_check
     report = run_check(obj.service, repair=repair)
     if repair:  # report what is left after the repair, and what was done
