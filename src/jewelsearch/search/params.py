@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from jewelsearch.embed.vocab import GEM_FAMILIES, gem_family_members
+from jewelsearch.embed.vocab import gem_family_members
 from jewelsearch.errors import InvalidInput
 from jewelsearch.storage.items import FILTER_FIELDS
 
@@ -37,24 +37,8 @@ class Filters:
         """
         values = self.as_dict()
         if self.gemstone is not None:
-            values["gemstone"] = gem_family_members(self.gemstone) if self.gemstone in GEM_FAMILIES \
-                else (self.gemstone,)
+            values["gemstone"] = gem_family_members(self.gemstone)  # a label alone is its own family
         return values
-
-    def matches(self, item: Mapping[str, Any]) -> bool:
-        allowed = self.for_store()
-        for key in FILTER_FIELDS:
-            wanted = allowed.get(key)
-            if wanted is None:
-                continue
-            if (item.get(key) or "") not in (wanted if isinstance(wanted, tuple) else (wanted,)):
-                return False
-        price = item.get("price")
-        if self.min_price is not None and (price is None or price < self.min_price):
-            return False
-        if self.max_price is not None and (price is None or price > self.max_price):
-            return False
-        return True
 
 
 def parse_filters(raw: Mapping[str, Any]) -> Filters:

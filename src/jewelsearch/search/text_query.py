@@ -77,19 +77,17 @@ def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]
     ``predicted_credit`` of a given one; where a plain family name was understood
     ("sapphire"), its usual member earns full credit and the other members ``FAMILY_CREDIT``.
 
-    >>> attribute_match({"gemstone": "sapphire blue", "category": "ring", "attributes": {}},
+    >>> attribute_match({"gemstone": "sapphire blue", "category": "ring", "predicted": frozenset()},
     ...                 {"gemstone": ("sapphire blue",), "category": ("pendant",)}, 0.5)
     0.3333333333333333
-    >>> attribute_match({"gemstone": "sapphire pink", "attributes": {}},
+    >>> attribute_match({"gemstone": "sapphire pink", "predicted": frozenset()},
     ...                 {"gemstone": ("sapphire blue", "sapphire pink")}, 0.5, {"gemstone": ("sapphire blue",)})
     0.5
     """
     preferred = preferred or {}
     if not boosts:
         return 0.0
-    # ``predicted``: the field names recognition filled (``ItemStore.ranking_rows``), or a full
-    # row's ``attributes["predicted"]``.
-    predicted = row["predicted"] if "predicted" in row else (row.get("attributes") or {}).get("predicted") or {}
+    predicted = row["predicted"]  # the field names recognition filled (``ItemStore.ranking_rows``)
     title = " ".join(str(row.get("title") or "").lower().replace("-", " ").split())
     earned = total = 0.0
     for name, values in boosts.items():
