@@ -124,10 +124,9 @@ def test_photos_only_items_are_found_through_predicted_attributes(service):
     service.add_items([NewItem(make_image(seed=7), {"price": 300.0})])
     (row,) = service.catalog.items.list()
     with service.catalog.database.write() as conn:
-        service.catalog.items.update(conn, row["id"], {
-            "category": "ring", "metal": "rose gold",
-            "attributes": {"predicted": {"category": {"value": "ring", "p": 0.9},
-                                         "metal": {"value": "rose gold", "p": 0.8}}}})
+        service.catalog.items.update(conn, row["id"], {"category": "ring", "metal": "rose gold"}, attributes={
+            "predicted": {"category": {"label": "ring", "p": 0.9}, "metal": {"label": "rose gold", "p": 0.8}}})
+    assert service.catalog.items.ranking_rows([row["id"]])[row["id"]]["predicted"] == {"category", "metal"}
     service.add_items([NewItem(make_image(seed=8), {"title": "Plain silver chain", "category": "necklace",
                                                     "metal": "silver"})])
     assert service.query(text="rose gold ring", k=2)["results"][0]["id"] == row["id"]
@@ -196,3 +195,17 @@ def test_hostile_text_over_http_is_never_a_5xx(client, text):
     response = client.get("/api/search", query_string={"q": text, "k": "3"})
     assert response.status_code < 500
     assert response.is_json
+
+
+def test_a_guess_the_shop_corrected_counts_as_given(service):
+    """Ranking and the word index agree on what is predicted: a value recognition filled and
+    nobody changed; a guess that was not filled, or that the shop overwrote, is not."""
+    service.add_items([NewItem(make_image(seed=9), {"price": 300.0})])
+    (row,) = service.catalog.items.list()
+    guesses = {"category": {"label": "ring", "p": 0.9}, "metal": {"label": "silver", "p": 0.6},
+               "gemstone": {"label": "opal", "p": 0.3, "filled": False}}
+    with service.catalog.database.write() as conn:
+        service.catalog.items.update(conn, row["id"], {"category": "ring", "metal": "rose gold"},
+                                     attributes={"predicted": guesses})
+    ranked = service.catalog.items.ranking_rows([row["id"]])[row["id"]]
+    assert ranked["predicted"] == {"category"}

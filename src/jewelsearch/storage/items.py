@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from jewelsearch.errors import InvalidInput, ItemNotFound
 from jewelsearch.storage.db import Database
-from jewelsearch.storage.lexical import LexicalIndex
+from jewelsearch.storage.lexical import LexicalIndex, recognition_filled
 
 # Fields a client may set on an item (the image is handled separately).
 ITEM_FIELDS = ("sku", "title", "description", "category", "metal", "gemstone",
@@ -180,19 +180,21 @@ class ItemStore:
 
     def ranking_rows(self, item_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """The fields text search ranks, counts and folds by, for many candidates at once:
-        lighter than ``get_many`` (no description or paths; of the attributes, only the names
-        of the fields recognition predicted, as ``predicted``)."""
+        lighter than ``get_many`` (no description or paths). Of the attributes only
+        ``predicted`` is kept: the names of the fields whose value recognition filled in and
+        nobody has changed since (the rule the word index uses, ``recognition_filled``)."""
         ids = [int(i) for i in item_ids]
         out: dict[int, dict[str, Any]] = {}
         for start in range(0, len(ids), 900):  # stay under SQLite's variable limit
             chunk = ids[start:start + 900]
             marks = ",".join("?" * len(chunk))
             sql = ("SELECT id, title, category, metal, gemstone, stone_shape, price, "
-                   "(SELECT group_concat(key, char(31)) FROM json_each(items.attributes, '$.predicted')) "
-                   f"AS predicted FROM items WHERE id IN ({marks})")
+                   f"json_extract(attributes, '$.predicted') AS predicted FROM items WHERE id IN ({marks})")
             for row in self.database.query(sql, tuple(chunk)):
                 row = dict(row)
-                row["predicted"] = frozenset(row["predicted"].split("\x1f")) if row["predicted"] else frozenset()
+                guesses = json.loads(row["predicted"]) if row["predicted"] else {}
+                row["predicted"] = frozenset(name for name, guess in guesses.items()
+                                             if recognition_filled(guess, row.get(name)))
                 out[row["id"]] = row
         return out
 

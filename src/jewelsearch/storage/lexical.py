@@ -80,7 +80,7 @@ def _unique(tokens: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
-def _was_predicted(guess: Any, value: str) -> bool:
+def recognition_filled(guess: Any, value: Any) -> bool:
     """Whether recognition filled this value in (and nobody has changed it since)."""
     if not isinstance(guess, Mapping) or guess.get("filled", True) is False:
         return False
@@ -116,7 +116,7 @@ def document(row: Mapping[str, Any]) -> dict[str, str]:
             continue
         value = str(value)
         words = spoken_gemstone(value.lower()) + " " + value if name == "gemstone" else value
-        target = guessed if _was_predicted(predicted.get(name), value) else given
+        target = guessed if recognition_filled(predicted.get(name), value) else given
         target.extend(lexical_tokens(words))
     return {"title": " ".join(lexical_tokens(row.get("title") or "")),
             "description": " ".join(lexical_tokens(row.get("description") or "")),
