@@ -41,9 +41,9 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
     unknown = set(dropped) - set(DROPPABLE)
     if unknown:
         raise InvalidInput(f"drop takes some of {', '.join(DROPPABLE)}; got {', '.join(sorted(unknown))}")
+    if text and len(text) > state.limits.max_text_chars:
+        raise InvalidInput(f"q is longer than {state.limits.max_text_chars} characters")
     if text and image_bytes is None and item_id is None:
-        if len(text) > state.limits.max_text_chars:
-            raise InvalidInput(f"q is longer than {state.limits.max_text_chars} characters")
         return text_query(state, text, k, filters, collapse=collapse, dropped=dropped)
     parts: list[tuple[float, np.ndarray]] = []
     exclude: list[int] = []
@@ -60,8 +60,6 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
         vector, region_info = _image_vector(state, image_bytes, region, box)
         parts.append((1.0 - text_weight if text else 1.0, vector))
     if text:
-        if len(text) > state.limits.max_text_chars:
-            raise InvalidInput(f"q is longer than {state.limits.max_text_chars} characters")
         parts.append((text_weight if parts else 1.0, state.text_vectors.vector(text)))
     if not parts:
         raise InvalidInput("give a text query (q), an image, or an item id")
