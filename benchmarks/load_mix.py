@@ -73,8 +73,8 @@ def _build_request(url: str, key: str, rng: random.Random, item_ids: list[int], 
         body, ctype = multipart({"k": str(K)}, image_bytes(rng.randrange(10**6)))
         return "image", urllib.request.Request(url + "/api/search", data=body, headers={"Content-Type": ctype}), None
     if roll < 0.95:
-        return "recommend", urllib.request.Request(
-            url + f"/api/users/load-{rng.randrange(200)}/recommendations?k={K}"), None
+        return "recommend", urllib.request.Request(  # a shopper's recommendations need the key
+            url + f"/api/users/load-{rng.randrange(200)}/recommendations?k={K}", headers={"X-API-Key": key}), None
     if roll < 0.975:
         title = f"load-{client}-{uuid.uuid4().hex[:8]}"
         body, ctype = multipart({"title": title, "category": "ring"}, image_bytes(rng.randrange(10**6)))

@@ -97,8 +97,10 @@ def test_bad_upload_shows_error(page, tmp_path):
     assert page.locator("#results li").count() == 0
 
 
-def test_liking_items_changes_for_you(page):
+def test_liking_items_changes_for_you(page, service):
     page.wait_for_selector("#foryou li")
+    assert "Popular pieces" in page.inner_text("#foryou-status")
+    assert page.locator("#user-id").count() == 0  # the shopper is the session's, not typed in
     before = page.locator("#foryou li .title").all_inner_texts()
     page.fill("#q", "ring")
     page.press("#q", "Enter")
@@ -112,6 +114,36 @@ def test_liking_items_changes_for_you(page):
     assert after != before
     reasons = page.locator("#foryou .reason").all_inner_texts()
     assert any("you liked" in r for r in reasons)
+    assert page.inner_text("#foryou-status") == "Picked from what you liked in this browser."
+    # The likes were recorded under the page session's anonymous shopper.
+    shoppers = {row["user_id"] for row in service.catalog.database.query("SELECT DISTINCT user_id FROM events")}
+    assert len(shoppers) == 1 and shoppers.pop().startswith("page-")
+    shot(page, "for-you.png")
+    assert not page.console_errors
+
+
+def test_another_browser_sees_none_of_the_first_shoppers_history(page, live_server):
+    page.fill("#q", "ring")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results li")
+    page.locator("#results li:nth-child(2) .act[data-kind=like]").click()
+    page.wait_for_selector("#foryou .reason:has-text('you liked')")
+    other = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        second = other.new_page()
+        second.goto(live_server + "/")
+        second.wait_for_selector("#foryou li")
+        assert "Popular pieces" in second.inner_text("#foryou-status")
+        assert not [r for r in second.locator("#foryou .reason").all_inner_texts() if "you" in r]
+        # Asking for the first shopper by id, from the second browser's page, is refused.
+        first_id = page.evaluate("async () => (await (await fetch('/api/me/recommendations', {headers: "
+                                 "{'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content}})).json()).user_id")
+        status = second.evaluate("""async (id) => (await fetch('/api/users/' + encodeURIComponent(id) +
+            '/recommendations', {headers: {'X-CSRF-Token':
+            document.querySelector('meta[name=csrf-token]').content}})).status""", first_id)
+        assert first_id.startswith("page-") and status == 403
+    finally:
+        other.close()
 
 
 def test_event_without_page_session_is_refused(page, live_server):

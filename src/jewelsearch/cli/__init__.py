@@ -2,7 +2,7 @@
 
 This module holds the ``jewelsearch`` group, its global options and the ``Context`` every
 command receives; the commands live in one module per group (catalog, query, serve, train,
-evaluate, studio) and are registered at the bottom. Commands parse options, call one library
+evaluate, studio, users) and are registered at the bottom. Commands parse options, call one library
 function, and print.
 """
 
@@ -84,10 +84,10 @@ def main(ctx, home, model, pretrained, verbose):
 
 
 # The command modules import Context and fail from here, so they are imported once both exist.
-from jewelsearch.cli import catalog, evaluate, query, serve, studio, train  # noqa: E402
+from jewelsearch.cli import catalog, evaluate, query, serve, studio, train, users  # noqa: E402
 
 for _command in (*catalog.COMMANDS, *query.COMMANDS, serve.serve, train.train, evaluate.eval_group,
-                 studio.studio):
+                 studio.studio, users.users):
     main.add_command(_command)
 for _alias, _command in train.hidden_aliases():
     main.add_command(_command, _alias)

@@ -2,9 +2,9 @@
 
 ``Recommendations`` keeps two caches that every request would otherwise rebuild:
 collaborative signals (co-engagement and popularity, rebuilt under a lock when events
-changed, at most once per refresh interval) and the attribute table (rebuilt after any item
-write; two threads may both rebuild it, which only costs time). It also words the reasons:
-"like an item you viewed" names the item.
+changed: at most once per refresh interval, but at once after an erasure) and the attribute
+table (rebuilt after any item write; two threads may both rebuild it, which only costs time).
+It also words the reasons: "like an item you viewed" names the item.
 """
 
 from __future__ import annotations
@@ -36,25 +36,33 @@ class Recommendations:
         self.settings = settings
         self._signals: CollaborativeSignals | None = None
         self._signals_built_at = 0.0
-        self._signals_version = -1
+        self._signals_marker: tuple[int, int] = (-1, -1)  # EventStore.change_marker at the build
         self._signals_lock = threading.Lock()
         self._attributes: tuple[int, AttributeTable] | None = None
 
     def collaborative_signals(self) -> CollaborativeSignals:
-        """Co-engagement and popularity, rebuilt when events changed (at most every refresh interval)."""
+        """Co-engagement and popularity, rebuilt when events changed: new events at most every
+        refresh interval, an erasure at once (the erased shopper's share must not be served)."""
         events = self.state.catalog.events
         now = time.time()
-        version = events.latest_id()  # O(log n), unlike COUNT(*) on every request
-        stale = self._signals is None or (version != self._signals_version
-                                          and now - self._signals_built_at >= self.settings.signals_refresh_seconds)
+        marker = events.change_marker()
+        built = self._signals_marker
+        stale = self._signals is None or marker[1] != built[1] or (
+            marker != built and now - self._signals_built_at >= self.settings.signals_refresh_seconds)
         if stale:
             with self._signals_lock:
-                if self._signals is None or version != self._signals_version:
+                if self._signals is None or self._signals_marker != marker:
                     self._signals = CollaborativeSignals.build(
                         events.iterate_all(), now=now,
                         popularity_half_life_days=self.settings.popularity_half_life_days)
-                    self._signals_version, self._signals_built_at = version, now
+                    self._signals_marker, self._signals_built_at = marker, now
         return self._signals
+
+    def drop_signals(self) -> None:
+        """Forget the cached co-engagement and popularity; the next request rebuilds them."""
+        with self._signals_lock:
+            self._signals = None
+            self._signals_marker = (-1, -1)
 
     def attribute_table(self) -> AttributeTable:
         """Every item's category, metal, gemstone, cut and price as arrays, rebuilt after item writes."""

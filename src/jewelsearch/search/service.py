@@ -8,7 +8,8 @@ sharing one ``ServiceState`` (catalog store, encoder, FAISS index, recognizer, l
 - ``query``: text, image, item and image + text search, similar items;
 - ``recognition``: recognise a photo, label its pieces, explain a match;
 - ``recommendations``: per-shopper recommendations and their caches;
-- ``events``: record and import shopper events.
+- ``events``: record and import shopper events;
+- ``erasure``: forget a shopper: their events and every signal built from them.
 
 All collaborators are passed in; ``search.wiring.open_service`` wires them from settings.
 """
@@ -26,6 +27,7 @@ from jewelsearch.ingest.pipeline import Ingestor, IngestResult, NewItem
 from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.recommend import AttributeTable, BlendWeights, CollaborativeSignals
+from jewelsearch.search import erasure
 from jewelsearch.search import events as event_log
 from jewelsearch.search import items as catalog_items
 from jewelsearch.search import maintenance, recognition
@@ -172,6 +174,10 @@ class SearchService:
 
     def import_events(self, rows, *, skip_invalid: bool = False, batch: int = event_log.IMPORT_BATCH) -> dict[str, Any]:
         return event_log.import_events(self.state.catalog, rows, skip_invalid=skip_invalid, batch=batch)
+
+    # ----- erasure (search/erasure.py) --------------------------------------
+    def forget_user(self, user_id: Any) -> dict[str, Any]:
+        return erasure.forget_user(self.state.catalog, user_id, self.recommendations.drop_signals)
 
     # ----- recommendations (search/recommendations.py) ----------------------
     def collaborative_signals(self) -> CollaborativeSignals:

@@ -75,6 +75,15 @@ def open_service(settings: Settings) -> SearchService:
                          text_cache_size=settings.text_cache_size)
 
 
+def open_catalog(settings: Settings) -> Catalog:
+    """The store alone, for commands that need no model (``users forget``); an error when the
+    home holds no catalog, rather than creating an empty one."""
+    if not settings.db_path.exists():
+        raise SettingsError(f"no catalog at {settings.db_path}; check --home or JEWELSEARCH_HOME")
+    return Catalog.open(settings.db_path, settings.images_dir,
+                        event_weights=event_weights(settings.event_weights))
+
+
 def event_weights(overrides: Mapping[str, Any]) -> dict[str, float]:
     """The default event kinds and weights with the configured ones replacing them."""
     unknown = set(overrides) - set(EVENT_KINDS)

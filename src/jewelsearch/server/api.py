@@ -13,7 +13,9 @@ from jewelsearch.recognize.query_region import parse_box, parse_region, parse_su
 from jewelsearch.search.params import (parse_collapse, parse_dropped, parse_filters, parse_flag, parse_k,
                                       parse_query_text)
 from jewelsearch.search.service import SearchService
-from jewelsearch.server.auth import requires_write_key, requires_write_key_or_page_session
+from jewelsearch.server.auth import requires_write_key
+from jewelsearch.server.shopper import event_for_caller, require_page_shopper, require_shopper_access
+from jewelsearch.storage.events import validate_user_id
 from jewelsearch.storage.items import ITEM_FIELDS, parse_item_id
 
 api = Blueprint("api", __name__)
@@ -218,20 +220,41 @@ def delete_item(item_id):
 
 
 @api.post("/events")
-@requires_write_key_or_page_session
 def add_event():
-    event_id = service().record_event(json_object())
+    """The backend (key) records events for any shopper; the page (session) for its own."""
+    event_id = service().record_event(event_for_caller(json_object()))
     return jsonify(id=event_id), 201
 
 
 @api.get("/users/<user_id>/recommendations")
 def recommendations(user_id):
-    from jewelsearch.storage.events import validate_user_id
+    """A shopper's recommendations: their reasons name what the shopper engaged with, so this
+    needs the API key or that shopper's own page session."""
+    user_id = validate_user_id(user_id)
+    require_shopper_access(user_id)
+    return _recommendations_for(user_id)
+
+
+@api.get("/me/recommendations")
+def my_recommendations():
+    """The page's "For you": recommendations for the shopper of this page session (a new
+    session gets popular pieces)."""
+    return _recommendations_for(require_page_shopper())
+
+
+@api.delete("/users/<user_id>")
+@requires_write_key
+def forget_user(user_id):
+    """Erase a shopper: their events and every signal built from them. An unknown shopper
+    answers 200 with nothing removed, so a retried erasure is not an error."""
+    return jsonify(service().forget_user(validate_user_id(user_id)))
+
+
+def _recommendations_for(user_id: str):
     svc = service()
     k = parse_k(request.args.get("k"), maximum=svc.limits.max_k)
     text = parse_query_text(request.args.get("q"), svc.limits.max_text_chars)
     seeds = [s for s in (request.args.get("seed") or "").split(",") if s.strip()][:20]
-    result = svc.recommend(validate_user_id(user_id), k, filters=parse_filters(request.args), text=text,
-                           seed_items=seeds,
+    result = svc.recommend(user_id, k, filters=parse_filters(request.args), text=text, seed_items=seeds,
                            exclude_seen=parse_flag(request.args.get("exclude_seen"), "exclude_seen"))
     return jsonify(with_image_urls(result))

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 access = logging.getLogger("jewelsearch.access")
 
 FORM_OVERHEAD_BYTES = 1 << 20  # room for text fields beside the image in a multipart body
+USERS_PREFIX = "/api/users/"
 
 
 def create_app(settings: Settings, service: SearchService | None = None, *,
@@ -60,7 +61,7 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     def access_log(response):
         # One structured line per request; never headers or bodies (they may hold the key).
         access.info(json.dumps({"request_id": g.get("request_id"), "method": request.method,
-                                "path": request.path[:200], "status": response.status_code,
+                                "path": logged_path(request.path), "status": response.status_code,
                                 "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1)}))
         return response
 
@@ -84,6 +85,20 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     if autosave_seconds:
         _start_autosave(service, autosave_seconds)
     return app
+
+
+def logged_path(path: str) -> str:
+    """The path as the access log shows it: a shopper's id is personal data (and an erasure
+    request must not leave it in the log), so it is replaced by a placeholder.
+
+    >>> logged_path("/api/users/ann%40example.com/recommendations")
+    '/api/users/<user_id>/recommendations'
+    """
+    if path.startswith(USERS_PREFIX):
+        # Everything after the prefix may be the id (a decoded "%2F" is a slash too).
+        tail = "/recommendations" if path.endswith("/recommendations") else ""
+        path = USERS_PREFIX + "<user_id>" + tail
+    return path[:200]
 
 
 def _register_error_handlers(app: Flask) -> None:

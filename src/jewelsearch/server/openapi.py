@@ -19,6 +19,16 @@ _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$
 _RESULTS = {"description": "results", "content": {"application/json": {"schema": {
     "$ref": "#/components/schemas/Results"}}}}
 _WRITE = [{"apiKey": []}]
+_USER = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+_EVENT = {"type": "object", "required": ["user_id", "item_id", "kind"],
+          "properties": {"user_id": {"type": "string"}, "item_id": {"type": "integer"},
+                         "kind": {"type": "string", "enum": ["view", "click", "like", "add_to_cart", "purchase"]},
+                         "ts": {"type": "number"}, "weight": {"type": "number"}}}
+_RECOMMEND_PARAMS = [_K, {"name": "q", "in": "query", "schema": {"type": "string"}},
+                     {"name": "seed", "in": "query", "schema": {"type": "string"}},
+                     {"name": "exclude_seen", "in": "query", "schema": {"type": "boolean"},
+                      "description": "leave out items the shopper engaged with recently"},
+                     *_FILTERS]
 
 
 def _op(summary: str, *, params=(), body=None, ok=None, secured=False, errors=(400, 404)) -> dict[str, Any]:
@@ -109,22 +119,25 @@ def openapi_document() -> dict[str, Any]:
             "/api/items/{item_id}/similar": {"get": _op("similar items", params=[_ID, _K, *_FILTERS], ok=_RESULTS)},
             "/api/items/{item_id}/image": {"get": _op("the item's photo", params=[_ID],
                                                       ok={"description": "image bytes"})},
-            "/api/events": {"post": _op("record an event", secured=True, body={"required": True, "content": {
-                "application/json": {"schema": {"type": "object", "required": ["user_id", "item_id", "kind"],
-                                                "properties": {"user_id": {"type": "string"},
-                                                               "item_id": {"type": "integer"},
-                                                               "kind": {"type": "string", "enum": [
-                                                                   "view", "click", "like", "add_to_cart",
-                                                                   "purchase"]},
-                                                               "ts": {"type": "number"},
-                                                               "weight": {"type": "number"}}}}}})},
+            "/api/events": {"post": _op(
+                "record an event: with the API key for any user_id; from the web page's session "
+                "(cookie + X-CSRF-Token) for its own shopper, user_id left out", secured=True,
+                body={"required": True, "content": {"application/json": {"schema": _EVENT}}})},
             "/api/users/{user_id}/recommendations": {"get": _op(
-                "recommendations with reasons", ok=_RESULTS,
-                params=[{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}, _K,
-                        {"name": "q", "in": "query", "schema": {"type": "string"}},
-                        {"name": "seed", "in": "query", "schema": {"type": "string"}},
-                        {"name": "exclude_seen", "in": "query", "schema": {"type": "boolean"},
-                         "description": "leave out items the shopper engaged with recently"},
-                        *_FILTERS])},
+                "a shopper's recommendations with reasons (they name what the shopper engaged with): "
+                "the API key, or that shopper's own page session", ok=_RESULTS, secured=True,
+                params=[_USER, *_RECOMMEND_PARAMS])},
+            "/api/me/recommendations": {"get": _op(
+                "the web page's own shopper's recommendations: the page's session cookie and its "
+                "X-CSRF-Token header; a new session gets popular pieces", ok=_RESULTS,
+                params=_RECOMMEND_PARAMS, errors=(400, 401))},
+            "/api/users/{user_id}": {"delete": _op(
+                "erase a shopper: their events, co-engagement and popularity built from them; an unknown "
+                "shopper answers 200 with events_removed 0", params=[_USER], secured=True, errors=(400,),
+                ok={"description": "erased", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "events_removed": {"type": "integer"},
+                        "reference": {"type": "string", "description": "keyed hash of the id, as logged"},
+                        "file_scrubbed": {"type": "boolean"}}}}}})},
         },
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from jewelsearch.embed.vocab import gem_family
-from jewelsearch.server.auth import csrf_token
+from jewelsearch.server.shopper import start_page_session
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static")
@@ -18,11 +18,11 @@ def index():
               for field in ("category", "metal", "gemstone")}
     # A shopper filters by family ("sapphire"); the filter takes every colour of it.
     facets["gemstone"] = list(dict.fromkeys(gem_family(v) for v in facets["gemstone"]))
-    return render_template("index.html", stats=service.stats(), facets=facets, csrf=csrf_token())
+    return render_template("index.html", stats=service.stats(), facets=facets, csrf=start_page_session())
 
 
 @web.get("/items/<item_id>")
 def item_page(item_id):
     service = current_app.config["JEWELSEARCH_SERVICE"]
     item = service.get_item(item_id)
-    return render_template("item.html", item=item, stats=service.stats(), csrf=csrf_token())
+    return render_template("item.html", item=item, stats=service.stats(), csrf=start_page_session())

@@ -93,6 +93,10 @@ class Database:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
+        # Deleted rows are overwritten with zeros, so an erased shopper's events do not linger
+        # in free space. It must be on for every write, not just the erasure: a b-tree page
+        # split leaves stale copies of moved rows behind unless it is.
+        conn.execute("PRAGMA secure_delete=ON")
         return conn
 
     @property
@@ -124,6 +128,12 @@ class Database:
                 raise
             else:
                 conn.execute("COMMIT")
+
+    def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the database file and empty it; True when it could
+        (a reader holding an old snapshot makes SQLite leave the log as it is)."""
+        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         cur = self.conn.execute(sql, params)

@@ -19,6 +19,10 @@ EVENT_KINDS: dict[str, float] = {
     "purchase": 10.0,
 }
 MAX_USER_ID_CHARS = 200
+# Counts erasures in the meta table. Events are otherwise only appended, so the newest event id
+# marks a change; an erasure can remove rows without changing it, and caches built from the
+# events (co-engagement, popularity) must notice it even in another process.
+ERASURES_KEY = "event_erasures"
 
 
 def parse_timestamp(value: Any) -> float:
@@ -113,9 +117,25 @@ class EventStore:
         for row in cur:
             yield dict(zip(cols, row))
 
-    def latest_id(self) -> int:
-        """The newest event's id (events are only appended): a cheap change marker."""
-        return int(self.database.scalar("SELECT MAX(id) FROM events") or 0)
+    def change_marker(self) -> tuple[int, int]:
+        """(newest event id, erasures so far): changes whenever the event log does, in one
+        cheap query (an index lookup each, unlike COUNT(*))."""
+        newest, erasures = self.database.conn.execute(
+            "SELECT (SELECT MAX(id) FROM events), (SELECT value FROM meta WHERE key = ?)",
+            (ERASURES_KEY,)).fetchone()
+        return int(newest or 0), int(erasures or 0)
+
+    def count_for_user(self, user_id: str) -> int:
+        return int(self.database.scalar("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)))
+
+    def delete_user(self, conn, user_id: str) -> int:
+        """Remove every event of one shopper inside the caller's transaction; returns how many.
+        A removal counts as an erasure in the change marker."""
+        removed = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+        if removed:
+            conn.execute("INSERT INTO meta(key, value) VALUES(?, '1') ON CONFLICT(key) "
+                         "DO UPDATE SET value = CAST(value AS INTEGER) + 1", (ERASURES_KEY,))
+        return removed
 
     def count(self) -> int:
         return int(self.database.scalar("SELECT COUNT(*) FROM events"))

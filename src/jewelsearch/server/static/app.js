@@ -1,5 +1,6 @@
 // jewelsearch page logic: search by words, photo or both; "for you" recommendations.
-// Everything goes through the JSON API; event writes carry the page's CSRF token.
+// Everything goes through the JSON API. The page's shopper is the server's: an anonymous id in
+// the signed session cookie, so events and "for you" carry the CSRF token and never a user id.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -15,15 +16,6 @@
     if (!el) return;
     el.textContent = text;
     el.classList.toggle("error", !!isError);
-  }
-
-  function userId() {
-    let id = localStorage.getItem("jewelsearch-user");
-    if (!id) {
-      id = "guest-" + Math.random().toString(36).slice(2, 8);
-      localStorage.setItem("jewelsearch-user", id);
-    }
-    return id;
   }
 
   function attrText(item) {
@@ -152,7 +144,7 @@
       await call("/api/events", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ user_id: userId(), item_id: Number(itemId), kind: kind }),
+        body: JSON.stringify({ item_id: Number(itemId), kind: kind }),
       });
       if (button) button.setAttribute("aria-pressed", "true");
       loadForYou();
@@ -168,29 +160,24 @@
     record(button.closest(".actions").dataset.itemId, button.dataset.kind, button);
   });
 
+  // Reasons that come from this shopper's own likes, carts and purchases (not "popular").
+  const PERSONAL = new Set(["engaged", "similar", "co_engaged", "taste"]);
+
   async function loadForYou() {
     const list = $("foryou");
     if (!list) return;
     setStatus($("foryou-status"), "Loading recommendations…");
     try {
-      const payload = await call("/api/users/" + encodeURIComponent(userId()) + "/recommendations?k=8");
+      const payload = await call("/api/me/recommendations?k=8", { headers: { "X-CSRF-Token": csrf } });
       list.replaceChildren(...payload.results.map((item) => card(item, true)));
-      setStatus($("foryou-status"), payload.results.length ? "For shopper " + userId() : "Nothing to recommend yet.");
+      const personal = payload.results.some((item) => (item.reasons || []).some((r) => PERSONAL.has(r.type)));
+      setStatus($("foryou-status"), !payload.results.length ? "Nothing to recommend yet."
+        : personal ? "Picked from what you liked in this browser."
+        : "Popular pieces: like a few to make this row yours.");
     } catch (err) { setStatus($("foryou-status"), err.message, true); }
   }
 
-  const userForm = $("user-form");
-  if (userForm) {
-    $("user-id").value = userId();
-    userForm.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const value = $("user-id").value.trim();
-      if (!value) { setStatus($("foryou-status"), "Type a shopper id.", true); return; }
-      localStorage.setItem("jewelsearch-user", value);
-      loadForYou();
-    });
-    loadForYou();
-  }
+  loadForYou();
 
   const results = $("results");
   const status = $("status");
