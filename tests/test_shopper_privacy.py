@@ -86,6 +86,8 @@ def test_cold_start_for_a_fresh_session(app, service, items):
 
 
 def test_hostile_second_session_and_keyless_clients_get_nothing_of_shopper_a(app, client, auth, service, items):
+    answered: list[int] = []  # statuses of the hostile requests, for docs/reliability.md (pytest -s)
+    app.after_request(lambda response: answered.append(response.status_code) or response)
     a = Page(app)
     for item in (items[2], items[7], items[9]):
         assert a.like(item).status_code == 201
@@ -97,6 +99,7 @@ def test_hostile_second_session_and_keyless_clients_get_nothing_of_shopper_a(app
 
     b = Page(app)
     keyless = app.test_client()
+    answered.clear()
     wrong_key = {"X-API-Key": "wrong-" + API_KEY}
     # What a brand-new visitor is shown; B may see that much and no more.
     public = Page(app).for_you().json["results"]
@@ -147,6 +150,13 @@ def test_hostile_second_session_and_keyless_clients_get_nothing_of_shopper_a(app
     assert forged.get("/api/me/recommendations", headers={"X-CSRF-Token": "x"}).status_code == 401
     assert forged.get(f"/api/users/{a.shopper}/recommendations", headers={"X-CSRF-Token": "x"}).status_code == 401
 
+    # B's "Forget my history" erases B, never A.
+    assert b.client.delete("/api/me", headers=b.headers).json["events_removed"] == 0
+    assert keyless.delete("/api/me").status_code == 401
+
+    from collections import Counter
+    print(f"hostile: {len(answered)} requests, statuses {sorted(Counter(answered).items())}")
+
     # Nothing above changed A's history, and A and the backend still read it.
     assert {v: service.catalog.events.count_for_user(v) for v in victims} == events_before
     assert personal(a.for_you().json["results"])
@@ -184,3 +194,17 @@ def test_the_access_log_never_shows_a_shopper_id(client, auth, items, caplog):
     assert [line["path"] for line in lines][1:] == ["/api/users/<user_id>/recommendations",
                                                      "/api/users/<user_id>", "/api/users/<user_id>"]
     assert "ann" not in caplog.text
+
+
+def test_forget_my_history_erases_the_page_shopper_and_draws_a_new_one(app, service, items):
+    page = Page(app)
+    old = page.shopper
+    for item in items[:3]:
+        assert page.like(item).status_code == 201
+    assert personal(page.for_you().json["results"])
+    answer = page.client.delete("/api/me", headers=page.headers)
+    assert answer.status_code == 200 and answer.json["events_removed"] == 3
+    assert service.catalog.events.count_for_user(old) == 0
+    assert page.shopper != old and page.shopper.startswith(PAGE_SHOPPER_PREFIX)
+    assert not personal(page.for_you().json["results"])
+    assert page.client.delete("/api/me").status_code == 401  # the page's token is required

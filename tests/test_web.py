@@ -99,7 +99,7 @@ def test_bad_upload_shows_error(page, tmp_path):
 
 def test_liking_items_changes_for_you(page, service):
     page.wait_for_selector("#foryou li")
-    assert "Popular pieces" in page.inner_text("#foryou-status")
+    assert "to make this row yours" in page.inner_text("#foryou-status")
     assert page.locator("#user-id").count() == 0  # the shopper is the session's, not typed in
     before = page.locator("#foryou li .title").all_inner_texts()
     page.fill("#q", "ring")
@@ -119,6 +119,10 @@ def test_liking_items_changes_for_you(page, service):
     shoppers = {row["user_id"] for row in service.catalog.database.query("SELECT DISTINCT user_id FROM events")}
     assert len(shoppers) == 1 and shoppers.pop().startswith("page-")
     shot(page, "for-you.png")
+    page.click("#forget-me")
+    page.wait_for_selector("#foryou-status:has-text('Your history here is erased (3 events)')")
+    assert not [r for r in page.locator("#foryou .reason").all_inner_texts() if "you" in r]
+    assert service.catalog.events.count() == 0
     assert not page.console_errors
 
 
@@ -133,7 +137,7 @@ def test_another_browser_sees_none_of_the_first_shoppers_history(page, live_serv
         second = other.new_page()
         second.goto(live_server + "/")
         second.wait_for_selector("#foryou li")
-        assert "Popular pieces" in second.inner_text("#foryou-status")
+        assert "to make this row yours" in second.inner_text("#foryou-status")
         assert not [r for r in second.locator("#foryou .reason").all_inner_texts() if "you" in r]
         # Asking for the first shopper by id, from the second browser's page, is refused.
         first_id = page.evaluate("async () => (await (await fetch('/api/me/recommendations', {headers: "

@@ -14,7 +14,8 @@ from jewelsearch.search.params import (parse_collapse, parse_dropped, parse_filt
                                       parse_query_text)
 from jewelsearch.search.service import SearchService
 from jewelsearch.server.auth import requires_write_key
-from jewelsearch.server.shopper import event_for_caller, require_page_shopper, require_shopper_access
+from jewelsearch.server.shopper import (event_for_caller, new_page_shopper, require_page_shopper,
+                                        require_shopper_access)
 from jewelsearch.storage.events import validate_user_id
 from jewelsearch.storage.items import ITEM_FIELDS, parse_item_id
 
@@ -240,6 +241,15 @@ def my_recommendations():
     """The page's "For you": recommendations for the shopper of this page session (a new
     session gets popular pieces)."""
     return _recommendations_for(require_page_shopper())
+
+
+@api.delete("/me")
+def forget_me():
+    """The page's "Forget my history": erase this session's shopper (nobody else knows the
+    anonymous id to ask for it), then give the page a fresh one."""
+    answer = service().forget_user(require_page_shopper())
+    new_page_shopper()
+    return jsonify(answer)
 
 
 @api.delete("/users/<user_id>")

@@ -24,6 +24,10 @@ _EVENT = {"type": "object", "required": ["user_id", "item_id", "kind"],
           "properties": {"user_id": {"type": "string"}, "item_id": {"type": "integer"},
                          "kind": {"type": "string", "enum": ["view", "click", "like", "add_to_cart", "purchase"]},
                          "ts": {"type": "number"}, "weight": {"type": "number"}}}
+_ERASED = {"description": "erased", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"events_removed": {"type": "integer"},
+                                     "reference": {"type": "string", "description": "keyed hash of the id, as logged"},
+                                     "file_scrubbed": {"type": "boolean"}}}}}}
 _RECOMMEND_PARAMS = [_K, {"name": "q", "in": "query", "schema": {"type": "string"}},
                      {"name": "seed", "in": "query", "schema": {"type": "string"}},
                      {"name": "exclude_seen", "in": "query", "schema": {"type": "boolean"},
@@ -131,13 +135,12 @@ def openapi_document() -> dict[str, Any]:
                 "the web page's own shopper's recommendations: the page's session cookie and its "
                 "X-CSRF-Token header; a new session gets popular pieces", ok=_RESULTS,
                 params=_RECOMMEND_PARAMS, errors=(400, 401))},
+            "/api/me": {"delete": _op(
+                "the web page's \"Forget my history\": erase its own shopper (session cookie + X-CSRF-Token), "
+                "then draw a new anonymous id", ok=_ERASED, errors=(401,))},
             "/api/users/{user_id}": {"delete": _op(
                 "erase a shopper: their events, co-engagement and popularity built from them; an unknown "
                 "shopper answers 200 with events_removed 0", params=[_USER], secured=True, errors=(400,),
-                ok={"description": "erased", "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {
-                        "events_removed": {"type": "integer"},
-                        "reference": {"type": "string", "description": "keyed hash of the id, as logged"},
-                        "file_scrubbed": {"type": "boolean"}}}}}})},
+                ok=_ERASED)},
         },
     }

@@ -33,9 +33,15 @@ def page_shopper_id() -> str:
     each visit) so a shopper's history outlives closing the browser."""
     shopper = session.get(SESSION_KEY)
     if not isinstance(shopper, str) or not shopper.startswith(PAGE_SHOPPER_PREFIX):
-        shopper = PAGE_SHOPPER_PREFIX + secrets.token_urlsafe(16)
-        session[SESSION_KEY] = shopper
-        session.permanent = True
+        shopper = new_page_shopper()
+    return shopper
+
+
+def new_page_shopper() -> str:
+    """Draw a new anonymous shopper for this session (first visit, or after "Forget my history")."""
+    shopper = PAGE_SHOPPER_PREFIX + secrets.token_urlsafe(16)
+    session[SESSION_KEY] = shopper
+    session.permanent = True
     return shopper
 
 

@@ -173,10 +173,25 @@
       const personal = payload.results.some((item) => (item.reasons || []).some((r) => PERSONAL.has(r.type)));
       setStatus($("foryou-status"), !payload.results.length ? "Nothing to recommend yet."
         : personal ? "Picked from what you liked in this browser."
-        : "Popular pieces: like a few to make this row yours.");
+        : "Like a few pieces to make this row yours.");
     } catch (err) { setStatus($("foryou-status"), err.message, true); }
   }
 
+  // Erases this browser's shopper on the server (events and what was built from them); the
+  // session gets a new anonymous id, so "For you" starts again from popular pieces.
+  async function forgetMe(button) {
+    button.disabled = true;
+    try {
+      const answer = await call("/api/me", { method: "DELETE", headers: { "X-CSRF-Token": csrf } });
+      document.querySelectorAll(".act[aria-pressed=true]").forEach((b) => b.setAttribute("aria-pressed", "false"));
+      await loadForYou();
+      setStatus($("foryou-status"), "Your history here is erased (" + answer.events_removed + " events).");
+    } catch (err) { setStatus($("foryou-status"), "Could not erase it: " + err.message, true); }
+    finally { button.disabled = false; }
+  }
+
+  const forget = $("forget-me");
+  if (forget) forget.addEventListener("click", () => forgetMe(forget));
   loadForYou();
 
   const results = $("results");
