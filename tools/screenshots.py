@@ -51,8 +51,6 @@ def main():
         for name, viewport in (("desktop", {"width": 1280, "height": 900}), ("phone", {"width": 390, "height": 844})):
             page = browser.new_context(viewport=viewport).new_page()
             page.goto(url + "/")
-            page.evaluate("localStorage.setItem('jewelsearch-user', 'demo-shopper')")
-            page.reload()
             page.fill("#q", "oval sapphire pendant")  # understood chips; the oval blue one first
             page.press("#q", "Enter")
             page.wait_for_selector("#results li")
