@@ -83,7 +83,7 @@ def main():
             build(home, n, encoder.model_id, encoder.dim).close()
             env = dict(os.environ, JEWELSEARCH_HOME=str(home))
             server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(args.port),
-                                       "--threads", "4"], env=env, stdout=subprocess.DEVNULL,
+                                       "--threads", "4", "--no-rate-limits"], env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
             try:
                 url = f"http://127.0.0.1:{args.port}"

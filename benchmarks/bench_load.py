@@ -37,7 +37,7 @@ def main():
     shutil.copytree(args.home, home)
     env = dict(os.environ, JEWELSEARCH_HOME=str(home), JEWELSEARCH_API_KEY=KEY, HF_HUB_OFFLINE="1")
     server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(args.port),
-                               "--threads", "8"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--threads", "8", "--no-rate-limits"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{args.port}"
     try:
         for _ in range(600):

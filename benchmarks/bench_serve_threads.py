@@ -80,7 +80,7 @@ def main() -> None:
                 if threads is not None:
                     env["JEWELSEARCH_TORCH_THREADS"] = threads
                 server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port",
-                                           str(args.port), "--threads", "8"], env=env,
+                                           str(args.port), "--threads", "8", "--no-rate-limits"], env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
                     url = f"http://127.0.0.1:{args.port}"

@@ -71,7 +71,8 @@ def make_image(color=(200, 30, 30), size=(64, 48), fmt="PNG", seed: int | None =
 
 @pytest.fixture
 def settings(tmp_path, tiny_model_dir) -> Settings:
-    return Settings(home=tmp_path / "home", model=str(tiny_model_dir), api_key=API_KEY)
+    # Rate limits are off in tests unless a test turns them on (tests/test_rate_limits.py).
+    return Settings(home=tmp_path / "home", model=str(tiny_model_dir), api_key=API_KEY, rate_limits=False)
 
 
 @pytest.fixture

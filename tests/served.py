@@ -17,9 +17,11 @@ def free_port() -> int:
 
 
 def start_server(env: dict, *extra_args: str) -> tuple[subprocess.Popen, str]:
-    """`jewelsearch serve` on a free port, returned once /api/ready answers."""
+    """`jewelsearch serve` on a free port, returned once /api/ready answers. Rate limits are off:
+    these tests load the server from one address far past a shopper's allowance."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port), *extra_args],
+    server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port),
+                               "--no-rate-limits", *extra_args],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

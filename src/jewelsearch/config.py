@@ -45,6 +45,22 @@ class Settings:
     # Let the web page record shopper events through its CSRF-protected session.
     browser_events: bool = True
     cors_origins: str = ""  # comma-separated origins allowed to call the API; empty = CORS off
+    # How many reverse proxies in front of the server append to X-Forwarded-For. 0: the header
+    # is ignored and a client is its connection's address (a client cannot pick its own identity).
+    trusted_proxy_hops: int = 0
+    # GET /metrics (Prometheus) answers without the API key only when this is true: for a
+    # scraper on a private network.
+    metrics_public: bool = False
+
+    # Rate limits per client address and endpoint class (Flask-Limiter rate strings such as
+    # "60/minute" or "10/second;300/hour"; "" leaves a class unlimited). Counted in this process's
+    # memory unless rate_limit_storage names a shared backend (e.g. redis://host:6379).
+    rate_limits: bool = True
+    rate_limit_upload: str = "60/minute"  # POST /api/items, and an item update with a new image
+    rate_limit_image: str = "60/minute"  # image search, recognize, explain
+    rate_limit_text: str = "300/minute"  # text and item search, similar items, recommendations
+    rate_limit_write: str = "600/minute"  # events, item edits without an image, deletes
+    rate_limit_storage: str = "memory://"
 
     # Limits on what a request may ask for
     max_upload_bytes: int = 16 * 1024 * 1024

@@ -104,6 +104,31 @@ def load_index(directory: Path, vector_source: VectorSource | None = None
     return index, manifest
 
 
+def copy_current_version(source: Path, target: Path, attempts: int = 5) -> IndexManifest | None:
+    """Copy the current saved version of the index in ``source`` (its folder and the pointer)
+    into the new folder ``target``; None when there is no saved index.
+
+    A running server may save a newer version and prune this one while it is being copied;
+    the copy then starts again from the new pointer, up to ``attempts`` times.
+    """
+    source, target = Path(source), Path(target)
+    for _ in range(attempts):
+        version = _current_version(source)
+        if version is None:
+            return None
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            manifest = IndexManifest(**json.loads((version / "manifest.json").read_text()))
+            shutil.copytree(version, target / version.name)
+        except (FileNotFoundError, shutil.Error):
+            continue  # pruned under us: a newer version is current now
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"the saved index in {version} has an unreadable manifest ({exc})") from None
+        _write_file(target / POINTER, version.name.encode())
+        return manifest
+    raise OSError(f"the index in {source} kept changing while it was copied ({attempts} tries)")
+
+
 def _current_version(directory: Path) -> Path | None:
     try:
         name = (directory / POINTER).read_text().strip()

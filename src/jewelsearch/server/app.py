@@ -12,10 +12,13 @@ import uuid
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from jewelsearch.config import Settings
 from jewelsearch.errors import JewelsearchError
 from jewelsearch.search.service import SearchService
+from jewelsearch.server.metrics import install_metrics
+from jewelsearch.server.rate_limits import RateLimitRules, RateLimitSettingsError, install_rate_limits
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("jewelsearch.access")
@@ -26,6 +29,7 @@ USERS_PREFIX = "/api/users/"
 
 def create_app(settings: Settings, service: SearchService | None = None, *,
                autosave_seconds: float | None = 2.0) -> Flask:
+    rules = check_server_settings(settings)  # before the (slow) service is opened
     if service is None:
         from jewelsearch.search.wiring import open_service
         service = open_service(settings)
@@ -49,6 +53,9 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     def openapi():
         from jewelsearch.server.openapi import openapi_document
         return jsonify(openapi_document())
+
+    # First, so that requests refused by a later hook (a rate limit) are timed and counted.
+    metrics = install_metrics(app, service, settings)
 
     @app.before_request
     def assign_request_id():
@@ -82,6 +89,13 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
             response.headers["X-Frame-Options"] = "DENY"
         return response
 
+    if settings.trusted_proxy_hops:
+        # The client is the address the trusted proxies report (rate limits, access log).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)
+    if settings.rate_limits:
+        # Last, so a refused request already has its request id and metrics timer.
+        install_rate_limits(app, rules, on_refusal=metrics.refused)
+
     if autosave_seconds:
         _start_autosave(service, autosave_seconds)
     return app
@@ -99,6 +113,13 @@ def logged_path(path: str) -> str:
         tail = "/recommendations" if path.endswith("/recommendations") else ""
         path = USERS_PREFIX + "<user_id>" + tail
     return path[:200]
+
+
+def check_server_settings(settings: Settings) -> RateLimitRules:
+    """The rate-limit rules; raises ``RateLimitSettingsError`` for a setting the server cannot use."""
+    if settings.trusted_proxy_hops < 0:
+        raise RateLimitSettingsError("trusted_proxy_hops must be 0 or more")
+    return RateLimitRules.from_settings(settings)
 
 
 def _register_error_handlers(app: Flask) -> None:

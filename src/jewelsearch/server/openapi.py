@@ -57,7 +57,34 @@ ITEM_FIELDS.update(description={"type": "string", "maxLength": 5000}, url={"type
                    price={"type": "number", "minimum": 0})
 
 
+# Operations counted against a rate limit (server/rate_limits.py); they may answer 429.
+_RATE_LIMITED = {("/api/search", "get"), ("/api/search", "post"), ("/api/recognize", "post"),
+                 ("/api/explain", "get"), ("/api/explain", "post"), ("/api/items", "post"),
+                 ("/api/items/{item_id}", "patch"), ("/api/items/{item_id}", "delete"),
+                 ("/api/items/{item_id}/similar", "get"), ("/api/events", "post"),
+                 ("/api/users/{user_id}/recommendations", "get")}
+_TOO_MANY = {"description": "over this client's rate limit for the endpoint's class; retry after the "
+                            "Retry-After header's seconds",
+             "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_METRICS = {"get": {"summary": "Prometheus metrics (text format): requests and latency per route and "
+                               "status, index size and kind, model id, events recorded, rate-limit refusals; "
+                               "needs the key unless metrics_public is set",
+                    "security": [{"apiKey": []}, {}],
+                    "responses": {"200": {"description": "Prometheus text exposition format",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                  "401": _ERROR, "403": _ERROR}}}
+
+
 def openapi_document() -> dict[str, Any]:
+    document = _api_document()
+    document["paths"]["/metrics"] = _METRICS
+    for path, method in _RATE_LIMITED:
+        document["paths"][path][method]["responses"]["429"] = _TOO_MANY
+    return document
+
+
+def _api_document() -> dict[str, Any]:
     image = {"type": "string", "format": "binary"}
     return {
         "openapi": "3.0.3",
