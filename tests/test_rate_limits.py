@@ -72,7 +72,7 @@ def test_image_requests_hit_their_limit_and_nothing_else_does(limited):
     ("upload", lambda c, i: add_item(c, seed=100 + i)),
     ("write", lambda c, i: c.post("/api/events", json={"user_id": "ann", "item_id": 1, "kind": "view"},
                                   headers={"X-API-Key": API_KEY})),
-    ("text", lambda c, i: c.get("/api/users/ann/recommendations")),
+    ("text", lambda c, i: c.get("/api/users/ann/recommendations", headers={"X-API-Key": API_KEY})),
     ("image", lambda c, i: c.get("/api/explain?item=1&query_item=1")),
 ])
 def test_each_class_is_limited_on_its_own(limited, service, rate_class, request_one):
