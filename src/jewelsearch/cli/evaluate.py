@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from jewelsearch.cli import Context, fail
 from jewelsearch.cli.inputs import hand_boxes
+from jewelsearch.cli.instance import eval_retrieval
 
 
 @click.group("eval")
@@ -223,3 +224,6 @@ def eval_search(obj: Context, source, photos_only, k, limit, seed, out, keep_hom
         click.echo(f"{group:<18} n={cell['n']:<4} R-prec@10 {cell['r_precision']['mean']:.2f}  "
                    f"nDCG@10 {cell['ndcg_at_10']['mean']:.2f}  MRR {cell['mrr']['mean']:.2f}  "
                    f"(BM25 titles R-prec {bm25['r_precision']['mean']:.2f})")
+
+
+eval_group.add_command(eval_retrieval)

@@ -15,10 +15,12 @@ import click
 
 from jewelsearch.cli import Context, fail
 from jewelsearch.cli.inputs import hand_boxes, protected_photos
+from jewelsearch.cli.instance import train_instance_head
 from jewelsearch.cli.train_heads import context_heads, gem_specialist, robust_top, stone_heads
 
 # The order the steps must run in, and the top-level name each had before the group.
-STEP_ORDER = ("encoder", "localizer", "stone-branch", "robust-top", "context-heads", "stone-heads", "gem-specialist")
+STEP_ORDER = ("encoder", "localizer", "stone-branch", "robust-top", "context-heads", "stone-heads", "gem-specialist",
+              "instance-head")
 OLD_NAMES = {"localizer": "train-localizer", "stone-branch": "train-stone-channel", "robust-top": "tune-robust",
              "context-heads": "train-context-head", "stone-heads": "train-stone-heads",
              "gem-specialist": "train-gem-head"}
@@ -44,8 +46,9 @@ def train():
     5. context-heads   category and metal heads on the recognition top's maps
     6. stone-heads     gemstone and cut heads (after context-heads)
     7. gem-specialist  which loose stone
+    8. instance-head   the "find this exact piece" vector (after localizer)
 
-    Steps 2 to 7 refit the folder given with `jewelsearch --model FOLDER`.
+    Steps 2 to 8 refit the folder given with `jewelsearch --model FOLDER`.
     """
 
 
@@ -147,7 +150,7 @@ def stone_branch(obj: Context, renders, products, worn_root, protect_csv, boxes_
     click.echo(json.dumps(summary, indent=2))
 
 
-for _command in (robust_top, context_heads, stone_heads, gem_specialist):
+for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head):
     train.add_command(_command)
 
 

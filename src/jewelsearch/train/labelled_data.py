@@ -77,8 +77,8 @@ def read_renders(render_dir: Path, held_out=lambda index: False) -> list[Record]
 
 
 def worn_products_seen(model_folder: Path | None) -> set[str]:
-    """Worn products the localiser, the context head or a robust tuning of the tower
-    (``robust_tuning.json``) of ``model_folder`` trained on, less those the cross-fitted fold
+    """Worn products the localiser, the context head, a robust tuning of the tower
+    (``robust_tuning.json``) or the instance head of ``model_folder`` trained on, less those the cross-fitted fold
     heads cover (``worn_folds.json``): evaluation judges those with heads that never saw them.
     The fold heads do not cover the tower: a product its tuning saw stays out either way."""
     seen: set[str] = set()
@@ -90,7 +90,8 @@ def worn_products_seen(model_folder: Path | None) -> set[str]:
         covered = set(json.loads(folds_file.read_text()).get("fold_by_product", {}))
     for name, path, less in ((artifacts.LOCALIZER_CONFIG, ("trained", "worn_products_seen"), set()),
                              (artifacts.CONTEXT_HEADS_SUMMARY, ("worn_products_seen",), covered),
-                             (artifacts.ROBUST_TUNING_SUMMARY, ("worn_products_seen",), set())):
+                             (artifacts.ROBUST_TUNING_SUMMARY, ("worn_products_seen",), set()),
+                             (artifacts.INSTANCE_HEAD_CONFIG, ("summary", "worn_products_seen"), set())):
         file = Path(model_folder) / name
         if file.is_file():
             value = json.loads(file.read_text())

@@ -1,0 +1,132 @@
+"""Finding the same piece: instance retrieval measured three ways, for any image descriptor.
+
+A shopper's photo of a worn piece must find that piece's catalog shot. No real worn-versus-
+catalog pairs exist in the shared data, so three measures stand in, each blind to something
+the others can be fooled by:
+
+* **worn -> same product**: one worn photo finds the other photos of its product among the
+  held-out worn photos plus the clean product photos as distractors. Only worn products no
+  part of the model trained on (``unseen_worn``) are judged; the instance head trains on the
+  others. The photos of one product come from one shoot, so the background helps here; read
+  it with the next measure.
+* **pasted shopper photos -> catalog**: a held-out catalog photo's piece, cut from its white
+  sweep, pasted small onto a held-out worn photo, must find its own catalog shot. Only the
+  piece is shared, so backgrounds cannot help; the pixels are the catalog's own, so this is
+  closer to near-duplicate search than real shopper photos are.
+* **category precision of similar items** on clean catalog photos: P@10, the share of each
+  photo's ten nearest that show the same category (what "similar items" must not lose).
+
+Queries are searched whole, by the localiser's top piece, or ``multi`` (whole photo and each
+detected piece, fused by the best similarity per catalog item), as ``search`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from jewelsearch.evaluate.metrics import bootstrap_interval
+from jewelsearch.recognize.localizer import Localizer, crop, piece_crop
+
+Embed = Callable[[Sequence[Image.Image]], np.ndarray]  # photos -> unit vectors [n, d]
+# (query vector [d], candidate vectors [c, d], candidate similarities [c]) -> new scores [c]
+Rerank = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+RERANK_CANDIDATES = 100  # as the server re-ranks: only the top of the first list
+MAX_PIECES = 3  # detected pieces searched per photo besides the whole photo
+QUERY_MODES = ("whole", "piece", "multi")
+
+
+@dataclass
+class QueryCrops:
+    """One query photo as searched: the whole photo first, then up to ``MAX_PIECES`` pieces."""
+    views: list[Image.Image]
+    top_piece: int | None  # index into views of the localiser's most confident usable piece
+
+    @classmethod
+    def of(cls, image: Image.Image, localizer: Localizer | None) -> "QueryCrops":
+        if localizer is None:
+            return cls([image], None)
+        boxes = localizer.usable_boxes(localizer.locate(image))
+        views = [image]
+        top = piece_crop(image, boxes)
+        if top is not None:
+            views.append(top)
+            views += [crop(image, b) for b in boxes[1:MAX_PIECES]]
+        return cls(views, 1 if top is not None else None)
+
+
+def query_similarities(embed: Embed, queries: Sequence[QueryCrops], gallery: np.ndarray,
+                       mode: str, rerank: Rerank | None = None, exclude: Sequence[int | None] | None = None
+                       ) -> np.ndarray:
+    """[queries, gallery] similarities for one query mode; ``multi`` takes, per catalog item,
+    the best of the whole photo and its pieces (a piece found in any crop is found).
+    ``rerank`` rescores each searched view's top ``RERANK_CANDIDATES`` (the rest fall below
+    them); ``exclude[n]`` is a gallery row query n must not find (the query photo itself)."""
+    if mode not in QUERY_MODES:
+        raise ValueError(f"mode must be one of {QUERY_MODES}")
+    flat, owner = [], []
+    for n, q in enumerate(queries):
+        if mode == "whole" or (mode == "piece" and q.top_piece is None):
+            chosen = [q.views[0]]
+        elif mode == "piece":
+            chosen = [q.views[q.top_piece]]
+        else:
+            chosen = q.views
+        flat += chosen
+        owner += [n] * len(chosen)
+    vectors = embed(flat)
+    sims = vectors @ gallery.T
+    if exclude is not None:
+        for row, n in enumerate(owner):
+            if exclude[n] is not None:
+                sims[row, exclude[n]] = -np.inf
+    if rerank is not None:
+        sims = _reranked(rerank, vectors, gallery, sims)
+    out = np.full((len(queries), gallery.shape[0]), -np.inf, dtype=np.float32)
+    np.maximum.at(out, np.asarray(owner), sims)
+    return out
+
+
+def _reranked(rerank: Rerank, vectors: np.ndarray, gallery: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    out = np.full_like(sims, -np.inf)
+    for row in range(len(sims)):
+        top = np.argsort(-sims[row])[:RERANK_CANDIDATES]
+        top = top[np.isfinite(sims[row, top])]
+        scores = np.asarray(rerank(vectors[row], gallery[top], sims[row, top]), dtype=np.float32)
+        out[row, top] = scores  # beyond the candidates nothing is ranked, as in the server
+    return out
+
+
+def recall_at(ranks: np.ndarray) -> dict:
+    """R@1, R@10 and MRR with 95 % bootstrap intervals over queries."""
+    out = {"queries": int(len(ranks))}
+    for name, values in (("recall@1", ranks < 1), ("recall@10", ranks < 10), ("mrr", 1.0 / (ranks + 1))):
+        values = values.astype(np.float64)
+        low, high = bootstrap_interval(values)
+        out[name] = round(float(values.mean()), 4) if len(values) else 0.0
+        out[name + "_interval"] = [round(low, 4), round(high, 4)]
+    return out
+
+
+def ranks_of_answers(sims: np.ndarray, answers: Sequence[np.ndarray]) -> np.ndarray:
+    """Rank (0 = first) of the best-placed right answer for each query."""
+    ranks = []
+    for row, right in zip(sims, answers):
+        best = row[right].max()
+        ranks.append(int((row > best).sum()))
+    return np.asarray(ranks)
+
+
+def category_precision(vectors: np.ndarray, categories: Sequence[str], k: int = 10) -> dict:
+    """P@k of leave-one-out neighbours sharing the category, with a bootstrap interval."""
+    cats = np.asarray(categories)
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest = np.argsort(-sims, axis=1)[:, :k]
+    per_photo = (cats[nearest] == cats[:, None]).mean(1)
+    low, high = bootstrap_interval(per_photo)
+    return {"photos": int(len(cats)), f"precision@{k}": round(float(per_photo.mean()), 4),
+            f"precision@{k}_interval": [round(low, 4), round(high, 4)]}
