@@ -207,6 +207,16 @@ def test_unreadable_head_files_are_refused(tmp_path, dense):
         InstanceHead.load(tmp_path, dense.model.visual)
 
 
+def test_wide_vectors_leave_the_exact_scan_sooner():
+    """The exact scan's limit is a number of floats read per query (50k 256-d vectors): the
+    1280-d instance index switches to HNSW past 10k items; the 256-d index is unchanged."""
+    from jewelsearch.index import choose_kind
+    assert choose_kind(50_000, 256, 2 << 30).kind == "flat"
+    assert choose_kind(10_000, 1280, 2 << 30).kind == "flat"
+    assert choose_kind(10_001, 1280, 2 << 30).kind == "hnsw"
+    assert choose_kind(50_000, 32, 2 << 30).kind == "flat" and choose_kind(50_001, 32, 2 << 30).kind == "hnsw"
+
+
 def test_towers_without_dense_maps_keep_one_vector(tiny_model_dir, tiny_encoder):
     assert InstanceHead.load(tiny_model_dir, tiny_encoder.model.visual) is None
 

@@ -19,6 +19,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
+from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.index import VectorIndex
 from jewelsearch.index.rerank import rerank as rerank_scores
 from jewelsearch.search.fusion import fuse
@@ -35,13 +36,14 @@ class Space:
     name: str  # "instance" or "aligned", as answers report it
     key: str  # storage key of its vectors
     index: VectorIndex
+    head: InstanceHead | None = None  # what makes a photo's vector in it (None: the encoder's embedding)
 
 
 def image_space(state: ServiceState) -> Space:
     """The space image and item queries rank in (one snapshot per request)."""
     space = state.instance
     if space is not None and space.complete:
-        return Space("instance", space.key, space.index)
+        return Space("instance", space.key, space.index, space.head)
     return aligned_space(state)
 
 

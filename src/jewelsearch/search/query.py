@@ -58,7 +58,6 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
     if image_bytes is None and item_id is None:
         raise InvalidInput("give a text query (q), an image, or an item id")
     space = image_space(state)
-    head = state.instance.head if space.name == "instance" else None
     image_weight = 1.0 - text_weight if text else 1.0
     fixed: list[tuple[float, np.ndarray]] = []  # what every query part shares: the item's vector
     exclude: list[int] = []
@@ -75,7 +74,7 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
         fixed.append((text_weight, text_vector))  # one space: the text joins the sum, as it always has
     region_info = None
     if image_bytes is not None:
-        parts, region_info = image_parts(state, image_bytes, region, box, head)
+        parts, region_info = image_parts(state, image_bytes, region, box, space.head)
         queries = [(p.label, _unit(sum((w * v for w, v in fixed), image_weight * _in_space(p, space.name))))
                    for p in parts]
     else:
