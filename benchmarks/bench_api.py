@@ -5,7 +5,12 @@ model, clustered stored vectors) and times text and image queries from this
 process: p50/p99 end to end, including HTTP, encoding, FAISS and row lookup.
 Text queries are all distinct (each pays the text encoder); a last column repeats
 a few texts, which the server's text cache answers without encoding.
-Usage: python benchmarks/bench_api.py [--items 10000 100000] [--queries 200]
+
+Image queries are timed for each setup given: ``--setups off`` ranks by the text-aligned
+vectors alone (``instance_vectors = false``), ``on`` by stored 1280-d instance vectors, and
+``on:aqe`` / ``on:kreciprocal`` with that re-ranking of the top 100; one server per setup, in
+turn, on the same catalog rows.
+Usage: python benchmarks/bench_api.py [--items 10000 100000] [--queries 200] [--setups off on on:kreciprocal]
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ def main():
     parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--setups", nargs="+", default=["off", "on"],
+                        help="off | on | on:aqe | on:kreciprocal (instance vectors, re-ranking)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from jewelsearch.embed import load_encoder
@@ -75,13 +82,19 @@ def main():
     photo = io.BytesIO()
     Image.fromarray((rng.random((400, 400, 3)) * 255).astype(np.uint8)).save(photo, format="JPEG")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d')}, model {encoder.model_id}")
-    print(f"{'items':>8} {'index':<6} {'text p50':>9} {'text p99':>9} {'image p50':>10} {'image p99':>10} "
-          f"{'repeated text p50':>18}  (ms)")
-    for n in args.items:
+    from jewelsearch.embed.instance import InstanceHead
+    from jewelsearch.storage.embeddings import space_key
+    head = InstanceHead.load(encoder.folder, encoder.model.visual)
+    print(f"{'items':>8} {'setup':<15} {'index':<12} {'text p50':>9} {'text p99':>9} {'image p50':>10} "
+          f"{'image p99':>10} {'repeated text p50':>18}  (ms)")
+    for n, setup in [(n, setup) for n in args.items for setup in args.setups]:
+        instance, _, rerank = setup.partition(":")
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp)
-            build(home, n, encoder.model_id, encoder.dim).close()
-            env = dict(os.environ, JEWELSEARCH_HOME=str(home))
+            build(home, n, encoder.model_id, encoder.dim, instance_key=space_key(encoder.model_id, head.space_id),
+                  instance_dim=head.dim).close()
+            env = dict(os.environ, JEWELSEARCH_HOME=str(home), JEWELSEARCH_INSTANCE_VECTORS=str(instance == "on"),
+                       JEWELSEARCH_RERANK=rerank or "none")
             server = subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(args.port),
                                        "--threads", "4", "--no-rate-limits"], env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
@@ -90,7 +103,8 @@ def main():
                 wait_ready(url)
                 import json
                 with urllib.request.urlopen(url + "/api/stats") as r:
-                    kind = json.loads(r.read())["index_kind"]
+                    stats = json.loads(r.read())
+                kind = stats["index_kind"] + (f"+{stats['instance']['index_kind']}" if stats["instance"] else "")
                 text = lambda i: url + "/api/search?k=10&q=" + urllib.parse.quote(QUERIES[i % len(QUERIES)] + f" {i}")  # noqa: E731
                 body, ctype = multipart(photo.getvalue())
                 image = lambda i: urllib.request.Request(url + "/api/search?k=10", data=body,  # noqa: E731
@@ -103,7 +117,7 @@ def main():
                 repeated = lambda i: url + "/api/search?k=10&q=" + urllib.parse.quote(QUERIES[i % len(QUERIES)])  # noqa: E731
                 timed(repeated, len(QUERIES))
                 again = timed(repeated, args.queries)
-                print(f"{n:>8} {kind:<6} {np.percentile(t, 50):>9.1f} {np.percentile(t, 99):>9.1f} "
+                print(f"{n:>8} {setup:<15} {kind:<12} {np.percentile(t, 50):>9.1f} {np.percentile(t, 99):>9.1f} "
                       f"{np.percentile(im, 50):>10.1f} {np.percentile(im, 99):>10.1f} "
                       f"{np.percentile(again, 50):>18.1f}", flush=True)
             finally:

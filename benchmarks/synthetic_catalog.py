@@ -30,7 +30,9 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 500) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def build(home: Path, n: int, model_id: str, dim: int, seed: int = 0) -> Catalog:
+def build(home: Path, n: int, model_id: str, dim: int, seed: int = 0, instance_key: str | None = None,
+          instance_dim: int = 0) -> Catalog:
+    """``instance_key`` and ``instance_dim``: also store an instance vector per row under that key."""
     catalog = Catalog.open(home / "catalog.db", home / "images")
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (230, 200, 120)).save(buffer, format="JPEG")
@@ -48,6 +50,12 @@ def build(home: Path, n: int, model_id: str, dim: int, seed: int = 0) -> Catalog
               float(rng.integers(50, 5000)), "USD", rel, sha, json.dumps({}), now, now) for i in range(n)])
         conn.executemany("INSERT INTO embeddings (item_id, model_id, dim, vector) VALUES (?,?,?,?)",
                          [(i + 1, model_id, dim, vectors[i].tobytes()) for i in range(n)])
+        if instance_key is not None:
+            for start in range(0, n, 20_000):  # 1280-d vectors: a few at a time keeps memory flat
+                chunk = clustered(min(20_000, n - start), instance_dim, seed + 1 + start)
+                conn.executemany("INSERT INTO embeddings (item_id, model_id, dim, vector) VALUES (?,?,?,?)",
+                                 [(start + j + 1, instance_key, instance_dim, chunk[j].tobytes())
+                                  for j in range(len(chunk))])
         catalog.database.bump_version(conn)
     catalog.lexical.rebuild()  # the rows above bypass ItemStore, which writes the word index
     return catalog

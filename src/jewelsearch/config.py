@@ -33,6 +33,11 @@ class Settings:
     # Index
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
     index_memory_budget_mb: int = 2048
+    # A second, instance vector per item (from the tower pass that makes the embedding) ranks
+    # image queries, where the model's tower has the maps for it; false keeps one vector per item.
+    instance_vectors: bool = True
+    # Re-ranking of image queries' top 100 candidates: none | aqe | kreciprocal.
+    rerank: str = "none"
 
     # Server
     host: str = "127.0.0.1"

@@ -78,19 +78,26 @@ def index_info(obj: Context, as_json):
 
 
 @index.command("rebuild")
-@click.option("--drop-other-models", is_flag=True, help="Delete embeddings made by other models.")
+@click.option("--drop-other-models", is_flag=True,
+              help="Delete vectors made by other models, and by this model's earlier instance heads.")
 @click.pass_obj
 def index_rebuild(obj: Context, drop_other_models):
-    """Re-embed items missing an embedding for the current model, rebuild the index."""
+    """Re-embed, from the stored photos, items missing an embedding or an instance vector for the
+    current model; rebuild the index (and the instance index)."""
     service = obj.service
-    missing = len(service.catalog.embeddings.missing_for_model(service.encoder.model_id))
+    missing = len(service.items_to_embed())
     with tqdm(total=missing, unit="img", disable=None) as bar:
         manifest = service.rebuild_index(progress=bar.update)
     if drop_other_models:
+        keep = [service.instance.key] if service.instance is not None else []
         with service.catalog.database.write() as conn:
-            dropped = service.catalog.embeddings.delete_other_models(conn, service.encoder.model_id)
-        click.echo(f"dropped {dropped} embeddings of other models")
+            dropped = service.catalog.embeddings.delete_other_models(conn, service.encoder.model_id, keep_spaces=keep)
+        click.echo(f"dropped {dropped} vectors of other models and earlier instance heads")
     click.echo(f"index: {manifest.kind}, {manifest.count} items, model {manifest.model_id}")
+    if service.instance is not None:
+        space = service.instance
+        click.echo(f"instance index: {space.manifest.kind}, {space.manifest.count} items, {space.manifest.dim}-d, "
+                   f"space {space.key}")
 
 
 @click.group()
@@ -117,12 +124,12 @@ def events_import(obj: Context, file, skip_invalid):
 
 
 @click.command()
-@click.option("--repair", is_flag=True, help="Re-embed, rebuild the index, delete orphan files.")
+@click.option("--repair", is_flag=True, help="Re-embed, rebuild the indexes, delete orphan files.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def check(obj: Context, repair, as_json):
-    """Verify store ↔ index ↔ word index ↔ image files agree; exit 1 if not (after --repair: if still
-    not)."""
+    """Verify store ↔ index (and instance index) ↔ word index ↔ image files agree; exit 1 if not (after
+    --repair: if still not)."""
     from jewelsearch.search.consistency import check as run_check
     report = run_check(obj.service, repair=repair)
     if repair:  # report what is left after the repair, and what was done
@@ -133,7 +140,8 @@ def check(obj: Context, repair, as_json):
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         click.echo(f"items {report.items}, indexed {report.indexed}")
-        for name in ("missing_embeddings", "index_only", "store_only", "missing_images", "orphan_files",
+        for name in ("missing_embeddings", "index_only", "store_only", "missing_instance_vectors",
+                     "instance_index_only", "instance_store_only", "missing_images", "orphan_files",
                      "lexical_missing", "lexical_orphans", "lexical_stale"):
             values = getattr(report, name)
             if values:

@@ -36,8 +36,9 @@ def print_results(results: list[dict], as_json: bool, payload: dict) -> None:
         price = f"{row['price']:.2f} {row.get('currency', '')}" if row.get("price") is not None else ""
         attrs = ", ".join(str(row[k]) for k in ("category", "metal", "gemstone") if row.get(k))
         more = f"  (+{row['more_like_this']} more like this)" if row.get("more_like_this") else ""
+        matched = f"  [matched: {row['matched']}]" if row.get("matched") else ""
         click.echo(f"{rank:>3}. [{row['id']}] {row['score']:.3f}  {row.get('title') or '(untitled)'}"
-                   f"  {attrs}  {price}{more}")
+                   f"  {attrs}  {price}{more}{matched}")
         for reason in row.get("reasons", []):
             click.echo(f"       - {reason['text']}")
 
@@ -49,15 +50,19 @@ def print_results(results: list[dict], as_json: bool, payload: dict) -> None:
 @click.option("-k", default=10, show_default=True)
 @click.option("--filter", "filters", multiple=True, help="key=value, e.g. category=ring, max_price=500.")
 @click.option("--text-weight", default=0.5, show_default=True, help="Weight of text when combined with an image.")
-@click.option("--region", type=click.Choice(["auto", "whole"]), default="auto", show_default=True,
-              help="Image queries: search with the detected piece (auto) or the whole photo.")
+@click.option("--region", type=click.Choice(["auto", "whole", "multi"]), default="auto", show_default=True,
+              help="Image queries: search with the detected piece (auto), the whole photo, or both the whole "
+                   "photo and each piece found (multi; each result says which matched).")
+@click.option("--rerank", type=click.Choice(["none", "aqe", "kreciprocal"]), default=None,
+              help="Image and item queries: re-rank the top 100 candidates (default: the `rerank` setting).")
 @click.option("--box", default=None, help="Image queries: search with this box, x0,y0,x1,y1 in pixels.")
 @click.option("--no-collapse", is_flag=True, help="Text queries: list near-identical listings one by one.")
 @click.option("--drop", "dropped", multiple=True, help="Text queries: ignore an understood field "
               "(category, metal, gemstone, stone_shape, style, price).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def search(obj: Context, text, image, item, k, filters, text_weight, region, box, no_collapse, dropped, as_json):
+def search(obj: Context, text, image, item, k, filters, text_weight, region, rerank, box, no_collapse, dropped,
+           as_json):
     """Search by text, image, item id, or image + text."""
     from jewelsearch.recognize.query_region import parse_box
     from jewelsearch.search.params import parse_dropped, parse_k, parse_query_text
@@ -70,13 +75,15 @@ def search(obj: Context, text, image, item, k, filters, text_weight, region, box
     payload = service.query(text=text, image_bytes=image_bytes, item_id=item, k=k,
                             filters=parse_filter_options(filters), text_weight=text_weight,
                             region=region, box=parse_box(box), collapse=not no_collapse,
-                            dropped=parse_dropped(list(dropped)))
+                            dropped=parse_dropped(list(dropped)), rerank=rerank)
     if not as_json and payload.get("understood", {}).get("chips"):
         click.echo("understood: " + ", ".join(chip["label"] for chip in payload["understood"]["chips"]))
     if not as_json and "region" in payload:
         used = payload["region"]
         click.echo(f"query region: {used['used']} {used['box'] or ''} ({used['note']}); "
                    f"{len(used['boxes'])} piece(s) found")
+    if not as_json and (payload.get("vector") == "instance" or payload.get("rerank", "none") != "none"):
+        click.echo(f"ranked by the {payload['vector']} vectors; re-ranking: {payload['rerank']}")
     print_results(payload["results"], as_json, payload)
 
 

@@ -37,7 +37,13 @@ ROBUST_TUNING_SUMMARY = "robust_tuning.json"
 WORN_FOLDS_META = "worn_folds.json"
 WORN_FOLDS_WEIGHTS = "worn_folds.safetensors"
 
+# The instance head: how the tower's own maps become the second, instance vector per item
+# (``embed/instance.py``); without these files a dense tower gets the default head.
+INSTANCE_HEAD_CONFIG = "instance_head.json"
+INSTANCE_HEAD_WEIGHTS = "instance_head.safetensors"
+
 # Files whose removal does not change the model id (everything but the encoder's own).
 SIDE_FILES = (TRAINING_HISTORY, HEADS_WEIGHTS, HEADS_META, CONTEXT_HEADS_SUMMARY, STONE_HEADS_SUMMARY,
               GEM_SPECIALIST_WEIGHTS, GEM_SPECIALIST_META, LOCALIZER_CONFIG, LOCALIZER_WEIGHTS, LOCALIZER_HISTORY,
-              RECOGNITION_TOP_WEIGHTS, ROBUST_TUNING_SUMMARY, WORN_FOLDS_META, WORN_FOLDS_WEIGHTS)
+              RECOGNITION_TOP_WEIGHTS, ROBUST_TUNING_SUMMARY, WORN_FOLDS_META, WORN_FOLDS_WEIGHTS,
+              INSTANCE_HEAD_CONFIG, INSTANCE_HEAD_WEIGHTS)

@@ -25,6 +25,9 @@ class TowerPass:
     # The search tower's own taps, which the localiser was trained on: the same list as
     # ``taps`` unless a recognition top replaced some of them.
     search_taps: list[torch.Tensor] | None = None
+    # The search tower's own last map: the same as ``last_map`` unless a recognition top
+    # replaced it. Instance vectors are pooled from it, so they do not depend on the top.
+    search_last_map: torch.Tensor | None = None
 
 
 def supports_dense_features(visual: torch.nn.Module) -> bool:
@@ -61,8 +64,9 @@ def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Modul
     if pooled.ndim > 2:
         pooled = pooled.flatten(1)
     embedding = visual.head(pooled)
-    search_taps = list(taps)
+    search_taps, search_last_map = list(taps), last_map
     if front is not None:
         outputs, last_map = top(front)
         taps = [outputs.get(index, tap) for index, tap in zip(TAP_BLOCKS, taps)]
-    return TowerPass(taps=taps, last_map=last_map, embedding=embedding, search_taps=search_taps)
+    return TowerPass(taps=taps, last_map=last_map, embedding=embedding, search_taps=search_taps,
+                     search_last_map=search_last_map)

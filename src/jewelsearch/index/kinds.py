@@ -1,7 +1,9 @@
 """Which FAISS structure fits a catalog of n vectors in a memory budget.
 
 Rules in the spirit of autofaiss: exact search while it is cheap (small
-catalogs: a brute-force scan of 50k×256 floats takes a few ms), HNSW while
+catalogs: a brute-force scan of 50k×256 floats takes a few ms; wider vectors
+switch sooner, at the same number of floats scanned: 10k items of the 1280-d
+instance vectors, whose 50k-item scan took 55 ms), HNSW while
 full vectors plus graph links fit the budget (sub-millisecond, ~0.99 recall),
 and IVF-PQ beyond that, re-ranked with exact vectors read from the store.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 KINDS = ("flat", "hnsw", "ivfpq")
 FLAT_MAX_ITEMS = 50_000
+FLAT_MAX_FLOATS = FLAT_MAX_ITEMS * 256  # what a query's scan may read: 50k 256-d vectors
 HNSW_M = 32
 
 
@@ -74,12 +77,15 @@ def choose_kind(n: int, dim: int, memory_budget_bytes: int, forced: str = "auto"
     'hnsw'
     >>> choose_kind(5_000_000, 256, 2 << 30).kind
     'ivfpq'
+    >>> choose_kind(20_000, 1280, 2 << 30).kind
+    'hnsw'
     """
     if forced != "auto":
         if forced not in KINDS:
             raise ValueError(f"index kind must be auto or one of {', '.join(KINDS)}")
         return IndexChoice(forced, default_params(forced, n, dim))
-    if n <= FLAT_MAX_ITEMS and estimated_bytes("flat", n, dim) <= memory_budget_bytes:
+    if n <= min(FLAT_MAX_ITEMS, FLAT_MAX_FLOATS // max(dim, 1)) \
+            and estimated_bytes("flat", n, dim) <= memory_budget_bytes:
         return IndexChoice("flat")
     if estimated_bytes("hnsw", n, dim) <= memory_budget_bytes:
         return IndexChoice("hnsw", default_params("hnsw", n, dim))

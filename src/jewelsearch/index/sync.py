@@ -49,9 +49,10 @@ def build_from_store(catalog: Catalog, model_id: str, dim: int, *, kind: str = "
 def open_index(catalog: Catalog, directory: Path, model_id: str, dim: int, *,
                kind: str = "auto", memory_budget_bytes: int = 2 << 30
                ) -> tuple[VectorIndex, IndexManifest, bool]:
-    """(index, manifest, rebuilt) for the store's current state."""
+    """(index, manifest, rebuilt) for the store's current state. ``model_id`` is the storage
+    key of the vectors indexed: a model id, or one of its further spaces (``space_key``)."""
     version = catalog.database.catalog_version()
-    stored = catalog.embeddings.model_ids().get(model_id, 0)
+    stored = catalog.embeddings.count(model_id)
     loaded = load_index(directory, vector_source_for(catalog, model_id, dim))
     if loaded is not None:
         index, manifest = loaded

@@ -1,10 +1,11 @@
 """Adding, updating and deleting catalog items: store row + image + embedding + index.
 
-Every item is written in one database transaction (row and embedding
-together), after its image decoded and embedded successfully, so a failure
-leaves nothing half-written.  The index is updated after the commit; if the
-process dies before the index is saved, the catalog version in the manifest
-no longer matches and the index is rebuilt from stored embeddings on start.
+Every item is written in one database transaction (row and embedding, and its instance
+vector where the model has an instance head, together), after its image decoded and
+embedded successfully, so a failure leaves nothing half-written. Both vectors come from one
+tower pass. The indexes are updated after the commit; if the process dies before they are
+saved, the catalog version in their manifests no longer matches and they are rebuilt from
+stored vectors on start.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from jewelsearch.embed import Encoder, LoadedImage, load_image
+from jewelsearch.embed.instance import InstanceHead, encode_with_instance
 from jewelsearch.embed.vocab import NO_STONE
 from jewelsearch.errors import InvalidInput
 from jewelsearch.index import VectorIndex
 from jewelsearch.recognize.evidence import stone_seen
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.storage import Catalog
+from jewelsearch.storage.embeddings import space_key
 from jewelsearch.storage.images import sha256_bytes
 from jewelsearch.storage.items import normalise_item_fields
 
@@ -61,18 +64,23 @@ class IngestResult:
 
 class Ingestor:
     def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int,
-                 recognizer: Recognizer | None = None):
+                 recognizer: Recognizer | None = None, instance_head: InstanceHead | None = None):
         self.catalog = catalog
         self.encoder = encoder
         self.recognizer = recognizer
+        # With a head, every photo embedded also gets an instance vector, stored under its key.
+        self.instance_head = instance_head
+        self.instance_key = space_key(encoder.model_id, instance_head.space_id) if instance_head else None
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
     def decode(self, data: bytes) -> LoadedImage:
         return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
 
-    def add(self, index: VectorIndex, items: list[NewItem]) -> list[IngestResult]:
-        """Ingest a batch; raises on the first bad item before writing any of them."""
+    def add(self, index: VectorIndex, items: list[NewItem],
+            instance_index: VectorIndex | None = None) -> list[IngestResult]:
+        """Ingest a batch; raises on the first bad item before writing any of them.
+        ``instance_index`` takes the instance vectors (with an instance head)."""
         prepared = []
         for item in items:
             fields = normalise_item_fields(item.fields)
@@ -85,10 +93,10 @@ class Ingestor:
             loaded = self.decode(item.image_bytes)
             prepared.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
         to_embed = [p for p in prepared if p[4] is not None]
-        vectors, pooled, stones = self._embed(to_embed)
+        vectors, pooled, stones, instance = self._embed(to_embed)
         results: list[IngestResult] = []
         model_id = self.encoder.model_id
-        written: list[tuple[int, np.ndarray]] = []
+        written: list[tuple[int, str]] = []
         with self.catalog.database.write() as conn:
             for status, item, fields, sha, loaded, existing in prepared:
                 if status == "unchanged":
@@ -112,15 +120,20 @@ class Ingestor:
                                               attributes={**existing["attributes"], **attributes})
                     results.append(IngestResult(item_id, "updated"))
                 self.catalog.embeddings.put(conn, item_id, model_id, vector)
-                written.append((item_id, vector))
+                if self.instance_key is not None:
+                    self.catalog.embeddings.put(conn, item_id, self.instance_key, instance[sha])
+                written.append((item_id, sha))
             if written:
                 self.catalog.database.bump_version(conn)
         if written:
-            index.add([w[0] for w in written], np.stack([w[1] for w in written]))
+            ids = [item_id for item_id, _ in written]
+            index.add(ids, np.stack([vectors[sha] for _, sha in written]))
+            if instance_index is not None and self.instance_key is not None:
+                instance_index.add(ids, np.stack([instance[sha] for _, sha in written]))
         return results
 
     def update(self, index: VectorIndex, item_id: int, fields: Mapping[str, Any],
-               image_bytes: bytes | None = None) -> None:
+               image_bytes: bytes | None = None, instance_index: VectorIndex | None = None) -> None:
         clean = normalise_item_fields(fields)
         row = self.catalog.items.get(item_id)
         if image_bytes is None:
@@ -129,20 +142,26 @@ class Ingestor:
             return
         loaded = self.decode(image_bytes)
         sha = sha256_bytes(image_bytes)
-        vector = self._embed([("image", None, clean, sha, loaded, row)], locate=False)[0][sha]
+        vectors, _, _, instance = self._embed([("image", None, clean, sha, loaded, row)], locate=False)
         with self.catalog.database.write() as conn:
             rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
             self.catalog.items.update(conn, row["id"], clean, image_path=rel, image_sha256=sha)
-            self.catalog.embeddings.put(conn, row["id"], self.encoder.model_id, vector)
+            self.catalog.embeddings.put(conn, row["id"], self.encoder.model_id, vectors[sha])
+            if self.instance_key is not None:
+                self.catalog.embeddings.put(conn, row["id"], self.instance_key, instance[sha])
             self.catalog.database.bump_version(conn)
-        index.add([row["id"]], vector[None, :])
+        index.add([row["id"]], vectors[sha][None, :])
+        if instance_index is not None and self.instance_key is not None:
+            instance_index.add([row["id"]], instance[sha][None, :])
 
-    def delete(self, index: VectorIndex, item_id: int) -> dict[str, Any]:
+    def delete(self, index: VectorIndex, item_id: int, instance_index: VectorIndex | None = None) -> dict[str, Any]:
         with self.catalog.database.write() as conn:
             row = self.catalog.items.delete(conn, item_id)
             self.catalog.database.bump_version(conn)
             still_used = self.catalog.items.image_in_use(conn, row["image_sha256"])
         index.remove([row["id"]])
+        if instance_index is not None:
+            instance_index.remove([row["id"]])
         if not still_used:
             self.catalog.images.delete(row["image_path"])
         return row
@@ -180,14 +199,15 @@ class Ingestor:
         return fields, {"predicted": predicted}
 
     def _embed(self, prepared: list, locate: bool = True
-               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool]]:
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool], dict[str, np.ndarray]]:
         """Embeddings by sha256; the pooled maps recognition reads, for the images embedded now;
-        and, where ``locate`` and the localiser is loaded, whether it sees a stone, for the
-        images ingest may fill a gemstone or cut into (from the same tower pass where it can:
-        ``Recognizer.embed_and_locate``). An image already embedded by this model is reused
-        (recognised from its embedding)."""
+        where ``locate`` and the localiser is loaded, whether it sees a stone, for the images
+        ingest may fill a gemstone or cut into; and, with an instance head, instance vectors by
+        sha256. All from the same tower pass where it can (``Recognizer.embed_all``). An image
+        this model already embedded (both vectors) is reused (recognised from its embedding)."""
         out: dict[str, np.ndarray] = {}
         pooled: dict[str, np.ndarray] = {}
+        instance: dict[str, np.ndarray] = {}
         pending: dict[str, Any] = {}
         model_id = self.encoder.model_id
         localizer = self.recognizer.localizer if self.recognizer is not None and locate else None
@@ -199,24 +219,33 @@ class Ingestor:
             if sha in out or sha in pending:
                 continue
             reuse = self.catalog.embeddings.find_by_image(sha, model_id)
-            if reuse is not None:
+            reuse_instance = self.catalog.embeddings.find_by_image(sha, self.instance_key) \
+                if self.instance_key is not None else None
+            if reuse is not None and (self.instance_key is None or reuse_instance is not None):
                 out[sha] = reuse
+                if reuse_instance is not None:
+                    instance[sha] = reuse_instance
             else:
                 pending[sha] = loaded.image
         stones: dict[str, bool] = {}
         if pending:
             shas = list(pending)
             images = [pending[s] for s in shas]
-            located = None
-            if self.recognizer is None:
-                vectors, maps = self.encoder.encode_images(images), None
-            elif needs_check & set(shas):
-                vectors, maps, located = self.recognizer.embed_and_locate(images, [s in needs_check for s in shas])
+            located, maps, found_instance = None, None, None
+            if self.recognizer is None and self.instance_head is not None:
+                vectors, found_instance = encode_with_instance(self.encoder, self.instance_head, images)
+            elif self.recognizer is None:
+                vectors = self.encoder.encode_images(images)
             else:
-                vectors, maps = self.recognizer.embed(images)
-            if not np.all(np.isfinite(vectors)):
+                wanted = [s in needs_check for s in shas] if needs_check & set(shas) else None
+                passed = self.recognizer.embed_all(images, wanted, instance_head=self.instance_head)
+                vectors, maps, located, found_instance = passed.embeddings, passed.pooled, passed.located, \
+                    passed.instance
+            if not np.all(np.isfinite(vectors)) or (found_instance is not None and not np.all(np.isfinite(found_instance))):
                 raise InvalidInput("the model produced a non-finite embedding for this image")
             out.update(zip(shas, vectors))
+            if found_instance is not None:
+                instance.update(zip(shas, found_instance))
             if maps is not None:
                 pooled.update(zip(shas, maps))
             if located is not None:
@@ -224,4 +253,4 @@ class Ingestor:
         images_by_sha = {sha: loaded.image for _, _, _, sha, loaded, _ in prepared}
         for sha in needs_check - stones.keys():  # reused embeddings: no pass was made now
             stones[sha] = stone_seen(localizer.locate(images_by_sha[sha]))
-        return out, pooled, stones
+        return out, pooled, stones, instance

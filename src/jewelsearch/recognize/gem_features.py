@@ -18,6 +18,7 @@ worn category 85.3 -> 89.8 % with that block (logistic regression on the tuned t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -85,36 +86,64 @@ def embed_and_pool(encoder, images: Sequence[Image.Image], batch_size: int = 32,
     return embeddings, pooled
 
 
-@torch.inference_mode()
 def embed_pool_and_locate(encoder, images: Sequence[Image.Image], batch_size: int = 32,
                           piece_head: torch.nn.Module | None = None, top: torch.nn.Module | None = None,
                           localizer=None) -> tuple[np.ndarray, np.ndarray, list | None]:
     """``embed_and_pool`` and, with ``localizer``, each photo's ``Localization`` from the same
     pass (the localiser reads the search tower's taps, as ``Localizer.locate`` does), else None."""
-    embeddings, pooled = [], []
+    out = tower_outputs(encoder, images, batch_size, pool=True, piece_head=piece_head, top=top,
+                        localizer=localizer)
+    return out.embeddings, out.pooled, out.located
+
+
+@dataclass
+class PassOutputs:
+    """What one tower pass over a list of photos gave: unit embeddings always; the pooled maps,
+    the localisations and the unit instance vectors where they were asked for (else None)."""
+    embeddings: np.ndarray
+    pooled: np.ndarray | None = None
+    located: list | None = None
+    instance: np.ndarray | None = None
+
+
+@torch.inference_mode()
+def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, *, pool: bool = True,
+                  piece_head: torch.nn.Module | None = None, top: torch.nn.Module | None = None,
+                  localizer=None, instance_head=None) -> PassOutputs:
+    """Everything asked for, from one tower pass per batch: the embeddings; with ``pool`` the
+    ``gem_features`` (plus the ``piece_pooled`` block with ``piece_head``; the maps from the
+    recognition ``top`` where one is given); with ``localizer`` each photo's ``Localization``;
+    with ``instance_head`` (``embed.instance.InstanceHead``) the instance vectors, always from
+    the search tower's maps."""
+    embeddings, pooled, instance = [], [], []
     located: list | None = [] if localizer is not None else None
     visual = encoder.model.visual
     for start in range(0, len(images), batch_size):
         chunk = [im.convert("RGB") for im in images[start:start + batch_size]]
         batch = torch.stack([encoder.preprocess(im) for im in chunk]).contiguous(memory_format=torch.channels_last)
-        result = tower_pass(visual, batch, top)
-        maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
-        maps = torch.cat(maps, dim=1).float().numpy()
-        parts = [maps, np.stack([colour_histogram(im) for im in chunk])]
-        if piece_head is not None:
-            # The localiser's head reads the taps it was trained on (the search tower's); a
-            # recognition top's tap would give it inputs it never saw (docs/recognition_top.md).
-            piece = torch.sigmoid(piece_head(result.search_taps)[:, :1].float())
-            parts.append(piece_pooled([result.last_map] + list(result.taps), piece).numpy())
-        pooled.append(np.concatenate(parts, axis=1))
+        result = tower_pass(visual, batch, top if pool else None)
+        if pool:
+            maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
+            maps = torch.cat(maps, dim=1).float().numpy()
+            parts = [maps, np.stack([colour_histogram(im) for im in chunk])]
+            if piece_head is not None:
+                # The localiser's head reads the taps it was trained on (the search tower's); a
+                # recognition top's tap would give it inputs it never saw (docs/recognition_top.md).
+                piece = torch.sigmoid(piece_head(result.search_taps)[:, :1].float())
+                parts.append(piece_pooled([result.last_map] + list(result.taps), piece).numpy())
+            pooled.append(np.concatenate(parts, axis=1))
         embeddings.append(torch.nn.functional.normalize(result.embedding.float(), dim=-1).numpy())
+        if instance_head is not None:
+            instance.append(instance_head.vectors(result).numpy())
         if located is not None:
             pieces, stones = localizer.grids(result.search_taps)
             located += [localizer.from_maps(im.size, p, s) for im, p, s in zip(chunk, pieces, stones)]
-    if not pooled:
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), located
-    return (np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32),
-            np.concatenate(pooled).astype(np.float32), located)
+    if not embeddings:
+        empty = np.zeros((0, 0), np.float32)
+        return PassOutputs(empty, empty if pool else None, located, empty if instance_head is not None else None)
+    return PassOutputs(np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32),
+                       np.concatenate(pooled).astype(np.float32) if pool else None, located,
+                       np.ascontiguousarray(np.concatenate(instance), dtype=np.float32) if instance else None)
 
 
 @torch.inference_mode()

@@ -81,6 +81,9 @@ class Localization:
     # The whole photo's unit embedding, from the same tower pass (``locate``): a query that falls
     # back to the whole photo needs no second pass.
     embedding: np.ndarray | None = None
+    # The whole photo's unit instance vector from that pass, where ``locate`` was given an
+    # instance head (``embed.instance.InstanceHead``).
+    instance: np.ndarray | None = None
 
     def masks(self, threshold: float = 0.5) -> np.ndarray:
         """0 background, 1 metal, 2 stone — at map resolution."""
@@ -139,15 +142,18 @@ class Localizer:
         (folder / CONFIG_FILE).write_text(json.dumps(dict(self.config, **(summary or {})), indent=2) + "\n")
 
     @torch.inference_mode()
-    def _pass(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Piece and stone probabilities on the letterboxed square grid (N×S×S, stride 8) and the
-        images' unit embeddings (as ``encode_images``), from one tower pass."""
+    def _pass(self, images: list[Image.Image], instance_head=None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Piece and stone probabilities on the letterboxed square grid (N×S×S, stride 8), the
+        images' unit embeddings (as ``encode_images``) and, with ``instance_head``, their
+        instance vectors, from one tower pass."""
         batch = torch.stack([self.encoder.preprocess(im) for im in images])
         batch = batch.contiguous(memory_format=torch.channels_last)
         result = tower_pass(self.encoder.model.visual, batch)
         piece, stone = self.grids(result.search_taps)
         embeddings = F.normalize(result.embedding.float(), dim=-1).numpy()
-        return piece, stone, embeddings
+        instance = instance_head.vectors(result).numpy() if instance_head is not None else None
+        return piece, stone, embeddings, instance
 
     @torch.inference_mode()
     def grids(self, taps: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -161,10 +167,13 @@ class Localizer:
     def usable_boxes(self, found: Localization) -> list[Box]:
         return [b for b in found.boxes if max(b.x1 - b.x0, b.y1 - b.y0) >= MIN_BOX_SIDE]
 
-    def locate(self, image: Image.Image, max_boxes: int = 5) -> Localization:
-        piece_grid, stone_grid, embeddings = (m[0] for m in self._pass([image]))
-        found = self.from_maps(image.size, piece_grid, stone_grid, max_boxes)
-        found.embedding = embeddings
+    def locate(self, image: Image.Image, max_boxes: int = 5, instance_head=None) -> Localization:
+        """Where the pieces are; the pass's whole-photo embedding (and, with ``instance_head``,
+        instance vector) ride along for a query that falls back to the whole photo."""
+        piece_grid, stone_grid, embeddings, instance = self._pass([image], instance_head)
+        found = self.from_maps(image.size, piece_grid[0], stone_grid[0], max_boxes)
+        found.embedding = embeddings[0]
+        found.instance = instance[0] if instance is not None else None
         return found
 
     def from_maps(self, image_size: tuple[int, int], piece_grid: np.ndarray, stone_grid: np.ndarray,

@@ -19,6 +19,8 @@ from jewelsearch.recognize.localizer import Localization, Localizer, crop, piece
 from jewelsearch.recognize.recognizer import SUBJECTS
 
 REGION_MODES = ("auto", "whole")
+# Search also takes "multi": the whole photo and each piece, each searched (search/image_query.py).
+SEARCH_REGION_MODES = ("auto", "whole", "multi")
 
 
 @dataclass
@@ -63,10 +65,10 @@ def parse_subject(raw) -> str:
     return value
 
 
-def parse_region(raw) -> str:
+def parse_region(raw, modes: tuple[str, ...] = REGION_MODES) -> str:
     value = (raw or "auto").strip().lower() if isinstance(raw, str) or raw is None else raw
-    if value not in REGION_MODES:
-        raise InvalidInput(f"region must be one of {', '.join(REGION_MODES)}")
+    if value not in modes:
+        raise InvalidInput(f"region must be one of {', '.join(modes)}")
     return value
 
 

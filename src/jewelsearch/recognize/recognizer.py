@@ -16,7 +16,8 @@ from PIL import Image
 from jewelsearch.embed.captions import prompts_for
 from jewelsearch.embed.encoder import Encoder
 from jewelsearch.embed.vocab import CATEGORIES, CUTS, GEMSTONES, METALS
-from jewelsearch.recognize.gem_features import base_width, embed_and_pool, embed_pool_and_locate, supports_gem_features
+from jewelsearch.recognize.gem_features import (PassOutputs, base_width, embed_and_pool, embed_pool_and_locate,
+                                                supports_gem_features, tower_outputs)
 from jewelsearch.recognize.gem_specialist import GemSpecialist
 from jewelsearch.recognize.heads import AttributeHeads
 from jewelsearch.recognize.localizer import Localizer
@@ -100,6 +101,25 @@ class Recognizer:
         vectors, pooled, located = embed_pool_and_locate(self.encoder, images, piece_head=self.piece_head,
                                                          top=self.recognition_top, localizer=self.localizer)
         return vectors, pooled, [found if w else None for found, w in zip(located, wanted)]
+
+    def embed_all(self, images: Sequence[Image.Image], wanted: Sequence[bool] | None = None,
+                  instance_head=None) -> PassOutputs:
+        """``embed`` (or, with ``wanted``, ``embed_and_locate``) plus, with ``instance_head``
+        (``embed.instance.InstanceHead``), each photo's instance vector: all from one tower pass.
+        Localisations are None without a localiser, and for the photos ``wanted`` leaves out."""
+        if instance_head is None:
+            if wanted is None:
+                return PassOutputs(*self.embed(images))
+            return PassOutputs(*self.embed_and_locate(images, wanted))
+        wanted = list(wanted) if wanted is not None and self.localizer is not None else None
+        pool = self.reads_pooled
+        out = tower_outputs(self.encoder, images, pool=pool, piece_head=self.piece_head if pool else None,
+                            top=self.recognition_top if pool else None,
+                            localizer=self.localizer if wanted is not None and any(wanted) else None,
+                            instance_head=instance_head)
+        if out.located is not None:
+            out.located = [found if w else None for found, w in zip(out.located, wanted)]
+        return out
 
     def recognize_embeddings(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
                              subject: str = "piece") -> list[Prediction]:

@@ -1,7 +1,8 @@
 """``jewelsearch check``: store ↔ index ↔ image files, and what can be repaired.
 
-The store is the truth.  Missing embeddings are re-made from the stored image,
-the index is rebuilt from stored embeddings, orphan image files (left by a
+The store is the truth.  Missing embeddings (and, with an instance head, missing
+instance vectors: a catalog embedded before the head) are re-made from the stored
+image, the indexes are rebuilt from stored vectors, orphan image files (left by a
 crash between writing a file and committing its row) are deleted, and the
 lexical (word) index is rewritten from the items when it lacks an item, holds a
 row without one, or holds stale text.  An item whose image file is gone cannot
@@ -31,13 +32,23 @@ class CheckReport:
     lexical_missing: list[int] = field(default_factory=list)  # items without a lexical index row
     lexical_orphans: list[int] = field(default_factory=list)  # lexical rows without an item
     lexical_stale: list[int] = field(default_factory=list)  # lexical rows out of step with their item
+    # With an instance head: items without an instance vector, and the instance index against the store.
+    missing_instance_vectors: list[int] = field(default_factory=list)
+    instance_index_only: list[int] = field(default_factory=list)
+    instance_store_only: list[int] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.missing_embeddings or self.index_only or self.store_only or self.missing_images
                     or self.orphan_files or self.lexical_missing or self.lexical_orphans
-                    or self.lexical_stale)
+                    or self.lexical_stale or self.vectors_need_rebuild)
+
+    @property
+    def vectors_need_rebuild(self) -> bool:
+        """Whether ``rebuild_index`` (re-embedding, then both indexes) would repair something."""
+        return bool(self.missing_embeddings or self.index_only or self.store_only or self.missing_instance_vectors
+                    or self.instance_index_only or self.instance_store_only)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: (v if not isinstance(v, list) else v[:50]) for k, v in self.__dict__.items()}
@@ -51,12 +62,19 @@ def check(service: SearchService, repair: bool = False) -> CheckReport:
     rows = catalog.items.image_paths()
     report.items = len(rows)
     store_ids = {r["id"] for r in rows}
-    embedded = set(catalog.embeddings.all_for_model(service.encoder.model_id)[0].tolist())
+    embedded = catalog.embeddings.ids_for(service.encoder.model_id)
     indexed = set(service.index.ids().tolist())
     report.indexed = len(indexed)
     report.missing_embeddings = sorted(store_ids - embedded)
     report.index_only = sorted(indexed - store_ids)
     report.store_only = sorted(embedded - indexed)
+    space = service.instance
+    if space is not None:
+        with_instance = catalog.embeddings.ids_for(space.key)
+        instance_indexed = set(space.index.ids().tolist())
+        report.missing_instance_vectors = sorted(store_ids - with_instance)
+        report.instance_index_only = sorted(instance_indexed - store_ids)
+        report.instance_store_only = sorted(with_instance - instance_indexed)
     referenced = set()
     for row in rows:
         try:
@@ -76,7 +94,7 @@ def check(service: SearchService, repair: bool = False) -> CheckReport:
     report.lexical_missing, report.lexical_orphans = lexical.missing, lexical.orphans
     report.lexical_stale = lexical.stale
     if repair:
-        if report.missing_embeddings or report.index_only or report.store_only:
+        if report.vectors_need_rebuild:
             service.rebuild_index(reembed=True)  # rebuilds the lexical index too
             report.repaired.append("re-embedded missing items and rebuilt the index")
         elif not lexical.ok:

@@ -1,7 +1,11 @@
 """The index's lifecycle: save, rebuild (re-embedding what this model has not embedded, and
 rewriting the lexical index from the items), model-mismatch checks and catalog statistics.
 
-Save and rebuild hold the service's write lock; a rebuild swaps the index by one reference
+With an instance head the instance index goes along: saved with the main index, rebuilt with
+it, and a rebuild re-embeds (from the stored photos) the items that lack either vector, both
+from one tower pass. That is how an existing catalog moves to a model with an instance head.
+
+Save and rebuild hold the service's write lock; a rebuild swaps each index by one reference
 assignment, so searches running meanwhile see the old or the new index.
 """
 
@@ -10,9 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from jewelsearch.embed.instance import encode_with_instance
 from jewelsearch.errors import InvalidInput, ModelMismatch
 from jewelsearch.index import IndexManifest, save_index
 from jewelsearch.index.sync import build_from_store
+from jewelsearch.search import instance_space
 from jewelsearch.search.state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -54,7 +60,8 @@ def stats(state: ServiceState) -> dict[str, Any]:
             "model_id": state.encoder.model_id, "index_kind": index.kind,
             "dim": index.dim, "events": catalog.events.count(),
             "other_models": other_model_embeddings(state),
-            "missing_embeddings": missing_embeddings(state)}
+            "missing_embeddings": missing_embeddings(state),
+            "instance": instance_space.describe(state)}
 
 
 def save(state: ServiceState, force: bool = False) -> IndexManifest | None:
@@ -62,16 +69,19 @@ def save(state: ServiceState, force: bool = False) -> IndexManifest | None:
     with state.write_lock:
         if not (state.dirty or force):
             return None
+        version = state.catalog.database.catalog_version()
         state.manifest = save_index(state.index, state.index_dir, model_id=state.encoder.model_id,
-                                    catalog_version=state.catalog.database.catalog_version())
+                                    catalog_version=version)
+        if state.instance is not None:
+            state.instance = instance_space.save_space(state.instance, state.index_dir, version)
         state.dirty = False
         return state.manifest
 
 
 def rebuild_index(state: ServiceState, *, reembed: bool = True,
                   progress: Callable[[int], Any] | None = None) -> IndexManifest:
-    """Embed items that lack an embedding for this model, then rebuild and swap the index;
-    rewrite the lexical index from the items."""
+    """Embed items that lack an embedding (or an instance vector) for this model, then rebuild
+    and swap the index (and the instance index); rewrite the lexical index from the items."""
     with state.write_lock:
         if reembed:
             embed_missing(state, progress)
@@ -79,21 +89,34 @@ def rebuild_index(state: ServiceState, *, reembed: bool = True,
         settings = state.index_settings
         index = build_from_store(state.catalog, state.encoder.model_id, state.encoder.dim,
                                  kind=settings.kind, memory_budget_bytes=settings.memory_budget_bytes)
+        instance = instance_space.rebuilt_space(state)
         state.index = index  # one reference swap: searches see the old or the new index
+        state.instance = instance
         state.mismatch = find_model_mismatch(state)
         state.dirty = True
         return save(state)
 
 
+def items_to_embed(state: ServiceState) -> list[int]:
+    """Items lacking this model's embedding or, with an instance head, its instance vector."""
+    embeddings = state.catalog.embeddings
+    missing = set(embeddings.missing_for_model(state.encoder.model_id))
+    missing.update(instance_space.missing_instance_vectors(state))
+    return sorted(missing)
+
+
 def embed_missing(state: ServiceState, progress: Callable[[int], Any] | None = None) -> None:
-    """Re-embed, from their stored photos, the items this model has no embedding for; one
+    """Re-embed, from their stored photos, the items this model has no embedding or no instance
+    vector for (both vectors from one tower pass; only the missing ones are written); one
     transaction per batch. An unreadable photo is logged and skipped (``jewelsearch check``
     reports it)."""
     catalog, encoder = state.catalog, state.encoder
     model_id = encoder.model_id
-    missing = catalog.embeddings.missing_for_model(model_id)
+    space = state.instance
+    missing = items_to_embed(state)
     for start in range(0, len(missing), REEMBED_BATCH):
-        rows = catalog.items.get_many(missing[start:start + REEMBED_BATCH])
+        chunk = missing[start:start + REEMBED_BATCH]
+        rows = catalog.items.get_many(chunk)
         images, ids = [], []
         for item_id, row in rows.items():
             try:
@@ -102,10 +125,21 @@ def embed_missing(state: ServiceState, progress: Callable[[int], Any] | None = N
                 ids.append(item_id)
             except (OSError, ValueError, InvalidInput) as exc:
                 log.warning("item %s: cannot re-embed its image (%s)", item_id, exc)
-        vectors = encoder.encode_images(images) if images else []
+        instance = None
+        if not images:
+            vectors = []
+        elif space is not None:
+            vectors, instance = encode_with_instance(encoder, space.head, images)
+        else:
+            vectors = encoder.encode_images(images)
+        has_vector = set(catalog.embeddings.get_many(ids, model_id))
+        has_instance = set(catalog.embeddings.get_many(ids, space.key)) if space is not None else set()
         with catalog.database.write() as conn:
-            for item_id, vector in zip(ids, vectors):
-                catalog.embeddings.put(conn, item_id, model_id, vector)
+            for row, item_id in enumerate(ids):
+                if item_id not in has_vector:
+                    catalog.embeddings.put(conn, item_id, model_id, vectors[row])
+                if space is not None and item_id not in has_instance:
+                    catalog.embeddings.put(conn, item_id, space.key, instance[row])
             catalog.database.bump_version(conn)
         if progress:
             progress(len(rows))

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from jewelsearch.embed.vocab import gem_family_members
 from jewelsearch.errors import InvalidInput
+from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.storage.items import FILTER_FIELDS
 
 MAX_FILTER_CHARS = 100
@@ -142,3 +143,17 @@ def parse_dropped(value: Any) -> tuple[str, ...]:
         if part.strip():
             names.add(part.strip().lower())
     return tuple(sorted(names))
+
+
+def parse_rerank(value: Any) -> str | None:
+    """An image query's re-ranking (``none``, ``aqe``, ``kreciprocal``); None (absent) means the
+    service's default.
+
+    >>> parse_rerank(" AQE "), parse_rerank("")
+    ('aqe', None)
+    """
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in RERANK_METHODS:
+        raise InvalidInput(f"rerank must be one of {', '.join(RERANK_METHODS)}")
+    return value.strip().lower()

@@ -1,7 +1,12 @@
 """Search queries: by text, by image, by item id, or an image plus a text; similar items.
 
-Each query becomes one unit vector (a weighted sum of its parts), searched in the index
-snapshot taken once per request, then filled in from the item rows.
+A text alone is a hybrid text search (``search/text_query.py``). Image and item queries rank
+in the image space (``search/image_ranking.py``): the instance vectors where the catalog has
+them all, else the text-aligned vectors. Each query part becomes one unit vector (a weighted sum
+of the item's and the photo's vectors, and, in the text-aligned space, the text's), searched in
+the index snapshot taken once per request, optionally re-ranked, then filled in from the item
+rows. In the instance space a text is fused with the image instead of summed (its vector lives
+in the other space).
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from typing import Any, Collection
 import numpy as np
 
 from jewelsearch.errors import InvalidInput, ModelMismatch
-from jewelsearch.recognize.query_region import choose_region
+from jewelsearch.index.rerank import METHODS as RERANK_METHODS
+from jewelsearch.search.image_query import image_parts
+from jewelsearch.search.image_ranking import fuse_by_max, image_and_text, image_space, ranked
 from jewelsearch.search.items import public_item
 from jewelsearch.search.maintenance import check_model
 from jewelsearch.search.params import Filters
-from jewelsearch.search.recognition import label_boxes
 from jewelsearch.search.state import ServiceState
 from jewelsearch.search.text_query import DROPPABLE, text_query
 
@@ -26,13 +32,14 @@ Box = tuple[int, int, int, int]
 def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | None = None,
           item_id: Any = None, k: int = 10, filters: Filters | None = None,
           text_weight: float = 0.5, region: str = "auto", box: Box | None = None,
-          collapse: bool = True, dropped: Collection[str] = ()) -> dict[str, Any]:
+          collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None) -> dict[str, Any]:
     """Search by text, image, item id, or image + text; returns results and timing.
 
-    A text alone is a hybrid text search (``search/text_query.py``: words, understood
-    attributes and the text vector, with facets and folded variants). Image queries search
-    with the detected piece (``region="auto"``), a caller's ``box``, or the whole photo
-    (``region="whole"``); the answer says which.
+    Image queries search with the detected piece (``region="auto"``), a caller's ``box``, the
+    whole photo (``region="whole"``), or the whole photo and each piece (``region="multi"``;
+    each result then says which part ``matched``); the answer says which (``region``), which
+    vectors ranked (``vector``: "instance" or "aligned") and which re-ranking ran (``rerank``:
+    the service's default unless given; none with words, whose score is a fusion).
     """
     started = time.perf_counter()
     check_model(state)
@@ -43,54 +50,64 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
         raise InvalidInput(f"drop takes some of {', '.join(DROPPABLE)}; got {', '.join(sorted(unknown))}")
     if text and len(text) > state.limits.max_text_chars:
         raise InvalidInput(f"q is longer than {state.limits.max_text_chars} characters")
+    rerank = state.rerank if rerank is None else rerank
+    if rerank not in RERANK_METHODS:
+        raise InvalidInput(f"rerank must be one of {', '.join(RERANK_METHODS)}")
     if text and image_bytes is None and item_id is None:
         return text_query(state, text, k, filters, collapse=collapse, dropped=dropped)
-    parts: list[tuple[float, np.ndarray]] = []
+    if image_bytes is None and item_id is None:
+        raise InvalidInput("give a text query (q), an image, or an item id")
+    space = image_space(state)
+    image_weight = 1.0 - text_weight if text else 1.0
+    fixed: list[tuple[float, np.ndarray]] = []  # what every query part shares: the item's vector
     exclude: list[int] = []
     if item_id is not None:
         item = state.catalog.items.get(item_id)
-        vector = state.catalog.embeddings.get(item["id"], state.encoder.model_id)
+        vector = state.catalog.embeddings.get(item["id"], space.key)
         if vector is None:
-            raise ModelMismatch(f"item {item['id']} has no embedding for {state.encoder.model_id}; "
+            raise ModelMismatch(f"item {item['id']} has no {space.name} vector for {state.encoder.model_id}; "
                                 "run `jewelsearch index rebuild`")
-        parts.append((1.0 - text_weight if text else 1.0, vector))
+        fixed.append((image_weight, vector))
         exclude.append(item["id"])
+    text_vector = state.text_vectors.vector(text) if text else None
+    if space.name == "aligned" and text_vector is not None:
+        fixed.append((text_weight, text_vector))  # one space: the text joins the sum, as it always has
     region_info = None
     if image_bytes is not None:
-        vector, region_info = _image_vector(state, image_bytes, region, box)
-        parts.append((1.0 - text_weight if text else 1.0, vector))
-    if text:
-        parts.append((text_weight if parts else 1.0, state.text_vectors.vector(text)))
-    if not parts:
-        raise InvalidInput("give a text query (q), an image, or an item id")
-    vector = sum(w * v for w, v in parts)
-    vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
-    hits = search_vector(state, vector, k, filters, exclude)
-    answer = {"results": hits, "took_ms": round((time.perf_counter() - started) * 1000, 2)}
+        parts, region_info = image_parts(state, image_bytes, region, box, space.head)
+        queries = [(p.label, _unit(sum((w * v for w, v in fixed), image_weight * _in_space(p, space.name))))
+                   for p in parts]
+    else:
+        queries = [("item", _unit(sum(w * v for w, v in fixed)))]
+    allowed = state.catalog.items.filter_ids(filters.for_store()) if filters else None
+    applied = rerank if text is None else "none"
+    if space.name == "instance" and text_vector is not None:
+        hits = image_and_text(state, space, queries, text_vector, text_weight, k, allowed, exclude)
+    else:
+        hits = fuse_by_max([(label, *ranked(state, space, vector, k, allowed, exclude, applied))
+                            for label, vector in queries], k)
+    rows = state.catalog.items.get_many([item for item, _, _ in hits])
+    several = len(queries) > 1
+    results = [dict(public_item(rows[item]), score=round(float(score), 6), **({"matched": part} if several else {}))
+               for item, score, part in hits if item in rows]
+    answer = {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
+              "vector": space.name, "rerank": applied}
     if region_info is not None:
         answer["region"] = region_info
     return answer
 
 
-def _image_vector(state: ServiceState, image_bytes: bytes, region: str,
-                  box: Box | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """The query photo's vector (of the region searched) and what the answer says about it."""
-    image = state.ingestor.decode(image_bytes).image
-    choice = choose_region(image, state.localizer, region=region, box=box)
-    region_info = choice.describe(image.size)
-    searched = [b for b in region_info["boxes"] if choice.used == "box" and b["box"] == choice.box]
-    recognizer = state.recognizer
-    if searched and recognizer is not None:
-        # The searched piece is embedded anyway (with the pooled maps, in the same pass),
-        # so naming its category costs only the head: the same label /api/recognize gives.
-        vectors, pooled = recognizer.embed([choice.image])
-        label_boxes(recognizer, searched[:1], vectors, pooled)
-        return vectors[0], region_info
-    return choice.embed(state.encoder), region_info
+def _in_space(part, space: str) -> np.ndarray:
+    return part.instance if space == "instance" else part.aligned
 
 
-def similar(state: ServiceState, item_id: Any, k: int = 10, filters: Filters | None = None) -> dict[str, Any]:
-    return query(state, item_id=item_id, k=k, filters=filters)
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def similar(state: ServiceState, item_id: Any, k: int = 10, filters: Filters | None = None,
+            rerank: str | None = None) -> dict[str, Any]:
+    return query(state, item_id=item_id, k=k, filters=filters, rerank=rerank)
 
 
 def search_vector(state: ServiceState, vector: np.ndarray, k: int, filters: Filters | None,

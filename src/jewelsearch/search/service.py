@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping
 
 from jewelsearch.embed import Encoder
+from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.embed.text_cache import TextVectorCache
 from jewelsearch.index import IndexManifest, VectorIndex
+from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.index.sync import open_index
 from jewelsearch.ingest.pipeline import Ingestor, IngestResult, NewItem
 from jewelsearch.recognize.localizer import Localizer
@@ -36,8 +38,9 @@ from jewelsearch.search.items import HIDDEN_FIELDS, public_item
 from jewelsearch.search.options import HybridSettings, IndexSettings, Limits, RecommendationSettings
 from jewelsearch.search.params import Filters
 from jewelsearch.search.query import Box
+from jewelsearch.search.instance_space import open_instance_space
 from jewelsearch.search.recommendations import Recommendations
-from jewelsearch.search.state import ServiceState
+from jewelsearch.search.state import InstanceSpace, ServiceState
 from jewelsearch.storage import Catalog
 
 __all__ = ["SearchService", "Limits", "IndexSettings", "RecommendationSettings", "HIDDEN_FIELDS",
@@ -78,6 +81,8 @@ class SearchService:
     recognizer: Recognizer | None = _Shared("state")
     localizer: Localizer | None = _Shared("state")
     hybrid: HybridSettings = _Shared("state")
+    instance: InstanceSpace | None = _Shared("state")
+    rerank: str = _Shared("state")
     # The recommendation settings, read where the CLI and tests read them.
     blend_weights: BlendWeights = _Shared("recommendation_settings")
     half_life_days: float = _Shared("recommendation_settings")
@@ -90,20 +95,29 @@ class SearchService:
                  limits: Limits | None = None, index_settings: IndexSettings | None = None,
                  recommendation: RecommendationSettings | None = None,
                  recognizer: Recognizer | None = None, localizer: Localizer | None = None,
-                 text_cache_size: int = 4096):
+                 text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
+                 rerank: str = "none"):
+        """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
+        stored, indexed and used to rank image queries; None keeps one vector per item.
+        ``rerank`` is the image queries' default re-ranking (``index/rerank.py``)."""
+        if rerank not in RERANK_METHODS:
+            raise ValueError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
         limits = limits or Limits()
         index_settings = index_settings or IndexSettings()
         text_vectors = TextVectorCache(encoder.encode_texts, text_cache_size, max_chars=encoder.max_text_chars)
         ingestor = Ingestor(catalog, encoder, max_bytes=limits.max_upload_bytes,
-                            max_pixels=limits.max_image_pixels, recognizer=recognizer)
+                            max_pixels=limits.max_image_pixels, recognizer=recognizer, instance_head=instance_head)
         index_dir = Path(index_dir)
         index, manifest, rebuilt_on_open = open_index(
             catalog, index_dir, encoder.model_id, encoder.dim, kind=index_settings.kind,
             memory_budget_bytes=index_settings.memory_budget_bytes)
+        instance = open_instance_space(catalog, index_dir, encoder.model_id, instance_head, index_settings) \
+            if instance_head is not None else None
         self.state = ServiceState(
             catalog=catalog, encoder=encoder, index_dir=index_dir, limits=limits,
             index_settings=index_settings, text_vectors=text_vectors, ingestor=ingestor, index=index,
-            manifest=manifest, rebuilt_on_open=rebuilt_on_open, recognizer=recognizer, localizer=localizer)
+            manifest=manifest, rebuilt_on_open=rebuilt_on_open, recognizer=recognizer, localizer=localizer,
+            instance=instance, rerank=rerank)
         self.state.mismatch = maintenance.find_model_mismatch(self.state)
         self.recommendations = Recommendations(self.state, recommendation or RecommendationSettings())
 
@@ -123,6 +137,10 @@ class SearchService:
 
     def stats(self) -> dict[str, Any]:
         return maintenance.stats(self.state)
+
+    def items_to_embed(self) -> list[int]:
+        """Items a rebuild would re-embed: no embedding, or no instance vector, for this model."""
+        return maintenance.items_to_embed(self.state)
 
     def save(self, force: bool = False) -> IndexManifest | None:
         return maintenance.save(self.state, force)
@@ -151,13 +169,14 @@ class SearchService:
     def query(self, *, text: str | None = None, image_bytes: bytes | None = None,
               item_id: Any = None, k: int = 10, filters: Filters | None = None,
               text_weight: float = 0.5, region: str = "auto", box: Box | None = None,
-              collapse: bool = True, dropped: Collection[str] = ()) -> dict[str, Any]:
+              collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None) -> dict[str, Any]:
         return searching.query(self.state, text=text, image_bytes=image_bytes, item_id=item_id, k=k,
                                filters=filters, text_weight=text_weight, region=region, box=box,
-                               collapse=collapse, dropped=dropped)
+                               collapse=collapse, dropped=dropped, rerank=rerank)
 
-    def similar(self, item_id: Any, k: int = 10, filters: Filters | None = None) -> dict[str, Any]:
-        return searching.similar(self.state, item_id, k=k, filters=filters)
+    def similar(self, item_id: Any, k: int = 10, filters: Filters | None = None,
+                rerank: str | None = None) -> dict[str, Any]:
+        return searching.similar(self.state, item_id, k=k, filters=filters, rerank=rerank)
 
     # ----- recognition and explanations (search/recognition.py) -------------
     def recognize(self, image_bytes: bytes, subject: str = "piece") -> dict[str, Any]:

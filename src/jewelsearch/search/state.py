@@ -9,6 +9,9 @@ threads, so the rules for the changing parts are:
   (re-entrant: a rebuild saves while holding it). Reads take no lock.
 - ``recognizer`` and ``localizer`` are read per request, so replacing them takes effect on
   the next one (the ingestor keeps the recognizer it was built with).
+- ``instance`` (the second, instance vector per item, where the model has an instance head)
+  is replaced whole, like ``index``, and changes only under ``write_lock``; its index takes
+  adds and removes in place, as ``index`` does.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jewelsearch.embed import Encoder
+from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.embed.text_cache import TextVectorCache
 from jewelsearch.index import IndexManifest, VectorIndex
 from jewelsearch.ingest.pipeline import Ingestor
@@ -26,6 +30,21 @@ from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.search.options import HybridSettings, IndexSettings, Limits
 from jewelsearch.storage import Catalog
+
+
+@dataclass(frozen=True)
+class InstanceSpace:
+    """The instance vectors: the head that makes them, their storage key
+    (``storage.embeddings.space_key``), their index and its manifest, and whether every item with
+    a text-aligned embedding also has an instance vector. Image queries rank by this space only
+    when it is ``complete``: a catalog embedded before the head existed searches as before until
+    ``jewelsearch index rebuild`` fills it in (the service's own writes keep it complete)."""
+
+    head: InstanceHead
+    key: str
+    index: VectorIndex
+    manifest: IndexManifest
+    complete: bool
 
 
 @dataclass
@@ -47,3 +66,5 @@ class ServiceState:
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     hybrid: HybridSettings = field(default_factory=HybridSettings)  # replaced whole, never mutated
     glossary: Glossary = field(default_factory=default_glossary)  # what text queries are read against
+    instance: InstanceSpace | None = None  # None: one vector per item (towers without an instance head)
+    rerank: str = "none"  # image queries' default re-ranking (``index/rerank.py``)

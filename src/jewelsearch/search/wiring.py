@@ -11,6 +11,8 @@ import torch
 
 from jewelsearch.config import Settings
 from jewelsearch.embed import load_encoder
+from jewelsearch.embed.instance import InstanceHead
+from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.recognize.builder import load_recognizer
 from jewelsearch.recommend import BlendWeights
 from jewelsearch.search.options import IndexSettings, Limits, RecommendationSettings
@@ -50,11 +52,15 @@ def use_serving_threads(settings: Settings) -> int:
 def open_service(settings: Settings) -> SearchService:
     if settings.text_cache_size < 0:
         raise SettingsError("text_cache_size must be 0 or more")
+    if settings.rerank not in RERANK_METHODS:
+        raise SettingsError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
     settings.home.mkdir(parents=True, exist_ok=True)
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
                            max_text_chars=settings.max_text_chars)
+    # The instance head reads the tower's own maps; towers without them keep one vector per item.
+    instance_head = InstanceHead.load(encoder.folder, encoder.model.visual) if settings.instance_vectors else None
     # Serving only reads the frozen tower, so its batch norms can join the convolutions (faster).
     recognizer = load_recognizer(encoder, fold_for_serving=True)
     localizer = recognizer.localizer
@@ -72,7 +78,8 @@ def open_service(settings: Settings) -> SearchService:
         visit_half_life_hours=settings.visit_half_life_hours)
     return SearchService(catalog, encoder, settings.index_dir, limits=limits, index_settings=index_settings,
                          recommendation=recommendation, recognizer=recognizer, localizer=localizer,
-                         text_cache_size=settings.text_cache_size)
+                         text_cache_size=settings.text_cache_size, instance_head=instance_head,
+                         rerank=settings.rerank)
 
 
 def open_catalog(settings: Settings) -> Catalog:

@@ -9,9 +9,9 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 
 from jewelsearch.errors import InvalidInput
 from jewelsearch.ingest.pipeline import NewItem
-from jewelsearch.recognize.query_region import parse_box, parse_region, parse_subject
+from jewelsearch.recognize.query_region import SEARCH_REGION_MODES, parse_box, parse_region, parse_subject
 from jewelsearch.search.params import (parse_collapse, parse_dropped, parse_filters, parse_flag, parse_k,
-                                      parse_query_text)
+                                      parse_query_text, parse_rerank)
 from jewelsearch.search.service import SearchService
 from jewelsearch.server.auth import requires_write_key
 from jewelsearch.server.shopper import (event_for_caller, new_page_shopper, require_page_shopper,
@@ -109,8 +109,9 @@ def search():
         raise InvalidInput("give a text query (q), an image file (image), or an item_id")
     result = svc.query(text=text, image_bytes=image, item_id=item_id or None, k=k,
                        filters=filters, text_weight=_text_weight(values),
-                       region=parse_region(values.get("region")), box=parse_box(values.get("box")),
-                       collapse=parse_collapse(values.get("collapse")), dropped=parse_dropped(values.get("drop")))
+                       region=parse_region(values.get("region"), SEARCH_REGION_MODES),
+                       box=parse_box(values.get("box")), collapse=parse_collapse(values.get("collapse")),
+                       dropped=parse_dropped(values.get("drop")), rerank=parse_rerank(values.get("rerank")))
     return jsonify(with_image_urls(result))
 
 
@@ -170,7 +171,8 @@ def get_item(item_id):
 def similar(item_id):
     svc = service()
     k = parse_k(request.args.get("k"), maximum=svc.limits.max_k)
-    result = svc.similar(item_id, k=k, filters=parse_filters(request.args))
+    result = svc.similar(item_id, k=k, filters=parse_filters(request.args),
+                         rerank=parse_rerank(request.args.get("rerank")))
     return jsonify(with_image_urls(result))
 
 

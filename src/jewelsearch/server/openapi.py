@@ -13,6 +13,9 @@ _TEXT_OPTIONS = [{"name": "collapse", "in": "query", "required": False, "schema"
                  {"name": "drop", "in": "query", "required": False,
                   "schema": {"type": "string", "maxLength": 100,
                              "description": "comma-separated: category, metal, gemstone, stone_shape, style, price"}}]
+# Image and item queries: re-rank the top 100 candidates (the server's default when absent).
+_RERANK = {"name": "rerank", "in": "query", "required": False,
+           "schema": {"type": "string", "enum": ["none", "aqe", "kreciprocal"]}}
 _K = {"name": "k", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
 _ID = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -98,7 +101,11 @@ def _api_document() -> dict[str, Any]:
                     "results": {"type": "array", "items": {"type": "object"}}, "took_ms": {"type": "number"},
                     "understood": {"type": "object", "description": "text queries: what the words were read as"},
                     "facets": {"type": "object", "description": "text queries: counts per category, metal, "
-                                                                 "gemstone family, stone_shape, price band"}}},
+                                                                 "gemstone family, stone_shape, price band"},
+                    "vector": {"type": "string", "enum": ["instance", "aligned"],
+                               "description": "image and item queries: the vectors that ranked them"},
+                    "rerank": {"type": "string", "description": "image and item queries: the re-ranking applied"},
+                    "region": {"type": "object", "description": "image queries: the part(s) of the photo searched"}}},
             },
         },
         "paths": {
@@ -110,9 +117,12 @@ def _api_document() -> dict[str, Any]:
                                                    "schema": {"type": "string", "maxLength": 500}}, _K, *_FILTERS,
                                    *_TEXT_OPTIONS],
                            ok=_RESULTS, errors=(400, 409)),
-                "post": _op("image and/or text search", params=[_K, *_FILTERS, *_TEXT_OPTIONS], ok=_RESULTS, errors=(400, 409, 413),
+                "post": _op("image and/or text search", params=[_K, *_FILTERS, *_TEXT_OPTIONS, _RERANK], ok=_RESULTS,
+                            errors=(400, 409, 413),
                             body=_multipart({"image": image, "q": {"type": "string"},
-                                             "region": {"type": "string", "enum": ["auto", "whole"]},
+                                             "region": {"type": "string", "enum": ["auto", "whole", "multi"],
+                                                        "description": "multi: the whole photo and each piece "
+                                                                       "found, each result says which matched"},
                                              "box": {"type": "string", "pattern": r"^\d+,\d+,\d+,\d+$"}}, [])),
             },
             "/api/recognize": {"post": _op("category, metal, gemstone, cut (top 5)", errors=(400, 413),
@@ -147,7 +157,7 @@ def _api_document() -> dict[str, Any]:
                     "schema": {"type": "object", "properties": ITEM_FIELDS}}}}),
                 "delete": _op("delete an item", params=[_ID], secured=True),
             },
-            "/api/items/{item_id}/similar": {"get": _op("similar items", params=[_ID, _K, *_FILTERS], ok=_RESULTS)},
+            "/api/items/{item_id}/similar": {"get": _op("similar items", params=[_ID, _K, *_FILTERS, _RERANK], ok=_RESULTS)},
             "/api/items/{item_id}/image": {"get": _op("the item's photo", params=[_ID],
                                                       ok={"description": "image bytes"})},
             "/api/events": {"post": _op(

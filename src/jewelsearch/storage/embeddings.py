@@ -1,13 +1,36 @@
-"""Embedding vectors, one per (item, model), stored as float32 blobs."""
+"""Embedding vectors, one per (item, key), stored as float32 blobs.
+
+A key is a model id (the text-aligned embedding that model makes), or a model id, ``#`` and a
+vector space of that model (``space_key``: the instance vectors of its instance head). A
+derived key belongs to its model: it is never counted as another model's embeddings.
+
+>>> space_key("jewelclip-lite0-ab12", "instance-0123456789ab")
+'jewelclip-lite0-ab12#instance-0123456789ab'
+>>> model_of("jewelclip-lite0-ab12#instance-0123456789ab")
+'jewelclip-lite0-ab12'
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterable
+from typing import Collection, Iterable
 
 import numpy as np
 
 from jewelsearch.storage.db import Database
+
+
+SPACE_SEPARATOR = "#"
+
+
+def space_key(model_id: str, space_id: str) -> str:
+    """The storage key of one of a model's further vector spaces."""
+    return f"{model_id}{SPACE_SEPARATOR}{space_id}"
+
+
+def model_of(key: str) -> str:
+    """The model a storage key belongs to."""
+    return key.split(SPACE_SEPARATOR, 1)[0]
 
 
 class EmbeddingStore:
@@ -64,16 +87,48 @@ class EmbeddingStore:
         vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
         return np.asarray(ids, dtype=np.int64), vectors.copy()
 
+    def ids_for(self, key: str) -> set[int]:
+        """Ids of the live items with a vector under this key (no vectors read)."""
+        return {r[0] for r in self.database.conn.execute(
+            "SELECT e.item_id FROM embeddings e JOIN items i ON i.id = e.item_id WHERE e.model_id = ?", (key,))}
+
     def model_ids(self) -> dict[str, int]:
-        """How many embeddings each model has made."""
+        """How many text-aligned embeddings each model has made (its further spaces aside)."""
         return {r[0]: r[1] for r in self.database.conn.execute(
-            "SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id")}
+            "SELECT model_id, COUNT(*) FROM embeddings WHERE instr(model_id, ?) = 0 GROUP BY model_id",
+            (SPACE_SEPARATOR,))}
 
-    def missing_for_model(self, model_id: str) -> list[int]:
+    def spaces_of(self, model_id: str) -> dict[str, int]:
+        """How many vectors each of this model's further spaces holds, by storage key."""
+        return {r[0]: r[1] for r in self.database.conn.execute(
+            "SELECT model_id, COUNT(*) FROM embeddings WHERE substr(model_id, 1, ?) = ? GROUP BY model_id",
+            (len(model_id) + 1, model_id + SPACE_SEPARATOR))}
+
+    def count(self, key: str) -> int:
+        """How many vectors are stored under this key."""
+        return self.database.conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (key,)).fetchone()[0]
+
+    def missing_for_model(self, key: str, among: str | None = None) -> list[int]:
+        """Items with no vector under ``key``; with ``among``, only those that have one under
+        ``among`` (items with a text-aligned embedding but no instance vector)."""
+        if among is None:
+            return [r[0] for r in self.database.conn.execute(
+                "SELECT id FROM items WHERE id NOT IN "
+                "(SELECT item_id FROM embeddings WHERE model_id = ?) ORDER BY id", (key,))]
         return [r[0] for r in self.database.conn.execute(
-            "SELECT id FROM items WHERE id NOT IN "
-            "(SELECT item_id FROM embeddings WHERE model_id = ?) ORDER BY id", (model_id,))]
+            "SELECT e.item_id FROM embeddings e JOIN items i ON i.id = e.item_id WHERE e.model_id = ? AND "
+            "e.item_id NOT IN (SELECT item_id FROM embeddings WHERE model_id = ?) ORDER BY e.item_id",
+            (among, key))]
 
-    def delete_other_models(self, conn: sqlite3.Connection, model_id: str) -> int:
-        cur = conn.execute("DELETE FROM embeddings WHERE model_id != ?", (model_id,))
+    def delete_other_models(self, conn: sqlite3.Connection, model_id: str,
+                            keep_spaces: Collection[str] | None = None) -> int:
+        """Delete every other model's vectors. This model's further spaces are kept: all of them,
+        or with ``keep_spaces`` only those storage keys (the others came from an older head)."""
+        if keep_spaces is None:
+            cur = conn.execute("DELETE FROM embeddings WHERE model_id != ? AND substr(model_id, 1, ?) != ?",
+                               (model_id, len(model_id) + 1, model_id + SPACE_SEPARATOR))
+            return cur.rowcount
+        keep = [model_id, *keep_spaces]
+        marks = ",".join("?" * len(keep))
+        cur = conn.execute(f"DELETE FROM embeddings WHERE model_id NOT IN ({marks})", keep)
         return cur.rowcount
