@@ -397,7 +397,7 @@ def test_multi_searches_the_whole_photo_and_each_piece_and_fuses_by_the_best(cat
         [(int(ids[i]), labels[winner[i]]) for i in order]
     np.testing.assert_allclose([r["score"] for r in answer["results"]], best[order], atol=1e-5)
     # region=auto is unchanged: the most confident piece alone, no "matched".
-    auto = service.query(image_bytes=data, k=3)
+    auto = service.query(image_bytes=data, k=3, region="auto")
     assert auto["region"]["used"] == "box" and auto["region"]["box"] == list(boxes[0])
     assert [r["id"] for r in auto["results"]] == brute_force(service, vectors[1])[0][:3]
     assert all("matched" not in r for r in auto["results"])
@@ -594,7 +594,10 @@ def test_bundled_model_ranks_image_queries_by_its_tower_maps(tmp_path):
     from jewelsearch.ingest.demo import demo_dir, demo_items
     from jewelsearch.search.wiring import open_service as open_from_settings
     service = open_from_settings(Settings(home=tmp_path / "home"))
-    assert service.instance is not None and service.instance.head.dim == 1280
+    head = service.instance.head if service.instance is not None else None
+    # The bundled head: a 256-d projection of the pooled maps, then the 256-d aligned embedding.
+    assert head is not None and head.projection is not None and head.aligned_weight > 0
+    assert head.dim == head.projection.shape[1] + service.encoder.dim
     items = [it for n, it in enumerate(demo_items(demo_dir())) if n % 40 == 0]
     results = service.add_items(items)
     assert service.instance.complete and len(service.instance.index) == len(results)

@@ -226,7 +226,7 @@ def test_region_search_beats_whole_photo_for_a_small_piece_on_fabric(default_ser
         scene.paste(piece, (420, 300))
         buffer = io.BytesIO()
         scene.save(buffer, "PNG")
-        answer = default_service.query(image_bytes=buffer.getvalue(), k=20)
+        answer = default_service.query(image_bytes=buffer.getvalue(), k=20, region="auto")
         assert answer["region"]["used"] == "box" and "category" in answer["region"]["boxes"][0]
         x0, y0, x1, y1 = answer["region"]["box"]  # on the pasted photo (its own studio backdrop included)
         assert 405 <= x0 and 285 <= y0 and x1 <= 555 and y1 <= 435 and (x1 - x0) * (y1 - y0) > 40 * 40

@@ -88,6 +88,9 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, out):
     if head is not None:
         default = InstanceHead.default()
         descriptors["instance, untrained (GeM of the last map)"] = lambda ims: instance_vectors(encoder, default, ims)
+        if head.aligned_weight:
+            alone = InstanceHead(head.blocks, head.p, head.mean, head.projection)
+            descriptors["instance part alone (no aligned part)"] = lambda ims: instance_vectors(encoder, alone, ims)
         descriptors[f"instance ({head.space_id})"] = lambda ims: instance_vectors(encoder, head, ims)
     results = {}
     for name, embed in descriptors.items():

@@ -50,7 +50,7 @@ def print_results(results: list[dict], as_json: bool, payload: dict) -> None:
 @click.option("-k", default=10, show_default=True)
 @click.option("--filter", "filters", multiple=True, help="key=value, e.g. category=ring, max_price=500.")
 @click.option("--text-weight", default=0.5, show_default=True, help="Weight of text when combined with an image.")
-@click.option("--region", type=click.Choice(["auto", "whole", "multi"]), default="auto", show_default=True,
+@click.option("--region", type=click.Choice(["auto", "whole", "multi"]), default="multi", show_default=True,
               help="Image queries: search with the detected piece (auto), the whole photo, or both the whole "
                    "photo and each piece found (multi; each result says which matched).")
 @click.option("--rerank", type=click.Choice(["none", "aqe", "kreciprocal"]), default=None,

@@ -21,6 +21,10 @@ from jewelsearch.recognize.recognizer import SUBJECTS
 REGION_MODES = ("auto", "whole")
 # Search also takes "multi": the whole photo and each piece, each searched (search/image_query.py).
 SEARCH_REGION_MODES = ("auto", "whole", "multi")
+# Image search looks at the whole photo and every piece found: a shopper's photo often shows
+# more than one piece, and the localiser's most confident one is often not the one they mean
+# (docs/experiments/2026-12-06-instance-head.md: pasted shopper photos R@1 0.18 -> 0.41).
+SEARCH_DEFAULT_REGION = "multi"
 
 
 @dataclass
@@ -65,8 +69,8 @@ def parse_subject(raw) -> str:
     return value
 
 
-def parse_region(raw, modes: tuple[str, ...] = REGION_MODES) -> str:
-    value = (raw or "auto").strip().lower() if isinstance(raw, str) or raw is None else raw
+def parse_region(raw, modes: tuple[str, ...] = REGION_MODES, default: str = "auto") -> str:
+    value = (raw or default).strip().lower() if isinstance(raw, str) or raw is None else raw
     if value not in modes:
         raise InvalidInput(f"region must be one of {', '.join(modes)}")
     return value

@@ -71,8 +71,10 @@ def _multi_parts(state: ServiceState, image: Image.Image, localization: Localiza
         note = (f"searched the whole photo and {len(pieces)} piece(s) found; each result says which "
                 "matched it (matched)")
     else:
+        # Nothing but the whole photo was searched, so the answer says so ("used": "whole").
         note = f"{info['note']} (multi: no piece to search beside the whole photo)" if info["note"] \
             else "no piece found; searched the whole photo"
+        return parts, dict(info, used="whole", box=None, searched=["whole"], note=note)
     return parts, dict(info, used="multi", box=None, searched=[p.label for p in parts], note=note)
 
 

@@ -31,13 +31,14 @@ Box = tuple[int, int, int, int]
 
 def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | None = None,
           item_id: Any = None, k: int = 10, filters: Filters | None = None,
-          text_weight: float = 0.5, region: str = "auto", box: Box | None = None,
+          text_weight: float = 0.5, region: str = "multi", box: Box | None = None,
           collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None) -> dict[str, Any]:
     """Search by text, image, item id, or image + text; returns results and timing.
 
-    Image queries search with the detected piece (``region="auto"``), a caller's ``box``, the
-    whole photo (``region="whole"``), or the whole photo and each piece (``region="multi"``;
-    each result then says which part ``matched``); the answer says which (``region``), which
+    Image queries search with the whole photo and each piece found (``region="multi"``, the
+    default; each result then says which part ``matched``), the most confident piece
+    (``region="auto"``), a caller's ``box``, or the whole photo (``region="whole"``); the answer
+    says which (``region``), which
     vectors ranked (``vector``: "instance" or "aligned") and which re-ranking ran (``rerank``:
     the service's default unless given; none with words, whose score is a fusion).
     """

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 
 from jewelsearch.errors import InvalidInput
 from jewelsearch.ingest.pipeline import NewItem
-from jewelsearch.recognize.query_region import SEARCH_REGION_MODES, parse_box, parse_region, parse_subject
+from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION, SEARCH_REGION_MODES, parse_box, parse_region, parse_subject
 from jewelsearch.search.params import (parse_collapse, parse_dropped, parse_filters, parse_flag, parse_k,
                                       parse_query_text, parse_rerank)
 from jewelsearch.search.service import SearchService
@@ -109,7 +109,7 @@ def search():
         raise InvalidInput("give a text query (q), an image file (image), or an item_id")
     result = svc.query(text=text, image_bytes=image, item_id=item_id or None, k=k,
                        filters=filters, text_weight=_text_weight(values),
-                       region=parse_region(values.get("region"), SEARCH_REGION_MODES),
+                       region=parse_region(values.get("region"), SEARCH_REGION_MODES, SEARCH_DEFAULT_REGION),
                        box=parse_box(values.get("box")), collapse=parse_collapse(values.get("collapse")),
                        dropped=parse_dropped(values.get("drop")), rerank=parse_rerank(values.get("rerank")))
     return jsonify(with_image_urls(result))

@@ -121,8 +121,10 @@ def _api_document() -> dict[str, Any]:
                             errors=(400, 409, 413),
                             body=_multipart({"image": image, "q": {"type": "string"},
                                              "region": {"type": "string", "enum": ["auto", "whole", "multi"],
-                                                        "description": "multi: the whole photo and each piece "
-                                                                       "found, each result says which matched"},
+                                                        "default": "multi",
+                                                        "description": "multi (default): the whole photo and each "
+                                                                       "piece found, each result says which "
+                                                                       "matched; auto: the most confident piece"},
                                              "box": {"type": "string", "pattern": r"^\d+,\d+,\d+,\d+$"}}, [])),
             },
             "/api/recognize": {"post": _op("category, metal, gemstone, cut (top 5)", errors=(400, 413),
