@@ -7,10 +7,12 @@ Text queries are all distinct (each pays the text encoder); a last column repeat
 a few texts, which the server's text cache answers without encoding.
 
 Image queries are timed for each setup given: ``--setups off`` ranks by the text-aligned
-vectors alone (``instance_vectors = false``), ``on`` by stored 1280-d instance vectors, and
-``on:aqe`` / ``on:kreciprocal`` with that re-ranking of the top 100; one server per setup, in
-turn, on the same catalog rows.
-Usage: python benchmarks/bench_api.py [--items 10000 100000] [--queries 200] [--setups off on on:kreciprocal]
+vectors alone (``instance_vectors = false``), ``on`` by stored instance vectors (the bundled
+head's width), and ``on:aqe`` / ``on:kreciprocal`` with that re-ranking of the top 100; a third
+part names the region (``on:none:auto``; default ``multi``, the server's default: the whole
+photo and each piece found). One server per setup, in turn, on the same catalog rows. The query
+photo is a demo piece pasted small onto a textured 640x480 scene, so the localiser finds it.
+Usage: python benchmarks/bench_api.py [--items 10000 100000] [--queries 200] [--setups off on on:none:auto]
 """
 
 from __future__ import annotations
@@ -80,7 +82,11 @@ def main():
     encoder = load_encoder("jewelclip-lite0")
     rng = np.random.default_rng(0)
     photo = io.BytesIO()
-    Image.fromarray((rng.random((400, 400, 3)) * 255).astype(np.uint8)).save(photo, format="JPEG")
+    from jewelsearch.ingest.demo import demo_dir
+    piece = Image.open(sorted(demo_dir().glob("images/*"))[0]).convert("RGB").resize((160, 160))
+    scene = Image.fromarray((120 + rng.normal(0, 25, (480, 640, 3))).clip(0, 255).astype(np.uint8))
+    scene.paste(piece, (400, 250))
+    scene.save(photo, format="JPEG")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d')}, model {encoder.model_id}")
     from jewelsearch.embed.instance import InstanceHead
     from jewelsearch.storage.embeddings import space_key
@@ -88,7 +94,7 @@ def main():
     print(f"{'items':>8} {'setup':<15} {'index':<12} {'text p50':>9} {'text p99':>9} {'image p50':>10} "
           f"{'image p99':>10} {'repeated text p50':>18}  (ms)")
     for n, setup in [(n, setup) for n in args.items for setup in args.setups]:
-        instance, _, rerank = setup.partition(":")
+        instance, rerank, region = (setup.split(":") + ["", ""])[:3]
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp)
             build(home, n, encoder.model_id, encoder.dim, instance_key=space_key(encoder.model_id, head.space_id),
@@ -107,7 +113,8 @@ def main():
                 kind = stats["index_kind"] + (f"+{stats['instance']['index_kind']}" if stats["instance"] else "")
                 text = lambda i: url + "/api/search?k=10&q=" + urllib.parse.quote(QUERIES[i % len(QUERIES)] + f" {i}")  # noqa: E731
                 body, ctype = multipart(photo.getvalue())
-                image = lambda i: urllib.request.Request(url + "/api/search?k=10", data=body,  # noqa: E731
+                region_query = f"&region={region}" if region else ""
+                image = lambda i: urllib.request.Request(url + "/api/search?k=10" + region_query, data=body,  # noqa: E731
                                                          headers={"Content-Type": ctype})
                 timed(text, 10), timed(image, 5)  # warm-up
                 t = timed(text, args.queries)

@@ -111,3 +111,47 @@ def test_fitting_finds_identity_that_the_principal_components_miss():
     before = recall_at_1(lambda x: (x - mean) @ principal)
     after = recall_at_1(lambda x: (x - mean) @ projection)
     assert after >= 0.8 and after > before + 0.4, (before, after)
+
+
+def _jewel_on_white(seed: int) -> Image.Image:
+    """A coloured disc on a white sweep, as a shop's catalog shot (so it can be cut out)."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (96, 96), (255, 255, 255))
+    from PIL import ImageDraw
+    colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+    ImageDraw.Draw(image).ellipse([28, 28, 68, 68], fill=colour)
+    return image
+
+
+def test_eval_retrieval_writes_its_report(tmp_path, tiny_model_dir):
+    """The command end to end on tiny folders laid out as products/ and worn/ are."""
+    from click.testing import CliRunner
+
+    from jewelsearch.cli import main
+    products, worn = tmp_path / "products", tmp_path / "worn"
+    rows = ["path,split,category,material,stone_type,stone_shape,color,description,source_name"]
+    for n in range(6):
+        category = "ring" if n % 2 else "necklace"
+        (products / "val" / category).mkdir(parents=True, exist_ok=True)
+        _jewel_on_white(n).save(products / "val" / category / f"p{n}.jpg")
+        rows.append(f"val/{category}/p{n}.jpg,val,{category},,,,,,test")
+    (products / "labels.csv").write_text("\n".join(rows) + "\n")
+    worn.mkdir()
+    worn_rows = ["path,category,metal,product"]
+    for n in range(6):
+        rng = np.random.default_rng(100 + n)
+        Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(worn / f"w{n}.jpg")
+        worn_rows.append(f"w{n}.jpg,ring,,prod{n // 2}")
+    (worn / "labels.csv").write_text("\n".join(worn_rows) + "\n")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "eval",
+                                       "retrieval", "--worn", str(worn), "--catalog", str(products),
+                                       "--pasted", "8", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    import json
+    report = json.loads((out / "retrieval.json").read_text())
+    assert report["sets"] == {"worn_queries": 6, "worn_gallery": 12, "pasted_queries": 8, "catalog_photos": 6}
+    aligned = report["results"]["text-aligned"]
+    assert aligned["multi"]["pasted_to_catalog"]["queries"] == 8
+    assert 0.0 <= aligned["whole"]["worn_same_product"]["recall@10"] <= 1.0
+    assert (out / "retrieval.png").stat().st_size > 0 and "| text-aligned / multi |" in (out / "retrieval.md").read_text()
