@@ -209,14 +209,27 @@ def test_photo_search_draws_pieces_and_picks_another(page, service, tmp_path):
     # Multipart bodies are not visible to the browser driver, so check what the server answered.
     with page.expect_response(lambda r: r.url.endswith("/api/search")) as first:
         page.set_input_files("#image", str(photo))
-    assert first.value.json()["region"]["box"] == [200, 30, 360, 150]
-    page.wait_for_selector("#boxes .qbox.active")
-    assert page.locator("#boxes .qbox").count() == 2
-    assert "outlined piece" in page.inner_text("#region-note")
+    # By default the whole photo and both pieces are searched; the outlines offer narrowing.
+    region = first.value.json()["region"]
+    assert region["used"] == "multi" and region["searched"] == ["whole", "box 1", "box 2"]
+    page.wait_for_selector("#boxes .qbox")
+    assert page.locator("#boxes .qbox").count() == 2 and page.locator("#boxes .qbox.active").count() == 0
+    page.wait_for_selector("#region-note:has-text('click an outline')")
+    # Each card says which part of the photo found it.
+    matched = {r["matched"] for r in region_answer["results"]} if (region_answer := first.value.json()) else set()
+    assert matched and matched <= {"whole", "box 1", "box 2"}
+    assert page.locator(".card:has-text('· whole photo'), .card:has-text('· piece')").count() == \
+        len(region_answer["results"])
+    shot(page, "search-by-photo-multi.png")
     # The first (most confident) outline sits over the top-right of the preview.
     preview = page.locator("#preview").bounding_box()
-    active = page.locator("#boxes .qbox.active").bounding_box()
-    assert active["x"] > preview["x"] + preview["width"] * 0.4
+    first_box = page.locator("#boxes .qbox").nth(0).bounding_box()
+    assert first_box["x"] > preview["x"] + preview["width"] * 0.4
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as picked:
+        page.locator("#boxes .qbox").nth(0).click()
+    assert picked.value.json()["region"]["box"] == [200, 30, 360, 150]
+    page.wait_for_selector("#boxes .qbox.active")
+    assert "outlined piece" in page.inner_text("#region-note")
     shot(page, "search-by-region.png")
     with page.expect_response(lambda r: r.url.endswith("/api/search")) as second:
         page.locator("#boxes .qbox").nth(1).click()

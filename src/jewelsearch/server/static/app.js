@@ -49,6 +49,8 @@
     const score = document.createElement("div");
     score.className = "sub";
     score.textContent = "match " + item.score.toFixed(3);
+    // A photo query searched several parts: say which one found this piece ("box 2" -> "piece 2").
+    if (item.matched) score.textContent += " · " + (item.matched === "whole" ? "whole photo" : item.matched.replace("box", "piece"));
     body.append(title, sub, price, score);
     if (item.more_like_this) {
       const more = document.createElement("div");
@@ -222,6 +224,11 @@
       Math.round(b.confidence * 100) + "%)", region.used === "box" && same(b.box, region.box)));
     if (region.used === "box" && !region.boxes.some((b) => same(b.box, region.box))) addBox(region.box, "Your box", true);
     if (note) {
+      if (region.used === "multi") {
+        // The default: the whole photo and every piece were searched; narrowing is one click away.
+        note.append("Searched the whole photo and each outlined piece; click an outline to search only that piece.");
+        return;
+      }
       note.append(region.used === "box" ? "Searching the outlined piece; click another outline, or " : region.note + ". ");
       // Looking again only helps when the shopper asked for the whole photo; when the server
       // fell back to it (no localiser, nothing found, photo too small) it would find the same.
