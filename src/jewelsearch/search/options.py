@@ -59,3 +59,6 @@ class HybridSettings:
     predicted_credit: float = 0.5
     # The text tower reads English: search other languages by the English words understood.
     translate: bool = True
+    # ``a`` in an item's semantic score, (1 - a) * image similarity + a * text-field similarity
+    # (``search/item_text_space.py``); 0 compares the query with the photos only.
+    text_field_weight: float = 0.0

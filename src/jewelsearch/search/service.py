@@ -39,8 +39,10 @@ from jewelsearch.search.options import HybridSettings, IndexSettings, Limits, Re
 from jewelsearch.search.params import Filters
 from jewelsearch.search.query import Box
 from jewelsearch.search.instance_space import open_instance_space
+from jewelsearch.search import item_text_space
+from jewelsearch.search.item_text_space import open_item_text_space
 from jewelsearch.search.recommendations import Recommendations
-from jewelsearch.search.state import InstanceSpace, ServiceState
+from jewelsearch.search.state import InstanceSpace, ItemTextSpace, ServiceState
 from jewelsearch.storage import Catalog
 
 __all__ = ["SearchService", "Limits", "IndexSettings", "RecommendationSettings", "HIDDEN_FIELDS",
@@ -82,6 +84,7 @@ class SearchService:
     localizer: Localizer | None = _Shared("state")
     hybrid: HybridSettings = _Shared("state")
     instance: InstanceSpace | None = _Shared("state")
+    item_text: ItemTextSpace | None = _Shared("state")
     rerank: str = _Shared("state")
     # The recommendation settings, read where the CLI and tests read them.
     blend_weights: BlendWeights = _Shared("recommendation_settings")
@@ -113,11 +116,12 @@ class SearchService:
             memory_budget_bytes=index_settings.memory_budget_bytes)
         instance = open_instance_space(catalog, index_dir, encoder.model_id, instance_head, index_settings) \
             if instance_head is not None else None
+        item_text = open_item_text_space(catalog, index_dir, encoder.model_id, encoder.dim, index_settings)
         self.state = ServiceState(
             catalog=catalog, encoder=encoder, index_dir=index_dir, limits=limits,
             index_settings=index_settings, text_vectors=text_vectors, ingestor=ingestor, index=index,
             manifest=manifest, rebuilt_on_open=rebuilt_on_open, recognizer=recognizer, localizer=localizer,
-            instance=instance, rerank=rerank)
+            instance=instance, rerank=rerank, item_text=item_text)
         self.state.mismatch = maintenance.find_model_mismatch(self.state)
         self.recommendations = Recommendations(self.state, recommendation or RecommendationSettings())
 
@@ -141,6 +145,10 @@ class SearchService:
     def items_to_embed(self) -> list[int]:
         """Items a rebuild would re-embed: no embedding, or no instance vector, for this model."""
         return maintenance.items_to_embed(self.state)
+
+    def missing_item_text_vectors(self) -> list[int]:
+        """Items with words of their own but no text vector (a rebuild embeds them)."""
+        return item_text_space.missing_item_text_vectors(self.state)
 
     def save(self, force: bool = False) -> IndexManifest | None:
         return maintenance.save(self.state, force)
