@@ -167,3 +167,23 @@ def test_a_catalog_without_text_vectors_still_searches(settings, service, tiny_e
     reopened = SearchService(Catalog.open(settings.db_path, settings.images_dir), tiny_encoder, settings.index_dir)
     reopened.hybrid = HybridSettings(text_field_weight=0.5)
     assert reopened.query(text="oval sapphire pendant", k=5)["results"]
+
+
+def test_switched_off_no_text_vectors_are_made_and_text_search_reads_photos(settings, tiny_encoder):
+    settings.home.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog.open(settings.db_path, settings.images_dir)
+    service = SearchService(catalog, tiny_encoder, settings.index_dir, item_text_vectors=False,
+                            hybrid=HybridSettings(text_field_weight=0.5))
+    (added,) = service.add_items([NewItem(make_image(seed=90), TITLED)])
+    service.update_item(added.item_id, {"title": "Round ruby ring"})
+    assert service.item_text is None and catalog.embeddings.count(item_text_key(tiny_encoder.model_id)) == 0
+    assert service.query(text="round ruby ring", k=3)["results"][0]["id"] == added.item_id
+    assert check(service).ok and service.stats()["item_text"] is None
+    catalog.close()
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5])
+def test_settings_refuse_a_text_field_weight_outside_0_1(settings, weight):
+    from jewelsearch.search.wiring import SettingsError, open_service
+    with pytest.raises(SettingsError, match="text_field_weight"):
+        open_service(dataclasses.replace(settings, text_field_weight=weight))
