@@ -124,7 +124,7 @@ def test_index_rebuild_fills_missing_text_vectors_and_drops_earlier_recipes(sett
     assert catalog.embeddings.count(reopened.item_text.key) == 3 and len(reopened.item_text.index) == 3
     assert catalog.embeddings.count(old_key) == 0
     assert check(reopened).ok
-    assert reopened.stats()["item_text"]["missing"] == 0
+    assert reopened.stats()["item_text"]["stored"] == reopened.stats()["item_text"]["indexed"] == 3
 
 
 def test_check_repair_embeds_missing_text_vectors(service):

@@ -81,13 +81,13 @@ def missing_item_text_vectors(state: ServiceState) -> list[int]:
 
 
 def describe(state: ServiceState) -> dict | None:
-    """What ``stats`` and ``index info`` say about the item text vectors."""
+    """What ``stats`` and ``index info`` say about the item text vectors. Which items lack one
+    (it reads every wordless item's row) is ``jewelsearch check``'s to say, not every stats call's."""
     space = state.item_text
     if space is None:
         return None
-    return {"space": space.key, "indexed": len(space.index), "index_kind": space.index.kind,
-            "missing": len(missing_item_text_vectors(state)),
-            "text_field_weight": state.hybrid.text_field_weight}
+    return {"space": space.key, "stored": state.catalog.embeddings.count(space.key), "indexed": len(space.index),
+            "index_kind": space.index.kind, "text_field_weight": state.hybrid.text_field_weight}
 
 
 def blended_semantic(query: np.ndarray, image_index: VectorIndex, text_index: VectorIndex,

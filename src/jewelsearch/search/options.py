@@ -60,5 +60,6 @@ class HybridSettings:
     # The text tower reads English: search other languages by the English words understood.
     translate: bool = True
     # ``a`` in an item's semantic score, (1 - a) * image similarity + a * text-field similarity
-    # (``search/item_text_space.py``); 0 compares the query with the photos only.
-    text_field_weight: float = 0.0
+    # (``search/item_text_space.py``); 0 compares the query with the photos only. Chosen
+    # 2026-12-06 by tools/tune_text_field_weight.py (reports/search/text-field-tuning.json).
+    text_field_weight: float = 0.75
