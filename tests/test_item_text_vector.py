@@ -169,17 +169,24 @@ def test_a_catalog_without_text_vectors_still_searches(settings, service, tiny_e
     assert reopened.query(text="oval sapphire pendant", k=5)["results"]
 
 
-def test_switched_off_no_text_vectors_are_made_and_text_search_reads_photos(settings, tiny_encoder):
-    settings.home.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog.open(settings.db_path, settings.images_dir)
-    service = SearchService(catalog, tiny_encoder, settings.index_dir, item_text_vectors=False,
-                            hybrid=HybridSettings(text_field_weight=0.5))
-    (added,) = service.add_items([NewItem(make_image(seed=90), TITLED)])
-    service.update_item(added.item_id, {"title": "Round ruby ring"})
-    assert service.item_text is None and catalog.embeddings.count(item_text_key(tiny_encoder.model_id)) == 0
-    assert service.query(text="round ruby ring", k=3)["results"][0]["id"] == added.item_id
-    assert check(service).ok and service.stats()["item_text"] is None
-    catalog.close()
+def test_switched_off_no_text_vectors_are_made_and_none_goes_stale(settings, service, tiny_encoder):
+    (kept,) = service.add_items([NewItem(make_image(seed=91), TITLED)])
+    service.save(force=True)
+    catalog = service.catalog
+    off = SearchService(catalog, tiny_encoder, settings.index_dir, item_text_vectors=False,
+                        hybrid=HybridSettings(text_field_weight=0.5))
+    (added,) = off.add_items([NewItem(make_image(seed=90), TITLED)])
+    off.update_item(kept.item_id, {"title": "Round ruby ring"})  # its old text vector would be stale
+    key = item_text_key(tiny_encoder.model_id)
+    assert off.item_text is None and catalog.embeddings.count(key) == 0
+    assert off.query(text="round ruby ring", k=3)["results"]
+    assert check(off).ok and off.stats()["item_text"] is None
+    # Switched on again, a rebuild embeds both items' current words.
+    on = SearchService(catalog, tiny_encoder, settings.index_dir)
+    assert check(on).missing_item_text_vectors == sorted([kept.item_id, added.item_id])
+    on.rebuild_index()
+    np.testing.assert_allclose(catalog.embeddings.get(kept.item_id, key),
+                               _expected(on, item_text(catalog.items.get(kept.item_id))), atol=1e-5)
 
 
 @pytest.mark.parametrize("weight", [-0.1, 1.5])

@@ -75,8 +75,10 @@ class Ingestor:
         # With a head, every photo embedded also gets an instance vector, stored under its key.
         self.instance_head = instance_head
         self.instance_key = space_key(encoder.model_id, instance_head.space_id) if instance_head else None
-        # Every item with words of its own also gets a text vector, stored under this key.
-        self.text_key = space_key(encoder.model_id, text_space_id()) if item_text_vectors else None
+        # Every item with words of its own also gets a text vector, stored under this key. Switched
+        # off, a write drops the item's text vector instead, so none goes stale meanwhile.
+        self.text_key = space_key(encoder.model_id, text_space_id())
+        self.embeds_texts = item_text_vectors
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
@@ -102,7 +104,7 @@ class Ingestor:
         to_embed = [p for p in prepared if p[4] is not None]
         vectors, pooled, stones, instance = self._embed(to_embed)
         # The words each changed item will have once written (its stored row under the new fields).
-        texts = [item_text({**(existing or {}), **fields}) if status != "unchanged" and self.text_key else ""
+        texts = [item_text({**(existing or {}), **fields}) if status != "unchanged" and self.embeds_texts else ""
                  for status, _, fields, _, _, existing in prepared]
         text_vectors = encode_item_texts(self.encoder.encode_texts, texts)
         results: list[IngestResult] = []
@@ -155,7 +157,7 @@ class Ingestor:
                text_index: VectorIndex | None = None) -> None:
         clean = normalise_item_fields(fields)
         row = self.catalog.items.get(item_id)
-        text = item_text({**row, **clean}) if self.text_key else ""
+        text = item_text({**row, **clean}) if self.embeds_texts else ""
         text_vectors = encode_item_texts(self.encoder.encode_texts, [text])
         if image_bytes is None:
             with self.catalog.database.write() as conn:
@@ -195,8 +197,6 @@ class Ingestor:
         return row
 
     def _write_text_vector(self, conn, item_id: int, text: str, text_vectors: Mapping[str, np.ndarray]) -> None:
-        if self.text_key is None:
-            return
         if text:
             self.catalog.embeddings.put(conn, item_id, self.text_key, text_vectors[text])
         else:
