@@ -194,3 +194,14 @@ def test_settings_refuse_a_text_field_weight_outside_0_1(settings, weight):
     from jewelsearch.search.wiring import SettingsError, open_service
     with pytest.raises(SettingsError, match="text_field_weight"):
         open_service(dataclasses.replace(settings, text_field_weight=weight))
+
+
+def test_text_field_matches_respect_the_filters(service):
+    from jewelsearch.search.params import Filters
+    (pendant,) = service.add_items([NewItem(make_image(seed=100), {"title": "celestial opal cuff",
+                                                                    "category": "pendant"})])
+    rings = service.add_items([NewItem(make_image(seed=101 + i), {"category": "ring"}) for i in range(3)])
+    service.hybrid = HybridSettings(text_field_weight=1.0)
+    found = [card["id"] for card in service.query(text="celestial opal cuff", k=10,
+                                                  filters=Filters(category="ring"))["results"]]
+    assert pendant.item_id not in found and set(found) <= {r.item_id for r in rings}
