@@ -56,8 +56,8 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
     text_space = state.item_text
     if settings.text_field_weight > 0 and text_space is not None and len(text_space.index):
-        semantic = blended_semantic(vector, index, text_space.index, semantic, pool, settings.text_field_weight,
-                                    allowed, extra=lexical)
+        semantic = blended_semantic(vector, index, text_space.index, semantic, settings.text_field_pool,
+                                    settings.text_field_weight, allowed, extra=lexical)
     # Ranking reads a few fields of every candidate; full rows only for the cards shown.
     rows = state.catalog.items.ranking_rows(set(semantic) | set(lexical))
     boosts = _attribute_boosts(understood, dropped)
