@@ -31,8 +31,10 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 500) -> np.ndarray:
 
 
 def build(home: Path, n: int, model_id: str, dim: int, seed: int = 0, instance_key: str | None = None,
-          instance_dim: int = 0) -> Catalog:
-    """``instance_key`` and ``instance_dim``: also store an instance vector per row under that key."""
+          instance_dim: int = 0, text_key: str | None = None) -> Catalog:
+    """``instance_key`` and ``instance_dim``: also store an instance vector per row under that key.
+    ``text_key``: also store an item text vector per row (``dim``; clustered like the embeddings,
+    standing in for the text tower, which at 100k rows would take minutes)."""
     catalog = Catalog.open(home / "catalog.db", home / "images")
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (230, 200, 120)).save(buffer, format="JPEG")
@@ -56,6 +58,10 @@ def build(home: Path, n: int, model_id: str, dim: int, seed: int = 0, instance_k
                 conn.executemany("INSERT INTO embeddings (item_id, model_id, dim, vector) VALUES (?,?,?,?)",
                                  [(start + j + 1, instance_key, instance_dim, chunk[j].tobytes())
                                   for j in range(len(chunk))])
+        if text_key is not None:
+            texts = clustered(n, dim, seed + 7)
+            conn.executemany("INSERT INTO embeddings (item_id, model_id, dim, vector) VALUES (?,?,?,?)",
+                             [(i + 1, text_key, dim, texts[i].tobytes()) for i in range(n)])
         catalog.database.bump_version(conn)
     catalog.lexical.rebuild()  # the rows above bypass ItemStore, which writes the word index
     return catalog

@@ -36,6 +36,11 @@ class Settings:
     # A second, instance vector per item (from the tower pass that makes the embedding) ranks
     # image queries, where the model's tower has the maps for it; false keeps one vector per item.
     instance_vectors: bool = True
+    # Text search: the share of an item's semantic score from its own text vector (title and
+    # given attributes) rather than its photo, 0-1 (chosen by tools/tune_text_field_weight.py,
+    # docs/search_quality.md). Above 0, ingest also embeds each item's words; 0 makes no item
+    # text vectors and text search compares the query with the photos only.
+    text_field_weight: float = 0.75
     # Re-ranking of image queries' top 100 candidates: none | aqe | kreciprocal.
     rerank: str = "none"
 

@@ -83,13 +83,13 @@ def index_info(obj: Context, as_json):
 @click.pass_obj
 def index_rebuild(obj: Context, drop_other_models):
     """Re-embed, from the stored photos, items missing an embedding or an instance vector for the
-    current model; rebuild the index (and the instance index)."""
+    current model, and from their words items missing a text vector; rebuild the indexes."""
     service = obj.service
     missing = len(service.items_to_embed())
     with tqdm(total=missing, unit="img", disable=None) as bar:
         manifest = service.rebuild_index(progress=bar.update)
     if drop_other_models:
-        keep = [service.instance.key] if service.instance is not None else []
+        keep = [space.key for space in (service.instance, service.item_text) if space is not None]
         with service.catalog.database.write() as conn:
             dropped = service.catalog.embeddings.delete_other_models(conn, service.encoder.model_id, keep_spaces=keep)
         click.echo(f"dropped {dropped} vectors of other models and earlier instance heads")
@@ -98,6 +98,9 @@ def index_rebuild(obj: Context, drop_other_models):
         space = service.instance
         click.echo(f"instance index: {space.manifest.kind}, {space.manifest.count} items, {space.manifest.dim}-d, "
                    f"space {space.key}")
+    if service.item_text is not None:
+        texts = service.item_text
+        click.echo(f"item text index: {texts.manifest.kind}, {texts.manifest.count} items, space {texts.key}")
 
 
 @click.group()
@@ -141,7 +144,8 @@ def check(obj: Context, repair, as_json):
     else:
         click.echo(f"items {report.items}, indexed {report.indexed}")
         for name in ("missing_embeddings", "index_only", "store_only", "missing_instance_vectors",
-                     "instance_index_only", "instance_store_only", "missing_images", "orphan_files",
+                     "instance_index_only", "instance_store_only", "missing_item_text_vectors",
+                     "item_text_index_only", "item_text_store_only", "missing_images", "orphan_files",
                      "lexical_missing", "lexical_orphans", "lexical_stale"):
             values = getattr(report, name)
             if values:

@@ -1,9 +1,11 @@
 """Adding, updating and deleting catalog items: store row + image + embedding + index.
 
-Every item is written in one database transaction (row and embedding, and its instance
-vector where the model has an instance head, together), after its image decoded and
-embedded successfully, so a failure leaves nothing half-written. Both vectors come from one
-tower pass. The indexes are updated after the commit; if the process dies before they are
+Every item is written in one database transaction (row and embedding, its instance
+vector where the model has an instance head, and its item text vector where the shop gave
+words: ``embed/item_text.py``), after its image decoded and its image and words embedded
+successfully, so a failure leaves nothing half-written. Both image vectors come from one
+tower pass; the batch's texts from one text tower pass. A fields-only update re-embeds the
+words (or drops the text vector when no words are left). The indexes are updated after the commit; if the process dies before they are
 saved, the catalog version in their manifests no longer matches and they are rebuilt from
 stored vectors on start.
 """
@@ -18,6 +20,7 @@ import numpy as np
 
 from jewelsearch.embed import Encoder, LoadedImage, load_image
 from jewelsearch.embed.instance import InstanceHead, encode_with_instance
+from jewelsearch.embed.item_text import encode_item_texts, item_text, text_space_id
 from jewelsearch.embed.vocab import NO_STONE
 from jewelsearch.errors import InvalidInput
 from jewelsearch.index import VectorIndex
@@ -64,23 +67,29 @@ class IngestResult:
 
 class Ingestor:
     def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int,
-                 recognizer: Recognizer | None = None, instance_head: InstanceHead | None = None):
+                 recognizer: Recognizer | None = None, instance_head: InstanceHead | None = None,
+                 item_text_vectors: bool = True):
         self.catalog = catalog
         self.encoder = encoder
         self.recognizer = recognizer
         # With a head, every photo embedded also gets an instance vector, stored under its key.
         self.instance_head = instance_head
         self.instance_key = space_key(encoder.model_id, instance_head.space_id) if instance_head else None
+        # Every item with words of its own also gets a text vector, stored under this key. Switched
+        # off, a write drops the item's text vector instead, so none goes stale meanwhile.
+        self.text_key = space_key(encoder.model_id, text_space_id())
+        self.embeds_texts = item_text_vectors
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
     def decode(self, data: bytes) -> LoadedImage:
         return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
 
-    def add(self, index: VectorIndex, items: list[NewItem],
-            instance_index: VectorIndex | None = None) -> list[IngestResult]:
+    def add(self, index: VectorIndex, items: list[NewItem], instance_index: VectorIndex | None = None,
+            text_index: VectorIndex | None = None) -> list[IngestResult]:
         """Ingest a batch; raises on the first bad item before writing any of them.
-        ``instance_index`` takes the instance vectors (with an instance head)."""
+        ``instance_index`` takes the instance vectors (with an instance head), ``text_index``
+        the item text vectors."""
         prepared = []
         for item in items:
             fields = normalise_item_fields(item.fields)
@@ -94,16 +103,23 @@ class Ingestor:
             prepared.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
         to_embed = [p for p in prepared if p[4] is not None]
         vectors, pooled, stones, instance = self._embed(to_embed)
+        # The words each changed item will have once written (its stored row under the new fields).
+        texts = [item_text({**(existing or {}), **fields}) if status != "unchanged" and self.embeds_texts else ""
+                 for status, _, fields, _, _, existing in prepared]
+        text_vectors = encode_item_texts(self.encoder.encode_texts, texts)
         results: list[IngestResult] = []
         model_id = self.encoder.model_id
         written: list[tuple[int, str]] = []
+        worded: dict[int, str] = {}  # item id -> its text ("" drops its text vector)
         with self.catalog.database.write() as conn:
-            for status, item, fields, sha, loaded, existing in prepared:
+            for (status, item, fields, sha, loaded, existing), text in zip(prepared, texts):
                 if status == "unchanged":
                     results.append(IngestResult(existing["id"], "unchanged"))
                     continue
                 if status == "fields":
                     self.catalog.items.update(conn, existing["id"], fields)
+                    self._write_text_vector(conn, existing["id"], text, text_vectors)
+                    worded[existing["id"]] = text
                     results.append(IngestResult(existing["id"], "updated"))
                     continue
                 rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
@@ -122,49 +138,69 @@ class Ingestor:
                 self.catalog.embeddings.put(conn, item_id, model_id, vector)
                 if self.instance_key is not None:
                     self.catalog.embeddings.put(conn, item_id, self.instance_key, instance[sha])
+                self._write_text_vector(conn, item_id, text, text_vectors)
+                worded[item_id] = text
                 written.append((item_id, sha))
-            if written:
+            if written or worded:
                 self.catalog.database.bump_version(conn)
         if written:
             ids = [item_id for item_id, _ in written]
             index.add(ids, np.stack([vectors[sha] for _, sha in written]))
             if instance_index is not None and self.instance_key is not None:
                 instance_index.add(ids, np.stack([instance[sha] for _, sha in written]))
+        if text_index is not None:
+            _update_text_index(text_index, worded, text_vectors)
         return results
 
     def update(self, index: VectorIndex, item_id: int, fields: Mapping[str, Any],
-               image_bytes: bytes | None = None, instance_index: VectorIndex | None = None) -> None:
+               image_bytes: bytes | None = None, instance_index: VectorIndex | None = None,
+               text_index: VectorIndex | None = None) -> None:
         clean = normalise_item_fields(fields)
         row = self.catalog.items.get(item_id)
+        text = item_text({**row, **clean}) if self.embeds_texts else ""
+        text_vectors = encode_item_texts(self.encoder.encode_texts, [text])
         if image_bytes is None:
             with self.catalog.database.write() as conn:
                 self.catalog.items.update(conn, row["id"], clean)
-            return
-        loaded = self.decode(image_bytes)
-        sha = sha256_bytes(image_bytes)
-        vectors, _, _, instance = self._embed([("image", None, clean, sha, loaded, row)], locate=False)
-        with self.catalog.database.write() as conn:
-            rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
-            self.catalog.items.update(conn, row["id"], clean, image_path=rel, image_sha256=sha)
-            self.catalog.embeddings.put(conn, row["id"], self.encoder.model_id, vectors[sha])
-            if self.instance_key is not None:
-                self.catalog.embeddings.put(conn, row["id"], self.instance_key, instance[sha])
-            self.catalog.database.bump_version(conn)
-        index.add([row["id"]], vectors[sha][None, :])
-        if instance_index is not None and self.instance_key is not None:
-            instance_index.add([row["id"]], instance[sha][None, :])
+                self._write_text_vector(conn, row["id"], text, text_vectors)
+                self.catalog.database.bump_version(conn)
+        else:
+            loaded = self.decode(image_bytes)
+            sha = sha256_bytes(image_bytes)
+            vectors, _, _, instance = self._embed([("image", None, clean, sha, loaded, row)], locate=False)
+            with self.catalog.database.write() as conn:
+                rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
+                self.catalog.items.update(conn, row["id"], clean, image_path=rel, image_sha256=sha)
+                self.catalog.embeddings.put(conn, row["id"], self.encoder.model_id, vectors[sha])
+                if self.instance_key is not None:
+                    self.catalog.embeddings.put(conn, row["id"], self.instance_key, instance[sha])
+                self._write_text_vector(conn, row["id"], text, text_vectors)
+                self.catalog.database.bump_version(conn)
+            index.add([row["id"]], vectors[sha][None, :])
+            if instance_index is not None and self.instance_key is not None:
+                instance_index.add([row["id"]], instance[sha][None, :])
+        if text_index is not None:
+            _update_text_index(text_index, {row["id"]: text}, text_vectors)
 
-    def delete(self, index: VectorIndex, item_id: int, instance_index: VectorIndex | None = None) -> dict[str, Any]:
+    def delete(self, index: VectorIndex, item_id: int, instance_index: VectorIndex | None = None,
+               text_index: VectorIndex | None = None) -> dict[str, Any]:
         with self.catalog.database.write() as conn:
-            row = self.catalog.items.delete(conn, item_id)
+            row = self.catalog.items.delete(conn, item_id)  # with every vector of the item
             self.catalog.database.bump_version(conn)
             still_used = self.catalog.items.image_in_use(conn, row["image_sha256"])
         index.remove([row["id"]])
-        if instance_index is not None:
-            instance_index.remove([row["id"]])
+        for other in (instance_index, text_index):
+            if other is not None:
+                other.remove([row["id"]])
         if not still_used:
             self.catalog.images.delete(row["image_path"])
         return row
+
+    def _write_text_vector(self, conn, item_id: int, text: str, text_vectors: Mapping[str, np.ndarray]) -> None:
+        if text:
+            self.catalog.embeddings.put(conn, item_id, self.text_key, text_vectors[text])
+        else:
+            self.catalog.embeddings.delete(conn, item_id, self.text_key)
 
     def fill_predicted(self, fields: Mapping[str, Any], vector: np.ndarray, pooled: np.ndarray | None = None,
                        stone_seen: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -254,3 +290,12 @@ class Ingestor:
         for sha in needs_check - stones.keys():  # reused embeddings: no pass was made now
             stones[sha] = stone_seen(localizer.locate(images_by_sha[sha]))
         return out, pooled, stones, instance
+
+
+def _update_text_index(text_index: VectorIndex, worded: Mapping[int, str],
+                       text_vectors: Mapping[str, np.ndarray]) -> None:
+    """Bring the text index in step with what was just committed."""
+    with_text = [item_id for item_id, text in worded.items() if text]
+    if with_text:
+        text_index.add(with_text, np.stack([text_vectors[worded[item_id]] for item_id in with_text]))
+    text_index.remove([item_id for item_id, text in worded.items() if not text])

@@ -2,7 +2,7 @@
 
 The store is the truth.  Missing embeddings (and, with an instance head, missing
 instance vectors: a catalog embedded before the head) are re-made from the stored
-image, the indexes are rebuilt from stored vectors, orphan image files (left by a
+image, missing item text vectors from the item's words, the indexes are rebuilt from stored vectors, orphan image files (left by a
 crash between writing a file and committing its row) are deleted, and the
 lexical (word) index is rewritten from the items when it lacks an item, holds a
 row without one, or holds stale text.  An item whose image file is gone cannot
@@ -36,6 +36,11 @@ class CheckReport:
     missing_instance_vectors: list[int] = field(default_factory=list)
     instance_index_only: list[int] = field(default_factory=list)
     instance_store_only: list[int] = field(default_factory=list)
+    # Items with words but no text vector (a catalog from before text vectors, or an earlier
+    # recipe), and the item text index against the store.
+    missing_item_text_vectors: list[int] = field(default_factory=list)
+    item_text_index_only: list[int] = field(default_factory=list)
+    item_text_store_only: list[int] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
 
     @property
@@ -48,7 +53,8 @@ class CheckReport:
     def vectors_need_rebuild(self) -> bool:
         """Whether ``rebuild_index`` (re-embedding, then both indexes) would repair something."""
         return bool(self.missing_embeddings or self.index_only or self.store_only or self.missing_instance_vectors
-                    or self.instance_index_only or self.instance_store_only)
+                    or self.instance_index_only or self.instance_store_only or self.missing_item_text_vectors
+                    or self.item_text_index_only or self.item_text_store_only)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: (v if not isinstance(v, list) else v[:50]) for k, v in self.__dict__.items()}
@@ -75,6 +81,13 @@ def check(service: SearchService, repair: bool = False) -> CheckReport:
         report.missing_instance_vectors = sorted(store_ids - with_instance)
         report.instance_index_only = sorted(instance_indexed - store_ids)
         report.instance_store_only = sorted(with_instance - instance_indexed)
+    texts = service.item_text
+    if texts is not None:
+        with_text = catalog.embeddings.ids_for(texts.key)
+        text_indexed = set(texts.index.ids().tolist())
+        report.missing_item_text_vectors = service.missing_item_text_vectors()
+        report.item_text_index_only = sorted(text_indexed - store_ids)
+        report.item_text_store_only = sorted(with_text - text_indexed)
     referenced = set()
     for row in rows:
         try:

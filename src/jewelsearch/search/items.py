@@ -1,7 +1,8 @@
 """Catalog items through the service: add, update, delete and read items and their image files.
 
 Writes hold the service's write lock around the ingestor (one transaction each) and the
-index changes (the main index, and the instance index where there is one), and mark the
+index changes (the main index, the instance index where there is one, and the item text
+index), and mark the
 indexes as needing a save; reads take no lock.
 """
 
@@ -31,7 +32,8 @@ def public_item(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def add_items(state: ServiceState, items: list[NewItem]) -> list[IngestResult]:
     with state.write_lock:
-        results = state.ingestor.add(state.index, items, instance_index=_instance_index(state))
+        results = state.ingestor.add(state.index, items, instance_index=_instance_index(state),
+                                     text_index=_text_index(state))
         state.dirty = state.dirty or any(r.status != "unchanged" for r in results)
         return results
 
@@ -40,24 +42,33 @@ def update_item(state: ServiceState, item_id: Any, fields: Mapping[str, Any],
                 image_bytes: bytes | None = None) -> dict[str, Any]:
     with state.write_lock:
         item_id = parse_item_id(item_id)
-        state.ingestor.update(state.index, item_id, fields, image_bytes, instance_index=_instance_index(state))
+        state.ingestor.update(state.index, item_id, fields, image_bytes, instance_index=_instance_index(state),
+                              text_index=_text_index(state))
         state.dirty = True
         return get_item(state.catalog, item_id)
 
 
 def delete_item(state: ServiceState, item_id: Any) -> None:
     with state.write_lock:
-        state.ingestor.delete(state.index, parse_item_id(item_id), instance_index=_instance_index(state))
+        state.ingestor.delete(state.index, parse_item_id(item_id), instance_index=_instance_index(state),
+                              text_index=_text_index(state))
         state.dirty = True
         if state.index.needs_compaction:
             state.index = state.index.compacted()
         space = state.instance
         if space is not None and space.index.needs_compaction:
             state.instance = dataclasses.replace(space, index=space.index.compacted())
+        texts = state.item_text
+        if texts is not None and texts.index.needs_compaction:
+            state.item_text = dataclasses.replace(texts, index=texts.index.compacted())
 
 
 def _instance_index(state: ServiceState):
     return state.instance.index if state.instance is not None else None
+
+
+def _text_index(state: ServiceState):
+    return state.item_text.index if state.item_text is not None else None
 
 
 def get_item(catalog: Catalog, item_id: Any) -> dict[str, Any]:

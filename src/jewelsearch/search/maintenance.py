@@ -5,6 +5,10 @@ With an instance head the instance index goes along: saved with the main index, 
 it, and a rebuild re-embeds (from the stored photos) the items that lack either vector, both
 from one tower pass. That is how an existing catalog moves to a model with an instance head.
 
+The item text index goes along the same way: a rebuild embeds the words of items that have
+words but no text vector (a catalog ingested before text vectors, or under an earlier recipe)
+and drops this model's text vectors of earlier recipes.
+
 Save and rebuild hold the service's write lock; a rebuild swaps each index by one reference
 assignment, so searches running meanwhile see the old or the new index.
 """
@@ -15,15 +19,19 @@ import logging
 from typing import Any, Callable
 
 from jewelsearch.embed.instance import encode_with_instance
+from jewelsearch.embed.item_text import encode_item_texts
 from jewelsearch.errors import InvalidInput, ModelMismatch
 from jewelsearch.index import IndexManifest, save_index
 from jewelsearch.index.sync import build_from_store
-from jewelsearch.search import instance_space
+from jewelsearch.search import instance_space, item_text_space
 from jewelsearch.search.state import ServiceState
+from jewelsearch.storage.embeddings import space_key
 
 log = logging.getLogger(__name__)
 
 REEMBED_BATCH = 64  # items decoded, embedded and committed together during a rebuild
+TEXT_BATCH = 256  # item texts embedded and committed together during a rebuild
+TEXT_SPACE_PREFIX = "text-"  # the space ids of item text recipes (``embed.item_text.text_space_id``)
 
 
 def other_model_embeddings(state: ServiceState) -> dict[str, int]:
@@ -61,7 +69,8 @@ def stats(state: ServiceState) -> dict[str, Any]:
             "dim": index.dim, "events": catalog.events.count(),
             "other_models": other_model_embeddings(state),
             "missing_embeddings": missing_embeddings(state),
-            "instance": instance_space.describe(state)}
+            "instance": instance_space.describe(state),
+            "item_text": item_text_space.describe(state)}
 
 
 def save(state: ServiceState, force: bool = False) -> IndexManifest | None:
@@ -74,6 +83,8 @@ def save(state: ServiceState, force: bool = False) -> IndexManifest | None:
                                     catalog_version=version)
         if state.instance is not None:
             state.instance = instance_space.save_space(state.instance, state.index_dir, version)
+        if state.item_text is not None:
+            state.item_text = item_text_space.save_space(state.item_text, state.index_dir, version)
         state.dirty = False
         return state.manifest
 
@@ -85,13 +96,16 @@ def rebuild_index(state: ServiceState, *, reembed: bool = True,
     with state.write_lock:
         if reembed:
             embed_missing(state, progress)
+            embed_missing_texts(state)
         state.catalog.lexical.rebuild()
         settings = state.index_settings
         index = build_from_store(state.catalog, state.encoder.model_id, state.encoder.dim,
                                  kind=settings.kind, memory_budget_bytes=settings.memory_budget_bytes)
         instance = instance_space.rebuilt_space(state)
+        item_text = item_text_space.rebuilt_space(state)
         state.index = index  # one reference swap: searches see the old or the new index
         state.instance = instance
+        state.item_text = item_text
         state.mismatch = find_model_mismatch(state)
         state.dirty = True
         return save(state)
@@ -143,3 +157,28 @@ def embed_missing(state: ServiceState, progress: Callable[[int], Any] | None = N
             catalog.database.bump_version(conn)
         if progress:
             progress(len(rows))
+
+
+def embed_missing_texts(state: ServiceState) -> int:
+    """Embed the words of items that have words but no text vector (one transaction per batch),
+    and drop this model's text vectors of earlier recipes; returns how many were embedded."""
+    space = state.item_text
+    if space is None:
+        return 0
+    catalog = state.catalog
+    recipes = space_key(state.encoder.model_id, TEXT_SPACE_PREFIX)
+    stale = [key for key in catalog.embeddings.spaces_of(state.encoder.model_id)
+             if key != space.key and key.startswith(recipes)]
+    if stale:
+        with catalog.database.write() as conn:
+            for key in stale:
+                catalog.embeddings.delete_space(conn, key)
+    missing = list(item_text_space.missing_item_texts(catalog, space.key).items())
+    for start in range(0, len(missing), TEXT_BATCH):
+        chunk = missing[start:start + TEXT_BATCH]
+        vectors = encode_item_texts(state.encoder.encode_texts, [text for _, text in chunk])
+        with catalog.database.write() as conn:
+            for item_id, text in chunk:
+                catalog.embeddings.put(conn, item_id, space.key, vectors[text])
+            catalog.database.bump_version(conn)
+    return len(missing)

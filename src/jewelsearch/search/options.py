@@ -59,3 +59,11 @@ class HybridSettings:
     predicted_credit: float = 0.5
     # The text tower reads English: search other languages by the English words understood.
     translate: bool = True
+    # ``a`` in an item's semantic score, (1 - a) * image similarity + a * text-field similarity
+    # (``search/item_text_space.py``); 0 compares the query with the photos only. Chosen
+    # 2026-12-06 by tools/tune_text_field_weight.py (reports/search/text-field-tuning.json).
+    text_field_weight: float = 0.75
+    # How many best text-field matches join the candidates (beside the image search's and the
+    # word index's ``pool`` each). 200, 100, 50 and 20 ranked the tuning and held-out queries
+    # identically (2026-12-06); each extra candidate costs rows read, matched and counted.
+    text_field_pool: int = 50

@@ -39,8 +39,10 @@ from jewelsearch.search.options import HybridSettings, IndexSettings, Limits, Re
 from jewelsearch.search.params import Filters
 from jewelsearch.search.query import Box
 from jewelsearch.search.instance_space import open_instance_space
+from jewelsearch.search import item_text_space
+from jewelsearch.search.item_text_space import open_item_text_space
 from jewelsearch.search.recommendations import Recommendations
-from jewelsearch.search.state import InstanceSpace, ServiceState
+from jewelsearch.search.state import InstanceSpace, ItemTextSpace, ServiceState
 from jewelsearch.storage import Catalog
 
 __all__ = ["SearchService", "Limits", "IndexSettings", "RecommendationSettings", "HIDDEN_FIELDS",
@@ -82,6 +84,7 @@ class SearchService:
     localizer: Localizer | None = _Shared("state")
     hybrid: HybridSettings = _Shared("state")
     instance: InstanceSpace | None = _Shared("state")
+    item_text: ItemTextSpace | None = _Shared("state")
     rerank: str = _Shared("state")
     # The recommendation settings, read where the CLI and tests read them.
     blend_weights: BlendWeights = _Shared("recommendation_settings")
@@ -96,28 +99,33 @@ class SearchService:
                  recommendation: RecommendationSettings | None = None,
                  recognizer: Recognizer | None = None, localizer: Localizer | None = None,
                  text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
-                 rerank: str = "none"):
+                 rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
-        ``rerank`` is the image queries' default re-ranking (``index/rerank.py``)."""
+        ``rerank`` is the image queries' default re-ranking (``index/rerank.py``).
+        ``item_text_vectors`` makes, stores and indexes a text vector per item with words
+        (``embed/item_text.py``); ``hybrid.text_field_weight`` says how much text search uses it."""
         if rerank not in RERANK_METHODS:
             raise ValueError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
         limits = limits or Limits()
         index_settings = index_settings or IndexSettings()
         text_vectors = TextVectorCache(encoder.encode_texts, text_cache_size, max_chars=encoder.max_text_chars)
         ingestor = Ingestor(catalog, encoder, max_bytes=limits.max_upload_bytes,
-                            max_pixels=limits.max_image_pixels, recognizer=recognizer, instance_head=instance_head)
+                            max_pixels=limits.max_image_pixels, recognizer=recognizer, instance_head=instance_head,
+                            item_text_vectors=item_text_vectors)
         index_dir = Path(index_dir)
         index, manifest, rebuilt_on_open = open_index(
             catalog, index_dir, encoder.model_id, encoder.dim, kind=index_settings.kind,
             memory_budget_bytes=index_settings.memory_budget_bytes)
         instance = open_instance_space(catalog, index_dir, encoder.model_id, instance_head, index_settings) \
             if instance_head is not None else None
+        item_text = open_item_text_space(catalog, index_dir, encoder.model_id, encoder.dim, index_settings) \
+            if item_text_vectors else None
         self.state = ServiceState(
             catalog=catalog, encoder=encoder, index_dir=index_dir, limits=limits,
             index_settings=index_settings, text_vectors=text_vectors, ingestor=ingestor, index=index,
             manifest=manifest, rebuilt_on_open=rebuilt_on_open, recognizer=recognizer, localizer=localizer,
-            instance=instance, rerank=rerank)
+            instance=instance, rerank=rerank, item_text=item_text, hybrid=hybrid or HybridSettings())
         self.state.mismatch = maintenance.find_model_mismatch(self.state)
         self.recommendations = Recommendations(self.state, recommendation or RecommendationSettings())
 
@@ -141,6 +149,10 @@ class SearchService:
     def items_to_embed(self) -> list[int]:
         """Items a rebuild would re-embed: no embedding, or no instance vector, for this model."""
         return maintenance.items_to_embed(self.state)
+
+    def missing_item_text_vectors(self) -> list[int]:
+        """Items with words of their own but no text vector (a rebuild embeds them)."""
+        return item_text_space.missing_item_text_vectors(self.state)
 
     def save(self, force: bool = False) -> IndexManifest | None:
         return maintenance.save(self.state, force)

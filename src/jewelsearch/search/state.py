@@ -12,6 +12,7 @@ threads, so the rules for the changing parts are:
 - ``instance`` (the second, instance vector per item, where the model has an instance head)
   is replaced whole, like ``index``, and changes only under ``write_lock``; its index takes
   adds and removes in place, as ``index`` does.
+- ``item_text`` (the item text vectors' index) follows the same rules as ``instance``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ class InstanceSpace:
     complete: bool
 
 
+@dataclass(frozen=True)
+class ItemTextSpace:
+    """The item text vectors (``embed/item_text.py``): their storage key, their index and its
+    manifest. Items the shop gave no words for have no vector and are not in the index."""
+
+    key: str
+    index: VectorIndex
+    manifest: IndexManifest
+
+
 @dataclass
 class ServiceState:
     catalog: Catalog
@@ -67,4 +78,5 @@ class ServiceState:
     hybrid: HybridSettings = field(default_factory=HybridSettings)  # replaced whole, never mutated
     glossary: Glossary = field(default_factory=default_glossary)  # what text queries are read against
     instance: InstanceSpace | None = None  # None: one vector per item (towers without an instance head)
-    rerank: str = "none"  # image queries' default re-ranking (``index/rerank.py``)
+    rerank: str = "none"
+    item_text: ItemTextSpace | None = None  # None: text search compares queries with photos only  # image queries' default re-ranking (``index/rerank.py``)

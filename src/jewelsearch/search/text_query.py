@@ -1,6 +1,7 @@
 """Hybrid text search: what the words say (query understanding), where they occur (the
-lexical index over titles, descriptions and attributes) and what they look like (the text
-vector against the image vectors), fused into one ranking with facets and folded variants.
+lexical index over titles, descriptions and attributes) and what they mean (the query's text
+vector against the image vectors and, with weight ``text_field_weight``, against the items'
+own text vectors), fused into one ranking with facets and folded variants.
 
 Understood attributes are boosts, not filters: a "blue sapphire pendant" query still shows a
 tanzanite pendant after the sapphires. An understood price ("under $900") is a filter, which
@@ -16,6 +17,7 @@ from typing import Any, Collection, Mapping
 from jewelsearch.query.parser import Understanding, understand
 from jewelsearch.search.facets import facet_counts
 from jewelsearch.search.fusion import fuse
+from jewelsearch.search.item_text_space import blended_semantic
 from jewelsearch.search.items import public_item
 from jewelsearch.search.options import HybridSettings
 from jewelsearch.search.params import Filters
@@ -52,6 +54,10 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     (ids, scores), = index.search(vector, pool, allowed_ids=allowed)
     semantic = dict(zip(ids.tolist(), scores.tolist()))
     lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
+    text_space = state.item_text
+    if settings.text_field_weight > 0 and text_space is not None and len(text_space.index):
+        semantic = blended_semantic(vector, index, text_space.index, semantic, settings.text_field_pool,
+                                    settings.text_field_weight, allowed, extra=lexical)
     # Ranking reads a few fields of every candidate; full rows only for the cards shown.
     rows = state.catalog.items.ranking_rows(set(semantic) | set(lexical))
     boosts = _attribute_boosts(understood, dropped)

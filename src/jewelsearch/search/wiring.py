@@ -15,7 +15,7 @@ from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.recognize.builder import load_recognizer
 from jewelsearch.recommend import BlendWeights
-from jewelsearch.search.options import IndexSettings, Limits, RecommendationSettings
+from jewelsearch.search.options import HybridSettings, IndexSettings, Limits, RecommendationSettings
 from jewelsearch.search.service import SearchService
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.events import EVENT_KINDS
@@ -50,6 +50,8 @@ def use_serving_threads(settings: Settings) -> int:
 
 
 def open_service(settings: Settings) -> SearchService:
+    if not 0.0 <= settings.text_field_weight <= 1.0:
+        raise SettingsError("text_field_weight must be between 0 and 1")
     if settings.text_cache_size < 0:
         raise SettingsError("text_cache_size must be 0 or more")
     if settings.rerank not in RERANK_METHODS:
@@ -79,7 +81,8 @@ def open_service(settings: Settings) -> SearchService:
     return SearchService(catalog, encoder, settings.index_dir, limits=limits, index_settings=index_settings,
                          recommendation=recommendation, recognizer=recognizer, localizer=localizer,
                          text_cache_size=settings.text_cache_size, instance_head=instance_head,
-                         rerank=settings.rerank)
+                         rerank=settings.rerank, item_text_vectors=settings.text_field_weight > 0,
+                         hybrid=HybridSettings(text_field_weight=settings.text_field_weight))
 
 
 def open_catalog(settings: Settings) -> Catalog:

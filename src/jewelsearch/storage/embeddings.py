@@ -46,6 +46,15 @@ class EmbeddingStore:
             "ON CONFLICT(item_id, model_id) DO UPDATE SET dim = excluded.dim, vector = excluded.vector",
             (item_id, model_id, int(vec.shape[0]), vec.tobytes()))
 
+    def delete(self, conn: sqlite3.Connection, item_id: int, key: str) -> bool:
+        """Drop one item's vector under ``key`` (an item whose text no longer gives one)."""
+        return conn.execute("DELETE FROM embeddings WHERE item_id = ? AND model_id = ?",
+                            (item_id, key)).rowcount > 0
+
+    def delete_space(self, conn: sqlite3.Connection, key: str) -> int:
+        """Drop every vector under ``key`` (a space an earlier recipe made)."""
+        return conn.execute("DELETE FROM embeddings WHERE model_id = ?", (key,)).rowcount
+
     def get(self, item_id: int, model_id: str) -> np.ndarray | None:
         row = self.database.conn.execute(
             "SELECT vector FROM embeddings WHERE item_id = ? AND model_id = ?",
