@@ -126,7 +126,11 @@ def test_index_missing_a_write_is_rebuilt_from_store_without_encoding(service, m
 def test_other_model_catalog_says_so_until_rebuilt(service, tiny_encoder):
     add(service, 3)
     with service.catalog.database.write() as conn:
-        conn.execute("UPDATE embeddings SET model_id = 'some-other-model'")
+        # Every vector the catalog holds, each further space's included ("model#space"), as
+        # another model would have written them.
+        conn.execute("UPDATE embeddings SET model_id = 'some-other-model' || substr(model_id, instr(model_id, '#')) "
+                     "WHERE instr(model_id, '#') > 0")
+        conn.execute("UPDATE embeddings SET model_id = 'some-other-model' WHERE instr(model_id, '#') = 0")
         service.catalog.database.bump_version(conn)
     again = SearchService(service.catalog, service.encoder, service.index_dir)
     with pytest.raises(ModelMismatch, match="index rebuild"):
