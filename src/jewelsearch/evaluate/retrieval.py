@@ -58,26 +58,37 @@ class QueryCrops:
         return cls(views, 1 if top is not None else None)
 
 
+def embed_views(embed: Embed, queries: Sequence[QueryCrops]) -> list[np.ndarray]:
+    """Every view of every query embedded once, in one call: [views of query n, d] per query.
+    The query modes choose among these rows, so judging three modes costs one embedding pass."""
+    flat = [view for q in queries for view in q.views]
+    vectors = embed(flat) if flat else np.zeros((0, 0), np.float32)
+    ends = np.cumsum([len(q.views) for q in queries])
+    return np.split(vectors, ends[:-1]) if len(queries) else []
+
+
 def query_similarities(embed: Embed, queries: Sequence[QueryCrops], gallery: np.ndarray,
-                       mode: str, rerank: Rerank | None = None, exclude: Sequence[int | None] | None = None
-                       ) -> np.ndarray:
+                       mode: str, rerank: Rerank | None = None, exclude: Sequence[int | None] | None = None,
+                       views: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """[queries, gallery] similarities for one query mode; ``multi`` takes, per catalog item,
     the best of the whole photo and its pieces (a piece found in any crop is found).
     ``rerank`` rescores each searched view's top ``RERANK_CANDIDATES`` (the rest fall below
-    them); ``exclude[n]`` is a gallery row query n must not find (the query photo itself)."""
+    them); ``exclude[n]`` is a gallery row query n must not find (the query photo itself);
+    ``views`` are ``embed_views`` of these queries, when the caller already has them."""
     if mode not in QUERY_MODES:
         raise ValueError(f"mode must be one of {QUERY_MODES}")
-    flat, owner = [], []
-    for n, q in enumerate(queries):
+    views = embed_views(embed, queries) if views is None else views
+    chosen, owner = [], []
+    for n, (q, vectors) in enumerate(zip(queries, views)):
         if mode == "whole" or (mode == "piece" and q.top_piece is None):
-            chosen = [q.views[0]]
+            rows = vectors[:1]
         elif mode == "piece":
-            chosen = [q.views[q.top_piece]]
+            rows = vectors[q.top_piece:q.top_piece + 1]
         else:
-            chosen = q.views
-        flat += chosen
-        owner += [n] * len(chosen)
-    vectors = embed(flat)
+            rows = vectors
+        chosen.append(rows)
+        owner += [n] * len(rows)
+    vectors = np.concatenate(chosen)
     sims = vectors @ gallery.T
     if exclude is not None:
         for row, n in enumerate(owner):

@@ -16,6 +16,7 @@ from jewelsearch.evaluate.retrieval import (
     QueryCrops,
     Rerank,
     category_precision,
+    embed_views,
     query_similarities,
     ranks_of_answers,
     recall_at,
@@ -77,11 +78,15 @@ def judge(sets: RetrievalSets, embed: Embed, modes: Sequence[str] = QUERY_MODES,
           rerank: Rerank | None = None) -> dict:
     """Every measure for one descriptor (and re-ranker), per query mode."""
     worn_gallery = embed(sets.worn_gallery)
-    catalog = embed(sets.catalog)
+    # The worn gallery ends with the catalog photos (``build_sets``): their rows, not a second pass.
+    catalog = worn_gallery[len(worn_gallery) - len(sets.catalog):]
+    worn_views = embed_views(embed, sets.worn_queries)
+    pasted_views = embed_views(embed, sets.pasted_queries)
     out: dict = {"similar_items_category": category_precision(catalog, sets.catalog_categories)}
     for mode in modes:
-        worn = query_similarities(embed, sets.worn_queries, worn_gallery, mode, rerank, exclude=sets.worn_self)
-        pasted = query_similarities(embed, sets.pasted_queries, catalog, mode, rerank)
+        worn = query_similarities(embed, sets.worn_queries, worn_gallery, mode, rerank, exclude=sets.worn_self,
+                                  views=worn_views)
+        pasted = query_similarities(embed, sets.pasted_queries, catalog, mode, rerank, views=pasted_views)
         out[mode] = {"worn_same_product": recall_at(ranks_of_answers(worn, sets.worn_answers)),
                      "pasted_to_catalog": recall_at(ranks_of_answers(pasted, sets.pasted_answers))}
     return out
