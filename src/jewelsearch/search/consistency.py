@@ -62,6 +62,14 @@ class CheckReport:
         return out
 
 
+def _space_disagreements(catalog, key: str, index, store_ids: set[int]) -> tuple[set[int], list[int], list[int]]:
+    """For a further vector space (``model#space``): the items with a stored vector, the indexed
+    ids no item has, and the stored vectors the index lacks."""
+    stored = catalog.embeddings.ids_for(key)
+    indexed = set(index.ids().tolist())
+    return stored, sorted(indexed - store_ids), sorted(stored - indexed)
+
+
 def check(service: SearchService, repair: bool = False) -> CheckReport:
     catalog = service.catalog
     report = CheckReport()
@@ -76,18 +84,15 @@ def check(service: SearchService, repair: bool = False) -> CheckReport:
     report.store_only = sorted(embedded - indexed)
     space = service.instance
     if space is not None:
-        with_instance = catalog.embeddings.ids_for(space.key)
-        instance_indexed = set(space.index.ids().tolist())
+        with_instance, report.instance_index_only, report.instance_store_only = \
+            _space_disagreements(catalog, space.key, space.index, store_ids)
         report.missing_instance_vectors = sorted(store_ids - with_instance)
-        report.instance_index_only = sorted(instance_indexed - store_ids)
-        report.instance_store_only = sorted(with_instance - instance_indexed)
     texts = service.item_text
     if texts is not None:
-        with_text = catalog.embeddings.ids_for(texts.key)
-        text_indexed = set(texts.index.ids().tolist())
+        _, report.item_text_index_only, report.item_text_store_only = \
+            _space_disagreements(catalog, texts.key, texts.index, store_ids)
+        # Items without words of their own need no text vector, so "missing" is not store - stored.
         report.missing_item_text_vectors = service.missing_item_text_vectors()
-        report.item_text_index_only = sorted(text_indexed - store_ids)
-        report.item_text_store_only = sorted(with_text - text_indexed)
     referenced = set()
     for row in rows:
         try:

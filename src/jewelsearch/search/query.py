@@ -18,6 +18,7 @@ import numpy as np
 
 from jewelsearch.errors import InvalidInput, ModelMismatch
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
+from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION
 from jewelsearch.search.image_query import image_parts
 from jewelsearch.search.image_ranking import fuse_by_max, image_and_text, image_space, ranked
 from jewelsearch.search.items import public_item
@@ -31,7 +32,7 @@ Box = tuple[int, int, int, int]
 
 def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | None = None,
           item_id: Any = None, k: int = 10, filters: Filters | None = None,
-          text_weight: float = 0.5, region: str = "multi", box: Box | None = None,
+          text_weight: float = 0.5, region: str = SEARCH_DEFAULT_REGION, box: Box | None = None,
           collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None) -> dict[str, Any]:
     """Search by text, image, item id, or image + text; returns results and timing.
 

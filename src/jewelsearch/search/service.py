@@ -27,6 +27,7 @@ from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.index.sync import open_index
 from jewelsearch.ingest.pipeline import Ingestor, IngestResult, NewItem
 from jewelsearch.recognize.localizer import Localizer
+from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.recommend import AttributeTable, BlendWeights, CollaborativeSignals
 from jewelsearch.search import erasure
@@ -180,7 +181,7 @@ class SearchService:
     # ----- search (search/query.py) -----------------------------------------
     def query(self, *, text: str | None = None, image_bytes: bytes | None = None,
               item_id: Any = None, k: int = 10, filters: Filters | None = None,
-              text_weight: float = 0.5, region: str = "multi", box: Box | None = None,
+              text_weight: float = 0.5, region: str = SEARCH_DEFAULT_REGION, box: Box | None = None,
               collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None) -> dict[str, Any]:
         return searching.query(self.state, text=text, image_bytes=image_bytes, item_id=item_id, k=k,
                                filters=filters, text_weight=text_weight, region=region, box=box,
