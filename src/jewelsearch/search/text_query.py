@@ -53,6 +53,9 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
     pool = max(settings.pool, 4 * k)
     lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
+    # Ranking reads a few fields of every candidate (full rows only for the cards shown): the
+    # word matches' now, while the text tower may still run, the others' once they are known.
+    rows = state.catalog.items.ranking_rows(lexical)
 
     index = state.index  # one consistent snapshot even if a rebuild swaps it meanwhile
     vector = pending.result()
@@ -62,8 +65,7 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     if settings.text_field_weight > 0 and text_space is not None and len(text_space.index):
         semantic = blended_semantic(vector, index, text_space.index, semantic, settings.text_field_pool,
                                     settings.text_field_weight, allowed, extra=lexical)
-    # Ranking reads a few fields of every candidate; full rows only for the cards shown.
-    rows = state.catalog.items.ranking_rows(set(semantic) | set(lexical))
+    rows.update(state.catalog.items.ranking_rows(semantic.keys() - lexical.keys()))
     boosts = _attribute_boosts(understood, dropped)
     preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
     attributes = {item: score for item, row in rows.items()
