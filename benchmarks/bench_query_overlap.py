@@ -10,7 +10,11 @@ per query in one process (so machine noise hits both alike).
   against both in sequence (the stone map drawn as before).
 
 "In sequence" runs the very same code with an executor that runs each task at once in the
-calling thread, which is the order the code had before. Torch runs one intra-op thread, as
+calling thread, which is the order the code had before. Besides wall time, each path reports its
+CPU time (all threads of the process: the work done) and the request thread's own CPU time (its
+critical path, which is what the wall time comes to where a free core takes the side work); on
+a machine that other jobs keep busy, wall times swing by several per cent either way, the CPU
+times much less. Torch runs one intra-op thread, as
 serving does with the default four request threads on two cores
 (``search.wiring.serving_torch_threads``).
 Usage: python benchmarks/bench_query_overlap.py [--text-items 100000] [--image-items 10000] [--queries 200]
@@ -72,11 +76,31 @@ class WithStones:
         return getattr(self._localizer, name)
 
 
-def summary(timings: dict[str, list[float]], base: str) -> None:
-    reference = statistics.median(timings[base])
-    for name, values in timings.items():
-        print(f"  {name:40s} p50 {statistics.median(values):7.2f} ms  p90 {np.percentile(values, 90):7.2f} ms  "
-              f"({statistics.median(values) / reference:.2f}x {base})", flush=True)
+class Clock:
+    """Wall time, and two CPU times that a busy machine disturbs far less: the whole process's
+    (the work done, on any thread) and the request thread's own (its critical path: what the
+    wall time comes to where a free core takes the side work)."""
+
+    def __init__(self):
+        self.wall, self.cpu, self.own = [], [], []
+
+    def __enter__(self):
+        self._start = (time.perf_counter(), time.process_time(), time.thread_time())
+        return self
+
+    def __exit__(self, *exc):
+        wall, cpu, own = self._start
+        self.wall.append((time.perf_counter() - wall) * 1000)
+        self.cpu.append((time.process_time() - cpu) * 1000)
+        self.own.append((time.thread_time() - own) * 1000)
+
+
+def summary(clocks: dict[str, Clock], base: str) -> None:
+    reference = statistics.median(clocks[base].wall)
+    for name, clock in clocks.items():
+        print(f"  {name:36s} wall p50 {statistics.median(clock.wall):7.2f} ms  p90 {np.percentile(clock.wall, 90):7.2f} ms "
+              f"({statistics.median(clock.wall) / reference:.2f}x {base})  CPU p50: process "
+              f"{statistics.median(clock.cpu):6.2f} ms, request thread {statistics.median(clock.own):6.2f} ms", flush=True)
 
 
 def text_bench(encoder, n: int, count: int) -> None:
@@ -87,20 +111,18 @@ def text_bench(encoder, n: int, count: int) -> None:
         state = service.state
         state.hybrid = dataclasses.replace(state.hybrid, text_field_weight=0.75)
         helpers, in_order = state.helpers, InOrder()
-        timings: dict[str, list[float]] = {"vector only": [], "hybrid, in sequence (before)": [],
-                                           "hybrid, encoder beside word index": []}
+        timings = {name: Clock() for name in ("vector only", "hybrid, in sequence (before)",
+                                              "hybrid, encoder beside word index")}
         service.query(text="warm up", k=10)
         for number, text in enumerate(queries(count)):
-            started = time.perf_counter()
-            search_vector(state, state.text_vectors.vector(text), 10, None, [])
-            timings["vector only"].append((time.perf_counter() - started) * 1000)
+            with timings["vector only"]:
+                search_vector(state, state.text_vectors.vector(text), 10, None, [])
             paths = [("hybrid, in sequence (before)", in_order), ("hybrid, encoder beside word index", helpers)]
             answers = []
             for name, executor in paths if number % 2 else paths[::-1]:
                 state.helpers = executor
-                started = time.perf_counter()
-                answers.append(service.query(text=text, k=10))
-                timings[name].append((time.perf_counter() - started) * 1000)
+                with timings[name]:
+                    answers.append(service.query(text=text, k=10))
             first, second = ([{k: v for k, v in a.items() if k != "took_ms"} for a in answers])
             assert first == second, f"answers differ for {text!r}"
         state.helpers = helpers
@@ -133,7 +155,7 @@ def image_bench(encoder, n: int, count: int) -> None:
         helpers, localizer = state.helpers, state.localizer
         before = ("image, in sequence (before)", InOrder(), WithStones(localizer))
         after = ("image, top beside, no stone map", helpers, localizer)
-        timings: dict[str, list[float]] = {before[0]: [], after[0]: []}
+        timings = {before[0]: Clock(), after[0]: Clock()}
         pieces = []
         for photo in photos:
             service.query(image_bytes=photo, k=10)
@@ -142,9 +164,8 @@ def image_bench(encoder, n: int, count: int) -> None:
             answers = []
             for name, executor, used in (before, after) if number % 2 else (after, before):
                 state.helpers, state.localizer = executor, used
-                started = time.perf_counter()
-                answers.append(service.query(image_bytes=photo, k=10))
-                timings[name].append((time.perf_counter() - started) * 1000)
+                with timings[name]:
+                    answers.append(service.query(image_bytes=photo, k=10))
             first, second = ([{k: v for k, v in a.items() if k != "took_ms"} for a in answers])
             assert first == second, "image answers differ"
             pieces.append(len(first["region"].get("searched", ["whole"])) - 1)
