@@ -14,7 +14,9 @@ threads, so the rules for the changing parts are:
   adds and removes in place, as ``index`` does.
 - ``item_text`` (the item text vectors' index) follows the same rules as ``instance``.
 - ``helpers`` runs a request's side work beside it (a text query's text tower pass while the
-  request thread reads the word index); each task reads nothing that changes under it.
+  request thread reads the word index; an image query's recognition top beside the tower's own
+  blocks). A task reads nothing that changes under it and never waits on another task, so a
+  request waiting on one always gets its answer.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class ServiceState:
     instance: InstanceSpace | None = None  # None: one vector per item (towers without an instance head)
     rerank: str = "none"  # image queries' default re-ranking (``index/rerank.py``)
     item_text: ItemTextSpace | None = None  # None: text search compares queries with photos only
-    # Threads are started on demand and end with the service; four cover the server's default
-    # request threads, each with at most one task waiting on it at a time.
+    # Threads start on demand and exit once the service is gone; four match the server's default
+    # request threads, each of which has at most one task out at a time.
     helpers: Executor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=HELPER_THREADS, thread_name_prefix="jewelsearch-helper"))
