@@ -38,7 +38,7 @@ from jewelsearch.search.options import HybridSettings, IndexSettings, Limits
 from jewelsearch.storage import Catalog
 
 
-HELPER_THREADS = 4
+HELPER_THREADS = 8  # the server's default request threads (``server_threads``)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class ServiceState:
     instance: InstanceSpace | None = None  # None: one vector per item (towers without an instance head)
     rerank: str = "none"  # image queries' default re-ranking (``index/rerank.py``)
     item_text: ItemTextSpace | None = None  # None: text search compares queries with photos only
-    # Threads start on demand and exit once the service is gone; four match the server's default
-    # request threads, each of which has at most one task out at a time.
+    # Threads start on demand and exit once the service is gone; one per request thread, each of
+    # which has at most one task out at a time.
     helpers: Executor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=HELPER_THREADS, thread_name_prefix="jewelsearch-helper"))
