@@ -110,7 +110,7 @@ def test_region_evaluation_scores_the_top_box_against_hand_boxes(tmp_path, tiny_
         def __init__(self, boxes):
             self.boxes = boxes
 
-        def locate(self, image):
+        def locate(self, image, **_):
             return Localization(self.boxes, np.zeros((4, 4)), np.zeros((4, 4)))
 
         def usable_boxes(self, found):
@@ -146,7 +146,7 @@ class _RedPieceLocalizer:
     def __init__(self, miss: bool = False):
         self.miss = miss
 
-    def locate(self, image):
+    def locate(self, image, **_):
         from jewelsearch.recognize.localizer import Box, Localization
         pixels = np.asarray(image).astype(int)
         ys, xs = np.nonzero((pixels[..., 0] > 180) & (pixels[..., 1] < 80))

@@ -225,7 +225,7 @@ class _StoneMaps:
         self.stone = stone
         self.calls = 0
 
-    def locate(self, image):
+    def locate(self, image, **_):
         from jewelsearch.recognize.localizer import Localization
         self.calls += 1
         piece = np.zeros((20, 20), np.float32)

@@ -9,6 +9,7 @@ callers fall back to whole-image behaviour.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import torch
@@ -43,19 +44,27 @@ def tap_channels(visual: torch.nn.Module) -> tuple[int, ...]:
     return tuple(int(t.shape[1]) for t in probe.taps)
 
 
-def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Module | None = None) -> TowerPass:
+def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Module | None = None,
+               beside: Executor | None = None) -> TowerPass:
     """The image tower's forward, step by step; equal to ``visual(batch)`` for the embedding.
 
     With ``top`` (a ``recognition_top.RecognitionTop``) the taps from its first block on and the
     last map come from that top, run on the shared front's output; the embedding still comes
-    from the tower's own top, so search vectors do not change."""
+    from the tower's own top, so search vectors do not change. With ``beside`` the top runs on
+    that executor while this thread finishes the tower's own blocks: the two branches share
+    only the front's output, which neither changes (each block's first step is a convolution
+    into a new tensor), so the result is the same, sooner where a second core is free."""
     trunk = visual.trunk
     x = trunk.bn1(trunk.conv_stem(batch))
     taps = []
+    pending = None
     front = None
     for index, block in enumerate(trunk.blocks):
         if top is not None and index == top.first_block:
             front = x
+            if beside is not None:
+                pending = beside.submit(_run_top, top, front, torch.is_inference_mode_enabled(),
+                                        torch.is_grad_enabled())
         x = block(x)
         if index in TAP_BLOCKS:
             taps.append(x)
@@ -66,7 +75,13 @@ def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Modul
     embedding = visual.head(pooled)
     search_taps, search_last_map = list(taps), last_map
     if front is not None:
-        outputs, last_map = top(front)
+        outputs, last_map = pending.result() if pending is not None else top(front)
         taps = [outputs.get(index, tap) for index, tap in zip(TAP_BLOCKS, taps)]
     return TowerPass(taps=taps, last_map=last_map, embedding=embedding, search_taps=search_taps,
                      search_last_map=search_last_map)
+
+
+def _run_top(top: torch.nn.Module, front: torch.Tensor, inference: bool, grad: bool):
+    # Inference and grad mode are per thread: the helper takes the caller's.
+    with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+        return top(front)

@@ -18,6 +18,7 @@ worn category 85.3 -> 89.8 % with that block (logistic regression on the tuned t
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -109,19 +110,20 @@ class PassOutputs:
 @torch.inference_mode()
 def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, *, pool: bool = True,
                   piece_head: torch.nn.Module | None = None, top: torch.nn.Module | None = None,
-                  localizer=None, instance_head=None) -> PassOutputs:
+                  localizer=None, instance_head=None, beside: Executor | None = None) -> PassOutputs:
     """Everything asked for, from one tower pass per batch: the embeddings; with ``pool`` the
     ``gem_features`` (plus the ``piece_pooled`` block with ``piece_head``; the maps from the
     recognition ``top`` where one is given); with ``localizer`` each photo's ``Localization``;
     with ``instance_head`` (``embed.instance.InstanceHead``) the instance vectors, always from
-    the search tower's maps."""
+    the search tower's maps. ``beside`` runs the recognition top beside the tower's own blocks
+    (``embed.dense_features.tower_pass``)."""
     embeddings, pooled, instance = [], [], []
     located: list | None = [] if localizer is not None else None
     visual = encoder.model.visual
     for start in range(0, len(images), batch_size):
         chunk = [im.convert("RGB") for im in images[start:start + batch_size]]
         batch = torch.stack([encoder.preprocess(im) for im in chunk]).contiguous(memory_format=torch.channels_last)
-        result = tower_pass(visual, batch, top if pool else None)
+        result = tower_pass(visual, batch, top if pool else None, beside=beside)
         if pool:
             maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
             maps = torch.cat(maps, dim=1).float().numpy()

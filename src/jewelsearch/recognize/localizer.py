@@ -76,7 +76,7 @@ class Localization:
     """Maps are in the original image's pixel grid (at most ``map_side`` on the long side)."""
     boxes: list[Box]
     piece: np.ndarray           # probability a pixel is jewelry
-    stone: np.ndarray           # probability a jewelry pixel is stone (not metal)
+    stone: np.ndarray | None    # probability a jewelry pixel is stone (not metal); None: not asked for
     notes: list[str] = field(default_factory=list)
     # The whole photo's unit embedding, from the same tower pass (``locate``): a query that falls
     # back to the whole photo needs no second pass.
@@ -142,24 +142,27 @@ class Localizer:
         (folder / CONFIG_FILE).write_text(json.dumps(dict(self.config, **(summary or {})), indent=2) + "\n")
 
     @torch.inference_mode()
-    def _pass(self, images: list[Image.Image], instance_head=None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    def _pass(self, images: list[Image.Image], instance_head=None, stones: bool = True
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
         """Piece and stone probabilities on the letterboxed square grid (N×S×S, stride 8), the
         images' unit embeddings (as ``encode_images``) and, with ``instance_head``, their
-        instance vectors, from one tower pass."""
+        instance vectors, from one tower pass (stone probabilities None unless ``stones``)."""
         batch = torch.stack([self.encoder.preprocess(im) for im in images])
         batch = batch.contiguous(memory_format=torch.channels_last)
         result = tower_pass(self.encoder.model.visual, batch)
-        piece, stone = self.grids(result.search_taps)
+        piece, stone = self.grids(result.search_taps, stones=stones)
         embeddings = F.normalize(result.embedding.float(), dim=-1).numpy()
         instance = instance_head.vectors(result).numpy() if instance_head is not None else None
         return piece, stone, embeddings, instance
 
     @torch.inference_mode()
-    def grids(self, taps: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    def grids(self, taps: list[torch.Tensor], stones: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Piece and stone probabilities (N×S×S) from the search tower's taps of a pass made
-        elsewhere (``TowerPass.search_taps``): ingest locates the photos it embeds this way."""
+        elsewhere (``TowerPass.search_taps``): ingest locates the photos it embeds this way.
+        Without ``stones`` the stone branch is not run and the stone grid is None."""
         probs = torch.sigmoid(self.head(taps)).numpy()
+        if not stones:
+            return probs[:, 0], None
         if self.stone_branch is not None:
             return probs[:, 0], torch.sigmoid(self.stone_branch(taps)[:, 0]).numpy()
         return probs[:, 0], probs[:, 1]
@@ -167,22 +170,24 @@ class Localizer:
     def usable_boxes(self, found: Localization) -> list[Box]:
         return [b for b in found.boxes if max(b.x1 - b.x0, b.y1 - b.y0) >= MIN_BOX_SIDE]
 
-    def locate(self, image: Image.Image, max_boxes: int = 5, instance_head=None) -> Localization:
+    def locate(self, image: Image.Image, max_boxes: int = 5, instance_head=None, stones: bool = True) -> Localization:
         """Where the pieces are; the pass's whole-photo embedding (and, with ``instance_head``,
-        instance vector) ride along for a query that falls back to the whole photo."""
-        piece_grid, stone_grid, embeddings, instance = self._pass([image], instance_head)
-        found = self.from_maps(image.size, piece_grid[0], stone_grid[0], max_boxes)
+        instance vector) ride along for a query that falls back to the whole photo. Without
+        ``stones`` the stone map is skipped (None): boxes come from the piece map alone, so a
+        search, which reads only boxes, needs no stone branch."""
+        piece_grid, stone_grid, embeddings, instance = self._pass([image], instance_head, stones)
+        found = self.from_maps(image.size, piece_grid[0], None if stone_grid is None else stone_grid[0], max_boxes)
         found.embedding = embeddings[0]
         found.instance = instance[0] if instance is not None else None
         return found
 
-    def from_maps(self, image_size: tuple[int, int], piece_grid: np.ndarray, stone_grid: np.ndarray,
+    def from_maps(self, image_size: tuple[int, int], piece_grid: np.ndarray, stone_grid: np.ndarray | None,
                   max_boxes: int = 5) -> Localization:
         width, height = image_size
         side = self.encoder.preprocess.size
         scale, ox, oy, cw, ch = letterbox_geometry(width, height, side)
         piece = _content(piece_grid, side, ox, oy, cw, ch)
-        stone = _content(stone_grid, side, ox, oy, cw, ch)
+        stone = _content(stone_grid, side, ox, oy, cw, ch) if stone_grid is not None else None
         to_image = 1.0 / scale
         boxes = self._boxes(piece, to_image, width, height)[:max_boxes]
         return Localization(boxes, piece, stone)

@@ -7,6 +7,7 @@ model's own temperature.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Sequence
 
 import numpy as np
@@ -103,10 +104,12 @@ class Recognizer:
         return vectors, pooled, [found if w else None for found, w in zip(located, wanted)]
 
     def embed_all(self, images: Sequence[Image.Image], wanted: Sequence[bool] | None = None,
-                  instance_head=None) -> PassOutputs:
+                  instance_head=None, beside: Executor | None = None) -> PassOutputs:
         """``embed`` (or, with ``wanted``, ``embed_and_locate``) plus, with ``instance_head``
         (``embed.instance.InstanceHead``), each photo's instance vector: all from one tower pass.
-        Localisations are None without a localiser, and for the photos ``wanted`` leaves out."""
+        Localisations are None without a localiser, and for the photos ``wanted`` leaves out.
+        ``beside`` (with an instance head) runs the recognition top on that executor, beside the
+        tower's own blocks (same outputs, sooner where a core is free)."""
         if instance_head is None:
             if wanted is None:
                 return PassOutputs(*self.embed(images))
@@ -116,7 +119,7 @@ class Recognizer:
         out = tower_outputs(self.encoder, images, pool=pool, piece_head=self.piece_head if pool else None,
                             top=self.recognition_top if pool else None,
                             localizer=self.localizer if wanted is not None and any(wanted) else None,
-                            instance_head=instance_head)
+                            instance_head=instance_head, beside=beside)
         if out.located is not None:
             out.located = [found if w else None for found, w in zip(out.located, wanted)]
         return out

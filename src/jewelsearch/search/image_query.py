@@ -10,7 +10,8 @@
 Every part gets its text-aligned vector and, where queries rank by instance vectors, its
 instance vector, from one tower pass: the whole photo's come from the pass that looked for
 pieces, the pieces' from one batched pass over their crops (which also names each detected
-piece's category, as ``/api/recognize`` does).
+piece's category, as ``/api/recognize`` does; the recognition top that names it runs on a
+helper thread beside the tower's own blocks, ``ServiceState.helpers``).
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def image_parts(state: ServiceState, image_bytes: bytes, region: str, box: Box |
     localizer = state.localizer
     located = None
     if localizer is not None and can_locate(image) and (box is not None or region != "whole"):
-        # One pass finds the pieces and embeds the whole photo, for a query that falls back to it
-        # (the head is passed only where there is one: a localiser's plain ``locate(image)`` is enough otherwise).
-        located = localizer.locate(image, instance_head=head) if head is not None else localizer.locate(image)
+        # One pass finds the pieces and embeds the whole photo, for a query that falls back to it.
+        # A search reads the boxes only, so the stone map is skipped.
+        located = localizer.locate(image, instance_head=head, stones=False)
     choice = choose_region(image, localizer, region="auto" if region == "multi" else region, box=box,
                            located=located)
     info = choice.describe(image.size)
@@ -95,7 +96,7 @@ def _embed(state: ServiceState, images: list[Image.Image], head: InstanceHead | 
     pooled maps of the same pass."""
     recognizer = state.recognizer
     if label and recognizer is not None:
-        passed = recognizer.embed_all(images, instance_head=head)
+        passed = recognizer.embed_all(images, instance_head=head, beside=state.helpers)
         label_boxes(recognizer, label, passed.embeddings, passed.pooled)
         return passed.embeddings, passed.instance
     if head is not None:

@@ -13,11 +13,16 @@ threads, so the rules for the changing parts are:
   is replaced whole, like ``index``, and changes only under ``write_lock``; its index takes
   adds and removes in place, as ``index`` does.
 - ``item_text`` (the item text vectors' index) follows the same rules as ``instance``.
+- ``helpers`` runs a request's side work beside it (a text query's text tower pass while the
+  request thread reads the word index; an image query's recognition top beside the tower's own
+  blocks). A task reads nothing that changes under it and never waits on another task, so a
+  request waiting on one always gets its answer.
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +36,9 @@ from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.search.options import HybridSettings, IndexSettings, Limits
 from jewelsearch.storage import Catalog
+
+
+HELPER_THREADS = 8  # the server's default request threads (``server_threads``)
 
 
 @dataclass(frozen=True)
@@ -78,5 +86,9 @@ class ServiceState:
     hybrid: HybridSettings = field(default_factory=HybridSettings)  # replaced whole, never mutated
     glossary: Glossary = field(default_factory=default_glossary)  # what text queries are read against
     instance: InstanceSpace | None = None  # None: one vector per item (towers without an instance head)
-    rerank: str = "none"
-    item_text: ItemTextSpace | None = None  # None: text search compares queries with photos only  # image queries' default re-ranking (``index/rerank.py``)
+    rerank: str = "none"  # image queries' default re-ranking (``index/rerank.py``)
+    item_text: ItemTextSpace | None = None  # None: text search compares queries with photos only
+    # Threads start on demand and exit once the service is gone; one per request thread, each of
+    # which has at most one task out at a time.
+    helpers: Executor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=HELPER_THREADS, thread_name_prefix="jewelsearch-helper"))

@@ -44,26 +44,33 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     started = time.perf_counter()
     settings: HybridSettings = state.hybrid
     understood = understand(text, state.glossary)
+    # The text tower runs on a helper thread while this one reads the filters and the word
+    # index (a cached text is answered at once): the same vector, sooner.
+    pending = state.text_vectors.vector_soon(_semantic_text(text, understood) if settings.translate else text,
+                                             state.helpers)
     dropped = set(dropped)
     effective = _with_understood_price(filters or Filters(), understood, dropped)
     allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
     pool = max(settings.pool, 4 * k)
+    lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
+    # Ranking reads a few fields of every candidate (full rows only for the cards shown): the
+    # word matches' now, while the text tower may still run, the others' once they are known.
+    rows = state.catalog.items.ranking_rows(lexical)
 
     index = state.index  # one consistent snapshot even if a rebuild swaps it meanwhile
-    vector = state.text_vectors.vector(_semantic_text(text, understood) if settings.translate else text)
+    vector = pending.result()
     (ids, scores), = index.search(vector, pool, allowed_ids=allowed)
     semantic = dict(zip(ids.tolist(), scores.tolist()))
-    lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
     text_space = state.item_text
     if settings.text_field_weight > 0 and text_space is not None and len(text_space.index):
         semantic = blended_semantic(vector, index, text_space.index, semantic, settings.text_field_pool,
                                     settings.text_field_weight, allowed, extra=lexical)
-    # Ranking reads a few fields of every candidate; full rows only for the cards shown.
-    rows = state.catalog.items.ranking_rows(set(semantic) | set(lexical))
+    rows.update(state.catalog.items.ranking_rows(semantic.keys() - lexical.keys()))
     boosts = _attribute_boosts(understood, dropped)
     preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
     attributes = {item: score for item, row in rows.items()
-                  if (score := attribute_match(row, boosts, settings.predicted_credit, preferred)) > 0}
+                  if (score := attribute_match(row, boosts, settings.predicted_credit, preferred)) > 0} \
+        if boosts else {}
     ranked = fuse({"semantic": semantic, "lexical": lexical, "attributes": attributes},
                   settings.weights, method=settings.method, scales=SIGNAL_SCALES)
     scored = [dict(rows[item], score=round(float(score), 6)) for item, score in ranked if item in rows]
@@ -94,12 +101,13 @@ def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]
     if not boosts:
         return 0.0
     predicted = row["predicted"]  # the field names recognition filled (``ItemStore.ranking_rows``)
-    title = " ".join(str(row.get("title") or "").lower().replace("-", " ").split())
     earned = total = 0.0
     for name, values in boosts.items():
         weight = FIELD_WEIGHTS.get(name, 1.0)
         total += weight
         if name == "style":
+            # The title is read only for a style word (a few queries), not for every candidate.
+            title = " ".join(str(row.get("title") or "").lower().replace("-", " ").split())
             earned += weight * any(value in title for value in values)
         elif row.get(name) in values:
             credit = FAMILY_CREDIT if name in preferred and row.get(name) not in preferred[name] else 1.0

@@ -1,0 +1,141 @@
+"""Work a query runs beside itself, or skips, gives exactly the answers it gave in sequence:
+the recognition top on a helper thread (``embed.dense_features.tower_pass``), a search's locate
+pass without the stone map, and a text query's text vector encoded while the word index is read."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jewelsearch.embed.dense_features import tower_pass
+from jewelsearch.embed.text_cache import TextVectorCache
+
+
+def _photos(n=3, size=(160, 120)):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        array = np.full((size[1], size[0], 3), 200, np.uint8)
+        array[30 + 5 * i:80, 50:110] = rng.integers(0, 255, 3)
+        out.append(Image.fromarray(np.clip(array + rng.integers(-20, 20, array.shape), 0, 255).astype(np.uint8)))
+    return out
+
+
+def _nudged_top(visual, seed=0):
+    from jewelsearch.recognize.recognition_top import RecognitionTop
+    top = RecognitionTop.from_trunk(visual.trunk)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in top.parameters():
+            parameter.add_(0.05 * parameter.std().nan_to_num(0) * torch.randn(parameter.shape, generator=generator))
+    return top
+
+
+def _assert_same_pass(a, b):
+    for x, y in zip(a.taps + [a.last_map, a.embedding] + a.search_taps + [a.search_last_map],
+                    b.taps + [b.last_map, b.embedding] + b.search_taps + [b.search_last_map]):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("mode", ["inference", "no_grad"])
+def test_the_recognition_top_beside_the_tower_gives_the_same_pass(mode):
+    """The tiny dense tower (timm EfficientNet-Lite0 shape) with a changed recognition top: the
+    top run on a helper thread gives every map bit for bit, in inference and no-grad mode."""
+    from test_instance_vectors import DENSE_SPEC
+    from jewelsearch.embed.model_folder import build_model
+    torch.manual_seed(4321)
+    net, _, _ = build_model(DENSE_SPEC)
+    visual = net.visual.eval()
+    top = _nudged_top(visual)
+    batch = torch.randn(3, 3, 64, 64)
+    context = torch.inference_mode if mode == "inference" else torch.no_grad
+    with ThreadPoolExecutor(2) as helpers, context():
+        alone = tower_pass(visual, batch, top)
+        beside = tower_pass(visual, batch, top, beside=helpers)
+    _assert_same_pass(alone, beside)
+    assert not torch.equal(beside.last_map, beside.search_last_map)  # the top's own map came back
+    if mode == "no_grad":
+        assert not beside.last_map.requires_grad  # the helper ran in the caller's grad mode
+
+
+def test_a_failing_top_fails_the_pass():
+    from test_instance_vectors import DENSE_SPEC
+    from jewelsearch.embed.model_folder import build_model
+    net, _, _ = build_model(DENSE_SPEC)
+    visual = net.visual.eval()
+
+    class Broken(torch.nn.Module):
+        first_block = 5
+
+        def forward(self, front):
+            raise RuntimeError("top failed")
+
+    with ThreadPoolExecutor(1) as helpers, torch.inference_mode(), pytest.raises(RuntimeError, match="top failed"):
+        tower_pass(visual, torch.randn(1, 3, 64, 64), Broken(), beside=helpers)
+
+
+def test_a_text_vector_soon_is_the_text_vector_and_a_cached_one_needs_no_thread():
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.stack([np.full(4, len(t), np.float32) for t in texts])
+
+    cache = TextVectorCache(encode, size=8)
+
+    class NoThreads:
+        def submit(self, *args, **kwargs):
+            raise AssertionError("a cached text went to a thread")
+
+    with ThreadPoolExecutor(1) as helpers:
+        first = cache.vector_soon("gold ring", helpers).result()
+    np.testing.assert_array_equal(first, encode(["gold ring"])[0])
+    again = cache.vector_soon("gold ring", NoThreads())
+    assert again.done() and again.result() is first
+    assert (cache.hits, cache.misses) == (1, 1)
+    uncached = TextVectorCache(encode, size=0)
+    with ThreadPoolExecutor(1) as helpers:
+        np.testing.assert_array_equal(uncached.vector_soon("pearl", helpers).result(), encode(["pearl"])[0])
+
+
+def test_encoding_errors_reach_the_text_query(service):
+    """A text tower that fails on a helper thread fails the request as it did in sequence."""
+    def broken(texts):
+        raise ValueError("tower failed")
+
+    service.state.text_vectors = TextVectorCache(broken, size=0)
+    with pytest.raises(ValueError, match="tower failed"):
+        service.query(text="oval sapphire pendant", k=5)
+
+
+@pytest.mark.slow
+def test_the_shipped_models_query_passes_are_unchanged():
+    """With the bundled model, its recognition top, localiser and instance head: a search's locate
+    without the stone map gives the same boxes, piece map and vectors, and the crops' pass with
+    the top beside it the same embeddings, pooled features and instance vectors."""
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.embed.instance import InstanceHead
+    from jewelsearch.recognize.builder import load_recognizer
+    encoder = load_encoder("jewelclip-lite0")
+    head = InstanceHead.load(encoder.folder, encoder.model.visual)
+    recognizer = load_recognizer(encoder, fold_for_serving=True)
+    localizer = recognizer.localizer
+    assert recognizer.recognition_top is not None and localizer is not None
+    torch.set_num_threads(1)  # as serving runs it
+    for image in _photos(2, size=(640, 480)):
+        full = localizer.locate(image, instance_head=head)
+        lean = localizer.locate(image, instance_head=head, stones=False)
+        assert lean.stone is None and full.stone is not None
+        assert [b.as_dict() for b in lean.boxes] == [b.as_dict() for b in full.boxes]
+        np.testing.assert_array_equal(lean.piece, full.piece)
+        np.testing.assert_array_equal(lean.embedding, full.embedding)
+        np.testing.assert_array_equal(lean.instance, full.instance)
+    crops = _photos(3)
+    with ThreadPoolExecutor(2) as helpers:
+        beside = recognizer.embed_all(crops, instance_head=head, beside=helpers)
+    alone = recognizer.embed_all(crops, instance_head=head)
+    np.testing.assert_array_equal(beside.embeddings, alone.embeddings)
+    np.testing.assert_array_equal(beside.pooled, alone.pooled)
+    np.testing.assert_array_equal(beside.instance, alone.instance)
