@@ -28,6 +28,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -84,6 +85,7 @@ class RayIngestReport:
     failed: int = 0
     pool: PoolPlan | None = None
     dims: dict[str, int] = field(default_factory=dict)  # storage key -> dimension of the vectors written
+    first_actor_ready: float | None = None  # epoch seconds when the first actor had loaded the model
 
 
 class PhotoWorker:
@@ -96,6 +98,7 @@ class PhotoWorker:
         from jewelsearch.search.wiring import open_service  # loads torch: only in the actor
         self.scratch = Path(tempfile.mkdtemp(prefix="jewelsearch-ray-worker-"))
         self.service = open_service(settings.with_overrides(home=self.scratch / "home", torch_threads=torch_threads))
+        self.ready_at = time.time()  # the model is loaded: reported, so a run's rate can leave loading out
         self.spaces = tuple(k for k in (self.service.encoder.model_id,
                                         self.service.instance.key if self.service.instance else None,
                                         self.service.item_text.key if self.service.item_text else None) if k)
@@ -104,6 +107,7 @@ class PhotoWorker:
         import pyarrow as pa
         rows = batch.to_pylist()
         out: dict[str, list] = {"path": [], "status": [], "detail": [], "payload": []}
+        ready_at = self.ready_at
 
         def emit(path: str, status: str, detail: str = "", payload: bytes = b"") -> None:
             out["path"].append(path)
@@ -126,7 +130,8 @@ class PhotoWorker:
                 emit(item.source_path, "done", payload=pickle.dumps(self._finished(result)))
         return pa.table({"path": pa.array(out["path"], pa.string()), "status": pa.array(out["status"], pa.string()),
                          "detail": pa.array(out["detail"], pa.string()),
-                         "payload": pa.array(out["payload"], pa.binary())})
+                         "payload": pa.array(out["payload"], pa.binary()),
+                         "ready_at": pa.array([ready_at] * len(out["path"]), pa.float64())})
 
     def _add(self, items: list[NewItem]) -> list[tuple[NewItem, Any]]:
         """(item, item id) for each item ingested, (item, reason) for each that could not be;
@@ -262,6 +267,8 @@ def _write_batch(catalog: Catalog, rows: Iterable[dict[str, Any]], report: RayIn
                  report_failure: Callable[[str, str], Any] | None) -> None:
     finished = []
     for row in rows:
+        ready = row["ready_at"]
+        report.first_actor_ready = ready if report.first_actor_ready is None else min(report.first_actor_ready, ready)
         if row["status"] == "done":
             finished.append(pickle.loads(row["payload"]))
         elif row["status"] == "skipped":
