@@ -157,6 +157,7 @@ class ReadReplica:
         self.version: tuple[int, int, int] | None = None
         self.service = None
         self.app = None
+        self.home: Path | None = None  # the folder of the copy being served
         self.retiring: list[tuple[float, Any, Path]] = []
         self.copies = 0
         self.stopped = threading.Event()
@@ -209,13 +210,10 @@ class ReadReplica:
         settings = self.settings.with_overrides(home=home)
         service = open_service(settings, models_from=self.service)
         app = create_app(settings, service, autosave_seconds=None)
-        old_service, old_home = self.service, self.settings_home
-        self.service, self.app, self.version = service, app, version  # requests from now on use the new copy
-        self.settings_home = home
+        old_service, old_home = self.service, self.home
+        self.service, self.app, self.version, self.home = service, app, version, home  # the next request uses it
         if old_service is not None:
             self.retiring.append((time.monotonic() + RETIRE_AFTER_SECONDS, old_service, old_home))
-
-    settings_home: Path | None = None
 
     def _retire_old(self) -> None:
         now = time.monotonic()
