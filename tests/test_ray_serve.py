@@ -104,7 +104,7 @@ def test_a_write_is_visible_on_every_replica_and_reloads_fail_no_request(served)
     assert len(load.replicas) == 2 and sum(load.statuses.values()) > 20
 
 
-def test_a_killed_replica_is_replaced_and_no_request_fails_beyond_retries(served):
+def test_a_replica_killed_mid_load_is_replaced_and_no_request_fails_beyond_retries(served):
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
@@ -114,6 +114,11 @@ def test_a_killed_replica_is_replaced_and_no_request_fails_beyond_retries(served
     with Load(served, session) as load:
         time.sleep(1.0)
         before = set(load.replicas)
+        # A write first, so the replica is killed while it fetches and opens the new copy.
+        assert requests.post(f"{served}/api/items", headers={"X-API-Key": API_KEY},
+                             files={"image": ("p.png", make_image(seed=200))}, data={"title": "late hoop"}
+                             ).status_code == 201
+        time.sleep(0.6)
         victim = next(a for a in ray.util.list_named_actors(all_namespaces=True) if "ReadReplica" in a["name"])
         ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
         deadline = time.monotonic() + 90
