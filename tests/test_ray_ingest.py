@@ -105,10 +105,14 @@ def test_ray_ingest_equals_local_skips_bad_files_and_resumes(ray_cluster, photos
 
     _assert_same_catalog(local, distributed)
 
-    # A new photo at a known path takes the update path, keeping the item and its given fields.
+    # A new photo at a known path takes the update path: the item keeps the fields it had and
+    # this run does not give (its category here), and its text vector is made from both.
     (photos / "p02.png").write_bytes(make_image(seed=99, size=(80, 60)))
+    fewer = photos.parent / "fewer.jsonl"
+    fewer.write_text(json.dumps({"path": "p02.png", "title": "gold ring 2"}))
+    inputs = read_inputs([str(photos)], fewer)
     ingest_locally()
-    changed = ray_ingest(distributed, read_inputs([str(photos)], meta), workers=2, batch_size=4)
+    changed = ray_ingest(distributed, read_inputs([str(photos)], fewer), workers=2, batch_size=4)
     assert (changed.added, changed.updated, changed.skipped, changed.failed) == (0, 1, 9, 0)
     _assert_same_catalog(local, distributed)
 
