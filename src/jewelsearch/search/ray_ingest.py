@@ -14,6 +14,8 @@ The pipeline (Ray Data):
    (``search/finished_items.py``), then the indexes rebuilt from the stored vectors and saved.
 
 SQLite stays the one store: only the driver writes to it, so the workers may run on any node.
+The read tasks carry the set of stored photo hashes (64 bytes a photo: 64 MB at a million
+items); far beyond that, resume by source path instead.
 
 Sizing (the pitfall measured on 2 cores): an actor asking for one whole CPU per actor, with
 as many actors as cores, takes every CPU and the read tasks wait for ever. The pool here is
