@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# pip resolves torch and torchvision together (torch 2.14.1 + torchvision 0.29.1 from local disk here).
-	$(BIN)/pip install --quiet -e '.[test,studio]'
+	$(BIN)/pip install --quiet -e '.[test,studio,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -18,9 +18,20 @@ from jewelsearch.errors import JewelsearchError
 @click.option("--metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV or JSONL with a path column and item fields (title, category, price, ...).")
 @click.option("--batch-size", default=32, show_default=True)
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: decode, embed and recognise on a Ray cluster; this process writes the store.")
+@click.option("--address", default=None,
+              help="With --engine ray: the cluster (auto, ray://HOST:PORT); default a local one on this machine.")
+@click.option("--workers", type=int, default=None,
+              help="With --engine ray: embedding actors (default one per CPU of the cluster).")
 @click.pass_obj
-def ingest(obj: Context, paths, metadata, batch_size):
-    """Add images (files or folders) to the catalog; unchanged files are skipped."""
+def ingest(obj: Context, paths, metadata, batch_size, engine, address, workers):
+    """Add images (files, folders, or with --engine ray also CSV/JSONL/Parquet manifests) to the
+    catalog; unchanged files are skipped."""
+    if engine == "ray":
+        return _ray_ingest(obj, paths, metadata, batch_size, address, workers)
+    if address or workers:
+        fail("--address and --workers go with --engine ray")
     from jewelsearch.ingest.pipeline import NewItem
     from jewelsearch.ingest.sources import SourceError, find_images, read_metadata
 
@@ -56,6 +67,39 @@ def ingest(obj: Context, paths, metadata, batch_size):
             bar.update(len(files[start:start + batch_size]))
     service.save()
     click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+def _ray_ingest(obj: Context, paths, metadata, batch_size, address, workers):
+    from jewelsearch.ingest.manifest import read_inputs
+    from jewelsearch.ingest.sources import SourceError
+    from jewelsearch.search.ray_ingest import connect, plan_pool, ray_ingest
+
+    try:
+        photos = read_inputs(list(paths), metadata)
+    except SourceError as exc:
+        fail(str(exc))
+    if workers is not None and workers < 1:
+        fail("--workers must be 1 or more")
+    try:
+        started = connect(address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        fail(f"cannot reach the Ray cluster at {address}: {exc}")
+    try:
+        import ray
+        try:
+            plan = plan_pool(ray.cluster_resources().get("CPU", 0), workers)
+        except ValueError as exc:
+            fail(str(exc))
+        click.echo(f"ray: {plan.actors} embedding actors, {plan.cpus_per_actor:.2f} CPU each", err=True)
+        with tqdm(total=len(photos), unit="img", disable=None) as bar:
+            report = ray_ingest(obj.settings, photos, workers=workers, batch_size=batch_size,
+                                progress=bar.update,
+                                report_failure=lambda path, why: tqdm.write(f"skipped {path}: {why}"))
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+    click.echo(f"added={report.added} updated={report.updated} unchanged={report.skipped} failed={report.failed}")
 
 
 @click.group()

@@ -16,9 +16,21 @@ from jewelsearch.cli import Context, fail
 @click.option("--rate-limits/--no-rate-limits", default=None,
               help="Limit requests per client address and endpoint class (default: on; "
                    "the rate_limit_* settings give the rates).")
+@click.option("--replicas", type=int, default=None,
+              help="Serve with N read replicas and one writer on Ray Serve (needs the [cluster] extra).")
+@click.option("--address", default=None,
+              help="With --replicas: the Ray cluster (auto, ray://HOST:PORT); default a local one on this machine.")
+@click.option("--refresh-seconds", type=float, default=2.0, show_default=True,
+              help="With --replicas: how often a replica asks the writer for a newer copy of the catalog.")
 @click.pass_obj
-def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_limits):
-    """Serve the JSON API and web page with waitress."""
+def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_limits, replicas, address,
+          refresh_seconds):
+    """Serve the JSON API and web page with waitress (or, with --replicas, on Ray Serve)."""
+    if replicas is not None:
+        return _serve_replicas(obj, host, port, allow_unauthenticated_writes, rate_limits, replicas, address,
+                               refresh_seconds)
+    if address:
+        fail("--address goes with --replicas")
     from jewelsearch.search.wiring import use_serving_threads
     from jewelsearch.server import create_app
     from jewelsearch.server.app import check_server_settings
@@ -45,4 +57,55 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_
     serve_gracefully(app, host=settings.host, port=settings.port, threads=settings.server_threads,
                      idle_timeout=settings.request_timeout_seconds,
                      on_stop=lambda: obj.service.save())
+    click.echo("stopped", err=True)
+
+
+def _serve_replicas(obj: Context, host, port, allow_unauthenticated_writes, rate_limits, replicas, address,
+                    refresh_seconds):
+    import signal
+    import threading
+
+    from jewelsearch.server.app import check_server_settings
+    from jewelsearch.server.rate_limits import RateLimitSettingsError
+    settings = obj.settings.with_overrides(host=host, port=port,
+                                           allow_unauthenticated_writes=allow_unauthenticated_writes or None,
+                                           rate_limits=rate_limits)
+    if replicas < 1:
+        fail("--replicas must be 1 or more")
+    if refresh_seconds <= 0:
+        fail("--refresh-seconds must be more than 0")
+    if not settings.db_path.exists():
+        fail(f"no catalog at {settings.db_path}; ingest first (or `jewelsearch demo`)")
+    try:
+        check_server_settings(settings)
+    except RateLimitSettingsError as exc:
+        fail(f"bad settings: {exc}")
+    import ray
+    from ray import serve as ray_serve
+
+    from jewelsearch.search.ray_ingest import connect
+    from jewelsearch.server.replicas import build_app, plan_replicas
+    started = connect(address)
+    try:
+        cpus = ray.cluster_resources().get("CPU", 0)
+        try:
+            plan_replicas(cpus, replicas)
+        except ValueError as exc:
+            fail(str(exc))
+        ray_serve.start(http_options={"host": settings.host, "port": settings.port},
+                        logging_config={"log_level": "WARNING"})
+        ray_serve.run(build_app(settings, replicas, cpus, refresh_seconds=refresh_seconds),
+                      name="jewelsearch", route_prefix="/")
+        click.echo(f"jewelsearch serving on http://{settings.host}:{settings.port}/ with {replicas} read "
+                   f"replicas and one writer on Ray Serve", err=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        ray_serve.shutdown()
+    finally:
+        if started:
+            ray.shutdown()
     click.echo("stopped", err=True)

@@ -49,7 +49,10 @@ def use_serving_threads(settings: Settings) -> int:
     return threads
 
 
-def open_service(settings: Settings) -> SearchService:
+def open_service(settings: Settings, models_from: SearchService | None = None) -> SearchService:
+    """The service for ``settings``; ``models_from`` (a service opened on the same settings'
+    model) lends its loaded encoder, instance head and recognizer, so a replica that opens a
+    fresh copy of its home does not load the model again."""
     if not 0.0 <= settings.text_field_weight <= 1.0:
         raise SettingsError("text_field_weight must be between 0 and 1")
     if settings.text_cache_size < 0:
@@ -59,12 +62,16 @@ def open_service(settings: Settings) -> SearchService:
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
     settings.home.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
-                           max_text_chars=settings.max_text_chars)
-    # The instance head reads the tower's own maps; towers without them keep one vector per item.
-    instance_head = InstanceHead.load(encoder.folder, encoder.model.visual) if settings.instance_vectors else None
-    # Serving only reads the frozen tower, so its batch norms can join the convolutions (faster).
-    recognizer = load_recognizer(encoder, fold_for_serving=True)
+    if models_from is not None:
+        encoder, recognizer = models_from.encoder, models_from.recognizer
+        instance_head = models_from.instance.head if models_from.instance is not None else None
+    else:
+        encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
+                               max_text_chars=settings.max_text_chars)
+        # The instance head reads the tower's own maps; towers without them keep one vector per item.
+        instance_head = InstanceHead.load(encoder.folder, encoder.model.visual) if settings.instance_vectors else None
+        # Serving only reads the frozen tower, so its batch norms can join the convolutions (faster).
+        recognizer = load_recognizer(encoder, fold_for_serving=True)
     localizer = recognizer.localizer
     catalog = Catalog.open(settings.db_path, settings.images_dir,
                            event_weights=event_weights(settings.event_weights))
