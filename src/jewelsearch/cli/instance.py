@@ -90,6 +90,12 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, render_specs, 
     from jewelsearch.index.rerank import alpha_query_expansion, k_reciprocal
     from jewelsearch.recognize.localizer import Localizer
     from jewelsearch.train.labelled_data import read_products, read_worn, unseen_worn, worn_products_seen
+    plan = None
+    if render_specs:  # checked before the model loads: a bad plan fails at once
+        try:
+            plan = RenderSetPlan(render_specs, render_views, render_size, render_spp)
+        except ValueError as exc:
+            fail(str(exc))
     settings = obj.settings
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
     worn = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
@@ -99,11 +105,7 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, render_specs, 
         sets = build_sets(worn, catalog, localizer, pasted=pasted)
     except ValueError as exc:
         fail(str(exc))
-    if render_specs:
-        try:
-            plan = RenderSetPlan(render_specs, render_views, render_size, render_spp)
-        except ValueError as exc:
-            fail(str(exc))
+    if plan is not None:
         _add_renders(sets, localizer, plan, render_cache)
     visual = encoder.model.visual
     head = InstanceHead.load(encoder.folder, visual)

@@ -152,17 +152,19 @@ def ranks_of_answers(sims: np.ndarray, answers: Sequence[np.ndarray]) -> np.ndar
 
 
 def average_precisions(sims: np.ndarray, answers: Sequence[np.ndarray]) -> np.ndarray:
-    """Average precision of each query's full ranking (ties broken against the right answers).
+    """Average precision of each query's full ranking (a tie with a wrong row counts against).
 
     >>> average_precisions(np.array([[0.9, 0.8, 0.7]]), [np.array([0, 2])]).round(3).tolist()
     [0.833]
     """
     out = []
     for row, right in zip(sims, answers):
+        wrong = np.ones(len(row), dtype=bool)
+        wrong[right] = False
         right_scores = np.sort(row[right])[::-1]
-        # Rank of the k-th best right answer: everything scoring above it, or level with it.
-        above = np.asarray([(row >= score).sum() for score in right_scores], dtype=np.float64)
-        out.append(float(np.mean(np.arange(1, len(right) + 1) / above)) if len(right) else 0.0)
+        # The k-th best right answer's rank: k, plus every wrong row scoring above or level with it.
+        ranks = np.arange(1, len(right) + 1) + np.asarray([(row[wrong] >= s).sum() for s in right_scores])
+        out.append(float(np.mean(np.arange(1, len(right) + 1) / ranks)) if len(right) else 0.0)
     return np.asarray(out)
 
 
