@@ -203,3 +203,18 @@ def test_eval_retrieval_refuses_a_render_plan_of_one_spec_before_loading_anythin
                                        str(tmp_path / "worn"), "--catalog", str(tmp_path / "products"),
                                        "--renders", "1"])
     assert result.exit_code != 0 and "at least 2 specs" in result.output
+
+
+def test_a_remembered_descriptor_embeds_each_list_of_photos_once(tmp_path):
+    from jewelsearch.evaluate.retrieval_run import remembered
+    sets = _sets_with_renders(tmp_path)
+    calls = []
+
+    def counting(images):
+        calls.append(len(images))
+        return _by_colour(images)
+
+    once = remembered(counting)
+    first = judge(sets, once, modes=("whole", "multi"))
+    passes = len(calls)
+    assert judge(sets, once, modes=("multi",))["multi"] == first["multi"] and len(calls) == passes

@@ -86,7 +86,7 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, render_specs, 
     from jewelsearch.embed.instance import InstanceHead, instance_vectors
     from jewelsearch.evaluate.retrieval_report import write_retrieval_report
     from jewelsearch.evaluate.retrieval_renders import RenderSetPlan
-    from jewelsearch.evaluate.retrieval_run import build_sets, judge
+    from jewelsearch.evaluate.retrieval_run import build_sets, judge, remembered
     from jewelsearch.index.rerank import alpha_query_expansion, k_reciprocal
     from jewelsearch.recognize.localizer import Localizer
     from jewelsearch.train.labelled_data import read_products, read_worn, unseen_worn, worn_products_seen
@@ -116,7 +116,7 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, render_specs, 
         if head.aligned_weight:
             alone = InstanceHead(head.blocks, head.p, head.mean, head.projection)
             descriptors["instance part alone (no aligned part)"] = lambda ims: instance_vectors(encoder, alone, ims)
-        descriptors[f"instance ({head.space_id})"] = lambda ims: instance_vectors(encoder, head, ims)
+        descriptors[f"instance ({head.space_id})"] = remembered(lambda ims: instance_vectors(encoder, head, ims))
     results = {}
     for name, embed in descriptors.items():
         click.echo(f"judging {name}")

@@ -96,6 +96,20 @@ def build_sets(worn: Sequence[Record], catalog: Sequence[Record], localizer: Loc
                          pasted_answers, catalog_images, [r.labels["category"] for r in catalog])
 
 
+def remembered(embed: Embed) -> Embed:
+    """``embed`` that embeds a given list of photos once: the re-rankers and the local check are
+    judged on one descriptor's vectors, and a pass over every set costs minutes on a small CPU.
+    Keyed by the photos' identities, which the sets keep alive."""
+    memo: dict[tuple[int, ...], np.ndarray] = {}
+
+    def embed_once(images: Sequence[Image.Image]) -> np.ndarray:
+        key = tuple(id(image) for image in images)
+        if key not in memo:
+            memo[key] = embed(images)
+        return memo[key]
+    return embed_once
+
+
 LocalFeatures = Callable[[Sequence[Image.Image]], list[np.ndarray]]  # photos -> descriptor rows each
 
 
