@@ -1,7 +1,7 @@
 """Finding the same piece: instance retrieval measured three ways, for any image descriptor.
 
 A shopper's photo of a worn piece must find that piece's catalog shot. No real worn-versus-
-catalog pairs exist in the shared data, so three measures stand in, each blind to something
+catalog pairs exist in the shared data, so these measures stand in, each blind to something
 the others can be fooled by:
 
 * **worn -> same product**: one worn photo finds the other photos of its product among the
@@ -15,6 +15,8 @@ the others can be fooled by:
   closer to near-duplicate search than real shopper photos are.
 * **category precision of similar items** on clean catalog photos: P@10, the share of each
   photo's ten nearest that show the same category (what "similar items" must not lose).
+* **render -> render** (``retrieval_renders``): a held-out studio piece finds its own other
+  views under another camera, backdrop and light; exact pairs, but studio pictures, not photos.
 
 Queries are searched whole, by the localiser's top piece, or ``multi`` (whole photo and each
 detected piece, fused by the best similarity per catalog item), as ``search`` does.
