@@ -13,7 +13,8 @@ shared between a query and its answers (backdrop, light and camera all differ).
 Held out: the specs come from batch seed ``HELD_OUT_SEED`` (spec seeds ``seed * 1_000_003 + i``,
 as ``studio render --seed``). Training used the demo renders (batch seed 0, spec seeds below
 1,000,003) and evaluation the search renders (batch seed 7919); the instance head never saw a
-render. Two specs that would draw the same piece (equal identity fields) are kept once, so no
+render. The studio's parts are few, so some held-out pieces equal a demo render's piece under
+another camera and backdrop (20 of the default 100). Two specs that would draw the same piece (equal identity fields) are kept once, so no
 query has an unlabelled right answer. Renders are cached (``runs/retrieval-renders/``, keyed
 by the spec list, size and samples) and regenerated deterministically from the seeds;
 ``studio.batch.render_specs`` resumes an interrupted run.
