@@ -14,10 +14,12 @@ Held out: the specs come from batch seed ``HELD_OUT_SEED`` (spec seeds ``seed * 
 as ``studio render --seed``). Training used the demo renders (batch seed 0, spec seeds below
 1,000,003) and evaluation the search renders (batch seed 7919); the instance head never saw a
 render. The studio's parts are few, so some held-out pieces equal a demo render's piece under
-another camera and backdrop (20 of the default 100). Two specs that would draw the same piece (equal identity fields) are kept once, so no
-query has an unlabelled right answer. Renders are cached (``runs/retrieval-renders/``, keyed
-by the spec list, size and samples) and regenerated deterministically from the seeds;
-``studio.batch.render_specs`` resumes an interrupted run.
+another camera and backdrop (20 of the default 100). Two specs that would draw the same piece
+(equal identity fields) are kept once, so no query has an unlabelled right answer. Renders are
+cached (``runs/retrieval-renders/``, keyed by the spec list, size and samples) and regenerated
+from the seeds: the same pixels up to the JIT's float rounding (two views re-rendered: one
+byte-identical, one off by 0.0008 grey levels on average); ``studio.batch.render_specs``
+resumes an interrupted run.
 """
 
 from __future__ import annotations
