@@ -146,11 +146,13 @@ def test_eval_retrieval_writes_its_report(tmp_path, tiny_model_dir):
     out = tmp_path / "report"
     result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "eval",
                                        "retrieval", "--worn", str(worn), "--catalog", str(products),
-                                       "--pasted", "8", "--out", str(out)], catch_exceptions=False)
+                                       "--pasted", "8", "--renders", "0", "--out", str(out)],
+                             catch_exceptions=False)
     assert result.exit_code == 0, result.output
     import json
     report = json.loads((out / "retrieval.json").read_text())
-    assert report["sets"] == {"worn_queries": 6, "worn_gallery": 12, "pasted_queries": 8, "catalog_photos": 6}
+    assert report["sets"] == {"worn_queries": 6, "worn_gallery": 12, "pasted_queries": 8, "catalog_photos": 6,
+                              "render_skipped": "no renders asked for"}
     aligned = report["results"]["text-aligned"]
     assert aligned["multi"]["pasted_to_catalog"]["queries"] == 8
     assert 0.0 <= aligned["whole"]["worn_same_product"]["recall@10"] <= 1.0
