@@ -361,7 +361,7 @@ def test_shoppers_drawn_from_given_attributes_ignore_what_recognition_filled(cat
     assert given_attributes(first)[0]["attributes"] == first[0]["attributes"]  # only the filled fields go
     # From the catalog as served, the fills redraw the shoppers; from the given fields, they do not.
     served = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=()) for rows in (first, second)]
-    paired = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=(), shoppers_from_given=True)
+    paired = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=(), shoppers_from="given")
               for rows in (first, second)]
     quality = lambda report: {k: v for k, v in report["results"]["popularity"].items()  # noqa: E731
                               if k != "ms_per_user"}  # popularity reads nothing but the shoppers' events
