@@ -150,11 +150,18 @@ def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photo
               help="What the simulated shoppers' tastes are drawn from: the catalog as served; only the fields "
                    "it was given (not those recognition filled in), so that two models meet the same shoppers; "
                    "or looks: clusters of look-alike pieces in the image-embedding space, across category and metal.")
+@click.option("--search", "search", multiple=True, metavar="WEIGHT",
+              help="Tune only these blend weights (repeatable), the others kept as configured; default: all.")
 @click.pass_obj
-def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_from):
+def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_from, search):
     """Simulated shoppers on the current catalog: blended recommender vs baselines."""
-    from jewelsearch.evaluate.recommend import run
+    from jewelsearch.evaluate.recommend import SEARCH_SPACE, run
     from jewelsearch.evaluate.recommend_report import write_recommend_report
+    unknown = sorted(set(search) - set(SEARCH_SPACE))
+    if unknown:
+        fail(f"unknown blend weight(s) for --search: {', '.join(unknown)}; expected some of {', '.join(SEARCH_SPACE)}")
+    if search and no_tune:
+        fail("--search chooses what tuning searches; it cannot go with --no-tune")
     service = obj.service
     items = service.catalog.items.list(limit=10**9)
     if len(items) < 50:
@@ -163,7 +170,7 @@ def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_
     lookup = {int(i): v for i, v in zip(ids, vectors)}
     # Untuned, the weights judged are the ones the server uses: the defaults or the home's [blend].
     report = run(service.index, lookup, items, users=users, seed=seed, tune_seed=tune_seed,
-                 weights=service.blend_weights if no_tune else None,
+                 weights=service.blend_weights if no_tune or search else None, search=search or None,
                  do_tune=not no_tune, shoppers_from=shoppers_from)
     path = write_recommend_report(report, out)
     click.echo(f"report: {path}")
