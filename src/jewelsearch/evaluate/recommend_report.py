@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from jewelsearch.evaluate.recommend import COVERAGE_MARGINS
+from jewelsearch.evaluate.recommend import COVERAGE_MARGINS, SEARCH_SPACE
 
 
 def bar_chart(report: dict) -> Image.Image:
@@ -110,7 +110,8 @@ def write_recommend_report(report: dict, out: Path) -> Path:
         "(`cornac`, fed the catalog's image embeddings). Each one's main hyper-parameter is chosen by the best "
         "mean NDCG@10 on the tuning populations, never on a reported one: "
         + ", ".join(f"{name} {value:g}" for name, value in report.get("strong_baselines", {}).items()) + ".",
-        (f"* **Tuning**: blend weights come from a random search ({report['tuning_trials']} settings) on "
+        (f"* **Tuning**: blend weights come from a random search ({report['tuning_trials']} settings"
+         f"{_searched(report)}) on "
          f"two separate populations (seeds {report.get('tune_seed')} and {report.get('tune_seed', 0) + 1}), "
          "keeping the best mean NDCG@10 among settings whose coverage beats the content-only baseline's "
          f"by at least {COVERAGE_MARGINS[0]} on both; when none does, by the next of "
@@ -157,6 +158,13 @@ def write_recommend_report(report: dict, out: Path) -> Path:
                       "population."]
     (out / "recommend.md").write_text("\n".join(lines) + "\n")
     return out / "recommend.md"
+
+
+def _searched(report: dict) -> str:
+    searched = report.get("tuning_searched")
+    if not searched or set(searched) == set(SEARCH_SPACE):
+        return ""
+    return f" of {', '.join(searched)}; the other weights as configured"
 
 
 def _caveat(report: dict) -> str:
