@@ -104,6 +104,9 @@ def test_fit_command_saves_factors_the_service_serves(settings, service, shop):
     assert factors_path(service.catalog).exists()
     fitted = service.recommendations.item_factors()
     assert fitted is not None and set(fitted.item_ids.tolist()) == set(shop)
+    from dataclasses import replace
+    settings_ = service.recommendations.settings
+    service.recommendations.settings = replace(settings_, blend_weights=replace(settings_.blend_weights, factors=1.0))
     assert service.recommend("shopper0", 4)["results"]
 
 

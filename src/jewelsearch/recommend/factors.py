@@ -28,7 +28,7 @@ import numpy as np
 
 FORMAT = 1
 DEFAULT_FACTORS = 32
-DEFAULT_REGULARISATION = 1.0  # chosen on the tuning populations (docs/recommend_weights.md)
+DEFAULT_REGULARISATION = 10.0  # the ALS baseline's choice on the given-field tuning populations (2026-12-07)
 DEFAULT_ALPHA = 1.0
 DEFAULT_ITERATIONS = 15
 MAX_HISTORY_ITEMS = 200  # strongest engagements folded in; bounds a heavy shopper's cost

@@ -128,7 +128,8 @@ class Recommendations:
         recommender = Recommender(
             state.index, self.stored_vectors, self.collaborative_signals(), settings.blend_weights,
             category_of=lambda ids: {i: r["category"] for i, r in items.get_many(ids).items()},
-            attributes=self.attribute_table(), factors=self.item_factors())
+            attributes=self.attribute_table(),
+            factors=self.item_factors() if settings.blend_weights.factors > 0 else None)
         text_vector = state.text_vectors.vector(text) if text else None
         allowed = items.filter_ids(filters.for_store()) if filters else None
         recent = time.time() - settings.recently_seen_days * 86400
