@@ -212,3 +212,11 @@ def test_file_readers_are_public_in_ingest_sources(tmp_path):
     rows = list(read_event_rows(tmp_path / "e.jsonl"))
     assert rows[0]["kind"] == "view" and rows[1] == {"_error": "line 2 is not an object"}
     assert rows[2] == {"_error": "line 3 is not JSON"}
+
+
+@pytest.mark.parametrize("args, message", [(["--search", "nope"], "unknown blend weight(s) for --search: nope"),
+                                           (["--search", "factors", "--no-tune"], "cannot go with --no-tune"),
+                                           (["--shoppers-from", "moods"], "Invalid value for '--shoppers-from'")])
+def test_eval_recommend_refuses_bad_options(tmp_path, tiny_model_dir, args, message):
+    result = run(tmp_path / "home", tiny_model_dir, "eval", "recommend", *args)
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output

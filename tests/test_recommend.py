@@ -10,6 +10,8 @@ from jewelsearch.recommend.history import decay
 from jewelsearch.recommend.interests import interests_of, ward_clusters
 
 NOW = 1_790_000_000.0
+STRONG = {"EASE": 50.0, "ALS (implicit)": 0.1, "BPR (implicit)": 16, "VBPR (cornac, image embeddings)": 0.01}
+OURS_NAME = "blended (jewelsearch)"
 
 
 def planted(n_per=20, dim=32, groups=3, seed=0):
@@ -278,11 +280,16 @@ def test_offline_evaluation_reports_baselines_ablations_and_replicates(tmp_path,
     metals = ["yellow gold", "silver", "rose gold"]
     items = [{"id": i, "category": ["ring", "earrings", "necklace"][group_of[i]], "metal": metals[i % 3],
               "gemstone": None, "stone_shape": None, "price": float(100 + 37 * i)} for i in vectors]
-    report = run(index, vectors, items, users=40, do_tune=False, replicate_seeds=(2,))
+    report = run(index, vectors, items, users=40, do_tune=False, replicate_seeds=(2,), strong=STRONG)
     names = set(report["results"])
     assert {"random", "popularity", "item-kNN CF", "content (mean embedding)", "blended (jewelsearch)",
             "blended, no current-visit weighting", "blended, no attribute taste",
-            "blended, no exploration slots"} == names
+            "blended, no exploration slots", *STRONG} | (
+                {"blended, no ALS source"} if BlendWeights().factors > 0 else set()) == names
+    assert report["strong_baselines"] == STRONG
+    for values in report["results"].values():
+        assert 0 <= values["next_in_visit_ndcg@10"] <= values["next_in_visit_hr@10"] <= 1
+    assert report["pooled_next_in_visit"]["users"] > report["results"][OURS_NAME]["next_in_visit_users"] > 0
     assert report["best_baseline"] in names and not report["best_baseline"].startswith("blended")
     for values in report["results"].values():
         assert 0 <= values["ndcg@10"] <= values["hr@10"] <= 1 and 0 < values["coverage"] <= 1
@@ -292,6 +299,8 @@ def test_offline_evaluation_reports_baselines_ablations_and_replicates(tmp_path,
     assert "**Pooled** over all 2 populations" in page
     assert "none in this run (`--no-tune`)" in page and "random search" not in page  # untuned: no claim of a search
     assert (tmp_path / "recommend.png").stat().st_size > 1000
+    assert (tmp_path / "recommend-pooled.png").stat().st_size > 1000
+    assert "| EASE |" in page and "**Next item in this visit**, pooled" in page
 
 
 def test_gain_interval_brackets_the_gain_and_narrows_with_more_shoppers():
@@ -360,8 +369,9 @@ def test_shoppers_drawn_from_given_attributes_ignore_what_recognition_filled(cat
     assert [r["metal"] for r in given_attributes(first)] == [r["metal"] for r in given]
     assert given_attributes(first)[0]["attributes"] == first[0]["attributes"]  # only the filled fields go
     # From the catalog as served, the fills redraw the shoppers; from the given fields, they do not.
-    served = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=()) for rows in (first, second)]
-    paired = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=(), shoppers_from_given=True)
+    served = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=(), strong={})
+              for rows in (first, second)]
+    paired = [run(index, vectors, rows, users=40, do_tune=False, replicate_seeds=(), shoppers_from="given", strong={})
               for rows in (first, second)]
     quality = lambda report: {k: v for k, v in report["results"]["popularity"].items()  # noqa: E731
                               if k != "ms_per_user"}  # popularity reads nothing but the shoppers' events

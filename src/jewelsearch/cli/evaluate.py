@@ -146,14 +146,22 @@ def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photo
               help="Judge the configured blend weights (the defaults, or [blend] in the home's jewelsearch.toml).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/recommend"),
               show_default=True)
-@click.option("--shoppers-from", type=click.Choice(["catalog", "given"]), default="catalog", show_default=True,
-              help="What the simulated shoppers' tastes are drawn from: the catalog as served, or only the fields "
-                   "it was given (not those recognition filled in), so that two models meet the same shoppers.")
+@click.option("--shoppers-from", type=click.Choice(["catalog", "given", "looks"]), default="catalog", show_default=True,
+              help="What the simulated shoppers' tastes are drawn from: the catalog as served; only the fields "
+                   "it was given (not those recognition filled in), so that two models meet the same shoppers; "
+                   "or looks: clusters of look-alike pieces in the image-embedding space, across category and metal.")
+@click.option("--search", "search", multiple=True, metavar="WEIGHT",
+              help="Tune only these blend weights (repeatable), the others kept as configured; default: all.")
 @click.pass_obj
-def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_from):
+def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_from, search):
     """Simulated shoppers on the current catalog: blended recommender vs baselines."""
-    from jewelsearch.evaluate.recommend import run
+    from jewelsearch.evaluate.recommend import SEARCH_SPACE, run
     from jewelsearch.evaluate.recommend_report import write_recommend_report
+    unknown = sorted(set(search) - set(SEARCH_SPACE))
+    if unknown:
+        fail(f"unknown blend weight(s) for --search: {', '.join(unknown)}; expected some of {', '.join(SEARCH_SPACE)}")
+    if search and no_tune:
+        fail("--search chooses what tuning searches; it cannot go with --no-tune")
     service = obj.service
     items = service.catalog.items.list(limit=10**9)
     if len(items) < 50:
@@ -162,8 +170,8 @@ def eval_recommend(obj: Context, users, seed, tune_seed, no_tune, out, shoppers_
     lookup = {int(i): v for i, v in zip(ids, vectors)}
     # Untuned, the weights judged are the ones the server uses: the defaults or the home's [blend].
     report = run(service.index, lookup, items, users=users, seed=seed, tune_seed=tune_seed,
-                 weights=service.blend_weights if no_tune else None,
-                 do_tune=not no_tune, shoppers_from_given=shoppers_from == "given")
+                 weights=service.blend_weights if no_tune or search else None, search=search or None,
+                 do_tune=not no_tune, shoppers_from=shoppers_from)
     path = write_recommend_report(report, out)
     click.echo(f"report: {path}")
     click.echo(f"{'method':<26} {'HR@10':>6} {'NDCG@10':>8} {'cover':>6} {'divers':>7} {'NDCG multi':>10}")

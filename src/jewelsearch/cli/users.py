@@ -38,6 +38,9 @@ def forget(obj: Context, user_id, as_json):
         click.echo(json.dumps(result))
         return
     click.echo(f"erased: {result['events_removed']} events removed (reference {result['reference']})")
+    if result["factors_dropped"]:
+        click.echo("the fitted ALS factors held their events and were deleted; "
+                   "`jewelsearch recommender fit` fits them again")
     if not result["file_scrubbed"]:
         click.echo("note: a reader kept the write-ahead log open; the removed rows' old bytes leave it "
                    "when SQLite next reuses it", err=True)

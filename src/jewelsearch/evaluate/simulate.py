@@ -6,6 +6,10 @@ browse in sessions; a session follows one taste.  An item's appeal is how
 many of the taste's attributes it matches, sharpened, times a Zipf popularity
 bias; some views are pure noise.  Views can lead to likes, cart adds and
 purchases, more often for items that match better.  Deterministic by seed.
+
+Attribute tastes are made of the same fields the blend's taste source compares, which flatters
+it; ``EmbeddingTastes`` draws shoppers whose tastes are looks in the image-embedding space
+instead, which no catalog field names.
 """
 
 from __future__ import annotations
@@ -72,7 +76,69 @@ def given_attributes(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
-def simulate(items: Sequence[Mapping[str, Any]], config: SimulationConfig, seed: int) -> list[SimulatedUser]:
+@dataclass
+class EmbeddingTastes:
+    """Tastes that live in the image-embedding space, not in the attribute table: each is a
+    cluster of look-alike pieces. The clusters are found after each item's category mean and
+    metal mean are taken out of its vector, so a cluster gathers a look (a style, a finish, a
+    shape) across kinds of piece and metals, which no catalog field names. ``match[c]`` is every
+    item's closeness to cluster c's centre, 0 for the farther half of the catalog, 1 at the
+    closest item."""
+
+    match: np.ndarray  # float64 [clusters, items], in catalog order
+    spread: list[dict[str, int]]  # per cluster: categories and metals among its 20 closest items
+
+    @classmethod
+    def of(cls, items: Sequence[Mapping[str, Any]], vectors: Mapping[int, np.ndarray],
+           clusters: int = 24, seed: int = 0) -> "EmbeddingTastes":
+        table = item_table(items)
+        dim = len(next(iter(vectors.values())))
+        matrix = np.stack([vectors.get(t["id"], np.zeros(dim)) for t in table]).astype(np.float64)
+        residual = matrix.copy()
+        for field_name in ("category", "metal"):
+            values = np.array([str(t[field_name]) for t in table], dtype=object)
+            for value in set(values.tolist()):
+                rows = values == value
+                residual[rows] -= matrix[rows].mean(0) - matrix.mean(0)
+        residual /= np.maximum(np.linalg.norm(residual, axis=1, keepdims=True), 1e-12)
+        centres = _kmeans(residual, clusters, seed)
+        cosine = centres @ residual.T
+        middle = np.median(cosine, axis=1, keepdims=True)
+        top = cosine.max(axis=1, keepdims=True)
+        match = np.clip((cosine - middle) / np.maximum(top - middle, 1e-12), 0.0, 1.0)
+        spread = []
+        for row in cosine:
+            near = np.argsort(-row)[:20]
+            spread.append({"categories": len({table[i]["category"] for i in near}),
+                           "metals": len({table[i]["metal"] for i in near})})
+        return cls(match, spread)
+
+
+def _kmeans(points: np.ndarray, k: int, seed: int, rounds: int = 25) -> np.ndarray:
+    """Spherical k-means with a k-means++ start; deterministic by seed."""
+    rng = np.random.default_rng(seed)
+    k = min(k, len(points))
+    centres = [points[rng.integers(len(points))]]
+    for _ in range(k - 1):
+        distance = np.maximum(1.0 - np.max(np.stack(centres) @ points.T, axis=0), 0.0)
+        total = distance.sum()
+        centres.append(points[rng.choice(len(points), p=distance / total)] if total > 0
+                       else points[rng.integers(len(points))])
+    centres = np.stack(centres)
+    for _ in range(rounds):
+        assigned = np.argmax(points @ centres.T, axis=1)
+        for c in range(k):
+            members = points[assigned == c]
+            if len(members):
+                mean = members.sum(0)
+                centres[c] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return centres
+
+
+def simulate(items: Sequence[Mapping[str, Any]], config: SimulationConfig, seed: int,
+             embedding_tastes: EmbeddingTastes | None = None) -> list[SimulatedUser]:
+    """Shoppers whose tastes are attribute values, or, with ``embedding_tastes``, clusters of
+    look-alike pieces in the image-embedding space."""
     rng = random.Random(seed)
     table = item_table(items)
     n = len(table)
@@ -84,17 +150,22 @@ def simulate(items: Sequence[Mapping[str, Any]], config: SimulationConfig, seed:
     for u in range(config.users):
         count = rng.choices([1, 2, 3], weights=[0.4, 0.35, 0.25])[0]
         tastes = []
-        for _ in range(count):
+        for _ in range(count if embedding_tastes is None else 0):
             anchor = table[rng.randrange(n)]  # tastes are grounded in what the catalog has
             taste = {"category": anchor["category"] if rng.random() < 0.8 else rng.choice(categories)}
             for a in rng.sample(TASTE_ATTRIBUTES, rng.randint(1, 3)):
                 if anchor[a]:
                     taste[a] = anchor[a]
             tastes.append(taste)
+        if embedding_tastes is not None:
+            tastes = [{"look": str(c)} for c in rng.sample(range(len(embedding_tastes.match)), count)]
         weights = [rng.random() + 0.3 for _ in tastes]
         user = SimulatedUser(f"sim-{seed}-{u}", tastes, weights)
         affinity = []
         for taste in tastes:
+            if embedding_tastes is not None:
+                affinity.append(embedding_tastes.match[int(taste["look"])])
+                continue
             match = sum((attr[a] == v).astype(float) for a, v in taste.items()) / len(taste)
             affinity.append(match)
         ts = config.start_ts + rng.uniform(0, 30 * 86400)

@@ -24,6 +24,9 @@ class BlendWeights:
     # Items the shopper already engaged with and did not buy: people come back to what they
     # looked at ("recently viewed"); 0 turns the source off.
     history: float = 2.0
+    # ALS taste (``recommend/factors.py``): the items a shopper's folded-in vector scores highest,
+    # a candidate source and a score; used once `jewelsearch recommender fit` has fitted factors.
+    factors: float = 0.0
     # Shared catalog attributes (category, metal, gemstone, cut, price range) with the
     # shopper's strongest items; scales the blend (0 = off, 1 = fully proportional to it).
     taste: float = 0.8

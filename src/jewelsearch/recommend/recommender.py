@@ -19,6 +19,7 @@ from jewelsearch.index import VectorIndex
 from jewelsearch.recommend.attributes import AttributeTable
 from jewelsearch.recommend.blend import BlendWeights, mmr, normalise
 from jewelsearch.recommend.collaborative import CollaborativeSignals
+from jewelsearch.recommend.factors import ItemFactors
 from jewelsearch.recommend.history import UserHistory
 from jewelsearch.recommend.interests import Interest, interests_of
 
@@ -45,13 +46,14 @@ class Recommender:
     def __init__(self, index: VectorIndex, vectors_for: Callable[[Sequence[int]], Mapping[int, np.ndarray]],
                  signals: CollaborativeSignals, weights: BlendWeights | None = None,
                  category_of: Callable[[Sequence[int]], Mapping[int, str | None]] | None = None,
-                 attributes: AttributeTable | None = None):
+                 attributes: AttributeTable | None = None, factors: ItemFactors | None = None):
         self.index = index
         self.vectors_for = vectors_for
         self.signals = signals
         self.weights = weights or BlendWeights()
         self.category_of = category_of or (lambda ids: {})
         self.attributes = attributes
+        self.factors = factors
 
     def interests(self, history: UserHistory, vectors_for=None, profile=None) -> list[Interest]:
         profile = profile if profile is not None else history.profile(self.weights.recency)
@@ -107,13 +109,20 @@ class Recommender:
                             sim_reason[item] = owner
         co_raw = {i: v for i, v in self.signals.co_engaged(profile, pool * 2).items() if ok(i)}
         popular = {i: s for i, s in self.signals.most_popular(pool * 3) if ok(i)}
+        factor_raw = {}
+        if self.factors is not None and w.factors > 0 and history:
+            # The fold-in reads engagement on the scale it was fitted on (summed event weights),
+            # shared out as the profile shares it, so the current visit leads here too.
+            total = sum(history.weights.values())
+            factor_raw = {i: v for i, v in self.factors.scores({i: p * total for i, p in profile.items()},
+                                                               pool * 2).items() if ok(i)}
         revisit = {}
         if w.history > 0:
             strongest = sorted((i for i in profile if ok(i)), key=lambda i: -profile[i])
             revisit = {i: profile[i] for i in strongest[:pool]}
         sim_n, co_n, pop_n = normalise(sim), normalise({i: v[0] for i, v in co_raw.items()}), normalise(popular)
-        hist_n = normalise(revisit)
-        candidates = [c for c in set(sim_n) | set(co_n) | set(pop_n) | set(hist_n) if ok(c)]
+        hist_n, factor_n = normalise(revisit), normalise(factor_raw)
+        candidates = [c for c in set(sim_n) | set(co_n) | set(pop_n) | set(hist_n) | set(factor_n) if ok(c)]
         if not candidates:
             return self._fill(k, excluded, allowed)
         # Taste re-scores the candidates the other sources found rather than scanning the catalog.
@@ -125,7 +134,8 @@ class Recommender:
         # so an obscure item that fits is not lifted above a popular one that fits as well.
         fit = lambda c: 1.0 - w.taste + w.taste * taste_n.get(c, 0.0)  # noqa: E731
         score = {c: (w.similarity * sim_n.get(c, 0.0) + w.co_engagement * co_n.get(c, 0.0)
-                     + w.popularity * pop_n.get(c, 0.0) + w.history * hist_n.get(c, 0.0)) * fit(c)
+                     + w.popularity * pop_n.get(c, 0.0) + w.history * hist_n.get(c, 0.0)
+                     + w.factors * factor_n.get(c, 0.0)) * fit(c)
                  for c in candidates}
         shortlist = sorted(candidates, key=lambda c: -score[c])[:pool]
         explore = min(k, int(round(w.explore * k))) if sim_n else 0
@@ -163,6 +173,9 @@ class Recommender:
                 words = " and ".join([", ".join(shared[:-1]), shared[-1]] if len(shared) > 1 else shared)
                 reasons.append({"type": "taste", "item_id": anchor, "kind": kind, "shared": shared,
                                 "text": f"same {words} as an item you {VERB.get(kind, 'viewed')}"})
+            if not reasons and factor_n.get(item, 0) > 0.5:
+                reasons.append({"type": "shoppers_like_you",
+                                "text": "shoppers with your taste engaged with this"})
             if text_vector is not None and not reasons:
                 reasons.append({"type": "preference", "text": "matches your stated preference"})
             if not reasons and item in popular:

@@ -9,6 +9,12 @@ Where a shopper's events go, and what erasure does about each:
   in this process, and marked stale for any other (a server while the CLI erases) by the
   erasure counter in ``EventStore.change_marker``, so they are rebuilt from the remaining
   events before the next recommendation is answered;
+- the ALS item factors (``recommend-factors.npz`` beside the database, fitted by
+  `jewelsearch recommender fit`): the file is overwritten and deleted *before* the rows go, so
+  no moment serves factors fitted on erased events; a process holding a copy stops using it
+  because the erasure counter no longer matches the one the factors were fitted under, and a
+  fit running across the erasure refuses to save. Recommendations go on without that source
+  until the next fit;
 - history, interests, taste and the reasons that name an item ("you liked …"): built from the
   events on each request and never cached, so they are gone with the rows.
 
@@ -26,6 +32,8 @@ import secrets
 import time
 from typing import Any, Callable
 
+from jewelsearch.recommend.factors import drop_factors
+from jewelsearch.search.fitted_factors import factors_path
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.db import Database
 from jewelsearch.storage.events import validate_user_id
@@ -41,10 +49,14 @@ def forget_user(catalog: Catalog, user_id: Any,
     """Remove every event of ``user_id`` and what was built from them; an unknown shopper
     removes nothing and is not an error, so a retried request answers the same way.
 
-    Returns ``events_removed``, ``reference`` (as logged) and ``file_scrubbed`` (False only
+    Returns ``events_removed``, ``factors_dropped`` (the fitted ALS factors were deleted),
+    ``reference`` (as logged) and ``file_scrubbed`` (False only
     when readers kept SQLite from emptying its write-ahead log: the rows are gone from every
     answer, and their old bytes leave the log as SQLite reuses it)."""
     user_id = validate_user_id(user_id)
+    # Any fitted factors may hold this shopper's events; they go first, whether or not the
+    # shopper turns out to have events (a retry after a crash between the two steps).
+    factors_dropped = drop_factors(factors_path(catalog))
     with catalog.database.write() as conn:
         removed = catalog.events.delete_user(conn, user_id)
         key = catalog.database.get_meta(REFERENCE_KEY)
@@ -58,7 +70,8 @@ def forget_user(catalog: Catalog, user_id: Any,
     # WARNING, so the default (quiet) logging keeps it: an erasure is rare and must leave a trace.
     log.warning("erased a shopper (reference %s): %d events removed%s", reference, removed,
              "" if scrubbed else "; the write-ahead log is still in use and is overwritten later")
-    return {"events_removed": removed, "reference": reference, "file_scrubbed": scrubbed}
+    return {"events_removed": removed, "factors_dropped": factors_dropped, "reference": reference,
+            "file_scrubbed": scrubbed}
 
 
 def _reference(key: str, user_id: str) -> str:

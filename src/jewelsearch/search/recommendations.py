@@ -4,6 +4,8 @@
 collaborative signals (co-engagement and popularity, rebuilt under a lock when events
 changed: at most once per refresh interval, but at once after an erasure) and the attribute
 table (rebuilt after any item write; two threads may both rebuild it, which only costs time).
+The ALS item factors that `jewelsearch recommender fit` saved are loaded once per saved file,
+and stop being used the moment the event log counts an erasure they predate.
 It also words the reasons: "like an item you viewed" names the item.
 """
 
@@ -22,6 +24,8 @@ from jewelsearch.recommend import (
     Recommender,
     history_from_rows,
 )
+from jewelsearch.recommend.factors import ItemFactors
+from jewelsearch.search.fitted_factors import factors_path, load_current
 from jewelsearch.search.items import public_item
 from jewelsearch.search.maintenance import check_model
 from jewelsearch.search.options import RecommendationSettings
@@ -39,6 +43,7 @@ class Recommendations:
         self._signals_marker: tuple[int, int] = (-1, -1)  # EventStore.change_marker at the build
         self._signals_lock = threading.Lock()
         self._attributes: tuple[int, AttributeTable] | None = None
+        self._factors: tuple[tuple[int, int, int], ItemFactors | None] | None = None
 
     def collaborative_signals(self) -> CollaborativeSignals:
         """Co-engagement and popularity, rebuilt when events changed: new events at most every
@@ -63,6 +68,26 @@ class Recommendations:
         with self._signals_lock:
             self._signals = None
             self._signals_marker = (-1, -1)
+
+    def item_factors(self) -> ItemFactors | None:
+        """The saved ALS factors, reloaded when the file changes; None when there are none, or
+        when an erasure came after their fit (this process or another one)."""
+        path = factors_path(self.state.catalog)
+        try:
+            stat = path.stat()
+            key = (stat.st_mtime_ns, stat.st_size, self.state.catalog.events.change_marker()[1])
+        except FileNotFoundError:
+            self._factors = None
+            return None
+        cached = self._factors
+        if cached is None or cached[0] != key:
+            cached = (key, load_current(self.state.catalog))
+            self._factors = cached
+        fitted = cached[1]
+        return fitted if fitted is not None and fitted.erasures == key[2] else None
+
+    def drop_factors(self) -> None:
+        self._factors = None
 
     def attribute_table(self) -> AttributeTable:
         """Every item's category, metal, gemstone, cut and price as arrays, rebuilt after item writes."""
@@ -103,7 +128,8 @@ class Recommendations:
         recommender = Recommender(
             state.index, self.stored_vectors, self.collaborative_signals(), settings.blend_weights,
             category_of=lambda ids: {i: r["category"] for i, r in items.get_many(ids).items()},
-            attributes=self.attribute_table())
+            attributes=self.attribute_table(),
+            factors=self.item_factors() if settings.blend_weights.factors > 0 else None)
         text_vector = state.text_vectors.vector(text) if text else None
         allowed = items.filter_ids(filters.for_store()) if filters else None
         recent = time.time() - settings.recently_seen_days * 86400

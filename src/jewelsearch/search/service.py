@@ -209,7 +209,10 @@ class SearchService:
 
     # ----- erasure (search/erasure.py) --------------------------------------
     def forget_user(self, user_id: Any) -> dict[str, Any]:
-        return erasure.forget_user(self.state.catalog, user_id, self.recommendations.drop_signals)
+        def drop_caches():
+            self.recommendations.drop_signals()
+            self.recommendations.drop_factors()
+        return erasure.forget_user(self.state.catalog, user_id, drop_caches)
 
     # ----- recommendations (search/recommendations.py) ----------------------
     def collaborative_signals(self) -> CollaborativeSignals:

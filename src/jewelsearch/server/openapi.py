@@ -29,6 +29,8 @@ _EVENT = {"type": "object", "required": ["user_id", "item_id", "kind"],
                          "ts": {"type": "number"}, "weight": {"type": "number"}}}
 _ERASED = {"description": "erased", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"events_removed": {"type": "integer"},
+                                     "factors_dropped": {"type": "boolean",
+                                                         "description": "fitted ALS factors were deleted"},
                                      "reference": {"type": "string", "description": "keyed hash of the id, as logged"},
                                      "file_scrubbed": {"type": "boolean"}}}}}}
 _RECOMMEND_PARAMS = [_K, {"name": "q", "in": "query", "schema": {"type": "string"}},
