@@ -43,12 +43,15 @@ def tap_channels(visual: torch.nn.Module) -> tuple[int, ...]:
     return tuple(int(t.shape[1]) for t in probe.taps)
 
 
-def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Module | None = None) -> TowerPass:
+def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Module | None = None,
+               top_rows: torch.Tensor | None = None) -> TowerPass:
     """The image tower's forward, step by step; equal to ``visual(batch)`` for the embedding.
 
     With ``top`` (a ``recognition_top.RecognitionTop``) the taps from its first block on and the
     last map come from that top, run on the shared front's output; the embedding still comes
-    from the tower's own top, so search vectors do not change."""
+    from the tower's own top, so search vectors do not change. With ``top_rows`` (row indices)
+    the top runs on those rows only, and ``taps`` and ``last_map`` hold those rows alone: ingest
+    runs it only for the photos it recognises."""
     trunk = visual.trunk
     x = trunk.bn1(trunk.conv_stem(batch))
     taps = []
@@ -66,6 +69,8 @@ def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Modul
     embedding = visual.head(pooled)
     search_taps, search_last_map = list(taps), last_map
     if front is not None:
+        if top_rows is not None:
+            front, taps = front[top_rows], [tap[top_rows] for tap in taps]
         outputs, last_map = top(front)
         taps = [outputs.get(index, tap) for index, tap in zip(TAP_BLOCKS, taps)]
     return TowerPass(taps=taps, last_map=last_map, embedding=embedding, search_taps=search_taps,

@@ -17,7 +17,7 @@ All collaborators are passed in; ``search.wiring.open_service`` wires them from 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from jewelsearch.embed import Encoder
 from jewelsearch.embed.instance import InstanceHead
@@ -163,8 +163,12 @@ class SearchService:
         return maintenance.rebuild_index(self.state, reembed=reembed, progress=progress)
 
     # ----- items (search/items.py) ------------------------------------------
-    def add_items(self, items: list[NewItem]) -> list[IngestResult]:
-        return catalog_items.add_items(self.state, items)
+    def add_items(self, items: list[NewItem], *, skip_bad: bool = False) -> list[IngestResult]:
+        return catalog_items.add_items(self.state, items, skip_bad=skip_bad)
+
+    def ingest_batches(self, batches: Iterable[list[NewItem]], *, decode_workers: int = 2
+                       ) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
+        return catalog_items.ingest_batches(self.state, batches, decode_workers=decode_workers)
 
     def update_item(self, item_id: Any, fields: Mapping[str, Any], image_bytes: bytes | None = None) -> dict:
         return catalog_items.update_item(self.state, item_id, fields, image_bytes)
