@@ -10,16 +10,17 @@ import click
 from tqdm import tqdm
 
 from jewelsearch.cli import Context, fail
-from jewelsearch.errors import JewelsearchError
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV or JSONL with a path column and item fields (title, category, price, ...).")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--decode-workers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Threads that decode photos ahead of the model.")
 @click.pass_obj
-def ingest(obj: Context, paths, metadata, batch_size):
+def ingest(obj: Context, paths, metadata, batch_size, decode_workers):
     """Add images (files or folders) to the catalog; unchanged files are skipped."""
     from jewelsearch.ingest.pipeline import NewItem
     from jewelsearch.ingest.sources import SourceError, find_images, read_metadata
@@ -31,7 +32,8 @@ def ingest(obj: Context, paths, metadata, batch_size):
         fail(str(exc))
     service = obj.service
     counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}
-    with tqdm(total=len(files), unit="img", disable=None) as bar:
+
+    def batches():
         for start in range(0, len(files), batch_size):
             batch = []
             for file in files[start:start + batch_size]:
@@ -41,19 +43,17 @@ def ingest(obj: Context, paths, metadata, batch_size):
                 except OSError as exc:
                     counts["failed"] += 1
                     tqdm.write(f"skipped {file}: {exc.strerror}")
-            try:
-                results = service.add_items(batch)
-            except JewelsearchError:
-                results = []
-                for item in batch:  # find the bad one(s); keep the rest
-                    try:
-                        results.extend(service.add_items([item]))
-                    except JewelsearchError as exc:
-                        counts["failed"] += 1
-                        tqdm.write(f"skipped {item.source_path}: {exc}")
-            for result in results:
+                    bar.update(1)
+            yield batch
+
+    with tqdm(total=len(files), unit="img", disable=None) as bar:
+        # Decode ahead, model, write behind (ingest/stream.py); a bad photo is reported and skipped.
+        for batch, results in service.ingest_batches(batches(), decode_workers=decode_workers):
+            for item, result in zip(batch, results):
                 counts[result.status] += 1
-            bar.update(len(files[start:start + batch_size]))
+                if result.status == "failed":
+                    tqdm.write(f"skipped {item.source_path}: {result.error}")
+            bar.update(len(batch))
     service.save()
     click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
 
