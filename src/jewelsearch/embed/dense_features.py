@@ -38,9 +38,22 @@ def supports_dense_features(visual: torch.nn.Module) -> bool:
 
 
 def tap_channels(visual: torch.nn.Module) -> tuple[int, ...]:
+    """Channels of the stride-8/16/32 maps: read off each tapped block's last convolution, so
+    opening a model runs no forward pass (a first pass sets up kernels, which a text search
+    never needs); a probe pass where a block has no convolution to read."""
+    read = [_out_channels(visual.trunk.blocks[index]) for index in TAP_BLOCKS]
+    if all(c is not None for c in read):
+        return tuple(int(c) for c in read)
     with torch.inference_mode():
         probe = tower_pass(visual, torch.zeros(1, 3, 64, 64))
     return tuple(int(t.shape[1]) for t in probe.taps)
+
+
+def _out_channels(block: torch.nn.Module) -> int | None:
+    """The output channels of a stage: its last convolution's (batch norms, activations and
+    residual adds keep the count)."""
+    convolutions = [m for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
+    return int(convolutions[-1].out_channels) if convolutions else None
 
 
 def tower_pass(visual: torch.nn.Module, batch: torch.Tensor, top: torch.nn.Module | None = None,
