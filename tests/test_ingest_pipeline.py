@@ -175,3 +175,34 @@ def test_cli_ingest_reports_a_corrupt_file_and_keeps_the_rest(tmp_path, tiny_mod
     bad = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "ingest",
                                     str(folder), "--decode-workers", "0"])
     assert bad.exit_code != 0 and "decode-workers" in bad.output
+
+
+def test_draft_decoding_is_a_setting_and_both_ingest_paths_decode_alike(tmp_path, tiny_encoder):
+    from jewelsearch.config import load_settings
+    from jewelsearch.search.service import SearchService
+    from jewelsearch.storage import Catalog
+    assert load_settings(tmp_path, env={"JEWELSEARCH_INGEST_DRAFT_DECODE": "false"}).ingest_draft_decode is False
+    assert Settings().ingest_draft_decode is True
+    rng = np.random.default_rng(3)
+    photos = []
+    for n in range(3):
+        buffer = io.BytesIO()
+        Image.fromarray((rng.random((40, 60, 3)) * 255).astype(np.uint8)).resize((600, 400), Image.BICUBIC) \
+            .save(buffer, format="JPEG", quality=90)
+        photos.append(NewItem(buffer.getvalue(), {"title": f"Large {n}"}))
+    vectors = {}
+    for name, draft, piped in (("off", False, False), ("seq", True, False), ("piped", True, True)):
+        catalog = Catalog.open(tmp_path / f"{name}.db", tmp_path / f"{name}-images")
+        service = SearchService(catalog, tiny_encoder, tmp_path / f"{name}-index", draft_decode=draft)
+        assert service.state.ingestor.draft_side == (2 * tiny_encoder.preprocess.size if draft else 0)
+        if piped:
+            list(service.ingest_batches([photos]))
+        else:
+            service.add_items(photos)
+        vectors[name] = np.stack([np.frombuffer(b, np.float32) for (b,) in catalog.database.conn.execute(
+            "SELECT vector FROM embeddings ORDER BY item_id")])
+        stored = catalog.images.path_for(catalog.items.get(1)["image_path"]).read_bytes()
+        assert stored == photos[0].image_bytes  # the original is kept
+        catalog.close()
+    np.testing.assert_allclose(vectors["seq"], vectors["piped"], atol=1e-5)
+    assert np.abs(vectors["seq"] - vectors["off"]).max() > 1e-4  # the draft did change what was embedded

@@ -109,9 +109,12 @@ class Ingestor:
         """``decode`` (with draft decoding where it is on) plus the tower's input and colour
         histogram, computed once here so that a decode thread can do it (``ingest/stream.py``)."""
         histogram = self.recognizer is not None and self.recognizer.reads_pooled
-        return decode_photo(lambda raw: load_image(raw, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
-                                                   draft_side=self.draft_side),
-                            self.encoder.preprocess, data, histogram)
+        return decode_photo(self._decode_for_ingest, self.encoder.preprocess, data, histogram)
+
+    def _decode_for_ingest(self, data: bytes) -> LoadedImage:
+        """``decode`` with draft decoding where it is on: what both ingest paths embed (queries
+        decode in full)."""
+        return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, draft_side=self.draft_side)
 
     def add(self, index: VectorIndex, items: list[NewItem], instance_index: VectorIndex | None = None,
             text_index: VectorIndex | None = None, *, decoded: Mapping[int, DecodedPhoto | Exception] | None = None,
@@ -144,7 +147,7 @@ class Ingestor:
                 if isinstance(photo, Exception):
                     raise photo
                 if photo is None:
-                    loaded = self.decode(item.image_bytes)
+                    loaded = self._decode_for_ingest(item.image_bytes)
                 else:
                     loaded = photo.loaded
                     inputs[sha] = photo
@@ -246,7 +249,7 @@ class Ingestor:
                 self._write_text_vector(conn, row["id"], text, text_vectors)
                 self.catalog.database.bump_version(conn)
         else:
-            loaded = self.decode(image_bytes)
+            loaded = self._decode_for_ingest(image_bytes)
             sha = sha256_bytes(image_bytes)
             vectors, _, _, instance, _ = self._embed([("image", None, clean, sha, loaded, row)], locate=False)
             with self.catalog.database.write() as conn:
