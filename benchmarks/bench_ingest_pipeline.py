@@ -27,6 +27,7 @@ import io
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
             ingestor.draft_side = 2 * ingestor.encoder.preprocess.size if variant == "pipe-draft" else 0
         service.add_items(warm)  # first calls pay for lazy set-up
         batches = [items[i:i + batch] for i in range(0, len(items), batch)]
+        cpu_started = _cpu_seconds()
         started = time.perf_counter()
         if variant in ("old", "seq"):
             for part in batches:
@@ -92,9 +94,16 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
             for _ in service.ingest_batches(batches, decode_workers=workers):
                 pass
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_started
         added = service.catalog.items.count() - len(warm)
         service.catalog.close()
-    return {"photos/s": count / seconds, "added": added}
+    return {"photos/s": count / seconds, "cpu ms/photo": 1000 * cpu / count, "added": added}
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time, all threads: less swayed by other jobs than the wall clock."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -126,13 +135,15 @@ def main() -> None:
                                       env=env, capture_output=True, text=True, check=True)
                 run = json.loads(done.stdout.strip().splitlines()[-1])
                 runs[variant].append(run)
-                print(f"{kind} round {round_ + 1} {variant}: {run['photos/s']:.1f} photos/s "
-                      f"({run['added']} added)", flush=True)
+                print(f"{kind} round {round_ + 1} {variant}: {run['photos/s']:.1f} photos/s, "
+                      f"{run['cpu ms/photo']:.1f} CPU ms/photo ({run['added']} added)", flush=True)
         base = statistics.median(r["photos/s"] for r in runs[variants[0]])
-        print(f"{kind}: {'variant':<12}{'median photos/s':>18}{'ratio':>8}")
+        base_cpu = statistics.median(r["cpu ms/photo"] for r in runs[variants[0]])
+        print(f"{kind}: {'variant':<12}{'median photos/s':>18}{'ratio':>8}{'CPU ms/photo':>15}{'ratio':>8}")
         for variant, done in runs.items():
             median = statistics.median(r["photos/s"] for r in done)
-            print(f"{kind}: {variant:<12}{median:>18.1f}{median / base:>8.2f}")
+            cpu = statistics.median(r["cpu ms/photo"] for r in done)
+            print(f"{kind}: {variant:<12}{median:>18.1f}{median / base:>8.2f}{cpu:>15.1f}{cpu / base_cpu:>8.2f}")
 
 
 if __name__ == "__main__":
