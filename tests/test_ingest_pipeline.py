@@ -206,3 +206,24 @@ def test_draft_decoding_is_a_setting_and_both_ingest_paths_decode_alike(tmp_path
         catalog.close()
     np.testing.assert_allclose(vectors["seq"], vectors["piped"], atol=1e-5)
     assert np.abs(vectors["seq"] - vectors["off"]).max() > 1e-4  # the draft did change what was embedded
+
+
+def test_the_embedding_width_is_read_without_a_forward_pass(tiny_encoder):
+    from jewelsearch.embed.encoder import _declared_dim
+    assert _declared_dim(tiny_encoder.model) == tiny_encoder.encode_texts(["ring"]).shape[1] == 32
+
+
+@pytest.mark.slow
+def test_channel_counts_and_width_read_off_the_bundled_model_match_a_forward_pass(bundled):
+    import torch
+
+    from jewelsearch.embed.dense_features import tap_channels, tower_pass
+    from jewelsearch.embed.encoder import _declared_dim
+    from jewelsearch.embed.instance import block_channels
+    encoder = bundled[0].state.encoder
+    with torch.inference_mode():
+        probe = tower_pass(encoder.model.visual, torch.zeros(1, 3, 64, 64))
+    assert tap_channels(encoder.model.visual) == tuple(int(t.shape[1]) for t in probe.taps)
+    channels = block_channels(encoder.model.visual)
+    assert channels["aligned"] == probe.embedding.shape[1] and channels["last"] == probe.last_map.shape[1]
+    assert _declared_dim(encoder.model) == encoder.encode_texts(["ring"]).shape[1] == 256
