@@ -227,3 +227,14 @@ def test_channel_counts_and_width_read_off_the_bundled_model_match_a_forward_pas
     channels = block_channels(encoder.model.visual)
     assert channels["aligned"] == probe.embedding.shape[1] and channels["last"] == probe.last_map.shape[1]
     assert _declared_dim(encoder.model) == encoder.encode_texts(["ring"]).shape[1] == 256
+
+
+def test_a_batch_of_image_files_is_saved_on_threads_and_each_lands_whole(tmp_path):
+    from jewelsearch.storage.images import ImageFiles, sha256_bytes
+    files = ImageFiles(tmp_path / "images")
+    photos = [make_image(seed=n) for n in range(5)]
+    paths = files.save_many({sha256_bytes(p): (p, "png") for p in photos})
+    assert len(paths) == 5
+    for photo in photos:
+        assert files.path_for(paths[sha256_bytes(photo)]).read_bytes() == photo
+    assert not list((tmp_path / "images").rglob(".tmp-*"))

@@ -13,7 +13,6 @@ stored vectors on start.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -40,7 +39,6 @@ PREDICTABLE_FIELDS = {"category": "category", "metal": "metal", "gemstone": "gem
                       "cut": "stone_shape"}
 FILL_THRESHOLD = 0.5  # below this calibrated probability a guess is kept but not filled in
 STONE_FIELDS = ("gemstone", "cut")  # filled in only where the localiser sees a stone
-FILE_WRITERS = 4  # threads writing a batch's image files
 
 
 def fill_decision(best: Mapping[str, Any], attribute: str = "", stone_seen: bool | None = None) -> str | None:
@@ -179,7 +177,8 @@ class Ingestor:
         vectors, instance, text_vectors = batch.vectors, batch.instance, batch.text_vectors
         written: list[tuple[int, str]] = []
         worded: dict[int, str] = {}  # item id -> its text ("" drops its text vector)
-        files = self._save_files([row for row in batch.rows if row is not None and row[4] is not None])
+        files = self.catalog.images.save_many({row[3]: (row[4].data, row[4].ext) for row in batch.rows
+                                               if row is not None and row[4] is not None})
         with self.catalog.database.write() as conn:
             for position, (row, text) in enumerate(zip(batch.rows, batch.texts)):
                 if row is None:
@@ -224,17 +223,6 @@ class Ingestor:
         if text_index is not None:
             _update_text_index(text_index, worded, text_vectors)
         return results
-
-    def _save_files(self, rows: list) -> dict[str, str]:
-        """Each new photo's stored path by sha256. The writes (each fsynced) run on a few threads:
-        an fsync waits on the disk, not the CPU, so they overlap."""
-        unique = {row[3]: row[4] for row in rows}
-        if len(unique) <= 1:
-            return {sha: self.catalog.images.save(loaded.data, sha, loaded.ext) for sha, loaded in unique.items()}
-        with ThreadPoolExecutor(max_workers=min(FILE_WRITERS, len(unique))) as pool:
-            paths = pool.map(lambda pair: self.catalog.images.save(pair[1].data, pair[0], pair[1].ext),
-                             unique.items())
-            return dict(zip(unique, paths))
 
     def update(self, index: VectorIndex, item_id: int, fields: Mapping[str, Any],
                image_bytes: bytes | None = None, instance_index: VectorIndex | None = None,
