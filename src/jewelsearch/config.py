@@ -29,6 +29,10 @@ class Settings:
     # 0 = let torch decide; `serve` then shares the cores out among its request threads.
     torch_threads: int = 0
     batch_size: int = 32
+    # Ingest decodes a large JPEG at 1/2, 1/4 or 1/8 scale while its long side stays at least
+    # twice the model's input (448 px for the default model): faster, and the vectors hold
+    # (docs/experiments/2026-12-07-draft-decoding.md). The stored photo is always the original.
+    ingest_draft_decode: bool = True
 
     # Index
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq

@@ -10,14 +10,15 @@ import click
 from tqdm import tqdm
 
 from jewelsearch.cli import Context, fail
-from jewelsearch.errors import JewelsearchError
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV or JSONL with a path column and item fields (title, category, price, ...).")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--decode-workers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Threads that decode photos ahead of the model (local engine).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode, embed and recognise on a Ray cluster; this process writes the store.")
 @click.option("--address", default=None,
@@ -25,7 +26,7 @@ from jewelsearch.errors import JewelsearchError
 @click.option("--workers", type=int, default=None,
               help="With --engine ray: embedding actors (default one per CPU of the cluster).")
 @click.pass_obj
-def ingest(obj: Context, paths, metadata, batch_size, engine, address, workers):
+def ingest(obj: Context, paths, metadata, batch_size, decode_workers, engine, address, workers):
     """Add images (files, folders, or with --engine ray also CSV/JSONL/Parquet manifests) to the
     catalog; unchanged files are skipped."""
     if engine == "ray":
@@ -42,7 +43,8 @@ def ingest(obj: Context, paths, metadata, batch_size, engine, address, workers):
         fail(str(exc))
     service = obj.service
     counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}
-    with tqdm(total=len(files), unit="img", disable=None) as bar:
+
+    def batches():
         for start in range(0, len(files), batch_size):
             batch = []
             for file in files[start:start + batch_size]:
@@ -52,19 +54,17 @@ def ingest(obj: Context, paths, metadata, batch_size, engine, address, workers):
                 except OSError as exc:
                     counts["failed"] += 1
                     tqdm.write(f"skipped {file}: {exc.strerror}")
-            try:
-                results = service.add_items(batch)
-            except JewelsearchError:
-                results = []
-                for item in batch:  # find the bad one(s); keep the rest
-                    try:
-                        results.extend(service.add_items([item]))
-                    except JewelsearchError as exc:
-                        counts["failed"] += 1
-                        tqdm.write(f"skipped {item.source_path}: {exc}")
-            for result in results:
+                    bar.update(1)
+            yield batch
+
+    with tqdm(total=len(files), unit="img", disable=None) as bar:
+        # Decode ahead, model, write behind (ingest/stream.py); a bad photo is reported and skipped.
+        for batch, results in service.ingest_batches(batches(), decode_workers=decode_workers):
+            for item, result in zip(batch, results):
                 counts[result.status] += 1
-            bar.update(len(files[start:start + batch_size]))
+                if result.status == "failed":
+                    tqdm.write(f"skipped {item.source_path}: {result.error}")
+            bar.update(len(batch))
     service.save()
     click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
 

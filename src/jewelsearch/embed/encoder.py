@@ -38,7 +38,9 @@ class Encoder:
     @property
     def dim(self) -> int:
         if self._dim is None:
-            self._dim = int(self.encode_texts(["ring"]).shape[1])
+            # Read off the text tower where it says (no forward pass while a service opens);
+            # else embed a word and look.
+            self._dim = _declared_dim(self.model) or int(self.encode_texts(["ring"]).shape[1])
         return self._dim
 
     @torch.inference_mode()
@@ -82,6 +84,18 @@ class Encoder:
         features = features.float()
         features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _declared_dim(model: torch.nn.Module) -> int | None:
+    """The embedding width the model declares: an HF text tower's ``output_dim``, or the
+    columns of CLIP's ``text_projection``; None where it declares neither."""
+    declared = getattr(getattr(model, "text", None), "output_dim", None)
+    if isinstance(declared, int) and declared > 0:
+        return declared
+    projection = getattr(model, "text_projection", None)
+    if isinstance(projection, torch.Tensor) and projection.ndim == 2:
+        return int(projection.shape[1])
+    return None
 
 
 def _concat(chunks: list[np.ndarray]) -> np.ndarray:

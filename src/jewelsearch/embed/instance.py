@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from jewelsearch.embed.artifacts import INSTANCE_HEAD_CONFIG, INSTANCE_HEAD_WEIGHTS
-from jewelsearch.embed.dense_features import TowerPass, supports_dense_features, tower_pass
+from jewelsearch.embed.dense_features import TowerPass, supports_dense_features, tap_channels, tower_pass
 from jewelsearch.errors import ModelLoadError
 
 FORMAT = 1
@@ -244,12 +244,19 @@ def gem(feature_map: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def block_channels(visual: torch.nn.Module) -> dict[str, int]:
-    """Channels of each block an instance head can read, for a tower with dense maps."""
-    with torch.inference_mode():
-        probe = tower_pass(visual, torch.zeros(1, 3, 64, 64))
-    taps = [int(t.shape[1]) for t in probe.taps]
+    """Channels of each block an instance head can read, for a tower with dense maps; read off
+    the modules where the projection is one linear layer (no forward pass on opening)."""
+    taps = tap_channels(visual)
+    head = getattr(visual, "head", None)
+    proj = getattr(head, "proj", head)
+    others = [m for m in head.children() if m is not proj] if head is not None and proj is not head else []
+    if isinstance(proj, torch.nn.Linear) and all(isinstance(m, (torch.nn.Dropout, torch.nn.Identity)) for m in others):
+        aligned = int(proj.out_features)
+    else:
+        with torch.inference_mode():
+            aligned = int(tower_pass(visual, torch.zeros(1, 3, 64, 64)).embedding.shape[1])
     return {"last": int(visual.trunk.num_features), "tap8": taps[0], "tap16": taps[1], "tap32": taps[2],
-            "aligned": int(probe.embedding.shape[1])}
+            "aligned": aligned}
 
 
 def _batches(encoder, images: Sequence[Image.Image], batch_size: int | None):

@@ -22,8 +22,9 @@ from jewelsearch.embed import Encoder, LoadedImage, load_image
 from jewelsearch.embed.instance import InstanceHead, encode_with_instance
 from jewelsearch.embed.item_text import encode_item_texts, item_text, text_space_id
 from jewelsearch.embed.vocab import NO_STONE
-from jewelsearch.errors import InvalidInput
+from jewelsearch.errors import InvalidInput, JewelsearchError
 from jewelsearch.index import VectorIndex
+from jewelsearch.ingest.decoding import DecodedPhoto, decode_photo
 from jewelsearch.recognize.evidence import stone_seen
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.storage import Catalog
@@ -61,14 +62,28 @@ class NewItem:
 
 @dataclass
 class IngestResult:
-    item_id: int
-    status: str  # "added" | "updated" | "unchanged"
+    item_id: int | None
+    status: str  # "added" | "updated" | "unchanged" | "failed" (only with ``skip_bad``)
+    error: str | None = None  # why a "failed" item was skipped
+
+
+@dataclass
+class PreparedBatch:
+    """A batch embedded and recognised, not yet written (``Ingestor.prepare``)."""
+    rows: list  # (status, item, fields, sha, loaded, existing) per item, in order; None where it failed
+    failed: dict[int, str]  # item position -> why it was skipped
+    vectors: dict[str, np.ndarray]
+    pooled: dict[str, np.ndarray]
+    stones: dict[str, bool]
+    instance: dict[str, np.ndarray]
+    texts: list[str]
+    text_vectors: Mapping[str, np.ndarray]
 
 
 class Ingestor:
     def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int,
                  recognizer: Recognizer | None = None, instance_head: InstanceHead | None = None,
-                 item_text_vectors: bool = True):
+                 item_text_vectors: bool = True, draft_decode: bool = False):
         self.catalog = catalog
         self.encoder = encoder
         self.recognizer = recognizer
@@ -81,38 +96,95 @@ class Ingestor:
         self.embeds_texts = item_text_vectors
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        # Large JPEGs decode at a reduced scale that still leaves twice the model's input side
+        # (``load_image``'s ``draft_side``); only ingest's own decode does this.
+        self.draft_side = 2 * int(getattr(encoder.preprocess, "size", 0) or 0) if draft_decode else 0
 
     def decode(self, data: bytes) -> LoadedImage:
         return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
 
+    def decode_for_model(self, data: bytes) -> DecodedPhoto:
+        """``decode`` (with draft decoding where it is on) plus the tower's input and colour
+        histogram, computed once here so that a decode thread can do it (``ingest/stream.py``)."""
+        histogram = self.recognizer is not None and self.recognizer.reads_pooled
+        return decode_photo(self._decode_for_ingest, self.encoder.preprocess, data, histogram)
+
+    def _decode_for_ingest(self, data: bytes) -> LoadedImage:
+        """``decode`` with draft decoding where it is on: what both ingest paths embed (queries
+        decode in full)."""
+        return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, draft_side=self.draft_side)
+
     def add(self, index: VectorIndex, items: list[NewItem], instance_index: VectorIndex | None = None,
-            text_index: VectorIndex | None = None) -> list[IngestResult]:
-        """Ingest a batch; raises on the first bad item before writing any of them.
+            text_index: VectorIndex | None = None, *, decoded: Mapping[int, DecodedPhoto | Exception] | None = None,
+            skip_bad: bool = False) -> list[IngestResult]:
+        """Ingest a batch; raises on the first bad item before writing any of them, or, with
+        ``skip_bad``, writes the others and reports each bad one as "failed" with its reason.
         ``instance_index`` takes the instance vectors (with an instance head), ``text_index``
-        the item text vectors."""
-        prepared = []
-        for item in items:
-            fields = normalise_item_fields(item.fields)
-            sha = sha256_bytes(item.image_bytes)
-            existing = self.catalog.items.find_by_source(item.source_path) if item.source_path else None
-            if existing is not None and existing["image_sha256"] == sha:
-                changed = {k: v for k, v in fields.items() if existing.get(k) != v}
-                prepared.append(("unchanged" if not changed else "fields", item, fields, sha, None, existing))
+        the item text vectors. ``decoded`` (item position -> ``decode_for_model``'s photo, or the
+        error it raised) saves decoding again what a decode thread already did."""
+        prepared = self.prepare(items, decoded=decoded, skip_bad=skip_bad)
+        return self.write(prepared, index, instance_index, text_index)
+
+    def prepare(self, items: list[NewItem], *, decoded: Mapping[int, DecodedPhoto | Exception] | None = None,
+                skip_bad: bool = False) -> PreparedBatch:
+        """Everything ``add`` does before its transaction: look each item up, decode, embed,
+        recognise and embed the words. Writes nothing."""
+        rows: list = []
+        failed: dict[int, str] = {}
+        inputs: dict[str, DecodedPhoto] = {}
+        for position, item in enumerate(items):
+            photo = (decoded or {}).get(position)
+            try:
+                fields = normalise_item_fields(item.fields)
+                sha = photo.sha256 if isinstance(photo, DecodedPhoto) else sha256_bytes(item.image_bytes)
+                existing = self.catalog.items.find_by_source(item.source_path) if item.source_path else None
+                if existing is not None and existing["image_sha256"] == sha:
+                    changed = {k: v for k, v in fields.items() if existing.get(k) != v}
+                    rows.append(("unchanged" if not changed else "fields", item, fields, sha, None, existing))
+                    continue
+                if isinstance(photo, Exception):
+                    raise photo
+                if photo is None:
+                    loaded = self._decode_for_ingest(item.image_bytes)
+                else:
+                    loaded = photo.loaded
+                    inputs[sha] = photo
+            except JewelsearchError as exc:
+                if not skip_bad:
+                    raise
+                failed[position] = str(exc)
+                rows.append(None)
                 continue
-            loaded = self.decode(item.image_bytes)
-            prepared.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
-        to_embed = [p for p in prepared if p[4] is not None]
-        vectors, pooled, stones, instance = self._embed(to_embed)
+            rows.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
+        to_embed = [r for r in rows if r is not None and r[4] is not None]
+        vectors, pooled, stones, instance, bad = self._embed(to_embed, inputs=inputs, skip_bad=skip_bad)
+        for position, row in enumerate(rows):
+            if row is not None and row[3] in bad and row[4] is not None:
+                failed[position] = bad[row[3]]
+                rows[position] = None
         # The words each changed item will have once written (its stored row under the new fields).
-        texts = [item_text({**(existing or {}), **fields}) if status != "unchanged" and self.embeds_texts else ""
-                 for status, _, fields, _, _, existing in prepared]
+        texts = [item_text({**(row[5] or {}), **row[2]}) if row is not None and row[0] != "unchanged"
+                 and self.embeds_texts else "" for row in rows]
         text_vectors = encode_item_texts(self.encoder.encode_texts, texts)
+        return PreparedBatch(rows, failed, vectors, pooled, stones, instance, texts, text_vectors)
+
+    def write(self, batch: PreparedBatch, index: VectorIndex, instance_index: VectorIndex | None = None,
+              text_index: VectorIndex | None = None) -> list[IngestResult]:
+        """``prepare``'s batch into the store (one transaction, after every image file is
+        durable) and then the indexes; results in the items' order."""
         results: list[IngestResult] = []
         model_id = self.encoder.model_id
+        vectors, instance, text_vectors = batch.vectors, batch.instance, batch.text_vectors
         written: list[tuple[int, str]] = []
         worded: dict[int, str] = {}  # item id -> its text ("" drops its text vector)
+        files = self.catalog.images.save_many({row[3]: (row[4].data, row[4].ext) for row in batch.rows
+                                               if row is not None and row[4] is not None})
         with self.catalog.database.write() as conn:
-            for (status, item, fields, sha, loaded, existing), text in zip(prepared, texts):
+            for position, (row, text) in enumerate(zip(batch.rows, batch.texts)):
+                if row is None:
+                    results.append(IngestResult(None, "failed", batch.failed[position]))
+                    continue
+                status, item, fields, sha, loaded, existing = row
                 if status == "unchanged":
                     results.append(IngestResult(existing["id"], "unchanged"))
                     continue
@@ -122,9 +194,9 @@ class Ingestor:
                     worded[existing["id"]] = text
                     results.append(IngestResult(existing["id"], "updated"))
                     continue
-                rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
+                rel = files[sha]
                 vector = vectors[sha]
-                fields, attributes = self.fill_predicted(fields, vector, pooled.get(sha), stones.get(sha))
+                fields, attributes = self.fill_predicted(fields, vector, batch.pooled.get(sha), batch.stones.get(sha))
                 if existing is None:
                     item_id = self.catalog.items.insert(conn, fields, image_path=rel, image_sha256=sha,
                                                         source_path=item.source_path,
@@ -165,9 +237,9 @@ class Ingestor:
                 self._write_text_vector(conn, row["id"], text, text_vectors)
                 self.catalog.database.bump_version(conn)
         else:
-            loaded = self.decode(image_bytes)
+            loaded = self._decode_for_ingest(image_bytes)
             sha = sha256_bytes(image_bytes)
-            vectors, _, _, instance = self._embed([("image", None, clean, sha, loaded, row)], locate=False)
+            vectors, _, _, instance, _ = self._embed([("image", None, clean, sha, loaded, row)], locate=False)
             with self.catalog.database.write() as conn:
                 rel = self.catalog.images.save(loaded.data, sha, loaded.ext)
                 self.catalog.items.update(conn, row["id"], clean, image_path=rel, image_sha256=sha)
@@ -234,23 +306,32 @@ class Ingestor:
                 predicted[field_name]["filled"] = False
         return fields, {"predicted": predicted}
 
-    def _embed(self, prepared: list, locate: bool = True
-               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool], dict[str, np.ndarray]]:
-        """Embeddings by sha256; the pooled maps recognition reads, for the images embedded now;
-        where ``locate`` and the localiser is loaded, whether it sees a stone, for the images
-        ingest may fill a gemstone or cut into; and, with an instance head, instance vectors by
-        sha256. All from the same tower pass where it can (``Recognizer.embed_all``). An image
-        this model already embedded (both vectors) is reused (recognised from its embedding)."""
+    def _embed(self, prepared: list, locate: bool = True, *, inputs: Mapping[str, DecodedPhoto] | None = None,
+               skip_bad: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool],
+                                                dict[str, np.ndarray], dict[str, str]]:
+        """Embeddings by sha256; the pooled maps recognition reads, for the images embedded now
+        that miss an attribute recognition fills in; where ``locate`` and the localiser is loaded,
+        whether it sees a stone, for the images ingest may fill a gemstone or cut into; with an
+        instance head, instance vectors by sha256; and, with ``skip_bad``, why an image could not
+        be embedded (a non-finite vector), by sha256, where it would otherwise raise. All from the
+        same tower pass where it can (``Recognizer.embed_all``); ``inputs`` (decoded photos by
+        sha256) bring the tower's input ready-made. An image this model already embedded (both
+        vectors) is reused (recognised from its embedding)."""
         out: dict[str, np.ndarray] = {}
         pooled: dict[str, np.ndarray] = {}
         instance: dict[str, np.ndarray] = {}
+        bad: dict[str, str] = {}
         pending: dict[str, Any] = {}
         model_id = self.encoder.model_id
+        inputs = inputs or {}
         localizer = self.recognizer.localizer if self.recognizer is not None and locate else None
-        # Only photos missing a gemstone or a cut need the stone check.
+        # Only photos missing a gemstone or a cut need the stone check, and only photos missing
+        # an attribute need the pooled maps recognition reads.
         needs_check = {sha for _, _, fields, sha, _, _ in prepared
                        if any(not fields.get(PREDICTABLE_FIELDS[a]) for a in STONE_FIELDS)} \
             if localizer is not None else set()
+        needs_recognition = {sha for _, _, fields, sha, _, _ in prepared
+                             if any(not fields.get(f) for f in PREDICTABLE_FIELDS.values())}
         for _, _, _, sha, loaded, _ in prepared:
             if sha in out or sha in pending:
                 continue
@@ -274,22 +355,34 @@ class Ingestor:
                 vectors = self.encoder.encode_images(images)
             else:
                 wanted = [s in needs_check for s in shas] if needs_check & set(shas) else None
-                passed = self.recognizer.embed_all(images, wanted, instance_head=self.instance_head)
+                ready = all(s in inputs and inputs[s].tensor is not None for s in shas)
+                histograms = [inputs[s].histogram for s in shas] if ready and self.recognizer.reads_pooled \
+                    and all(inputs[s].histogram is not None for s in shas) else None
+                passed = self.recognizer.embed_all(images, wanted, instance_head=self.instance_head,
+                                                   recognise=[s in needs_recognition for s in shas],
+                                                   inputs=[inputs[s].tensor for s in shas] if ready else None,
+                                                   histograms=histograms)
                 vectors, maps, located, found_instance = passed.embeddings, passed.pooled, passed.located, \
                     passed.instance
-            if not np.all(np.isfinite(vectors)) or (found_instance is not None and not np.all(np.isfinite(found_instance))):
-                raise InvalidInput("the model produced a non-finite embedding for this image")
+            finite = np.isfinite(vectors).all(1)
+            if found_instance is not None:
+                finite &= np.isfinite(found_instance).all(1)
+            if not finite.all():
+                if not skip_bad:
+                    raise InvalidInput("the model produced a non-finite embedding for this image")
+                bad.update((sha, "the model produced a non-finite embedding for this image")
+                           for sha, ok in zip(shas, finite) if not ok)
             out.update(zip(shas, vectors))
             if found_instance is not None:
                 instance.update(zip(shas, found_instance))
             if maps is not None:
-                pooled.update(zip(shas, maps))
+                pooled.update((sha, row) for sha, row in zip(shas, maps) if sha in needs_recognition)
             if located is not None:
                 stones.update((sha, stone_seen(found)) for sha, found in zip(shas, located) if found is not None)
         images_by_sha = {sha: loaded.image for _, _, _, sha, loaded, _ in prepared}
-        for sha in needs_check - stones.keys():  # reused embeddings: no pass was made now
+        for sha in needs_check - stones.keys() - bad.keys():  # reused embeddings: no pass was made now
             stones[sha] = stone_seen(localizer.locate(images_by_sha[sha]))
-        return out, pooled, stones, instance
+        return out, pooled, stones, instance, bad
 
 
 def _update_text_index(text_index: VectorIndex, worded: Mapping[int, str],

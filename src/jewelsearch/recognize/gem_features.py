@@ -110,42 +110,88 @@ class PassOutputs:
 @torch.inference_mode()
 def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, *, pool: bool = True,
                   piece_head: torch.nn.Module | None = None, top: torch.nn.Module | None = None,
-                  localizer=None, instance_head=None, beside: Executor | None = None) -> PassOutputs:
+                  localizer=None, instance_head=None, wanted: Sequence[bool] | None = None,
+                  recognise: Sequence[bool] | None = None, inputs: Sequence[torch.Tensor] | None = None,
+                  histograms: Sequence[np.ndarray] | None = None,
+                  beside: Executor | None = None) -> PassOutputs:
     """Everything asked for, from one tower pass per batch: the embeddings; with ``pool`` the
     ``gem_features`` (plus the ``piece_pooled`` block with ``piece_head``; the maps from the
     recognition ``top`` where one is given); with ``localizer`` each photo's ``Localization``;
     with ``instance_head`` (``embed.instance.InstanceHead``) the instance vectors, always from
     the search tower's maps. ``beside`` runs the recognition top beside the tower's own blocks
-    (``embed.dense_features.tower_pass``)."""
-    embeddings, pooled, instance = [], [], []
+    (``embed.dense_features.tower_pass``).
+
+    What only some photos need is computed for those alone, from the same pass: ``wanted``
+    picks the photos the localiser reads (the others get None), ``recognise`` the photos whose
+    pooled maps are made (the recognition top, the piece head and the colour histogram run on
+    those rows only; the other rows of ``pooled`` are NaN, and ``pooled`` is None when no photo
+    is recognised). ``inputs`` (``encoder.preprocess`` of each image) and ``histograms``
+    (``colour_histogram`` of each) may come ready-made, from decode threads; they must equal
+    what would be computed here."""
+    n = len(images)
+    recognise = [True] * n if recognise is None else [bool(r) for r in recognise]
+    wanted = [True] * n if wanted is None else [bool(w) for w in wanted]
+    embeddings, instance = [], []
+    pooled_rows: dict[int, np.ndarray] = {}
     located: list | None = [] if localizer is not None else None
     visual = encoder.model.visual
-    for start in range(0, len(images), batch_size):
-        chunk = [im.convert("RGB") for im in images[start:start + batch_size]]
-        batch = torch.stack([encoder.preprocess(im) for im in chunk]).contiguous(memory_format=torch.channels_last)
-        result = tower_pass(visual, batch, top if pool else None, beside=beside)
-        if pool:
-            maps = [result.last_map.mean((2, 3))] + [t.mean((2, 3)) for t in result.taps]
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        chunk = [im.convert("RGB") for im in images[start:stop]]
+        tensors = inputs[start:stop] if inputs is not None else [encoder.preprocess(im) for im in chunk]
+        batch = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
+        rows = [i for i in range(len(chunk)) if recognise[start + i]] if pool else []
+        subset = None if len(rows) == len(chunk) else torch.tensor(rows, dtype=torch.long)
+        result = tower_pass(visual, batch, top if rows else None, top_rows=subset,
+                            beside=beside)
+        if rows:
+            pick = (lambda t: t) if subset is None else (lambda t: t[subset])  # noqa: E731
+            # With ``top_rows`` the top's taps and last map already cover the chosen rows only.
+            last_map = result.last_map if subset is None or top is not None else pick(result.last_map)
+            taps = result.taps if subset is None or top is not None else [pick(t) for t in result.taps]
+            maps = [last_map.mean((2, 3))] + [t.mean((2, 3)) for t in taps]
             maps = torch.cat(maps, dim=1).float().numpy()
-            parts = [maps, np.stack([colour_histogram(im) for im in chunk])]
+            colours = np.stack([histograms[start + i] if histograms is not None else colour_histogram(chunk[i])
+                                for i in rows])
+            parts = [maps, colours]
             if piece_head is not None:
                 # The localiser's head reads the taps it was trained on (the search tower's); a
                 # recognition top's tap would give it inputs it never saw (docs/recognition_top.md).
-                piece = torch.sigmoid(piece_head(result.search_taps)[:, :1].float())
-                parts.append(piece_pooled([result.last_map] + list(result.taps), piece).numpy())
-            pooled.append(np.concatenate(parts, axis=1))
+                piece = torch.sigmoid(piece_head([pick(t) for t in result.search_taps])[:, :1].float())
+                parts.append(piece_pooled([last_map] + list(taps), piece).numpy())
+            for i, row in zip(rows, np.concatenate(parts, axis=1)):
+                pooled_rows[start + i] = row
         embeddings.append(torch.nn.functional.normalize(result.embedding.float(), dim=-1).numpy())
         if instance_head is not None:
             instance.append(instance_head.vectors(result).numpy())
         if located is not None:
-            pieces, stones = localizer.grids(result.search_taps)
-            located += [localizer.from_maps(im.size, p, s) for im, p, s in zip(chunk, pieces, stones)]
+            located += _locate_rows(localizer, result.search_taps, chunk, wanted[start:stop])
     if not embeddings:
         empty = np.zeros((0, 0), np.float32)
         return PassOutputs(empty, empty if pool else None, located, empty if instance_head is not None else None)
-    return PassOutputs(np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32),
-                       np.concatenate(pooled).astype(np.float32) if pool else None, located,
+    pooled = None
+    if pooled_rows:
+        width = len(next(iter(pooled_rows.values())))
+        pooled = np.full((n, width), np.nan, dtype=np.float32)
+        for i, row in pooled_rows.items():
+            pooled[i] = row
+    return PassOutputs(np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32), pooled, located,
                        np.ascontiguousarray(np.concatenate(instance), dtype=np.float32) if instance else None)
+
+
+def _locate_rows(localizer, search_taps: list[torch.Tensor], chunk: list[Image.Image],
+                 wanted: Sequence[bool]) -> list:
+    """Each wanted photo's ``Localization`` (None for the others): the head and the map
+    upsampling run on the wanted rows only."""
+    rows = [i for i, w in enumerate(wanted) if w]
+    out: list = [None] * len(chunk)
+    if not rows:
+        return out
+    taps = search_taps if len(rows) == len(chunk) else [t[torch.tensor(rows)] for t in search_taps]
+    pieces, stones = localizer.grids(taps)
+    for i, p, s in zip(rows, pieces, stones):
+        out[i] = localizer.from_maps(chunk[i].size, p, s)
+    return out
 
 
 @torch.inference_mode()

@@ -104,25 +104,35 @@ class Recognizer:
         return vectors, pooled, [found if w else None for found, w in zip(located, wanted)]
 
     def embed_all(self, images: Sequence[Image.Image], wanted: Sequence[bool] | None = None,
-                  instance_head=None, beside: Executor | None = None) -> PassOutputs:
+                  instance_head=None, *, recognise: Sequence[bool] | None = None,
+                  inputs: Sequence[torch.Tensor] | None = None,
+                  histograms: Sequence[np.ndarray] | None = None,
+                  beside: Executor | None = None) -> PassOutputs:
         """``embed`` (or, with ``wanted``, ``embed_and_locate``) plus, with ``instance_head``
         (``embed.instance.InstanceHead``), each photo's instance vector: all from one tower pass.
         Localisations are None without a localiser, and for the photos ``wanted`` leaves out.
-        ``beside`` (with an instance head) runs the recognition top on that executor, beside the
-        tower's own blocks (same outputs, sooner where a core is free)."""
+
+        Where the tower exposes its maps, ``recognise`` names the photos whose pooled maps are
+        wanted (the others' rows are NaN; None when no photo is recognised), and ``inputs`` /
+        ``histograms`` may be passed ready-made (``gem_features.tower_outputs``). ``beside`` runs the
+        recognition top on that executor, beside the tower's own blocks (same outputs, sooner
+        where a core is free)."""
+        if supports_gem_features(self.encoder):
+            wanted = list(wanted) if wanted is not None and self.localizer is not None else None
+            pool = self.reads_pooled
+            out = tower_outputs(self.encoder, images, pool=pool, piece_head=self.piece_head if pool else None,
+                                top=self.recognition_top if pool else None,
+                                localizer=self.localizer if wanted is not None and any(wanted) else None,
+                                instance_head=instance_head, wanted=wanted, recognise=recognise,
+                                inputs=inputs, histograms=histograms, beside=beside)
+            if not pool:
+                out.pooled = None
+            return out
         if instance_head is None:
             if wanted is None:
                 return PassOutputs(*self.embed(images))
             return PassOutputs(*self.embed_and_locate(images, wanted))
-        wanted = list(wanted) if wanted is not None and self.localizer is not None else None
-        pool = self.reads_pooled
-        out = tower_outputs(self.encoder, images, pool=pool, piece_head=self.piece_head if pool else None,
-                            top=self.recognition_top if pool else None,
-                            localizer=self.localizer if wanted is not None and any(wanted) else None,
-                            instance_head=instance_head, beside=beside)
-        if out.located is not None:
-            out.located = [found if w else None for found, w in zip(out.located, wanted)]
-        return out
+        raise ValueError("an instance head needs a tower that exposes its maps")
 
     def recognize_embeddings(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
                              subject: str = "piece") -> list[Prediction]:

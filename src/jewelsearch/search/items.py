@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from jewelsearch.errors import ItemNotFound
-from jewelsearch.ingest.pipeline import IngestResult, NewItem
+from jewelsearch.ingest.pipeline import IngestResult, NewItem, PreparedBatch
+from jewelsearch.ingest.stream import pipelined
 from jewelsearch.search.state import ServiceState
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.items import parse_item_id
@@ -30,12 +31,36 @@ def public_item(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in HIDDEN_FIELDS}
 
 
-def add_items(state: ServiceState, items: list[NewItem]) -> list[IngestResult]:
+def add_items(state: ServiceState, items: list[NewItem], *, skip_bad: bool = False) -> list[IngestResult]:
+    """One batch in one transaction; ``skip_bad`` writes the good items of a batch with bad
+    photos and reports the bad ones as "failed" (else the first bad one raises)."""
     with state.write_lock:
         results = state.ingestor.add(state.index, items, instance_index=_instance_index(state),
-                                     text_index=_text_index(state))
-        state.dirty = state.dirty or any(r.status != "unchanged" for r in results)
+                                     text_index=_text_index(state), skip_bad=skip_bad)
+        _mark_dirty(state, results)
         return results
+
+
+def ingest_batches(state: ServiceState, batches: Iterable[list[NewItem]], *, decode_workers: int = 2
+                   ) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
+    """Many batches through the pipelined path (``ingest/stream.py``): (batch, results) in order,
+    each batch in one transaction as ``add_items(batch, skip_bad=True)`` would write it."""
+    def prepare(batch: list[NewItem], photos) -> PreparedBatch:
+        return state.ingestor.prepare(batch, decoded=photos, skip_bad=True)
+
+    def write(prepared: PreparedBatch) -> list[IngestResult]:
+        with state.write_lock:
+            results = state.ingestor.write(prepared, state.index, instance_index=_instance_index(state),
+                                           text_index=_text_index(state))
+            _mark_dirty(state, results)
+            return results
+
+    yield from pipelined(batches, decode=state.ingestor.decode_for_model, prepare=prepare, write=write,
+                         decode_workers=decode_workers)
+
+
+def _mark_dirty(state: ServiceState, results: list[IngestResult]) -> None:
+    state.dirty = state.dirty or any(r.status not in ("unchanged", "failed") for r in results)
 
 
 def update_item(state: ServiceState, item_id: Any, fields: Mapping[str, Any],

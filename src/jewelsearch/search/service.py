@@ -17,7 +17,7 @@ All collaborators are passed in; ``search.wiring.open_service`` wires them from 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from jewelsearch.embed import Encoder
 from jewelsearch.embed.instance import InstanceHead
@@ -100,7 +100,8 @@ class SearchService:
                  recommendation: RecommendationSettings | None = None,
                  recognizer: Recognizer | None = None, localizer: Localizer | None = None,
                  text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
-                 rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None):
+                 rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None,
+                 draft_decode: bool = False):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
         ``rerank`` is the image queries' default re-ranking (``index/rerank.py``).
@@ -113,7 +114,7 @@ class SearchService:
         text_vectors = TextVectorCache(encoder.encode_texts, text_cache_size, max_chars=encoder.max_text_chars)
         ingestor = Ingestor(catalog, encoder, max_bytes=limits.max_upload_bytes,
                             max_pixels=limits.max_image_pixels, recognizer=recognizer, instance_head=instance_head,
-                            item_text_vectors=item_text_vectors)
+                            item_text_vectors=item_text_vectors, draft_decode=draft_decode)
         index_dir = Path(index_dir)
         index, manifest, rebuilt_on_open = open_index(
             catalog, index_dir, encoder.model_id, encoder.dim, kind=index_settings.kind,
@@ -163,8 +164,12 @@ class SearchService:
         return maintenance.rebuild_index(self.state, reembed=reembed, progress=progress)
 
     # ----- items (search/items.py) ------------------------------------------
-    def add_items(self, items: list[NewItem]) -> list[IngestResult]:
-        return catalog_items.add_items(self.state, items)
+    def add_items(self, items: list[NewItem], *, skip_bad: bool = False) -> list[IngestResult]:
+        return catalog_items.add_items(self.state, items, skip_bad=skip_bad)
+
+    def ingest_batches(self, batches: Iterable[list[NewItem]], *, decode_workers: int = 2
+                       ) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
+        return catalog_items.ingest_batches(self.state, batches, decode_workers=decode_workers)
 
     def update_item(self, item_id: Any, fields: Mapping[str, Any], image_bytes: bytes | None = None) -> dict:
         return catalog_items.update_item(self.state, item_id, fields, image_bytes)

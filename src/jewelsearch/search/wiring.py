@@ -89,7 +89,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None) -
                          recommendation=recommendation, recognizer=recognizer, localizer=localizer,
                          text_cache_size=settings.text_cache_size, instance_head=instance_head,
                          rerank=settings.rerank, item_text_vectors=settings.text_field_weight > 0,
-                         hybrid=HybridSettings(text_field_weight=settings.text_field_weight))
+                         hybrid=HybridSettings(text_field_weight=settings.text_field_weight),
+                         draft_decode=settings.ingest_draft_decode)
 
 
 def open_catalog(settings: Settings) -> Catalog:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}\.(jpg|png|webp)$")
@@ -48,6 +49,15 @@ class ImageFiles:
                 os.unlink(tmp)
             raise
         return rel
+
+    def save_many(self, files: dict[str, tuple[bytes, str]], threads: int = 4) -> dict[str, str]:
+        """``save`` for each sha256 -> (data, ext); the stored paths by sha256. The writes run on
+        a few threads: each fsync waits on the disk, not the CPU, so they overlap."""
+        if len(files) <= 1 or threads <= 1:
+            return {sha: self.save(data, sha, ext) for sha, (data, ext) in files.items()}
+        with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
+            paths = pool.map(lambda item: self.save(item[1][0], item[0], item[1][1]), files.items())
+            return dict(zip(files, paths))
 
     def path_for(self, rel: str) -> Path:
         """Resolve a stored relative path, refusing anything outside the root."""

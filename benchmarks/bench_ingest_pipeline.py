@@ -1,0 +1,150 @@
+"""Ingest end to end, old path against the pipelined one and its settings, side by side.
+
+Each run is a fresh process on a fresh home with the default model (the model load is not
+counted): a warm-up batch, then ``--items`` demo photos ingested in batches, recognition,
+the localiser's stone check, the item text vectors, the store, the image files and the
+indexes included. The variants run interleaved, round by round in a rotating order, so the
+machine's load hits all alike; the table gives medians and the ratio to the first variant.
+
+Variants (``--variants``, comma-separated):
+  old          ``--old-tree`` (e.g. the main checkout's src), ``add_items`` per batch
+  seq          this tree, ``add_items`` per batch
+  pipe         this tree, ``ingest_batches`` (decode threads, model, writer thread)
+  pipe-b64     the same with batches of 64
+  pipe-t1      the same with one torch thread (the decode threads get the other core)
+  pipe-w1      one decode thread
+  pipe-draft   pipelined with JPEG draft decoding
+Photo sets (``--photos``): given (the demo items' fields), bare (no attributes given: all
+recognition work runs), large (the demo photos upscaled to 1,600 px, fields given).
+Usage: python benchmarks/bench_ingest_pipeline.py [--items 400] [--rounds 3]
+       [--variants old,seq,pipe] [--photos given] [--old-tree /work/main/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+STONE_AND_RECOGNISED = ("category", "metal", "gemstone", "stone_shape")
+LARGE_SIDE = 1600
+
+
+def photo_set(kind: str, count: int, cache: Path):
+    from PIL import Image
+
+    from jewelsearch.ingest.demo import demo_dir, demo_items
+    from jewelsearch.ingest.pipeline import NewItem
+
+    items = demo_items(demo_dir())[:count]
+    if kind == "bare":
+        return [NewItem(i.image_bytes, {k: v for k, v in i.fields.items() if k not in STONE_AND_RECOGNISED})
+                for i in items]
+    if kind == "large":
+        cache.mkdir(parents=True, exist_ok=True)
+        out = []
+        for n, item in enumerate(items):
+            path = cache / f"{n:05d}.jpg"
+            if not path.exists():
+                image = Image.open(io.BytesIO(item.image_bytes)).convert("RGB")
+                scale = LARGE_SIDE / max(image.size)
+                image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC) \
+                    .save(path, quality=90)
+            out.append(NewItem(path.read_bytes(), item.fields))
+        return out
+    return items
+
+
+def child(variant: str, kind: str, count: int, cache: Path) -> dict:
+    import torch
+
+    from jewelsearch.config import Settings
+    from jewelsearch.search.wiring import open_service
+
+    batch = 64 if variant == "pipe-b64" else 32
+    if variant == "pipe-t1":
+        torch.set_num_threads(1)
+    items = photo_set(kind, count + 8, cache)
+    warm, items = items[count:], items[:count]
+    with tempfile.TemporaryDirectory() as home:
+        service = open_service(Settings(home=Path(home)))
+        if variant != "old":  # draft decoding only where the variant asks for it
+            ingestor = service.state.ingestor
+            ingestor.draft_side = 2 * ingestor.encoder.preprocess.size if variant == "pipe-draft" else 0
+        service.add_items(warm)  # first calls pay for lazy set-up
+        batches = [items[i:i + batch] for i in range(0, len(items), batch)]
+        cpu_started = _cpu_seconds()
+        started = time.perf_counter()
+        if variant in ("old", "seq"):
+            for part in batches:
+                service.add_items(part)
+        else:
+            workers = 1 if variant == "pipe-w1" else 2
+            for _ in service.ingest_batches(batches, decode_workers=workers):
+                pass
+        seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_started
+        added = service.catalog.items.count() - len(warm)
+        service.catalog.close()
+    return {"photos/s": count / seconds, "cpu ms/photo": 1000 * cpu / count, "added": added}
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time, all threads: less swayed by other jobs than the wall clock."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default="old,seq,pipe")
+    parser.add_argument("--photos", default="given")
+    parser.add_argument("--old-tree", default="/work/main/src")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "jewelsearch-bench-large")
+    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "PHOTOS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child, args.items, args.cache)))
+        return
+    variants = args.variants.split(",")
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"{args.items} photos per run, load average {os.getloadavg()[0]:.1f}", flush=True)
+    for kind in args.photos.split(","):
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
+        for round_ in range(args.rounds):
+            order = variants[round_ % len(variants):] + variants[:round_ % len(variants)]
+            for variant in order:
+                tree = args.old_tree if variant == "old" else here
+                env = {**os.environ, "PYTHONPATH": tree}
+                done = subprocess.run([sys.executable, __file__, "--child", variant, kind, "--items",
+                                       str(args.items), "--cache", str(args.cache)],
+                                      env=env, capture_output=True, text=True, check=True)
+                run = json.loads(done.stdout.strip().splitlines()[-1])
+                runs[variant].append(run)
+                print(f"{kind} round {round_ + 1} {variant}: {run['photos/s']:.1f} photos/s, "
+                      f"{run['cpu ms/photo']:.1f} CPU ms/photo ({run['added']} added)", flush=True)
+        base = statistics.median(r["photos/s"] for r in runs[variants[0]])
+        base_cpu = statistics.median(r["cpu ms/photo"] for r in runs[variants[0]])
+        print(f"{kind}: {'variant':<12}{'median photos/s':>18}{'ratio':>8}{'CPU ms/photo':>15}{'ratio':>8}")
+        for variant, done in runs.items():
+            median = statistics.median(r["photos/s"] for r in done)
+            cpu = statistics.median(r["cpu ms/photo"] for r in done)
+            print(f"{kind}: {variant:<12}{median:>18.1f}{median / base:>8.2f}{cpu:>15.1f}{cpu / base_cpu:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Start-up: the wall time of a whole ``jewelsearch`` command, imports and model load included.
+
+Times two commands on a copy of a home holding the demo catalog (``jewelsearch demo``): a
+one-photo ingest (a new photo each run, so the model really runs) and one text search. Each
+run is a fresh process. ``--old-tree`` runs the same commands on another source tree (e.g. the
+main checkout's src), interleaved with this tree's, so both see the same machine load; medians
+and the ratio are printed.
+Usage: python benchmarks/bench_startup.py --home DEMO_HOME [--runs 5] [--old-tree /work/main/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+
+def a_new_photo(source: Path, seed: int, folder: Path) -> Path:
+    """A demo photo, mirrored and tinted by ``seed``: new bytes, still a piece of jewelry."""
+    image = Image.open(source).convert("RGB")
+    image = ImageOps.mirror(image) if seed % 2 else image
+    tint = Image.new("RGB", image.size, ((seed * 37) % 256, (seed * 91) % 256, (seed * 53) % 256))
+    path = folder / f"new-{seed}.jpg"
+    buffer = io.BytesIO()
+    Image.blend(image, tint, 0.08).save(buffer, format="JPEG", quality=90)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def timed(tree: str, home: Path, *args: str) -> float:
+    env = {**os.environ, "PYTHONPATH": tree, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", "from jewelsearch.cli import main; main()", "--home", str(home), *args]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed under {tree}:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, required=True, help="a home with the demo catalog")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--old-tree", default=None)
+    args = parser.parse_args()
+    trees = {"new": str(Path(__file__).resolve().parents[1] / "src")}
+    if args.old_tree:
+        trees = {"old": args.old_tree, **trees}
+    photo = next((args.home / "images").rglob("*.jpg"))
+    times: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        homes = {}
+        for name in trees:
+            homes[name] = scratch / name
+            shutil.copytree(args.home, homes[name])
+        for run in range(args.runs):
+            for name in (list(trees) if run % 2 == 0 else list(trees)[::-1]):
+                new = a_new_photo(photo, run * 10 + len(name), scratch)
+                for command, argv in (("ingest one photo", ["ingest", str(new)]),
+                                      ("text search", ["search", "--text", "oval sapphire pendant"])):
+                    times.setdefault((name, command), []).append(timed(trees[name], homes[name], *argv))
+            print(f"run {run + 1}: " + ", ".join(f"{n} {c} {t[-1]:.2f} s" for (n, c), t in times.items()),
+                  flush=True)
+    print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"load average {os.getloadavg()[0]:.1f}, {args.runs} runs each")
+    for command in ("ingest one photo", "text search"):
+        medians = {name: statistics.median(times[(name, command)]) for name in trees}
+        line = ", ".join(f"{name} {m:.2f} s" for name, m in medians.items())
+        if "old" in medians:
+            line += f" (new/old {medians['new'] / medians['old']:.2f})"
+        print(f"{command}: median {line}")
+
+
+if __name__ == "__main__":
+    main()
