@@ -7,7 +7,8 @@ indexes included. The variants run interleaved, round by round in a rotating ord
 machine's load hits all alike; the table gives medians and the ratio to the first variant.
 
 Variants (``--variants``, comma-separated):
-  old          ``--old-tree`` (e.g. the main checkout's src), ``add_items`` per batch
+  old          ``--old-tree`` (another checkout's src, e.g. a worktree of the commit before the
+               pipeline: ``git worktree add /tmp/old 3bf8695``), ``add_items`` per batch
   seq          this tree, ``add_items`` per batch
   pipe         this tree, ``ingest_batches`` (decode threads, model, writer thread)
   pipe-b64     the same with batches of 64
@@ -17,7 +18,7 @@ Variants (``--variants``, comma-separated):
 Photo sets (``--photos``): given (the demo items' fields), bare (no attributes given: all
 recognition work runs), large (the demo photos upscaled to 1,600 px, fields given).
 Usage: python benchmarks/bench_ingest_pipeline.py [--items 400] [--rounds 3]
-       [--variants old,seq,pipe] [--photos given] [--old-tree /work/main/src]
+       [--variants seq,pipe] [--photos given] [--old-tree /tmp/old/src]
 """
 
 from __future__ import annotations
@@ -110,9 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--variants", default="old,seq,pipe")
+    parser.add_argument("--variants", default="seq,pipe")
     parser.add_argument("--photos", default="given")
-    parser.add_argument("--old-tree", default="/work/main/src")
+    parser.add_argument("--old-tree", default=None, help="src of another checkout, for the old variant")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "jewelsearch-bench-large")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "PHOTOS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -120,6 +121,8 @@ def main() -> None:
         print(json.dumps(child(*args.child, args.items, args.cache)))
         return
     variants = args.variants.split(",")
+    if "old" in variants and not args.old_tree:
+        parser.error("the old variant needs --old-tree (the src of a checkout of the old code)")
     here = str(Path(__file__).resolve().parents[1] / "src")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"{args.items} photos per run, load average {os.getloadavg()[0]:.1f}", flush=True)
