@@ -61,8 +61,9 @@ def main() -> None:
         results = evaluate_methods({"content": without[CONTENT], "before": without[OURS], "after": with_als[OURS]},
                                    cases, vectors, len(vectors), per_user)
         strata.append((per_user["after"], per_user["before"]))
-        print(json.dumps({"seed": seed, **{name: {"ndcg@10": round(r["ndcg@10"], 4), "coverage": round(r["coverage"], 4)}
-                                           for name, r in results.items()}}), flush=True)
+        scores = {name: {"ndcg@10": round(r["ndcg@10"], 4), "coverage": round(r["coverage"], 4)}
+                  for name, r in results.items()}
+        print(json.dumps({"seed": seed, **scores}), flush=True)
     before_ndcg = float(np.mean(np.concatenate([b for _, b in strata])))
     after_ndcg = float(np.mean(np.concatenate([a for a, _ in strata])))
     low, high = gain_interval(strata)
