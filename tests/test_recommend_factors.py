@@ -163,3 +163,19 @@ def test_fit_command_needs_events_and_a_catalog(tmp_path, settings, service):
     nowhere = CliRunner().invoke(main, ["--home", str(tmp_path / "nowhere"), "recommender", "fit"])
     assert nowhere.exit_code == 1 and "no catalog" in nowhere.output
     assert not factors_path(service.catalog).exists()
+
+
+def test_default_weights_without_fitted_factors_serve_and_say_so_once(settings, service, shop, caplog):
+    assert service.recommendations.settings.blend_weights.factors > 0  # the ALS source is on by default
+    with caplog.at_level("WARNING", logger="jewelsearch.search.recommendations"):
+        first = service.recommend("shopper0", 4)["results"]
+        service.recommend("shopper1", 4)
+    said = [r for r in caplog.records if "ALS source absent" in r.getMessage()]
+    assert first and len(said) == 1 and "recommender fit" in said[0].getMessage()
+    caplog.clear()
+    assert _fit(settings).exit_code == 0
+    with caplog.at_level("WARNING", logger="jewelsearch.search.recommendations"):
+        assert service.recommend("shopper0", 4)["results"]
+        service.forget_user("shopper5")  # the factors go with the erased shopper's events
+        assert service.recommend("shopper0", 4)["results"]
+    assert len([r for r in caplog.records if "ALS source absent" in r.getMessage()]) == 1

@@ -27,7 +27,7 @@ def recommender():
 def fit(obj: Context, factors, regularisation, iterations, as_json):
     """Fit ALS item factors on every recorded event and save them beside the catalog; the
     server reads them for its "shoppers with your taste" source from its next request, when
-    `[blend] factors` is above 0 (it is 0 by default).
+    `[blend] factors` is above 0 (1.0 by default; without a fit the source is absent).
 
     Needs no model. Run it again after events accumulate (nightly, say) and after an erasure,
     which deletes the factors because they were fitted on the erased shopper's events."""

@@ -25,8 +25,11 @@ class BlendWeights:
     # looked at ("recently viewed"); 0 turns the source off.
     history: float = 2.0
     # ALS taste (``recommend/factors.py``): the items a shopper's folded-in vector scores highest,
-    # a candidate source and a score; used once `jewelsearch recommender fit` has fitted factors.
-    factors: float = 0.0
+    # a candidate source and a score; used once `jewelsearch recommender fit` has fitted factors
+    # (without them the source is simply absent). 1.0 since 2026-12-07: chosen with
+    # co_engagement 2.5 on the given-field tuning populations, and above the weights without it on
+    # populations 1-5 under both shopper definitions (docs/experiments/, the decision check).
+    factors: float = 1.0
     # Shared catalog attributes (category, metal, gemstone, cut, price range) with the
     # shopper's strongest items; scales the blend (0 = off, 1 = fully proportional to it).
     taste: float = 0.8

@@ -11,6 +11,7 @@ It also words the reasons: "like an item you viewed" names the item.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Iterable
@@ -28,6 +29,8 @@ from jewelsearch.recommend.factors import ItemFactors
 from jewelsearch.search.fitted_factors import factors_path, load_current
 from jewelsearch.search.items import public_item
 from jewelsearch.search.maintenance import check_model
+
+log = logging.getLogger(__name__)
 from jewelsearch.search.options import RecommendationSettings
 from jewelsearch.search.params import Filters
 from jewelsearch.search.state import ServiceState
@@ -44,6 +47,7 @@ class Recommendations:
         self._signals_lock = threading.Lock()
         self._attributes: tuple[int, AttributeTable] | None = None
         self._factors: tuple[tuple[int, int, int], ItemFactors | None] | None = None
+        self._said_factors_missing = False  # log the missing factors once, not on every request
 
     def collaborative_signals(self) -> CollaborativeSignals:
         """Co-engagement and popularity, rebuilt when events changed: new events at most every
@@ -89,6 +93,21 @@ class Recommendations:
     def drop_factors(self) -> None:
         self._factors = None
 
+    def blend_factors(self) -> ItemFactors | None:
+        """The factors the blend reads: None when its ALS weight is 0, or when none are fitted (or
+        an erasure came after the fit), in which case the ALS source is simply absent from the
+        blend; that is logged once each time it starts being the case."""
+        weight = self.settings.blend_weights.factors
+        if weight <= 0:
+            return None
+        fitted = self.item_factors()
+        if fitted is None and not self._said_factors_missing:
+            log.warning("ALS source absent from recommendations: [blend] factors is %s but there are no "
+                        "current fitted factors; run `jewelsearch recommender fit` (again after an erasure)",
+                        weight)
+        self._said_factors_missing = fitted is None
+        return fitted
+
     def attribute_table(self) -> AttributeTable:
         """Every item's category, metal, gemstone, cut and price as arrays, rebuilt after item writes."""
         items = self.state.catalog.items
@@ -129,7 +148,7 @@ class Recommendations:
             state.index, self.stored_vectors, self.collaborative_signals(), settings.blend_weights,
             category_of=lambda ids: {i: r["category"] for i, r in items.get_many(ids).items()},
             attributes=self.attribute_table(),
-            factors=self.item_factors() if settings.blend_weights.factors > 0 else None)
+            factors=self.blend_factors())
         text_vector = state.text_vectors.vector(text) if text else None
         allowed = items.filter_ids(filters.for_store()) if filters else None
         recent = time.time() - settings.recently_seen_days * 86400
