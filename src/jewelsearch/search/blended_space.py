@@ -83,8 +83,8 @@ def build_blended(catalog: Catalog, image_key: str, text_key: str, weight: float
                   settings: IndexSettings) -> VectorIndex:
     """The blended index over every item with an image vector, from the stored vectors."""
     ids, vectors = catalog.embeddings.all_for_model(image_key)
-    if len(ids):
-        text_ids, text_vectors = catalog.embeddings.all_for_model(text_key)
+    text_ids, text_vectors = catalog.embeddings.all_for_model(text_key) if len(ids) else ([], None)
+    if len(text_ids):
         rows = np.searchsorted(ids, text_ids)  # both ordered by id; every text item has a photo
         keep = (rows < len(ids)) & (ids[np.minimum(rows, len(ids) - 1)] == text_ids)
         vectors[rows[keep]] = (1.0 - weight) * vectors[rows[keep]] + weight * text_vectors[keep]
