@@ -99,6 +99,7 @@ def main() -> None:
                     service.query(text=text, k=10)
                     timings[name].append((time.perf_counter() - started) * 1000)
             state.blended = blended
+            print(f"load average now {os.getloadavg()[0]:.1f}", flush=True)
             _report(n, "in process", timings)
 
             settings = Settings(home=home, model="jewelclip-lite0", rate_limits=False)
