@@ -6,6 +6,8 @@ missing, extra or stale blended vector; ``index rebuild`` remakes it."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from conftest import make_image
@@ -161,3 +163,16 @@ def test_index_rebuild_remakes_it_from_the_stored_vectors(settings, service, tin
     service.rebuild_index()
     _assert_in_step(service)
     assert read_manifest(blended_index_dir(settings.index_dir)).count == len(ids)
+
+
+def test_a_home_from_before_the_blended_index_gets_one_when_it_opens(settings, service, tiny_encoder):
+    before = SearchService(service.catalog, tiny_encoder, settings.index_dir, blended_index=False)
+    ids = _catalog(before)
+    before.save(force=True)
+    # The fixture's service made an empty one before any item; a home from before has none at all.
+    shutil.rmtree(blended_index_dir(settings.index_dir))
+    assert read_manifest(blended_index_dir(settings.index_dir)) is None
+    after = SearchService(service.catalog, tiny_encoder, settings.index_dir)
+    assert len(after.blended.index) == len(ids)
+    assert read_manifest(blended_index_dir(settings.index_dir)).count == len(ids)
+    _assert_in_step(after)
