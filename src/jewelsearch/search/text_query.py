@@ -1,7 +1,7 @@
 """Hybrid text search: what the words say (query understanding), where they occur (the
 lexical index over titles, descriptions and attributes) and what they mean (the query's text
 vector against the image vectors and, with weight ``text_field_weight``, against the items'
-own text vectors), fused into one ranking with facets and folded variants.
+own text vectors: one search over their blend where the service keeps it), fused into one ranking with facets and folded variants.
 
 Understood attributes are boosts, not filters: a "blue sapphire pendant" query still shows a
 tanzanite pendant after the sapphires. An understood price ("under $900") is a filter, which
