@@ -76,6 +76,10 @@ def test_index_info_and_rebuild(tmp_path, tiny_model_dir, photos):
     assert info["items"] == 5 and info["index_kind"] == "flat" and info["missing_embeddings"] == 0
     result = run(home, tiny_model_dir, "index", "rebuild")
     assert result.exit_code == 0 and "5 items" in result.output
+    assert "blended index: flat, 5 items, text_field_weight 0.75" in result.output
+    assert (home / "index" / "blended").is_dir()
+    report = json.loads(run(home, tiny_model_dir, "check", "--json").output)
+    assert report["ok"] and report["blended_store_only"] == report["blended_stale"] == []
 
 
 def test_recommend_cli(tmp_path, tiny_model_dir, photos):

@@ -145,6 +145,10 @@ def index_rebuild(obj: Context, drop_other_models):
     if service.item_text is not None:
         texts = service.item_text
         click.echo(f"item text index: {texts.manifest.kind}, {texts.manifest.count} items, space {texts.key}")
+    if service.blended is not None:
+        blended = service.blended
+        click.echo(f"blended index: {blended.manifest.kind}, {blended.manifest.count} items, "
+                   f"text_field_weight {blended.weight}")
 
 
 @click.group()
@@ -189,7 +193,8 @@ def check(obj: Context, repair, as_json):
         click.echo(f"items {report.items}, indexed {report.indexed}")
         for name in ("missing_embeddings", "index_only", "store_only", "missing_instance_vectors",
                      "instance_index_only", "instance_store_only", "missing_item_text_vectors",
-                     "item_text_index_only", "item_text_store_only", "missing_images", "orphan_files",
+                     "item_text_index_only", "item_text_store_only",
+                     "blended_index_only", "blended_store_only", "blended_stale", "missing_images", "orphan_files",
                      "lexical_missing", "lexical_orphans", "lexical_stale"):
             values = getattr(report, name)
             if values:

@@ -2,7 +2,8 @@
 
 The store is the truth.  Missing embeddings (and, with an instance head, missing
 instance vectors: a catalog embedded before the head) are re-made from the stored
-image, missing item text vectors from the item's words, the indexes are rebuilt from stored vectors, orphan image files (left by a
+image, missing item text vectors from the item's words, the indexes (the blended one included:
+a missing, extra or stale blended vector) are rebuilt from stored vectors, orphan image files (left by a
 crash between writing a file and committing its row) are deleted, and the
 lexical (word) index is rewritten from the items when it lacks an item, holds a
 row without one, or holds stale text.  An item whose image file is gone cannot
@@ -15,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from jewelsearch.search import blended_space
 from jewelsearch.search.service import SearchService
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,12 @@ class CheckReport:
     missing_item_text_vectors: list[int] = field(default_factory=list)
     item_text_index_only: list[int] = field(default_factory=list)
     item_text_store_only: list[int] = field(default_factory=list)
+    # The blended index (image and text vectors blended with text_field_weight) against the
+    # store: ids no photo vector backs, photo vectors it lacks, and vectors that are not the
+    # blend of the item's stored vectors (an item written without refreshing it).
+    blended_index_only: list[int] = field(default_factory=list)
+    blended_store_only: list[int] = field(default_factory=list)
+    blended_stale: list[int] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
 
     @property
@@ -54,7 +62,8 @@ class CheckReport:
         """Whether ``rebuild_index`` (re-embedding, then both indexes) would repair something."""
         return bool(self.missing_embeddings or self.index_only or self.store_only or self.missing_instance_vectors
                     or self.instance_index_only or self.instance_store_only or self.missing_item_text_vectors
-                    or self.item_text_index_only or self.item_text_store_only)
+                    or self.item_text_index_only or self.item_text_store_only or self.blended_index_only
+                    or self.blended_store_only or self.blended_stale)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: (v if not isinstance(v, list) else v[:50]) for k, v in self.__dict__.items()}
@@ -93,6 +102,12 @@ def check(service: SearchService, repair: bool = False) -> CheckReport:
             _space_disagreements(catalog, texts.key, texts.index, store_ids)
         # Items without words of their own need no text vector, so "missing" is not store - stored.
         report.missing_item_text_vectors = service.missing_item_text_vectors()
+    blended = service.blended
+    if blended is not None:
+        blended_indexed = set(blended.index.ids().tolist())
+        report.blended_index_only = sorted(blended_indexed - (embedded & store_ids))
+        report.blended_store_only = sorted((embedded & store_ids) - blended_indexed)
+        report.blended_stale = blended_space.stale_ids(catalog, blended)
     referenced = set()
     for row in rows:
         try:

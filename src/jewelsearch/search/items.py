@@ -1,9 +1,9 @@
 """Catalog items through the service: add, update, delete and read items and their image files.
 
 Writes hold the service's write lock around the ingestor (one transaction each) and the
-index changes (the main index, the instance index where there is one, and the item text
-index), and mark the
-indexes as needing a save; reads take no lock.
+index changes (the main index, the instance index where there is one, the item text index,
+and the blended index refreshed from those two for the items written), and mark the indexes
+as needing a save; reads take no lock.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from jewelsearch.errors import ItemNotFound
 from jewelsearch.ingest.pipeline import IngestResult, NewItem, PreparedBatch
 from jewelsearch.ingest.stream import pipelined
+from jewelsearch.search import blended_space
 from jewelsearch.search.state import ServiceState
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.items import parse_item_id
@@ -37,6 +38,7 @@ def add_items(state: ServiceState, items: list[NewItem], *, skip_bad: bool = Fal
     with state.write_lock:
         results = state.ingestor.add(state.index, items, instance_index=_instance_index(state),
                                      text_index=_text_index(state), skip_bad=skip_bad)
+        _refresh_blended(state, results)
         _mark_dirty(state, results)
         return results
 
@@ -52,11 +54,18 @@ def ingest_batches(state: ServiceState, batches: Iterable[list[NewItem]], *, dec
         with state.write_lock:
             results = state.ingestor.write(prepared, state.index, instance_index=_instance_index(state),
                                            text_index=_text_index(state))
+            _refresh_blended(state, results)
             _mark_dirty(state, results)
             return results
 
     yield from pipelined(batches, decode=state.ingestor.decode_for_model, prepare=prepare, write=write,
                          decode_workers=decode_workers)
+
+
+def _refresh_blended(state: ServiceState, results: list[IngestResult]) -> None:
+    written = [r.item_id for r in results if r.status in ("added", "updated")]
+    if state.blended is not None and written:
+        blended_space.refresh(state.blended, state.index, _text_index(state), written)
 
 
 def _mark_dirty(state: ServiceState, results: list[IngestResult]) -> None:
@@ -69,14 +78,19 @@ def update_item(state: ServiceState, item_id: Any, fields: Mapping[str, Any],
         item_id = parse_item_id(item_id)
         state.ingestor.update(state.index, item_id, fields, image_bytes, instance_index=_instance_index(state),
                               text_index=_text_index(state))
+        if state.blended is not None:
+            blended_space.refresh(state.blended, state.index, _text_index(state), [item_id])
         state.dirty = True
         return get_item(state.catalog, item_id)
 
 
 def delete_item(state: ServiceState, item_id: Any) -> None:
     with state.write_lock:
-        state.ingestor.delete(state.index, parse_item_id(item_id), instance_index=_instance_index(state),
+        item_id = parse_item_id(item_id)
+        state.ingestor.delete(state.index, item_id, instance_index=_instance_index(state),
                               text_index=_text_index(state))
+        if state.blended is not None:
+            state.blended.index.remove([item_id])
         state.dirty = True
         if state.index.needs_compaction:
             state.index = state.index.compacted()
@@ -86,6 +100,9 @@ def delete_item(state: ServiceState, item_id: Any) -> None:
         texts = state.item_text
         if texts is not None and texts.index.needs_compaction:
             state.item_text = dataclasses.replace(texts, index=texts.index.compacted())
+        blended = state.blended
+        if blended is not None and blended.index.needs_compaction:
+            state.blended = dataclasses.replace(blended, index=blended.index.compacted())
 
 
 def _instance_index(state: ServiceState):

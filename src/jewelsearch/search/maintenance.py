@@ -7,7 +7,8 @@ from one tower pass. That is how an existing catalog moves to a model with an in
 
 The item text index goes along the same way: a rebuild embeds the words of items that have
 words but no text vector (a catalog ingested before text vectors, or under an earlier recipe)
-and drops this model's text vectors of earlier recipes.
+and drops this model's text vectors of earlier recipes. The blended index is remade from the
+stored image and text vectors after both.
 
 Save and rebuild hold the service's write lock; a rebuild swaps each index by one reference
 assignment, so searches running meanwhile see the old or the new index.
@@ -23,7 +24,7 @@ from jewelsearch.embed.item_text import encode_item_texts
 from jewelsearch.errors import InvalidInput, ModelMismatch
 from jewelsearch.index import IndexManifest, save_index
 from jewelsearch.index.sync import build_from_store
-from jewelsearch.search import instance_space, item_text_space
+from jewelsearch.search import blended_space, instance_space, item_text_space
 from jewelsearch.search.state import ServiceState
 from jewelsearch.storage.embeddings import space_key
 
@@ -70,7 +71,8 @@ def stats(state: ServiceState) -> dict[str, Any]:
             "other_models": other_model_embeddings(state),
             "missing_embeddings": missing_embeddings(state),
             "instance": instance_space.describe(state),
-            "item_text": item_text_space.describe(state)}
+            "item_text": item_text_space.describe(state),
+            "blended": blended_space.describe(state)}
 
 
 def save(state: ServiceState, force: bool = False) -> IndexManifest | None:
@@ -85,6 +87,8 @@ def save(state: ServiceState, force: bool = False) -> IndexManifest | None:
             state.instance = instance_space.save_space(state.instance, state.index_dir, version)
         if state.item_text is not None:
             state.item_text = item_text_space.save_space(state.item_text, state.index_dir, version)
+        if state.blended is not None:
+            state.blended = blended_space.save_space(state.blended, state.index_dir, version)
         state.dirty = False
         return state.manifest
 
@@ -103,9 +107,11 @@ def rebuild_index(state: ServiceState, *, reembed: bool = True,
                                  kind=settings.kind, memory_budget_bytes=settings.memory_budget_bytes)
         instance = instance_space.rebuilt_space(state)
         item_text = item_text_space.rebuilt_space(state)
+        blended = blended_space.rebuilt_space(state)
         state.index = index  # one reference swap: searches see the old or the new index
         state.instance = instance
         state.item_text = item_text
+        state.blended = blended
         state.mismatch = find_model_mismatch(state)
         state.dirty = True
         return save(state)

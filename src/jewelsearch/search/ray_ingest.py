@@ -40,9 +40,11 @@ from jewelsearch.errors import JewelsearchError
 from jewelsearch.index.sync import open_index
 from jewelsearch.ingest.manifest import PhotoInput
 from jewelsearch.ingest.pipeline import NewItem
+from jewelsearch.search.blended_space import open_blended_space
 from jewelsearch.search.finished_items import FinishedItem, finished_from_row, write_finished
 from jewelsearch.search.instance_space import instance_index_dir
 from jewelsearch.search.item_text_space import item_text_index_dir, item_text_key
+from jewelsearch.search.options import IndexSettings
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.embeddings import SPACE_SEPARATOR, model_of
 from jewelsearch.storage.images import sha256_bytes
@@ -302,3 +304,12 @@ def _rebuild_indexes(catalog: Catalog, settings: Settings, dims: dict[str, int])
             directory = instance_index_dir(settings.index_dir)
         open_index(catalog, directory, key, dim, kind=settings.index_kind,
                    memory_budget_bytes=settings.index_memory_budget_mb << 20)
+    # The blended index is made from the image and text vectors just written (with the weight
+    # the service will open with), so the next open finds it in step too.
+    text_keys = [key for key in dims if SPACE_SEPARATOR in key and key == item_text_key(model_of(key))]
+    if text_keys and settings.text_field_weight > 0:
+        model_id = model_of(text_keys[0])
+        open_blended_space(catalog, settings.index_dir, model_id, text_keys[0], dims.get(model_id, dims[text_keys[0]]),
+                           settings.text_field_weight,
+                           IndexSettings(kind=settings.index_kind,
+                                         memory_budget_bytes=settings.index_memory_budget_mb << 20))

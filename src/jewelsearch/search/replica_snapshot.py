@@ -7,7 +7,7 @@ database as of one commit, the photos that commit names, and the saved index ver
 Ray's object store carries to any node. The replica checks the blob as a restore does (every
 file's checksum, SQLite's quick check, the catalog version) and unpacks it into a fresh home.
 
-The further vector spaces' indexes (instance, item text) are not in a backup; a replica
+The further vector spaces' indexes (instance, item text, blended) are not in a backup; a replica
 rebuilds them from the snapshot's stored vectors when it opens the home (no re-encoding).
 """
 

@@ -42,8 +42,9 @@ from jewelsearch.search.query import Box
 from jewelsearch.search.instance_space import open_instance_space
 from jewelsearch.search import item_text_space
 from jewelsearch.search.item_text_space import open_item_text_space
+from jewelsearch.search.blended_space import open_blended_space
 from jewelsearch.search.recommendations import Recommendations
-from jewelsearch.search.state import InstanceSpace, ItemTextSpace, ServiceState
+from jewelsearch.search.state import BlendedSpace, InstanceSpace, ItemTextSpace, ServiceState
 from jewelsearch.storage import Catalog
 
 __all__ = ["SearchService", "Limits", "IndexSettings", "RecommendationSettings", "HIDDEN_FIELDS",
@@ -86,6 +87,7 @@ class SearchService:
     hybrid: HybridSettings = _Shared("state")
     instance: InstanceSpace | None = _Shared("state")
     item_text: ItemTextSpace | None = _Shared("state")
+    blended: BlendedSpace | None = _Shared("state")
     rerank: str = _Shared("state")
     # The recommendation settings, read where the CLI and tests read them.
     blend_weights: BlendWeights = _Shared("recommendation_settings")
@@ -101,12 +103,15 @@ class SearchService:
                  recognizer: Recognizer | None = None, localizer: Localizer | None = None,
                  text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
                  rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None,
-                 draft_decode: bool = False):
+                 draft_decode: bool = False, blended_index: bool = True):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
         ``rerank`` is the image queries' default re-ranking (``index/rerank.py``).
         ``item_text_vectors`` makes, stores and indexes a text vector per item with words
-        (``embed/item_text.py``); ``hybrid.text_field_weight`` says how much text search uses it."""
+        (``embed/item_text.py``); ``hybrid.text_field_weight`` says how much text search uses it.
+        ``blended_index`` (with text vectors and a weight above 0) keeps the index over the two
+        blended with that weight (``search/blended_space.py``), which text queries then search
+        instead of the two indexes apart."""
         if rerank not in RERANK_METHODS:
             raise ValueError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
         limits = limits or Limits()
@@ -123,11 +128,15 @@ class SearchService:
             if instance_head is not None else None
         item_text = open_item_text_space(catalog, index_dir, encoder.model_id, encoder.dim, index_settings) \
             if item_text_vectors else None
+        hybrid = hybrid or HybridSettings()
+        blended = open_blended_space(catalog, index_dir, encoder.model_id, item_text.key, encoder.dim,
+                                     hybrid.text_field_weight, index_settings) \
+            if blended_index and item_text is not None and hybrid.text_field_weight > 0 else None
         self.state = ServiceState(
             catalog=catalog, encoder=encoder, index_dir=index_dir, limits=limits,
             index_settings=index_settings, text_vectors=text_vectors, ingestor=ingestor, index=index,
             manifest=manifest, rebuilt_on_open=rebuilt_on_open, recognizer=recognizer, localizer=localizer,
-            instance=instance, rerank=rerank, item_text=item_text, hybrid=hybrid or HybridSettings())
+            instance=instance, rerank=rerank, item_text=item_text, hybrid=hybrid, blended=blended)
         self.state.mismatch = maintenance.find_model_mismatch(self.state)
         self.recommendations = Recommendations(self.state, recommendation or RecommendationSettings())
 

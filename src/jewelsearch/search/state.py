@@ -12,7 +12,8 @@ threads, so the rules for the changing parts are:
 - ``instance`` (the second, instance vector per item, where the model has an instance head)
   is replaced whole, like ``index``, and changes only under ``write_lock``; its index takes
   adds and removes in place, as ``index`` does.
-- ``item_text`` (the item text vectors' index) follows the same rules as ``instance``.
+- ``item_text`` (the item text vectors' index) follows the same rules as ``instance``, and so
+  does ``blended`` (the index over image and text vectors blended with ``text_field_weight``).
 - ``helpers`` runs a request's side work beside it (a text query's text tower pass while the
   request thread reads the word index; an image query's recognition top beside the tower's own
   blocks). A task reads nothing that changes under it and never waits on another task, so a
@@ -66,6 +67,20 @@ class ItemTextSpace:
     manifest: IndexManifest
 
 
+@dataclass(frozen=True)
+class BlendedSpace:
+    """The blended vectors (``search/blended_space.py``): their manifest key, the weight they were
+    blended with, the storage keys of the image and text vectors they are made of, their index
+    and its manifest. Every item with an image vector is in the index."""
+
+    key: str
+    weight: float
+    image_key: str
+    text_key: str
+    index: VectorIndex
+    manifest: IndexManifest
+
+
 @dataclass
 class ServiceState:
     catalog: Catalog
@@ -88,6 +103,7 @@ class ServiceState:
     instance: InstanceSpace | None = None  # None: one vector per item (towers without an instance head)
     rerank: str = "none"  # image queries' default re-ranking (``index/rerank.py``)
     item_text: ItemTextSpace | None = None  # None: text search compares queries with photos only
+    blended: BlendedSpace | None = None  # None: text search searches the image and text indexes apart
     # Threads start on demand and exit once the service is gone; one per request thread, each of
     # which has at most one task out at a time.
     helpers: Executor = field(default_factory=lambda: ThreadPoolExecutor(

@@ -1,7 +1,7 @@
 """Hybrid text search: what the words say (query understanding), where they occur (the
 lexical index over titles, descriptions and attributes) and what they mean (the query's text
 vector against the image vectors and, with weight ``text_field_weight``, against the items'
-own text vectors), fused into one ranking with facets and folded variants.
+own text vectors: one search over their blend where the service keeps it), fused into one ranking with facets and folded variants.
 
 Understood attributes are boosts, not filters: a "blue sapphire pendant" query still shows a
 tanzanite pendant after the sapphires. An understood price ("under $900") is a filter, which
@@ -17,6 +17,7 @@ from typing import Any, Collection, Mapping
 from jewelsearch.query.parser import Understanding, understand
 from jewelsearch.search.facets import facet_counts
 from jewelsearch.search.fusion import fuse
+from jewelsearch.search import blended_space
 from jewelsearch.search.item_text_space import blended_semantic
 from jewelsearch.search.items import public_item
 from jewelsearch.search.options import HybridSettings
@@ -57,14 +58,8 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     # word matches' now, while the text tower may still run, the others' once they are known.
     rows = state.catalog.items.ranking_rows(lexical)
 
-    index = state.index  # one consistent snapshot even if a rebuild swaps it meanwhile
     vector = pending.result()
-    (ids, scores), = index.search(vector, pool, allowed_ids=allowed)
-    semantic = dict(zip(ids.tolist(), scores.tolist()))
-    text_space = state.item_text
-    if settings.text_field_weight > 0 and text_space is not None and len(text_space.index):
-        semantic = blended_semantic(vector, index, text_space.index, semantic, settings.text_field_pool,
-                                    settings.text_field_weight, allowed, extra=lexical)
+    semantic = _semantic_scores(state, settings, vector, pool, allowed, lexical)
     rows.update(state.catalog.items.ranking_rows(semantic.keys() - lexical.keys()))
     boosts = _attribute_boosts(understood, dropped)
     preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
@@ -82,6 +77,27 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     return {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
             "understood": _understood_answer(understood, dropped, effective, filters),
             "facets": facet_counts(rows.values())}
+
+
+def _semantic_scores(state: ServiceState, settings: HybridSettings, vector, pool: int, allowed,
+                     lexical: Mapping[int, float]) -> dict[int, float]:
+    """The semantic candidates and their scores, from one of three places:
+
+    - the blended index, where there is one made with this weight: one search;
+    - else, with text vectors and a weight above 0, the image and item text indexes searched
+      apart and blended per candidate (``item_text_space.blended_semantic``);
+    - else the image index alone.
+    """
+    if settings.text_field_weight > 0 and blended_space.uses_blended(state):
+        return blended_space.semantic_scores(vector, state.blended, pool, allowed, extra=lexical)
+    index = state.index  # one consistent snapshot even if a rebuild swaps it meanwhile
+    (ids, scores), = index.search(vector, pool, allowed_ids=allowed)
+    semantic = dict(zip(ids.tolist(), scores.tolist()))
+    text_space = state.item_text
+    if settings.text_field_weight > 0 and text_space is not None and len(text_space.index):
+        semantic = blended_semantic(vector, index, text_space.index, semantic, settings.text_field_pool,
+                                    settings.text_field_weight, allowed, extra=lexical)
+    return semantic
 
 
 def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]], predicted_credit: float,
