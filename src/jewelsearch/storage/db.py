@@ -11,13 +11,38 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
-import sqlite_utils
-
 from jewelsearch.storage import lexical
+
+
+def _import_sqlite_utils_without_pandas():
+    """``sqlite_utils``, imported without letting it import pandas.
+
+    sqlite-utils imports pandas whenever it is installed, only to map ``pandas.Timestamp``
+    values to a TEXT column when it creates a table from values; the store creates its tables
+    with SQL and never passes pandas values. Importing pandas (and through it pyarrow) costs
+    about half a second of every command's start. A ``None`` entry in ``sys.modules`` makes
+    ``import pandas`` raise ImportError for that one import; the entry is removed at once, so
+    code that wants pandas later imports it normally. Where pandas is already loaded, nothing
+    changes."""
+    if "pandas" in sys.modules:
+        import sqlite_utils
+
+        return sqlite_utils
+    sys.modules["pandas"] = None  # type: ignore[assignment]
+    try:
+        import sqlite_utils
+    finally:
+        if sys.modules.get("pandas", 0) is None:
+            del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils_without_pandas()
 
 log = logging.getLogger(__name__)
 
