@@ -71,7 +71,7 @@ def main() -> None:
                 for command, argv in (("ingest one photo", ["ingest", str(new)]),
                                       ("text search", ["search", "--text", "oval sapphire pendant"])):
                     times.setdefault((name, command), []).append(timed(trees[name], homes[name], *argv))
-            print(f"run {run + 1}: " + ", ".join(f"{n} {c} {t[-1]:.2f} s" for (n, c), t in times.items()),
+            print(f"run {run + 1} (load average {os.getloadavg()[0]:.1f}): " + ", ".join(f"{n} {c} {t[-1]:.2f} s" for (n, c), t in times.items()),
                   flush=True)
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"load average {os.getloadavg()[0]:.1f}, {args.runs} runs each")
