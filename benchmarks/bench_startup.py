@@ -4,7 +4,9 @@ Times two commands on a copy of a home holding the demo catalog (``jewelsearch d
 one-photo ingest (a new photo each run, so the model really runs) and one text search. Each
 run is a fresh process. ``--old-tree`` runs the same commands on another source tree (e.g. the
 main checkout's src), interleaved with this tree's, so both see the same machine load; medians
-and the ratio are printed.
+and the ratio are printed, of the wall time and of the CPU time (user + system) the command
+used: on a loaded machine the wall time mostly measures the wait for a core, the CPU time much
+less so.
 Usage: python benchmarks/bench_startup.py --home DEMO_HOME [--runs 5] [--old-tree /work/main/src]
 """
 
@@ -14,6 +16,7 @@ import argparse
 import io
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,15 +40,21 @@ def a_new_photo(source: Path, seed: int, folder: Path) -> Path:
     return path
 
 
-def timed(tree: str, home: Path, *args: str) -> float:
+def cpu_seconds_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(tree: str, home: Path, *args: str) -> tuple[float, float]:
+    """The command's wall seconds and CPU seconds."""
     env = {**os.environ, "PYTHONPATH": tree, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", "from jewelsearch.cli import main; main()", "--home", str(home), *args]
-    start = time.perf_counter()
+    cpu_before, start = cpu_seconds_of_children(), time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds_of_children() - cpu_before
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed under {tree}:\n{done.stderr[-2000:]}")
-    return seconds
+    return seconds, cpu
 
 
 def main() -> None:
@@ -59,6 +68,7 @@ def main() -> None:
         trees = {"old": args.old_tree, **trees}
     photo = next((args.home / "images").rglob("*.jpg"))
     times: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         homes = {}
@@ -70,17 +80,20 @@ def main() -> None:
                 new = a_new_photo(photo, run * 10 + len(name), scratch)
                 for command, argv in (("ingest one photo", ["ingest", str(new)]),
                                       ("text search", ["search", "--text", "oval sapphire pendant"])):
-                    times.setdefault((name, command), []).append(timed(trees[name], homes[name], *argv))
-            print(f"run {run + 1}: " + ", ".join(f"{n} {c} {t[-1]:.2f} s" for (n, c), t in times.items()),
+                    wall, used = timed(trees[name], homes[name], *argv)
+                    times.setdefault((name, command), []).append(wall)
+                    cpu.setdefault((name, command), []).append(used)
+            print(f"run {run + 1} (load average {os.getloadavg()[0]:.1f}): " + ", ".join(f"{n} {c} {t[-1]:.2f} s" for (n, c), t in times.items()),
                   flush=True)
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"load average {os.getloadavg()[0]:.1f}, {args.runs} runs each")
     for command in ("ingest one photo", "text search"):
-        medians = {name: statistics.median(times[(name, command)]) for name in trees}
-        line = ", ".join(f"{name} {m:.2f} s" for name, m in medians.items())
-        if "old" in medians:
-            line += f" (new/old {medians['new'] / medians['old']:.2f})"
-        print(f"{command}: median {line}")
+        for what, series in (("wall", times), ("CPU", cpu)):
+            medians = {name: statistics.median(series[(name, command)]) for name in trees}
+            line = ", ".join(f"{name} {m:.2f} s" for name, m in medians.items())
+            if "old" in medians:
+                line += f" (new/old {medians['new'] / medians['old']:.2f})"
+            print(f"{command}: median {what} {line}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from scipy import ndimage
 
 from jewelsearch.embed.dense_features import supports_dense_features, tower_pass
 from jewelsearch.embed.encoder import Encoder
@@ -193,6 +192,9 @@ class Localizer:
         return Localization(boxes, piece, stone)
 
     def _boxes(self, piece: np.ndarray, to_image: float, width: int, height: int) -> list[Box]:
+        # Imported here so a command that never localises (a text search) does not pay for SciPy.
+        from scipy import ndimage
+
         mask = piece >= self.threshold
         if self.merge_px > 0:
             # One piece often comes out as several blobs (a ring's band and its stone, a chain's

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
 
 
 @dataclass
@@ -34,6 +33,8 @@ def ward_clusters(vectors: np.ndarray, max_clusters: int = 5, threshold: float =
         return [list(range(n))]
     # SciPy's Ward heights are sqrt(2 x merge cost) and never decrease, so cutting the tree at
     # that height stops merging exactly where the cost first exceeds the threshold.
+    from scipy.cluster.hierarchy import fcluster, linkage  # only recommendations cluster
+
     tree = linkage(np.asarray(vectors, dtype=np.float64), method="ward")
     labels = fcluster(tree, np.sqrt(2.0 * threshold), criterion="distance")
     if labels.max() > max_clusters:
