@@ -6,7 +6,6 @@ and the instance head all take part."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -22,12 +22,12 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from jewelsearch.embed.dense_features import supports_dense_features, tower_pass
+from jewelsearch.embed.artifacts import LOCALIZER_CONFIG as CONFIG_FILE
+from jewelsearch.embed.artifacts import LOCALIZER_WEIGHTS as WEIGHTS_FILE
 from jewelsearch.embed.encoder import Encoder
 
 # A detection smaller than this (pixels on its long side) is too small to embed usefully.
 MIN_BOX_SIDE = 12
-from jewelsearch.embed.artifacts import LOCALIZER_CONFIG as CONFIG_FILE
-from jewelsearch.embed.artifacts import LOCALIZER_WEIGHTS as WEIGHTS_FILE
 
 # Weights of a stone branch (``jewelsearch.train.stone_branch``), stored beside the head's under this prefix.
 STONE_BRANCH_PREFIX = "stone_branch."

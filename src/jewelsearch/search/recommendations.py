@@ -29,12 +29,12 @@ from jewelsearch.recommend.factors import ItemFactors
 from jewelsearch.search.fitted_factors import factors_path, load_current
 from jewelsearch.search.items import public_item
 from jewelsearch.search.maintenance import check_model
-
-log = logging.getLogger(__name__)
 from jewelsearch.search.options import RecommendationSettings
 from jewelsearch.search.params import Filters
 from jewelsearch.search.state import ServiceState
 from jewelsearch.storage.events import EVENT_KINDS
+
+log = logging.getLogger(__name__)
 
 
 class Recommendations:
