@@ -234,7 +234,7 @@ def ray_ingest(settings: Settings, photos: list[PhotoInput], *, workers: int | N
     settings.home.mkdir(parents=True, exist_ok=True)
     catalog = Catalog.open(settings.db_path, settings.images_dir)
     try:
-        known = frozenset(r["image_sha256"] for r in catalog.database.query("SELECT image_sha256 FROM items"))
+        known = catalog.items.image_hashes()
         plan = plan_pool(ray.cluster_resources().get("CPU", 0), workers)
         report = RayIngestReport(pool=plan)
         if photos:

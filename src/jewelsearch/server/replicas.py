@@ -86,11 +86,11 @@ def run_wsgi(app, request: WireRequest) -> WireResponse:
 
 
 def home_version(service) -> tuple[int, int, int]:
-    """What a replica's copy must match: the catalog version, and the events table's size and
-    last row (events do not move the catalog version, recommendations read them)."""
-    catalog_version = service.catalog.database.catalog_version()
-    row = service.catalog.database.query("SELECT COUNT(*) AS n, COALESCE(MAX(rowid), 0) AS last FROM events")[0]
-    return catalog_version, int(row["n"]), int(row["last"])
+    """What a replica's copy must match: the catalog version, and the event log's change marker
+    (newest event, erasures so far): events do not move the catalog version, recommendations
+    read them."""
+    newest_event, erasures = service.catalog.events.change_marker()
+    return service.catalog.database.catalog_version(), newest_event, erasures
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,10 @@ class ItemStore:
     def count(self) -> int:
         return int(self.database.scalar("SELECT COUNT(*) FROM items"))
 
+    def image_hashes(self) -> frozenset[str]:
+        """The sha256 of every stored photo (a bulk ingest skips content already here)."""
+        return frozenset(r[0] for r in self.database.conn.execute("SELECT image_sha256 FROM items"))
+
     def image_paths(self) -> list[dict[str, Any]]:
         """``{"id", "image_path"}`` of every item, ordered by id (the consistency check)."""
         return self.database.query("SELECT id, image_path FROM items ORDER BY id")
