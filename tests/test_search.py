@@ -4,6 +4,7 @@ from conftest import make_image
 
 from jewelsearch.errors import BadImage, InvalidInput, ItemNotFound, ModelMismatch
 from jewelsearch.ingest.pipeline import NewItem
+from jewelsearch.search.consistency import check
 from jewelsearch.search.params import parse_filters
 from jewelsearch.search.service import SearchService
 
@@ -104,6 +105,18 @@ def test_update_image_reembeds(service):
     assert not np.allclose(before, after)
     assert service.query(image_bytes=make_image(seed=99), k=1)["results"][0]["id"] == ids[0]
     assert service.get_item(ids[0])["title"] == "new"
+
+
+def test_update_image_removes_the_old_file_only_when_no_item_shows_it(service):
+    ids = add(service, 2)
+    shared = service.add_items([NewItem(make_image(seed=1), {"title": "same photo as item 1"})])[0].item_id
+    first, second = (service.catalog.items.get(i)["image_path"] for i in ids)
+    service.update_item(ids[0], {"title": "new photo"}, make_image(seed=98))
+    service.update_item(ids[1], {"title": "new photo too"}, make_image(seed=97))
+    assert not service.catalog.images.path_for(first).exists()
+    assert service.catalog.images.path_for(second).exists()  # the third item still shows it
+    assert service.catalog.items.get(shared)["image_path"] == second
+    assert check(service).ok
 
 
 def test_reopen_uses_saved_index_when_in_agreement(service):

@@ -248,6 +248,12 @@ class Ingestor:
                     self.catalog.embeddings.put(conn, row["id"], self.instance_key, instance[sha])
                 self._write_text_vector(conn, row["id"], text, text_vectors)
                 self.catalog.database.bump_version(conn)
+                # The old photo's file goes once no item shows it; decided inside the same
+                # transaction so a concurrent add of that photo keeps it.
+                old_file_unused = row["image_sha256"] != sha \
+                    and not self.catalog.items.image_in_use(conn, row["image_sha256"])
+            if old_file_unused and row.get("image_path"):
+                self.catalog.images.delete(row["image_path"])
             index.add([row["id"]], vectors[sha][None, :])
             if instance_index is not None and self.instance_key is not None:
                 instance_index.add([row["id"]], instance[sha][None, :])
