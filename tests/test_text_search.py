@@ -209,3 +209,48 @@ def test_a_guess_the_shop_corrected_counts_as_given(service):
                                      attributes={"predicted": guesses})
     ranked = service.catalog.items.ranking_rows([row["id"]])[row["id"]]
     assert ranked["predicted"] == {"category"}
+
+
+def test_a_price_phrase_over_a_catalog_without_prices_is_shown_not_applied(service):
+    # A photos-only shop lists no prices: "under $900" could only empty the page.
+    service.add_items([NewItem(make_image(seed=60 + i), {"category": "ring"}) for i in range(3)])
+    payload = service.query(text="ring under $900", k=5, collapse=False)
+    assert len(payload["results"]) == 3
+    understood = payload["understood"]
+    assert understood["price_filter"] is None
+    assert understood["price_not_applied"] == {"max_price": 900.0, "reason": "no prices listed"}
+    (chip,) = [c for c in understood["chips"] if c["field"] == "price"]
+    assert chip["note"] == "no prices listed"
+
+
+def test_a_price_phrase_stays_strict_where_some_items_list_prices(service):
+    service.add_items([NewItem(make_image(seed=70), {"category": "ring", "price": 500.0}),
+                       NewItem(make_image(seed=71), {"category": "ring", "price": 2000.0}),
+                       NewItem(make_image(seed=72), {"category": "ring"})])
+    payload = service.query(text="ring under $900", k=5)
+    assert [row["price"] for row in payload["results"]] == [500.0]
+    assert payload["understood"]["price_filter"] == {"max_price": 900.0}
+    assert "price_not_applied" not in payload["understood"]
+
+
+def test_a_price_phrase_is_judged_within_the_filters_the_shopper_set(service):
+    # Priced necklaces elsewhere do not make a price filter over unpriced rings meaningful.
+    service.add_items([NewItem(make_image(seed=80), {"category": "necklace", "price": 300.0}),
+                       NewItem(make_image(seed=81), {"category": "ring"})])
+    payload = service.query(text="under $900", k=5, filters=Filters(category="ring"))
+    assert [row["category"] for row in payload["results"]] == ["ring"]
+    assert payload["understood"]["price_not_applied"]["max_price"] == 900.0
+
+
+def test_photos_only_items_with_the_same_guesses_are_not_folded(service):
+    # Recognition read both photos the same way; that is no sign they are one design.
+    service.add_items([NewItem(make_image(seed=90 + i), {"price": 300.0}) for i in range(2)])
+    rows = service.catalog.items.list()
+    guesses = {"category": {"label": "ring", "p": 0.9}, "metal": {"label": "silver", "p": 0.8}}
+    with service.catalog.database.write() as conn:
+        for row in rows:
+            service.catalog.items.update(conn, row["id"], {"category": "ring", "metal": "silver"},
+                                         attributes={"predicted": guesses})
+    payload = service.query(text="silver ring", k=5)
+    assert len(payload["results"]) == 2
+    assert not any(card.get("more_like_this") for card in payload["results"])

@@ -16,7 +16,7 @@ import click
 from jewelsearch.cli import Context, fail
 from jewelsearch.cli.inputs import hand_boxes, protected_photos
 from jewelsearch.cli.instance import train_instance_head
-from jewelsearch.cli.train_heads import context_heads, gem_specialist, robust_top, stone_heads
+from jewelsearch.cli.train_heads import context_heads, gem_specialist, robust_top, stone_heads, style_head
 
 # The order the steps must run in, and the top-level name each had before the group.
 STEP_ORDER = ("encoder", "localizer", "stone-branch", "robust-top", "context-heads", "stone-heads", "gem-specialist",
@@ -150,7 +150,7 @@ def stone_branch(obj: Context, renders, products, worn_root, protect_csv, boxes_
     click.echo(json.dumps(summary, indent=2))
 
 
-for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head):
+for _command in (robust_top, context_heads, stone_heads, gem_specialist, style_head, train_instance_head):
     train.add_command(_command)
 
 

@@ -187,3 +187,60 @@ def gem_specialist(obj: Context, gemstones, views, folds, seed):
     specialist.save(encoder.folder, summary)
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"gem specialist written to {encoder.folder}")
+
+
+@click.command("style-head")
+@click.option("--demo/--no-demo", "use_demo", default=True, show_default=True,
+              help="Train on the bundled demo catalog's renders (their titles name the style).")
+@click.option("--renders", "render_dirs", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Studio render folders (labels.jsonl with style); never the held-out search renders.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the photos' features here, so a rerun skips the tower.")
+@click.pass_obj
+def style_head(obj: Context, use_demo, render_dirs, seed, work):
+    """Fit the style head (solitaire, halo, hoop ...) on the pooled maps the other heads read,
+    with the fill threshold chosen on a tuning fifth of the photos."""
+    import numpy as np
+    from PIL import Image
+
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.recognize.builder import load_recognizer
+    from jewelsearch.recognize.gem_features import supports_gem_features
+    from jewelsearch.train.style_head import demo_photos, fit_style_head, render_photos
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    if encoder.folder is None or not supports_gem_features(encoder):
+        fail("the style head needs a jewelsearch model folder with a convolutional image tower")
+    photos = demo_photos(Path(__file__).resolve().parents[1] / "demo") if use_demo else []
+    for folder in render_dirs:
+        if not (folder / "labels.jsonl").is_file():
+            fail(f"no labels.jsonl in {folder}")
+        photos += render_photos(folder)
+    if not photos:
+        fail("no labelled photos: keep --demo or give --renders")
+    recognizer = load_recognizer(encoder, gem_specialist=False)
+    cache = Path(work) / f"style-features-{encoder.model_id[:12]}.npz" if work else None
+    keys = [p.key for p in photos]
+    if cache is not None and cache.is_file() and list(np.load(cache)["keys"]) == keys:
+        saved = np.load(cache)
+        embeddings, pooled = saved["embeddings"], saved["pooled"]
+    else:
+        parts = []
+        with tqdm(total=len(photos), unit="img", disable=None) as bar:
+            for start in range(0, len(photos), 32):
+                chunk = [Image.open(p.path).convert("RGB") for p in photos[start:start + 32]]
+                parts.append(recognizer.embed(chunk))
+                bar.update(len(chunk))
+        embeddings = np.concatenate([e for e, _ in parts])
+        pooled = np.concatenate([p for _, p in parts])
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, keys=np.array(keys), embeddings=embeddings, pooled=pooled)
+    category = recognizer.probabilities(embeddings, pooled)["category"]
+    vocabulary = recognizer.vocabulary("category")
+    predicted = [vocabulary[i] for i in category.argmax(1)]
+    head = fit_style_head(embeddings, pooled, photos, predicted, seed=seed, progress=click.echo)
+    head.save(encoder.folder)
+    click.echo(json.dumps(head.summary, indent=2))
+    click.echo(f"style head written to {encoder.folder} (fill threshold {head.fill_threshold})")

@@ -42,8 +42,13 @@ WORN_FOLDS_WEIGHTS = "worn_folds.safetensors"
 INSTANCE_HEAD_CONFIG = "instance_head.json"
 INSTANCE_HEAD_WEIGHTS = "instance_head.safetensors"
 
+# The style head (solitaire, halo, hoop ...) over the same features, with the styles each
+# category has and the probability ingest fills a style in at (``recognize/style_head.py``).
+STYLE_HEAD_WEIGHTS = "style_head.safetensors"
+STYLE_HEAD_META = "style_head.json"
+
 # Files whose removal does not change the model id (everything but the encoder's own).
 SIDE_FILES = (TRAINING_HISTORY, HEADS_WEIGHTS, HEADS_META, CONTEXT_HEADS_SUMMARY, STONE_HEADS_SUMMARY,
               GEM_SPECIALIST_WEIGHTS, GEM_SPECIALIST_META, LOCALIZER_CONFIG, LOCALIZER_WEIGHTS, LOCALIZER_HISTORY,
               RECOGNITION_TOP_WEIGHTS, ROBUST_TUNING_SUMMARY, WORN_FOLDS_META, WORN_FOLDS_WEIGHTS,
-              INSTANCE_HEAD_CONFIG, INSTANCE_HEAD_WEIGHTS)
+              INSTANCE_HEAD_CONFIG, INSTANCE_HEAD_WEIGHTS, STYLE_HEAD_WEIGHTS, STYLE_HEAD_META)

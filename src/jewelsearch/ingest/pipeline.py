@@ -31,6 +31,7 @@ from jewelsearch.storage import Catalog
 from jewelsearch.storage.embeddings import space_key
 from jewelsearch.storage.images import sha256_bytes
 from jewelsearch.storage.items import normalise_item_fields
+from jewelsearch.storage.lexical import has_words
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class Ingestor:
         if self.recognizer is None:
             return fields, {}
         missing = {a: f for a, f in PREDICTABLE_FIELDS.items() if not fields.get(f)}
-        if not missing:
+        if not missing and not self._guesses_style(fields):
             return fields, {}
         prediction = self.recognizer.recognize_embeddings(
             vector[None, :], None if pooled is None else pooled[None, :])[0]
@@ -310,7 +311,24 @@ class Ingestor:
                 fields[field_name] = filled
             else:
                 predicted[field_name]["filled"] = False
+        if self._guesses_style(fields) and prediction.get("style"):
+            predicted["style"] = self._style_guess(prediction["style"][0], fields.get("category"))
         return fields, {"predicted": predicted}
+
+    def _guesses_style(self, fields: Mapping[str, Any]) -> bool:
+        # A style is guessed only for an item the shop gave no words for: a title or
+        # description already says the style, or chose not to, and a guess must not contradict it.
+        return self.recognizer is not None and self.recognizer.style_head is not None and not has_words(fields.get("title"), fields.get("description"))
+
+    def _style_guess(self, best: Mapping[str, Any], category: str | None) -> dict[str, Any]:
+        """The style head's top guess, filled in only within the category's styles (given or
+        just filled) and above the head's threshold. Style is not an item column: a filled
+        guess lives in ``attributes.predicted.style`` and the word index and attribute
+        matching read it from there (``storage.lexical.predicted_style``)."""
+        guess: dict[str, Any] = {"label": best["label"], "p": best["p"]}
+        if self.recognizer.style_head.fill(best, category) is None:
+            guess["filled"] = False
+        return guess
 
     def _embed(self, prepared: list, locate: bool = True, *, inputs: Mapping[str, DecodedPhoto] | None = None,
                skip_bad: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool],
@@ -337,7 +355,8 @@ class Ingestor:
                        if any(not fields.get(PREDICTABLE_FIELDS[a]) for a in STONE_FIELDS)} \
             if localizer is not None else set()
         needs_recognition = {sha for _, _, fields, sha, _, _ in prepared
-                             if any(not fields.get(f) for f in PREDICTABLE_FIELDS.values())}
+                             if any(not fields.get(f) for f in PREDICTABLE_FIELDS.values())
+                             or self._guesses_style(fields)}
         for _, _, _, sha, loaded, _ in prepared:
             if sha in out or sha in pending:
                 continue

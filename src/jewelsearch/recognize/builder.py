@@ -1,7 +1,7 @@
 """The one way to build a Recognizer from a model folder.
 
 Serving, evaluation and the tools all load recognition the same way: the attribute heads,
-the gem specialist, the localiser and the robustness-tuned recognition top, each where the
+the gem specialist, the localiser, the robustness-tuned recognition top and the style head, each where the
 encoder's folder holds it, and zero-shot prompts for a model without a folder.
 """
 
@@ -14,6 +14,7 @@ from jewelsearch.recognize.heads import AttributeHeads
 from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.recognition_top import load_recognition_top
 from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.recognize.style_head import StyleHead
 
 
 def load_recognizer(encoder: Encoder, *, gem_specialist: bool = True, fold_for_serving: bool = False) -> Recognizer:
@@ -32,4 +33,5 @@ def load_recognizer(encoder: Encoder, *, gem_specialist: bool = True, fold_for_s
             fold_module(recognition_top)
     heads = AttributeHeads.load(folder) if folder is not None else None
     return Recognizer(encoder, heads, gem_specialist=GemSpecialist.load(folder) if gem_specialist else None,
-                      localizer=Localizer.load(encoder, folder), recognition_top=recognition_top)
+                      localizer=Localizer.load(encoder, folder), recognition_top=recognition_top,
+                      style_head=StyleHead.load(folder))

@@ -1,4 +1,5 @@
-"""Recognising what a piece is: category, metal, gemstone, cut.
+"""Recognising what a piece is: category, metal, gemstone, cut, and (with a style head, from
+the pooled maps) its style.
 
 Trained heads give calibrated probabilities when the model folder has them;
 otherwise (any other open_clip model) zero-shot text prompts stand in, with the
@@ -22,6 +23,7 @@ from jewelsearch.recognize.gem_features import (PassOutputs, base_width, embed_a
 from jewelsearch.recognize.gem_specialist import GemSpecialist
 from jewelsearch.recognize.heads import AttributeHeads
 from jewelsearch.recognize.localizer import Localizer
+from jewelsearch.recognize.style_head import StyleHead
 
 ZERO_SHOT_VOCABULARIES = {"category": CATEGORIES, "metal": METALS, "gemstone": GEMSTONES, "cut": CUTS}
 # What a photo shows: a piece of jewelry (the default) or a loose stone, as an appraiser or a
@@ -33,7 +35,7 @@ Prediction = dict[str, list[dict[str, float | str]]]
 class Recognizer:
     def __init__(self, encoder: Encoder, heads: AttributeHeads | None = None, top: int = 5,
                  gem_specialist: GemSpecialist | None = None, localizer: Localizer | None = None,
-                 recognition_top: torch.nn.Module | None = None):
+                 recognition_top: torch.nn.Module | None = None, style_head: StyleHead | None = None):
         self.encoder = encoder
         self.heads = heads
         self.top = top
@@ -44,6 +46,8 @@ class Recognizer:
         # The robustness-tuned copy of the tower's top (``recognition_top``): the pooled maps the
         # heads read come from it, the embeddings from the search tower.
         self.recognition_top = recognition_top
+        # Reads the same pooled maps as the context heads, so only where the tower exposes them.
+        self.style_head = style_head if style_head is not None and supports_gem_features(encoder) else None
         self._base_width: int | None = None
         self._prompt_vectors: dict[str, np.ndarray] | None = None
 
@@ -60,7 +64,8 @@ class Recognizer:
         """The same recogniser with other heads (evaluation judges some photos with fold heads)."""
         if heads is self.heads:
             return self
-        twin = Recognizer(self.encoder, heads, self.top, self.gem_specialist, self.localizer, self.recognition_top)
+        twin = Recognizer(self.encoder, heads, self.top, self.gem_specialist, self.localizer, self.recognition_top,
+                          self.style_head)
         twin._prompt_vectors = self._prompt_vectors
         return twin
 
@@ -77,9 +82,10 @@ class Recognizer:
 
     @property
     def reads_pooled(self) -> bool:
-        """Whether the pooled maps change any answer (context heads or a gem specialist)."""
+        """Whether the pooled maps change any answer (context heads, a gem specialist or a style head)."""
         return supports_gem_features(self.encoder) and (
-            self.gem_specialist is not None or bool(self.heads is not None and self.heads.context_attributes))
+            self.gem_specialist is not None or self.style_head is not None
+            or bool(self.heads is not None and self.heads.context_attributes))
 
     def embed(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
         """Unit embeddings and, where something reads them, ``gem_features`` (the pooled maps),
@@ -151,6 +157,8 @@ class Recognizer:
         return out
 
     def vocabulary(self, attribute: str) -> list[str]:
+        if attribute == "style" and self.style_head is not None:
+            return self.style_head.vocabulary
         if self.heads is not None:
             return self.heads.vocabularies[attribute]
         return list(ZERO_SHOT_VOCABULARIES[attribute])
@@ -163,6 +171,8 @@ class Recognizer:
             else self.zero_shot_probabilities(embeddings)
         if subject == "stone" and self.gem_specialist is not None and pooled is not None:
             out["gemstone"] = self.with_specialist(out["gemstone"], self.vocabulary("gemstone"), pooled)
+        if subject == "piece" and self.style_head is not None and self.style_head.reads(pooled):
+            out["style"] = self.style_head.probabilities(embeddings, pooled).astype(np.float32)
         return out
 
     def with_specialist(self, general: np.ndarray, vocabulary: Sequence[str],

@@ -5,8 +5,10 @@ own text vectors: one search over their blend where the service keeps it), fused
 
 Understood attributes are boosts, not filters: a "blue sapphire pendant" query still shows a
 tanzanite pendant after the sapphires. An understood price ("under $900") is a filter, which
-the answer reports so the shopper can drop it (``dropped=("price",)``). A field the shopper
-dropped is neither boosted nor filtered.
+the answer reports so the shopper can drop it (``dropped=("price",)``), except where no item
+the other filters allow lists a price (a photos-only catalog): there it could only empty the
+page, so it is not applied and the answer says so (``price_not_applied``, and a note on the
+price chip). A field the shopper dropped is neither boosted nor filtered.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ FAMILY_CREDIT = 0.5
 # The category names what the shopper is buying ("pearl earrings" are earrings first), so it
 # counts twice as much as a stone, metal, cut or style.
 FIELD_WEIGHTS = {"category": 2.0}
+# Why an understood price was not applied: no item the other filters allow lists a price.
+NO_PRICES = "no prices listed"
 # Understood fields a shopper can drop from a query (by the chip's field name).
 DROPPABLE = ("category", "metal", "gemstone", "stone_shape", "style", "price")
 
@@ -50,7 +54,11 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     pending = state.text_vectors.vector_soon(_semantic_text(text, understood) if settings.translate else text,
                                              state.helpers)
     dropped = set(dropped)
-    effective = _with_understood_price(filters or Filters(), understood, dropped)
+    requested = filters or Filters()
+    effective = _with_understood_price(requested, understood, dropped)
+    unpriced = effective != requested and not state.catalog.items.any_priced(requested.for_store())
+    if unpriced:
+        effective = requested
     allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
     pool = max(settings.pool, 4 * k)
     lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
@@ -75,7 +83,7 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
                     **{key: card[key] for key in ("more_like_this", "variant_ids") if key in card})
                for card in cards if card["id"] in full]
     return {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "understood": _understood_answer(understood, dropped, effective, filters),
+            "understood": _understood_answer(understood, dropped, effective, filters, unpriced),
             "facets": facet_counts(rows.values())}
 
 
@@ -122,9 +130,13 @@ def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]
         weight = FIELD_WEIGHTS.get(name, 1.0)
         total += weight
         if name == "style":
-            # The title is read only for a style word (a few queries), not for every candidate.
+            # The title is read only for a style word (a few queries), not for every candidate;
+            # an item without words may carry the style recognition filled in.
             title = " ".join(str(row.get("title") or "").lower().replace("-", " ").split())
-            earned += weight * any(value in title for value in values)
+            if any(value.replace("-", " ") in title for value in values):
+                earned += weight
+            elif row.get("style") in values:
+                earned += weight * predicted_credit
         elif row.get(name) in values:
             credit = FAMILY_CREDIT if name in preferred and row.get(name) not in preferred[name] else 1.0
             earned += weight * credit * (predicted_credit if name in predicted else 1.0)
@@ -163,11 +175,18 @@ def _with_understood_price(filters: Filters, understood: Understanding, dropped:
 
 
 def _understood_answer(understood: Understanding, dropped: set[str], effective: Filters,
-                       requested: Filters | None) -> dict[str, Any]:
+                       requested: Filters | None, unpriced: bool = False) -> dict[str, Any]:
     answer = understood.as_dict()
     answer["dropped"] = sorted(dropped & set(DROPPABLE))
     price_filter = {key: getattr(effective, key) for key in ("min_price", "max_price")
                     if getattr(effective, key) is not None
                     and getattr(requested or Filters(), key) is None}
     answer["price_filter"] = price_filter or None
+    if unpriced:
+        read = {key: getattr(understood, key) for key in ("min_price", "max_price")
+                if getattr(understood, key) is not None and getattr(requested or Filters(), key) is None}
+        answer["price_not_applied"] = {**read, "reason": NO_PRICES}
+        for chip in answer["chips"]:
+            if chip["field"] == "price":
+                chip["note"] = NO_PRICES
     return answer

@@ -1,13 +1,18 @@
 """Folding near-identical listings into one card, as shops list one design as many SKUs.
 
 Two results are variants of one another when their title and attributes are the same (case
-and spacing aside); the best-ranked one stays, and says how many more there are.
+and spacing aside); the best-ranked one stays, and says how many more there are. Only what
+the shop gave counts: values recognition filled in (``row["predicted"]``) say what two photos
+look like, not that they are one design, so photos-only items never fold on them.
 
 >>> rows = [{"id": 1, "title": "Hoop earrings in 18k yellow gold", "category": "earrings"},
 ...         {"id": 2, "title": "Hoop  earrings in 18K yellow gold", "category": "earrings"},
 ...         {"id": 3, "title": "Pearl drop earrings", "category": "earrings"}]
 >>> [(r["id"], r.get("more_like_this", 0)) for r in collapse_variants(rows)]
 [(1, 1), (3, 0)]
+>>> guessed = [{"id": i, "title": None, "category": "ring", "predicted": frozenset({"category"})} for i in (4, 5)]
+>>> [r.get("more_like_this", 0) for r in collapse_variants(guessed)]
+[0, 0]
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ VARIANT_FIELDS = ("title", "category", "metal", "gemstone", "stone_shape")
 
 def variant_key(row: Mapping[str, Any]) -> tuple[str, ...]:
     # Stored attributes are already lowercase words; a title may not be.
+    guessed = row.get("predicted") or ()
     return (" ".join((row.get("title") or "").lower().split()),) + \
-        tuple(row.get(field) or "" for field in VARIANT_FIELDS[1:])
+        tuple("" if field in guessed else row.get(field) or "" for field in VARIANT_FIELDS[1:])
 
 
 def collapse_variants(rows: Iterable[dict[str, Any]], limit: int | None = None) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from jewelsearch.errors import InvalidInput, ItemNotFound
 from jewelsearch.storage.db import Database
-from jewelsearch.storage.lexical import LexicalIndex, recognition_filled
+from jewelsearch.storage.lexical import LexicalIndex, has_words, predicted_style, recognition_filled
 
 # Fields a client may set on an item (the image is handled separately).
 ITEM_FIELDS = ("sku", "title", "description", "category", "metal", "gemstone",
@@ -182,17 +182,23 @@ class ItemStore:
         """The fields text search ranks, counts and folds by, for many candidates at once:
         lighter than ``get_many`` (no description or paths). Of the attributes only
         ``predicted`` is kept: the names of the fields whose value recognition filled in and
-        nobody has changed since (the rule the word index uses, ``recognition_filled``)."""
+        nobody has changed since (the rule the word index uses, ``recognition_filled``), plus
+        ``style`` where recognition filled one in for an item without words (``predicted_style``)."""
         ids = [int(i) for i in item_ids]
         out: dict[int, dict[str, Any]] = {}
         for start in range(0, len(ids), 900):  # stay under SQLite's variable limit
             chunk = ids[start:start + 900]
             marks = ",".join("?" * len(chunk))
             sql = ("SELECT id, title, category, metal, gemstone, stone_shape, price, "
+                   "trim(coalesce(description, '')) != '' AS described, "
                    f"json_extract(attributes, '$.predicted') AS predicted FROM items WHERE id IN ({marks})")
             for row in self.database.query(sql, tuple(chunk)):
                 row = dict(row)
                 guesses = json.loads(row["predicted"]) if row["predicted"] else {}
+                described = bool(row.pop("described")) or has_words(row["title"], None)
+                style = predicted_style(guesses.get("style"), described)
+                if style:
+                    row["style"] = style
                 row["predicted"] = frozenset(name for name, guess in guesses.items()
                                              if recognition_filled(guess, row.get(name)))
                 out[row["id"]] = row
@@ -227,25 +233,18 @@ class ItemStore:
     def filter_ids(self, filters: Mapping[str, Any]) -> list[int] | None:
         """Ids matching attribute/price filters, or None when nothing is filtered. A field's
         value is one value, or a tuple of values any of which matches (a gemstone family)."""
-        clauses, params = [], []
-        for key in FILTER_FIELDS:
-            value = filters.get(key)
-            if isinstance(value, (tuple, list)) and value:
-                clauses.append(f"{key} IN ({', '.join('?' * len(value))})")
-                params.extend(value)
-            elif value:
-                clauses.append(f"{key} = ?")
-                params.append(value)
-        if filters.get("min_price") is not None:
-            clauses.append("price >= ?")
-            params.append(filters["min_price"])
-        if filters.get("max_price") is not None:
-            clauses.append("price <= ?")
-            params.append(filters["max_price"])
+        clauses, params = _filter_clauses(filters)
         if not clauses:
             return None
         sql = "SELECT id FROM items WHERE " + " AND ".join(clauses)
         return [r[0] for r in self.database.conn.execute(sql, params)]
+
+    def any_priced(self, filters: Mapping[str, Any]) -> bool:
+        """Whether any item ``filters`` allow (``filter_ids``' filters) has a price: a price
+        filter over items without prices could only answer nothing."""
+        clauses, params = _filter_clauses(filters)
+        sql = "SELECT 1 FROM items WHERE " + " AND ".join(clauses + ["price IS NOT NULL"]) + " LIMIT 1"
+        return self.database.conn.execute(sql, params).fetchone() is not None
 
     def facet_values(self, field: str, limit: int = 100) -> list[tuple[str, int]]:
         if field not in FILTER_FIELDS:
@@ -253,6 +252,27 @@ class ItemStore:
         sql = (f"SELECT {field}, COUNT(*) FROM items WHERE {field} IS NOT NULL "
                f"GROUP BY {field} ORDER BY COUNT(*) DESC LIMIT ?")
         return [(r[0], r[1]) for r in self.database.conn.execute(sql, (limit,))]
+
+
+def _filter_clauses(filters: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) for attribute/price filters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for key in FILTER_FIELDS:
+        value = filters.get(key)
+        if isinstance(value, (tuple, list)) and value:
+            clauses.append(f"{key} IN ({', '.join('?' * len(value))})")
+            params.extend(value)
+        elif value:
+            clauses.append(f"{key} = ?")
+            params.append(value)
+    if filters.get("min_price") is not None:
+        clauses.append("price >= ?")
+        params.append(filters["min_price"])
+    if filters.get("max_price") is not None:
+        clauses.append("price <= ?")
+        params.append(filters["max_price"])
+    return clauses, params
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

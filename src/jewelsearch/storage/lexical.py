@@ -10,7 +10,8 @@ column                  weight  holds
 ``attributes``          3.0     attribute values the shop gave: category, metal, gemstone
                                 (with its spoken form, "blue sapphire" for "sapphire blue"),
                                 stone_shape, color, sku
-``predicted``           1.5     attribute values recognition filled in (``attributes.predicted``)
+``predicted``           1.5     attribute values recognition filled in (``attributes.predicted``),
+                                and the style it filled in for an item without words
 ``description``         1.0     the description
 ======================  ======  ==========================================================
 
@@ -87,6 +88,30 @@ def recognition_filled(guess: Any, value: Any) -> bool:
     return str(guess.get("label", "")).strip().lower() == str(value).strip().lower()
 
 
+def has_words(title: Any, description: Any) -> bool:
+    """Whether the shop described the item in words (a title or a description)."""
+    return bool(str(title or "").strip() or str(description or "").strip())
+
+
+def predicted_style(guess: Any, described: bool) -> str | None:
+    """The style recognition filled in (``attributes.predicted.style``), where it counts: an item
+    the shop ``described`` (``has_words``) has its style in those words, and a guess never
+    speaks over them (nor over words added after the guess).
+
+    >>> predicted_style({"label": "halo", "p": 0.9}, described=False)
+    'halo'
+    >>> [predicted_style({"label": "halo", "p": 0.9}, described=True),
+    ...  predicted_style({"label": "halo", "p": 0.4, "filled": False}, described=False)]
+    [None, None]
+    """
+    if described:
+        return None
+    if not isinstance(guess, Mapping) or guess.get("filled", True) is False:
+        return None
+    label = str(guess.get("label") or "").strip().lower()
+    return label or None
+
+
 def _attributes(row: Mapping[str, Any]) -> Mapping[str, Any]:
     raw = row.get("attributes")
     if isinstance(raw, Mapping):
@@ -118,6 +143,9 @@ def document(row: Mapping[str, Any]) -> dict[str, str]:
         words = spoken_gemstone(value.lower()) + " " + value if name == "gemstone" else value
         target = guessed if recognition_filled(predicted.get(name), value) else given
         target.extend(lexical_tokens(words))
+    style = predicted_style(predicted.get("style"), has_words(row.get("title"), row.get("description")))
+    if style:
+        guessed.extend(lexical_tokens(style))
     return {"title": " ".join(lexical_tokens(row.get("title") or "")),
             "description": " ".join(lexical_tokens(row.get("description") or "")),
             "attributes": " ".join(_unique(given)),

@@ -157,3 +157,17 @@ def robust_held_out(paths: Sequence[str]) -> list[bool]:
     if len(paths) > 1 and not any(held):
         held[min(range(len(paths)), key=lambda i: _robust_hash(paths[i]) % 1000)] = True
     return held
+
+
+# Share of the style head's labelled photos that chooses its penalty, temperature and fill
+# threshold (and is never trained on).
+STYLE_TUNING_SHARE = 0.2
+
+
+def in_style_tuning(photo_key: str) -> bool:
+    """The style head's tuning photos, by "source/file name".
+
+    >>> in_style_tuning("demo/images/00008.jpg"), in_style_tuning("demo/images/00009.jpg")
+    (False, True)
+    """
+    return hash_split(f"style-head/{photo_key}", STYLE_TUNING_SHARE) == "val"

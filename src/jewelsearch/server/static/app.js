@@ -260,7 +260,9 @@
       const filterValue = select && chip.values && [...select.options].map((o) => o.value)
         .find((v) => v && chip.values.every((value) => value === v || value.startsWith(v + " ")));
       const label = document.createElement(filterValue ? "button" : "span");
-      label.textContent = chip.label;
+      // A price the catalog cannot filter by (no prices listed) is shown, not applied.
+      label.textContent = chip.note ? chip.label + " · " + chip.note : chip.label;
+      if (chip.note) span.className += " unapplied";
       if (filterValue) {
         label.type = "button";
         label.className = "chip-filter";
