@@ -146,3 +146,25 @@ def test_the_trainer_separates_styles_and_chooses_a_threshold_on_the_tuning_part
     assert head.fill_threshold in {s["threshold"] for s in head.summary["threshold_sweep"]}
     chosen = next(s for s in head.summary["threshold_sweep"] if s["threshold"] == head.fill_threshold)
     assert chosen["precision"] >= 0.9
+
+
+@pytest.mark.slow
+def test_the_default_model_names_styles_of_photos_only_demo_pieces(tmp_path):
+    """The shipped head through the real ingest: four demo photos from the style head's tuning
+    fifth (never fitted on), loaded without words."""
+    from jewelsearch.config import Settings
+    from jewelsearch.ingest.demo import demo_dir
+    from jewelsearch.search.wiring import open_service
+    service = open_service(Settings(home=tmp_path / "home"))
+    try:
+        photos = {"halo": "00123", "solitaire": "00072", "hoop": "00067", "tennis": "00188"}
+        results = service.add_items([NewItem((demo_dir() / "images" / f"{name}.jpg").read_bytes(), {})
+                                     for name in photos.values()])
+        ids = dict(zip(photos, (r.item_id for r in results)))
+        for style, item_id in ids.items():
+            assert service.get_item(item_id)["attributes"]["predicted"]["style"]["label"] == style
+        for text in ("halo ring", "光环戒指"):
+            assert service.query(text=text, k=4)["results"][0]["id"] == ids["halo"]
+        assert service.query(text="tennis bracelet", k=4)["results"][0]["id"] == ids["tennis"]
+    finally:
+        service.catalog.close()
