@@ -27,6 +27,7 @@ from jewelsearch.ingest.pipeline import fill_decision
 from jewelsearch.recognize.builder import load_recognizer
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.train.labelled_data import read_products
+from jewelsearch.train.style_head import THRESHOLDS
 
 SAMPLE = 24
 
@@ -45,6 +46,19 @@ def style_fills(recognizer: Recognizer, paths: list[Path], batch: int = 32) -> l
     return out
 
 
+def sweep(recognizer: Recognizer, fills: list[dict], truths: list[str] | None = None) -> list[dict]:
+    """Fill rate (and, with ``truths``, precision) at each threshold the trainer considers."""
+    head, out = recognizer.style_head, []
+    for threshold in THRESHOLDS:
+        filled = [(f["guess"], t) for f, t in zip(fills, truths or [None] * len(fills))
+                  if f["p"] >= threshold and head.fill({"label": f["guess"], "p": 1.0}, f["category"])]
+        row = {"threshold": threshold, "fill_rate": round(len(filled) / max(len(fills), 1), 4)}
+        if truths is not None:
+            row["precision"] = round(sum(g == t for g, t in filled) / len(filled), 4) if filled else None
+        out.append(row)
+    return out
+
+
 def renders(recognizer: Recognizer, folder: Path, limit: int | None) -> dict:
     rows = [json.loads(line) for line in (folder / "labels.jsonl").read_text().splitlines()][:limit]
     fills = style_fills(recognizer, [folder / r["image"] for r in rows])
@@ -55,7 +69,8 @@ def renders(recognizer: Recognizer, folder: Path, limit: int | None) -> dict:
             "precision": round(sum(g == t for g, t in filled) / len(filled), 4) if filled else None,
             "top_guess_accuracy": round(sum(f["guess"] == r["style"] for f, r in zip(fills, rows)) / len(rows), 4),
             "found_per_style": {s: f"{right_by_style[s]}/{n}" for s, n in sorted(by_style.items())},
-            "wrong_fills": dict(Counter(f"{t} -> {g}" for g, t in filled if g != t).most_common())}
+            "wrong_fills": dict(Counter(f"{t} -> {g}" for g, t in filled if g != t).most_common()),
+            "sweep": sweep(recognizer, fills, [r["style"] for r in rows])}
 
 
 def products(recognizer: Recognizer, root: Path) -> dict:
@@ -65,9 +80,10 @@ def products(recognizer: Recognizer, root: Path) -> dict:
     return {"photos": len(records), "filled": len(filled), "fill_rate": round(len(filled) / max(len(records), 1), 4),
             "filled_by_style": dict(Counter(f["filled"] for f, _ in filled).most_common()),
             "filled_by_shop_category": dict(Counter(r.labels.get("category") for _, r in filled).most_common()),
+            "sweep": sweep(recognizer, fills),
             "sample": [{"path": str(r.path.relative_to(root)), "shop_category": r.labels.get("category"),
                         "description": r.description or "", "filled": f["filled"], "p": f["p"]}
-                       for f, r in filled[:SAMPLE]]}
+                       for f, r in filled[::max(1, len(filled) // SAMPLE)][:SAMPLE]]}
 
 
 def main() -> None:
