@@ -117,13 +117,15 @@ def explain(obj: Context, item_id, query_item, text, out, as_json):
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def recognize(obj: Context, image, stone, as_json):
-    """Recognise category, metal, gemstone and cut (top 5, calibrated)."""
+    """Recognise category, metal, gemstone, cut and (with a style head) style: top 5, calibrated."""
     payload = obj.service.recognize(image.read_bytes(), subject="stone" if stone else "piece")
     if as_json:
         click.echo(json.dumps(payload, indent=2))
         return
     click.echo(f"method: {payload['method']}; looked at: {payload['region']['used']} {payload['region']['box'] or ''}")
-    for attribute in ("category", "metal", "gemstone", "cut"):
+    for attribute in ("category", "metal", "gemstone", "cut", "style"):
+        if attribute not in payload:  # style: only with a style head that can read the photo's maps
+            continue
         guesses = ", ".join(f"{g['label']} {g['p']:.2f}" for g in payload[attribute])
         click.echo(f"{attribute:>9}: {guesses}")
     for box in payload["region"]["boxes"]:

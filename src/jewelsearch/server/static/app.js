@@ -316,7 +316,7 @@
     const heading = document.createElement("h2");
     heading.textContent = "What the photo shows";
     const list = document.createElement("dl");
-    for (const attribute of ["category", "metal", "gemstone", "cut"]) {
+    for (const attribute of ["category", "metal", "gemstone", "cut", "style"]) {
       const guesses = (payload[attribute] || []).slice(0, 3);
       if (!guesses.length) continue;
       const term = document.createElement("dt");
