@@ -150,7 +150,7 @@ def stone_branch(obj: Context, renders, products, worn_root, protect_csv, boxes_
     click.echo(json.dumps(summary, indent=2))
 
 
-for _command in (robust_top, context_heads, stone_heads, gem_specialist, style_head, train_instance_head):
+for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head, style_head):
     train.add_command(_command)
 
 
