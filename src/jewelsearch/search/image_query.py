@@ -55,7 +55,8 @@ def image_parts(state: ServiceState, image_bytes: bytes, region: str, box: Box |
     if localizer is not None and can_locate(image) and (box is not None or region != "whole"):
         # One pass finds the pieces and embeds the whole photo, for a query that falls back to it.
         # A search reads the boxes only, so the stone map is skipped.
-        located = localizer.locate(image, instance_head=head, stones=False)
+        # The instance vector is pooled on a helper while the localiser's head runs.
+        located = localizer.locate(image, instance_head=head, stones=False, beside=state.helpers)
     choice = choose_region(image, localizer, region="auto" if region == "multi" else region, box=box,
                            located=located)
     info = choice.describe(image.size)
