@@ -12,7 +12,14 @@ head's width), and ``on:aqe`` / ``on:kreciprocal`` with that re-ranking of the t
 part names the region (``on:none:auto``; default ``multi``, the server's default: the whole
 photo and each piece found). One server per setup, in turn, on the same catalog rows. The query
 photo is a demo piece pasted small onto a textured 640x480 scene, so the localiser finds it.
+
+``--old-tree SRC`` (the ``src`` of another checkout, e.g. a worktree of the commit before a change)
+times the old code against this tree side by side: for each setup one server per tree, each on
+its own copy of the same catalog, both up at once, and the image queries alternate between them
+query by query (the order flipped each time), so machine noise hits both alike; it prints each
+tree's row and the ratio new/old of the medians.
 Usage: python benchmarks/bench_api.py [--items 10000 100000] [--queries 200] [--setups off on on:none:auto]
+       [--old-tree /tmp/old/src]
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import io
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,6 +84,7 @@ def main():
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--setups", nargs="+", default=["off", "on"],
                         help="off | on | on:aqe | on:kreciprocal (instance vectors, re-ranking)")
+    parser.add_argument("--old-tree", default=None, help="src of another checkout: time it against this tree")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from jewelsearch.embed import load_encoder
@@ -93,6 +102,9 @@ def main():
     head = InstanceHead.load(encoder.folder, encoder.model.visual)
     print(f"{'items':>8} {'setup':<15} {'index':<12} {'text p50':>9} {'text p99':>9} {'image p50':>10} "
           f"{'image p99':>10} {'repeated text p50':>18}  (ms)")
+    if args.old_tree:
+        side_by_side(args, encoder, head, photo.getvalue())
+        return
     for n, setup in [(n, setup) for n in args.items for setup in args.setups]:
         instance, rerank, region = (setup.split(":") + ["", ""])[:3]
         with tempfile.TemporaryDirectory() as tmp:
@@ -130,6 +142,59 @@ def main():
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+
+
+def start_server(home: Path, port: int, tree: str, instance: str, rerank: str) -> subprocess.Popen:
+    env = dict(os.environ, JEWELSEARCH_HOME=str(home), JEWELSEARCH_INSTANCE_VECTORS=str(instance == "on"),
+               JEWELSEARCH_RERANK=rerank or "none", PYTHONPATH=tree)
+    return subprocess.Popen([sys.executable, "-m", "jewelsearch.cli", "serve", "--port", str(port),
+                             "--threads", "4", "--no-rate-limits"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def side_by_side(args, encoder, head, photo: bytes) -> None:
+    """Image queries against the old tree's server and this tree's, alternating query by query."""
+    from jewelsearch.storage.embeddings import space_key
+    trees = {"old": str(Path(args.old_tree).resolve()), "new": str(Path(__file__).resolve().parents[1] / "src")}
+    print(f"old tree {trees['old']}, new tree {trees['new']}; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'items':>8} {'setup':<15} {'tree':<5} {'image p50':>10} {'image p90':>10} {'image p99':>10}  (ms)")
+    body, ctype = multipart(photo)
+    for n, setup in [(n, setup) for n in args.items for setup in args.setups]:
+        instance, rerank, region = (setup.split(":") + ["", ""])[:3]
+        region_query = f"&region={region}" if region else ""
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp) / "base"
+            build(base, n, encoder.model_id, encoder.dim, instance_key=space_key(encoder.model_id, head.space_id),
+                  instance_dim=head.dim).close()
+            servers, urls = {}, {}
+            try:
+                for offset, name in enumerate(trees):
+                    home = Path(tmp) / name
+                    shutil.copytree(base, home)
+                    urls[name] = f"http://127.0.0.1:{args.port + offset}"
+                    servers[name] = start_server(home, args.port + offset, trees[name], instance, rerank)
+                for url in urls.values():
+                    wait_ready(url)
+                request = {name: (lambda i, url=url: urllib.request.Request(  # noqa: E731
+                    url + "/api/search?k=10" + region_query, data=body, headers={"Content-Type": ctype}))
+                    for name, url in urls.items()}
+                for name in trees:
+                    timed(request[name], 5)  # warm-up
+                times: dict[str, list[float]] = {name: [] for name in trees}
+                count = max(20, args.queries)
+                for i in range(count):
+                    for name in (("old", "new") if i % 2 else ("new", "old")):
+                        times[name].append(float(timed(request[name], 1)[0]))
+                for name in trees:
+                    t = np.array(times[name])
+                    print(f"{n:>8} {setup:<15} {name:<5} {np.percentile(t, 50):>10.1f} {np.percentile(t, 90):>10.1f} "
+                          f"{np.percentile(t, 99):>10.1f}", flush=True)
+                ratio = np.median(times["new"]) / np.median(times["old"])
+                print(f"{n:>8} {setup:<15} new/old p50 {ratio:.3f}; load average {os.getloadavg()[0]:.2f}", flush=True)
+            finally:
+                for server in servers.values():
+                    server.terminate()
+                    server.wait(timeout=30)
 
 
 if __name__ == "__main__":

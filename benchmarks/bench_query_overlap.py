@@ -69,7 +69,7 @@ class WithStones:
     def __init__(self, localizer):
         self._localizer = localizer
 
-    def locate(self, image, max_boxes=5, instance_head=None, stones=True):
+    def locate(self, image, max_boxes=5, instance_head=None, stones=True, beside=None):
         return self._localizer.locate(image, max_boxes, instance_head=instance_head, stones=True)
 
     def __getattr__(self, name):

@@ -208,3 +208,34 @@ def test_exclusions_match_brute_force(data, kind):
         got, _ = index.search(q, 10, exclude_ids=excluded)[0]
         assert len(got) == 10 and not excluded & set(got.tolist())
         assert len(set(got.tolist()) & set(t[5:15].tolist())) >= 9
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_search_with_vectors_is_the_search_plus_the_hits_added_vectors(data, kind):
+    """What a re-ranking reads in one call: the same hits as ``search`` (with filters and
+    exclusions), and each hit's vector exactly as added (IVF-PQ: from its vector source)."""
+    ids, vectors, queries, source = data
+    index = build(kind, ids, vectors, source)
+    assert index.holds_exact_vectors
+    by_id = dict(zip(ids.tolist(), vectors))
+    allowed = set(ids[::3].tolist())
+    for q in queries[:5]:
+        for options in ({}, {"allowed_ids": allowed}, {"exclude_ids": set(ids[:40].tolist())}):
+            (want_ids, want_scores), = index.search(q, 50, **options)
+            got_ids, got_scores, got_vectors = index.search_with_vectors(q, 50, **options)
+            np.testing.assert_array_equal(got_ids, want_ids)
+            np.testing.assert_array_equal(got_scores, want_scores)
+            np.testing.assert_array_equal(got_vectors, np.stack([by_id[int(i)] for i in got_ids]))
+    index.remove(ids[:1000].tolist())
+    got_ids, _, got_vectors = index.search_with_vectors(queries[0], 20)
+    assert not set(got_ids.tolist()) & set(ids[:1000].tolist()) and got_vectors.shape == (20, DIM)
+    with pytest.raises(ValueError, match="one query"):
+        index.search_with_vectors(queries[:2], 5)
+
+
+def test_an_ivfpq_index_without_a_vector_source_does_not_claim_exact_vectors(data):
+    ids, vectors, _, _ = data
+    assert not build("ivfpq", ids, vectors).holds_exact_vectors
+    empty = VectorIndex(DIM, IndexChoice("flat"))
+    got_ids, got_scores, got_vectors = empty.search_with_vectors(vectors[0], 5)
+    assert len(got_ids) == len(got_scores) == 0 and got_vectors.shape == (0, DIM)

@@ -358,7 +358,7 @@ class PiecesAt:
     def __init__(self, boxes):
         self.boxes = [Box(*b, confidence=0.9 - 0.1 * n) for n, b in enumerate(boxes)]
 
-    def locate(self, image, max_boxes=5, instance_head=None, stones=True):
+    def locate(self, image, max_boxes=5, **_):
         return Localization(list(self.boxes), np.zeros((4, 4)), np.zeros((4, 4)))
 
     def usable_boxes(self, found):
@@ -409,6 +409,69 @@ def test_multi_searches_the_whole_photo_and_each_piece_and_fuses_by_the_best(cat
     service.localizer = PiecesAt([])
     alone = service.query(image_bytes=data, k=3, region="multi")
     assert alone["region"]["searched"] == ["whole"] and "no piece" in alone["region"]["note"]
+
+
+class Recording:
+    """An executor that runs each task at once in the caller's thread (the order the code had
+    before any side work) and records which functions were handed to it."""
+
+    def __init__(self):
+        self.names = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+        self.names.append(fn.__name__)
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+@pytest.mark.parametrize("rerank", ["none", "aqe"])
+def test_a_multi_querys_whole_photo_list_is_searched_beside_the_pieces(catalog_service, rerank):
+    """The whole photo's list goes to a helper before the pieces' pass and comes back the same:
+    answers with the side work on threads equal those with it run in sequence."""
+    from concurrent.futures import ThreadPoolExecutor
+    service = catalog_service
+    service.localizer = PiecesAt([(20, 30, 100, 94), (200, 150, 280, 214)])
+    data = scene_with([(photo(2), (20, 30)), (photo(6), (200, 150))])
+    recording = Recording()
+    service.state.helpers = recording
+    in_sequence = service.query(image_bytes=data, k=6, region="multi", rerank=rerank)
+    assert recording.names.count("ranked") == 1  # the whole photo's search, handed out once
+    with ThreadPoolExecutor(2) as helpers:
+        service.state.helpers = helpers
+        beside = [service.query(image_bytes=data, k=6, region="multi", rerank=rerank) for _ in range(3)]
+    drop = lambda answer: {k: v for k, v in answer.items() if k != "took_ms"}  # noqa: E731
+    assert all(drop(answer) == drop(in_sequence) for answer in beside)
+    assert in_sequence["region"]["searched"] == ["whole", "box 1", "box 2"]
+    # A single part (auto) or an image with words searches on the request thread alone.
+    recording.names.clear()
+    service.state.helpers = recording
+    service.query(image_bytes=data, k=3, region="auto", rerank=rerank)
+    service.query(image_bytes=data, text="ring", k=3, region="multi")
+    assert "ranked" not in recording.names
+
+
+class BrokenIndex:
+    def search(self, *args, **kwargs):
+        raise RuntimeError("index failed")
+
+
+def test_a_failing_whole_photo_search_fails_the_query(catalog_service):
+    """A search that fails on the helper fails the request, as it did on the request thread."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+    service = catalog_service
+    service.localizer = PiecesAt([(20, 30, 100, 94)])
+    data = scene_with([(photo(2), (20, 30))])
+    service.state.instance = dataclasses.replace(service.state.instance, index=BrokenIndex())
+    with ThreadPoolExecutor(1) as helpers:
+        service.state.helpers = helpers
+        with pytest.raises(RuntimeError, match="index failed"):
+            service.query(image_bytes=data, k=3, region="multi")
 
 
 @pytest.mark.parametrize("method", ["aqe", "kreciprocal"])

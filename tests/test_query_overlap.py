@@ -1,6 +1,7 @@
 """Work a query runs beside itself, or skips, gives exactly the answers it gave in sequence:
 the recognition top on a helper thread (``embed.dense_features.tower_pass``), a search's locate
-pass without the stone map, and a text query's text vector encoded while the word index is read."""
+pass without the stone map and with its instance vector pooled on a helper, box labels from the
+category head alone, and a text query's text vector encoded while the word index is read."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -132,6 +133,11 @@ def test_the_shipped_models_query_passes_are_unchanged():
         np.testing.assert_array_equal(lean.piece, full.piece)
         np.testing.assert_array_equal(lean.embedding, full.embedding)
         np.testing.assert_array_equal(lean.instance, full.instance)
+        with ThreadPoolExecutor(1) as helpers:
+            pooled_beside = localizer.locate(image, instance_head=head, stones=False, beside=helpers)
+        assert [b.as_dict() for b in pooled_beside.boxes] == [b.as_dict() for b in full.boxes]
+        np.testing.assert_array_equal(pooled_beside.embedding, full.embedding)
+        np.testing.assert_array_equal(pooled_beside.instance, full.instance)
     crops = _photos(3)
     with ThreadPoolExecutor(2) as helpers:
         beside = recognizer.embed_all(crops, instance_head=head, beside=helpers)
@@ -139,3 +145,71 @@ def test_the_shipped_models_query_passes_are_unchanged():
     np.testing.assert_array_equal(beside.embeddings, alone.embeddings)
     np.testing.assert_array_equal(beside.pooled, alone.pooled)
     np.testing.assert_array_equal(beside.instance, alone.instance)
+    # Box labels ask for the category alone: the same category as the full recognition.
+    labels = recognizer.recognize_embeddings(alone.embeddings, alone.pooled, attributes=("category",))
+    full_labels = recognizer.recognize_embeddings(alone.embeddings, alone.pooled)
+    assert [p["category"] for p in labels] == [p["category"] for p in full_labels]
+    assert all(list(p) == ["category"] for p in labels)
+
+
+def test_a_locate_with_the_instance_vector_pooled_beside_gives_the_same_localization():
+    """The instance vector pooled on a helper while the localiser's head runs: the same boxes,
+    maps, embedding and instance vector, bit for bit, and the pooling did go to the helper."""
+    from test_instance_vectors import DENSE_SPEC
+    from jewelsearch.embed.dense_features import tap_channels
+    from jewelsearch.embed.encoder import Encoder
+    from jewelsearch.embed.instance import InstanceHead
+    from jewelsearch.embed.model_folder import build_model
+    from jewelsearch.embed.preprocess import ImagePreprocessor
+    from jewelsearch.recognize.localizer import DenseHead, Localizer
+    torch.manual_seed(99)
+    net, _, _ = build_model(DENSE_SPEC)
+    net.eval()
+    visual = net.visual
+    encoder = Encoder(net, ImagePreprocessor(64, (0.5,) * 3, (0.5,) * 3), None, "dense-test")
+    localizer = Localizer(encoder, DenseHead(tap_channels(visual)), {"threshold": 0.0})
+    head = InstanceHead.from_config({"blocks": [{"name": "last", "weight": 1.0}, {"name": "tap16", "weight": 0.5}],
+                                     "p": 3.0}, channels=None)
+    submitted = []
+
+    class Watching(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(fn.__name__)
+            return super().submit(fn, *args, **kwargs)
+
+    for image in _photos(2, size=(160, 120)):
+        alone = localizer.locate(image, instance_head=head, stones=False)
+        with Watching(1) as helpers:
+            beside = localizer.locate(image, instance_head=head, stones=False, beside=helpers)
+        assert [b.as_dict() for b in beside.boxes] == [b.as_dict() for b in alone.boxes] and alone.boxes
+        np.testing.assert_array_equal(beside.piece, alone.piece)
+        np.testing.assert_array_equal(beside.embedding, alone.embedding)
+        np.testing.assert_array_equal(beside.instance, alone.instance)
+    assert submitted == ["_instance_vectors"] * 2
+
+
+def test_box_labels_run_the_category_head_alone():
+    """A search names its boxes by category only: that head's probabilities are the ones all the
+    heads give, the other heads do not run, and an attribute a context head answers for takes
+    the context head's answer."""
+    from jewelsearch.recognize.heads import AttributeHeads
+    torch.manual_seed(7)
+    vocabularies = {"category": ["ring", "necklace", "pendant"], "metal": ["gold", "silver"],
+                    "gemstone": ["ruby", "sapphire", "none"]}
+    heads = AttributeHeads(8, vocabularies, pooled_dim=5, context_attributes=["category", "gemstone"])
+    for parameter in heads.parameters():
+        torch.nn.init.normal_(parameter)
+    embeddings = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    pooled = np.random.default_rng(1).normal(size=(4, 5)).astype(np.float32)
+    for given in (None, pooled):
+        everything = heads.probabilities(embeddings, given)
+        assert list(everything) == ["category", "metal", "gemstone"]
+        only = heads.probabilities(embeddings, given, attributes=("category",))
+        assert list(only) == ["category"]
+        np.testing.assert_array_equal(only["category"], everything["category"])
+        two = heads.probabilities(embeddings, given, attributes=("gemstone", "metal"))
+        assert list(two) == ["metal", "gemstone"]  # in the heads' order, as the full answer
+        for attribute in two:
+            np.testing.assert_array_equal(two[attribute], everything[attribute])
+    with_context = heads.probabilities(embeddings, pooled, attributes=("category",))["category"]
+    assert not np.allclose(with_context, heads.probabilities(embeddings, None, attributes=("category",))["category"])

@@ -136,35 +136,64 @@ class VectorIndex:
         ``allowed_ids`` restricts results to those items (a filter); results
         hold min(k, number of allowed live items) entries and never FAISS's -1.
         """
+        queries = self._checked(queries)
+        with self._lock.read():
+            return self._search_locked(queries, int(k), allowed_ids, exclude_ids, ef_search, nprobe)
+
+    @property
+    def holds_exact_vectors(self) -> bool:
+        """Whether ``vectors_for`` gives the vectors as they were added, bit for bit (flat and
+        HNSW keep them; IVF-PQ reads them from its vector source, and without one gives only
+        its codes' approximations)."""
+        return self.kind != "ivfpq" or self.vector_source is not None
+
+    def search_with_vectors(self, query: np.ndarray, k: int, *, allowed_ids: Iterable[int] | None = None,
+                            exclude_ids: Iterable[int] | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``search`` for one query, plus the hits' vectors [len(ids), dim] read under the same
+        lock: a re-ranking gets its candidates and their vectors from one snapshot of the index
+        (an item removed meanwhile cannot be half there), without reading the store. The
+        vectors are exact where ``holds_exact_vectors``."""
+        queries = self._checked(query)
+        if len(queries) != 1:
+            raise ValueError("search_with_vectors takes one query")
+        with self._lock.read():
+            (ids, scores), = self._search_locked(queries, int(k), allowed_ids, exclude_ids, None, None)
+            positions = np.fromiter((self._pos[int(i)] for i in ids.tolist()), dtype=np.int64, count=len(ids))
+            return ids, scores, self._vectors_at(positions)
+
+    def _checked(self, queries) -> np.ndarray:
         queries = _as_matrix(queries)
         if queries.shape[1] != self.dim:
             raise ValueError(f"query has dimension {queries.shape[1]}, index has {self.dim}")
-        k = int(k)
-        with self._lock.read():
-            empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-            if k <= 0 or not self._pos:
-                return [empty for _ in range(len(queries))]
-            if allowed_ids is None and exclude_ids:
-                # A few excluded items (e.g. purchases): over-fetch and drop them, far
-                # cheaper than a bitmap over the whole catalog.
-                excluded = {int(i) for i in exclude_ids}
-                present = len(excluded & self._pos.keys())
-                if present == 0:
-                    exclude_ids = None
-                elif present <= 256:
-                    excluded_array = np.fromiter(excluded, dtype=np.int64, count=len(excluded))
-                    want = min(k, len(self._pos) - present)
-                    # Few excluded items sit among any one query's nearest, so a small margin
-                    # usually suffices; the full margin is the fallback, then the bitmap.
-                    for margin in sorted({min(present, 16), present}):
-                        raw = self._search_unlocked(queries, k + margin, None, ef_search, nprobe)
-                        trimmed = []
-                        for ids, scores in raw:
-                            keep = ~np.isin(ids, excluded_array)
-                            trimmed.append((ids[keep][:k], scores[keep][:k]))
-                        if all(len(ids) >= want for ids, _ in trimmed):
-                            return trimmed
-            return self._search_unlocked(queries, k, allowed_ids, ef_search, nprobe, exclude_ids)
+        return queries
+
+    def _search_locked(self, queries, k, allowed_ids, exclude_ids, ef_search, nprobe):
+        """``search``'s body; the caller holds the read lock."""
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if k <= 0 or not self._pos:
+            return [empty for _ in range(len(queries))]
+        if allowed_ids is None and exclude_ids:
+            # A few excluded items (e.g. purchases): over-fetch and drop them, far
+            # cheaper than a bitmap over the whole catalog.
+            excluded = {int(i) for i in exclude_ids}
+            present = len(excluded & self._pos.keys())
+            if present == 0:
+                exclude_ids = None
+            elif present <= 256:
+                excluded_array = np.fromiter(excluded, dtype=np.int64, count=len(excluded))
+                want = min(k, len(self._pos) - present)
+                # Few excluded items sit among any one query's nearest, so a small margin
+                # usually suffices; the full margin is the fallback, then the bitmap.
+                for margin in sorted({min(present, 16), present}):
+                    raw = self._search_unlocked(queries, k + margin, None, ef_search, nprobe)
+                    trimmed = []
+                    for ids, scores in raw:
+                        keep = ~np.isin(ids, excluded_array)
+                        trimmed.append((ids[keep][:k], scores[keep][:k]))
+                    if all(len(ids) >= want for ids, _ in trimmed):
+                        return trimmed
+        return self._search_unlocked(queries, k, allowed_ids, ef_search, nprobe, exclude_ids)
 
     def _search_unlocked(self, queries, k, allowed_ids, ef_search, nprobe, exclude_ids=None):
         """The search itself; the caller holds the read lock."""

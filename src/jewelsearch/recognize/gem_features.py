@@ -119,7 +119,8 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
     recognition ``top`` where one is given); with ``localizer`` each photo's ``Localization``;
     with ``instance_head`` (``embed.instance.InstanceHead``) the instance vectors, always from
     the search tower's maps. ``beside`` runs the recognition top beside the tower's own blocks
-    (``embed.dense_features.tower_pass``).
+    (``embed.dense_features.tower_pass``), then the pooled maps beside the embeddings and
+    instance vectors (the same numbers, sooner where a core is free).
 
     What only some photos need is computed for those alone, from the same pass: ``wanted``
     picks the photos the localiser reads (the others get None), ``recognise`` the photos whose
@@ -144,28 +145,23 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
         subset = None if len(rows) == len(chunk) else torch.tensor(rows, dtype=torch.long)
         result = tower_pass(visual, batch, top if rows else None, top_rows=subset,
                             beside=beside)
+        pending = None
         if rows:
-            pick = (lambda t: t) if subset is None else (lambda t: t[subset])  # noqa: E731
-            # With ``top_rows`` the top's taps and last map already cover the chosen rows only.
-            last_map = result.last_map if subset is None or top is not None else pick(result.last_map)
-            taps = result.taps if subset is None or top is not None else [pick(t) for t in result.taps]
-            maps = [last_map.mean((2, 3))] + [t.mean((2, 3)) for t in taps]
-            maps = torch.cat(maps, dim=1).float().numpy()
-            colours = np.stack([histograms[start + i] if histograms is not None else colour_histogram(chunk[i])
-                                for i in rows])
-            parts = [maps, colours]
-            if piece_head is not None:
-                # The localiser's head reads the taps it was trained on (the search tower's); a
-                # recognition top's tap would give it inputs it never saw (docs/recognition_top.md).
-                piece = torch.sigmoid(piece_head([pick(t) for t in result.search_taps])[:, :1].float())
-                parts.append(piece_pooled([last_map] + list(taps), piece).numpy())
-            for i, row in zip(rows, np.concatenate(parts, axis=1)):
-                pooled_rows[start + i] = row
+            colours = [histograms[start + i] if histograms is not None else None for i in rows]
+            job = (result, [chunk[i] for i in rows], colours, subset, top, piece_head)
+            if beside is not None:
+                # The pooled maps (histogram, piece head) on the helper while this thread pools
+                # the embeddings and instance vectors: both only read the pass's maps.
+                pending = beside.submit(_pooled_beside, *job, torch.is_inference_mode_enabled())
+            else:
+                pooled_rows.update(zip((start + i for i in rows), _pooled(*job)))
         embeddings.append(torch.nn.functional.normalize(result.embedding.float(), dim=-1).numpy())
         if instance_head is not None:
             instance.append(instance_head.vectors(result).numpy())
         if located is not None:
             located += _locate_rows(localizer, result.search_taps, chunk, wanted[start:stop])
+        if pending is not None:
+            pooled_rows.update(zip((start + i for i in rows), pending.result()))
     if not embeddings:
         empty = np.zeros((0, 0), np.float32)
         return PassOutputs(empty, empty if pool else None, located, empty if instance_head is not None else None)
@@ -177,6 +173,33 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
             pooled[i] = row
     return PassOutputs(np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32), pooled, located,
                        np.ascontiguousarray(np.concatenate(instance), dtype=np.float32) if instance else None)
+
+
+def _pooled(result, images: list[Image.Image], colours: list[np.ndarray | None], subset: torch.Tensor | None,
+            top: torch.nn.Module | None, piece_head: torch.nn.Module | None) -> np.ndarray:
+    """The ``gem_features`` rows of the recognised photos (``subset``: their rows in the pass;
+    None, all of them); ``colours`` their histograms where given ready-made (else None)."""
+    pick = (lambda t: t) if subset is None else (lambda t: t[subset])  # noqa: E731
+    # With ``top_rows`` the top's taps and last map already cover the chosen rows only.
+    last_map = result.last_map if subset is None or top is not None else pick(result.last_map)
+    taps = result.taps if subset is None or top is not None else [pick(t) for t in result.taps]
+    maps = [last_map.mean((2, 3))] + [t.mean((2, 3)) for t in taps]
+    maps = torch.cat(maps, dim=1).float().numpy()
+    histograms = np.stack([c if c is not None else colour_histogram(im) for c, im in zip(colours, images)])
+    parts = [maps, histograms]
+    if piece_head is not None:
+        # The localiser's head reads the taps it was trained on (the search tower's); a
+        # recognition top's tap would give it inputs it never saw (docs/recognition_top.md).
+        piece = torch.sigmoid(piece_head([pick(t) for t in result.search_taps])[:, :1].float())
+        parts.append(piece_pooled([last_map] + list(taps), piece).numpy())
+    return np.concatenate(parts, axis=1)
+
+
+def _pooled_beside(*job_and_mode) -> np.ndarray:
+    # Inference mode is per thread: the helper takes the caller's.
+    *job, inference = job_and_mode
+    with torch.inference_mode(inference):
+        return _pooled(*job)
 
 
 def _locate_rows(localizer, search_taps: list[torch.Tensor], chunk: list[Image.Image],

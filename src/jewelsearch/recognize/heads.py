@@ -111,20 +111,26 @@ class AttributeHeads(nn.Module):
         return max((self.context[k].in_features - self.dim for k in self.context_attributes), default=0)
 
     @torch.inference_mode()
-    def probabilities(self, embeddings: np.ndarray, pooled: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def probabilities(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
+                      attributes: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Calibrated probabilities per attribute; with ``pooled`` (``gem_features`` of the same
         photos) the context heads answer for their attributes, each where ``pooled`` holds the
-        columns it reads."""
+        columns it reads. ``attributes`` (default: all) names the ones wanted: only their heads
+        run (a search labelling its boxes asks for the category alone)."""
+        wanted = list(self.heads) if attributes is None else [k for k in self.heads if k in attributes]
         x = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
-        out = {k: torch.softmax(v / self.temperatures[k], dim=-1).numpy() for k, v in self(x).items()}
-        readers = [k for k in self.context_attributes if pooled is not None and self.reads(k, np.shape(pooled)[-1])]
+        readers = [k for k in self.context_attributes
+                   if k in wanted and pooled is not None and self.reads(k, np.shape(pooled)[-1])]
+        # An attribute a context head answers for never needs its embedding head.
+        out = {k: torch.softmax(self.heads[k](x) / self.temperatures[k], dim=-1).numpy()
+               for k in wanted if k not in readers}
         if readers:
             inputs = self.context_inputs(x, torch.from_numpy(np.asarray(pooled, dtype=np.float32)))
             for k in readers:
                 head = self.context[k]
                 out[k] = torch.softmax(head(inputs[:, :head.in_features]) / self.context_temperatures[k],
                                        dim=-1).numpy()
-        return out
+        return {k: out[k] for k in wanted}
 
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file

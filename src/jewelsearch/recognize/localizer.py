@@ -12,6 +12,7 @@ Files in the model folder: ``localizer.json`` (config, training summary) and
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,17 +142,25 @@ class Localizer:
         (folder / CONFIG_FILE).write_text(json.dumps(dict(self.config, **(summary or {})), indent=2) + "\n")
 
     @torch.inference_mode()
-    def _pass(self, images: list[Image.Image], instance_head=None, stones: bool = True
+    def _pass(self, images: list[Image.Image], instance_head=None, stones: bool = True,
+              beside: Executor | None = None
               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
         """Piece and stone probabilities on the letterboxed square grid (N×S×S, stride 8), the
         images' unit embeddings (as ``encode_images``) and, with ``instance_head``, their
-        instance vectors, from one tower pass (stone probabilities None unless ``stones``)."""
+        instance vectors, from one tower pass (stone probabilities None unless ``stones``).
+        With ``beside`` the instance vectors are pooled on that executor while this thread runs
+        the localiser's head: both only read the pass's maps, so the results are the same."""
         batch = torch.stack([self.encoder.preprocess(im) for im in images])
         batch = batch.contiguous(memory_format=torch.channels_last)
         result = tower_pass(self.encoder.model.visual, batch)
+        pending = beside.submit(_instance_vectors, instance_head, result) \
+            if beside is not None and instance_head is not None else None
         piece, stone = self.grids(result.search_taps, stones=stones)
         embeddings = F.normalize(result.embedding.float(), dim=-1).numpy()
-        instance = instance_head.vectors(result).numpy() if instance_head is not None else None
+        if pending is not None:
+            instance = pending.result()
+        else:
+            instance = instance_head.vectors(result).numpy() if instance_head is not None else None
         return piece, stone, embeddings, instance
 
     @torch.inference_mode()
@@ -169,12 +178,15 @@ class Localizer:
     def usable_boxes(self, found: Localization) -> list[Box]:
         return [b for b in found.boxes if max(b.x1 - b.x0, b.y1 - b.y0) >= MIN_BOX_SIDE]
 
-    def locate(self, image: Image.Image, max_boxes: int = 5, instance_head=None, stones: bool = True) -> Localization:
+    def locate(self, image: Image.Image, max_boxes: int = 5, instance_head=None, stones: bool = True,
+               beside: Executor | None = None) -> Localization:
         """Where the pieces are; the pass's whole-photo embedding (and, with ``instance_head``,
         instance vector) ride along for a query that falls back to the whole photo. Without
         ``stones`` the stone map is skipped (None): boxes come from the piece map alone, so a
-        search, which reads only boxes, needs no stone branch."""
-        piece_grid, stone_grid, embeddings, instance = self._pass([image], instance_head, stones)
+        search, which reads only boxes, needs no stone branch. ``beside``: an executor that
+        pools the instance vector while the localiser's head runs (the same vector, sooner
+        where a core is free)."""
+        piece_grid, stone_grid, embeddings, instance = self._pass([image], instance_head, stones, beside)
         found = self.from_maps(image.size, piece_grid[0], None if stone_grid is None else stone_grid[0], max_boxes)
         found.embedding = embeddings[0]
         found.instance = instance[0] if instance is not None else None
@@ -221,6 +233,12 @@ class Localizer:
                 boxes.append(Box(x0, y0, x1, y1, confidence))
         boxes.sort(key=lambda b: -b.confidence)
         return boxes
+
+
+def _instance_vectors(instance_head, result) -> np.ndarray:
+    # Inference mode is per thread: a helper thread sets it as the caller's pass had it.
+    with torch.inference_mode():
+        return instance_head.vectors(result).numpy()
 
 
 def _content(grid: np.ndarray, side: int, ox: int, oy: int, cw: int, ch: int) -> np.ndarray:

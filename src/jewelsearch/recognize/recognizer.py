@@ -141,11 +141,12 @@ class Recognizer:
         raise ValueError("an instance head needs a tower that exposes its maps")
 
     def recognize_embeddings(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
-                             subject: str = "piece") -> list[Prediction]:
+                             subject: str = "piece", attributes: Sequence[str] | None = None) -> list[Prediction]:
         """``pooled`` (from ``embed``) lets the context heads answer for category and metal and,
         with ``subject="stone"``, the gem specialist name the stone; without it the embedding
-        heads answer."""
-        probabilities = self.probabilities(embeddings, pooled, subject=subject)
+        heads answer. ``attributes`` (default: all) names the attributes wanted: the others'
+        heads do not run."""
+        probabilities = self.probabilities(embeddings, pooled, subject=subject, attributes=attributes)
         out = []
         for row in range(len(embeddings)):
             prediction: Prediction = {}
@@ -164,12 +165,12 @@ class Recognizer:
         return list(ZERO_SHOT_VOCABULARIES[attribute])
 
     def probabilities(self, embeddings: np.ndarray, pooled: np.ndarray | None = None,
-                      subject: str = "piece") -> dict[str, np.ndarray]:
+                      subject: str = "piece", attributes: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         if subject not in SUBJECTS:
             raise ValueError(f"subject must be one of {', '.join(SUBJECTS)}")
-        out = self.heads.probabilities(embeddings, pooled) if self.heads is not None \
-            else self.zero_shot_probabilities(embeddings)
-        if subject == "stone" and self.gem_specialist is not None and pooled is not None:
+        out = self.heads.probabilities(embeddings, pooled, attributes) if self.heads is not None \
+            else self.zero_shot_probabilities(embeddings, attributes)
+        if subject == "stone" and self.gem_specialist is not None and pooled is not None and "gemstone" in out:
             out["gemstone"] = self.with_specialist(out["gemstone"], self.vocabulary("gemstone"), pooled)
         if subject == "piece" and self.style_head is not None and self.style_head.reads(pooled):
             out["style"] = self.style_head.probabilities(embeddings, pooled).astype(np.float32)
@@ -197,10 +198,13 @@ class Recognizer:
         out[:, general_cols] = specialist_p / np.maximum(specialist_p.sum(1, keepdims=True), 1e-300)
         return out.astype(np.float32)
 
-    def zero_shot_probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+    def zero_shot_probabilities(self, embeddings: np.ndarray,
+                                attributes: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         scale = float(self.encoder.model.logit_scale.detach().exp().clamp(max=100))
         out = {}
         for attribute, vectors in self.prompt_vectors().items():
+            if attributes is not None and attribute not in attributes:
+                continue
             logits = scale * np.asarray(embeddings, dtype=np.float32) @ vectors.T
             logits -= logits.max(1, keepdims=True)
             exp = np.exp(logits)

@@ -11,13 +11,15 @@ Every part gets its text-aligned vector and, where queries rank by instance vect
 instance vector, from one tower pass: the whole photo's come from the pass that looked for
 pieces, the pieces' from one batched pass over their crops (which also names each detected
 piece's category, as ``/api/recognize`` does; the recognition top that names it runs on a
-helper thread beside the tower's own blocks, ``ServiceState.helpers``).
+helper thread beside the tower's own blocks, ``ServiceState.helpers``). A multi-part query
+hands its whole-photo part to the caller before the pieces' pass (``on_whole``), so the search
+with it can run beside that pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -40,20 +42,26 @@ class QueryPart:
 
 
 def image_parts(state: ServiceState, image_bytes: bytes, region: str, box: Box | None,
-                head: InstanceHead | None) -> tuple[list[QueryPart], dict[str, Any]]:
-    """The parts of the query photo to search with, and what the answer says about them."""
+                head: InstanceHead | None, on_whole: Callable[[QueryPart], None] | None = None
+                ) -> tuple[list[QueryPart], dict[str, Any]]:
+    """The parts of the query photo to search with, and what the answer says about them.
+
+    ``on_whole`` is handed the whole photo's part of a multi-part query as soon as it is known,
+    before the pieces go through the tower, so the caller can start searching with it (on a
+    helper thread) while they do."""
     image = state.ingestor.decode(image_bytes).image
     localizer = state.localizer
     located = None
     if localizer is not None and can_locate(image) and (box is not None or region != "whole"):
         # One pass finds the pieces and embeds the whole photo, for a query that falls back to it.
         # A search reads the boxes only, so the stone map is skipped.
-        located = localizer.locate(image, instance_head=head, stones=False)
+        # The instance vector is pooled on a helper while the localiser's head runs.
+        located = localizer.locate(image, instance_head=head, stones=False, beside=state.helpers)
     choice = choose_region(image, localizer, region="auto" if region == "multi" else region, box=box,
                            located=located)
     info = choice.describe(image.size)
     if region == "multi" and box is None:
-        return _multi_parts(state, image, choice.localization, info, head)
+        return _multi_parts(state, image, choice.localization, info, head, on_whole)
     if choice.used == "box":
         detected = [b for b in info["boxes"] if b["box"] == choice.box]
         aligned, instance = _embed(state, [choice.image], head, label=detected[:1])
@@ -62,10 +70,13 @@ def image_parts(state: ServiceState, image_bytes: bytes, region: str, box: Box |
 
 
 def _multi_parts(state: ServiceState, image: Image.Image, localization: Localization | None,
-                 info: dict[str, Any], head: InstanceHead | None) -> tuple[list[QueryPart], dict[str, Any]]:
+                 info: dict[str, Any], head: InstanceHead | None,
+                 on_whole: Callable[[QueryPart], None] | None) -> tuple[list[QueryPart], dict[str, Any]]:
     pieces = info["boxes"][:MULTI_MAX_PIECES]
     parts = [_whole(state, image, localization, head)]
     if pieces:
+        if on_whole is not None:
+            on_whole(parts[0])
         aligned, instance = _embed(state, [crop(image, tuple(b["box"])) for b in pieces], head, label=pieces)
         parts += [QueryPart(f"box {n}", aligned[n - 1], None if instance is None else instance[n - 1])
                   for n in range(1, len(pieces) + 1)]

@@ -5,7 +5,8 @@ fused, and an image with words.
   all (``InstanceSpace.complete``), else by the text-aligned vectors as before. Text alone
   never comes here (``search/text_query.py``, on the text-aligned vectors).
 - Re-ranking (``index/rerank.py``): the top ``RERANK_DEPTH`` candidates of each query vector
-  are re-scored from their stored vectors.
+  are re-scored from their stored vectors (read from the index with the search itself, where
+  the index keeps them exactly; else from the store).
 - Several parts (``region="multi"``): each part's list, fused by the best score an item gets
   from any part; each hit says which part gave it.
 - An image with words, in the instance space: the instance list and the text list (text vector
@@ -58,13 +59,21 @@ def ranked(state: ServiceState, space: Space, vector: np.ndarray, k: int, allowe
     if rerank == "none":
         (ids, scores), = space.index.search(vector, k, allowed_ids=allowed, exclude_ids=exclude)
         return ids, scores
-    (ids, scores), = space.index.search(vector, max(k, RERANK_DEPTH), allowed_ids=allowed, exclude_ids=exclude)
-    stored = state.catalog.embeddings.get_many(ids.tolist(), space.key)
-    keep = np.array([int(i) in stored for i in ids], dtype=bool)  # an item deleted meanwhile drops out
-    ids, scores = ids[keep], scores[keep]
+    depth = max(k, RERANK_DEPTH)
+    if space.index.holds_exact_vectors:
+        # The candidates' vectors come with the search, from the index (the stored vectors, bit
+        # for bit): no read of the store, and no item deleted between the two.
+        ids, scores, vectors = space.index.search_with_vectors(vector, depth, allowed_ids=allowed,
+                                                               exclude_ids=exclude)
+    else:
+        (ids, scores), = space.index.search(vector, depth, allowed_ids=allowed, exclude_ids=exclude)
+        stored = state.catalog.embeddings.get_many(ids.tolist(), space.key)
+        keep = np.array([int(i) in stored for i in ids], dtype=bool)  # an item deleted meanwhile drops out
+        ids, scores = ids[keep], scores[keep]
+        vectors = np.stack([stored[int(i)] for i in ids]) if len(ids) else None
     if len(ids) == 0:
         return ids, scores
-    new = rerank_scores(rerank, vector, np.stack([stored[int(i)] for i in ids]), scores)
+    new = rerank_scores(rerank, vector, vectors, scores)
     order = np.argsort(-new, kind="stable")[:k]
     return ids[order], new[order]
 

@@ -12,6 +12,7 @@ in the other space).
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from typing import Any, Collection
 
 import numpy as np
@@ -75,18 +76,30 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
     if space.name == "aligned" and text_vector is not None:
         fixed.append((text_weight, text_vector))  # one space: the text joins the sum, as it always has
     region_info = None
-    if image_bytes is not None:
-        parts, region_info = image_parts(state, image_bytes, region, box, space.head)
-        queries = [(p.label, _unit(sum((w * v for w, v in fixed), image_weight * _in_space(p, space.name))))
-                   for p in parts]
-    else:
-        queries = [("item", _unit(sum(w * v for w, v in fixed)))]
     allowed = state.catalog.items.filter_ids(filters.for_store()) if filters else None
     applied = rerank if text is None else "none"
-    if space.name == "instance" and text_vector is not None:
+    fused_with_text = space.name == "instance" and text_vector is not None
+    early: dict[str, Future] = {}
+
+    def as_query(part) -> np.ndarray:
+        return _unit(sum((w * v for w, v in fixed), image_weight * _in_space(part, space.name)))
+
+    def search_beside(part) -> None:
+        # The whole photo's list is searched on a helper thread while the pieces go through the
+        # tower; the same call the request thread would make, so the same list.
+        early[part.label] = state.helpers.submit(ranked, state, space, as_query(part), k, allowed, exclude, applied)
+
+    if image_bytes is not None:
+        parts, region_info = image_parts(state, image_bytes, region, box, space.head,
+                                         on_whole=None if fused_with_text else search_beside)
+        queries = [(p.label, as_query(p)) for p in parts]
+    else:
+        queries = [("item", _unit(sum(w * v for w, v in fixed)))]
+    if fused_with_text:
         hits = image_and_text(state, space, queries, text_vector, text_weight, k, allowed, exclude)
     else:
-        hits = fuse_by_max([(label, *ranked(state, space, vector, k, allowed, exclude, applied))
+        hits = fuse_by_max([(label, *(early[label].result() if label in early
+                                      else ranked(state, space, vector, k, allowed, exclude, applied)))
                             for label, vector in queries], k)
     rows = state.catalog.items.get_many([item for item, _, _ in hits])
     several = len(queries) > 1

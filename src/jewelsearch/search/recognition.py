@@ -56,7 +56,8 @@ def label_boxes(recognizer: Recognizer | None, boxes: list[dict], vectors: np.nd
     """Write each box's most likely category (and its probability) into the box."""
     if recognizer is None:
         return
-    for box, guess in zip(boxes, recognizer.recognize_embeddings(vectors, pooled)):
+    # Only the category is written, so only its head runs.
+    for box, guess in zip(boxes, recognizer.recognize_embeddings(vectors, pooled, attributes=("category",))):
         if guess["category"]:
             box.update(category=guess["category"][0]["label"], category_p=guess["category"][0]["p"])
 

@@ -16,8 +16,9 @@ threads, so the rules for the changing parts are:
   does ``blended`` (the index over image and text vectors blended with ``text_field_weight``).
 - ``helpers`` runs a request's side work beside it (a text query's text tower pass while the
   request thread reads the word index; an image query's recognition top beside the tower's own
-  blocks). A task reads nothing that changes under it and never waits on another task, so a
-  request waiting on one always gets its answer.
+  blocks, and its whole-photo search beside the pieces' tower pass). A task reads nothing that
+  changes under it and never waits on another task, so a request waiting on one always gets its
+  answer (when more tasks are out than threads, some wait in the queue, never on each other).
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ class ServiceState:
     rerank: str = "none"  # image queries' default re-ranking (``index/rerank.py``)
     item_text: ItemTextSpace | None = None  # None: text search compares queries with photos only
     blended: BlendedSpace | None = None  # None: text search searches the image and text indexes apart
-    # Threads start on demand and exit once the service is gone; one per request thread, each of
-    # which has at most one task out at a time.
+    # Threads start on demand and exit once the service is gone; one per request thread. A
+    # request has at most two tasks out at a time (an image query's whole-photo search and its
+    # recognition top); a task never waits on another, so a queued one only waits its turn.
     helpers: Executor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=HELPER_THREADS, thread_name_prefix="jewelsearch-helper"))
