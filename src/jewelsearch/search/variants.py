@@ -41,3 +41,30 @@ def collapse_variants(rows: Iterable[dict[str, Any]], limit: int | None = None) 
             card.setdefault("variant_ids", []).append(row["id"])
             card["more_like_this"] = len(card["variant_ids"])
     return cards if limit is None else cards[:limit]
+
+
+def fold_ranked(ranked: Iterable[int], rows: Mapping[int, Mapping[str, Any]],
+                limit: int) -> list[tuple[int, list[int]]]:
+    """``collapse_variants`` over ids in rank order, for a page of ``limit`` cards: each card's
+    id with the ids of the variants it folds, without copying a row. After the page is full the
+    rest of the list is only read for more variants of the cards on it.
+
+    >>> rows = {1: {"title": "Hoop"}, 2: {"title": "hoop"}, 3: {"title": "Drop"}, 4: {"title": "Stud"}}
+    >>> fold_ranked([1, 3, 2, 4], rows, limit=2)
+    [(1, [2]), (3, [])]
+    """
+    groups: dict[tuple[str, ...], list[int]] = {}
+    cards: list[tuple[int, list[int]]] = []
+    for item in ranked:
+        key = variant_key(rows[item])
+        if not any(key):  # nothing to compare by: never folded
+            if len(cards) < limit:
+                cards.append((item, []))
+            continue
+        folded = groups.get(key)
+        if folded is not None:
+            folded.append(item)
+        elif len(cards) < limit:
+            folded = groups[key] = []
+            cards.append((item, folded))
+    return cards
