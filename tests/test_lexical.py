@@ -188,6 +188,60 @@ def test_a_word_most_items_share_ranks_the_newest_matches(catalog):
     assert len(catalog.lexical.search(["gold"], limit=50)) == 12
 
 
+def two_passes(database, tokens, limit, allowed, candidates):
+    """The word index's ranking as two statements per query, as it was first written (the
+    reference the one-statement path must equal): the newest ``max(candidates, 4 x limit)``
+    items holding every token, scored and cut to ``limit``; then, when fewer came back, the
+    newest of those holding any token (as many more as the first pass found), minus the first
+    pass's, scored and cut to what is left."""
+    from jewelsearch.storage.lexical import _WEIGHT_ARGS, fts_string
+
+    def ranked(match, size, exclude):
+        sql = (f"SELECT rowid, bm25({TABLE}, {_WEIGHT_ARGS}) FROM {TABLE} WHERE {TABLE} MATCH ?"
+               + (f" AND +rowid IN ({', '.join('?' * len(allowed))})" if allowed is not None else "")
+               + " ORDER BY rowid DESC LIMIT ?")
+        rows = database.conn.execute(sql, [match, *(allowed or ()), max(candidates, 4 * size) + len(exclude)]).fetchall()
+        scored = sorted(((-float(rank), int(item)) for item, rank in rows if item not in exclude), reverse=True)
+        return [(item, score) for score, item in scored[:size]]
+
+    quoted = [fts_string(t) for t in tokens]
+    hits = ranked(" AND ".join(quoted), limit, set())
+    if len(hits) < limit and len(tokens) > 1:
+        hits += ranked(" OR ".join(quoted), limit - len(hits), {item for item, _ in hits})
+    return hits
+
+
+WORDS = ["gold", "ring", "oval", "sapphire", "pendant", "pearl", "silver", "hoop"]
+
+
+def test_an_item_holding_every_word_older_than_the_or_candidates_still_comes_first(catalog):
+    oldest = insert(catalog, title="Gold ring")
+    newer = [insert(catalog, title=f"Gold chain {i}") for i in range(10)]
+    index = LexicalIndex(catalog.database, candidates=1)  # the OR pass ranks the newest 5
+    hits = index.search(["gold", "ring"], limit=2)
+    assert ids(hits) == [oldest, newer[-1]]
+    assert hits == two_passes(catalog.database, ["gold", "ring"], 2, None, 1)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(titles=st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join), min_size=1, max_size=40),
+       query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=4, unique=True),
+       limit=st.integers(1, 6), candidates=st.integers(1, 8), filtered=st.booleans(), data=st.data())
+def test_one_scored_statement_ranks_as_the_two_passes(tmp_path_factory, titles, query, limit, candidates,
+                                                      filtered, data):
+    # Small candidate caps make items holding every word fall outside the OR pass's newest
+    # candidates, where the index must go back to the two passes.
+    catalog = Catalog.open(tmp_path_factory.mktemp("c") / "c.db", tmp_path_factory.mktemp("i"))
+    try:
+        items = [insert(catalog, title=title) for title in titles]
+        allowed = set(data.draw(st.lists(st.sampled_from(items), min_size=1))) if filtered else None
+        index = LexicalIndex(catalog.database, candidates=candidates)
+        assert index.search(query, limit=limit, allowed_ids=allowed) == \
+            two_passes(catalog.database, query, limit, allowed, candidates)
+    finally:
+        catalog.close()
+
+
 # ----- never raises on any text ---------------------------------------------------------------
 
 SYNTAX = ['"', '""', "'", "*", "NEAR", "NEAR(", "AND", "OR", "NOT", "(", ")", "-", "^", "+",

@@ -67,8 +67,8 @@ class StyledRecognizer(Recognizer):
         self.styles = styles  # the order photos are recognised in -> (style, p)
         self.seen = 0
 
-    def probabilities(self, embeddings, pooled=None, subject="piece"):
-        out = super().probabilities(embeddings, pooled, subject)
+    def probabilities(self, embeddings, pooled=None, subject="piece", attributes=None):
+        out = super().probabilities(embeddings, pooled, subject, attributes)
         rows = []
         for _ in range(len(embeddings)):
             label, p = self.styles[self.seen]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from jewelsearch.config import Settings
 from jewelsearch.ingest.demo import demo_dir, demo_items
+from jewelsearch.search.params import Filters
 from jewelsearch.search.wiring import open_service
 
 pytestmark = pytest.mark.slow
@@ -58,3 +62,25 @@ def test_gold_hoop_earrings_fold_identical_listings(demo):
     assert top.get("more_like_this", 0) >= 1
     titles = [(row["title"], row["price"]) for row in results]
     assert len(titles) == len(set(titles))  # no two identical cards at the same price
+
+
+# Text answers recorded on the demo catalog with the code before the query path was made
+# faster (tools/record_text_rankings.py, run with that tree): ranking, folded variants,
+# facets and understanding must come out the same. Scores are compared to 1e-5 (they are
+# rounded to 6 places; a machine with another torch build may differ in the last place).
+RECORDED = json.loads((Path(__file__).parent / "fixtures" / "demo_text_rankings.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("recorded", RECORDED, ids=[json.dumps(r["case"], ensure_ascii=False) for r in RECORDED])
+def test_text_answers_are_the_ones_recorded_before_the_speed_work(demo, recorded):
+    case = recorded["case"]
+    filters = Filters(**case["filters"]) if "filters" in case else None
+    payload = demo.query(text=case["text"], k=case.get("k", 10), filters=filters,
+                         collapse=case.get("collapse", True), dropped=tuple(case.get("dropped", ())))
+    got = [{key: row.get(key) for key in ("id", "score", "more_like_this", "variant_ids")} for row in payload["results"]]
+    want = recorded["results"]
+    assert [(r["id"], r["more_like_this"], r["variant_ids"]) for r in got] == \
+        [(r["id"], r["more_like_this"], r["variant_ids"]) for r in want]
+    assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-5)
+    as_json = json.loads(json.dumps({"facets": payload["facets"], "understood": payload["understood"]}))
+    assert as_json == {"facets": recorded["facets"], "understood": recorded["understood"]}

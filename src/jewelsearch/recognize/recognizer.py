@@ -172,7 +172,8 @@ class Recognizer:
             else self.zero_shot_probabilities(embeddings, attributes)
         if subject == "stone" and self.gem_specialist is not None and pooled is not None and "gemstone" in out:
             out["gemstone"] = self.with_specialist(out["gemstone"], self.vocabulary("gemstone"), pooled)
-        if subject == "piece" and self.style_head is not None and self.style_head.reads(pooled):
+        if subject == "piece" and self.style_head is not None and self.style_head.reads(pooled) \
+                and (attributes is None or "style" in attributes):
             out["style"] = self.style_head.probabilities(embeddings, pooled).astype(np.float32)
         return out
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from typing import Any, Iterable, Mapping
 
@@ -24,15 +25,14 @@ from jewelsearch.embed.vocab import gem_family
 PRICE_BANDS: tuple[tuple[float, float | None], ...] = (
     (0, 250), (250, 500), (500, 1000), (1000, 2500), (2500, 5000), (5000, None))
 PLAIN_FIELDS = ("category", "metal", "stone_shape")
+_BAND_FLOORS = tuple(low for low, _ in PRICE_BANDS)
 
 
 def price_band(price: float | None) -> tuple[float, float | None] | None:
-    if price is None:
+    # ``not price >= 0`` also turns away NaN, which no band holds.
+    if price is None or not price >= 0:
         return None
-    for low, high in PRICE_BANDS:
-        if price >= low and (high is None or price < high):
-            return low, high
-    return None
+    return PRICE_BANDS[bisect_right(_BAND_FLOORS, price) - 1]
 
 
 def band_label(low: float, high: float | None) -> str:
@@ -43,20 +43,28 @@ def band_label(low: float, high: float | None) -> str:
 
 def facet_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Counts per value of each facet over ``rows`` (most common first); empty values skipped."""
-    rows = list(rows)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for field in PLAIN_FIELDS:
-        counts = Counter(row.get(field) for row in rows if row.get(field))
-        out[field] = [{"value": value, "count": n} for value, n in _ordered(counts)]
-    families: dict[str, Counter] = {}
+    # One pass over the candidates (a text query has a few hundred); a gem's family is looked
+    # up once per distinct gem, not once per row.
+    plain: dict[str, Counter] = {field: Counter() for field in PLAIN_FIELDS}
+    gems: Counter = Counter()
+    bands: Counter = Counter()
     for row in rows:
+        for field, counts in plain.items():
+            value = row.get(field)
+            if value:
+                counts[value] += 1
         gem = row.get("gemstone")
         if gem:
-            families.setdefault(gem_family(gem), Counter())[gem] += 1
+            gems[gem] += 1
+        bands[price_band(row.get("price"))] += 1
+    out: dict[str, list[dict[str, Any]]] = {
+        field: [{"value": value, "count": n} for value, n in _ordered(counts)] for field, counts in plain.items()}
+    families: dict[str, Counter] = {}
+    for gem, n in gems.items():
+        families.setdefault(gem_family(gem), Counter())[gem] = n
     out["gemstone"] = [{"value": family, "count": sum(members.values()),
                         "members": [{"value": v, "count": n} for v, n in _ordered(members)]}
                        for family, members in sorted(families.items(), key=lambda f: (-sum(f[1].values()), f[0]))]
-    bands = Counter(price_band(row.get("price")) for row in rows)
     out["price"] = [{"label": band_label(low, high), "min": low, "max": high, "count": bands[(low, high)]}
                     for low, high in PRICE_BANDS if bands[(low, high)]]
     return out

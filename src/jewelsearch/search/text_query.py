@@ -25,7 +25,7 @@ from jewelsearch.search.items import public_item
 from jewelsearch.search.options import HybridSettings
 from jewelsearch.search.params import Filters
 from jewelsearch.search.state import ServiceState
-from jewelsearch.search.variants import collapse_variants
+from jewelsearch.search.variants import fold_ranked
 
 # How each signal's scores are rescaled before the convex combination (search/fusion.py).
 SIGNAL_SCALES = {"semantic": "min_max", "lexical": "max", "attributes": "raw"}
@@ -76,12 +76,15 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
         if boosts else {}
     ranked = fuse({"semantic": semantic, "lexical": lexical, "attributes": attributes},
                   settings.weights, method=settings.method, scales=SIGNAL_SCALES)
-    scored = [dict(rows[item], score=round(float(score), 6)) for item, score in ranked if item in rows]
-    cards = collapse_variants(scored, limit=k) if collapse else scored[:k]
-    full = state.catalog.items.get_many(card["id"] for card in cards)
-    results = [dict(public_item(full[card["id"]]), score=card["score"],
-                    **{key: card[key] for key in ("more_like_this", "variant_ids") if key in card})
-               for card in cards if card["id"] in full]
+    order = [item for item, _ in ranked if item in rows]
+    # Only the page's cards become rows of the answer; the rest of the list is read for their
+    # variants alone (``fold_ranked``).
+    cards = fold_ranked(order, rows, k) if collapse else [(item, []) for item in order[:k]]
+    scores = dict(ranked)
+    full = state.catalog.items.get_many(item for item, _ in cards)
+    results = [dict(public_item(full[item]), score=round(float(scores[item]), 6),
+                    **({"more_like_this": len(variants), "variant_ids": variants} if variants else {}))
+               for item, variants in cards if item in full]
     return {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
             "understood": _understood_answer(understood, dropped, effective, filters, unpriced),
             "facets": facet_counts(rows.values())}

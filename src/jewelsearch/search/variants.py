@@ -5,14 +5,14 @@ and spacing aside); the best-ranked one stays, and says how many more there are.
 the shop gave counts: values recognition filled in (``row["predicted"]``) say what two photos
 look like, not that they are one design, so photos-only items never fold on them.
 
->>> rows = [{"id": 1, "title": "Hoop earrings in 18k yellow gold", "category": "earrings"},
-...         {"id": 2, "title": "Hoop  earrings in 18K yellow gold", "category": "earrings"},
-...         {"id": 3, "title": "Pearl drop earrings", "category": "earrings"}]
->>> [(r["id"], r.get("more_like_this", 0)) for r in collapse_variants(rows)]
-[(1, 1), (3, 0)]
->>> guessed = [{"id": i, "title": None, "category": "ring", "predicted": frozenset({"category"})} for i in (4, 5)]
->>> [r.get("more_like_this", 0) for r in collapse_variants(guessed)]
-[0, 0]
+>>> rows = {1: {"title": "Hoop earrings in 18k yellow gold", "category": "earrings"},
+...         2: {"title": "Hoop  earrings in 18K yellow gold", "category": "earrings"},
+...         3: {"title": "Pearl drop earrings", "category": "earrings"}}
+>>> fold_ranked([1, 2, 3], rows, limit=10)
+[(1, [2]), (3, [])]
+>>> guessed = {i: {"title": None, "category": "ring", "predicted": frozenset({"category"})} for i in (4, 5)}
+>>> fold_ranked([4, 5], guessed, limit=10)
+[(4, []), (5, [])]
 """
 
 from __future__ import annotations
@@ -29,21 +29,29 @@ def variant_key(row: Mapping[str, Any]) -> tuple[str, ...]:
         tuple("" if field in guessed else row.get(field) or "" for field in VARIANT_FIELDS[1:])
 
 
-def collapse_variants(rows: Iterable[dict[str, Any]], limit: int | None = None) -> list[dict[str, Any]]:
-    """The first row of each variant group, in order, with ``more_like_this`` (how many others
-    the group holds) and ``variant_ids`` where it holds any; at most ``limit`` cards."""
-    groups: dict[tuple[str, ...], dict[str, Any]] = {}
-    cards: list[dict[str, Any]] = []
-    for row in rows:
-        key = variant_key(row)
+def fold_ranked(ranked: Iterable[int], rows: Mapping[int, Mapping[str, Any]],
+                limit: int) -> list[tuple[int, list[int]]]:
+    """The page of at most ``limit`` cards from ids in rank order: the first id of each variant
+    group, with the ids of the others it folds (the answer's ``variant_ids``; their count is its
+    ``more_like_this``). No row is copied; after the page is full the rest of the list is only
+    read for more variants of the cards on it.
+
+    >>> rows = {1: {"title": "Hoop"}, 2: {"title": "hoop"}, 3: {"title": "Drop"}, 4: {"title": "Stud"}}
+    >>> fold_ranked([1, 3, 2, 4], rows, limit=2)
+    [(1, [2]), (3, [])]
+    """
+    groups: dict[tuple[str, ...], list[int]] = {}
+    cards: list[tuple[int, list[int]]] = []
+    for item in ranked:
+        key = variant_key(rows[item])
         if not any(key):  # nothing to compare by: never folded
-            cards.append(row)
+            if len(cards) < limit:
+                cards.append((item, []))
             continue
-        card = groups.get(key)
-        if card is None:
-            card = groups[key] = row
-            cards.append(card)
-        else:
-            card.setdefault("variant_ids", []).append(row["id"])
-            card["more_like_this"] = len(card["variant_ids"])
-    return cards if limit is None else cards[:limit]
+        folded = groups.get(key)
+        if folded is not None:
+            folded.append(item)
+        elif len(cards) < limit:
+            folded = groups[key] = []
+            cards.append((item, folded))
+    return cards

@@ -240,22 +240,53 @@ class LexicalIndex:
         if allowed is not None and not allowed:
             return []
         quoted = [fts_string(t) for t in tokens]
-        hits = self._ranked(" AND ".join(quoted), limit, allowed, set())
-        if len(hits) < limit and len(tokens) > 1:
-            seen = {item_id for item_id, _ in hits}
-            hits += self._ranked(" OR ".join(quoted), limit - len(hits), allowed, seen)
-        return hits
+        every, anyone = " AND ".join(quoted), " OR ".join(quoted)
+        if len(tokens) == 1:
+            return self._ranked(every, limit, allowed, set())
+        # Which items hold every token, without scoring them: scoring starts by counting each
+        # token's matches over the whole table (bm25's IDF), once per statement.
+        holding_all = self._newest(every, max(self.candidates, 4 * limit), allowed)
+        if len(holding_all) >= limit:
+            return self._ranked(every, limit, allowed, set())
+        if not holding_all:
+            return self._ranked(anyone, limit, allowed, set())
+        return self._ranked_both(anyone, holding_all, limit, allowed) \
+            or self._two_passes(every, anyone, limit, allowed)
 
-    def _ranked(self, match: str, limit: int, allowed: set[int] | None,
-                exclude: set[int]) -> list[tuple[int, float]]:
-        """bm25 ranking of the newest ``candidates`` matches (all of them when fewer match)
+    def _two_passes(self, every: str, anyone: str, limit: int, allowed: set[int] | None) -> list[tuple[int, float]]:
+        """Those holding every token, best first, then the best of those holding any."""
+        hits = self._ranked(every, limit, allowed, set())
+        seen = {item_id for item_id, _ in hits}
+        return hits + self._ranked(anyone, limit - len(hits), allowed, seen)
 
-        Scoring every match of a word most items share ("gold": 60 % of a catalog) costs
-        ~40 ms at 100k items; such a word has a near-zero bm25 weight anyway, so the newest
-        matches stand in for all of them. FTS5 walks its rowids newest-first and stops.
-        """
-        candidates = max(self.candidates, 4 * limit) + len(exclude)
-        sql = (f"SELECT rowid, bm25({TABLE}, {_WEIGHT_ARGS}) FROM {TABLE} WHERE {TABLE} MATCH ?")
+    def _ranked_both(self, anyone: str, holding_all: list[int], limit: int,
+                     allowed: set[int] | None) -> list[tuple[int, float]] | None:
+        """``_two_passes`` in one scored statement, where fewer than ``limit`` items hold every
+        token: an item's bm25 is the same under AND and OR (the same tokens, the same counts),
+        so the OR pass's candidates, scored once, rank both lists. None when some item holding
+        every token is older than those candidates (the two passes are then needed)."""
+        rest = limit - len(holding_all)
+        candidates = max(self.candidates, 4 * rest) + len(holding_all)
+        inner, params = self._candidates_sql(anyone, allowed)
+        # Those holding every token first, each part best first (ties: newest first).
+        sql = (f"SELECT rowid, score, rowid IN (SELECT value FROM json_each(?)) AS every "
+               f"FROM ({inner} ORDER BY rowid DESC LIMIT ?) ORDER BY every DESC, score ASC, rowid DESC LIMIT ?")
+        rows = self.database.conn.execute(sql, [json.dumps(holding_all), *params, candidates, limit]).fetchall()
+        if sum(every for _, _, every in rows) < len(holding_all):
+            return None
+        return [(int(item_id), -float(rank)) for item_id, rank, _ in rows]
+
+    def _newest(self, match: str, cap: int, allowed: set[int] | None) -> list[int]:
+        """Ids of the newest ``cap`` matches, unscored."""
+        inner, params = self._candidates_sql(match, allowed, scored=False)
+        rows = self.database.conn.execute(f"{inner} ORDER BY rowid DESC LIMIT ?", [*params, cap]).fetchall()
+        return [int(item_id) for item_id, in rows]
+
+    @staticmethod
+    def _candidates_sql(match: str, allowed: set[int] | None, scored: bool = True) -> tuple[str, list[Any]]:
+        """The matches of ``match`` among ``allowed`` (rowid, and bm25 as ``score`` if ``scored``)."""
+        columns = f"rowid, bm25({TABLE}, {_WEIGHT_ARGS}) AS score" if scored else "rowid"
+        sql = f"SELECT {columns} FROM {TABLE} WHERE {TABLE} MATCH ?"
         params: list[Any] = [match]
         # "+rowid": a filter SQLite applies to each match; a plain rowid IN would make FTS5
         # run the whole query once per allowed id (measured 100 ms for 300 ids).
@@ -265,12 +296,31 @@ class LexicalIndex:
         elif allowed is not None:
             sql += " AND +rowid IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(sorted(allowed)))
-        sql += " ORDER BY rowid DESC LIMIT ?"
+        return sql, params
+
+    def _ranked(self, match: str, limit: int, allowed: set[int] | None,
+                exclude: set[int]) -> list[tuple[int, float]]:
+        """bm25 ranking of the newest ``candidates`` matches (all of them when fewer match)
+
+        Scoring every match of a word most items share ("gold": 60 % of a catalog) costs
+        ~40 ms at 100k items; such a word has a near-zero bm25 weight anyway, so the newest
+        matches stand in for all of them. FTS5 walks its rowids newest-first and stops.
+        SQLite then orders those candidates and keeps the best ``limit`` itself, so only they
+        cross into Python (ties: newest first).
+        """
+        candidates = max(self.candidates, 4 * limit) + len(exclude)
+        inner, params = self._candidates_sql(match, allowed)
+        inner += " ORDER BY rowid DESC LIMIT ?"
         params.append(candidates)
+        sql = f"SELECT rowid, score FROM ({inner})"
+        if exclude:
+            sql += " WHERE rowid NOT IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(exclude)))
+        # bm25 is lower for a better match; the score handed back is its negation.
+        sql += " ORDER BY score ASC, rowid DESC LIMIT ?"
+        params.append(limit)
         rows = self.database.conn.execute(sql, params).fetchall()
-        scored = sorted(((-float(rank), int(item_id)) for item_id, rank in rows
-                         if item_id not in exclude), reverse=True)  # ties: newest first
-        return [(item_id, score) for score, item_id in scored[:limit]]
+        return [(int(item_id), -float(rank)) for item_id, rank in rows]
 
     def rebuild(self) -> int:
         """Rewrite the whole table from the items, in one transaction; returns the row count."""

@@ -1,0 +1,221 @@
+"""Text query latency, old tree against new, side by side: in process and over HTTP, with
+vector-only search and the word index alone measured in the same processes.
+
+Each tree runs in its own child process (``PYTHONPATH`` = that tree's ``src``) on one shared
+synthetic catalog (``synthetic_catalog.py``, item text vectors and a saved blended index), with
+the text cache off and torch given the threads ``serve`` gives it (``--torch-threads`` to
+override). The parent sends every query to each child in turn (the order rotating query by
+query), and each child times, one after another:
+
+- vector only: the text vector, FAISS top k, k rows (``search.query.search_vector``);
+- hybrid: the shipped text query (``SearchService.query``);
+- the word index alone (``LexicalIndex.search``, limit 200, AND then OR).
+
+Over HTTP each child serves its service with waitress (4 threads); the parent asks the
+servers in turn, over one keep-alive connection each. Every answer (ids, scores, folded
+variants, facets, what was understood) is compared between the children, in process and over
+HTTP. ``--setups`` names the children: ``old`` (the ``--old-tree``), ``new`` (this tree) and
+``new:inline`` (this tree with the text tower run on the request thread, not a helper).
+
+Usage: python benchmarks/bench_text_speed.py --items 100000 --queries 300 --old-tree OLD/src
+       [--home DIR (reused when it holds a catalog)] [--setups old new new:inline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from concurrent.futures import Executor, Future
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+NEW_SRC = HERE.parent / "src"
+
+
+class InOrder(Executor):
+    """Runs each task at once in the calling thread (the tower on the request thread)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # handed back through the future, as a pool would
+            done.set_exception(error)
+        return done
+
+
+def digest(payload: dict) -> dict:
+    """What must not change between trees: everything but the timing."""
+    return {key: value for key, value in payload.items() if key != "took_ms"}
+
+
+def child(home: Path, tower: str, torch_threads: int | None) -> None:
+    """Serve commands from stdin, one JSON line each, answering on stdout."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import threading
+
+    import torch
+    from waitress import create_server
+
+    from jewelsearch.config import Settings
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.query.parser import understand
+    from jewelsearch.search.query import search_vector
+    from jewelsearch.search.service import SearchService
+    from jewelsearch.server import create_app
+    from jewelsearch.storage import Catalog
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    encoder = load_encoder("jewelclip-lite0")
+    catalog = Catalog.open(home / "catalog.db", home / "images")
+    service = SearchService(catalog, encoder, home / "index", text_cache_size=0)
+    state = service.state
+    if tower == "inline":
+        state.helpers = InOrder()
+    app = create_app(Settings(home=home, model="jewelclip-lite0", rate_limits=False), service, autosave_seconds=None)
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    service.query(text="warm up", k=10)
+    out = sys.stdout
+    out.write(json.dumps({"port": server.effective_port, "torch_threads": torch.get_num_threads()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        text = json.loads(line)["text"]
+        clock = time.perf_counter
+        started = clock()
+        search_vector(state, state.text_vectors.vector(text), 10, None, [])
+        vector_only = clock() - started
+        started = clock()
+        payload = service.query(text=text, k=10)
+        hybrid = clock() - started
+        terms = understand(text, state.glossary).terms
+        started = clock()
+        catalog.lexical.search(terms, limit=state.hybrid.pool)
+        lexical = clock() - started
+        out.write(json.dumps({"vector only": vector_only * 1000, "hybrid": hybrid * 1000,
+                              "word index": lexical * 1000, "answer": digest(payload)}) + "\n")
+        out.flush()
+    server.close()
+    catalog.close()
+
+
+def prepare(home: Path, items: int) -> None:
+    """The synthetic catalog and its saved indexes, so each child opens it without building."""
+    if (home / "catalog.db").exists():
+        return
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(NEW_SRC))
+    from synthetic_catalog import build
+
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.search.item_text_space import item_text_key
+    from jewelsearch.search.service import SearchService
+    encoder = load_encoder("jewelclip-lite0")
+    home.mkdir(parents=True, exist_ok=True)
+    catalog = build(home, items, encoder.model_id, encoder.dim, text_key=item_text_key(encoder.model_id))
+    SearchService(catalog, encoder, home / "index", text_cache_size=0).save(force=True)
+    catalog.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--old-tree", type=Path, help="the old tree's src folder (setup 'old')")
+    parser.add_argument("--home", type=Path, help="catalog home to build or reuse")
+    parser.add_argument("--setups", nargs="+", default=["old", "new", "new:inline"])
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch intra-op threads in each child (default: what serve gives, 1 here)")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tower", default="helper", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.tower, args.torch_threads)
+        return
+    if "old" in args.setups and args.old_tree is None:
+        parser.error("the 'old' setup needs --old-tree")
+    threads = args.torch_threads or max(1, (os.cpu_count() or 1) // 8)  # serve: cores // request threads
+    with tempfile.TemporaryDirectory() as scratch:
+        home = args.home or Path(scratch) / "home"
+        prepare(home, args.items)
+        run(args, home, threads)
+
+
+def run(args, home: Path, threads: int) -> None:
+    sys.path.insert(0, str(HERE))
+    from bench_text_search import queries
+
+    children = {}
+    for setup in args.setups:
+        tree, _, tower = setup.partition(":")
+        src = args.old_tree if tree == "old" else NEW_SRC
+        env = dict(os.environ, PYTHONPATH=str(Path(src).resolve()))
+        process = subprocess.Popen([sys.executable, __file__, "--child", str(home), "--tower", tower or "helper",
+                                    "--torch-threads", str(threads)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        hello = json.loads(process.stdout.readline())
+        children[setup] = (process, http.client.HTTPConnection("127.0.0.1", hello["port"]))
+    print(f"machine: {platform.node()} {os.cpu_count()} cpus, date {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"items {args.items}, queries {args.queries} (distinct, text cache off), torch threads {threads}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    texts = queries(args.queries)
+    names = list(children)
+    timings = {setup: {"vector only": [], "hybrid": [], "word index": [], "http": []} for setup in names}
+    differ = {"in process": 0, "over HTTP": 0}
+    for i, text in enumerate(texts):
+        order = names[i % len(names):] + names[:i % len(names)]
+        answers = {}
+        for setup in order:
+            process, _ = children[setup]
+            process.stdin.write(json.dumps({"text": text}) + "\n")
+            process.stdin.flush()
+            reply = json.loads(process.stdout.readline())
+            answers[setup] = reply.pop("answer")
+            for name, value in reply.items():
+                timings[setup][name].append(value)
+        differ["in process"] += len({json.dumps(a, sort_keys=True) for a in answers.values()}) > 1
+    print(f"load average after the in-process part {os.getloadavg()[0]:.1f}", flush=True)
+    for i, text in enumerate(texts):
+        order = names[i % len(names):] + names[:i % len(names)]
+        bodies = {}
+        for setup in order:
+            _, connection = children[setup]
+            started = time.perf_counter()
+            connection.request("GET", "/api/search?k=10&q=" + urllib.parse.quote(text))
+            response = connection.getresponse()
+            body = response.read()
+            timings[setup]["http"].append((time.perf_counter() - started) * 1000)
+            bodies[setup] = json.dumps(digest(json.loads(body)), sort_keys=True)
+        differ["over HTTP"] += len(set(bodies.values())) > 1
+    print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)
+    for process, connection in children.values():
+        connection.close()
+        process.stdin.close()
+        process.wait(timeout=120)
+    base = names[0]
+    for setup in names:
+        t = timings[setup]
+        vo, hy = statistics.median(t["vector only"]), statistics.median(t["hybrid"])
+        print(f"{setup:12s} vector only p50 {vo:6.2f} ms | hybrid p50 {hy:6.2f} p99 {np.percentile(t['hybrid'], 99):6.2f} ms "
+              f"({hy / vo:.2f}x vector only; {hy / statistics.median(timings[base]['hybrid']):.2f}x {base}) | "
+              f"word index p50 {statistics.median(t['word index']):5.2f} p99 {np.percentile(t['word index'], 99):5.2f} ms | "
+              f"HTTP p50 {statistics.median(t['http']):6.2f} p99 {np.percentile(t['http'], 99):6.2f} ms "
+              f"({statistics.median(t['http']) / statistics.median(timings[base]['http']):.2f}x {base})", flush=True)
+    print(f"queries whose answers differ between setups: in process {differ['in process']} of {len(texts)}, "
+          f"over HTTP {differ['over HTTP']} of {len(texts)}")
+
+
+if __name__ == "__main__":
+    main()
