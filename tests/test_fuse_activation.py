@@ -1,0 +1,129 @@
+"""Joining a folded tower's convolutions with their activations (``embed/fuse_activation.py``):
+the taps, last map and embedding stay what they were, bit for bit, and grad still flows."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from jewelsearch.embed.dense_features import tower_pass
+from jewelsearch.embed.fold_batch_norm import fold_batch_norm
+from jewelsearch.embed.fuse_activation import ConvActivation, _pad_same, join_activations, joining_available
+
+pytestmark = pytest.mark.skipif(not joining_available(), reason="this torch build has no oneDNN joined convolution")
+
+
+class Visual(torch.nn.Module):
+    """An open_clip-style image tower: a timm trunk and a projection head."""
+
+    def __init__(self):
+        super().__init__()
+        import timm
+        torch.manual_seed(0)
+        self.trunk = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+        self.head = torch.nn.Linear(self.trunk.num_features, 16)
+        # Random running statistics, so folding moves real numbers.
+        for m in self.trunk.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+
+
+@pytest.fixture(scope="module")
+def folded() -> Visual:
+    visual = Visual().eval()
+    assert fold_batch_norm(visual)
+    return visual
+
+
+def _outputs(visual, batch):
+    with torch.inference_mode():
+        result = tower_pass(visual, batch)
+    return [t.contiguous() for t in (*result.taps, result.last_map, result.embedding)]
+
+
+@pytest.mark.parametrize("side", [64, 57])  # odd sides pad differently on each edge
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_joined_tower_gives_the_same_taps_last_map_and_embedding(folded, side, layout):
+    joined = copy.deepcopy(folded)
+    assert join_activations(joined.trunk) > 0
+    batch = torch.randn(3, 3, side, side).contiguous(memory_format=layout)
+    folded.to(memory_format=layout)
+    joined.to(memory_format=layout)
+    before, after = _outputs(folded, batch), _outputs(joined, batch)
+    assert len(before) == len(after) == 5
+    for a, b in zip(before, after):
+        assert a.shape == b.shape
+        assert float((a - b).abs().max()) <= 1e-6
+
+
+def test_joined_tower_keeps_gradients(folded):
+    """Grad-CAM differentiates the served tower: with grad on, the original modules run."""
+    joined = copy.deepcopy(folded)
+    join_activations(joined.trunk)
+    batch = torch.randn(1, 3, 64, 64)
+
+    def gradient(visual):
+        with torch.enable_grad():
+            result = tower_pass(visual, batch)
+            result.last_map.retain_grad()
+            result.embedding.sum().backward()
+        return result.last_map.grad
+
+    assert torch.equal(gradient(folded), gradient(joined))
+
+
+def test_every_activation_runs_once(folded):
+    joined = copy.deepcopy(folded)
+    count = join_activations(joined.trunk)
+    joins = [m for m in joined.trunk.modules() if isinstance(m, ConvActivation)]
+    relus = [m for m in joined.trunk.modules() if isinstance(m, torch.nn.ReLU6)]
+    assert count == len(joins) == len(relus)  # each ReLU6 now lives in one join only
+    assert join_activations(joined.trunk) == 0  # nothing left to join
+
+
+def test_unfolded_or_training_towers_are_left_alone():
+    visual = Visual().eval()
+    assert join_activations(visual.trunk) == 0  # batch norms not folded: nothing joinable
+    folded_one = Visual().eval()
+    fold_batch_norm(folded_one)
+    folded_one.train()
+    assert join_activations(folded_one.trunk) == 0
+    assert not any(isinstance(m, ConvActivation) for m in folded_one.modules())
+
+
+@pytest.mark.parametrize("side", [(224, 224), (57, 64), (7, 8)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_same_padding_equals_timms(side, stride, layout):
+    from timm.layers.padding import pad_same
+    x = torch.randn(2, 5, *side).contiguous(memory_format=layout)
+    ours = _pad_same(x, torch.Size([3, 3]), (stride, stride), (1, 1))
+    theirs = pad_same(x, [3, 3], [stride, stride], [1, 1])
+    assert torch.equal(ours, theirs)
+    assert ours.is_contiguous(memory_format=layout)
+
+
+@pytest.mark.slow
+def test_served_default_model_embeds_as_before():
+    """The bundled model, as the service loads it: the same vectors from a joined tower."""
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.ingest.demo import demo_dir, demo_items
+    from jewelsearch.recognize.builder import load_recognizer
+    photos = [Image.open(io.BytesIO(item.image_bytes)).convert("RGB") for item in demo_items(demo_dir())[:8]]
+    encoder = load_encoder("jewelclip-lite0")
+    plain = load_recognizer(encoder, fold_for_serving=True, join_activations=False)
+    before = plain.embed_all(photos, recognise=[True] * len(photos))
+    assert not any(isinstance(m, ConvActivation) for m in encoder.model.visual.modules())
+    assert join_activations(encoder.model.visual.trunk) > 0
+    after = plain.embed_all(photos, recognise=[True] * len(photos))
+    assert float(abs(before.embeddings - after.embeddings).max()) <= 1e-6
+    assert float(abs(before.pooled - after.pooled).max()) <= 1e-5
+    served = load_recognizer(load_encoder("jewelclip-lite0"), fold_for_serving=True)
+    assert any(isinstance(m, ConvActivation) for m in served.encoder.model.visual.modules())
+    top = served.recognition_top
+    assert top is None or any(isinstance(m, ConvActivation) for m in top.modules())
