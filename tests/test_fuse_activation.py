@@ -12,7 +12,7 @@ from PIL import Image
 
 from jewelsearch.embed.dense_features import tower_pass
 from jewelsearch.embed.fold_batch_norm import fold_batch_norm
-from jewelsearch.embed.fuse_activation import ConvActivation, _pad_same, join_activations, joining_available
+from jewelsearch.embed.fuse_activation import ConvActivation, join_activations, joining_available
 
 pytestmark = pytest.mark.skipif(not joining_available(), reason="this torch build has no oneDNN joined convolution")
 
@@ -96,16 +96,24 @@ def test_unfolded_or_training_towers_are_left_alone():
     assert not any(isinstance(m, ConvActivation) for m in folded_one.modules())
 
 
-@pytest.mark.parametrize("side", [(224, 224), (57, 64), (7, 8)])
-@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("side", [(224, 224), (57, 64), (7, 8), (14, 15)])
+@pytest.mark.parametrize("kernel,stride,groups", [(3, 2, 8), (5, 2, 8), (3, 1, 8), (3, 2, 1), (5, 1, 1)])
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-def test_same_padding_equals_timms(side, stride, layout):
-    from timm.layers.padding import pad_same
-    x = torch.randn(2, 5, *side).contiguous(memory_format=layout)
-    ours = _pad_same(x, torch.Size([3, 3]), (stride, stride), (1, 1))
-    theirs = pad_same(x, [3, 3], [stride, stride], [1, 1])
-    assert torch.equal(ours, theirs)
-    assert ours.is_contiguous(memory_format=layout)
+def test_same_padding_convolution_equals_timms(side, kernel, stride, groups, layout):
+    """timm's Conv2dSame then ReLU6 against the join, for every padding case (even and odd
+    sides: "same" pads one more after the map, or as much on both sides)."""
+    from timm.layers import create_conv2d
+    torch.manual_seed(1)
+    conv = create_conv2d(8, 8, kernel, stride=stride, padding="same", groups=groups).eval()
+    assert type(conv).__name__ == ("Conv2dSame" if stride > 1 else "Conv2d")
+    conv.to(memory_format=layout)
+    joined = ConvActivation(conv, torch.nn.ReLU6())
+    x = torch.randn(2, 8, *side).contiguous(memory_format=layout) * 4
+    with torch.inference_mode():
+        expected = torch.nn.functional.relu6(conv(x))
+        got = joined(x)
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max()) <= 1e-6
 
 
 @pytest.mark.slow

@@ -5,9 +5,11 @@ this CPU the separate clamp passes were about 14 % of a tower pass, and timm's d
 padding (a zero-filled copy of the whole map before each stride-2 convolution) about 13 %
 (torch profiler, batch 32, 224 px, 2026-12-07). oneDNN runs a convolution with its activation
 as one kernel (the clip is applied as each output is written), through the same op torch's
-own inductor compiler emits for this pattern (``mkldnn._convolution_pointwise``); the "same"
-padding is built once into a buffer whose border alone is zeroed. Both compute exactly what
-the modules did: the same convolution kernel, the same clip, the same padded input.
+own inductor compiler emits for this pattern (``mkldnn._convolution_pointwise``). The "same"
+padding puts one more zero row (column) after the map than before it; the convolution's own
+symmetric padding of the larger side, with a kernel that has one leading row (column) of zero
+weights, reads exactly the same pixels with the same weights, so no padded copy is made. Both
+compute what the modules did, bit for bit on this machine (tests: max |diff| 0).
 
 The joined op has no backward: with grad enabled (Grad-CAM, training) a joined convolution
 runs its original convolution and activation instead, so the module tree keeps working there.
@@ -43,44 +45,40 @@ class ConvActivation(nn.Module):
         super().__init__()
         self.conv, self.act = conv, act
         self.post_op, self.scalars = JOINABLE[type(act)]
-        # timm's Conv2dSame pads at run time to TensorFlow's "same" (more on the right/bottom).
+        # timm's Conv2dSame pads at run time to TensorFlow's "same": as much before the map as
+        # after it, or one row (column) more after. Each case's kernel, by (extra row, extra
+        # column): the weights behind that many leading zeros (the zeros then face the padding).
         self.same_padding = type(conv).__name__ == "Conv2dSame"
+        if self.same_padding:
+            for row in (0, 1):
+                for col in (0, 1):
+                    self.register_buffer(f"kernel_{row}{col}", F.pad(conv.weight, (col, 0, row, 0)),
+                                         persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu" \
-                or self.conv.weight.dtype != torch.float32:
-            return self.act(self.conv(x))
         conv = self.conv
-        padding = list(conv.padding)
+        if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu" \
+                or conv.weight.dtype != torch.float32 or x.ndim != 4:
+            return self.act(conv(x))
+        weight, padding = conv.weight, list(conv.padding)
         if self.same_padding:
-            x = _pad_same(x, conv.weight.shape[-2:], conv.stride, conv.dilation)
-            padding = [0, 0]
+            (before_h, after_h), (before_w, after_w) = (
+                _same_padding(size, k, s) for size, k, s in zip(x.shape[-2:], conv.weight.shape[-2:], conv.stride))
+            weight = getattr(self, f"kernel_{after_h - before_h}{after_w - before_w}")
+            padding = [after_h, after_w]
         return torch.ops.mkldnn._convolution_pointwise(
-            x, conv.weight, conv.bias, padding, list(conv.stride), list(conv.dilation), conv.groups,
+            x, weight, conv.bias, padding, list(conv.stride), list(conv.dilation), conv.groups,
             self.post_op, self.scalars, "")
 
 
-def _pad_same(x: torch.Tensor, kernel: torch.Size, stride, dilation) -> torch.Tensor:
-    """timm's ``pad_same`` with zeros, written as one copy into a buffer whose border alone is
-    zeroed (``F.pad`` fills the whole buffer first): the same values, the input's layout."""
-    height, width = x.shape[-2:]
-    pad_h = max((math.ceil(height / stride[0]) - 1) * stride[0] + (kernel[0] - 1) * dilation[0] + 1 - height, 0)
-    pad_w = max((math.ceil(width / stride[1]) - 1) * stride[1] + (kernel[1] - 1) * dilation[1] + 1 - width, 0)
-    if pad_h == 0 and pad_w == 0:
-        return x
-    if x.ndim != 4:
-        return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-    top, left = pad_h // 2, pad_w // 2
-    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) \
-        and not x.is_contiguous() else torch.contiguous_format
-    out = torch.empty((x.shape[0], x.shape[1], height + pad_h, width + pad_w), dtype=x.dtype,
-                      memory_format=layout)
-    out[:, :, top:top + height, left:left + width].copy_(x)
-    out[:, :, :top].zero_()
-    out[:, :, top + height:].zero_()
-    out[:, :, top:top + height, :left].zero_()
-    out[:, :, top:top + height, left + width:].zero_()
-    return out
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "same" padding (timm's ``pad_same``, dilation 1): (before, after).
+
+    >>> _same_padding(224, 3, 2), _same_padding(57, 3, 2), _same_padding(56, 5, 2)
+    ((0, 1), (1, 1), (1, 2))
+    """
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
 
 @torch.no_grad()
@@ -95,7 +93,8 @@ def join_activations(module: nn.Module) -> int:
         for conv_name, after_name in PAIRS.get(type(inner).__name__, ()):
             conv, after = getattr(inner, conv_name, None), getattr(inner, after_name, None)
             if not isinstance(conv, nn.Conv2d) or not isinstance(after, AfterFold) \
-                    or not isinstance(after.drop, nn.Identity) or type(after.act) not in JOINABLE:
+                    or not isinstance(after.drop, nn.Identity) or type(after.act) not in JOINABLE \
+                    or tuple(conv.dilation) != (1, 1):  # the zero-led kernels assume dilation 1
                 continue
             setattr(inner, conv_name, ConvActivation(conv, after.act))
             setattr(inner, after_name, AfterFold(after.drop, nn.Identity()))
