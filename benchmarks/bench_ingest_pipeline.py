@@ -13,6 +13,7 @@ Variants (``--variants``, comma-separated):
   seq          this tree, ``add_items`` per batch
   pipe         this tree, ``ingest_batches`` (decode threads, model, writer thread)
   pipe-b64     the same with batches of 64
+  pipe-b16     the same with batches of 16
   pipe-t1      the same with one torch thread (the decode threads get the other core)
   pipe-w1      one decode thread
   pipe-draft   pipelined with JPEG draft decoding
@@ -74,7 +75,7 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     from jewelsearch.config import Settings
     from jewelsearch.search.wiring import open_service
 
-    batch = 64 if variant == "pipe-b64" else 32
+    batch = {"pipe-b64": 64, "pipe-b16": 16}.get(variant, 32)
     if variant == "pipe-t1":
         torch.set_num_threads(1)
     items = photo_set(kind, count + 8, cache)
