@@ -12,7 +12,7 @@ from PIL import Image
 
 from jewelsearch.embed.dense_features import tower_pass
 from jewelsearch.embed.fold_batch_norm import fold_batch_norm
-from jewelsearch.embed.fuse_activation import ConvActivation, join_activations, joining_available
+from jewelsearch.embed.fuse_activation import ConvActivation, ResidualJoin, join_activations, joining_available
 
 pytestmark = pytest.mark.skipif(not joining_available(), reason="this torch build has no oneDNN joined convolution")
 
@@ -82,7 +82,11 @@ def test_every_activation_runs_once(folded):
     count = join_activations(joined.trunk)
     joins = [m for m in joined.trunk.modules() if isinstance(m, ConvActivation)]
     relus = [m for m in joined.trunk.modules() if isinstance(m, torch.nn.ReLU6)]
-    assert count == len(joins) == len(relus)  # each ReLU6 now lives in one join only
+    residuals = [m for m in joined.trunk.modules() if isinstance(m, ResidualJoin)]
+    skips = [m for m in folded.trunk.modules() if getattr(m, "has_skip", False)]
+    assert len(joins) == len(relus)  # each ReLU6 now lives in one join only
+    assert len(residuals) == len(skips) > 0  # every residual add joined, none twice
+    assert count == len(joins) + len(residuals)
     assert join_activations(joined.trunk) == 0  # nothing left to join
 
 
