@@ -132,6 +132,8 @@ def test_served_default_model_embeds_as_before():
     before = plain.embed_all(photos, recognise=[True] * len(photos))
     assert not any(isinstance(m, ConvActivation) for m in encoder.model.visual.modules())
     assert join_activations(encoder.model.visual.trunk) > 0
+    if plain.recognition_top is not None:  # its pooled maps come from the top: joined too
+        assert join_activations(plain.recognition_top) > 0
     after = plain.embed_all(photos, recognise=[True] * len(photos))
     assert float(abs(before.embeddings - after.embeddings).max()) <= 1e-6
     assert float(abs(before.pooled - after.pooled).max()) <= 1e-5
