@@ -100,6 +100,19 @@ def test_unfolded_or_training_towers_are_left_alone():
     assert not any(isinstance(m, ConvActivation) for m in folded_one.modules())
 
 
+def test_convolutions_it_cannot_reproduce_stay_as_they_are(folded):
+    """Reflect padding, padding given as a word, or dilation: the joined op would compute
+    something else, so those convolutions are not joined."""
+    joined = copy.deepcopy(folded)
+    stage = joined.trunk.blocks[1][0]  # an InvertedResidual: conv_pw then ReLU6
+    stage.conv_pw.padding_mode = "reflect"
+    other = joined.trunk.blocks[2][0]
+    other.conv_pw = torch.nn.Conv2d(other.conv_pw.in_channels, other.conv_pw.out_channels, 1, padding="same")
+    join_activations(joined.trunk)
+    assert not isinstance(stage.conv_pw, ConvActivation) and isinstance(stage.conv_dw, ConvActivation)
+    assert not isinstance(other.conv_pw, ConvActivation)
+
+
 @pytest.mark.parametrize("side", [(224, 224), (57, 64), (7, 8), (14, 15)])
 @pytest.mark.parametrize("kernel,stride,groups", [(3, 2, 8), (5, 2, 8), (3, 1, 8), (3, 2, 1), (5, 1, 1)])
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])

@@ -115,6 +115,14 @@ class ResidualJoin(nn.Module):
             list(projection.dilation), projection.groups, "add", None, None, [], None)
 
 
+def _plain_conv(conv) -> bool:
+    """A convolution whose forward is exactly what ``ConvActivation`` computes: torch's own or
+    timm's ``Conv2dSame``, zero padding given as numbers, dilation 1 (the zero-led kernels
+    assume it)."""
+    return (type(conv) is nn.Conv2d or type(conv).__name__ == "Conv2dSame") and conv.padding_mode == "zeros" \
+        and isinstance(conv.padding, tuple) and tuple(conv.dilation) == (1, 1)
+
+
 @torch.no_grad()
 def join_activations(module: nn.Module) -> int:
     """Join, in place, every convolution that a folded batch norm's ReLU/ReLU6 follows inside
@@ -127,9 +135,8 @@ def join_activations(module: nn.Module) -> int:
     for inner in list(module.modules()):
         for conv_name, after_name in PAIRS.get(type(inner).__name__, ()):
             conv, after = getattr(inner, conv_name, None), getattr(inner, after_name, None)
-            if not isinstance(conv, nn.Conv2d) or not isinstance(after, AfterFold) \
-                    or not isinstance(after.drop, nn.Identity) or type(after.act) not in JOINABLE \
-                    or tuple(conv.dilation) != (1, 1):  # the zero-led kernels assume dilation 1
+            if not _plain_conv(conv) or not isinstance(after, AfterFold) \
+                    or not isinstance(after.drop, nn.Identity) or type(after.act) not in JOINABLE:
                 continue
             setattr(inner, conv_name, ConvActivation(conv, after.act))
             setattr(inner, after_name, AfterFold(after.drop, nn.Identity()))
