@@ -2,8 +2,9 @@
 its taps (``embed.dense_features.tower_pass``), batch of ``--batch``, 224 px, as ingest runs it.
 
 Variants (``--variants``, comma-separated), each on its own copy of the folded tower:
-  cl        channels_last weights and input (what serving does)
-  joined    channels_last, each convolution joined with its activation (``embed/fuse_activation.py``)
+  cl        channels_last weights and input, the folded tower as it is (served before the joins)
+  joined    what serving does: channels_last, convolutions joined with their activations and
+            residual adds (``embed/fuse_activation.py``)
   nchw      the default contiguous layout for weights and input
   jit       the trunk traced up to each tap, frozen and optimised for inference (TorchScript)
   jit-freeze  the same, frozen only (conv + add/mul folding, no MKL-DNN layout conversion)
