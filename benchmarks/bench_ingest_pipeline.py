@@ -9,9 +9,11 @@ machine's load hits all alike; the table gives medians and the ratio to the firs
 Variants (``--variants``, comma-separated):
   old          ``--old-tree`` (another checkout's src, e.g. a worktree of the commit before the
                pipeline: ``git worktree add /tmp/old 3bf8695``), ``add_items`` per batch
+  old-pipe     ``--old-tree``'s ``ingest_batches``: the pipeline as another checkout runs it
   seq          this tree, ``add_items`` per batch
   pipe         this tree, ``ingest_batches`` (decode threads, model, writer thread)
   pipe-b64     the same with batches of 64
+  pipe-b16     the same with batches of 16
   pipe-t1      the same with one torch thread (the decode threads get the other core)
   pipe-w1      one decode thread
   pipe-draft   pipelined with JPEG draft decoding
@@ -73,14 +75,14 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     from jewelsearch.config import Settings
     from jewelsearch.search.wiring import open_service
 
-    batch = 64 if variant == "pipe-b64" else 32
+    batch = {"pipe-b64": 64, "pipe-b16": 16}.get(variant, 32)
     if variant == "pipe-t1":
         torch.set_num_threads(1)
     items = photo_set(kind, count + 8, cache)
     warm, items = items[count:], items[:count]
     with tempfile.TemporaryDirectory() as home:
         service = open_service(Settings(home=Path(home)))
-        if variant != "old":  # draft decoding only where the variant asks for it
+        if variant != "old":  # draft decoding only where the variant asks for it (old-pipe: off)
             ingestor = service.state.ingestor
             ingestor.draft_side = 2 * ingestor.encoder.preprocess.size if variant == "pipe-draft" else 0
         service.add_items(warm)  # first calls pay for lazy set-up
@@ -121,7 +123,7 @@ def main() -> None:
         print(json.dumps(child(*args.child, args.items, args.cache)))
         return
     variants = args.variants.split(",")
-    if "old" in variants and not args.old_tree:
+    if any(v.startswith("old") for v in variants) and not args.old_tree:
         parser.error("the old variant needs --old-tree (the src of a checkout of the old code)")
     here = str(Path(__file__).resolve().parents[1] / "src")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
@@ -131,7 +133,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = variants[round_ % len(variants):] + variants[:round_ % len(variants)]
             for variant in order:
-                tree = args.old_tree if variant == "old" else here
+                tree = args.old_tree if variant.startswith("old") else here
                 env = {**os.environ, "PYTHONPATH": tree}
                 done = subprocess.run([sys.executable, __file__, "--child", variant, kind, "--items",
                                        str(args.items), "--cache", str(args.cache)],

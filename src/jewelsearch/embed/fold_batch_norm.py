@@ -25,7 +25,7 @@ PAIRS = {
 }
 
 
-class _AfterFold(nn.Module):
+class AfterFold(nn.Module):
     """What remains of a folded ``BatchNormAct2d``: its dropout and activation."""
 
     def __init__(self, drop: nn.Module, act: nn.Module):
@@ -81,5 +81,5 @@ def fold_module(module: nn.Module) -> bool:
                 bias = bias + conv.bias * scale
             conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
             conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
-            setattr(inner, bn_name, _AfterFold(bn.drop, bn.act))
+            setattr(inner, bn_name, AfterFold(bn.drop, bn.act))
     return True
