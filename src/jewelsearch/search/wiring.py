@@ -67,7 +67,7 @@ def open_service(settings: Settings, models_from: SearchService | None = None) -
         instance_head = models_from.instance.head if models_from.instance is not None else None
     else:
         encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
-                               max_text_chars=settings.max_text_chars)
+                               max_text_chars=settings.max_text_chars, loader=settings.model_loader)
         # The instance head reads the tower's own maps; towers without them keep one vector per item.
         instance_head = InstanceHead.load(encoder.folder, encoder.model.visual) if settings.instance_vectors else None
         # Serving only reads the frozen tower, so its batch norms can join the convolutions (faster).

