@@ -47,12 +47,22 @@ class BertConfig:
         return cls(**{name: raw[name] for name in cls.__dataclass_fields__})
 
 
+def _embedding(count: int, width: int, padding_idx: int | None = None) -> nn.Embedding:
+    """``nn.Embedding``, whose random start is skipped on the meta device (``plain_model`` builds
+    there): torch draws a normal distribution on meta tensors through a path that imports
+    torch._dynamo, 1.5 s of start-up, for values a meta tensor does not even hold."""
+    layer = nn.Embedding(count, width, padding_idx=padding_idx, _weight=torch.empty(count, width))
+    if not layer.weight.is_meta:
+        layer.reset_parameters()
+    return layer
+
+
 class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.word_embeddings = _embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.position_embeddings = _embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = _embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 

@@ -14,6 +14,7 @@ other folders (and training, which uses open_clip's training hooks) go through o
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,7 +41,12 @@ class PlainCLIP(nn.Module):
         super().__init__()
         self.visual = visual
         self.text = text
-        self.logit_scale = nn.Parameter(torch.ones([]) * torch.log(torch.tensor(1 / 0.07)))
+        self.logit_scale = nn.Parameter(torch.empty([]))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.logit_scale.fill_(math.log(1 / 0.07))  # CLIP's starting temperature, as open_clip's
 
     def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         features = self.visual(image)
@@ -86,14 +92,37 @@ def build_plain_model(spec: Mapping[str, Any]) -> tuple[PlainCLIP, ImagePreproce
     text_cfg = config["text_cfg"]
     minilm = Path(default_model.minilm_path())
     bert = BertConfig.from_file(minilm / "config.json")
-    visual = ImageTower(config["embed_dim"])
-    text = TextTower(bert, config["embed_dim"], text_cfg["hf_proj_type"])
-    model = PlainCLIP(visual, text)
-    default_model.load_pretrained_image_trunk(model)
+    # Built without memory ("meta" tensors), and the pretrained tensors then become the
+    # parameters themselves (assign=True): a normal build would first fill 27M parameters with
+    # random values and then copy the pretrained ones over them, about a second of a start.
+    with torch.device("meta"):
+        model = PlainCLIP(ImageTower(config["embed_dim"]),
+                          TextTower(bert, config["embed_dim"], text_cfg["hf_proj_type"]))
+    trunk = torch.load(default_model.efficientnet_lite0_checkpoint(), map_location="cpu", weights_only=True)
+    model.visual.trunk.load_state_dict(default_model.remap_efficientnet_pytorch_keys(trunk), strict=True,
+                                       assign=True)
     pretrained = {k: v for k, v in load_file(str(minilm / "model.safetensors")).items()
                   if k not in UNUSED_TEXT_KEYS}
-    text.transformer.load_state_dict(pretrained, strict=True)
+    model.text.transformer.load_state_dict(pretrained, strict=True, assign=True)
+    _initialise_the_rest(model)
     pre = spec["preprocess"]
     preprocess = ImagePreprocessor(pre["image_size"], pre["mean"], pre["std"], pre.get("interpolation", "bicubic"))
     tokenizer = WordPieceTokenizer(minilm / "tokenizer.json", text_cfg.get("context_length", 77), bert.pad_token_id)
     return model.eval(), preprocess, tokenizer
+
+
+def _initialise_the_rest(model: nn.Module) -> None:
+    """Give memory and a fresh initialisation to what no package provides (the projections and
+    the temperature, which a model folder's weights then replace)."""
+    for module in model.modules():
+        meta = [(name, t) for name, t in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+                if t.is_meta]
+        if not meta:
+            continue
+        # Fresh CPU tensors of the same shape (not ``to_empty``: its ``empty_like`` on a meta
+        # tensor imports sympy through torch's symbolic shapes, seconds of start-up).
+        for name, tensor in meta:
+            empty = torch.empty(tuple(tensor.shape), dtype=tensor.dtype)
+            setattr(module, name, nn.Parameter(empty, requires_grad=tensor.requires_grad)
+                    if isinstance(tensor, nn.Parameter) else empty)
+        module.reset_parameters()
