@@ -144,6 +144,15 @@ def test_an_unknown_loader_is_refused():
         load_encoder("jewelclip-lite0", loader="onnx")
 
 
+def test_an_unknown_model_loader_setting_is_a_settings_error(tmp_path):
+    from jewelsearch.config import load_settings
+    from jewelsearch.search.wiring import SettingsError, open_service
+
+    settings = load_settings(tmp_path / "home", env={"JEWELSEARCH_MODEL_LOADER": "onnx"})
+    with pytest.raises(SettingsError, match="model_loader must be one of plain, open_clip"):
+        open_service(settings)
+
+
 def test_other_architectures_go_through_open_clip():
     spec = default_spec()
     spec["open_clip_config"]["vision_cfg"]["timm_model_name"] = "tf_efficientnet_lite1"
