@@ -3,9 +3,10 @@
 The steps of a text search's start, in the order a command takes them: ``import torch``; FAISS
 and sqlite-utils (which imports pandas and pyarrow); the jewelsearch serving modules; the
 model (``load_encoder``, plain torch or open_clip by ``--loader``); the instance head; the
-recogniser with batch-norm folding; the first text query. Each run is a new interpreter;
-medians over ``--runs``. On a loaded machine the CPU column says more than the wall column.
-Usage: python benchmarks/bench_startup_phases.py [--runs 5] [--loader plain|open_clip]
+recogniser with batch-norm folding; the first text query. Each run is a new interpreter, the
+loaders alternated run by run; medians over ``--runs``. On a loaded machine the CPU column
+says more than the wall column.
+Usage: python benchmarks/bench_startup_phases.py [--runs 5] [--loaders plain open_clip]
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def mark(name):
     marks.append((name, time.perf_counter(), time.process_time()))
 import torch
 mark("import torch")
-import faiss, sqlite_utils
-mark("import faiss, sqlite-utils (pandas, pyarrow)")
+import faiss, jewelsearch.storage.db
+mark("import faiss, the store (sqlite-utils)")
 import jewelsearch.cli, jewelsearch.search.wiring, jewelsearch.ingest.pipeline
 mark("import jewelsearch serving modules")
 from jewelsearch.embed import load_encoder
@@ -47,26 +48,33 @@ print(json.dumps([[b[0], b[1] - a[1], b[2] - a[2]] for a, b in zip(marks, marks[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--loader", default="plain", choices=("plain", "open_clip"))
+    parser.add_argument("--loaders", nargs="+", default=["plain", "open_clip"], choices=("plain", "open_clip"))
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "HF_HUB_OFFLINE": "1"}
-    walls: dict[str, list[float]] = {}
-    cpus: dict[str, list[float]] = {}
+    walls: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
+    totals: dict[str, list[tuple[float, float]]] = {}
     loads = []
-    for _ in range(args.runs):
-        done = subprocess.run([sys.executable, "-c", STEPS, args.loader], env=env, capture_output=True,
-                              text=True, check=True)
-        loads.append(os.getloadavg()[0])
-        for name, wall, cpu in json.loads(done.stdout.strip().splitlines()[-1]):
-            walls.setdefault(name, []).append(wall)
-            cpus.setdefault(name, []).append(cpu)
-    print(f"loader {args.loader}, {args.runs} runs, load average {min(loads):.1f}-{max(loads):.1f}")
-    print(f"{'step':48s} {'wall s':>8s} {'CPU s':>8s}")
-    for name in walls:
-        print(f"{name:48s} {statistics.median(walls[name]):8.2f} {statistics.median(cpus[name]):8.2f}")
-    totals = [sum(run) for run in zip(*walls.values())], [sum(run) for run in zip(*cpus.values())]
-    print(f"{'total (median of the runs totals)':48s} {statistics.median(totals[0]):8.2f} "
-          f"{statistics.median(totals[1]):8.2f}")
+    for run in range(args.runs):
+        for loader in (args.loaders if run % 2 == 0 else args.loaders[::-1]):
+            done = subprocess.run([sys.executable, "-c", STEPS, loader], env=env, capture_output=True,
+                                  text=True, check=True)
+            loads.append(os.getloadavg()[0])
+            steps = json.loads(done.stdout.strip().splitlines()[-1])
+            for name, wall, cpu in steps:
+                walls.setdefault((loader, name), []).append(wall)
+                cpus.setdefault((loader, name), []).append(cpu)
+            totals.setdefault(loader, []).append((sum(s[1] for s in steps), sum(s[2] for s in steps)))
+    print(f"{args.runs} runs per loader, load average {min(loads):.1f}-{max(loads):.1f}; "
+          "median wall s / median CPU s")
+    print(f"{'step':48s}" + "".join(f" {loader:>18s}" for loader in args.loaders))
+    names = list(dict.fromkeys(name for _, name in walls))
+    for name in names:
+        print(f"{name:48s}" + "".join(f" {statistics.median(walls[(l, name)]):8.2f} /{statistics.median(cpus[(l, name)]):7.2f}"
+                                      for l in args.loaders))
+    print(f"{'total (median of the runs totals)':48s}" + "".join(
+        f" {statistics.median(t[0] for t in totals[l]):8.2f} /{statistics.median(t[1] for t in totals[l]):7.2f}"
+        for l in args.loaders))
 
 
 if __name__ == "__main__":
