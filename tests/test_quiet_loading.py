@@ -21,7 +21,9 @@ logging.basicConfig(level=logging.WARNING)
 if sys.argv[1] == "debug":
     logging.getLogger("jewelsearch").setLevel(logging.DEBUG)
 from jewelsearch.embed import load_encoder
-load_encoder("jewelclip-lite0")
+# Through open_clip: the plain-torch loader (serving's) builds the model without the libraries
+# that make this noise.
+load_encoder("jewelclip-lite0", loader="open_clip")
 """
 
 

@@ -41,7 +41,7 @@ def test_serving_modules_import_no_scipy_and_no_optional_engines():
         "import importlib, json, sys\n"
         f"for name in {SERVING_MODULES!r}: importlib.import_module(name)\n"
         "print(json.dumps(sorted(m for m in ('scipy', 'flask', 'ray', 'implicit',"
-        " 'cornac', 'sklearn') if m in sys.modules)))")
+        " 'cornac', 'sklearn', 'pandas', 'pyarrow') if m in sys.modules)))")
     assert found == []
 
 
@@ -51,3 +51,28 @@ def test_the_cli_alone_imports_no_torch_and_no_faiss():
         "print(json.dumps(sorted(m for m in ('torch', 'faiss', 'open_clip', 'sqlite_utils', 'numpy')"
         " if m in sys.modules)))")
     assert found == []
+
+
+def test_pandas_is_refused_to_sqlite_utils_only_and_on_its_own_thread():
+    """The store imports sqlite-utils without pandas, yet pandas stays importable: from other
+    code, and from another thread while the refusal is in place."""
+    found = loaded_after(
+        "import json, sys, threading\n"
+        "from jewelsearch.storage.db import _NoPandasForSqliteUtils, sqlite_utils\n"
+        "guard = _NoPandasForSqliteUtils()\n"
+        "refused = []\n"
+        "try:\n"
+        "    exec('guard.find_spec(\"pandas\")', {'__name__': 'sqlite_utils.db', 'guard': guard})\n"
+        "except ModuleNotFoundError:\n"
+        "    refused.append('sqlite_utils.db')\n"
+        "sys.meta_path.insert(0, guard)\n"
+        "elsewhere = {}\n"
+        "def other_thread():\n"
+        "    import pandas\n"
+        "    elsewhere['pandas'] = pandas.__name__\n"
+        "t = threading.Thread(target=other_thread); t.start(); t.join()\n"
+        "sys.meta_path.remove(guard)\n"
+        "print(json.dumps({'refused': refused, 'sqlite_utils_pd': sqlite_utils.db.pd is None,"
+        " 'other_thread': elsewhere.get('pandas'), 'find_spec_here': guard.find_spec('pandas')}))")
+    assert found == {"refused": ["sqlite_utils.db"], "sqlite_utils_pd": True, "other_thread": "pandas",
+                     "find_spec_here": None}

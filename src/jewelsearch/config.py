@@ -26,6 +26,10 @@ class Settings:
     model: str = DEFAULT_MODEL
     # open_clip pretrained tag or checkpoint path when ``model`` is an open_clip name.
     pretrained: str | None = None
+    # How a model folder is built: "plain" builds the default architecture in plain torch (no
+    # open_clip, timm or transformers imported: seconds less start-up), any other through
+    # open_clip; "open_clip" always goes through open_clip.
+    model_loader: str = "plain"
     # 0 = let torch decide; `serve` then shares the cores out among its request threads.
     torch_threads: int = 0
     batch_size: int = 32

@@ -46,7 +46,8 @@ def eval_model(obj: Context, shared_root, folder, attribute, csv_path, out, robu
     if not sets:
         fail("give --shared, --folder or --csv with labelled photos")
     settings = obj.settings
-    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
+                           loader=settings.model_loader)
     recognizer = load_recognizer(encoder)
     heads = recognizer.heads
     # Worn photos whose product the shipped heads trained on are judged by the fold heads that did not.
@@ -104,7 +105,8 @@ def eval_regions(obj: Context, worn_root, boxes_csv, catalog_root, shopper_photo
     from jewelsearch.train.labelled_data import read_worn, unseen_worn, worn_products_seen
     from jewelsearch.train.worn_folds import WornFolds, judge_by_fold
     settings = obj.settings
-    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
+                           loader=settings.model_loader)
     localizer = Localizer.load(encoder, encoder.folder)
     if localizer is None:
         fail("this model has no localiser (train one with `jewelsearch train localizer`)")

@@ -31,7 +31,8 @@ def train_instance_head(obj: Context, products, worn_root, epochs, seed):
     from jewelsearch.train import instance_head
     from jewelsearch.train.labelled_data import read_products, read_worn, worn_products_seen
     settings = obj.settings
-    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
+                           loader=settings.model_loader)
     if encoder.folder is None:
         fail("the instance head is saved into a model folder: pass one with --model")
     recipe = instance_head.InstanceRecipe(epochs=epochs, seed=seed)
@@ -97,7 +98,8 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, render_specs, 
         except ValueError as exc:
             fail(str(exc))
     settings = obj.settings
-    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
+                           loader=settings.model_loader)
     worn = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
     catalog = [r for r in read_products(catalog_root) if r.split == "val"]
     localizer = Localizer.load(encoder, encoder.folder)

@@ -96,7 +96,7 @@ def localizer(obj: Context, renders, products, worn_root, protect_csv, boxes_csv
     """Train the piece localiser head into the model folder (the encoder stays as it is)."""
     from jewelsearch.embed import load_encoder
     from jewelsearch.train.localizer import train_localizer
-    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained, loader=obj.settings.model_loader)
     if encoder.folder is None:
         fail("the localiser is stored in a model folder; pass --model with one")
     protected = protected_photos(protect_csv) if protect_csv else set()
@@ -132,7 +132,7 @@ def stone_branch(obj: Context, renders, products, worn_root, protect_csv, boxes_
     from jewelsearch.train.labelled_data import read_products
     from jewelsearch.train.localizer import background_photos
     from jewelsearch.train.stone_branch import train_stone_branch
-    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained, loader=obj.settings.model_loader)
     localizer = Localizer.load(encoder, encoder.folder)
     if localizer is None:
         fail("this model has no localiser to refit (train one with `jewelsearch train localizer`)")

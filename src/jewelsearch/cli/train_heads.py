@@ -53,7 +53,7 @@ def robust_top(obj: Context, products, gemstones, renders, worn_root, protect_cs
     from jewelsearch.train.localizer import background_records
     from jewelsearch.train.robust_top_step import tune_robust_top
     from jewelsearch.train.robust_tuning import supports_robust_tuning
-    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained, loader=obj.settings.model_loader)
     if encoder.folder is None or not supports_robust_tuning(encoder.model.visual):
         fail("train robust-top needs a jewelsearch model folder with an EfficientNet-style image tower")
     records = train_split_records(products, gemstones, renders)
@@ -101,7 +101,7 @@ def context_heads(obj: Context, renders, products, worn_root, protect_csv, crops
     from jewelsearch.recognize.heads import AttributeHeads
     from jewelsearch.train.head_refits import refit_context_heads
     from jewelsearch.train.labelled_data import read_worn
-    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained, loader=obj.settings.model_loader)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     if heads is None:
         fail("the model folder has no attribute heads to refit")
@@ -145,7 +145,7 @@ def stone_heads(obj: Context, products, gemstones, renders, views, gem_views, ex
     from jewelsearch.recognize.heads import AttributeHeads
     from jewelsearch.train.head_refits import refit_stone_heads
     from jewelsearch.train.labelled_data import train_split_records
-    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained, loader=obj.settings.model_loader)
     heads = AttributeHeads.load(encoder.folder) if encoder.folder is not None else None
     if heads is None or not supports_gem_features(encoder):
         fail("stone heads need a jewelsearch model folder with attribute heads and a convolutional tower")
@@ -174,7 +174,7 @@ def gem_specialist(obj: Context, gemstones, views, folds, seed):
     from jewelsearch.recognize.recognition_top import load_recognition_top
     from jewelsearch.train.gem_specialist import train_gem_specialist
     from jewelsearch.train.labelled_data import read_gemstones
-    encoder = load_encoder(obj.settings.model, obj.settings.pretrained)
+    encoder = load_encoder(obj.settings.model, obj.settings.pretrained, loader=obj.settings.model_loader)
     if encoder.folder is None or not supports_gem_features(encoder):
         fail("the gem specialist needs a jewelsearch model folder with a convolutional image tower")
     records = [r for r in read_gemstones(gemstones) if r.split == "train"]

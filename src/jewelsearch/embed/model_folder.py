@@ -22,6 +22,7 @@ import torch
 
 from jewelsearch.embed import default_model
 from jewelsearch.embed.encoder import Encoder
+from jewelsearch.embed.plain_model import build_plain_model, plain_architecture
 from jewelsearch.embed.preprocess import ImagePreprocessor
 from jewelsearch.embed.quiet_loading import quiet_model_loading
 from jewelsearch.errors import ModelLoadError
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 from jewelsearch.embed.artifacts import MODEL_FILE, WEIGHTS_FILE
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# How a model folder is built: "plain" (plain torch where the architecture allows) or "open_clip".
+LOADERS = ("plain", "open_clip")
 
 
 def bundled_model_dir(name: str) -> Path | None:
@@ -57,13 +60,20 @@ def resolve_model_folder(model: str) -> Path | None:
 
 
 def load_encoder(model: str, pretrained: str | None = None, *, batch_size: int = 32,
-                 max_text_chars: int = 500) -> Encoder:
-    """Load a model folder, a bundled model name, or an open_clip model name."""
+                 max_text_chars: int = 500, loader: str = "plain") -> Encoder:
+    """Load a model folder, a bundled model name, or an open_clip model name.
+
+    ``loader``: "plain" builds a folder whose architecture ``plain_model`` knows (the default
+    one) in plain torch, without importing open_clip, timm or transformers (seconds of
+    start-up), and any other through open_clip; "open_clip" always goes through open_clip
+    (training, which uses its training hooks)."""
+    if loader not in LOADERS:
+        raise ModelLoadError(f"unknown model loader {loader!r}; expected one of {', '.join(LOADERS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     folder = resolve_model_folder(model)
     if folder is not None:
-        net, preprocess, tokenizer, model_id = load_model_folder(folder)
+        net, preprocess, tokenizer, model_id = load_model_folder(folder, loader=loader)
     else:
         net, preprocess, tokenizer, model_id = _load_open_clip(model, pretrained)
     return Encoder(net, preprocess, tokenizer, model_id, batch_size=batch_size,
@@ -95,14 +105,17 @@ def build_model(spec: dict[str, Any]) -> tuple[torch.nn.Module, ImagePreprocesso
     return net, preprocess, tokenizer
 
 
-def load_model_folder(folder: Path):
+def load_model_folder(folder: Path, loader: str = "plain"):
     from safetensors.torch import load_file
 
     try:
         spec = json.loads((folder / MODEL_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read {folder / MODEL_FILE}: {exc}")
-    net, preprocess, tokenizer = build_model(spec)
+    if loader == "plain" and plain_architecture(spec):
+        net, preprocess, tokenizer = build_plain_model(spec)
+    else:
+        net, preprocess, tokenizer = build_model(spec)
     weights_path = folder / WEIGHTS_FILE
     if weights_path.is_file():
         trained = load_file(str(weights_path))

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from jewelsearch.recognize.localizer import Localization
+from jewelsearch.recognize.mask_regions import label_regions
 
 
 def colour_name(rgb) -> str:
@@ -73,12 +74,8 @@ def evidence(image: Image.Image, found: Localization) -> dict:
         rgb = np.median(pixels[stone], axis=0)
         out.update(stone_color=colour_name(rgb), stone_rgb=[int(c) for c in rgb])
         # Separate stones touch in a pavé; the count is a lower bound, reported as an estimate.
-        # SciPy is imported here, not at the top: a search that recognises nothing need not pay
-        # its import (about a third of a second) at start-up.
-        from scipy import ndimage
-
-        _, count = ndimage.label(stone, structure=np.ones((3, 3)))
-        out["stone_count_estimate"] = int(count)
+        _, regions = label_regions(stone)
+        out["stone_count_estimate"] = len(regions)
     if metal.sum() >= 4:
         rgb = np.median(pixels[metal], axis=0)
         out.update(metal_tone=metal_tone(rgb), metal_rgb=[int(c) for c in rgb])

@@ -26,6 +26,7 @@ from jewelsearch.embed.dense_features import supports_dense_features, tower_pass
 from jewelsearch.embed.artifacts import LOCALIZER_CONFIG as CONFIG_FILE
 from jewelsearch.embed.artifacts import LOCALIZER_WEIGHTS as WEIGHTS_FILE
 from jewelsearch.embed.encoder import Encoder
+from jewelsearch.recognize.mask_regions import dilate, label_regions
 
 # A detection smaller than this (pixels on its long side) is too small to embed usefully.
 MIN_BOX_SIDE = 12
@@ -204,18 +205,15 @@ class Localizer:
         return Localization(boxes, piece, stone)
 
     def _boxes(self, piece: np.ndarray, to_image: float, width: int, height: int) -> list[Box]:
-        # Imported here so a command that never localises (a text search) does not pay for SciPy.
-        from scipy import ndimage
-
         mask = piece >= self.threshold
         if self.merge_px > 0:
             # One piece often comes out as several blobs (a ring's band and its stone, a chain's
             # links); closing gaps up to ``merge_px`` at the model's input scale joins them.
-            mask = ndimage.binary_dilation(mask, iterations=self.merge_px)
-        regions, count = ndimage.label(mask, structure=np.ones((3, 3)))
+            mask = dilate(mask, self.merge_px)
+        regions, slices = label_regions(mask)
         boxes = []
         min_area = self.min_area_fraction * piece.size
-        for index, region in enumerate(ndimage.find_objects(regions), start=1):
+        for index, region in enumerate(slices, start=1):
             inside = regions[region] == index
             inside_piece = inside & (piece[region] >= self.threshold)
             if inside_piece.sum() < max(min_area, 4):

@@ -12,6 +12,7 @@ import torch
 from jewelsearch.config import Settings
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.instance import InstanceHead
+from jewelsearch.embed.model_folder import LOADERS as MODEL_LOADERS
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.recognize.builder import load_recognizer
 from jewelsearch.recommend import BlendWeights
@@ -59,6 +60,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None) -
         raise SettingsError("text_cache_size must be 0 or more")
     if settings.rerank not in RERANK_METHODS:
         raise SettingsError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
+    if settings.model_loader not in MODEL_LOADERS:
+        raise SettingsError(f"model_loader must be one of {', '.join(MODEL_LOADERS)}")
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -67,7 +70,7 @@ def open_service(settings: Settings, models_from: SearchService | None = None) -
         instance_head = models_from.instance.head if models_from.instance is not None else None
     else:
         encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
-                               max_text_chars=settings.max_text_chars)
+                               max_text_chars=settings.max_text_chars, loader=settings.model_loader)
         # The instance head reads the tower's own maps; towers without them keep one vector per item.
         instance_head = InstanceHead.load(encoder.folder, encoder.model.visual) if settings.instance_vectors else None
         # Serving only reads the frozen tower, so its batch norms can join the convolutions (faster).

@@ -9,15 +9,49 @@ race for the write lock and hit SQLITE_BUSY.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import logging
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
-import sqlite_utils
-
 from jewelsearch.storage import lexical
+
+
+class _NoPandasForSqliteUtils(importlib.abc.MetaPathFinder):
+    """Refuses ``import pandas`` to sqlite-utils' own module code, and to nothing else.
+
+    sqlite-utils imports pandas whenever it is installed, only to map ``pandas.Timestamp``
+    values to TEXT when it creates a table from Python values; the store creates its tables in
+    SQL and never passes pandas values. Importing pandas (and pyarrow through it) is a sixth of
+    a command's imports (``docs/benchmarks.md``, start-up). The refusal looks at the importing
+    thread's own stack, so another thread that imports pandas meanwhile gets it as usual, and
+    code that wants pandas later imports it normally."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "pandas":
+            return None
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_globals.get("__name__") == "sqlite_utils.db":
+                raise ModuleNotFoundError("pandas is not given to sqlite-utils in jewelsearch", name=name)
+            frame = frame.f_back
+        return None
+
+
+def _import_sqlite_utils():
+    guard = _NoPandasForSqliteUtils()
+    sys.meta_path.insert(0, guard)
+    try:
+        import sqlite_utils
+    finally:
+        sys.meta_path.remove(guard)
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 log = logging.getLogger(__name__)
 
