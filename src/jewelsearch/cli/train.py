@@ -16,6 +16,7 @@ import click
 from jewelsearch.cli import Context, fail
 from jewelsearch.cli.inputs import hand_boxes, protected_photos
 from jewelsearch.cli.instance import train_instance_head
+from jewelsearch.cli.one_vector import train_one_vector
 from jewelsearch.cli.train_heads import context_heads, gem_specialist, robust_top, stone_heads
 
 # The order the steps must run in, and the top-level name each had before the group.
@@ -150,7 +151,7 @@ def stone_branch(obj: Context, renders, products, worn_root, protect_csv, boxes_
     click.echo(json.dumps(summary, indent=2))
 
 
-for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head):
+for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head, train_one_vector):
     train.add_command(_command)
 
 
