@@ -96,19 +96,18 @@ def test_joint_loss_pulls_pasted_pieces_to_their_photo_and_keeps_text_alignment(
 
 
 def test_tuning_photos_stay_out_of_the_fit():
+    """Photos 6 and 7 (and their pasted pieces) are poisoned: any loss that read them would turn
+    the weights to NaN."""
     views, targets, start, _ = synthetic()
-    keep = np.arange(8) < 6
-    recipe = OneVectorRecipe(instance_weight=1.0, epochs=100, learning_rate=0.05, batch=16, text_batch=6,
-                             worn_batch=0, augmented_share=0.0, temperature=0.1)
-    fitted = fit(views, targets, recipe, start, train_photos=keep)
-    # A fit that saw every photo finds the held-out photos' pieces better than one that did not.
+    views.clean[6:] = np.nan
+    views.augmented[6:] = np.nan
+    views.pasted[views.pasted_photo >= 6] = np.nan
+    recipe = OneVectorRecipe(instance_weight=1.0, epochs=5, batch=16, text_batch=6, worn_batch=0)
+    fitted = fit(views, targets, recipe, start, train_photos=np.arange(8) < 6)
+    assert torch.isfinite(fitted.gem).all() and torch.isfinite(fitted.aligned).all()
+    assert not torch.equal(fitted.gem, start.gem)  # it did train
     seen_all = fit(views, targets, recipe, start)
-    held = views.pasted_photo >= 6
-    with torch.no_grad():
-        def held_r1(model):
-            sims = model.of_features(views.pasted[held]) @ model.of_features(views.clean).T
-            return float((sims.argmax(1).numpy() == views.pasted_photo[held]).mean())
-    assert held_r1(seen_all) > held_r1(fitted)
+    assert not torch.isfinite(seen_all.gem).all()
 
 
 def test_pick_weight_takes_the_best_pasted_recall_that_keeps_text_and_category():

@@ -141,10 +141,10 @@ def eval_one_vector(obj: Context, worn_root, catalog_root, candidate, pasted, re
     (worn, pasted, renders, category P@10) and text search P@10 on held-out shop photos."""
     from jewelsearch.embed import load_encoder
     from jewelsearch.embed.instance import InstanceHead
-    from jewelsearch.evaluate.one_vector import ALIGNED, ONE, SHIPPED, OnePass, text_precision
+    from jewelsearch.evaluate.one_vector import OnePass, compare, pass_over
     from jewelsearch.evaluate.retrieval_renders import RenderSetPlan
     from jewelsearch.evaluate.retrieval_report import write_retrieval_report
-    from jewelsearch.evaluate.retrieval_run import build_sets, judge
+    from jewelsearch.evaluate.retrieval_run import build_sets
     from jewelsearch.recognize.localizer import Localizer
     from jewelsearch.train import instance_head
     from jewelsearch.train.labelled_data import read_products, read_worn, unseen_worn, worn_products_seen
@@ -171,19 +171,11 @@ def eval_one_vector(obj: Context, worn_root, catalog_root, candidate, pasted, re
     if render_specs:
         _add_renders(sets, localizer, RenderSetPlan(render_specs, 3, 224, 32), render_cache)
     one_pass = OnePass(encoder, head, projection, instance_head.raw_head(instance_head.InstanceRecipe()))
-    results = {}
-    for name in (ALIGNED, SHIPPED, ONE):
-        click.echo(f"judging {name}")
-        results[name] = judge(sets, one_pass.descriptor(name))
-    catalog_images = sets.catalog
-    text = {name: text_precision(encoder.encode_texts, one_pass(catalog_images)[name], catalog)
-            for name in (ALIGNED, ONE)}
-    dims = {name: int(one_pass(catalog_images[:1])[name].shape[1]) for name in (ALIGNED, SHIPPED, ONE)}
-    report = {"model": encoder.model_id, "candidate": str(candidate), "sets": sets.describe(), "results": results,
-              "text_search_products_val": text,
-              "stored_float32_bytes_per_item": {"two vectors": 4 * (dims[ALIGNED] + dims[SHIPPED]),
-                                                "one vector": 4 * dims[ONE]}}
+    click.echo("one tower pass over every set")
+    pass_over(one_pass, sets)
+    report = {"model": encoder.model_id, "candidate": str(candidate), "sets": sets.describe(),
+              **compare(sets, one_pass, catalog, encoder.encode_texts)}
     path = write_retrieval_report(report, out)
     click.echo(path.read_text())
-    click.echo(json.dumps({"text_search_products_val": text,
+    click.echo(json.dumps({"text_search_products_val": report["text_search_products_val"],
                            "stored_float32_bytes_per_item": report["stored_float32_bytes_per_item"]}, indent=2))

@@ -23,18 +23,21 @@ from jewelsearch.embed.dense_features import tower_pass
 from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.evaluate.recognition import text_queries
 from jewelsearch.evaluate.retrieval import category_precision
+from jewelsearch.evaluate.retrieval_run import RetrievalSets, judge
 from jewelsearch.train.instance_head import InstanceViews
 from jewelsearch.train.one_vector import OneVectorProjection, features_of_pass
 
 ALIGNED, SHIPPED, ONE = "text-aligned (shipped, text queries)", "two vectors: shipped instance vector", "one vector"
+FEATURES = "tower features"  # the raw GeM descriptor and pooled map the candidate reads
 
 
 class OnePass:
     """Photos -> {descriptor name: unit vectors}, one tower pass per batch, remembered by the
     photos' identities (the retrieval sets keep them alive), so judging three descriptors
-    costs one pass."""
+    costs one pass. The candidate is applied to the remembered tower features when asked for,
+    so ``candidate`` may be set (or changed) after the passes."""
 
-    def __init__(self, encoder, head: InstanceHead, candidate: OneVectorProjection, raw_head: InstanceHead):
+    def __init__(self, encoder, head: InstanceHead, candidate: OneVectorProjection | None, raw_head: InstanceHead):
         self.encoder, self.head, self.candidate, self.raw_head = encoder, head, candidate, raw_head
         self._memo: dict[tuple[int, ...], dict[str, np.ndarray]] = {}
 
@@ -42,7 +45,7 @@ class OnePass:
     def __call__(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
         key = tuple(id(image) for image in images)
         if key not in self._memo:
-            parts: dict[str, list[np.ndarray]] = {ALIGNED: [], SHIPPED: [], ONE: []}
+            parts: dict[str, list[np.ndarray]] = {ALIGNED: [], SHIPPED: [], FEATURES: []}
             visual = self.encoder.model.visual
             size = self.encoder.batch_size
             for start in range(0, len(images), size):
@@ -50,9 +53,12 @@ class OnePass:
                 result = tower_pass(visual, batch.contiguous(memory_format=torch.channels_last))
                 parts[ALIGNED].append(F.normalize(result.embedding.float(), dim=1).numpy())
                 parts[SHIPPED].append(self.head.vectors(result).numpy())
-                parts[ONE].append(self.candidate.of_features(features_of_pass(visual, self.raw_head, result)).numpy())
+                parts[FEATURES].append(features_of_pass(visual, self.raw_head, result).numpy())
             self._memo[key] = {name: np.concatenate(rows).astype(np.float32) for name, rows in parts.items()}
-        return self._memo[key]
+        found = dict(self._memo[key])
+        if self.candidate is not None:
+            found[ONE] = self.candidate.of_features(found[FEATURES]).numpy()
+        return found
 
     def descriptor(self, name: str):
         return lambda images: self(images)[name]
@@ -104,3 +110,26 @@ def pick_weight(scores: dict[float, dict], reference: dict, slack: float = 0.01)
     if not kept:
         return None
     return max(sorted(kept), key=lambda w: scores[w]["pasted_r1"])
+
+
+def pass_over(one_pass: OnePass, sets: RetrievalSets) -> None:
+    """Every tower pass ``compare`` needs, in the lists ``judge`` asks for (the memo's keys)."""
+    one_pass(sets.worn_gallery)
+    for queries in (sets.worn_queries, sets.pasted_queries, sets.render_queries):
+        if queries:
+            one_pass([view for q in queries for view in q.views])
+    if not sets.render_skipped:
+        one_pass(sets.render_gallery)
+    one_pass(sets.catalog)
+
+
+def compare(sets: RetrievalSets, one_pass: OnePass, catalog: Sequence, encode_texts) -> dict:
+    """The report's results (``judge`` per descriptor), text search on ``catalog`` (the records of
+    ``sets.catalog``'s photos) and the stored bytes per item of each design."""
+    results = {name: judge(sets, one_pass.descriptor(name)) for name in (ALIGNED, SHIPPED, ONE)}
+    vectors = one_pass(sets.catalog)
+    text = {name: text_precision(encode_texts, vectors[name], catalog) for name in (ALIGNED, ONE)}
+    dims = {name: int(vectors[name].shape[1]) for name in (ALIGNED, SHIPPED, ONE)}
+    return {"results": results, "text_search_products_val": text,
+            "stored_float32_bytes_per_item": {"two vectors": 4 * (dims[ALIGNED] + dims[SHIPPED]),
+                                              "one vector": 4 * dims[ONE]}}

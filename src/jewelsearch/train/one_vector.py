@@ -152,7 +152,8 @@ def text_targets(encoder, catalog: Sequence[Record], captions_per_photo: int, se
     texts = sorted({c for cs in per_photo for c in cs})
     row = {c: i for i, c in enumerate(texts)}
     vectors = torch.from_numpy(np.asarray(encoder.encode_texts(texts), dtype=np.float32))
-    scale = float(encoder.model.logit_scale.detach()) if hasattr(encoder.model, "logit_scale") else float(np.log(1 / 0.07))
+    logit_scale = getattr(encoder.model, "logit_scale", None)
+    scale = float(logit_scale.detach()) if logit_scale is not None else float(np.log(1 / 0.07))
     return TextTargets([tuple(r.labels.get(a) for a in ATTRIBUTES) for r in catalog],
                        [[row[c] for c in cs] for cs in per_photo], vectors, scale, texts)
 
@@ -228,7 +229,7 @@ def fit(views: InstanceViews, targets: TextTargets, recipe: OneVectorRecipe, sta
             total.backward()
             optimiser.step()
         log.info("one vector (instance weight %g) epoch %d/%d: text %.4f, instance %.4f",
-                 recipe.instance_weight, epoch + 1, recipe.epochs, loss.item(), float(instance))
+                 recipe.instance_weight, epoch + 1, recipe.epochs, loss.item(), float(instance.detach()))
     model.eval()
     return model
 
