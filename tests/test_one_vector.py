@@ -18,7 +18,7 @@ from jewelsearch.cli import main
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.instance import InstanceHead, encode_with_instance
 from jewelsearch.embed.model_folder import build_model, save_model_folder
-from jewelsearch.evaluate.one_vector import ALIGNED, ONE, SHIPPED, OnePass, pick_weight
+from jewelsearch.evaluate.one_vector import ALIGNED, ONE, SHIPPED, OnePass, pick_weight, shipped_from_features
 from jewelsearch.train.instance_head import InstanceRecipe, InstanceViews, raw_head
 from jewelsearch.train.one_vector import (
     OneVectorProjection,
@@ -164,3 +164,18 @@ def test_train_refuses_bad_loss_weights(tmp_path):
                                        "--weights", "0,-1"])
     assert result.exit_code != 0
     assert "0 or more" in result.output
+
+
+def test_the_shipped_vector_rebuilt_from_cached_features_is_the_heads_own(dense):
+    """The tuning comparison rebuilds the shipped image-query vector from cached rows: it must be
+    exactly what the head gives from a tower pass (projection and appended aligned part)."""
+    images = [Image.open(io.BytesIO(make_image(seed=s))).convert("RGB") for s in range(4)]
+    raw = raw_head(InstanceRecipe())
+    features = tower_features(dense, raw, images)
+    gem_dim = features.shape[1] - dense.model.visual.head.proj.in_features
+    generator = torch.Generator().manual_seed(0)
+    head = InstanceHead(raw.blocks, raw.p, torch.randn(gem_dim, generator=generator) * 0.01,
+                        torch.randn(gem_dim, 8, generator=generator), aligned_weight=1.0)
+    _, shipped = encode_with_instance(dense, head, images)
+    rebuilt = shipped_from_features(head, dense.model.visual.head.proj.weight.detach())(features)
+    assert np.allclose(rebuilt, shipped, atol=1e-5)

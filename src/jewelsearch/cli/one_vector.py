@@ -50,7 +50,8 @@ def train_one_vector(obj: Context, products, worn_root, out, weights_text, epoch
     weights = _weights(weights_text)
     import numpy as np
     from jewelsearch.embed import load_encoder
-    from jewelsearch.evaluate.one_vector import pick_weight, tuning_scores
+    from jewelsearch.embed.instance import InstanceHead
+    from jewelsearch.evaluate.one_vector import pick_weight, shipped_from_features, tuning_scores
     from jewelsearch.recognize.localizer import Localizer
     from jewelsearch.train import instance_head, one_vector
     from jewelsearch.train.labelled_data import read_products, read_worn, worn_products_seen
@@ -88,14 +89,21 @@ def train_one_vector(obj: Context, products, worn_root, out, weights_text, epoch
     gem_mean = np.concatenate([views.pasted, views.clean])[:, :gem_dim].mean(0)
     start = one_vector.starting_projection(encoder, gem_mean)
     targets = one_vector.text_targets(encoder, catalog, one_vector.OneVectorRecipe().captions_per_photo, seed)
-    reference = tuning_scores(start, views, tune, catalog, encoder.encode_texts)
+    reference = tuning_scores(_vectors(start), views, tune, catalog, encoder.encode_texts)
     click.echo(f"shipped text-aligned vector on the {reference['photos']} tuning photos: {reference}")
+    head = InstanceHead.load(encoder.folder, encoder.model.visual)
+    shipped = None
+    if head is not None and head.projection is not None:
+        # Flattered: the shipped head trained on these photos' pasted pieces (other pastes).
+        shipped = tuning_scores(shipped_from_features(head, start.aligned.detach()), views, tune, catalog,
+                                encoder.encode_texts)
+        click.echo(f"shipped two vectors (image queries) on the tuning photos: {shipped}")
     scores = {}
     for weight in weights:
         recipe = one_vector.OneVectorRecipe(instance_weight=weight, epochs=epochs, seed=seed,
                                             augmented_share=augmented_share)
         fitted = one_vector.fit(views, targets, recipe, start, train_photos=~tune)
-        scores[weight] = tuning_scores(fitted, views, tune, catalog, encoder.encode_texts)
+        scores[weight] = tuning_scores(_vectors(fitted), views, tune, catalog, encoder.encode_texts)
         fitted.save(out / f"weight-{weight:g}.safetensors", {"instance_weight": weight, "epochs": epochs})
         click.echo(f"instance weight {weight:g}: {scores[weight]}")
     chosen = pick_weight(scores, reference)
@@ -103,13 +111,18 @@ def train_one_vector(obj: Context, products, worn_root, out, weights_text, epoch
                "catalog_photos": int((~tune).sum()), "tuning_photos": int(tune.sum()),
                "pasted_pieces": int(len(views.pasted)), "worn_photos": len(worn), "epochs": epochs,
                "pastes_per_photo": pastes_per_photo, "augmented_share": augmented_share,
-               "reference": reference, "scores": {f"{w:g}": s for w, s in scores.items()},
+               "reference": reference, "shipped_two_vectors": shipped, "scores": {f"{w:g}": s for w, s in scores.items()},
                "chosen_weight": chosen}
     (out / "tuning.json").write_text(json.dumps(summary, indent=2) + "\n")
     if chosen is None:
         fail("no loss weight kept text search and category precision on the tuning photos; see tuning.json")
     (out / CANDIDATE_FILE).write_bytes((out / f"weight-{chosen:g}.safetensors").read_bytes())
     click.echo(f"chosen instance weight {chosen:g}: {out / CANDIDATE_FILE}")
+
+
+def _vectors(projection):
+    """Cached tower feature rows -> a candidate's unit vectors, as numbers."""
+    return lambda rows: projection.of_features(rows).detach().numpy()
 
 
 def _channels(encoder) -> dict[str, int]:

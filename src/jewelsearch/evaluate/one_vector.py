@@ -77,16 +77,16 @@ def text_precision(encode_texts, vectors: np.ndarray, records) -> dict:
     return out
 
 
-def tuning_scores(candidate: OneVectorProjection, views: InstanceViews, tune: np.ndarray, records,
-                  encode_texts) -> dict:
+def tuning_scores(vectors_of, views: InstanceViews, tune: np.ndarray, records, encode_texts) -> dict:
     """On the tuning photos (``tune``: bool per catalog photo; ``records`` the catalog's) only:
     their pasted pieces -> their clean photo among the tuning photos (R@1), similar-items category
-    P@10 among them, and text P@10 (``text_precision``) over them."""
+    P@10 among them, and text P@10 (``text_precision``) over them. ``vectors_of``: cached tower
+    feature rows -> unit vectors (a candidate's ``of_features``, or ``shipped_from_features``)."""
     rows = np.flatnonzero(tune)
     with torch.no_grad():
-        clean = candidate.of_features(views.clean[rows]).numpy()
+        clean = np.asarray(vectors_of(views.clean[rows]))
         pasted_rows = np.flatnonzero(tune[views.pasted_photo])
-        pasted = candidate.of_features(views.pasted[pasted_rows]).numpy()
+        pasted = np.asarray(vectors_of(views.pasted[pasted_rows]))
     position = {photo: i for i, photo in enumerate(rows)}
     answer = np.asarray([position[p] for p in views.pasted_photo[pasted_rows]])
     sims = pasted @ clean.T
@@ -99,6 +99,25 @@ def tuning_scores(candidate: OneVectorProjection, views: InstanceViews, tune: np
         if family in ("category", "category+metal"):
             out[f"text_p10_{family}"] = result["precision@10"]
     return out
+
+
+def shipped_from_features(head: InstanceHead, aligned: torch.Tensor):
+    """The shipped image-query vector (``head.vectors``) rebuilt from cached ``tower_features``
+    rows, so the tuning photos compare all designs without another tower pass. The rows hold
+    the blocks' unit GeM vectors times their weights, normalised as a whole: their norm is the
+    root of the summed squared weights, so the head's input is the row times that norm.
+    ``aligned``: the tower's projection weight [dim, P]."""
+    scale = float(np.sqrt(sum(w * w for _, w in head.blocks)))
+
+    def vectors_of(rows: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(rows, dtype=np.float32))
+        gem_dim = int(head.mean.shape[0])
+        instance = F.normalize((x[:, :gem_dim] * scale - head.mean) @ head.projection, dim=1)
+        text = F.normalize(x[:, gem_dim:] @ aligned.float().T, dim=1)
+        if not head.aligned_weight:
+            return instance.numpy()
+        return F.normalize(torch.cat([instance, float(np.sqrt(head.aligned_weight)) * text], 1), dim=1).numpy()
+    return vectors_of
 
 
 def pick_weight(scores: dict[float, dict], reference: dict, slack: float = 0.01) -> float | None:
