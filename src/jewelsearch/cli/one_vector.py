@@ -95,8 +95,7 @@ def train_one_vector(obj: Context, products, worn_root, out, weights_text, epoch
     shipped = None
     if head is not None and head.projection is not None:
         # Flattered: the shipped head trained on these photos' pasted pieces (other pastes).
-        shipped = tuning_scores(shipped_from_features(head, start.aligned.detach()), views, tune, catalog,
-                                encoder.encode_texts)
+        shipped = tuning_scores(shipped_from_features(head, start.aligned.detach()), views, tune, catalog)
         click.echo(f"shipped two vectors (image queries) on the tuning photos: {shipped}")
     scores = {}
     for weight in weights:

@@ -77,11 +77,12 @@ def text_precision(encode_texts, vectors: np.ndarray, records) -> dict:
     return out
 
 
-def tuning_scores(vectors_of, views: InstanceViews, tune: np.ndarray, records, encode_texts) -> dict:
+def tuning_scores(vectors_of, views: InstanceViews, tune: np.ndarray, records, encode_texts=None) -> dict:
     """On the tuning photos (``tune``: bool per catalog photo; ``records`` the catalog's) only:
     their pasted pieces -> their clean photo among the tuning photos (R@1), similar-items category
     P@10 among them, and text P@10 (``text_precision``) over them. ``vectors_of``: cached tower
-    feature rows -> unit vectors (a candidate's ``of_features``, or ``shipped_from_features``)."""
+    feature rows -> unit vectors (a candidate's ``of_features``, or ``shipped_from_features``);
+    without ``encode_texts`` no text P@10 (the shipped image-query vector is not in the words' space)."""
     rows = np.flatnonzero(tune)
     with torch.no_grad():
         clean = np.asarray(vectors_of(views.clean[rows]))
@@ -95,7 +96,7 @@ def tuning_scores(vectors_of, views: InstanceViews, tune: np.ndarray, records, e
     out = {"pasted_r1": round(float(((sims > right[:, None]).sum(1) == 0).mean()), 4),
            "pasted_queries": int(len(answer)), "photos": int(len(rows)),
            "category_p10": category_precision(clean, [r.labels["category"] for r in tuned])["precision@10"]}
-    for family, result in text_precision(encode_texts, clean, tuned).items():
+    for family, result in (text_precision(encode_texts, clean, tuned) if encode_texts else {}).items():
         if family in ("category", "category+metal"):
             out[f"text_p10_{family}"] = result["precision@10"]
     return out
