@@ -11,6 +11,7 @@ from tqdm import tqdm
 from jewelsearch.cli import Context, fail
 from jewelsearch.cli.inputs import hand_boxes
 from jewelsearch.cli.instance import eval_retrieval
+from jewelsearch.cli.one_vector import eval_one_vector
 
 
 @click.group("eval")
@@ -237,3 +238,4 @@ def eval_search(obj: Context, source, photos_only, k, limit, seed, out, keep_hom
 
 
 eval_group.add_command(eval_retrieval)
+eval_group.add_command(eval_one_vector)

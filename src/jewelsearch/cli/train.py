@@ -16,11 +16,12 @@ import click
 from jewelsearch.cli import Context, fail
 from jewelsearch.cli.inputs import hand_boxes, protected_photos
 from jewelsearch.cli.instance import train_instance_head
+from jewelsearch.cli.one_vector import train_one_vector
 from jewelsearch.cli.train_heads import context_heads, gem_specialist, robust_top, stone_heads, style_head
 
 # The order the steps must run in, and the top-level name each had before the group.
 STEP_ORDER = ("encoder", "localizer", "stone-branch", "robust-top", "context-heads", "stone-heads", "gem-specialist",
-              "instance-head")
+              "instance-head", "style-head")
 OLD_NAMES = {"localizer": "train-localizer", "stone-branch": "train-stone-channel", "robust-top": "tune-robust",
              "context-heads": "train-context-head", "stone-heads": "train-stone-heads",
              "gem-specialist": "train-gem-head"}
@@ -47,8 +48,10 @@ def train():
     6. stone-heads     gemstone and cut heads (after context-heads)
     7. gem-specialist  which loose stone
     8. instance-head   the "find this exact piece" vector (after localizer)
+    9. style-head      how a piece is built (solitaire, halo, hoop...), for photos without words
 
-    Steps 2 to 8 refit the folder given with `jewelsearch --model FOLDER`.
+    Steps 2 to 9 refit the folder given with `jewelsearch --model FOLDER`. Listed after them,
+    `one-vector` is an experiment: it writes runs/, never a model folder.
     """
 
 
@@ -150,7 +153,8 @@ def stone_branch(obj: Context, renders, products, worn_root, protect_csv, boxes_
     click.echo(json.dumps(summary, indent=2))
 
 
-for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head, style_head):
+for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head, style_head,
+                 train_one_vector):
     train.add_command(_command)
 
 

@@ -83,7 +83,12 @@ def _zero_vocab(attribute: str) -> list[str]:
 
 
 def _text_queries(recognizer: Recognizer, records, embeddings) -> dict:
-    """Attribute queries over a gallery: category+metal, category alone, gemstone."""
+    return text_queries(recognizer.encoder.encode_texts, records, embeddings)
+
+
+def text_queries(encode_texts, records, embeddings) -> dict:
+    """Attribute queries over a gallery: category+metal, category alone, gemstone.
+    ``encode_texts``: words -> unit text vectors; ``embeddings``: the gallery's image vectors."""
     out = {}
     builders = {
         "category+metal": (lambda r: (r.labels.get("category"), r.labels.get("metal"))
@@ -98,7 +103,7 @@ def _text_queries(recognizer: Recognizer, records, embeddings) -> dict:
         distinct = sorted({k for k in keys if k is not None})
         if not distinct:
             continue
-        queries = recognizer.encoder.encode_texts([text_of(k) for k in distinct])
+        queries = encode_texts([text_of(k) for k in distinct])
         relevant = [np.array([k == key for k in keys]) for key in distinct]
         out[name] = metrics.text_retrieval(queries, relevant, embeddings)
         out[name]["examples"] = [text_of(k) for k in distinct[:5]]

@@ -113,7 +113,10 @@ def build_views(encoder, localizer: Localizer | None, catalog: Sequence[Record],
         crops.append(image if piece is None else piece)
     log.info("instance views: %d catalog photos, %d pasted pieces, %d worn photos",
              len(clean), len(pasted), len(worn_images))
-    return InstanceViews(describe(clean), describe(augmented), describe(pasted), np.asarray(pasted_photo),
+    clean_rows = describe(clean)
+    # Without augmented copies in the loss (share 0) their tower passes are saved: the clean rows stand in.
+    augmented_rows = describe(augmented) if recipe.augmented_share > 0 else clean_rows.copy()
+    return InstanceViews(clean_rows, augmented_rows, describe(pasted), np.asarray(pasted_photo),
                          describe(crops), describe(worn_images), np.asarray([r.group or "" for r in worn]))
 
 
