@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from jewelsearch.embed import default_model
+from jewelsearch.embed.artifacts import MODEL_FILE, WEIGHTS_FILE
 from jewelsearch.embed.encoder import Encoder
 from jewelsearch.embed.plain_model import build_plain_model, plain_architecture
 from jewelsearch.embed.preprocess import ImagePreprocessor
@@ -29,8 +30,6 @@ from jewelsearch.embed.quiet_loading import quiet_model_loading
 from jewelsearch.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
-
-from jewelsearch.embed.artifacts import MODEL_FILE, WEIGHTS_FILE
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # How a model folder is built: "plain" (plain torch where the architecture allows) or "open_clip".
