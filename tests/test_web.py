@@ -22,14 +22,20 @@ SCREENSHOTS = os.environ.get("JEWELSEARCH_SCREENSHOTS")  # folder to keep screen
 
 
 @pytest.fixture
-def live_server(settings, service):
+def priced(request):
+    """Whether the live server's catalog lists prices (a test marks ``@pytest.mark.unpriced``)."""
+    return request.node.get_closest_marker("unpriced") is None
+
+
+@pytest.fixture
+def live_server(settings, service, priced):
     import waitress
 
     from jewelsearch.server import create_app
     categories = ["ring", "necklace", "earrings", "bracelet"]
     service.add_items([NewItem(make_image(seed=i, size=(96, 96)),
                                {"title": f"Piece {i}", "category": categories[i % 4], "metal": "gold",
-                                "price": 100 + i}) for i in range(12)])
+                                **({"price": 100 + i} if priced else {})}) for i in range(12)])
     app = create_app(settings, service, autosave_seconds=None)
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -324,4 +330,18 @@ def test_understood_words_show_as_chips_that_drop_or_filter(page):
     page.locator("#understood .chip-filter", has_text="ring").click()
     playwright_api.expect(page.locator("#results li")).to_have_count(3)
     assert page.locator("#filter-category").input_value() == "ring"
+    assert not page.console_errors
+
+
+@pytest.mark.unpriced
+def test_a_price_phrase_over_a_catalog_without_prices_is_shown_not_applied(page):
+    page.fill("#q", "ring under $105")
+    page.click("#search-button")
+    page.wait_for_selector("#understood .chip")
+    chips = [" ".join(c.split()) for c in page.locator("#understood .chip").all_inner_texts()]
+    assert chips[0] == "ring ×" and chips[1].startswith("under $105 · no prices listed")
+    assert page.locator("#understood .chip.unapplied").count() == 1
+    # Nothing is filtered away: every piece is still ranked, the rings first.
+    playwright_api.expect(page.locator("#results li")).to_have_count(12)
+    shot(page, "search-unpriced.png")
     assert not page.console_errors
