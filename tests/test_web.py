@@ -116,11 +116,13 @@ def test_liking_items_changes_for_you(page, service):
         page.wait_for_selector(f"#results li:nth-child({i}) .act[aria-pressed=true]")
     page.wait_for_function("document.querySelectorAll('#foryou .reason').length > 0 && "
                            "[...document.querySelectorAll('#foryou .reason')].some(r => r.textContent.includes('similar'))")
+    # Each like reloads the row; wait until the last reload has finished before reading it.
+    playwright_api.expect(page.locator("#foryou-status")).to_have_text(
+        "Picked from what you liked in this browser.")
     after = page.locator("#foryou li .title").all_inner_texts()
     assert after != before
     reasons = page.locator("#foryou .reason").all_inner_texts()
     assert any("you liked" in r for r in reasons)
-    assert page.inner_text("#foryou-status") == "Picked from what you liked in this browser."
     # The likes were recorded under the page session's anonymous shopper.
     shoppers = {row["user_id"] for row in service.catalog.database.query("SELECT DISTINCT user_id FROM events")}
     assert len(shoppers) == 1 and shoppers.pop().startswith("page-")
