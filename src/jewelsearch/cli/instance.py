@@ -87,10 +87,8 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, render_specs, 
     from jewelsearch.embed.instance import InstanceHead, instance_vectors
     from jewelsearch.evaluate.retrieval_report import write_retrieval_report
     from jewelsearch.evaluate.retrieval_renders import RenderSetPlan
-    from jewelsearch.evaluate.retrieval_run import build_sets, judge, remembered
+    from jewelsearch.evaluate.retrieval_run import judge, remembered
     from jewelsearch.index.rerank import alpha_query_expansion, k_reciprocal
-    from jewelsearch.recognize.localizer import Localizer
-    from jewelsearch.train.labelled_data import read_products, read_worn, unseen_worn, worn_products_seen
     plan = None
     if render_specs:  # checked before the model loads: a bad plan fails at once
         try:
@@ -100,15 +98,7 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, render_specs, 
     settings = obj.settings
     encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
                            loader=settings.model_loader)
-    worn = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
-    catalog = [r for r in read_products(catalog_root) if r.split == "val"]
-    localizer = Localizer.load(encoder, encoder.folder)
-    try:
-        sets = build_sets(worn, catalog, localizer, pasted=pasted)
-    except ValueError as exc:
-        fail(str(exc))
-    if plan is not None:
-        _add_renders(sets, localizer, plan, render_cache)
+    sets, _ = retrieval_sets(encoder, worn_root, catalog_root, pasted, plan, render_cache)
     visual = encoder.model.visual
     head = InstanceHead.load(encoder.folder, visual)
     descriptors = {"text-aligned": encoder.encode_images}
@@ -136,6 +126,24 @@ def eval_retrieval(obj: Context, worn_root, catalog_root, pasted, render_specs, 
     path = write_retrieval_report(report, out)
     click.echo(path.read_text())
     click.echo(json.dumps(sets.describe()))
+
+
+def retrieval_sets(encoder, worn_root: Path, catalog_root: Path, pasted: int, plan, render_cache: Path):
+    """(sets, catalog) that retrieval evaluations judge: worn photos of products the model never
+    saw, pasted shopper photos, products/val, and the held-out renders where ``plan`` is given."""
+    from jewelsearch.evaluate.retrieval_run import build_sets
+    from jewelsearch.recognize.localizer import Localizer
+    from jewelsearch.train.labelled_data import read_products, read_worn, unseen_worn, worn_products_seen
+    worn = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
+    catalog = [r for r in read_products(catalog_root) if r.split == "val"]
+    localizer = Localizer.load(encoder, encoder.folder)
+    try:
+        sets = build_sets(worn, catalog, localizer, pasted=pasted)
+    except ValueError as exc:
+        fail(str(exc))
+    if plan is not None:
+        _add_renders(sets, localizer, plan, render_cache)
+    return sets, catalog
 
 
 def _add_renders(sets, localizer, plan, cache: Path) -> None:

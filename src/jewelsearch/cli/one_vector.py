@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from jewelsearch.cli import Context, fail
-from jewelsearch.cli.instance import _add_renders
+from jewelsearch.cli.instance import retrieval_sets
 
 _folder_option = click.Path(exists=True, file_okay=False, path_type=Path)
 CANDIDATE_FILE = "candidate.safetensors"
@@ -57,7 +57,8 @@ def train_one_vector(obj: Context, products, worn_root, out, weights_text, epoch
     from jewelsearch.train.labelled_data import read_products, read_worn, worn_products_seen
     from jewelsearch.train.splits import in_calibration_split
     settings = obj.settings
-    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
+                           loader=settings.model_loader)
     if encoder.folder is None:
         fail("the candidate starts from a model folder's projection: pass one with --model")
     seen = worn_products_seen(encoder.folder)
@@ -156,32 +157,23 @@ def eval_one_vector(obj: Context, worn_root, catalog_root, candidate, pasted, re
     from jewelsearch.evaluate.one_vector import OnePass, compare, pass_over
     from jewelsearch.evaluate.retrieval_renders import RenderSetPlan
     from jewelsearch.evaluate.retrieval_report import write_retrieval_report
-    from jewelsearch.evaluate.retrieval_run import build_sets
-    from jewelsearch.recognize.localizer import Localizer
     from jewelsearch.train import instance_head
-    from jewelsearch.train.labelled_data import read_products, read_worn, unseen_worn, worn_products_seen
     from jewelsearch.train.one_vector import OneVectorProjection
     try:
         projection = OneVectorProjection.load(candidate)
     except Exception as exc:  # safetensors raises its own error types for a damaged file
         fail(f"cannot read the candidate {candidate}: {exc}")
     settings = obj.settings
-    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size)
+    encoder = load_encoder(settings.model, settings.pretrained, batch_size=settings.batch_size,
+                           loader=settings.model_loader)
     head = InstanceHead.load(encoder.folder, encoder.model.visual)
     if head is None:
         fail("the model's tower has no dense maps: there is no instance vector to compare with")
     if projection.gem_dim != sum(_channels(encoder).values()):
         fail(f"the candidate reads {projection.gem_dim} GeM numbers; this model's tower gives "
              f"{sum(_channels(encoder).values())}: it was fitted for another model")
-    worn = unseen_worn(read_worn(worn_root), worn_products_seen(encoder.folder))
-    catalog = [r for r in read_products(catalog_root) if r.split == "val"]
-    localizer = Localizer.load(encoder, encoder.folder)
-    try:
-        sets = build_sets(worn, catalog, localizer, pasted=pasted)
-    except ValueError as exc:
-        fail(str(exc))
-    if render_specs:
-        _add_renders(sets, localizer, RenderSetPlan(render_specs, 3, 224, 32), render_cache)
+    plan = RenderSetPlan(render_specs, 3, 224, 32) if render_specs else None
+    sets, catalog = retrieval_sets(encoder, worn_root, catalog_root, pasted, plan, render_cache)
     one_pass = OnePass(encoder, head, projection, instance_head.raw_head(instance_head.InstanceRecipe()))
     click.echo("one tower pass over every set")
     pass_over(one_pass, sets)
