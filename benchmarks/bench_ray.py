@@ -179,7 +179,10 @@ def _queries(seed: int):
         yield " ".join(w for w in (rng.choice(WORDS), rng.choice(METALS), rng.choice(STONES), rng.choice(KINDS)) if w)
 
 
-def run_load(url: str, clients: int, seconds: float) -> dict:
+def run_load(url: str | list[str], clients: int, seconds: float) -> dict:
+    """C clients send text queries for ``seconds`` while a writer writes; with several ``url``s
+    client n queries ``url[n % len(url)]`` and the writer writes to the first."""
+    urls = [url] if isinstance(url, str) else list(url)
     latencies: list[float] = []
     failed = [0, 0]  # queries, writes
     writes = [0]
@@ -192,7 +195,7 @@ def run_load(url: str, clients: int, seconds: float) -> dict:
                 return
             started = time.perf_counter()
             try:
-                status, _ = _get(f"{url}/api/search?" + urllib.parse.urlencode({"q": text, "k": 10}))
+                status, _ = _get(f"{urls[n % len(urls)]}/api/search?" + urllib.parse.urlencode({"q": text, "k": 10}))
             except OSError:
                 status = 0
             with lock:
@@ -208,9 +211,9 @@ def run_load(url: str, clients: int, seconds: float) -> dict:
             try:
                 if n % 5 == 0:
                     body, kind = _multipart({"title": f"bench ring {n}", "category": "ring"}, _photo(n))
-                    status = _post(f"{url}/api/items", body, kind)
+                    status = _post(f"{urls[0]}/api/items", body, kind)
                 else:
-                    status = _post(f"{url}/api/events", json.dumps(
+                    status = _post(f"{urls[0]}/api/events", json.dumps(
                         {"user_id": f"u{n % 7}", "item_id": 1 + n % 500, "kind": "view"}).encode(), "application/json")
             except OSError:
                 status = 0

@@ -17,15 +17,23 @@ from jewelsearch.cli import Context, fail
               help="Limit requests per client address and endpoint class (default: on; "
                    "the rate_limit_* settings give the rates).")
 @click.option("--replicas", type=int, default=None,
-              help="Serve with N read replicas and one writer on Ray Serve (needs the [cluster] extra).")
+              help="Serve with N read replicas and one writer (on Ray Serve, or --engine local).")
+@click.option("--engine", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="With --replicas: Ray Serve (one node or many; needs the [cluster] extra), or worker "
+                   "processes on this machine sharing one port (no Ray).")
 @click.option("--address", default=None,
               help="With --replicas: the Ray cluster (auto, ray://HOST:PORT); default a local one on this machine.")
 @click.option("--refresh-seconds", type=float, default=2.0, show_default=True,
               help="With --replicas: how often a replica asks the writer for a newer copy of the catalog.")
 @click.pass_obj
-def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_limits, replicas, address,
+def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_limits, replicas, engine, address,
           refresh_seconds):
-    """Serve the JSON API and web page with waitress (or, with --replicas, on Ray Serve)."""
+    """Serve the JSON API and web page with waitress (or, with --replicas, on Ray Serve or local workers)."""
+    if replicas is not None and engine == "local":
+        if address:
+            fail("--address goes with --engine ray")
+        return _serve_local(obj, host, port, threads, allow_unauthenticated_writes, rate_limits, replicas,
+                            refresh_seconds)
     if replicas is not None:
         return _serve_replicas(obj, host, port, allow_unauthenticated_writes, rate_limits, replicas, address,
                                refresh_seconds)
@@ -57,6 +65,47 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_
     serve_gracefully(app, host=settings.host, port=settings.port, threads=settings.server_threads,
                      idle_timeout=settings.request_timeout_seconds,
                      on_stop=lambda: obj.service.save())
+    click.echo("stopped", err=True)
+
+
+def _serve_local(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_limits, replicas,
+                 refresh_seconds):
+    import signal
+    import threading
+
+    from jewelsearch.server.app import check_server_settings
+    from jewelsearch.server.local_replicas import LocalReplicas
+    from jewelsearch.server.rate_limits import RateLimitSettingsError
+    settings = obj.settings.with_overrides(host=host, port=port, server_threads=threads,
+                                           allow_unauthenticated_writes=allow_unauthenticated_writes or None,
+                                           rate_limits=rate_limits)
+    if replicas < 1:
+        fail("--replicas must be 1 or more")
+    if refresh_seconds <= 0:
+        fail("--refresh-seconds must be more than 0")
+    if not settings.db_path.exists():
+        fail(f"no catalog at {settings.db_path}; ingest first (or `jewelsearch demo`)")
+    try:
+        check_server_settings(settings)
+    except RateLimitSettingsError as exc:
+        fail(f"bad settings: {exc}")
+    pool = LocalReplicas(settings, replicas, refresh_seconds)
+    try:
+        pool.start()
+    except OSError as exc:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc}")
+    signal.signal(signal.SIGTERM, lambda *_: pool.stopping.set())
+    click.echo(f"jewelsearch serving on http://{settings.host}:{pool.address[1]}/ with {replicas} read worker "
+               f"processes and one writer (local engine; new catalog versions within {refresh_seconds:g} s)",
+               err=True)
+    watcher = threading.Thread(target=pool.watch, name="worker-watch", daemon=True)
+    watcher.start()
+    try:
+        while watcher.is_alive():
+            watcher.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    pool.stop()
     click.echo("stopped", err=True)
 
 

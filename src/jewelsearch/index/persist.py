@@ -41,14 +41,21 @@ class IndexManifest:
     format: int = FORMAT
 
 
+def describe_index(index: VectorIndex, *, model_id: str, catalog_version: int,
+                   state: dict[str, Any] | None = None) -> IndexManifest:
+    """The manifest ``save_index`` would write for ``index`` (also for one kept in memory only)."""
+    state = state if state is not None else index.state()
+    return IndexManifest(model_id=model_id, dim=index.dim, count=int(state["alive"].sum()),
+                         kind=index.kind, params=index.params,
+                         catalog_version=catalog_version, created_at=time.time())
+
+
 def save_index(index: VectorIndex, directory: Path, *, model_id: str,
                catalog_version: int) -> IndexManifest:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = index.state()
-    manifest = IndexManifest(model_id=model_id, dim=index.dim, count=int(state["alive"].sum()),
-                             kind=index.kind, params=index.params,
-                             catalog_version=catalog_version, created_at=time.time())
+    manifest = describe_index(index, model_id=model_id, catalog_version=catalog_version, state=state)
     version = tempfile.mkdtemp(dir=directory, prefix=f"v{time.time_ns()}-")
     try:
         _write_file(Path(version) / "index.faiss", state["faiss"].tobytes())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jewelsearch.index import IndexManifest, VectorIndex, choose_kind, load_index, save_index
+from jewelsearch.index import IndexManifest, VectorIndex, choose_kind, describe_index, load_index, save_index
 from jewelsearch.index.kinds import IndexChoice
 from jewelsearch.storage import Catalog
 
@@ -47,10 +47,11 @@ def build_from_store(catalog: Catalog, model_id: str, dim: int, *, kind: str = "
 
 
 def open_index(catalog: Catalog, directory: Path, model_id: str, dim: int, *,
-               kind: str = "auto", memory_budget_bytes: int = 2 << 30
+               kind: str = "auto", memory_budget_bytes: int = 2 << 30, persist: bool = True
                ) -> tuple[VectorIndex, IndexManifest, bool]:
     """(index, manifest, rebuilt) for the store's current state. ``model_id`` is the storage
-    key of the vectors indexed: a model id, or one of its further spaces (``space_key``)."""
+    key of the vectors indexed: a model id, or one of its further spaces (``space_key``).
+    ``persist`` False keeps a rebuilt index in memory only (the home's writer saves its own)."""
     version = catalog.database.catalog_version()
     stored = catalog.embeddings.count(model_id)
     loaded = load_index(directory, vector_source_for(catalog, model_id, dim))
@@ -69,8 +70,11 @@ def open_index(catalog: Catalog, directory: Path, model_id: str, dim: int, *,
             reasons.append(f"kind {manifest.kind} != {kind}")
         if not reasons:
             return index, manifest, False
-        log.warning("index disagrees with the store (%s); rebuilding from stored embeddings",
-                    "; ".join(reasons))
+        # A read-only opener (a local read replica) sees this whenever the writer has not saved yet.
+        log.log(logging.WARNING if persist else logging.INFO,
+                "index disagrees with the store (%s); rebuilding from stored embeddings", "; ".join(reasons))
     index = build_from_store(catalog, model_id, dim, kind=kind, memory_budget_bytes=memory_budget_bytes)
+    if not persist:
+        return index, describe_index(index, model_id=model_id, catalog_version=version), True
     manifest = save_index(index, directory, model_id=model_id, catalog_version=version)
     return index, manifest, True

@@ -26,7 +26,7 @@ from typing import Iterable
 
 import numpy as np
 
-from jewelsearch.index import VectorIndex, choose_kind, load_index, save_index
+from jewelsearch.index import VectorIndex, choose_kind, describe_index, load_index, save_index
 from jewelsearch.index.kinds import IndexChoice
 from jewelsearch.search.options import IndexSettings
 from jewelsearch.search.state import BlendedSpace, ServiceState
@@ -117,9 +117,11 @@ def open_blended_space(catalog: Catalog, index_dir: Path, image_key: str, text_k
         ) if wrong]
         if not reasons:
             return BlendedSpace(key, weight, image_key, text_key, index, manifest)
-        log.warning("blended index disagrees (%s); rebuilding from stored vectors", "; ".join(reasons))
+        log.log(logging.WARNING if settings.persist else logging.INFO,
+                "blended index disagrees (%s); rebuilding from stored vectors", "; ".join(reasons))
     index = build_blended(catalog, image_key, text_key, weight, dim, settings)
-    manifest = save_index(index, directory, model_id=key, catalog_version=version)
+    manifest = save_index(index, directory, model_id=key, catalog_version=version) if settings.persist \
+        else describe_index(index, model_id=key, catalog_version=version)
     return BlendedSpace(key, weight, image_key, text_key, index, manifest)
 
 

@@ -39,7 +39,7 @@ def open_instance_space(catalog: Catalog, index_dir: Path, model_id: str, head: 
     """The saved instance index where it agrees with the store, else one rebuilt from stored vectors."""
     key = space_key(model_id, head.space_id)
     index, manifest, _ = open_index(catalog, instance_index_dir(index_dir), key, head.dim, kind=settings.kind,
-                                    memory_budget_bytes=settings.memory_budget_bytes)
+                                    memory_budget_bytes=settings.memory_budget_bytes, persist=settings.persist)
     return InstanceSpace(head, key, index, manifest, is_complete(catalog, model_id, key))
 
 

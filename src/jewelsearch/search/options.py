@@ -29,6 +29,9 @@ class IndexSettings:
 
     kind: str = "auto"
     memory_budget_bytes: int = 2 << 30
+    # False in a process that reads a home another process writes (a local read replica): an
+    # index that disagrees with the store is rebuilt in memory and never saved over the writer's.
+    persist: bool = True
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from typing import Callable
@@ -39,13 +40,22 @@ def _accept_backlog(server, limit: int = 1024) -> None:
             return
 
 
-def serve(app, *, host: str, port: int, threads: int, grace: float = 30.0, idle_timeout: int = 30,
-          on_stop: Callable[[], None] | None = None, ready: Callable[[int], None] | None = None) -> None:
+def serve(app, *, host: str | None = None, port: int | None = None, threads: int, grace: float = 30.0,
+          idle_timeout: int = 30, on_stop: Callable[[], None] | None = None,
+          ready: Callable[[int], None] | None = None, sock: socket.socket | None = None,
+          trusted_proxy: str | None = None) -> None:
+    """Serve on ``host``:``port``, or on the listening socket ``sock`` (shared by several worker
+    processes: the kernel hands each connection to one of them). ``trusted_proxy``: the address
+    whose X-Forwarded-For names the client (a local read replica forwarding a write)."""
     # waitress buffers a request body before the app sees it; ``channel_timeout`` closes a
     # connection that stays silent that long, so a stalled upload never holds a worker thread.
-    server = waitress.create_server(app, host=host, port=port, threads=threads, channel_timeout=idle_timeout,
+    where = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
+    if trusted_proxy:
+        where |= {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"},
+                  "trusted_proxy_count": 1}
+    server = waitress.create_server(app, threads=threads, channel_timeout=idle_timeout,
                                     cleanup_interval=max(1, idle_timeout // 2),
-                                    clear_untrusted_proxy_headers=True, ident="jewelsearch")
+                                    clear_untrusted_proxy_headers=True, ident="jewelsearch", **where)
     stopping = threading.Event()
 
     def request_stop(signum, frame):

@@ -1,0 +1,270 @@
+"""``jewelsearch serve --replicas N --engine local``: N read worker processes and one writer on
+one machine, without Ray.
+
+Why: on one machine a Ray Serve replica pays for Ray's HTTP proxy and handle calls, and for a
+whole copy of the home shipped each time the catalog changes, all on the same cores as the
+queries (``docs/scaling.md``). Worker processes on the same machine can read the home itself.
+
+- **One listening socket, shared.** The supervisor (this process; it loads no model) binds the
+  public address once and every reader accepts on it, prefork style: the kernel hands each
+  connection to one reader. A reader that dies leaves the socket open in the others, so
+  connections waiting in its queue are not lost; only the requests that reader held fail (the
+  client library retries those).
+- **Reads in the workers.** Each reader opens the home read-only (``open_service(read_only=True)``:
+  SQLite in WAL mode lets readers in other processes see each commit; an index that lags the
+  store is rebuilt in memory, never saved over the writer's) and runs the Flask app on waitress.
+- **Writes to the one writer.** Writes (items, events, forgetting a shopper) are forwarded over
+  HTTP to the writer process, which owns the home as ``jewelsearch serve`` does. It listens on a
+  loopback socket the supervisor also keeps, so a restarted writer takes the same address.
+- **New index versions without a restart.** A reader checks the catalog version every
+  ``refresh_seconds``; when it moved, it opens the home again beside the serving copy (reusing
+  the loaded model) and swaps the app by one assignment. Requests in flight finish on the old
+  copy, which is closed a grace period later.
+- **A killed worker is replaced.** The supervisor polls its children and starts a new one in
+  the place of any that exited while it was not stopping.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from jewelsearch.config import Settings
+from jewelsearch.server.replicas import HOP_HEADERS, REPLICA_HEADER, RETIRE_AFTER_SECONDS, is_write
+
+log = logging.getLogger(__name__)
+
+VERSION_HEADER = "X-Jewelsearch-Catalog-Version"  # the catalog version of the copy that answered
+WATCH_SECONDS = 0.5  # how often the supervisor looks for a worker that exited
+STOP_SECONDS = 40.0  # a worker's graceful stop (waitress finishes in-flight requests) before a kill
+
+
+def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    sock = socket.create_server((host, port), backlog=backlog, reuse_port=False)
+    sock.set_inheritable(True)
+    return sock
+
+
+class ForwardWrites:
+    """WSGI: reads to the reader's current app, writes to the writer over HTTP."""
+
+    def __init__(self, reads: Callable[[], Any], writer: tuple[str, int], name: str, timeout: float = 60.0):
+        self.reads = reads  # called per request: the app of the copy being served now
+        self.writer = writer
+        self.name = name
+        self.timeout = timeout
+
+    def __call__(self, environ, start_response):
+        def named(status, headers, exc_info=None):
+            return start_response(status, [*headers, (REPLICA_HEADER, self.name)], exc_info)
+
+        if is_write(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")):
+            return self._forward(environ, named)
+        app, version = self.reads()
+
+        def versioned(status, headers, exc_info=None):
+            return named(status, [*headers, (VERSION_HEADER, str(version))], exc_info)
+        return app(environ, versioned)
+
+    def _forward(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items()
+                   if key.startswith("HTTP_") and key[5:].replace("_", "-").lower() not in HOP_HEADERS}
+        headers.pop("X-Forwarded-For", None)  # the writer trusts only what this reader says
+        headers["X-Forwarded-For"] = environ.get("REMOTE_ADDR", "127.0.0.1")
+        if environ.get("CONTENT_TYPE"):
+            headers["Content-Type"] = environ["CONTENT_TYPE"]
+        path = environ.get("PATH_INFO", "/") + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
+        connection = http.client.HTTPConnection(*self.writer, timeout=self.timeout)
+        try:
+            connection.request(environ["REQUEST_METHOD"], path, body=body, headers=headers)
+            answer = connection.getresponse()
+            payload = answer.read()
+        except OSError as exc:  # the writer is restarting: a retryable answer, not a 500
+            log.warning("%s: the writer did not answer: %s", self.name, exc)
+            message = json.dumps({"error": "the catalog writer is restarting; retry shortly"}).encode()
+            start_response("503 Service Unavailable", [("Content-Type", "application/json"),
+                                                       ("Retry-After", "1"),
+                                                       ("Content-Length", str(len(message)))])
+            return [message]
+        finally:
+            connection.close()
+        kept = [(k, v) for k, v in answer.getheaders() if k.lower() not in HOP_HEADERS]
+        start_response(f"{answer.status} {answer.reason}", [*kept, ("Content-Length", str(len(payload)))])
+        return [payload]
+
+
+class ReloadingReader:
+    """A read-only service on a home another process writes, opened again (reusing the model)
+    when the catalog version moves; the old copy closes ``RETIRE_AFTER_SECONDS`` later."""
+
+    def __init__(self, settings: Settings, refresh_seconds: float, open_service: Callable[..., Any],
+                 create_app: Callable[..., Any]):
+        self.settings = settings
+        self.refresh_seconds = refresh_seconds
+        self._open_service, self._create_app = open_service, create_app
+        self.service = open_service(settings, read_only=True)
+        self.current = (create_app(settings, self.service, autosave_seconds=None), self._version(self.service))
+        self.retiring: list[tuple[float, Any]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="reader-refresh", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def serving(self) -> tuple[Any, int]:
+        return self.current
+
+    @staticmethod
+    def _version(service) -> int:
+        return service.catalog.database.catalog_version()
+
+    def refresh(self) -> bool:
+        """Open the home again when its catalog version moved; True when it did."""
+        version = self._version(self.service)  # read before the open: the new copy holds at least this
+        if version == self.current[1]:
+            return False
+        service = self._open_service(self.settings, models_from=self.service, read_only=True)
+        app = self._create_app(self.settings, service, autosave_seconds=None)
+        old = self.service
+        self.service, self.current = service, (app, version)  # the next request uses it
+        self.retiring.append((time.monotonic() + RETIRE_AFTER_SECONDS, old))
+        return True
+
+    def _poll(self) -> None:
+        while not self.stopped.wait(self.refresh_seconds):
+            try:
+                self.refresh()
+            except Exception:  # the copy being served stays; the next poll tries again
+                log.exception("cannot open the catalog again; serving the copy already open")
+            now = time.monotonic()
+            while self.retiring and self.retiring[0][0] <= now:
+                self.retiring.pop(0)[1].catalog.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def _reader_main(settings: Settings, sock: socket.socket, writer: tuple[str, int], refresh_seconds: float,
+                 name: str) -> None:
+    """A reader process (spawned): load the model, open the home read-only, serve on ``sock``."""
+    from jewelsearch.search.wiring import open_service, use_serving_threads
+    from jewelsearch.server.app import create_app
+    from jewelsearch.server.graceful import serve
+    use_serving_threads(settings)
+    reader = ReloadingReader(settings, refresh_seconds, open_service, create_app)
+    reader.start()
+    app = ForwardWrites(reader.serving, writer, name, timeout=max(60.0, settings.request_timeout_seconds))
+    try:
+        serve(app, sock=sock, threads=settings.server_threads, idle_timeout=settings.request_timeout_seconds)
+    finally:
+        reader.stop()
+
+
+def _writer_main(settings: Settings, sock: socket.socket) -> None:
+    """The writer process (spawned): the home itself, on the loopback socket the readers forward to."""
+    from jewelsearch.search.wiring import open_service, use_serving_threads
+    from jewelsearch.server.app import create_app
+    from jewelsearch.server.graceful import serve
+    service = open_service(settings)
+    use_serving_threads(settings)
+    app = create_app(settings, service)  # saves the index a moment after writes
+    serve(app, sock=sock, threads=settings.server_threads, idle_timeout=settings.request_timeout_seconds,
+          trusted_proxy="127.0.0.1", on_stop=lambda: service.save())
+
+
+@dataclass
+class Worker:
+    role: str  # "writer" or "reader"
+    name: str
+    process: Any  # multiprocessing.Process
+
+
+class LocalReplicas:
+    """The supervisor: binds the sockets, starts the writer and ``replicas`` readers, replaces
+    any that exit, and stops them all gracefully."""
+
+    def __init__(self, settings: Settings, replicas: int, refresh_seconds: float = 2.0):
+        if replicas < 1:
+            raise ValueError("--replicas must be 1 or more")
+        if refresh_seconds <= 0:
+            raise ValueError("--refresh-seconds must be more than 0")
+        if not settings.secret_key:  # one session key for every process, so a cookie works on all
+            settings = settings.with_overrides(secret_key=secrets.token_hex(32))
+        self.settings = settings
+        self.replicas = replicas
+        self.refresh_seconds = refresh_seconds
+        self.context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        self.public: socket.socket | None = None
+        self.internal: socket.socket | None = None
+        self.workers: list[Worker] = []
+        self.replaced = 0
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.public.getsockname()[:2]
+
+    def start(self) -> None:
+        self.public = listening_socket(self.settings.host, self.settings.port)
+        self.internal = listening_socket("127.0.0.1", 0)
+        self.workers.append(self._spawn("writer", "writer"))  # slot 0; readers take slots 1..N
+        for n in range(self.replicas):
+            self.workers.append(self._spawn("reader", f"local-{n}-{secrets.token_hex(2)}"))
+
+    def _spawn(self, role: str, name: str) -> Worker:
+        if role == "writer":
+            process = self.context.Process(target=_writer_main, args=(self.settings, self.internal),
+                                           name=f"jewelsearch-{name}", daemon=False)
+        else:
+            process = self.context.Process(target=_reader_main, args=(
+                self.settings, self.public, self.internal.getsockname()[:2], self.refresh_seconds, name),
+                name=f"jewelsearch-{name}", daemon=False)
+        process.start()
+        return Worker(role, name, process)
+
+    def readers(self) -> list[Worker]:
+        with self.lock:
+            return [w for w in self.workers if w.role == "reader"]
+
+    def watch(self) -> None:
+        """Replace any worker that exits, until ``stop``."""
+        while not self.stopping.wait(WATCH_SECONDS):
+            with self.lock:
+                for n, worker in enumerate(self.workers):
+                    if worker.process.exitcode is not None and not self.stopping.is_set():
+                        log.warning("%s exited (code %s); starting another", worker.name, worker.process.exitcode)
+                        name = "writer" if worker.role == "writer" else f"local-{n - 1}-{secrets.token_hex(2)}"
+                        self.workers[n] = self._spawn(worker.role, name)
+                        self.replaced += 1
+
+    def stop(self) -> None:
+        """SIGTERM to every worker (each finishes the requests it holds), then a kill after
+        ``STOP_SECONDS`` for any still running; the sockets close last."""
+        self.stopping.set()
+        with self.lock:
+            workers = list(self.workers)
+        for worker in workers:
+            if worker.process.exitcode is None and worker.process.pid:
+                os.kill(worker.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.exitcode is None:
+                worker.process.kill()
+                worker.process.join()
+        for sock in (self.public, self.internal):
+            if sock is not None:
+                sock.close()
