@@ -9,6 +9,8 @@ Setups, alternated within each round (the same clients, the same query stream):
 - ``one``: one ``jewelsearch serve`` (waitress, 8 request threads, one torch thread each);
 - ``ray``: ``jewelsearch serve --replicas 2`` (Ray Serve, as shipped); ``ray-direct`` the same
   with ``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` (no proxy: the replicas take HTTP themselves);
+- ``local``: ``jewelsearch serve --replicas 2 --engine local`` (two reader processes on one
+  shared socket, one writer; ``server/local_replicas.py``);
 - ``two``: two ``jewelsearch serve`` processes on copies of the same home; the clients alternate
   between them, the writer writes to the first (the second never sees the writes: this is a
   ceiling, not a product).
@@ -87,8 +89,13 @@ def process_name(pid: int) -> str:
     first = raw[0].decode(errors="replace")
     if first.startswith("ray::"):
         return first.split()[0].replace("ServeReplica:jewelsearch:", "")
-    if "jewelsearch.cli" in " ".join(a.decode(errors="replace") for a in raw):
+    joined = " ".join(a.decode(errors="replace") for a in raw)
+    if "jewelsearch.cli" in joined:
         return "jewelsearch serve"
+    if "multiprocessing.spawn" in joined:
+        return "local worker"
+    if "resource_tracker" in joined:
+        return "multiprocessing tracker"
     return Path(first).name or "?"
 
 
@@ -103,15 +110,18 @@ def tree_seconds(pid: int) -> dict[int, tuple[str, float]]:
 
 
 SETUPS = {"one": (1, None, {}), "two": (2, None, {}), "ray": (1, 2, {}),
-          "ray-direct": (1, 2, {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"})}
+          "ray-direct": (1, 2, {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}),
+          "local": (1, 2, {"engine": "local"})}
 
 
 def start(home: Path, port: int, replicas: int | None = None, env_extra: dict | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "jewelsearch.cli", "--home", str(home), "serve", "--port", str(port),
                "--no-rate-limits"]
+    env_extra = dict(env_extra or {})
     if replicas:
-        command += ["--replicas", str(replicas), "--refresh-seconds", "2"]
-    env = dict(os.environ, JEWELSEARCH_API_KEY=API_KEY, **(env_extra or {}))
+        command += ["--replicas", str(replicas), "--refresh-seconds", "2",
+                    "--engine", env_extra.pop("engine", "ray")]
+    env = dict(os.environ, JEWELSEARCH_API_KEY=API_KEY, **env_extra)
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 240
@@ -165,14 +175,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--demo-home", type=Path, default=None,
+                        help="a home made by `jewelsearch demo` to copy (default: make one, minutes on a busy machine)")
     parser.add_argument("--setups", nargs="+", default=["one", "two"], choices=sorted(SETUPS))
     args = parser.parse_args()
     print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load", os.getloadavg(), flush=True)
     results: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch) / "demo"
-        subprocess.run([sys.executable, "-m", "jewelsearch.cli", "--home", str(base), "demo"], check=True,
-                       stdout=subprocess.DEVNULL)
+        if args.demo_home:
+            shutil.copytree(args.demo_home, base)
+        else:
+            subprocess.run([sys.executable, "-m", "jewelsearch.cli", "--home", str(base), "demo"], check=True,
+                           stdout=subprocess.DEVNULL)
         for round_ in range(args.rounds):
             for setup in (args.setups if round_ % 2 == 0 else args.setups[::-1]):
                 count, replicas, env_extra = SETUPS[setup]

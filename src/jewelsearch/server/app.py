@@ -101,6 +101,13 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     return app
 
 
+def use_service(app: Flask, service: SearchService) -> None:
+    """Answer from ``service`` from the next request on (a local read replica's new copy of the
+    home). Requests already running keep the service they started with; building a new app
+    instead costs about 0.2 s of route compiling per swap."""
+    app.config["JEWELSEARCH_SERVICE"] = service
+
+
 def logged_path(path: str) -> str:
     """The path as the access log shows it: a shopper's id is personal data (and an erasure
     request must not leave it in the log), so it is replaced by a placeholder.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -30,10 +30,15 @@ UNMATCHED = "<unmatched>"  # 404 and 405 answers have no route template
 
 
 class ServiceCollector:
-    """Reads the service's live state when Prometheus scrapes (a rebuild swaps the index)."""
+    """Reads the service's live state when Prometheus scrapes (a rebuild swaps the index; a
+    local read replica swaps the whole service, so it is looked up at each scrape)."""
 
-    def __init__(self, service: SearchService):
-        self.service = service
+    def __init__(self, service: SearchService | Callable[[], SearchService]):
+        self.current = service if callable(service) else (lambda: service)
+
+    @property
+    def service(self) -> SearchService:
+        return self.current()
 
     def collect(self) -> Iterator[Metric]:
         index = self.service.index
@@ -50,7 +55,7 @@ class ServiceCollector:
 class ServerMetrics:
     """The app's metrics; ``registry`` is its own, so several apps in one process never clash."""
 
-    def __init__(self, service: SearchService, registry: CollectorRegistry | None = None):
+    def __init__(self, service: SearchService | Callable[[], SearchService], registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         self.requests = Counter("jewelsearch_http_requests", "HTTP requests answered",
                                 ["endpoint", "method", "status"], registry=self.registry)
@@ -78,7 +83,7 @@ class ServerMetrics:
 def install_metrics(app: Flask, service: SearchService, settings: Settings) -> ServerMetrics:
     """Time every request of ``app`` and serve ``/metrics``. Install it before the app's other
     ``before_request`` hooks, so requests they refuse are timed too."""
-    metrics = ServerMetrics(service)
+    metrics = ServerMetrics(lambda: app.config["JEWELSEARCH_SERVICE"])  # ``use_service`` may swap it
 
     @app.before_request
     def start_timer():

@@ -1,0 +1,216 @@
+"""``serve --replicas N --engine local``: reader processes on one shared socket and one writer.
+
+The in-process tests check the parts (a read-only opening never writes the writer's index
+files; a reader opens the new catalog version; writes go to the writer, and a writer that does
+not answer gives a retryable 503). The process tests start a real pool (two readers, one writer,
+the tiny model) and stop it: a write is visible on every reader after its reload, with no failed
+query meanwhile; a reader killed under load is replaced and no request fails beyond the client
+library's retries.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from conftest import API_KEY, make_image
+from jewelsearch.config import Settings
+from jewelsearch.ingest.pipeline import NewItem
+from jewelsearch.search.wiring import open_service
+from jewelsearch.server.app import create_app
+from jewelsearch.server.local_replicas import (VERSION_HEADER, ForwardWrites, LocalReplicas, ReloadingReader)
+from jewelsearch.server.replicas import REPLICA_HEADER
+
+requests = pytest.importorskip("requests")
+
+
+def _home(path, tiny_model_dir, items: int = 8) -> Settings:
+    settings = Settings(home=path, model=str(tiny_model_dir), api_key=API_KEY, rate_limits=False)
+    service = open_service(settings)
+    service.add_items([NewItem(make_image(seed=n), {"title": f"gold ring {n}"}) for n in range(items)])
+    service.save()
+    service.catalog.close()
+    return settings
+
+
+def _index_files(settings: Settings) -> dict[str, bytes]:
+    """Every file under the home's index folder (version folders and CURRENT pointers)."""
+    return {str(p.relative_to(settings.index_dir)): p.read_bytes()
+            for p in sorted(settings.index_dir.rglob("*")) if p.is_file()}
+
+
+def test_a_read_only_opening_of_a_lagging_home_rebuilds_in_memory_and_writes_no_index(tmp_path, tiny_model_dir):
+    settings = _home(tmp_path / "home", tiny_model_dir)
+    writer = open_service(settings)
+    writer.add_items([NewItem(make_image(seed=50), {"title": "new hoop"})])  # not saved: the index lags
+    before = _index_files(settings)
+    reader = open_service(settings, models_from=writer, read_only=True)
+    assert len(reader.state.index) == 9 == writer.catalog.items.count()
+    assert _index_files(settings) == before, "a read-only opening saved an index version"
+    reader.catalog.close()
+    writer.catalog.close()
+
+
+def test_a_reader_opens_the_new_catalog_version_once_the_writer_saved_it(tmp_path, tiny_model_dir):
+    settings = _home(tmp_path / "home", tiny_model_dir)
+    reader = ReloadingReader(settings, 60.0, open_service, create_app, save_wait_seconds=60.0)
+    app, version = reader.serving()
+    old = reader.service
+    assert reader.refresh() is False  # nothing changed
+    writer = open_service(settings, models_from=reader.service)
+    writer.add_items([NewItem(make_image(seed=60), {"title": "new hoop"})])
+    assert reader.refresh() is False  # the writer has not saved the matching index yet
+    writer.save()
+    assert reader.refresh() is True
+    same_app, new_version = reader.serving()
+    assert new_version > version and same_app is app and reader.service is not old
+    assert app.test_client().get("/api/stats").get_json()["indexed"] == 9
+    assert len(old.state.index) == 8 and reader.retiring[0][1] is old  # in-flight requests finish on it
+    writer.catalog.close()
+
+
+def test_a_reader_rebuilds_in_memory_when_the_writer_does_not_save_in_time(tmp_path, tiny_model_dir):
+    settings = _home(tmp_path / "home", tiny_model_dir)
+    reader = ReloadingReader(settings, 60.0, open_service, create_app, save_wait_seconds=0.0)
+    writer = open_service(settings, models_from=reader.service)
+    writer.add_items([NewItem(make_image(seed=61), {"title": "new hoop"})])
+    assert reader.refresh() is True
+    assert reader.app.test_client().get("/api/stats").get_json()["indexed"] == 9
+    writer.catalog.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_writes_are_forwarded_and_a_silent_writer_gives_a_retryable_503(tmp_path, tiny_model_dir):
+    from werkzeug.test import Client
+    settings = _home(tmp_path / "home", tiny_model_dir, items=2)
+    service = open_service(settings)
+    app = create_app(settings, service, autosave_seconds=None)
+    forward = ForwardWrites(lambda: (app, 7), ("127.0.0.1", _free_port()), "reader-x", timeout=5)  # nobody listens
+    client = Client(forward)
+    read = client.get("/api/stats")
+    assert read.status_code == 200 and read.headers[REPLICA_HEADER] == "reader-x"
+    assert read.headers[VERSION_HEADER] == "7"
+    write = client.post("/api/events", json={"user_id": "u1", "item_id": 1, "kind": "view"},
+                        headers={"X-API-Key": API_KEY})
+    assert write.status_code == 503 and write.headers["Retry-After"] == "1"
+    assert "writer" in write.get_json()["error"]
+    assert service.catalog.events.count() == 0  # the reader itself never wrote
+    service.catalog.close()
+
+
+# ----- a real pool of processes ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory, tiny_model_dir):
+    settings = _home(tmp_path_factory.mktemp("local") / "home", tiny_model_dir)
+    settings = settings.with_overrides(host="127.0.0.1", port=0, server_threads=4)
+    replicas = LocalReplicas(settings, 2, refresh_seconds=0.5)
+    replicas.start()
+    watcher = threading.Thread(target=replicas.watch, daemon=True)
+    watcher.start()
+    url = f"http://127.0.0.1:{replicas.address[1]}"
+    try:
+        seen: set[str] = set()
+        deadline = time.monotonic() + 240  # three processes load the model on a busy machine
+        while len(seen) < 2 and time.monotonic() < deadline:
+            seen.add(requests.get(f"{url}/api/stats", timeout=60).headers[REPLICA_HEADER])
+        assert len(seen) == 2, "both readers should answer"
+        yield replicas, url
+    finally:
+        replicas.stop()
+        watcher.join(5)
+        assert all(w.process.exitcode is not None for w in replicas.workers), "a worker outlived stop()"
+
+
+class Load:
+    """Text queries in a loop on a thread: every answer's status and reader."""
+
+    def __init__(self, url: str, session):
+        self.url, self.session = url, session
+        # A new connection per request, as the benchmark's clients: the kernel hands each
+        # connection to one reader, so a kept-alive one would stay on a single reader.
+        session.headers["Connection"] = "close"
+        self.statuses: Counter = Counter()
+        self.readers: Counter = Counter()
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                answer = self.session.get(f"{self.url}/api/search", params={"q": "gold ring", "k": 5}, timeout=60)
+                self.statuses[answer.status_code] += 1
+                self.readers[answer.headers.get(REPLICA_HEADER)] += 1
+            except requests.RequestException as exc:
+                self.errors.append(repr(exc))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+@pytest.mark.slow
+def test_a_write_is_visible_on_every_reader_after_reload_and_no_query_fails(pool):
+    replicas, url = pool
+    with Load(url, requests.Session()) as load:
+        added = []
+        for n in range(3):
+            answer = requests.post(f"{url}/api/items", headers={"X-API-Key": API_KEY},
+                                   files={"image": ("p.png", make_image(seed=100 + n))}, data={"title": f"new hoop {n}"})
+            assert answer.status_code == 201, answer.text
+            added.append(answer.json()["id"])
+            assert requests.post(f"{url}/api/events", headers={"X-API-Key": API_KEY},
+                                 json={"user_id": "u1", "item_id": added[-1], "kind": "view"}).status_code in (200, 201)
+        current: dict[str, int] = {}
+        deadline = time.monotonic() + 120
+        while (len(current) < 2 or min(current.values()) < 11) and time.monotonic() < deadline:
+            answer = requests.get(f"{url}/api/stats", timeout=60)
+            assert answer.status_code == 200
+            indexed = answer.json()["indexed"]
+            reader = answer.headers[REPLICA_HEADER]
+            assert indexed >= current.get(reader, 0), "a reader went back to an older copy"
+            current[reader] = indexed
+        assert current and all(v == 11 for v in current.values()) and len(current) == 2, current
+        time.sleep(1.0)  # more queries while the readers' old copies retire
+    assert not load.errors and set(load.statuses) == {200}, (load.statuses, load.errors)
+    assert len(load.readers) == 2 and sum(load.statuses.values()) > 5
+
+
+@pytest.mark.slow
+def test_a_reader_killed_under_load_is_replaced_and_no_request_fails_beyond_retries(pool):
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    replicas, url = pool
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=Retry(total=5, backoff_factor=0.2, allowed_methods=None,
+                                                           status_forcelist=(502, 503, 504))))
+    with Load(url, session) as load:
+        time.sleep(1.0)
+        before = {w.name for w in replicas.readers()}
+        victim = replicas.readers()[0]
+        os.kill(victim.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 240
+        while not set(load.readers) - before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1.0)
+    assert replicas.replaced >= 1
+    assert set(load.readers) - before, "no new reader answered within 240 s"
+    assert victim.name not in {w.name for w in replicas.readers()}
+    assert not load.errors and set(load.statuses) == {200}, (load.statuses, load.errors)
