@@ -72,6 +72,7 @@ def test_a_reader_opens_the_new_catalog_version_once_the_writer_saved_it(tmp_pat
     assert new_version > version and same_app is app and reader.service is not old
     assert app.test_client().get("/api/stats").get_json()["indexed"] == 9
     assert len(old.state.index) == 8 and reader.retiring[0][1] is old  # in-flight requests finish on it
+    assert reader.service.state.text_vectors is old.state.text_vectors  # the warm query-text cache stays
     writer.catalog.close()
 
 

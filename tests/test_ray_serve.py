@@ -1,6 +1,7 @@
 """Serving replicas on a local Ray cluster (2 CPUs): two read replicas in front of one writer.
 
-A write is visible on every replica once it reloads, and reloading costs no request; a replica
+Both ways a replica gets the catalog are run: reading the writer's home on its node, and copies
+shipped to it. A write is visible on every replica once it reloads, and reloading costs no request; a replica
 killed under load is replaced, and no request fails beyond the client library's retries.
 """
 
@@ -29,8 +30,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_model_dir):
+@pytest.fixture(scope="module", params=[True, False], ids=["shared-home", "shipped-copies"])
+def served(request, tmp_path_factory, tiny_model_dir):
+    """Replicas on the writer's node reading its home (the default), and replicas sent copies
+    (what a replica on another node gets)."""
     from ray import serve
     from jewelsearch.search.wiring import open_service
     from jewelsearch.server.replicas import build_app
@@ -44,7 +47,8 @@ def served(tmp_path_factory, tiny_model_dir):
     port = _free_port()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, logging_level="ERROR")
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
-    serve.run(build_app(settings, 2, 2, refresh_seconds=0.5), name="jewelsearch", route_prefix="/")
+    serve.run(build_app(settings, 2, 2, refresh_seconds=0.5, share_home=request.param), name="jewelsearch",
+              route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()

@@ -54,7 +54,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
                  read_only: bool = False) -> SearchService:
     """The service for ``settings``; ``models_from`` (a service opened on the same settings'
     model) lends its loaded encoder, instance head and recognizer, so a replica that opens a
-    fresh copy of its home does not load the model again. ``read_only``: the home is written
+    fresh copy of its home does not load the model again, and its query-text vector cache (the
+    same model makes the same vectors, so a reopened replica keeps its warm cache). ``read_only``: the home is written
     by another process (a local read replica), so an index that lags the store is rebuilt in
     memory and never saved."""
     if not 0.0 <= settings.text_field_weight <= 1.0:
@@ -96,7 +97,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
                          text_cache_size=settings.text_cache_size, instance_head=instance_head,
                          rerank=settings.rerank, item_text_vectors=settings.text_field_weight > 0,
                          hybrid=HybridSettings(text_field_weight=settings.text_field_weight),
-                         draft_decode=settings.ingest_draft_decode)
+                         draft_decode=settings.ingest_draft_decode,
+                         text_vectors=models_from.state.text_vectors if models_from is not None else None)
 
 
 def open_catalog(settings: Settings) -> Catalog:

@@ -8,7 +8,13 @@
   shopper), so SQLite keeps one writer, and ships a fresh snapshot when a replica asks and the
   home changed since the replica's copy.
 
-A replica polls the writer every ``refresh_seconds``. A newer snapshot is unpacked into a new
+A replica on the writer's own node reads the writer's home directly, as a local read replica
+does (``server/local_replicas.py``: opened read-only, opened again when the catalog version
+moves and the writer has saved the matching index): on one machine, shipping and unpacking a
+whole copy each time the catalog changed cost more CPU than the queries (``docs/scaling.md``).
+``share_home=False`` ships snapshots to every replica, as on other nodes.
+
+A replica elsewhere polls the writer every ``refresh_seconds``. A newer snapshot is unpacked into a new
 folder and opened beside the serving one (reusing the loaded model); then one reference
 assignment swaps the app. Requests in flight finish on the copy they started on, which is
 closed and removed a grace period later, so a new index version costs no failed request.
@@ -128,6 +134,11 @@ class CatalogWriter:
     def handle(self, request: WireRequest) -> WireResponse:
         return run_wsgi(self.app, request)
 
+    def node(self) -> tuple[str, str]:
+        """The Ray node this writer runs on, and its home (a replica on the same node reads it)."""
+        import ray
+        return ray.get_runtime_context().get_node_id(), str(self.settings.home)
+
     def snapshot_if_newer(self, have: tuple[int, int, int] | None) -> tuple[tuple[int, int, int], Snapshot] | None:
         """The home's snapshot and its version when it differs from ``have``; None when not.
         One snapshot serves every replica asking within ``ship_interval_seconds``."""
@@ -146,12 +157,14 @@ class CatalogWriter:
 class ReadReplica:
     """One read replica: its own home copy and model; the HTTP ingress (``__call__``)."""
 
-    def __init__(self, settings: Settings, writer, refresh_seconds: float = 2.0):
+    def __init__(self, settings: Settings, writer, refresh_seconds: float = 2.0, share_home: bool = True):
         import torch
         torch.set_num_threads(1)
         self.settings = settings
         self.writer = writer
         self.refresh_seconds = refresh_seconds
+        self.share_home = share_home
+        self.shared = None  # a ReloadingReader on the writer's home, when on the writer's node
         self.name = f"replica-{secrets.token_hex(3)}"
         self.root = Path(tempfile.mkdtemp(prefix="jewelsearch-replica-"))
         self.version: tuple[int, int, int] | None = None
@@ -164,13 +177,28 @@ class ReadReplica:
         # Serve nothing before the first copy is open. Fetched on a thread of its own: a
         # handle's blocking ``result()`` is refused on the replica's event loop.
         failure: list[BaseException] = []
-        first = threading.Thread(target=lambda: _capture(self._refresh, failure), name="replica-first-copy")
+        first = threading.Thread(target=lambda: _capture(self._first_copy, failure), name="replica-first-copy")
         first.start()
         first.join()
         if failure:
             raise failure[0]
-        self.thread = threading.Thread(target=self._poll, name="replica-refresh", daemon=True)
-        self.thread.start()
+        if self.shared is not None:
+            self.shared.start()  # its own thread reopens the home when the catalog moves
+        else:
+            self.thread = threading.Thread(target=self._poll, name="replica-refresh", daemon=True)
+            self.thread.start()
+
+    def _first_copy(self) -> None:
+        import ray
+        from jewelsearch.search.wiring import open_service
+        from jewelsearch.server.local_replicas import ReloadingReader
+        if self.share_home:
+            node, home = self.writer.node.remote().result()
+            if node == ray.get_runtime_context().get_node_id() and home == str(self.settings.home):
+                self.shared = ReloadingReader(self.settings, self.refresh_seconds, open_service, create_app)
+                self.service, self.app = self.shared.service, self.shared.app
+                return
+        self._refresh()
 
     async def __call__(self, request) -> Any:
         from starlette.responses import Response
@@ -180,7 +208,7 @@ class ReadReplica:
         if is_write(wire.method, wire.path):
             answer = await self.writer.handle.remote(wire)
         else:
-            answer = await asyncio.to_thread(run_wsgi, self.app, wire)
+            answer = await asyncio.to_thread(run_wsgi, self.app, wire)  # a shared home's app swaps its service
         response = Response(content=answer.body, status_code=answer.status)
         for key, value in answer.headers:
             response.headers.append(key, value)
@@ -224,6 +252,8 @@ class ReadReplica:
 
     def __del__(self):
         self.stopped.set()
+        if getattr(self, "shared", None) is not None:
+            self.shared.stop()
         shutil.rmtree(getattr(self, "root", ""), ignore_errors=True)
 
 
@@ -234,8 +264,10 @@ def _capture(fn, failure: list[BaseException]) -> None:
         failure.append(exc)
 
 
-def build_app(settings: Settings, replicas: int, cluster_cpus: float, *, refresh_seconds: float = 2.0):
-    """The Serve application: ``replicas`` read replicas in front of one writer."""
+def build_app(settings: Settings, replicas: int, cluster_cpus: float, *, refresh_seconds: float = 2.0,
+              share_home: bool = True):
+    """The Serve application: ``replicas`` read replicas in front of one writer. ``share_home``:
+    replicas on the writer's node read its home instead of a shipped copy."""
     from ray import serve
     if not settings.secret_key:
         settings = settings.with_overrides(secret_key=secrets.token_hex(32))
@@ -245,4 +277,4 @@ def build_app(settings: Settings, replicas: int, cluster_cpus: float, *, refresh
     return serve.deployment(ReadReplica, name="ReadReplica", num_replicas=replicas,
                             ray_actor_options={"num_cpus": plan.reader_cpus}, max_ongoing_requests=16,
                             health_check_period_s=2, graceful_shutdown_timeout_s=5, logging_config=QUIET
-                            ).bind(settings, writer, refresh_seconds)
+                            ).bind(settings, writer, refresh_seconds, share_home)
