@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import platform
@@ -179,10 +180,17 @@ def _queries(seed: int):
         yield " ".join(w for w in (rng.choice(WORDS), rng.choice(METALS), rng.choice(STONES), rng.choice(KINDS)) if w)
 
 
+_streams = itertools.count(1)
+
+
 def run_load(url: str | list[str], clients: int, seconds: float) -> dict:
     """C clients send text queries for ``seconds`` while a writer writes; with several ``url``s
-    client n queries ``url[n % len(url)]`` and the writer writes to the first."""
+    client n queries ``url[n % len(url)]`` and the writer writes to the first. Every client of
+    every call gets a query stream of its own: with the same seeds in each call (before
+    2026-12-07), half of a row's queries repeated the warm-up's and earlier rows', and a server
+    with one warm text cache answered those without the text tower."""
     urls = [url] if isinstance(url, str) else list(url)
+    first_stream = 1000 * next(_streams)
     latencies: list[float] = []
     failed = [0, 0]  # queries, writes
     writes = [0]
@@ -190,7 +198,7 @@ def run_load(url: str | list[str], clients: int, seconds: float) -> dict:
     lock = threading.Lock()
 
     def client(n: int) -> None:
-        for text in _queries(n):
+        for text in _queries(first_stream + n):
             if stop.is_set():
                 return
             started = time.perf_counter()
