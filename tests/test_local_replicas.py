@@ -215,3 +215,24 @@ def test_a_reader_killed_under_load_is_replaced_and_no_request_fails_beyond_retr
     assert set(load.readers) - before, "no new reader answered within 240 s"
     assert victim.name not in {w.name for w in replicas.readers()}
     assert not load.errors and set(load.statuses) == {200}, (load.statuses, load.errors)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--replicas", "0", "--engine", "local"], "--replicas must be 1 or more"),
+    (["--replicas", "2", "--engine", "local", "--refresh-seconds", "0"], "--refresh-seconds must be more than 0"),
+    (["--replicas", "2", "--engine", "local", "--address", "auto"], "--address goes with --engine ray"),
+])
+def test_serve_local_refuses_bad_options_with_a_clear_error(tmp_path, tiny_model_dir, args, message):
+    from click.testing import CliRunner
+    from jewelsearch.cli import main
+    settings = _home(tmp_path / "home", tiny_model_dir, items=1)
+    result = CliRunner().invoke(main, ["--home", str(settings.home), "--model", str(tiny_model_dir), "serve", *args])
+    assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_serve_local_without_a_catalog_says_so(tmp_path, tiny_model_dir):
+    from click.testing import CliRunner
+    from jewelsearch.cli import main
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "empty"), "--model", str(tiny_model_dir),
+                                       "serve", "--replicas", "2", "--engine", "local"])
+    assert result.exit_code != 0 and "no catalog at" in result.output, result.output
