@@ -7,8 +7,11 @@ same clients split between them? That second figure bounds what any replica laye
 
 Setups, alternated within each round (the same clients, the same query stream):
 - ``one``: one ``jewelsearch serve`` (waitress, 8 request threads, one torch thread each);
-- ``ray``: ``jewelsearch serve --replicas 2`` (Ray Serve, as shipped); ``ray-direct`` the same
-  with ``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` (no proxy: the replicas take HTTP themselves);
+- ``ray``: ``jewelsearch serve --replicas 2`` (Ray Serve; replicas on this node read the home);
+  ``ray-copies`` the same with ``--ship-copies`` (every replica gets shipped copies, as every
+  replica did before 2026-12-07, and replicas on other nodes do); ``ray-direct`` the same
+  with ``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` (in Ray 2.60 each replica then listens on a port
+  of its own, but the public port still goes through a proxy on the head node);
 - ``local``: ``jewelsearch serve --replicas 2 --engine local`` (two reader processes on one
   shared socket, one writer; ``server/local_replicas.py``);
 - ``two``: two ``jewelsearch serve`` processes on copies of the same home; the clients alternate
@@ -111,7 +114,7 @@ def tree_seconds(pid: int) -> dict[int, tuple[str, float]]:
 
 SETUPS = {"one": (1, None, {}), "two": (2, None, {}), "ray": (1, 2, {}),
           "ray-direct": (1, 2, {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}),
-          "local": (1, 2, {"engine": "local"})}
+          "local": (1, 2, {"engine": "local"}), "ray-copies": (1, 2, {"flags": "--ship-copies"})}
 
 
 def start(home: Path, port: int, replicas: int | None = None, env_extra: dict | None = None) -> subprocess.Popen:
@@ -120,7 +123,7 @@ def start(home: Path, port: int, replicas: int | None = None, env_extra: dict | 
     env_extra = dict(env_extra or {})
     if replicas:
         command += ["--replicas", str(replicas), "--refresh-seconds", "2",
-                    "--engine", env_extra.pop("engine", "ray")]
+                    "--engine", env_extra.pop("engine", "ray"), *env_extra.pop("flags", "").split()]
     env = dict(os.environ, JEWELSEARCH_API_KEY=API_KEY, **env_extra)
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)

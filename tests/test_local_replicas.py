@@ -220,7 +220,7 @@ def test_a_reader_killed_under_load_is_replaced_and_no_request_fails_beyond_retr
 @pytest.mark.parametrize("args, message", [
     (["--replicas", "0", "--engine", "local"], "--replicas must be 1 or more"),
     (["--replicas", "2", "--engine", "local", "--refresh-seconds", "0"], "--refresh-seconds must be more than 0"),
-    (["--replicas", "2", "--engine", "local", "--address", "auto"], "--address goes with --engine ray"),
+    (["--replicas", "2", "--engine", "local", "--address", "auto"], "--address and --ship-copies go with --engine ray"),
 ])
 def test_serve_local_refuses_bad_options_with_a_clear_error(tmp_path, tiny_model_dir, args, message):
     from click.testing import CliRunner

@@ -23,20 +23,23 @@ from jewelsearch.cli import Context, fail
                    "processes on this machine sharing one port (no Ray).")
 @click.option("--address", default=None,
               help="With --replicas: the Ray cluster (auto, ray://HOST:PORT); default a local one on this machine.")
+@click.option("--ship-copies", is_flag=True,
+              help="With --engine ray: send every replica copies of the home, also replicas on the "
+                   "writer's node (which read the home itself by default).")
 @click.option("--refresh-seconds", type=float, default=2.0, show_default=True,
               help="With --replicas: how often a replica asks the writer for a newer copy of the catalog.")
 @click.pass_obj
 def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_limits, replicas, engine, address,
-          refresh_seconds):
+          ship_copies, refresh_seconds):
     """Serve the JSON API and web page with waitress (or, with --replicas, on Ray Serve or local workers)."""
     if replicas is not None and engine == "local":
-        if address:
-            fail("--address goes with --engine ray")
+        if address or ship_copies:
+            fail("--address and --ship-copies go with --engine ray")
         return _serve_local(obj, host, port, threads, allow_unauthenticated_writes, rate_limits, replicas,
                             refresh_seconds)
     if replicas is not None:
         return _serve_replicas(obj, host, port, allow_unauthenticated_writes, rate_limits, replicas, address,
-                               refresh_seconds)
+                               refresh_seconds, ship_copies)
     if address:
         fail("--address goes with --replicas")
     from jewelsearch.search.wiring import use_serving_threads
@@ -110,7 +113,7 @@ def _serve_local(obj: Context, host, port, threads, allow_unauthenticated_writes
 
 
 def _serve_replicas(obj: Context, host, port, allow_unauthenticated_writes, rate_limits, replicas, address,
-                    refresh_seconds):
+                    refresh_seconds, ship_copies=False):
     import signal
     import threading
 
@@ -143,7 +146,7 @@ def _serve_replicas(obj: Context, host, port, allow_unauthenticated_writes, rate
             fail(str(exc))
         ray_serve.start(http_options={"host": settings.host, "port": settings.port},
                         logging_config={"log_level": "WARNING"})
-        ray_serve.run(build_app(settings, replicas, cpus, refresh_seconds=refresh_seconds),
+        ray_serve.run(build_app(settings, replicas, cpus, refresh_seconds=refresh_seconds, share_home=not ship_copies),
                       name="jewelsearch", route_prefix="/")
         click.echo(f"jewelsearch serving on http://{settings.host}:{settings.port}/ with {replicas} read "
                    f"replicas and one writer on Ray Serve", err=True)
