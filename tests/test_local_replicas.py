@@ -76,20 +76,6 @@ def test_a_reader_opens_the_new_catalog_version_once_the_writer_saved_it(tmp_pat
     writer.catalog.close()
 
 
-def test_a_reader_reopens_at_once_when_a_shopper_is_forgotten(tmp_path, tiny_model_dir):
-    settings = _home(tmp_path / "home", tiny_model_dir, items=3)
-    writer = open_service(settings)
-    writer.record_event({"user_id": "ann", "item_id": 1, "kind": "view"})
-    reader = ReloadingReader(settings, 60.0, open_service, create_app, save_wait_seconds=60.0)
-    old = reader.service
-    writer.record_event({"user_id": "bob", "item_id": 2, "kind": "view"})
-    assert reader.refresh() is False  # a new event is read from the shared store; no reopening
-    writer.forget_user("ann")
-    assert reader.refresh() is True and reader.service is not old  # its caches may hold ann's events
-    assert reader.refresh() is False
-    writer.catalog.close()
-
-
 def test_a_reader_rebuilds_in_memory_when_the_writer_does_not_save_in_time(tmp_path, tiny_model_dir):
     settings = _home(tmp_path / "home", tiny_model_dir)
     reader = ReloadingReader(settings, 60.0, open_service, create_app, save_wait_seconds=0.0)

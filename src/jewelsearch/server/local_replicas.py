@@ -122,7 +122,6 @@ class ReloadingReader:
         self.service = open_service(settings, read_only=True)
         self.app = create_app(settings, self.service, autosave_seconds=None)
         self.current = (self.app, self._version(self.service))
-        self.erasures = self._erasures(self.service)
         self.moved_at: float | None = None  # when this reader first saw the version move
         self.retiring: list[tuple[float, Any]] = []
         self.stopped = threading.Event()
@@ -139,20 +138,11 @@ class ReloadingReader:
     def _version(service) -> int:
         return service.catalog.database.catalog_version()
 
-    @staticmethod
-    def _erasures(service) -> int:
-        return service.catalog.events.change_marker()[1]
-
     def refresh(self) -> bool:
-        """Open the home again when its catalog version moved, or a shopper was forgotten (the
-        copy's recommendation caches may hold their events); True when it did. New events need
-        no reopening: they are read from the shared store."""
+        """Open the home again when its catalog version moved; True when it did."""
         from jewelsearch.server.app import use_service
         version = self._version(self.service)  # read before the open: the new copy holds at least this
-        erasures = self._erasures(self.service)
-        if erasures != self.erasures:
-            self.moved_at = time.monotonic() - self.save_wait_seconds  # at once: a forgotten shopper must not linger
-        elif version == self.current[1]:
+        if version == self.current[1]:
             self.moved_at = None
             return False
         now = time.monotonic()
@@ -164,7 +154,6 @@ class ReloadingReader:
         old = self.service
         use_service(self.app, service)
         self.service, self.current, self.moved_at = service, (self.app, version), None  # the next request uses it
-        self.erasures = erasures
         self.retiring.append((time.monotonic() + RETIRE_AFTER_SECONDS, old))
         return True
 
