@@ -76,6 +76,27 @@ def test_a_reader_opens_the_new_catalog_version_once_the_writer_saved_it(tmp_pat
     writer.catalog.close()
 
 
+def test_a_reader_stops_using_a_forgotten_shoppers_history_at_once(tmp_path, tiny_model_dir):
+    """Without reopening: the reader's recommendation caches check the shared store's erasure
+    count on every request."""
+    settings = _home(tmp_path / "home", tiny_model_dir)
+    writer = open_service(settings)
+    for item in (1, 2, 3):
+        writer.record_event({"user_id": "ann", "item_id": item, "kind": "purchase"})
+    reader = ReloadingReader(settings, 60.0, open_service, create_app)
+    client, key = reader.app.test_client(), {"X-API-Key": API_KEY}
+
+    def recommended(user: str) -> list[int]:
+        answer = client.get(f"/api/users/{user}/recommendations", headers=key)
+        assert answer.status_code == 200
+        return [row["id"] for row in answer.get_json()["results"]]
+    assert recommended("ann") != recommended("nobody")  # her purchases shape her list
+    writer.forget_user("ann")
+    # A stranger's list changes too: her purchases no longer count in popularity.
+    assert reader.refresh() is False and recommended("ann") == recommended("nobody")
+    writer.catalog.close()
+
+
 def test_a_reader_rebuilds_in_memory_when_the_writer_does_not_save_in_time(tmp_path, tiny_model_dir):
     settings = _home(tmp_path / "home", tiny_model_dir)
     reader = ReloadingReader(settings, 60.0, open_service, create_app, save_wait_seconds=0.0)
