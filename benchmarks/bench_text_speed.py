@@ -12,13 +12,15 @@ query), and each child times, one after another:
 - the word index alone (``LexicalIndex.search``, limit 200, AND then OR).
 
 Over HTTP each child serves its service with waitress (4 threads); the parent asks the
-servers in turn, over one keep-alive connection each. Every answer (ids, scores, folded
+servers in turn, over one keep-alive connection each. ``--rate-limits`` turns the server's rate
+limits on, as ``serve`` has them by default (the text class raised so the bench is never refused);
+each tree then counts with its own in-memory storage. Every answer (ids, scores, folded
 variants, facets, what was understood) is compared between the children, in process and over
 HTTP. ``--setups`` names the children: ``old`` (the ``--old-tree``), ``new`` (this tree) and
-``new:inline`` (this tree with the text tower run on the request thread, not a helper).
+``new:inline`` (this tree with no helper thread: every step of a text query in sequence).
 
 Usage: python benchmarks/bench_text_speed.py --items 100000 --queries 300 --old-tree OLD/src
-       [--home DIR (reused when it holds a catalog)] [--setups old new new:inline]
+       [--home DIR (reused when it holds a catalog)] [--setups old new new:inline] [--rate-limits]
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def digest(payload: dict) -> dict:
     return {key: value for key, value in payload.items() if key != "took_ms"}
 
 
-def child(home: Path, tower: str, torch_threads: int | None) -> None:
+def child(home: Path, tower: str, torch_threads: int | None, rate_limits: bool = False) -> None:
     """Serve commands from stdin, one JSON line each, answering on stdout."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import threading
@@ -84,7 +86,8 @@ def child(home: Path, tower: str, torch_threads: int | None) -> None:
     state = service.state
     if tower == "inline":
         state.helpers = InOrder()
-    app = create_app(Settings(home=home, model="jewelclip-lite0", rate_limits=False), service, autosave_seconds=None)
+    limits = {"rate_limits": True, "rate_limit_text": "1000000/minute"} if rate_limits else {"rate_limits": False}
+    app = create_app(Settings(home=home, model="jewelclip-lite0", **limits), service, autosave_seconds=None)
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
     service.query(text="warm up", k=10)
@@ -138,11 +141,13 @@ def main() -> None:
     parser.add_argument("--setups", nargs="+", default=["old", "new", "new:inline"])
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch intra-op threads in each child (default: what serve gives, 1 here)")
+    parser.add_argument("--rate-limits", action="store_true",
+                        help="serve with rate limits on, as `serve` does by default (a limit the bench never reaches)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tower", default="helper", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tower, args.torch_threads)
+        child(args.child, args.tower, args.torch_threads, args.rate_limits)
         return
     if "old" in args.setups and args.old_tree is None:
         parser.error("the 'old' setup needs --old-tree")
@@ -163,13 +168,13 @@ def run(args, home: Path, threads: int) -> None:
         src = args.old_tree if tree == "old" else NEW_SRC
         env = dict(os.environ, PYTHONPATH=str(Path(src).resolve()))
         process = subprocess.Popen([sys.executable, __file__, "--child", str(home), "--tower", tower or "helper",
-                                    "--torch-threads", str(threads)],
+                                    "--torch-threads", str(threads)] + (["--rate-limits"] if args.rate_limits else []),
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         hello = json.loads(process.stdout.readline())
         children[setup] = (process, http.client.HTTPConnection("127.0.0.1", hello["port"]))
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, date {time.strftime('%Y-%m-%d %H:%M')}, "
           f"items {args.items}, queries {args.queries} (distinct, text cache off), torch threads {threads}, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"rate limits {'on' if args.rate_limits else 'off'}, load average {os.getloadavg()[0]:.1f}", flush=True)
     texts = queries(args.queries)
     names = list(children)
     timings = {setup: {"vector only": [], "hybrid": [], "word index": [], "http": []} for setup in names}
