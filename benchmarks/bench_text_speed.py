@@ -19,7 +19,8 @@ variants, facets, what was understood) is compared between the children, in proc
 HTTP. ``--setups`` names the children: ``old`` (the ``--old-tree``), ``new`` (this tree) and
 ``new:inline`` (this tree with no helper thread: every step of a text query in sequence) and
 ``new:int8`` (this tree with ``text_query_int8``: query texts through the dynamic int8 tower,
-vector-only search included; its answers differ, so they are left out of the comparison).
+vector-only search included) and ``new:poolN`` (this tree with ``HybridSettings.pool`` N). Their
+answers differ by design, so only the other setups' answers are compared.
 
 Usage: python benchmarks/bench_text_speed.py --items 100000 --queries 300 --old-tree OLD/src
        [--home DIR (reused when it holds a catalog)] [--setups old new new:inline] [--rate-limits]
@@ -59,6 +60,11 @@ class InOrder(Executor):
         return done
 
 
+def same_answers(setup: str) -> bool:
+    """Whether a setup must answer as the old tree does (int8 and pool setups change rankings)."""
+    return setup.partition(":")[2] in ("", "helper", "inline")
+
+
 def digest(payload: dict) -> dict:
     """What must not change between trees: everything but the timing."""
     return {key: value for key, value in payload.items() if key != "took_ms"}
@@ -93,6 +99,9 @@ def child(home: Path, tower: str, torch_threads: int | None, rate_limits: bool =
         from jewelsearch.embed.text_cache import TextVectorCache
         quick = int8_query_encoder(encoder)
         state.text_vectors = TextVectorCache(quick.encode_texts, 0, max_chars=quick.max_text_chars)
+    if tower.startswith("pool"):
+        import dataclasses
+        state.hybrid = dataclasses.replace(state.hybrid, pool=int(tower[len("pool"):]))
     limits = {"rate_limits": True, "rate_limit_text": "1000000/minute"} if rate_limits else {"rate_limits": False}
     app = create_app(Settings(home=home, model="jewelclip-lite0", **limits), service, autosave_seconds=None)
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
@@ -198,7 +207,7 @@ def run(args, home: Path, threads: int) -> None:
             for name, value in reply.items():
                 timings[setup][name].append(value)
         differ["in process"] += len({json.dumps(a, sort_keys=True) for name, a in answers.items()
-                                     if not name.endswith(":int8")}) > 1
+                                     if same_answers(name)}) > 1
     print(f"load average after the in-process part {os.getloadavg()[0]:.1f}", flush=True)
     for i, text in enumerate(texts):
         order = names[i % len(names):] + names[:i % len(names)]
@@ -211,7 +220,7 @@ def run(args, home: Path, threads: int) -> None:
             body = response.read()
             timings[setup]["http"].append((time.perf_counter() - started) * 1000)
             bodies[setup] = json.dumps(digest(json.loads(body)), sort_keys=True)
-        differ["over HTTP"] += len({b for name, b in bodies.items() if not name.endswith(":int8")}) > 1
+        differ["over HTTP"] += len({b for name, b in bodies.items() if same_answers(name)}) > 1
     print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)
     for process, connection in children.values():
         connection.close()
