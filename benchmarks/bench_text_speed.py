@@ -12,13 +12,18 @@ query), and each child times, one after another:
 - the word index alone (``LexicalIndex.search``, limit 200, AND then OR).
 
 Over HTTP each child serves its service with waitress (4 threads); the parent asks the
-servers in turn, over one keep-alive connection each. Every answer (ids, scores, folded
+servers in turn, over one keep-alive connection each. ``--rate-limits`` turns the server's rate
+limits on, as ``serve`` has them by default (the text class raised so the bench is never refused);
+each tree then counts with its own in-memory storage. Every answer (ids, scores, folded
 variants, facets, what was understood) is compared between the children, in process and over
 HTTP. ``--setups`` names the children: ``old`` (the ``--old-tree``), ``new`` (this tree) and
-``new:inline`` (this tree with the text tower run on the request thread, not a helper).
+``new:inline`` (this tree with no helper thread: every step of a text query in sequence) and
+``new:int8`` (this tree with ``text_query_int8``: query texts through the dynamic int8 tower,
+vector-only search included) and ``new:poolN`` (this tree with ``HybridSettings.pool`` N). Their
+answers differ by design, so only the other setups' answers are compared.
 
 Usage: python benchmarks/bench_text_speed.py --items 100000 --queries 300 --old-tree OLD/src
-       [--home DIR (reused when it holds a catalog)] [--setups old new new:inline]
+       [--home DIR (reused when it holds a catalog)] [--setups old new new:inline] [--rate-limits]
 """
 
 from __future__ import annotations
@@ -55,12 +60,17 @@ class InOrder(Executor):
         return done
 
 
+def same_answers(setup: str) -> bool:
+    """Whether a setup must answer as the old tree does (int8 and pool setups change rankings)."""
+    return setup.partition(":")[2] in ("", "helper", "inline")
+
+
 def digest(payload: dict) -> dict:
     """What must not change between trees: everything but the timing."""
     return {key: value for key, value in payload.items() if key != "took_ms"}
 
 
-def child(home: Path, tower: str, torch_threads: int | None) -> None:
+def child(home: Path, tower: str, torch_threads: int | None, rate_limits: bool = False) -> None:
     """Serve commands from stdin, one JSON line each, answering on stdout."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import threading
@@ -84,7 +94,16 @@ def child(home: Path, tower: str, torch_threads: int | None) -> None:
     state = service.state
     if tower == "inline":
         state.helpers = InOrder()
-    app = create_app(Settings(home=home, model="jewelclip-lite0", rate_limits=False), service, autosave_seconds=None)
+    if tower == "int8":
+        from jewelsearch.embed.query_tower import int8_query_encoder
+        from jewelsearch.embed.text_cache import TextVectorCache
+        quick = int8_query_encoder(encoder)
+        state.text_vectors = TextVectorCache(quick.encode_texts, 0, max_chars=quick.max_text_chars)
+    if tower.startswith("pool"):
+        import dataclasses
+        state.hybrid = dataclasses.replace(state.hybrid, pool=int(tower[len("pool"):]))
+    limits = {"rate_limits": True, "rate_limit_text": "1000000/minute"} if rate_limits else {"rate_limits": False}
+    app = create_app(Settings(home=home, model="jewelclip-lite0", **limits), service, autosave_seconds=None)
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
     service.query(text="warm up", k=10)
@@ -138,11 +157,13 @@ def main() -> None:
     parser.add_argument("--setups", nargs="+", default=["old", "new", "new:inline"])
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch intra-op threads in each child (default: what serve gives, 1 here)")
+    parser.add_argument("--rate-limits", action="store_true",
+                        help="serve with rate limits on, as `serve` does by default (a limit the bench never reaches)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tower", default="helper", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tower, args.torch_threads)
+        child(args.child, args.tower, args.torch_threads, args.rate_limits)
         return
     if "old" in args.setups and args.old_tree is None:
         parser.error("the 'old' setup needs --old-tree")
@@ -163,13 +184,13 @@ def run(args, home: Path, threads: int) -> None:
         src = args.old_tree if tree == "old" else NEW_SRC
         env = dict(os.environ, PYTHONPATH=str(Path(src).resolve()))
         process = subprocess.Popen([sys.executable, __file__, "--child", str(home), "--tower", tower or "helper",
-                                    "--torch-threads", str(threads)],
+                                    "--torch-threads", str(threads)] + (["--rate-limits"] if args.rate_limits else []),
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         hello = json.loads(process.stdout.readline())
         children[setup] = (process, http.client.HTTPConnection("127.0.0.1", hello["port"]))
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, date {time.strftime('%Y-%m-%d %H:%M')}, "
           f"items {args.items}, queries {args.queries} (distinct, text cache off), torch threads {threads}, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"rate limits {'on' if args.rate_limits else 'off'}, load average {os.getloadavg()[0]:.1f}", flush=True)
     texts = queries(args.queries)
     names = list(children)
     timings = {setup: {"vector only": [], "hybrid": [], "word index": [], "http": []} for setup in names}
@@ -185,7 +206,8 @@ def run(args, home: Path, threads: int) -> None:
             answers[setup] = reply.pop("answer")
             for name, value in reply.items():
                 timings[setup][name].append(value)
-        differ["in process"] += len({json.dumps(a, sort_keys=True) for a in answers.values()}) > 1
+        differ["in process"] += len({json.dumps(a, sort_keys=True) for name, a in answers.items()
+                                     if same_answers(name)}) > 1
     print(f"load average after the in-process part {os.getloadavg()[0]:.1f}", flush=True)
     for i, text in enumerate(texts):
         order = names[i % len(names):] + names[:i % len(names)]
@@ -198,7 +220,7 @@ def run(args, home: Path, threads: int) -> None:
             body = response.read()
             timings[setup]["http"].append((time.perf_counter() - started) * 1000)
             bodies[setup] = json.dumps(digest(json.loads(body)), sort_keys=True)
-        differ["over HTTP"] += len(set(bodies.values())) > 1
+        differ["over HTTP"] += len({b for name, b in bodies.items() if same_answers(name)}) > 1
     print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)
     for process, connection in children.values():
         connection.close()

@@ -77,28 +77,72 @@ def test_a_failing_top_fails_the_pass():
         tower_pass(visual, torch.randn(1, 3, 64, 64), Broken(), beside=helpers)
 
 
-def test_a_text_vector_soon_is_the_text_vector_and_a_cached_one_needs_no_thread():
-    calls = []
+def test_the_cache_says_which_texts_it_holds_without_counting_a_hit():
+    cache = TextVectorCache(lambda texts: np.stack([np.full(4, len(t), np.float32) for t in texts]),
+                            size=8, max_chars=6)
+    assert not cache.holds("gold ring")
+    first = cache.vector("gold ring")
+    assert cache.holds("gold ring") and cache.holds("gold r")  # keys are cut where the encoder cuts
+    assert (cache.hits, cache.misses) == (0, 1)
+    assert cache.vector("gold ring") is first and cache.hits == 1
+    assert not TextVectorCache(lambda texts: np.zeros((len(texts), 4), np.float32), size=0).holds("x")
 
-    def encode(texts):
-        calls.append(list(texts))
-        return np.stack([np.full(4, len(t), np.float32) for t in texts])
 
-    cache = TextVectorCache(encode, size=8)
+class _Counting(ThreadPoolExecutor):
+    """A helper pool that counts what it is handed."""
 
-    class NoThreads:
-        def submit(self, *args, **kwargs):
-            raise AssertionError("a cached text went to a thread")
+    def __init__(self):
+        super().__init__(max_workers=2)
+        self.handed = 0
 
-    with ThreadPoolExecutor(1) as helpers:
-        first = cache.vector_soon("gold ring", helpers).result()
-    np.testing.assert_array_equal(first, encode(["gold ring"])[0])
-    again = cache.vector_soon("gold ring", NoThreads())
-    assert again.done() and again.result() is first
-    assert (cache.hits, cache.misses) == (1, 1)
-    uncached = TextVectorCache(encode, size=0)
-    with ThreadPoolExecutor(1) as helpers:
-        np.testing.assert_array_equal(uncached.vector_soon("pearl", helpers).result(), encode(["pearl"])[0])
+    def submit(self, fn, /, *args, **kwargs):
+        self.handed += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_text_query_hands_its_word_side_over_only_when_the_tower_runs(service, tmp_path):
+    """With the tower to run, the word side goes to a helper; a cached text is answered on the
+    request thread alone. Both ways give the answer the service gives with no helper at all."""
+    from conftest import make_image
+    from jewelsearch.ingest.pipeline import NewItem
+    from jewelsearch.search.params import Filters
+    from test_text_search import CATALOG
+    service.add_items([NewItem(make_image(seed=100 + i), dict(row, sku=f"S{i}")) for i, row in enumerate(CATALOG)])
+    cases = [("oval sapphire pendant", None), ("珍珠耳环", None), ("pearl earrings under $500", None),
+             ("gold hoop earrings", Filters(metal="yellow gold"))]
+    encode = service.state.text_vectors._encode_texts
+    expected = []
+    service.state.helpers = _NoThreads()
+    for text, filters in cases:
+        service.state.text_vectors = TextVectorCache(encode, size=0)
+        expected.append(_without_time(service.query(text=text, k=5, filters=filters)))
+    counting = _Counting()
+    service.state.helpers = counting
+    service.state.text_vectors = TextVectorCache(encode, size=16)
+    try:
+        for (text, filters), want in zip(cases, expected):
+            handed = counting.handed
+            assert _without_time(service.query(text=text, k=5, filters=filters)) == want
+            assert counting.handed == handed + 1
+            assert _without_time(service.query(text=text, k=5, filters=filters)) == want
+            assert counting.handed == handed + 1  # cached: nothing handed over
+    finally:
+        counting.shutdown()
+
+
+class _NoThreads:
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+        done = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            done.set_exception(error)
+        return done
+
+
+def _without_time(payload):
+    return {key: value for key, value in payload.items() if key != "took_ms"}
 
 
 def test_encoding_errors_reach_the_text_query(service):

@@ -87,6 +87,9 @@ class Settings:
     max_k: int = 200
     # Distinct query texts whose vectors are kept (a changed filter or page re-sends the words); 0: none.
     text_cache_size: int = 4096
+    # Query texts through a dynamic int8 copy of the text tower (about 0.6x its time; vectors close to,
+    # not equal to, the fp32 tower's; items keep fp32 vectors). docs/experiments/2026-12-07-int8-query-text-tower.md
+    text_query_int8: bool = False
     # A connection that sends nothing for this long (a stalled or trickling upload) is closed,
     # so slow clients cannot pin the server's threads.
     request_timeout_seconds: int = 30

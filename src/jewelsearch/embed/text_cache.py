@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import Executor, Future
 from typing import Callable, Sequence
 
 import numpy as np
@@ -54,18 +53,11 @@ class TextVectorCache:
                     self._vectors.popitem(last=False)
         return vector
 
-    def vector_soon(self, text: str, executor: Executor) -> Future:
-        """``text``'s vector as a future: already done when the text is cached, else encoded
-        on ``executor``, so the caller can do other work (a text query's word index) while the
-        text tower runs. The tower and SQLite both release the GIL, so the two overlap."""
+    def holds(self, text: str) -> bool:
+        """Whether ``text``'s vector is kept (``vector`` would answer it without the encoder)."""
         key = text if self.max_chars is None else text[: self.max_chars]
         with self._lock:
-            cached = self._vectors.get(key)
-        if cached is None:
-            return executor.submit(self.vector, text)
-        done: Future = Future()
-        done.set_result(self.vector(text))  # counts the hit and refreshes its place
-        return done
+            return key in self._vectors
 
     def __len__(self) -> int:
         return len(self._vectors)

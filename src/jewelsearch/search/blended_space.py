@@ -164,16 +164,42 @@ def refresh(space: BlendedSpace, image_index: VectorIndex, text_index: VectorInd
 
 
 def semantic_scores(query: np.ndarray, space: BlendedSpace, pool: int, allowed_ids: Iterable[int] | None,
-                    extra: Iterable[int] = ()) -> dict[int, float]:
+                    extra: Iterable[int] = (), extra_vectors: "ExtraVectors | None" = None) -> dict[int, float]:
     """Each candidate's semantic score from the one blended index: its top ``pool`` and ``extra``
-    (the lexical list), scored against their blended vectors."""
+    (the lexical list), scored against their blended vectors. ``extra_vectors``: those vectors
+    read beforehand (``extra_vectors_of``, while the text tower ran), so only the product is left."""
     (ids, sims), = space.index.search(query, pool, allowed_ids=allowed_ids)
     scores = dict(zip(ids.tolist(), sims.tolist()))
-    others = [item for item in extra if item not in scores and item in space.index]
+    if extra_vectors is None:
+        others = [item for item in extra if item not in scores and item in space.index]
+        vectors = space.index.vectors_for(others) if others else None
+    else:
+        others = [item for item in extra_vectors.ids if item not in scores]
+        # The same rows in the same order as a read after the search: the same product, bit for bit.
+        vectors = extra_vectors.rows([extra_vectors.position[item] for item in others]) if others else None
     if others:
-        sims = space.index.vectors_for(others) @ np.asarray(query, dtype=np.float32).ravel()
+        sims = vectors @ np.asarray(query, dtype=np.float32).ravel()
         scores.update(zip(others, sims.tolist()))
     return scores
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtraVectors:
+    """The blended vectors of a text query's word matches, read before its text vector is known."""
+
+    ids: list[int]  # the matches in the index, in the word list's order
+    position: dict[int, int]
+    matrix: np.ndarray
+
+    def rows(self, positions: list[int]) -> np.ndarray:
+        return self.matrix[np.asarray(positions, dtype=np.int64)]
+
+
+def extra_vectors_of(space: BlendedSpace, extra: Iterable[int]) -> ExtraVectors:
+    """``extra``'s blended vectors (those in the index), for ``semantic_scores``."""
+    ids = [item for item in extra if item in space.index]
+    matrix = space.index.vectors_for(ids) if ids else np.zeros((0, 0), dtype=np.float32)
+    return ExtraVectors(ids, {item: row for row, item in enumerate(ids)}, matrix)
 
 
 def stale_ids(catalog: Catalog, space: BlendedSpace) -> list[int]:

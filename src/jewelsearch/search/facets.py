@@ -43,31 +43,50 @@ def band_label(low: float, high: float | None) -> str:
 
 def facet_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Counts per value of each facet over ``rows`` (most common first); empty values skipped."""
-    # One pass over the candidates (a text query has a few hundred); a gem's family is looked
-    # up once per distinct gem, not once per row.
-    plain: dict[str, Counter] = {field: Counter() for field in PLAIN_FIELDS}
-    gems: Counter = Counter()
-    bands: Counter = Counter()
-    for row in rows:
-        for field, counts in plain.items():
-            value = row.get(field)
-            if value:
-                counts[value] += 1
-        gem = row.get("gemstone")
-        if gem:
-            gems[gem] += 1
-        bands[price_band(row.get("price"))] += 1
-    out: dict[str, list[dict[str, Any]]] = {
-        field: [{"value": value, "count": n} for value, n in _ordered(counts)] for field, counts in plain.items()}
-    families: dict[str, Counter] = {}
-    for gem, n in gems.items():
-        families.setdefault(gem_family(gem), Counter())[gem] = n
-    out["gemstone"] = [{"value": family, "count": sum(members.values()),
-                        "members": [{"value": v, "count": n} for v, n in _ordered(members)]}
-                       for family, members in sorted(families.items(), key=lambda f: (-sum(f[1].values()), f[0]))]
-    out["price"] = [{"label": band_label(low, high), "min": low, "max": high, "count": bands[(low, high)]}
-                    for low, high in PRICE_BANDS if bands[(low, high)]]
-    return out
+    tally = FacetTally()
+    tally.add(rows)
+    return tally.counts()
+
+
+class FacetTally:
+    """Facet counts gathered in parts: a text query counts its word matches while the text tower
+    still runs, and the semantic candidates once they are known. The counts do not depend on the
+    order rows arrive in (every list is sorted by count, then value)."""
+
+    def __init__(self) -> None:
+        self._plain: dict[str, Counter] = {field: Counter() for field in PLAIN_FIELDS}
+        self._gems: Counter = Counter()
+        self._bands: Counter = Counter()
+
+    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        # One pass over the candidates (a text query has a few hundred).
+        plain, gems, bands = self._plain, self._gems, self._bands
+        for row in rows:
+            for field, counts in plain.items():
+                value = row.get(field)
+                if value:
+                    counts[value] += 1
+            gem = row.get("gemstone")
+            if gem:
+                gems[gem] += 1
+            bands[price_band(row.get("price"))] += 1
+
+    def counts(self) -> dict[str, list[dict[str, Any]]]:
+        bands = self._bands
+        out: dict[str, list[dict[str, Any]]] = {
+            field: [{"value": value, "count": n} for value, n in _ordered(counts)]
+            for field, counts in self._plain.items()}
+        # A gem's family is looked up once per distinct gem, not once per row.
+        families: dict[str, Counter] = {}
+        for gem, n in self._gems.items():
+            families.setdefault(gem_family(gem), Counter())[gem] = n
+        out["gemstone"] = [{"value": family, "count": sum(members.values()),
+                            "members": [{"value": v, "count": n} for v, n in _ordered(members)]}
+                           for family, members in sorted(families.items(),
+                                                         key=lambda f: (-sum(f[1].values()), f[0]))]
+        out["price"] = [{"label": band_label(low, high), "min": low, "max": high, "count": bands[(low, high)]}
+                        for low, high in PRICE_BANDS if bands[(low, high)]]
+        return out
 
 
 def _ordered(counts: Counter) -> list[tuple[str, int]]:

@@ -103,7 +103,7 @@ class SearchService:
                  recognizer: Recognizer | None = None, localizer: Localizer | None = None,
                  text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
                  rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None,
-                 draft_decode: bool = False, blended_index: bool = True,
+                 draft_decode: bool = False, blended_index: bool = True, query_encoder: Encoder | None = None,
                  text_vectors: TextVectorCache | None = None):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
@@ -112,14 +112,18 @@ class SearchService:
         (``embed/item_text.py``); ``hybrid.text_field_weight`` says how much text search uses it.
         ``blended_index`` (with text vectors and a weight above 0) keeps the index over the two
         blended with that weight (``search/blended_space.py``), which text queries then search
-        instead of the two indexes apart. ``text_vectors``: a query-text vector cache of the same
-        encoder to keep (a replica reopening its home); by default a new one."""
+        instead of the two indexes apart. ``query_encoder`` encodes query texts in place of
+        ``encoder`` (``embed/query_tower.py``: the same model with an int8 text tower).
+        ``text_vectors``: a query-text vector cache of that encoder to keep (a replica reopening
+        its home); by default a new one."""
         if rerank not in RERANK_METHODS:
             raise ValueError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
         limits = limits or Limits()
         index_settings = index_settings or IndexSettings()
+        query_encoder = query_encoder or encoder
         if text_vectors is None:
-            text_vectors = TextVectorCache(encoder.encode_texts, text_cache_size, max_chars=encoder.max_text_chars)
+            text_vectors = TextVectorCache(query_encoder.encode_texts, text_cache_size,
+                                           max_chars=query_encoder.max_text_chars)
         ingestor = Ingestor(catalog, encoder, max_bytes=limits.max_upload_bytes,
                             max_pixels=limits.max_image_pixels, recognizer=recognizer, instance_head=instance_head,
                             item_text_vectors=item_text_vectors, draft_decode=draft_decode)

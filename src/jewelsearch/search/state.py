@@ -14,8 +14,8 @@ threads, so the rules for the changing parts are:
   adds and removes in place, as ``index`` does.
 - ``item_text`` (the item text vectors' index) follows the same rules as ``instance``, and so
   does ``blended`` (the index over image and text vectors blended with ``text_field_weight``).
-- ``helpers`` runs a request's side work beside it (a text query's text tower pass while the
-  request thread reads the word index; an image query's recognition top beside the tower's own
+- ``helpers`` runs a request's side work beside it (a text query's word side, the filters, word
+  index, rows and counts, while the request thread runs the text tower; an image query's recognition top beside the tower's own
   blocks, and its whole-photo search beside the pieces' tower pass). A task reads nothing that
   changes under it and never waits on another task, so a request waiting on one always gets its
   answer (when more tasks are out than threads, some wait in the queue, never on each other).

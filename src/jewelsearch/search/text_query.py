@@ -14,10 +14,11 @@ price chip). A field the shopper dropped is neither boosted nor filtered.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Collection, Mapping
 
 from jewelsearch.query.parser import Understanding, understand
-from jewelsearch.search.facets import facet_counts
+from jewelsearch.search.facets import FacetTally
 from jewelsearch.search.fusion import fuse
 from jewelsearch.search import blended_space
 from jewelsearch.search.item_text_space import blended_semantic
@@ -49,31 +50,32 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     started = time.perf_counter()
     settings: HybridSettings = state.hybrid
     understood = understand(text, state.glossary)
-    # The text tower runs on a helper thread while this one reads the filters and the word
-    # index (a cached text is answered at once): the same vector, sooner.
-    pending = state.text_vectors.vector_soon(_semantic_text(text, understood) if settings.translate else text,
-                                             state.helpers)
     dropped = set(dropped)
-    requested = filters or Filters()
-    effective = _with_understood_price(requested, understood, dropped)
-    unpriced = effective != requested and not state.catalog.items.any_priced(requested.for_store())
-    if unpriced:
-        effective = requested
-    allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
+    semantic_text = _semantic_text(text, understood) if settings.translate else text
+    blended = state.blended if settings.text_field_weight > 0 and blended_space.uses_blended(state) else None
     pool = max(settings.pool, 4 * k)
-    lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
-    # Ranking reads a few fields of every candidate (full rows only for the cards shown): the
-    # word matches' now, while the text tower may still run, the others' once they are known.
-    rows = state.catalog.items.ranking_rows(lexical)
 
-    vector = pending.result()
-    semantic = _semantic_scores(state, settings, vector, pool, allowed, lexical)
-    rows.update(state.catalog.items.ranking_rows(semantic.keys() - lexical.keys()))
-    boosts = _attribute_boosts(understood, dropped)
-    preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
-    attributes = {item: score for item, row in rows.items()
-                  if (score := attribute_match(row, boosts, settings.predicted_credit, preferred)) > 0} \
-        if boosts else {}
+    def read_words() -> _WordSide:
+        return _word_side(state, settings, understood, filters or Filters(), dropped, pool, blended)
+
+    # The text tower runs on this thread while a helper reads everything the words decide (the
+    # filters, the word index, its matches' rows, boosts, counts and blended vectors): the tower
+    # starts at once, and the shorter side waits for a core, not the longer. Both release the
+    # GIL (torch, SQLite). A cached text needs no tower, so nothing is handed over.
+    if state.text_vectors.holds(semantic_text):
+        words = read_words()
+        vector = state.text_vectors.vector(semantic_text)
+    else:
+        pending = state.helpers.submit(read_words)
+        vector = state.text_vectors.vector(semantic_text)
+        words = pending.result()
+    lexical, rows, attributes = words.lexical, words.rows, words.attributes
+    semantic = _semantic_scores(state, settings, vector, pool, words.allowed, lexical, blended, words.extra_vectors)
+    more = state.catalog.items.ranking_rows(semantic.keys() - lexical.keys())
+    rows.update(more)
+    if words.boosts:
+        attributes.update(_attribute_scores(more, words.boosts, settings.predicted_credit, words.preferred))
+    words.tally.add(more.values())
     ranked = fuse({"semantic": semantic, "lexical": lexical, "attributes": attributes},
                   settings.weights, method=settings.method, scales=SIGNAL_SCALES)
     order = [item for item, _ in ranked if item in rows]
@@ -86,21 +88,65 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
                     **({"more_like_this": len(variants), "variant_ids": variants} if variants else {}))
                for item, variants in cards if item in full]
     return {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "understood": _understood_answer(understood, dropped, effective, filters, unpriced),
-            "facets": facet_counts(rows.values())}
+            "understood": _understood_answer(understood, dropped, words.effective, filters, words.unpriced),
+            "facets": words.tally.counts()}
+
+
+@dataclass
+class _WordSide:
+    """What a text query knows before its text vector: the filters in force, the word matches
+    and their rows, attribute scores, facet counts and blended vectors (the semantic
+    candidates' are added once the vector is known)."""
+
+    effective: Filters
+    unpriced: bool
+    allowed: Any
+    lexical: dict[int, float]
+    rows: dict[int, dict[str, Any]]
+    boosts: dict[str, tuple[str, ...]]
+    preferred: dict[str, tuple[str, ...]]
+    attributes: dict[int, float]
+    tally: FacetTally
+    extra_vectors: blended_space.ExtraVectors | None
+
+
+def _word_side(state: ServiceState, settings: HybridSettings, understood: Understanding, requested: Filters,
+               dropped: set[str], pool: int, blended) -> _WordSide:
+    effective = _with_understood_price(requested, understood, dropped)
+    unpriced = effective != requested and not state.catalog.items.any_priced(requested.for_store())
+    if unpriced:
+        effective = requested
+    allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
+    lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
+    # Ranking reads a few fields of every candidate (full rows only for the cards shown).
+    rows = state.catalog.items.ranking_rows(lexical)
+    boosts = _attribute_boosts(understood, dropped)
+    preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
+    attributes = _attribute_scores(rows, boosts, settings.predicted_credit, preferred) if boosts else {}
+    tally = FacetTally()
+    tally.add(rows.values())
+    extra = blended_space.extra_vectors_of(blended, lexical) if blended is not None else None
+    return _WordSide(effective, unpriced, allowed, lexical, rows, boosts, preferred, attributes, tally, extra)
+
+
+def _attribute_scores(rows: Mapping[int, Mapping[str, Any]], boosts, predicted_credit: float,
+                      preferred) -> dict[int, float]:
+    return {item: score for item, row in rows.items()
+            if (score := attribute_match(row, boosts, predicted_credit, preferred)) > 0}
 
 
 def _semantic_scores(state: ServiceState, settings: HybridSettings, vector, pool: int, allowed,
-                     lexical: Mapping[int, float]) -> dict[int, float]:
+                     lexical: Mapping[int, float], blended=None, extra_vectors=None) -> dict[int, float]:
     """The semantic candidates and their scores, from one of three places:
 
-    - the blended index, where there is one made with this weight: one search;
+    - the blended index (``blended``, where there is one made with this weight): one search;
     - else, with text vectors and a weight above 0, the image and item text indexes searched
       apart and blended per candidate (``item_text_space.blended_semantic``);
     - else the image index alone.
     """
-    if settings.text_field_weight > 0 and blended_space.uses_blended(state):
-        return blended_space.semantic_scores(vector, state.blended, pool, allowed, extra=lexical)
+    if blended is not None:
+        return blended_space.semantic_scores(vector, blended, pool, allowed, extra=lexical,
+                                             extra_vectors=extra_vectors)
     index = state.index  # one consistent snapshot even if a rebuild swaps it meanwhile
     (ids, scores), = index.search(vector, pool, allowed_ids=allowed)
     semantic = dict(zip(ids.tolist(), scores.tolist()))

@@ -23,10 +23,18 @@ VARIANT_FIELDS = ("title", "category", "metal", "gemstone", "stone_shape")
 
 
 def variant_key(row: Mapping[str, Any]) -> tuple[str, ...]:
-    # Stored attributes are already lowercase words; a title may not be.
-    guessed = row.get("predicted") or ()
-    return (" ".join((row.get("title") or "").lower().split()),) + \
-        tuple("" if field in guessed else row.get(field) or "" for field in VARIANT_FIELDS[1:])
+    """>>> variant_key({"title": " Hoop  Earrings", "category": "earrings", "metal": "gold",
+    ...              "predicted": frozenset({"metal"})})
+    ('hoop earrings', 'earrings', '', '', '')
+    """
+    # Stored attributes are already lowercase words; a title may not be. Every candidate of a
+    # text query is keyed, so the usual case (nothing predicted) is spelled out, not looped.
+    title = " ".join((row.get("title") or "").lower().split())
+    guessed = row.get("predicted")
+    get = row.get
+    if not guessed:
+        return (title, get("category") or "", get("metal") or "", get("gemstone") or "", get("stone_shape") or "")
+    return (title,) + tuple("" if field in guessed else get(field) or "" for field in VARIANT_FIELDS[1:])
 
 
 def fold_ranked(ranked: Iterable[int], rows: Mapping[int, Mapping[str, Any]],

@@ -92,12 +92,20 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         popularity_half_life_days=settings.popularity_half_life_days,
         recently_seen_days=settings.recently_seen_days,
         visit_half_life_hours=settings.visit_half_life_hours)
+    query_encoder = None
+    # A reopened home keeps the query-text cache, which already holds the query encoder.
+    if settings.text_query_int8 and models_from is None:
+        from jewelsearch.embed.query_tower import int8_query_encoder  # torch.ao only when asked for
+        try:
+            query_encoder = int8_query_encoder(encoder)
+        except ValueError as exc:
+            raise SettingsError(f"text_query_int8: {exc}") from None
     return SearchService(catalog, encoder, settings.index_dir, limits=limits, index_settings=index_settings,
                          recommendation=recommendation, recognizer=recognizer, localizer=localizer,
                          text_cache_size=settings.text_cache_size, instance_head=instance_head,
                          rerank=settings.rerank, item_text_vectors=settings.text_field_weight > 0,
                          hybrid=HybridSettings(text_field_weight=settings.text_field_weight),
-                         draft_decode=settings.ingest_draft_decode,
+                         draft_decode=settings.ingest_draft_decode, query_encoder=query_encoder,
                          text_vectors=models_from.state.text_vectors if models_from is not None else None)
 
 

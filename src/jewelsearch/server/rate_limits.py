@@ -7,8 +7,9 @@ words draw on the same "text" allowance. A client is its connection's address;
 ``trusted_proxy_hops`` (``create_app`` wraps the app in werkzeug's ``ProxyFix``) makes it the
 address the trusted proxies report instead.
 
-The counters live in this process's memory (``rate_limit_storage = "memory://"``); several
-server processes share one allowance only through a shared backend such as Redis.
+The counters live in this process's memory (``rate_limit_storage = "memory://"``, kept by
+``rate_limit_store.LocalCounters``, which needs no timer thread); several server processes
+share one allowance only through a shared backend such as Redis.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flask_limiter import Limit, Limiter, RateLimitExceeded
 from limits import parse_many
 
 from jewelsearch.config import Settings
+from jewelsearch.server.rate_limit_store import SCHEME as LOCAL_COUNTERS
 
 UPLOAD, IMAGE, TEXT, WRITE = "upload", "image", "text", "write"
 
@@ -100,8 +102,10 @@ def install_rate_limits(app: Flask, rules: RateLimitRules,
                             "retry after the number of seconds in the Retry-After header")
         for name, rate in rules.rates.items() if rate
     ]
+    # "memory://" is kept by our own counters (limits' starts a timer thread on most requests).
+    storage_uri = f"{LOCAL_COUNTERS}://" if rules.storage_uri.strip() == "memory://" else rules.storage_uri
     try:
-        limiter = Limiter(client_address, app=app, default_limits=limits, storage_uri=rules.storage_uri,
+        limiter = Limiter(client_address, app=app, default_limits=limits, storage_uri=storage_uri,
                           strategy="sliding-window-counter", headers_enabled=False)
     except Exception as exc:  # limits raises ConfigurationError for an unknown or unusable backend
         raise RateLimitSettingsError(f"rate_limit_storage = {rules.storage_uri!r}: {exc}") from None
