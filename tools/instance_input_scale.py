@@ -30,9 +30,10 @@ from jewelsearch.embed import load_encoder
 from jewelsearch.embed.dense_features import tower_pass
 from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.evaluate.retrieval_local import r1_change
+from jewelsearch.evaluate.retrieval_renders import RenderSetPlan
 from jewelsearch.evaluate.retrieval_run import judge
 
-MEASURES = ("worn_same_product", "pasted_to_catalog")
+MEASURES = ("worn_same_product", "pasted_to_catalog", "render_to_render")
 
 
 def as_served_before(head: InstanceHead) -> InstanceHead:
@@ -68,6 +69,9 @@ def main() -> None:
     parser.add_argument("--worn", type=Path, required=True)
     parser.add_argument("--catalog", type=Path, required=True)
     parser.add_argument("--pasted", type=int, default=200)
+    parser.add_argument("--renders", type=int, default=0,
+                        help="held-out studio specs to render and judge too (0: none; needs the [studio] extra)")
+    parser.add_argument("--render-cache", type=Path, default=Path("runs/retrieval-renders"))
     parser.add_argument("--out", type=Path, default=Path("reports/instance-input-scale.json"))
     args = parser.parse_args()
     started = time.time()
@@ -77,12 +81,14 @@ def main() -> None:
     head = InstanceHead.load(encoder.folder, encoder.model.visual)
     if head is None or head.projection is None:
         raise SystemExit("the model folder has no instance head with a projection: nothing to compare")
-    sets, _ = retrieval_sets(encoder, args.worn, args.catalog, args.pasted, None, Path("runs/unused"))
+    plan = RenderSetPlan(args.renders, 3, 224, 32) if args.renders else None  # eval retrieval's defaults
+    sets, _ = retrieval_sets(encoder, args.worn, args.catalog, args.pasted, plan, args.render_cache)
     before, now = paired_embeds(encoder, [as_served_before(head), head])
     ranks: dict[str, dict] = {"before": {}, "now": {}}
     results = {"before": judge(sets, before, ranks_out=ranks["before"]),
                "now": judge(sets, now, ranks_out=ranks["now"])}
-    changes = {m: r1_change(ranks["before"]["multi"][m], ranks["now"]["multi"][m]) for m in MEASURES}
+    changes = {m: r1_change(ranks["before"]["multi"][m], ranks["now"]["multi"][m])
+               for m in MEASURES if m in ranks["now"]["multi"]}
     report = {"sets": sets.describe(), "space_before": as_served_before(head).space_id, "space_now": head.space_id,
               "results": results, "multi_r1_change_now_minus_before": changes,
               "seconds": round(time.time() - started, 1)}
@@ -96,6 +102,10 @@ def main() -> None:
               f"pasted R@1 {multi['pasted_to_catalog']['recall@1']:.3f} {multi['pasted_to_catalog']['recall@1_interval']} "
               f"R@10 {multi['pasted_to_catalog']['recall@10']:.3f} | category P@10 {cat['precision@10']:.3f} "
               f"{cat['precision@10_interval']}")
+        if "render_to_render" in multi:
+            render = multi["render_to_render"]
+            print(f"        render R@1 {render['recall@1']:.3f} {render['recall@1_interval']} "
+                  f"R@10 {render['recall@10']:.3f} mAP {render['map']:.3f} {render['map_interval']}")
     print("paired R@1 change (now - before):", json.dumps(changes))
     print(f"{report['seconds']} s; written to {args.out}")
 
