@@ -88,7 +88,7 @@ def test_the_bundled_head_leaves_the_space_its_catalogs_were_embedded_in():
     assert bundled.space_id != BUNDLED_SPACE_BEFORE  # ...and the served vectors moved
 
 
-def test_a_catalog_embedded_before_is_noticed_and_rebuilt(tmp_path, dense, fitted):  # noqa: F811
+def test_a_catalog_embedded_before_is_noticed_and_rebuilt(tmp_path, dense, fitted, caplog):  # noqa: F811
     head = fitted[0]
     home = tmp_path / "home"
     service = open_service(home, dense, head)
@@ -100,7 +100,9 @@ def test_a_catalog_embedded_before_is_noticed_and_rebuilt(tmp_path, dense, fitte
         conn.execute("UPDATE embeddings SET model_id = ? WHERE model_id = ?", (old_key, service.instance.key))
     service.catalog.close()
 
-    reopened = open_service(home, dense, head)
+    with caplog.at_level("WARNING", logger="jewelsearch.search.instance_space"):
+        reopened = open_service(home, dense, head)
+    assert "5 items have no instance vector" in caplog.text and "index rebuild" in caplog.text
     assert not reopened.instance.complete and len(reopened.instance.index) == 0
     assert reopened.query(image_bytes=photo(2), k=5, region="whole")["vector"] == "aligned"
     report = check(reopened)
@@ -114,4 +116,10 @@ def test_a_catalog_embedded_before_is_noticed_and_rebuilt(tmp_path, dense, fitte
     np.testing.assert_allclose(stored, instance_vectors(dense, head, [photos[n] for n in order]), atol=1e-5)
     answer = reopened.query(image_bytes=photo(2), k=5, region="whole")
     assert answer["vector"] == "instance" and answer["results"][0]["title"] == "piece 2"
+    reopened.save()
     reopened.catalog.close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="jewelsearch.search.instance_space"):
+        again = open_service(home, dense, head)
+    assert again.instance.complete and "no instance vector" not in caplog.text
+    again.catalog.close()
