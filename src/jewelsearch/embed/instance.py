@@ -11,8 +11,9 @@ map; "tap8", "tap16", "tap32" its stride-8/16/32 block outputs), GeM pooling (Ra
 al.: the p-th root of the mean of the p-th powers, after clamping at 1e-6) with the config's
 power ``p``, L2-normalised and times the block's weight; the blocks side by side, L2-normalised
 (``descriptors``: what the trainer fits a projection on); then, where the head has them,
-``(u - mean) @ projection`` (a whitening or learnt projection); then L2-normalised. The maps always come from the search tower (``TowerPass.search_last_map``,
-``search_taps``), never from a recognition top, so recognition tuning never moves them.
+``(u - mean) @ projection`` (a whitening or learnt projection); then L2-normalised. The maps
+always come from the search tower (``TowerPass.search_last_map``, ``search_taps``), never from
+a recognition top, so recognition tuning never moves them.
 
 Files in the model folder (``embed/artifacts.py``): ``instance_head.json`` (blocks, ``p``,
 an optional ``summary`` the trainer writes) and, with a projection, ``instance_head.safetensors``
@@ -205,10 +206,11 @@ class InstanceHead:
     @property
     def space_id(self) -> str:
         """A short, stable name of the vector space this head makes: a hash of what the vectors
-        depend on (blocks, power, projection and what it reads). Stored vectors are keyed by it, so a changed head
-        means new vectors (``jewelsearch index rebuild`` re-embeds from the stored photos). The
-        trainer's ``summary`` is left out: rewriting a report must not orphan a catalog's vectors.
-        The tower's weights are in the model id, which the storage key holds beside this."""
+        depend on (blocks, power, projection and what it reads). Stored vectors are keyed by it,
+        so a changed head means new vectors (``jewelsearch index rebuild`` re-embeds from the
+        stored photos). The trainer's ``summary`` is left out: rewriting a report must not orphan
+        a catalog's vectors. The tower's weights are in the model id, which the storage key holds
+        beside this."""
         if self._space_id is None:
             described = {"format": FORMAT, "blocks": self.blocks, "p": self.p}
             if self.aligned_weight:
