@@ -164,7 +164,7 @@ def test_head_files_round_trip_and_name_their_space(tmp_path, dense_model_dir, d
 
         def block(feature_map):
             return F.normalize(feature_map.clamp_min(1e-6).pow(2).mean((2, 3)).pow(0.5), dim=1)
-        x = torch.cat([block(result.last_map), 0.5 * block(result.taps[2])], dim=1)
+        x = F.normalize(torch.cat([block(result.last_map), 0.5 * block(result.taps[2])], dim=1), dim=1)
         expected = F.normalize((x - torch.from_numpy(mean)) @ torch.from_numpy(projection), dim=1)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     # The summary is a report, not the space; the weights are.

@@ -127,6 +127,33 @@ def test_filter_ids(catalog):
     assert catalog.items.filter_ids({"metal": "gold", "min_price": 80}) == [a]
 
 
+def test_any_priced_answers_for_the_items_the_filters_allow(catalog):
+    insert(catalog, category="ring", metal="gold")
+    assert not catalog.items.any_priced({}) and not catalog.items.any_priced({"category": "ring"})
+    insert(catalog, category="necklace", metal="gold", price=70)
+    assert catalog.items.any_priced({}) and catalog.items.any_priced({"metal": "gold"})
+    assert catalog.items.any_priced({"category": "necklace"})
+    assert not catalog.items.any_priced({"category": "ring"})  # priced necklaces do not price rings
+    assert not catalog.items.any_priced({"category": "necklace", "max_price": 10})
+
+
+def test_any_priced_over_an_unpriced_catalog_reads_no_rows(catalog):
+    """The question text search asks of a catalog without prices: answered from the price
+    index, not by walking every row the filters allow (the category's, 3,000 here)."""
+    with catalog.database.write() as conn:
+        for _ in range(3000):
+            catalog.items.insert(conn, normalise_item_fields({"category": "ring"}), image_path="ab/x.jpg",
+                                 image_sha256="ab" * 32)
+    conn = catalog.database.conn
+    steps = []
+    conn.set_progress_handler(lambda: steps.append(1) and 0, 10)  # once per 10 VM instructions
+    try:
+        assert not catalog.items.any_priced({"category": "ring", "metal": None})
+    finally:
+        conn.set_progress_handler(None, 0)
+    assert len(steps) < 20, f"{len(steps) * 10} VM instructions"
+
+
 def test_parse_filters_rejects_bad_values():
     with pytest.raises(InvalidInput):
         parse_filters({"min_price": "cheap"})

@@ -9,10 +9,11 @@ costs a pooling, not a second network run.
 The descriptor: for each block named in the head's config ("last" is the search tower's last
 map; "tap8", "tap16", "tap32" its stride-8/16/32 block outputs), GeM pooling (Radenović et
 al.: the p-th root of the mean of the p-th powers, after clamping at 1e-6) with the config's
-power ``p``, L2-normalised and times the block's weight; the blocks side by side; then, where
-the head has them, ``(x - mean) @ projection`` (a whitening or learnt projection); then
-L2-normalised. The maps always come from the search tower (``TowerPass.search_last_map``,
-``search_taps``), never from a recognition top, so recognition tuning never moves them.
+power ``p``, L2-normalised and times the block's weight; the blocks side by side, L2-normalised
+(``descriptors``: what the trainer fits a projection on); then, where the head has them,
+``(u - mean) @ projection`` (a whitening or learnt projection); then L2-normalised. The maps
+always come from the search tower (``TowerPass.search_last_map``, ``search_taps``), never from
+a recognition top, so recognition tuning never moves them.
 
 Files in the model folder (``embed/artifacts.py``): ``instance_head.json`` (blocks, ``p``,
 an optional ``summary`` the trainer writes) and, with a projection, ``instance_head.safetensors``
@@ -45,6 +46,12 @@ FORMAT = 1
 BLOCK_NAMES = ("last", "tap8", "tap16", "tap32")
 DEFAULT_P = 3.0
 GEM_EPS = 1e-6
+# What a projection reads, named in the space id. Heads are fitted on the unit descriptor
+# (``descriptors``); until 2026-12-07 serving applied them to the weighted blocks before
+# normalising (norm sqrt(sum of squared weights), 1.35 for the bundled head), a skew that added
+# one offset to every vector (docs/experiments/2026-12-07-instance-head-input-scale.md). Naming
+# the input gives catalogs embedded the old way a new space, which ``index rebuild`` fills.
+PROJECTION_INPUT = "unit descriptor"
 
 
 class InstanceHead:
@@ -199,14 +206,17 @@ class InstanceHead:
     @property
     def space_id(self) -> str:
         """A short, stable name of the vector space this head makes: a hash of what the vectors
-        depend on (blocks, power, projection). Stored vectors are keyed by it, so a changed head
-        means new vectors (``jewelsearch index rebuild`` re-embeds from the stored photos). The
-        trainer's ``summary`` is left out: rewriting a report must not orphan a catalog's vectors.
-        The tower's weights are in the model id, which the storage key holds beside this."""
+        depend on (blocks, power, projection and what it reads). Stored vectors are keyed by it,
+        so a changed head means new vectors (``jewelsearch index rebuild`` re-embeds from the
+        stored photos). The trainer's ``summary`` is left out: rewriting a report must not orphan
+        a catalog's vectors. The tower's weights are in the model id, which the storage key holds
+        beside this."""
         if self._space_id is None:
             described = {"format": FORMAT, "blocks": self.blocks, "p": self.p}
             if self.aligned_weight:
                 described["aligned_weight"] = self.aligned_weight
+            if self.projection is not None:
+                described["projection_input"] = PROJECTION_INPUT
             digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
             if self.projection is not None:
                 digest.update(self.mean.numpy().tobytes())
@@ -215,16 +225,21 @@ class InstanceHead:
         return self._space_id
 
     # ----- vectors ----------------------------------------------------------------------
-    def vectors(self, result: TowerPass) -> torch.Tensor:
-        """Unit instance vectors [N, dim] from one tower pass (the search tower's maps)."""
+    def descriptors(self, result: TowerPass) -> torch.Tensor:
+        """Unit descriptors [N, input_dim] from one tower pass (the search tower's maps): the
+        weighted blocks side by side, L2-normalised. A projection is fitted on these (the trainer
+        takes them from a head without one, whose vectors they are) and applied to these."""
         taps = result.search_taps if result.search_taps is not None else result.taps
         last = result.search_last_map if result.search_last_map is not None else result.last_map
         maps = {"last": last, "tap8": taps[0], "tap16": taps[1], "tap32": taps[2]}
         parts = [weight * F.normalize(gem(maps[name], self.p), dim=1) for name, weight in self.blocks]
-        x = torch.cat(parts, dim=1)
+        return F.normalize(torch.cat(parts, dim=1), dim=1)
+
+    def vectors(self, result: TowerPass) -> torch.Tensor:
+        """Unit instance vectors [N, dim] from one tower pass (the search tower's maps)."""
+        x = self.descriptors(result)
         if self.projection is not None:
-            x = (x - self.mean) @ self.projection
-        x = F.normalize(x, dim=1)
+            x = F.normalize((x - self.mean) @ self.projection, dim=1)
         if self.aligned_weight:
             aligned = F.normalize(result.embedding.float(), dim=1)
             x = F.normalize(torch.cat([x, math.sqrt(self.aligned_weight) * aligned], dim=1), dim=1)

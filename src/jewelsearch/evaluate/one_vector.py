@@ -104,16 +104,14 @@ def tuning_scores(vectors_of, views: InstanceViews, tune: np.ndarray, records, e
 
 def shipped_from_features(head: InstanceHead, aligned: torch.Tensor):
     """The shipped image-query vector (``head.vectors``) rebuilt from cached ``tower_features``
-    rows, so the tuning photos compare all designs without another tower pass. The rows hold
-    the blocks' unit GeM vectors times their weights, normalised as a whole: their norm is the
-    root of the summed squared weights, so the head's input is the row times that norm.
+    rows, so the tuning photos compare all designs without another tower pass. The rows' GeM
+    part is the head's unit descriptor (``InstanceHead.descriptors``), which its projection reads.
     ``aligned``: the tower's projection weight [dim, P]."""
-    scale = float(np.sqrt(sum(w * w for _, w in head.blocks)))
 
     def vectors_of(rows: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(np.asarray(rows, dtype=np.float32))
         gem_dim = int(head.mean.shape[0])
-        instance = F.normalize((x[:, :gem_dim] * scale - head.mean) @ head.projection, dim=1)
+        instance = F.normalize((x[:, :gem_dim] - head.mean) @ head.projection, dim=1)
         text = F.normalize(x[:, gem_dim:] @ aligned.float().T, dim=1)
         if not head.aligned_weight:
             return instance.numpy()

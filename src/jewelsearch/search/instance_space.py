@@ -11,6 +11,7 @@ storage key is the model id plus the head's space id, so a changed head starts a
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 from jewelsearch.embed.instance import InstanceHead
@@ -22,6 +23,7 @@ from jewelsearch.storage import Catalog
 from jewelsearch.storage.embeddings import space_key
 
 INSTANCE_DIR = "instance"
+log = logging.getLogger(__name__)
 
 
 def instance_index_dir(index_dir: Path) -> Path:
@@ -40,7 +42,13 @@ def open_instance_space(catalog: Catalog, index_dir: Path, model_id: str, head: 
     key = space_key(model_id, head.space_id)
     index, manifest, _ = open_index(catalog, instance_index_dir(index_dir), key, head.dim, kind=settings.kind,
                                     memory_budget_bytes=settings.memory_budget_bytes, persist=settings.persist)
-    return InstanceSpace(head, key, index, manifest, is_complete(catalog, model_id, key))
+    missing = len(catalog.embeddings.missing_for_model(key, among=model_id))
+    if missing:
+        # Said once on opening: a catalog embedded before this head (or before any) answers image
+        # queries by the text-aligned vectors, which would otherwise go unnoticed.
+        log.warning("%d items have no instance vector for %s (a catalog embedded before this instance head): "
+                    "image queries rank by the text-aligned vectors until `jewelsearch index rebuild`", missing, key)
+    return InstanceSpace(head, key, index, manifest, not missing)
 
 
 def rebuilt_space(state: ServiceState) -> InstanceSpace | None:

@@ -242,9 +242,17 @@ class ItemStore:
     def any_priced(self, filters: Mapping[str, Any]) -> bool:
         """Whether any item ``filters`` allow (``filter_ids``' filters) has a price: a price
         filter over items without prices could only answer nothing."""
+        conn = self.database.conn
+        # A catalog without any price is why this is asked, and the price index alone says so at
+        # once. The filtered question below is driven by an attribute's index instead (the
+        # planner's choice), so over an unpriced catalog it would read every row the filters allow.
+        if conn.execute("SELECT 1 FROM items WHERE price IS NOT NULL LIMIT 1").fetchone() is None:
+            return False
         clauses, params = _filter_clauses(filters)
+        if not clauses:
+            return True
         sql = "SELECT 1 FROM items WHERE " + " AND ".join(clauses + ["price IS NOT NULL"]) + " LIMIT 1"
-        return self.database.conn.execute(sql, params).fetchone() is not None
+        return conn.execute(sql, params).fetchone() is not None
 
     def facet_values(self, field: str, limit: int = 100) -> list[tuple[str, int]]:
         if field not in FILTER_FIELDS:

@@ -166,7 +166,8 @@ def fit_projection(views: InstanceViews, recipe: InstanceRecipe) -> tuple[np.nda
 
 
 def raw_head(recipe: InstanceRecipe) -> InstanceHead:
-    """The head without a projection: the descriptors the projection is fitted on."""
+    """The head without a projection: its vectors are the unit descriptors
+    (``InstanceHead.descriptors``) that the projection is fitted on and, once saved, applied to."""
     return InstanceHead(recipe.blocks, GEM_POWER)
 
 
