@@ -18,6 +18,7 @@ from jewelsearch.cli.inputs import hand_boxes, protected_photos
 from jewelsearch.cli.instance import train_instance_head
 from jewelsearch.cli.one_vector import train_one_vector
 from jewelsearch.cli.train_heads import context_heads, gem_specialist, robust_top, stone_heads, style_head
+from jewelsearch.cli.train_render_heads import render_heads
 
 # The order the steps must run in, and the top-level name each had before the group.
 STEP_ORDER = ("encoder", "localizer", "stone-branch", "robust-top", "context-heads", "stone-heads", "gem-specialist",
@@ -154,7 +155,7 @@ def stone_branch(obj: Context, renders, products, worn_root, protect_csv, boxes_
 
 
 for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head, style_head,
-                 train_one_vector):
+                 render_heads, train_one_vector):
     train.add_command(_command)
 
 
