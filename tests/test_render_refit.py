@@ -70,7 +70,7 @@ def test_refit_attribute_chooses_by_tuning_accuracy_within_the_agreement_limit()
     head, rows = _rows(np.random.default_rng(1), anchors_follow_renders=False)
     new, summary = refit_attribute(head, 1.0, rows)
     assert new is not None and summary["chosen"]["tuning_accuracy"] > 0.9
-    assert summary["shipped_tuning_accuracy"] < 0.1 and len(summary["grid"]) == 6
+    assert summary["shipped_tuning_accuracy"] < 0.1 and len(summary["grid"]) == 9
     assert summary["chosen"]["tuning_accuracy"] == max(g["tuning_accuracy"] for g in summary["grid"]
                                                        if g["anchor_agreement"] >= 0.95)
 

@@ -88,7 +88,7 @@ def render_heads(obj: Context, render_dirs, fit_only_dirs, products, gemstones, 
     anchor_tuning = [in_render_refit_tuning(k) for k in keys]
     try:
         summary = refit_heads(heads, wanted, renders, tuning, anchor_embeddings, anchor_pooled, anchor_tuning,
-                              seed=seed, progress=click.echo)
+                              anchor_sources=[r.source for r in records], seed=seed, progress=click.echo)
     except ValueError as exc:
         fail(str(exc))
     summary = {"renders": [str(d) for d in render_dirs], "fit_only": [str(d) for d in fit_only_dirs],

@@ -50,7 +50,9 @@ class RefitSetting:
     l2: float             # pull of the weights towards the shipped head's, per weight
 
 
-GRID = tuple(RefitSetting(w, l2) for w in (0.5, 1.0, 2.0) for l2 in (0.01, 0.1))
+GRID = tuple(RefitSetting(w, l2) for w in (0.5, 1.0, 2.0) for l2 in (0.01, 0.1, 1.0))
+# A loose stone has no category or metal to keep: those heads' agreement is judged on the shop photos.
+JUDGED_ON = {"category": ("products",), "metal": ("products",)}
 
 
 def refit_head(head: torch.nn.Linear, temperature: float, render_x: torch.Tensor, render_y: torch.Tensor,
@@ -153,9 +155,12 @@ def context_matrix(heads: AttributeHeads, embeddings: np.ndarray, pooled: np.nda
 
 
 def refit_rows(heads: AttributeHeads, attribute: str, renders: RenderFeatures, render_tuning: Sequence[bool],
-               anchors: torch.Tensor, anchor_tuning: Sequence[bool]) -> RefitRows:
+               anchors: torch.Tensor, anchor_tuning: Sequence[bool],
+               anchor_sources: Sequence[str] | None = None) -> RefitRows:
     """One attribute's rows: renders whose label the head can name (not the studio's
-    "cabochon" cut), cut to the columns its context head reads."""
+    "cabochon" cut), cut to the columns its context head reads. Every anchor photo is kept by
+    the fit; the agreement is judged on the tuning anchors of the sources the attribute has a
+    meaning for (``JUDGED_ON``; all where ``anchor_sources`` is None)."""
     vocab = heads.vocabularies[attribute]
     width = heads.context[attribute].in_features
     x = context_matrix(heads, renders.embeddings, renders.pooled)[:, :width]
@@ -164,13 +169,17 @@ def refit_rows(heads: AttributeHeads, attribute: str, renders: RenderFeatures, r
     tuning = np.asarray(render_tuning, dtype=bool)
     y = torch.tensor([vocab.index(t) if t in vocab else 0 for t in truth])
     fit, tune = torch.from_numpy(known & ~tuning), torch.from_numpy(known & tuning)
-    anchor_tune = torch.from_numpy(np.asarray(anchor_tuning, dtype=bool))
-    return RefitRows(x[fit], y[fit], x[tune], y[tune], anchors[~anchor_tune][:, :width], anchors[anchor_tune][:, :width])
+    anchor_tune = np.asarray(anchor_tuning, dtype=bool)
+    judged = anchor_tune.copy()
+    if anchor_sources is not None and attribute in JUDGED_ON:
+        judged &= np.isin(np.asarray(anchor_sources), JUDGED_ON[attribute])
+    return RefitRows(x[fit], y[fit], x[tune], y[tune], anchors[torch.from_numpy(~anchor_tune)][:, :width],
+                     anchors[torch.from_numpy(judged)][:, :width])
 
 
 def refit_heads(heads: AttributeHeads, attributes: Sequence[str], renders: RenderFeatures,
                 render_tuning: Sequence[bool], anchor_embeddings: np.ndarray, anchor_pooled: np.ndarray,
-                anchor_tuning: Sequence[bool], *, seed: int = 0,
+                anchor_tuning: Sequence[bool], *, anchor_sources: Sequence[str] | None = None, seed: int = 0,
                 progress: Callable[[str], None] = lambda _: None) -> dict:
     """Refit ``attributes``' context heads in place (each one kept where its refit does not
     pass ``refit_attribute``'s checks); returns the summary per attribute."""
@@ -179,7 +188,7 @@ def refit_heads(heads: AttributeHeads, attributes: Sequence[str], renders: Rende
     for attribute in attributes:
         if attribute not in heads.context_attributes:
             raise ValueError(f"{attribute} has no context head to refit")
-        rows = refit_rows(heads, attribute, renders, render_tuning, anchors, anchor_tuning)
+        rows = refit_rows(heads, attribute, renders, render_tuning, anchors, anchor_tuning, anchor_sources)
         new, summary[attribute] = refit_attribute(heads.context[attribute], heads.context_temperatures[attribute],
                                                   rows, seed=seed)
         if new is not None:
