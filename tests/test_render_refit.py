@@ -79,7 +79,8 @@ def test_refit_attribute_keeps_the_shipped_head_when_real_answers_would_move():
     head, rows = _rows(np.random.default_rng(2), anchors_follow_renders=True)
     # Only the real photos' tuning part judges agreement; the fit part is pulled the other way.
     new, summary = refit_attribute(head, 1.0, RefitRows(rows.fit_x, rows.fit_y, rows.tune_x, rows.tune_y,
-                                                        torch.zeros(0, 6), rows.anchor_tune_x))
+                                                        torch.zeros(0, 6), rows.anchor_tune_x),
+                                   grid=(RefitSetting(1.0, 0.01), RefitSetting(2.0, 0.01)))
     assert new is None and summary["chosen"] is None
     assert all(g["anchor_agreement"] < 0.95 for g in summary["grid"])
 
@@ -164,3 +165,18 @@ def test_diagnose_counts_accuracy_confusions_and_leaves_out_unnameable_labels():
     assert report["category"]["confusions"][0] in ("earrings -> ring: 2", "bracelet -> ring: 2")
     assert report["cut"]["photos"] == 5 and report["cut"]["outside_vocabulary"] == 1
     assert report["cut"]["accuracy"] == 1.0 and report["cut"]["ingest"]["fill_rate"] == 0.0
+
+
+def test_render_heads_command_refuses_a_folder_without_context_heads(tmp_path, tiny_model_dir):
+    from click.testing import CliRunner
+
+    from jewelsearch.cli import main
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    (renders / "labels.jsonl").write_text("")
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "train",
+                                       "render-heads", "--renders", str(renders), "--products", str(tmp_path),
+                                       "--gemstones", str(tmp_path)])
+    assert result.exit_code != 0 and "has none" in result.output
+    assert not (tiny_model_dir / "render_refit.json").exists() and result.exception is None or \
+        isinstance(result.exception, SystemExit)
