@@ -153,7 +153,7 @@ def test_train_group_lists_its_steps_in_the_order_they_run():
 
     from jewelsearch.cli.train import train
     order = ["encoder", "localizer", "stone-branch", "robust-top", "context-heads", "stone-heads", "gem-specialist",
-             "instance-head", "style-head", "one-vector"]
+             "instance-head", "style-head", "render-heads", "one-vector"]
     assert train.list_commands(click.Context(train)) == order
     listing = CliRunner().invoke(main, ["train", "--help"]).output.split("Commands:")[1]
     assert [line.split()[0] for line in listing.strip().splitlines()] == order

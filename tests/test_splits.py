@@ -42,6 +42,11 @@ def test_stone_branch_and_render_pins():
     assert [i for i in range(30) if splits.held_out_render(i)] == [0, 7, 14, 21, 28]
 
 
+def test_render_refit_tuning_pins():
+    assert [i for i in range(20) if splits.in_render_refit_tuning(f"tune-renders-4111/images/{i:05d}.jpg")] == \
+        [0, 3, 7, 14]
+
+
 def test_worn_fold_pins():
     products = ["prod-1", "prod-2", "prod-3", "necklace_a", "ring_b", "x"]
     assert [splits.fold_of(p, 5) for p in products] == [1, 3, 4, 2, 1, 3]

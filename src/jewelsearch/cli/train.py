@@ -18,10 +18,11 @@ from jewelsearch.cli.inputs import hand_boxes, protected_photos
 from jewelsearch.cli.instance import train_instance_head
 from jewelsearch.cli.one_vector import train_one_vector
 from jewelsearch.cli.train_heads import context_heads, gem_specialist, robust_top, stone_heads, style_head
+from jewelsearch.cli.train_render_heads import render_heads
 
 # The order the steps must run in, and the top-level name each had before the group.
 STEP_ORDER = ("encoder", "localizer", "stone-branch", "robust-top", "context-heads", "stone-heads", "gem-specialist",
-              "instance-head", "style-head")
+              "instance-head", "style-head", "render-heads")
 OLD_NAMES = {"localizer": "train-localizer", "stone-branch": "train-stone-channel", "robust-top": "tune-robust",
              "context-heads": "train-context-head", "stone-heads": "train-stone-heads",
              "gem-specialist": "train-gem-head"}
@@ -49,8 +50,9 @@ def train():
     7. gem-specialist  which loose stone
     8. instance-head   the "find this exact piece" vector (after localizer)
     9. style-head      how a piece is built (solitaire, halo, hoop...), for photos without words
+    10. render-heads   context heads refitted with studio renders (real photos' answers kept)
 
-    Steps 2 to 9 refit the folder given with `jewelsearch --model FOLDER`. Listed after them,
+    Steps 2 to 10 refit the folder given with `jewelsearch --model FOLDER`. Listed after them,
     `one-vector` is an experiment: it writes runs/, never a model folder.
     """
 
@@ -154,7 +156,7 @@ def stone_branch(obj: Context, renders, products, worn_root, protect_csv, boxes_
 
 
 for _command in (robust_top, context_heads, stone_heads, gem_specialist, train_instance_head, style_head,
-                 train_one_vector):
+                 render_heads, train_one_vector):
     train.add_command(_command)
 
 

@@ -171,3 +171,18 @@ def in_style_tuning(photo_key: str) -> bool:
     (False, True)
     """
     return hash_split(f"style-head/{photo_key}", STYLE_TUNING_SHARE) == "val"
+
+
+# Share of the render-refit's renders (and of its real anchor photos) that chooses its settings
+# and temperatures and is never fitted on.
+RENDER_REFIT_TUNING_SHARE = 1 / 3
+
+
+def in_render_refit_tuning(photo_key: str) -> bool:
+    """The render refit's tuning photos (``train/render_refit.py``), by "folder/file name" for a
+    render and by path for a real anchor photo.
+
+    >>> in_render_refit_tuning("tune-renders-4111/images/00000.jpg"), in_render_refit_tuning("tune-renders-4111/images/00001.jpg")
+    (True, False)
+    """
+    return hash_split(f"render-refit/{photo_key}", RENDER_REFIT_TUNING_SHARE) == "val"
