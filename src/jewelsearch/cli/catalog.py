@@ -19,6 +19,10 @@ from jewelsearch.cli import Context, fail
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--decode-workers", default=2, show_default=True, type=click.IntRange(min=1),
               help="Threads that decode photos ahead of the model (local engine).")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Local engine: worker processes that decode and embed, one torch thread each, while "
+                   "this one writes (default: one per core when there is more than one batch; 1: all "
+                   "in this process).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode, embed and recognise on a Ray cluster; this process writes the store.")
 @click.option("--address", default=None,
@@ -26,7 +30,7 @@ from jewelsearch.cli import Context, fail
 @click.option("--workers", type=int, default=None,
               help="With --engine ray: embedding actors (default one per CPU of the cluster).")
 @click.pass_obj
-def ingest(obj: Context, paths, metadata, batch_size, decode_workers, engine, address, workers):
+def ingest(obj: Context, paths, metadata, batch_size, decode_workers, processes, engine, address, workers):
     """Add images (files, folders, or with --engine ray also CSV/JSONL/Parquet manifests) to the
     catalog; unchanged files are skipped."""
     if engine == "ray":
@@ -34,6 +38,7 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, engine, ad
     if address or workers:
         fail("--address and --workers go with --engine ray")
     from jewelsearch.ingest.pipeline import NewItem
+    from jewelsearch.ingest.processes import forking_available, usable_cores
     from jewelsearch.ingest.sources import SourceError, find_images, read_metadata
 
     try:
@@ -41,6 +46,13 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, engine, ad
         meta = read_metadata(metadata) if metadata else {}
     except SourceError as exc:
         fail(str(exc))
+    if processes is None:
+        # Forked workers pay off from the second batch on; a one-batch ingest (and start-up) stays
+        # in this process.
+        several = len(files) > batch_size and forking_available()
+        processes = min(usable_cores(), -(-len(files) // batch_size)) if several else 1
+    elif processes > 1 and not forking_available():
+        fail("--processes above 1 needs the fork start method (Linux, macOS)")
     service = obj.service
     counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}
 
@@ -58,8 +70,10 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, engine, ad
             yield batch
 
     with tqdm(total=len(files), unit="img", disable=None) as bar:
-        # Decode ahead, model, write behind (ingest/stream.py); a bad photo is reported and skipped.
-        for batch, results in service.ingest_batches(batches(), decode_workers=decode_workers):
+        # Decode ahead, model, write behind (ingest/stream.py), or decode and model in worker
+        # processes (ingest/processes.py); a bad photo is reported and skipped.
+        for batch, results in service.ingest_batches(batches(), decode_workers=decode_workers,
+                                                     processes=processes):
             for item, result in zip(batch, results):
                 counts[result.status] += 1
                 if result.status == "failed":
