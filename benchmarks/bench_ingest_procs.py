@@ -51,7 +51,7 @@ def child(threads: int, start: int, stop: int, photos: str, go: Path) -> dict:
         cpu = time.process_time()
         for i in range(0, len(mine), 32):
             part = mine[i:i + 32]
-            decoded = {n: ingestor.decode_for_model(item.image_bytes) for n, item in enumerate(part)}
+            decoded = {n: ingestor.decode_for_model(item.image_bytes, item.fields) for n, item in enumerate(part)}
             ingestor.prepare(part, decoded=decoded)
         ended = time.time()
         service.catalog.close()

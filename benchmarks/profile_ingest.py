@@ -8,7 +8,7 @@ Steps nest (the tower pass holds the recognition top; the write holds the store 
 the table gives each step's own figure, not a partition. ``--cprofile N`` also prints the main
 thread's top N functions by cumulative time.
 
-Usage: python benchmarks/profile_ingest.py [--items 160] [--photos given|bare] [--cprofile 30]
+Usage: python benchmarks/profile_ingest.py [--items 160] [--photos given|bare] [--threads 1] [--cprofile 30]
 """
 
 from __future__ import annotations
@@ -98,7 +98,13 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=160)
     parser.add_argument("--photos", default="given", choices=("given", "bare"))
     parser.add_argument("--cprofile", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (default torch's); with 1, each step's thread CPU is all of its CPU, "
+                             "as in one ingest worker process")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
 
     from jewelsearch.config import Settings
     from jewelsearch.ingest.demo import demo_dir, demo_items

@@ -237,3 +237,14 @@ def test_a_batch_of_image_files_is_saved_on_threads_and_each_lands_whole(tmp_pat
     for photo in photos:
         assert files.path_for(paths[sha256_bytes(photo)]).read_bytes() == photo
     assert not list((tmp_path / "images").rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_the_colour_histogram_is_made_only_for_photos_recognition_reads(bundled):
+    ingestor = bundled[0].state.ingestor
+    item = demo_items(demo_dir())[0]  # every recognised field given (and a title: no style guess)
+    given = ingestor.decode_for_model(item.image_bytes, item.fields)
+    missing = ingestor.decode_for_model(item.image_bytes, {k: v for k, v in item.fields.items() if k != "metal"})
+    unknown = ingestor.decode_for_model(item.image_bytes)
+    assert given.histogram is None and missing.histogram is not None and unknown.histogram is not None
+    np.testing.assert_array_equal(given.tensor, missing.tensor)

@@ -100,7 +100,7 @@ def _prepare(batch: list[NewItem]) -> PreparedBatch:
     decoded: dict[int, object] = {}
     for position, item in enumerate(batch):
         try:
-            decoded[position] = ingestor.decode_for_model(item.image_bytes)
+            decoded[position] = ingestor.decode_for_model(item.image_bytes, item.fields)
         except JewelsearchError as exc:  # reported with the batch; a bug still raises
             decoded[position] = exc
     return _without_pixels(ingestor.prepare(batch, decoded=decoded, skip_bad=True))
