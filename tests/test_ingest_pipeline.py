@@ -248,3 +248,20 @@ def test_the_colour_histogram_is_made_only_for_photos_recognition_reads(bundled)
     unknown = ingestor.decode_for_model(item.image_bytes)
     assert given.histogram is None and missing.histogram is not None and unknown.histogram is not None
     np.testing.assert_array_equal(given.tensor, missing.tensor)
+
+
+@pytest.mark.slow
+def test_ingest_locates_without_boxes_and_sees_the_same_stones(bundled):
+    from jewelsearch.recognize.evidence import stone_seen
+    recognizer = bundled[0].state.ingestor.recognizer
+    demo = demo_items(demo_dir())
+    # Three pieces with a stone and three plain ones (no gemstone listed).
+    chosen = [i for i in demo if i.fields.get("gemstone")][:3] + [i for i in demo if not i.fields.get("gemstone")][:3]
+    images = [load_image(item.image_bytes).image for item in chosen]
+    with_boxes = recognizer.embed_all(images, [True] * 6).located
+    maps_only = recognizer.embed_all(images, [True] * 6, max_boxes=0).located
+    assert any(found.boxes for found in with_boxes) and not any(found.boxes for found in maps_only)
+    for full, bare in zip(with_boxes, maps_only):
+        np.testing.assert_array_equal(full.masks(), bare.masks())
+        assert stone_seen(full) == stone_seen(bare)
+    assert {stone_seen(found) for found in with_boxes} == {True, False}

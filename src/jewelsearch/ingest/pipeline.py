@@ -398,7 +398,7 @@ class Ingestor:
                 passed = self.recognizer.embed_all(images, wanted, instance_head=self.instance_head,
                                                    recognise=[s in needs_recognition for s in shas],
                                                    inputs=[inputs[s].tensor for s in shas] if ready else None,
-                                                   histograms=histograms)
+                                                   histograms=histograms, max_boxes=0)  # stone_seen reads masks
                 vectors, maps, located, found_instance = passed.embeddings, passed.pooled, passed.located, \
                     passed.instance
             finite = np.isfinite(vectors).all(1)
@@ -418,7 +418,7 @@ class Ingestor:
                 stones.update((sha, stone_seen(found)) for sha, found in zip(shas, located) if found is not None)
         images_by_sha = {sha: loaded.image for _, _, _, sha, loaded, _ in prepared}
         for sha in needs_check - stones.keys() - bad.keys():  # reused embeddings: no pass was made now
-            stones[sha] = stone_seen(localizer.locate(images_by_sha[sha]))
+            stones[sha] = stone_seen(localizer.locate(images_by_sha[sha], max_boxes=0))
         return out, pooled, stones, instance, bad
 
 
