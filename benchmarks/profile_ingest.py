@@ -77,7 +77,10 @@ def instrument(service) -> None:
     if ingestor.recognizer is not None and ingestor.recognizer.recognition_top is not None:
         top = ingestor.recognizer.recognition_top
         top.forward = _timed("    recognition top [main]", top.forward)
-    _wrap(pipeline, "encode_item_texts", "  item text tower [main]")
+    if hasattr(ingestor, "item_texts"):  # texts kept across batches
+        _wrap(ingestor.item_texts, "vectors", "  item text tower [main]")
+    else:  # a tree from before (``--old-tree``-style runs of this script)
+        _wrap(pipeline, "encode_item_texts", "  item text tower [main]")
     _wrap(ingestor.catalog.embeddings, "find_by_image", "  reuse lookups (find_by_image) [main]")
     _wrap(ingestor.catalog.items, "find_by_source", "  source lookups [main]")
     # Writer thread.
