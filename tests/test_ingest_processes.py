@@ -111,7 +111,7 @@ def test_cli_ingest_in_worker_processes(tmp_path, tiny_model_dir):
     result = CliRunner().invoke(main, [*home, "--batch-size", "2", "--processes", "2"], catch_exceptions=False)
     assert result.exit_code == 0 and "added=5" in result.output and "failed=1" in result.output
     assert "p2b.jpg" in result.output
-    rerun = CliRunner().invoke(main, [*home, "--batch-size", "2"], catch_exceptions=False)  # default: one per core
+    rerun = CliRunner().invoke(main, [*home, "--batch-size", "2", "--processes", "3"], catch_exceptions=False)
     assert rerun.exit_code == 0 and "unchanged=5" in rerun.output
     bad = CliRunner().invoke(main, [*home, "--processes", "0"])
     assert bad.exit_code != 0 and "processes" in bad.output

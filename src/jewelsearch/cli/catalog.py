@@ -19,10 +19,9 @@ from jewelsearch.cli import Context, fail
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--decode-workers", default=2, show_default=True, type=click.IntRange(min=1),
               help="Threads that decode photos ahead of the model (local engine).")
-@click.option("--processes", type=click.IntRange(min=1), default=None,
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Local engine: worker processes that decode and embed, one torch thread each, while "
-                   "this one writes (default: one per core when there is more than one batch; 1: all "
-                   "in this process).")
+                   "this one writes (1: all in this process, which measured as fast on 2 cores).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode, embed and recognise on a Ray cluster; this process writes the store.")
 @click.option("--address", default=None,
@@ -38,7 +37,7 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, processes,
     if address or workers:
         fail("--address and --workers go with --engine ray")
     from jewelsearch.ingest.pipeline import NewItem
-    from jewelsearch.ingest.processes import forking_available, usable_cores
+    from jewelsearch.ingest.processes import forking_available
     from jewelsearch.ingest.sources import SourceError, find_images, read_metadata
 
     try:
@@ -46,12 +45,7 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, processes,
         meta = read_metadata(metadata) if metadata else {}
     except SourceError as exc:
         fail(str(exc))
-    if processes is None:
-        # Forked workers pay off from the second batch on; a one-batch ingest (and start-up) stays
-        # in this process.
-        several = len(files) > batch_size and forking_available()
-        processes = min(usable_cores(), -(-len(files) // batch_size)) if several else 1
-    elif processes > 1 and not forking_available():
+    if processes > 1 and not forking_available():
         fail("--processes above 1 needs the fork start method (Linux, macOS)")
     service = obj.service
     counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}

@@ -1,11 +1,12 @@
 """Ingest's model work in worker processes, one torch thread each; this process writes.
 
-On a 2-core machine one process with two torch threads spends much of its time at the
-OpenMP barrier after each operation (and, when other jobs share the cores, spinning there);
-two processes with one thread each never wait for each other. Measured side by side on the
-same photos, two one-thread workers ingested 2.4x the photos per second of one two-thread
-process under load, at a third of the CPU per photo (``benchmarks/bench_ingest_procs.py``,
-docs/benchmarks.md "Ingest in worker processes").
+One process with two torch threads meets at an OpenMP barrier after each operation; two
+processes with one thread each never wait for each other. Against a process that decoded and
+embedded one after the other, two one-thread workers ran 2.4x the photos per second under load
+(``benchmarks/bench_ingest_procs.py``), but against the threaded pipeline, which already
+overlaps decoding and writes with the model, they were not faster on this 2-core machine
+(``bench_ingest_pipeline.py --variants pipe,procs``; docs/experiments/
+2026-12-07-ingest-worker-processes.md), so the CLI uses them only when asked (``--processes``).
 
 The workers are forked from this process after the model is loaded, so none loads it again,
 and each opens its own database connection (a SQLite connection must not cross a fork). A
@@ -17,13 +18,12 @@ next ones.
 
 A batch that names a source file of a batch still in flight waits until that one is written
 (its lookup must see the earlier row, else the photo would be added twice). Fork is used only
-where the caller starts no other threads first (the CLI); the server keeps the in-process path.
+where the caller has started no threads of its own (the CLI); the server keeps the in-process path.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator
@@ -35,14 +35,6 @@ from jewelsearch.ingest.stream import shares_source
 
 # The worker's ingestor, set once in each forked worker by ``_start_worker``.
 _worker_ingestor: Ingestor | None = None
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def forking_available() -> bool:
