@@ -69,3 +69,30 @@ def test_ingest_embeds_a_shared_title_once_and_stores_the_same_vector(service):
     assert len(stored) == 3
     for vector, title in zip(stored, sizes):
         assert float(np.abs(vector - alone[title]).max()) <= 1e-5
+
+
+def test_a_reingest_that_leaves_the_words_as_they_were_reuses_the_stored_vector(service):
+    from conftest import make_image
+    from jewelsearch.embed.item_text import text_space_id
+    from jewelsearch.ingest.pipeline import NewItem
+    from jewelsearch.storage.embeddings import space_key
+    ingestor = service.state.ingestor
+    key = space_key(ingestor.encoder.model_id, text_space_id())
+    first = [NewItem(make_image(seed=1), {"title": "Gold band ring", "price": 100}, source_path="/s/band.png"),
+             NewItem(make_image(seed=2), {"title": "Pearl studs", "price": 50}, source_path="/s/studs.png")]
+    list(service.ingest_batches([first]))
+    before = {i: service.catalog.embeddings.get(i, key) for i in (1, 2)}
+    ingestor.item_texts = type(ingestor.item_texts)(ingestor.encoder.encode_texts)  # as a new run starts
+    again = [NewItem(make_image(seed=1), {"title": "Gold band ring", "price": 90}, source_path="/s/band.png"),
+             NewItem(make_image(seed=3), {"title": "Pearl studs", "price": 50}, source_path="/s/studs.png"),
+             NewItem(make_image(seed=4), {"title": "Silver cuff"}, source_path="/s/cuff.png")]
+    statuses = [r.status for _, results in service.ingest_batches([again]) for r in results]
+    assert statuses == ["updated", "updated", "added"]
+    assert ingestor.item_texts.encoded == 1  # only the new item's words went through the text tower
+    for item_id in (1, 2):
+        np.testing.assert_array_equal(service.catalog.embeddings.get(item_id, key), before[item_id])
+    changed = [NewItem(make_image(seed=1), {"title": "Gold band ring, brushed"}, source_path="/s/band.png")]
+    list(service.ingest_batches([changed]))
+    assert ingestor.item_texts.encoded == 2
+    fresh = encode_item_texts(ingestor.encoder.encode_texts, ["Gold band ring, brushed"])["Gold band ring, brushed"]
+    assert float(np.abs(service.catalog.embeddings.get(1, key) - fresh).max()) <= 1e-5

@@ -25,7 +25,7 @@ from jewelsearch.embed.vocab import NO_STONE
 from jewelsearch.errors import InvalidInput, JewelsearchError
 from jewelsearch.index import VectorIndex
 from jewelsearch.ingest.decoding import DecodedPhoto, decode_photo
-from jewelsearch.ingest.item_texts import ItemTextVectors
+from jewelsearch.ingest.item_texts import ItemTextVectors, unchanged_words
 from jewelsearch.recognize.evidence import stone_seen
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.storage import Catalog
@@ -179,7 +179,9 @@ class Ingestor:
         # The words each changed item will have once written (its stored row under the new fields).
         texts = [item_text({**(row[5] or {}), **row[2]}) if row is not None and row[0] != "unchanged"
                  and self.embeds_texts else "" for row in rows]
-        text_vectors = self.item_texts.vectors(texts)
+        stored = unchanged_words([row[5] if row is not None else None for row in rows], texts,
+                                 lambda item_id: self.catalog.embeddings.get(item_id, self.text_key))
+        text_vectors = self.item_texts.vectors(texts, stored)
         return PreparedBatch(rows, failed, vectors, pooled, stones, instance, texts, text_vectors)
 
     def write(self, batch: PreparedBatch, index: VectorIndex, instance_index: VectorIndex | None = None,
