@@ -96,7 +96,8 @@ class Ingestor:
         # off, a write drops the item's text vector instead, so none goes stale meanwhile.
         self.text_key = space_key(encoder.model_id, text_space_id())
         self.embeds_texts = item_text_vectors
-        self.item_texts = ItemTextVectors(encoder.encode_texts)
+        # Looked up at each call, as before the cache: the encoder's text tower may be swapped.
+        self.item_texts = ItemTextVectors(lambda texts: self.encoder.encode_texts(texts))
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         # Large JPEGs decode at a reduced scale that still leaves twice the model's input side
