@@ -44,6 +44,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from jewelsearch.config import Settings
+    from jewelsearch.embed.dense_features import tower_pass
     from jewelsearch.embed.item_text import encode_item_texts, item_text
     from jewelsearch.ingest.demo import demo_dir, demo_items
     from jewelsearch.ingest.item_texts import ItemTextVectors
@@ -67,7 +68,6 @@ def main() -> None:
             for start in range(0, n, 32):
                 batch = torch.stack([photo.tensor for photo in decoded[start:start + 32]]) \
                     .contiguous(memory_format=torch.channels_last)
-                from jewelsearch.embed.dense_features import tower_pass
                 grids += list(zip(*localizer.grids(tower_pass(ingestor.encoder.model.visual, batch).search_taps)))
         texts = [item_text(normalise_item_fields(item.fields)) for item in items]
         batches = [texts[i:i + 32] for i in range(0, n, 32)]

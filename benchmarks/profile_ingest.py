@@ -20,7 +20,6 @@ import io
 import os
 import pstats
 import resource
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +27,6 @@ from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 STONE_AND_RECOGNISED = ("category", "metal", "gemstone", "stone_shape")
 _lock = threading.Lock()
@@ -56,7 +54,6 @@ def _wrap(owner, attribute: str, name: str) -> None:
 
 def instrument(service) -> None:
     """Timers around each step; module functions are wrapped where their callers look them up."""
-    from jewelsearch.embed import dense_features
     from jewelsearch.ingest import pipeline, stream
     from jewelsearch.recognize import gem_features
     from jewelsearch.storage import images as image_files
@@ -93,7 +90,6 @@ def instrument(service) -> None:
     for index_name in ("index",):
         index = getattr(service.state, index_name)
         index.add = _timed("  vector index add [writer]", index.add)
-    del dense_features
 
 
 def main() -> None:

@@ -54,9 +54,9 @@ def test_a_non_finite_text_vector_is_refused_and_not_kept():
 
 def test_ingest_embeds_a_shared_title_once_and_stores_the_same_vector(service):
     from conftest import make_image
+    from jewelsearch.embed.item_text import text_space_id
     from jewelsearch.ingest.pipeline import NewItem
     from jewelsearch.storage.embeddings import space_key
-    from jewelsearch.embed.item_text import text_space_id
     ingestor = service.state.ingestor
     sizes = ["Gold band ring", "Gold band ring", "Pearl drop earrings"]
     batches = [[NewItem(make_image(seed=n), {"title": title})] for n, title in enumerate(sizes)]
