@@ -17,10 +17,6 @@ Variants (``--variants``, comma-separated):
   pipe-t1      the same with one torch thread (the decode threads get the other core)
   pipe-w1      one decode thread
   pipe-draft   pipelined with JPEG draft decoding
-  procs        this tree, ``ingest_batches(processes=2)``: two forked worker processes with one
-               torch thread each decode and embed, this process writes (the CLI's default here)
-  procs-3      three worker processes
-  procs-b16    two worker processes, batches of 16
 Photo sets (``--photos``): given (the demo items' fields), bare (no attributes given: all
 recognition work runs), large (the demo photos upscaled to 1,600 px, fields given).
 Usage: python benchmarks/bench_ingest_pipeline.py [--items 400] [--rounds 3]
@@ -79,7 +75,7 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     from jewelsearch.config import Settings
     from jewelsearch.search.wiring import open_service
 
-    batch = {"pipe-b64": 64, "pipe-b16": 16, "procs-b16": 16}.get(variant, 32)
+    batch = {"pipe-b64": 64, "pipe-b16": 16}.get(variant, 32)
     if variant == "pipe-t1":
         torch.set_num_threads(1)
     items = photo_set(kind, count + 8, cache)
@@ -98,9 +94,7 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
                 service.add_items(part)
         else:
             workers = 1 if variant == "pipe-w1" else 2
-            processes = {"procs": 2, "procs-3": 3, "procs-b16": 2}.get(variant, 1)
-            for _ in service.ingest_batches(batches, decode_workers=workers, **(
-                    {"processes": processes} if processes > 1 else {})):
+            for _ in service.ingest_batches(batches, decode_workers=workers):
                 pass
         seconds = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu_started  # with worker processes, theirs too (reaped children)

@@ -7,7 +7,9 @@ each with one thread never wait for each other. Each round runs the same photos 
 (the order alternating): ``one``: one child process, ``--threads`` torch threads, all batches;
 ``two``: two child processes at once, one thread each, half the batches each. A child loads the
 model, warms up on one batch, then waits for a start file so the model loads are not timed.
-Wall time from the start signal to the last child's end; photos/s medians and ratio.
+Wall time from the start signal to the last child's end; photos/s medians and ratio. (The gain
+here did not carry over to a whole ingest, whose threaded pipeline already decodes beside the
+model: docs/experiments/2026-12-07-ingest-worker-processes.md.)
 
 Usage: python benchmarks/bench_ingest_procs.py [--items 128] [--rounds 3] [--photos given|bare]
 """

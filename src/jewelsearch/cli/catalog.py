@@ -19,9 +19,6 @@ from jewelsearch.cli import Context, fail
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--decode-workers", default=2, show_default=True, type=click.IntRange(min=1),
               help="Threads that decode photos ahead of the model (local engine).")
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Local engine: worker processes that decode and embed, one torch thread each, while "
-                   "this one writes (1: all in this process, which measured as fast on 2 cores).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode, embed and recognise on a Ray cluster; this process writes the store.")
 @click.option("--address", default=None,
@@ -29,7 +26,7 @@ from jewelsearch.cli import Context, fail
 @click.option("--workers", type=int, default=None,
               help="With --engine ray: embedding actors (default one per CPU of the cluster).")
 @click.pass_obj
-def ingest(obj: Context, paths, metadata, batch_size, decode_workers, processes, engine, address, workers):
+def ingest(obj: Context, paths, metadata, batch_size, decode_workers, engine, address, workers):
     """Add images (files, folders, or with --engine ray also CSV/JSONL/Parquet manifests) to the
     catalog; unchanged files are skipped."""
     if engine == "ray":
@@ -37,7 +34,6 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, processes,
     if address or workers:
         fail("--address and --workers go with --engine ray")
     from jewelsearch.ingest.pipeline import NewItem
-    from jewelsearch.ingest.processes import forking_available
     from jewelsearch.ingest.sources import SourceError, find_images, read_metadata
 
     try:
@@ -45,8 +41,6 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, processes,
         meta = read_metadata(metadata) if metadata else {}
     except SourceError as exc:
         fail(str(exc))
-    if processes > 1 and not forking_available():
-        fail("--processes above 1 needs the fork start method (Linux, macOS)")
     service = obj.service
     counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}
 
@@ -64,10 +58,8 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, processes,
             yield batch
 
     with tqdm(total=len(files), unit="img", disable=None) as bar:
-        # Decode ahead, model, write behind (ingest/stream.py), or decode and model in worker
-        # processes (ingest/processes.py); a bad photo is reported and skipped.
-        for batch, results in service.ingest_batches(batches(), decode_workers=decode_workers,
-                                                     processes=processes):
+        # Decode ahead, model, write behind (ingest/stream.py); a bad photo is reported and skipped.
+        for batch, results in service.ingest_batches(batches(), decode_workers=decode_workers):
             for item, result in zip(batch, results):
                 counts[result.status] += 1
                 if result.status == "failed":

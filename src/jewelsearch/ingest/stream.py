@@ -54,7 +54,7 @@ def pipelined(batches: Iterable[list[NewItem]], *, decode: Callable[..., Decoded
             following = next(iterator, None)
             photos = {i: f.result() for i, f in enumerate(decoding)}
             decoding = _decode_all(decode, decoders, following) if following is not None else []
-            if in_flight is not None and shares_source(in_flight[0], current):
+            if in_flight is not None and _shares_source(in_flight[0], current):
                 yield in_flight[0], in_flight[1].result()
                 in_flight = None
             prepared = prepare(current, photos)
@@ -66,6 +66,6 @@ def pipelined(batches: Iterable[list[NewItem]], *, decode: Callable[..., Decoded
             yield in_flight[0], in_flight[1].result()
 
 
-def shares_source(earlier: list[NewItem], later: list[NewItem]) -> bool:
+def _shares_source(earlier: list[NewItem], later: list[NewItem]) -> bool:
     sources = {item.source_path for item in earlier if item.source_path}
     return any(item.source_path in sources for item in later if item.source_path)

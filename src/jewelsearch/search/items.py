@@ -14,7 +14,6 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from jewelsearch.errors import ItemNotFound
 from jewelsearch.ingest.pipeline import IngestResult, NewItem, PreparedBatch
-from jewelsearch.ingest.processes import in_processes
 from jewelsearch.ingest.stream import pipelined
 from jewelsearch.search import blended_space
 from jewelsearch.search.state import ServiceState
@@ -44,13 +43,10 @@ def add_items(state: ServiceState, items: list[NewItem], *, skip_bad: bool = Fal
         return results
 
 
-def ingest_batches(state: ServiceState, batches: Iterable[list[NewItem]], *, decode_workers: int = 2,
-                   processes: int = 1) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
+def ingest_batches(state: ServiceState, batches: Iterable[list[NewItem]], *, decode_workers: int = 2
+                   ) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
     """Many batches through the pipelined path (``ingest/stream.py``): (batch, results) in order,
-    each batch in one transaction as ``add_items(batch, skip_bad=True)`` would write it. With
-    ``processes`` > 1 the decoding and model work run in that many forked worker processes
-    (``ingest/processes.py``; only for a caller that has started no threads of its own, such
-    as the CLI) and this process writes."""
+    each batch in one transaction as ``add_items(batch, skip_bad=True)`` would write it."""
     def prepare(batch: list[NewItem], photos) -> PreparedBatch:
         return state.ingestor.prepare(batch, decoded=photos, skip_bad=True)
 
@@ -62,9 +58,6 @@ def ingest_batches(state: ServiceState, batches: Iterable[list[NewItem]], *, dec
             _mark_dirty(state, results)
             return results
 
-    if processes > 1:
-        yield from in_processes(batches, ingestor=state.ingestor, write=write, processes=processes)
-        return
     yield from pipelined(batches, decode=state.ingestor.decode_for_model, prepare=prepare, write=write,
                          decode_workers=decode_workers)
 

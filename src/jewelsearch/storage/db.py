@@ -140,12 +140,6 @@ class Database:
         conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         return conn
 
-    def forget_connections(self) -> None:
-        """In a forked child: drop the handles inherited from the parent, so this process opens
-        its own (SQLite forbids using a connection across a fork). The parent's stay open."""
-        self._local = threading.local()
-        self._write_lock = threading.RLock()
-
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
