@@ -237,3 +237,31 @@ def test_a_batch_of_image_files_is_saved_on_threads_and_each_lands_whole(tmp_pat
     for photo in photos:
         assert files.path_for(paths[sha256_bytes(photo)]).read_bytes() == photo
     assert not list((tmp_path / "images").rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_the_colour_histogram_is_made_only_for_photos_recognition_reads(bundled):
+    ingestor = bundled[0].state.ingestor
+    item = demo_items(demo_dir())[0]  # every recognised field given (and a title: no style guess)
+    given = ingestor.decode_for_model(item.image_bytes, item.fields)
+    missing = ingestor.decode_for_model(item.image_bytes, {k: v for k, v in item.fields.items() if k != "metal"})
+    unknown = ingestor.decode_for_model(item.image_bytes)
+    assert given.histogram is None and missing.histogram is not None and unknown.histogram is not None
+    np.testing.assert_array_equal(given.tensor, missing.tensor)
+
+
+@pytest.mark.slow
+def test_ingest_locates_without_boxes_and_sees_the_same_stones(bundled):
+    from jewelsearch.recognize.evidence import stone_seen
+    recognizer = bundled[0].state.ingestor.recognizer
+    demo = demo_items(demo_dir())
+    # Three pieces with a stone and three plain ones (no gemstone listed).
+    chosen = [i for i in demo if i.fields.get("gemstone")][:3] + [i for i in demo if not i.fields.get("gemstone")][:3]
+    images = [load_image(item.image_bytes).image for item in chosen]
+    with_boxes = recognizer.embed_all(images, [True] * 6).located
+    maps_only = recognizer.embed_all(images, [True] * 6, max_boxes=0).located
+    assert any(found.boxes for found in with_boxes) and not any(found.boxes for found in maps_only)
+    for full, bare in zip(with_boxes, maps_only):
+        np.testing.assert_array_equal(full.masks(), bare.masks())
+        assert stone_seen(full) == stone_seen(bare)
+    assert {stone_seen(found) for found in with_boxes} == {True, False}

@@ -23,24 +23,25 @@ from jewelsearch.ingest.pipeline import IngestResult, NewItem, PreparedBatch
 Decoded = dict[int, DecodedPhoto | Exception]
 
 
-def _decode_all(decode: Callable[[bytes], DecodedPhoto], pool: ThreadPoolExecutor,
+def _decode_all(decode: Callable[..., DecodedPhoto], pool: ThreadPoolExecutor,
                 batch: list[NewItem]) -> list[Future]:
     def one(item: NewItem) -> DecodedPhoto | Exception:
         try:
-            return decode(item.image_bytes)
+            return decode(item.image_bytes, item.fields)
         except JewelsearchError as exc:  # reported with the batch; a bug still raises
             return exc
     return [pool.submit(one, item) for item in batch]
 
 
-def pipelined(batches: Iterable[list[NewItem]], *, decode: Callable[[bytes], DecodedPhoto],
+def pipelined(batches: Iterable[list[NewItem]], *, decode: Callable[..., DecodedPhoto],
               prepare: Callable[[list[NewItem], Decoded], PreparedBatch],
               write: Callable[[PreparedBatch], list[IngestResult]],
               decode_workers: int = 2) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
     """(batch, its results) for each batch, in order. ``decode`` is ``Ingestor.decode_for_model``;
     ``prepare`` and ``write`` wrap ``Ingestor.prepare`` and ``Ingestor.write`` (the caller adds
     its locking). A bad photo comes back as a "failed" result; any other error stops the run
-    after the batches before it are written."""
+    after the batches before it are written. ``decode`` is called with a photo's bytes and its
+    item's fields."""
     if decode_workers < 1:
         raise ValueError("decode_workers must be at least 1")
     iterator = iter(batches)

@@ -113,7 +113,7 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
                   localizer=None, instance_head=None, wanted: Sequence[bool] | None = None,
                   recognise: Sequence[bool] | None = None, inputs: Sequence[torch.Tensor] | None = None,
                   histograms: Sequence[np.ndarray] | None = None,
-                  beside: Executor | None = None) -> PassOutputs:
+                  beside: Executor | None = None, max_boxes: int = 5) -> PassOutputs:
     """Everything asked for, from one tower pass per batch: the embeddings; with ``pool`` the
     ``gem_features`` (plus the ``piece_pooled`` block with ``piece_head``; the maps from the
     recognition ``top`` where one is given); with ``localizer`` each photo's ``Localization``;
@@ -128,7 +128,8 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
     those rows only; the other rows of ``pooled`` are NaN, and ``pooled`` is None when no photo
     is recognised). ``inputs`` (``encoder.preprocess`` of each image) and ``histograms``
     (``colour_histogram`` of each) may come ready-made, from decode threads; they must equal
-    what would be computed here."""
+    what would be computed here. ``max_boxes`` bounds each ``Localization``'s boxes; 0 gives
+    the maps alone (ingest's stone check reads no boxes)."""
     n = len(images)
     recognise = [True] * n if recognise is None else [bool(r) for r in recognise]
     wanted = [True] * n if wanted is None else [bool(w) for w in wanted]
@@ -159,7 +160,7 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
         if instance_head is not None:
             instance.append(instance_head.vectors(result).numpy())
         if located is not None:
-            located += _locate_rows(localizer, result.search_taps, chunk, wanted[start:stop])
+            located += _locate_rows(localizer, result.search_taps, chunk, wanted[start:stop], max_boxes)
         if pending is not None:
             pooled_rows.update(zip((start + i for i in rows), pending.result()))
     if not embeddings:
@@ -203,7 +204,7 @@ def _pooled_beside(*job_and_mode) -> np.ndarray:
 
 
 def _locate_rows(localizer, search_taps: list[torch.Tensor], chunk: list[Image.Image],
-                 wanted: Sequence[bool]) -> list:
+                 wanted: Sequence[bool], max_boxes: int = 5) -> list:
     """Each wanted photo's ``Localization`` (None for the others): the head and the map
     upsampling run on the wanted rows only."""
     rows = [i for i, w in enumerate(wanted) if w]
@@ -213,7 +214,7 @@ def _locate_rows(localizer, search_taps: list[torch.Tensor], chunk: list[Image.I
     taps = search_taps if len(rows) == len(chunk) else [t[torch.tensor(rows)] for t in search_taps]
     pieces, stones = localizer.grids(taps)
     for i, p, s in zip(rows, pieces, stones):
-        out[i] = localizer.from_maps(chunk[i].size, p, s)
+        out[i] = localizer.from_maps(chunk[i].size, p, s, max_boxes)
     return out
 
 

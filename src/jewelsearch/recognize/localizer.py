@@ -201,7 +201,8 @@ class Localizer:
         piece = _content(piece_grid, side, ox, oy, cw, ch)
         stone = _content(stone_grid, side, ox, oy, cw, ch) if stone_grid is not None else None
         to_image = 1.0 / scale
-        boxes = self._boxes(piece, to_image, width, height)[:max_boxes]
+        # ``max_boxes=0``: the masks alone (ingest's stone check), without the region scan.
+        boxes = self._boxes(piece, to_image, width, height)[:max_boxes] if max_boxes > 0 else []
         return Localization(boxes, piece, stone)
 
     def _boxes(self, piece: np.ndarray, to_image: float, width: int, height: int) -> list[Box]:
