@@ -9,7 +9,7 @@ model's own temperature.
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from jewelsearch.recognize.gem_features import (PassOutputs, base_width, embed_a
 from jewelsearch.recognize.gem_specialist import GemSpecialist
 from jewelsearch.recognize.heads import AttributeHeads
 from jewelsearch.recognize.localizer import Localizer
+from jewelsearch.recognize.prompt_blend import blend_with_prompts
 from jewelsearch.recognize.style_head import StyleHead
 
 ZERO_SHOT_VOCABULARIES = {"category": CATEGORIES, "metal": METALS, "gemstone": GEMSTONES, "cut": CUTS}
@@ -35,7 +36,8 @@ Prediction = dict[str, list[dict[str, float | str]]]
 class Recognizer:
     def __init__(self, encoder: Encoder, heads: AttributeHeads | None = None, top: int = 5,
                  gem_specialist: GemSpecialist | None = None, localizer: Localizer | None = None,
-                 recognition_top: torch.nn.Module | None = None, style_head: StyleHead | None = None):
+                 recognition_top: torch.nn.Module | None = None, style_head: StyleHead | None = None,
+                 prompt_weights: Mapping[str, float] | None = None):
         self.encoder = encoder
         self.heads = heads
         self.top = top
@@ -50,6 +52,9 @@ class Recognizer:
         self.style_head = style_head if style_head is not None and supports_gem_features(encoder) else None
         self._base_width: int | None = None
         self._prompt_vectors: dict[str, np.ndarray] | None = None
+        # Attribute -> weight of the text prompts' answer combined with the head's on pieces
+        # (``prompt_blend``; measured, not on by default); empty: the heads alone.
+        self.prompt_weights = dict(prompt_weights or {})
 
     @property
     def piece_head(self) -> torch.nn.Module | None:
@@ -65,7 +70,7 @@ class Recognizer:
         if heads is self.heads:
             return self
         twin = Recognizer(self.encoder, heads, self.top, self.gem_specialist, self.localizer, self.recognition_top,
-                          self.style_head)
+                          self.style_head, self.prompt_weights)
         twin._prompt_vectors = self._prompt_vectors
         return twin
 
@@ -171,11 +176,24 @@ class Recognizer:
             raise ValueError(f"subject must be one of {', '.join(SUBJECTS)}")
         out = self.heads.probabilities(embeddings, pooled, attributes) if self.heads is not None \
             else self.zero_shot_probabilities(embeddings, attributes)
+        if subject == "piece" and self.heads is not None:
+            out = self._blend_prompts(out, embeddings)
         if subject == "stone" and self.gem_specialist is not None and pooled is not None and "gemstone" in out:
             out["gemstone"] = self.with_specialist(out["gemstone"], self.vocabulary("gemstone"), pooled)
         if subject == "piece" and self.style_head is not None and self.style_head.reads(pooled) \
                 and (attributes is None or "style" in attributes):
             out["style"] = self.style_head.probabilities(embeddings, pooled).astype(np.float32)
+        return out
+
+    def _blend_prompts(self, out: dict[str, np.ndarray], embeddings: np.ndarray) -> dict[str, np.ndarray]:
+        wanted = [a for a, w in self.prompt_weights.items() if w and a in out]
+        if not wanted:
+            return out
+        prompts = self.zero_shot_probabilities(embeddings, wanted)
+        for attribute in wanted:
+            out[attribute] = blend_with_prompts(out[attribute], self.vocabulary(attribute), prompts[attribute],
+                                                ZERO_SHOT_VOCABULARIES[attribute],
+                                                self.prompt_weights[attribute]).astype(np.float32)
         return out
 
     def with_specialist(self, general: np.ndarray, vocabulary: Sequence[str],
