@@ -97,6 +97,24 @@ def test_a_reader_stops_using_a_forgotten_shoppers_history_at_once(tmp_path, tin
     writer.catalog.close()
 
 
+def test_a_reader_opens_a_newer_save_as_it_is_while_writes_go_on(tmp_path, tiny_model_dir):
+    """Under a steady write stream the writer's save is always a little behind the store: the
+    reader serves that save, not an in-memory rebuild, and picks up the rest at the next save."""
+    settings = _home(tmp_path / "home", tiny_model_dir)
+    reader = ReloadingReader(settings, 60.0, open_service, create_app, save_wait_seconds=60.0)
+    writer = open_service(settings, models_from=reader.service)
+    writer.add_items([NewItem(make_image(seed=62), {"title": "saved hoop"})])
+    writer.save()
+    writer.add_items([NewItem(make_image(seed=63), {"title": "unsaved hoop"})])  # the store moves on
+    assert reader.refresh() is True
+    assert len(reader.service.state.index) == 9  # the save's items, not a rebuild's 10
+    assert reader.refresh() is False  # no newer save yet: keep serving
+    writer.save()
+    assert reader.refresh() is True
+    assert reader.app.test_client().get("/api/stats").get_json()["indexed"] == 10
+    writer.catalog.close()
+
+
 def test_a_reader_rebuilds_in_memory_when_the_writer_does_not_save_in_time(tmp_path, tiny_model_dir):
     settings = _home(tmp_path / "home", tiny_model_dir)
     reader = ReloadingReader(settings, 60.0, open_service, create_app, save_wait_seconds=0.0)

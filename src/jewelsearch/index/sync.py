@@ -46,12 +46,20 @@ def build_from_store(catalog: Catalog, model_id: str, dim: int, *, kind: str = "
     return VectorIndex.build(ids, vectors, choice, vector_source=source)
 
 
+def behind_only(manifest: IndexManifest, model_id: str, dim: int, kind: str, version: int) -> bool:
+    """Whether a saved index differs from the store only by being saved earlier."""
+    return (manifest.model_id == model_id and manifest.dim == dim and manifest.catalog_version <= version
+            and (kind == "auto" or manifest.kind == kind))
+
+
 def open_index(catalog: Catalog, directory: Path, model_id: str, dim: int, *,
-               kind: str = "auto", memory_budget_bytes: int = 2 << 30, persist: bool = True
-               ) -> tuple[VectorIndex, IndexManifest, bool]:
+               kind: str = "auto", memory_budget_bytes: int = 2 << 30, persist: bool = True,
+               accept_behind: bool = False) -> tuple[VectorIndex, IndexManifest, bool]:
     """(index, manifest, rebuilt) for the store's current state. ``model_id`` is the storage
     key of the vectors indexed: a model id, or one of its further spaces (``space_key``).
-    ``persist`` False keeps a rebuilt index in memory only (the home's writer saves its own)."""
+    ``persist`` False keeps a rebuilt index in memory only (the home's writer saves its own).
+    ``accept_behind`` (a read replica only): a save of the same model, width and kind made at an
+    earlier catalog version is used as it is."""
     version = catalog.database.catalog_version()
     stored = catalog.embeddings.count(model_id)
     loaded = load_index(directory, vector_source_for(catalog, model_id, dim))
@@ -69,6 +77,10 @@ def open_index(catalog: Catalog, directory: Path, model_id: str, dim: int, *,
         if kind != "auto" and manifest.kind != kind:
             reasons.append(f"kind {manifest.kind} != {kind}")
         if not reasons:
+            return index, manifest, False
+        if accept_behind and not persist and behind_only(manifest, model_id, dim, kind, version):
+            log.debug("using the saved index at catalog version %d (the store is at %d)",
+                      manifest.catalog_version, version)
             return index, manifest, False
         # A read-only opener (a local read replica) sees this whenever the writer has not saved yet.
         log.log(logging.WARNING if persist else logging.INFO,

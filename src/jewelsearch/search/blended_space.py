@@ -28,6 +28,7 @@ import numpy as np
 
 from jewelsearch.index import VectorIndex, choose_kind, describe_index, load_index, save_index
 from jewelsearch.index.kinds import IndexChoice
+from jewelsearch.index.sync import behind_only
 from jewelsearch.search.options import IndexSettings
 from jewelsearch.search.state import BlendedSpace, ServiceState
 from jewelsearch.storage import Catalog
@@ -115,7 +116,8 @@ def open_blended_space(catalog: Catalog, index_dir: Path, image_key: str, text_k
             (f"catalog version {manifest.catalog_version} != {version}", manifest.catalog_version != version),
             (f"kind {manifest.kind} != {settings.kind}", settings.kind != "auto" and manifest.kind != settings.kind),
         ) if wrong]
-        if not reasons:
+        if not reasons or (settings.accept_saved_behind_store and not settings.persist
+                           and behind_only(manifest, key, dim, settings.kind, version)):
             return BlendedSpace(key, weight, image_key, text_key, index, manifest)
         log.log(logging.WARNING if settings.persist else logging.INFO,
                 "blended index disagrees (%s); rebuilding from stored vectors", "; ".join(reasons))

@@ -41,7 +41,8 @@ def open_instance_space(catalog: Catalog, index_dir: Path, model_id: str, head: 
     """The saved instance index where it agrees with the store, else one rebuilt from stored vectors."""
     key = space_key(model_id, head.space_id)
     index, manifest, _ = open_index(catalog, instance_index_dir(index_dir), key, head.dim, kind=settings.kind,
-                                    memory_budget_bytes=settings.memory_budget_bytes, persist=settings.persist)
+                                    memory_budget_bytes=settings.memory_budget_bytes, persist=settings.persist,
+                                    accept_behind=settings.accept_saved_behind_store)
     missing = len(catalog.embeddings.missing_for_model(key, among=model_id))
     if missing:
         # Said once on opening: a catalog embedded before this head (or before any) answers image

@@ -41,7 +41,8 @@ def open_item_text_space(catalog: Catalog, index_dir: Path, model_id: str, dim: 
     """The saved text index where it agrees with the store, else one rebuilt from stored vectors."""
     key = item_text_key(model_id)
     index, manifest, _ = open_index(catalog, item_text_index_dir(index_dir), key, dim, kind=settings.kind,
-                                    memory_budget_bytes=settings.memory_budget_bytes, persist=settings.persist)
+                                    memory_budget_bytes=settings.memory_budget_bytes, persist=settings.persist,
+                                    accept_behind=settings.accept_saved_behind_store)
     return ItemTextSpace(key, index, manifest)
 
 

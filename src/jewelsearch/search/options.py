@@ -32,6 +32,11 @@ class IndexSettings:
     # False in a process that reads a home another process writes (a local read replica): an
     # index that disagrees with the store is rebuilt in memory and never saved over the writer's.
     persist: bool = True
+    # True only for such a reader that chose a newer save of the writer's on purpose: a saved
+    # index behind the store (the writer saves every 2 s, so under a steady write stream its
+    # save is always a few items behind when a reader looks) is used as it is, rather than
+    # rebuilt, and the items written since show at the next save.
+    accept_saved_behind_store: bool = False
 
 
 @dataclass

@@ -130,7 +130,8 @@ class SearchService:
         index_dir = Path(index_dir)
         index, manifest, rebuilt_on_open = open_index(
             catalog, index_dir, encoder.model_id, encoder.dim, kind=index_settings.kind,
-            memory_budget_bytes=index_settings.memory_budget_bytes, persist=index_settings.persist)
+            memory_budget_bytes=index_settings.memory_budget_bytes, persist=index_settings.persist,
+            accept_behind=index_settings.accept_saved_behind_store)
         instance = open_instance_space(catalog, index_dir, encoder.model_id, instance_head, index_settings) \
             if instance_head is not None else None
         item_text = open_item_text_space(catalog, index_dir, encoder.model_id, encoder.dim, index_settings) \

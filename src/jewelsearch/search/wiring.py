@@ -51,13 +51,14 @@ def use_serving_threads(settings: Settings) -> int:
 
 
 def open_service(settings: Settings, models_from: SearchService | None = None, *,
-                 read_only: bool = False) -> SearchService:
+                 read_only: bool = False, saved_behind_ok: bool = False) -> SearchService:
     """The service for ``settings``; ``models_from`` (a service opened on the same settings'
     model) lends its loaded encoder, instance head and recognizer, so a replica that opens a
     fresh copy of its home does not load the model again, and its query-text vector cache (the
     same model makes the same vectors, so a reopened replica keeps its warm cache). ``read_only``: the home is written
     by another process (a local read replica), so an index that lags the store is rebuilt in
-    memory and never saved."""
+    memory and never saved, unless ``saved_behind_ok``: the writer's latest save is used as it
+    is even where the store has moved on since (a reader that asked for that save)."""
     if not 0.0 <= settings.text_field_weight <= 1.0:
         raise SettingsError("text_field_weight must be between 0 and 1")
     if settings.text_cache_size < 0:
@@ -86,7 +87,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
                     max_image_pixels=settings.max_image_pixels,
                     max_text_chars=settings.max_text_chars, max_k=settings.max_k)
     index_settings = IndexSettings(kind=settings.index_kind,
-                                   memory_budget_bytes=settings.index_memory_budget_mb << 20, persist=not read_only)
+                                   memory_budget_bytes=settings.index_memory_budget_mb << 20, persist=not read_only,
+                                   accept_saved_behind_store=read_only and saved_behind_ok)
     recommendation = RecommendationSettings(
         blend_weights=blend_weights(settings.blend), half_life_days=settings.half_life_days,
         popularity_half_life_days=settings.popularity_half_life_days,
