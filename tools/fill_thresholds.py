@@ -24,7 +24,7 @@ import numpy as np
 
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.images import load_image_file
-from jewelsearch.embed.vocab import CATEGORY_EQUIVALENT, NO_STONE
+from jewelsearch.embed.vocab import CATEGORY_EQUIVALENT
 from jewelsearch.evaluate.render_recognition import fills
 from jewelsearch.recognize.builder import load_recognizer
 from jewelsearch.recognize.evidence import stone_seen
