@@ -76,22 +76,11 @@ def _serve_local(obj: Context, host, port, threads, allow_unauthenticated_writes
     import signal
     import threading
 
-    from jewelsearch.server.app import check_server_settings
     from jewelsearch.server.local_replicas import LocalReplicas
-    from jewelsearch.server.rate_limits import RateLimitSettingsError
     settings = obj.settings.with_overrides(host=host, port=port, server_threads=threads,
                                            allow_unauthenticated_writes=allow_unauthenticated_writes or None,
                                            rate_limits=rate_limits)
-    if replicas < 1:
-        fail("--replicas must be 1 or more")
-    if refresh_seconds <= 0:
-        fail("--refresh-seconds must be more than 0")
-    if not settings.db_path.exists():
-        fail(f"no catalog at {settings.db_path}; ingest first (or `jewelsearch demo`)")
-    try:
-        check_server_settings(settings)
-    except RateLimitSettingsError as exc:
-        fail(f"bad settings: {exc}")
+    _check_replica_options(settings, replicas, refresh_seconds)
     pool = LocalReplicas(settings, replicas, refresh_seconds)
     try:
         pool.start()
@@ -112,16 +101,10 @@ def _serve_local(obj: Context, host, port, threads, allow_unauthenticated_writes
     click.echo("stopped", err=True)
 
 
-def _serve_replicas(obj: Context, host, port, allow_unauthenticated_writes, rate_limits, replicas, address,
-                    refresh_seconds, ship_copies=False):
-    import signal
-    import threading
-
+def _check_replica_options(settings, replicas: int, refresh_seconds: float) -> None:
+    """Refuse, with a clear message, what no replica engine can start with."""
     from jewelsearch.server.app import check_server_settings
     from jewelsearch.server.rate_limits import RateLimitSettingsError
-    settings = obj.settings.with_overrides(host=host, port=port,
-                                           allow_unauthenticated_writes=allow_unauthenticated_writes or None,
-                                           rate_limits=rate_limits)
     if replicas < 1:
         fail("--replicas must be 1 or more")
     if refresh_seconds <= 0:
@@ -132,6 +115,17 @@ def _serve_replicas(obj: Context, host, port, allow_unauthenticated_writes, rate
         check_server_settings(settings)
     except RateLimitSettingsError as exc:
         fail(f"bad settings: {exc}")
+
+
+def _serve_replicas(obj: Context, host, port, allow_unauthenticated_writes, rate_limits, replicas, address,
+                    refresh_seconds, ship_copies=False):
+    import signal
+    import threading
+
+    settings = obj.settings.with_overrides(host=host, port=port,
+                                           allow_unauthenticated_writes=allow_unauthenticated_writes or None,
+                                           rate_limits=rate_limits)
+    _check_replica_options(settings, replicas, refresh_seconds)
     import ray
     from ray import serve as ray_serve
 
