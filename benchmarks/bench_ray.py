@@ -244,12 +244,15 @@ def run_load(url: str | list[str], clients: int, seconds: float) -> dict:
             "writes": writes[0], "failed_writes": failed[1]}
 
 
-def _start_server(home: Path, port: int, replicas: int | None) -> subprocess.Popen:
+def _start_server(home: Path, port: int, replicas: int | None, extra_args: tuple[str, ...] = (),
+                  env_extra: dict | None = None) -> subprocess.Popen:
+    """``jewelsearch serve`` on ``port`` (with replicas if asked), once it answers a search.
+    ``extra_args`` go after the replica options (e.g. ``--engine local``)."""
     command = [sys.executable, "-m", "jewelsearch.cli", "--home", str(home), "serve", "--port", str(port),
                "--no-rate-limits"]
     if replicas:
-        command += ["--replicas", str(replicas), "--refresh-seconds", "2"]
-    env = dict(os.environ, JEWELSEARCH_API_KEY=API_KEY)
+        command += ["--replicas", str(replicas), "--refresh-seconds", "2", *extra_args]
+    env = dict(os.environ, JEWELSEARCH_API_KEY=API_KEY, **(env_extra or {}))
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 240

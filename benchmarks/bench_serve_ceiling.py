@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ray import API_KEY, _get, run_load  # noqa: E402  (the same load as the replica benchmark)
+from bench_ray import _start_server, _stop_server, run_load  # noqa: E402  (the same load as the replica benchmark)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -118,34 +118,11 @@ SETUPS = {"one": (1, None, {}), "two": (2, None, {}), "ray": (1, 2, {}),
 
 
 def start(home: Path, port: int, replicas: int | None = None, env_extra: dict | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "jewelsearch.cli", "--home", str(home), "serve", "--port", str(port),
-               "--no-rate-limits"]
+    """A setup's server: ``env_extra``'s ``engine`` and ``flags`` become serve options, the rest
+    environment variables."""
     env_extra = dict(env_extra or {})
-    if replicas:
-        command += ["--replicas", str(replicas), "--refresh-seconds", "2",
-                    "--engine", env_extra.pop("engine", "ray"), *env_extra.pop("flags", "").split()]
-    env = dict(os.environ, JEWELSEARCH_API_KEY=API_KEY, **env_extra)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            if _get(f"http://127.0.0.1:{port}/api/search?q=ring", timeout=5)[0] == 200:
-                return process
-        except OSError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"no answer on port {port}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
+    extra_args = ("--engine", env_extra.pop("engine", "ray"), *env_extra.pop("flags", "").split())
+    return _start_server(home, port, replicas, extra_args, env_extra)
 
 
 def measure(processes: list[subprocess.Popen], urls: list[str], clients: int, seconds: float) -> dict:
@@ -211,7 +188,7 @@ def main() -> None:
                                                for k, v in row.items()}, flush=True)
                 finally:
                     for process in processes:
-                        stop(process)
+                        _stop_server(process)
     print(f"\n{platform.node()} {os.cpu_count()} CPUs, demo catalog, {args.seconds} s per row, {args.rounds} rounds")
     print("| setup | clients | queries/s | p50 ms | p99 ms | failed | server cores | client cores | load |")
     print("|---|---|---|---|---|---|---|---|---|")
