@@ -24,7 +24,8 @@ from jewelsearch.config import Settings
 from jewelsearch.ingest.pipeline import NewItem
 from jewelsearch.search.wiring import open_service
 from jewelsearch.server.app import create_app
-from jewelsearch.server.local_replicas import (VERSION_HEADER, ForwardWrites, LocalReplicas, ReloadingReader)
+from jewelsearch.server.local_replicas import (VERSION_HEADER, ForwardWrites, LocalReplicas, ReloadingReader,
+                                                stop_with_supervisor)
 from jewelsearch.server.replicas import REPLICA_HEADER
 
 requests = pytest.importorskip("requests")
@@ -129,6 +130,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_worker_stops_itself_once_its_supervisor_is_gone():
+    """A supervisor killed with SIGKILL cannot stop its workers: each watches its parent."""
+    parents = iter([41, 41, 1])  # the supervisor, then init adopting the orphan
+    stopped = threading.Event()
+    watch = stop_with_supervisor(41, stopped.set, interval=0.01, parent=lambda: next(parents))
+    watch.join(5)
+    assert stopped.is_set() and not watch.is_alive()
 
 
 def test_writes_are_forwarded_and_a_silent_writer_gives_a_retryable_503(tmp_path, tiny_model_dir):

@@ -185,9 +185,29 @@ class ReloadingReader:
         self.stopped.set()
 
 
+def stop_with_supervisor(supervisor: int, stop: Callable[[], None], interval: float = 1.0,
+                         parent: Callable[[], int] = os.getppid) -> threading.Thread:
+    """Call ``stop`` once this process's parent is no longer ``supervisor``. A supervisor killed
+    with SIGKILL cannot stop its workers, and they would keep the port open with nobody
+    replacing them; a worker that notices it was orphaned stops itself gracefully instead."""
+    def watch():
+        while parent() == supervisor:
+            time.sleep(interval)
+        log.warning("the supervisor (pid %d) is gone; stopping", supervisor)
+        stop()
+    thread = threading.Thread(target=watch, name="supervisor-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop_this_process() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # ``serve`` finishes the requests in flight, then returns
+
+
 def _reader_main(settings: Settings, sock: socket.socket, writer: tuple[str, int], refresh_seconds: float,
                  name: str) -> None:
     """A reader process (spawned): load the model, open the home read-only, serve on ``sock``."""
+    stop_with_supervisor(os.getppid(), _stop_this_process)
     from jewelsearch.search.wiring import open_service, use_serving_threads
     from jewelsearch.server.app import create_app
     from jewelsearch.server.graceful import serve
@@ -203,6 +223,7 @@ def _reader_main(settings: Settings, sock: socket.socket, writer: tuple[str, int
 
 def _writer_main(settings: Settings, sock: socket.socket) -> None:
     """The writer process (spawned): the home itself, on the loopback socket the readers forward to."""
+    stop_with_supervisor(os.getppid(), _stop_this_process)
     from jewelsearch.search.wiring import open_service, use_serving_threads
     from jewelsearch.server.app import create_app
     from jewelsearch.server.graceful import serve
