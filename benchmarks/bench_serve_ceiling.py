@@ -13,7 +13,9 @@ Setups, alternated within each round (the same clients, the same query stream):
   with ``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` (in Ray 2.60 each replica then listens on a port
   of its own, but the public port still goes through a proxy on the head node);
 - ``local``: ``jewelsearch serve --replicas 2 --engine local`` (two reader processes on one
-  shared socket, one writer; ``server/local_replicas.py``);
+  shared socket, one writer; ``server/local_replicas.py``); ``local-2`` the same with
+  ``replica_accept_limit`` 2 and ``local-ungated`` with 0 (a reader accepts whenever the socket
+  is ready, as before 2026-12-07's accept gate);
 - ``two``: two ``jewelsearch serve`` processes on copies of the same home; the clients alternate
   between them, the writer writes to the first (the second never sees the writes: this is a
   ceiling, not a product).
@@ -114,7 +116,9 @@ def tree_seconds(pid: int) -> dict[int, tuple[str, float]]:
 
 SETUPS = {"one": (1, None, {}), "two": (2, None, {}), "ray": (1, 2, {}),
           "ray-direct": (1, 2, {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}),
-          "local": (1, 2, {"engine": "local"}), "ray-copies": (1, 2, {"flags": "--ship-copies"})}
+          "local": (1, 2, {"engine": "local"}),
+          "local-ungated": (1, 2, {"engine": "local", "JEWELSEARCH_REPLICA_ACCEPT_LIMIT": "0"}),
+          "local-2": (1, 2, {"engine": "local", "JEWELSEARCH_REPLICA_ACCEPT_LIMIT": "2"}), "ray-copies": (1, 2, {"flags": "--ship-copies"})}
 
 
 def start(home: Path, port: int, replicas: int | None = None, env_extra: dict | None = None) -> subprocess.Popen:

@@ -56,6 +56,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     server_threads: int = 8
+    # ``serve --replicas N --engine local``: a reader accepts a new connection only while fewer
+    # than this many of its connections hold work, so connections go to the reader with room
+    # (``server/graceful.py``, ``accept_only_below``); 0 accepts whenever the socket is ready.
+    replica_accept_limit: int = 1
     api_key: str | None = field(default=None, repr=False)
     allow_unauthenticated_writes: bool = False
     # Signs the web page's session cookie; random per process when unset.

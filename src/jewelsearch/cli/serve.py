@@ -81,6 +81,8 @@ def _serve_local(obj: Context, host, port, threads, allow_unauthenticated_writes
                                            allow_unauthenticated_writes=allow_unauthenticated_writes or None,
                                            rate_limits=rate_limits)
     _check_replica_options(settings, replicas, refresh_seconds)
+    if settings.replica_accept_limit < 0:
+        fail("replica_accept_limit must be 0 (off) or more")
     pool = LocalReplicas(settings, replicas, refresh_seconds)
     try:
         pool.start()

@@ -29,6 +29,37 @@ def _busy(server) -> bool:
                for ch in list(server._map.values()))
 
 
+FIRST_REQUEST_WAIT_SECONDS = 0.5  # a connection that sent nothing yet counts as work this long (its request follows the handshake)
+
+
+def _channels_at_work(server, now: float) -> int:
+    """Connections holding work: a request being read, queued, answered or flushed, or a fresh
+    connection whose first request has not arrived yet. An idle keep-alive connection is not work."""
+    count = 0
+    for channel in list(server._map.values()):
+        if not isinstance(channel, HTTPChannel):
+            continue
+        fresh = channel.last_activity == channel.creation_time and now - channel.creation_time < FIRST_REQUEST_WAIT_SECONDS
+        if channel.requests or channel.request is not None or channel.total_outbufs_len or fresh:
+            count += 1
+    return count
+
+
+def accept_only_below(server, limit: int) -> None:
+    """Let ``server`` accept a new connection only while fewer than ``limit`` of its connections
+    hold work. Why: processes sharing one listening socket all wake for each connection, and
+    waitress's event loop accepts even while its worker threads are busy, so a busy process took
+    connections that an idle one could have answered at once. With the gate, a connection waits
+    in the kernel's queue until some process has room, which balances by load, not by chance.
+    The event loop re-asks ``readable`` after every answer (the worker pulls waitress's
+    trigger), so a gated server starts accepting as soon as it has room."""
+    ungated = server.readable
+
+    def readable() -> bool:
+        return ungated() and _channels_at_work(server, time.time()) < limit
+    server.readable = readable
+
+
 def _accept_backlog(server, limit: int = 1024) -> None:
     """Take in connections the kernel already queued for us: closing the listening socket
     would reset them, and those clients did reach the server before it was told to stop."""
@@ -43,10 +74,11 @@ def _accept_backlog(server, limit: int = 1024) -> None:
 def serve(app, *, host: str | None = None, port: int | None = None, threads: int, grace: float = 30.0,
           idle_timeout: int = 30, on_stop: Callable[[], None] | None = None,
           ready: Callable[[int], None] | None = None, sock: socket.socket | None = None,
-          trusted_proxy: str | None = None) -> None:
+          trusted_proxy: str | None = None, accept_limit: int = 0) -> None:
     """Serve on ``host``:``port``, or on the listening socket ``sock`` (shared by several worker
     processes: the kernel hands each connection to one of them). ``trusted_proxy``: the address
-    whose X-Forwarded-For names the client (a local read replica forwarding a write)."""
+    whose X-Forwarded-For names the client (a local read replica forwarding a write).
+    ``accept_limit`` > 0: accept only while fewer connections hold work (``accept_only_below``)."""
     # waitress buffers a request body before the app sees it; ``channel_timeout`` closes a
     # connection that stays silent that long, so a stalled upload never holds a worker thread.
     where = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
@@ -56,6 +88,8 @@ def serve(app, *, host: str | None = None, port: int | None = None, threads: int
     server = waitress.create_server(app, threads=threads, channel_timeout=idle_timeout,
                                     cleanup_interval=max(1, idle_timeout // 2),
                                     clear_untrusted_proxy_headers=True, ident="jewelsearch", **where)
+    if accept_limit > 0:
+        accept_only_below(server, accept_limit)
     stopping = threading.Event()
 
     def request_stop(signum, frame):

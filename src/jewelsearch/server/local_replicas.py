@@ -216,7 +216,8 @@ def _reader_main(settings: Settings, sock: socket.socket, writer: tuple[str, int
     reader.start()
     app = ForwardWrites(reader.serving, writer, name, timeout=max(60.0, settings.request_timeout_seconds))
     try:
-        serve(app, sock=sock, threads=settings.server_threads, idle_timeout=settings.request_timeout_seconds)
+        serve(app, sock=sock, threads=settings.server_threads, idle_timeout=settings.request_timeout_seconds,
+              accept_limit=settings.replica_accept_limit)
     finally:
         reader.stop()
 
@@ -250,6 +251,8 @@ class LocalReplicas:
             raise ValueError("--replicas must be 1 or more")
         if refresh_seconds <= 0:
             raise ValueError("--refresh-seconds must be more than 0")
+        if settings.replica_accept_limit < 0:
+            raise ValueError("replica_accept_limit must be 0 (off) or more")
         if not settings.secret_key:  # one session key for every process, so a cookie works on all
             settings = settings.with_overrides(secret_key=secrets.token_hex(32))
         self.settings = settings
