@@ -294,14 +294,25 @@ def test_serve_local_refuses_bad_options_with_a_clear_error(tmp_path, tiny_model
     assert result.exit_code != 0 and message in result.output, result.output
 
 
-def test_serve_local_refuses_a_negative_accept_limit(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("engine", [["--engine", "local"], []])  # local is also what plain --replicas picks
+def test_serve_local_refuses_a_negative_accept_limit(tmp_path, tiny_model_dir, engine):
     from click.testing import CliRunner
     from jewelsearch.cli import main
     settings = _home(tmp_path / "home", tiny_model_dir, items=1)
     result = CliRunner().invoke(main, ["--home", str(settings.home), "--model", str(tiny_model_dir), "serve",
-                                       "--replicas", "2", "--engine", "local"],
+                                       "--replicas", "2", *engine],
                                 env={"JEWELSEARCH_REPLICA_ACCEPT_LIMIT": "-1"})
     assert result.exit_code != 0 and "replica_accept_limit must be 0 (off) or more" in result.output, result.output
+
+
+def test_the_auto_engine_picks_ray_only_where_a_cluster_is_asked_for():
+    from jewelsearch.cli.serve import replica_engine
+    assert replica_engine("auto", None, False) == "local"
+    assert replica_engine("auto", "auto", False) == "ray"
+    assert replica_engine("auto", "ray://head:10001", False) == "ray"
+    assert replica_engine("auto", None, True) == "ray"
+    assert replica_engine("ray", None, False) == "ray"
+    assert replica_engine("local", None, False) == "local"
 
 
 def test_serve_local_without_a_catalog_says_so(tmp_path, tiny_model_dir):
