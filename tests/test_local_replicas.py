@@ -24,8 +24,8 @@ from jewelsearch.config import Settings
 from jewelsearch.ingest.pipeline import NewItem
 from jewelsearch.search.wiring import open_service
 from jewelsearch.server.app import create_app
-from jewelsearch.server.local_replicas import (VERSION_HEADER, ForwardWrites, LocalReplicas, ReloadingReader,
-                                                stop_with_supervisor)
+from jewelsearch.server.local_replicas import (FORWARD_TOKEN_HEADER, VERSION_HEADER, ForwardWrites, LocalReplicas,
+                                               ReloadingReader, RequireForwardToken, stop_with_supervisor)
 from jewelsearch.server.replicas import REPLICA_HEADER
 
 requests = pytest.importorskip("requests")
@@ -157,6 +157,58 @@ def test_writes_are_forwarded_and_a_silent_writer_gives_a_retryable_503(tmp_path
     assert "writer" in write.get_json()["error"]
     assert service.catalog.events.count() == 0  # the reader itself never wrote
     service.catalog.close()
+
+
+def test_the_writer_answers_only_requests_with_the_pools_token():
+    from werkzeug.test import Client
+    seen = []
+
+    def writer_app(environ, start_response):
+        seen.append({k: v for k, v in environ.items() if k.startswith("HTTP_") or k == "REMOTE_ADDR"})
+        start_response("201 Created", [("Content-Type", "application/json")])
+        return [b"{}"]
+    client = Client(RequireForwardToken(writer_app, "s3cret"))
+    for headers in ({}, {FORWARD_TOKEN_HEADER: "guess"}, {FORWARD_TOKEN_HEADER: ""}):
+        answer = client.post("/api/events", json={}, headers=headers)
+        assert answer.status_code == 403 and "readers only" in answer.get_json()["error"]
+    assert seen == []
+    assert client.post("/api/events", json={}, headers={FORWARD_TOKEN_HEADER: "s3cret"}).status_code == 201
+    assert len(seen) == 1 and "HTTP_X_JEWELSEARCH_FORWARD_TOKEN" not in seen[0]  # the app never sees it
+    with pytest.raises(ValueError):
+        RequireForwardToken(writer_app, "")
+
+
+def test_a_reader_forwards_writes_with_the_token_and_the_clients_address(tmp_path, tiny_model_dir):
+    import http.server
+    from werkzeug.test import Client
+    received = []
+
+    class Writer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(dict(self.headers))
+            self.send_response(201)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Writer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        forward = ForwardWrites(lambda: (None, 0), server.server_address[:2], "reader-x", timeout=5,
+                                forward_token="s3cret")
+        answer = Client(forward).post("/api/events", json={"user_id": "u1", "item_id": 1, "kind": "view"},
+                                      headers={"X-API-Key": API_KEY, FORWARD_TOKEN_HEADER: "forged",
+                                               "X-Forwarded-For": "6.6.6.6"},
+                                      environ_base={"REMOTE_ADDR": "10.1.2.3"})
+        assert answer.status_code == 201
+    finally:
+        server.shutdown()
+    assert received[0][FORWARD_TOKEN_HEADER] == "s3cret"  # the client's forged one is replaced
+    assert received[0]["X-Forwarded-For"] == "10.1.2.3"  # the address the reader saw, not the client's claim
 
 
 # ----- a real pool of processes ---------------------------------------------------------------

@@ -15,7 +15,9 @@ queries (``docs/scaling.md``). Worker processes on the same machine can read the
   store is rebuilt in memory, never saved over the writer's) and runs the Flask app on waitress.
 - **Writes to the one writer.** Writes (items, events, forgetting a shopper) are forwarded over
   HTTP to the writer process, which owns the home as ``jewelsearch serve`` does. It listens on a
-  loopback socket the supervisor also keeps, so a restarted writer takes the same address.
+  loopback socket the supervisor also keeps, so a restarted writer takes the same address, and
+  answers only requests that carry the pool's secret (``FORWARD_TOKEN_HEADER``): no other
+  process on the machine can write through it or name a client by X-Forwarded-For.
 - **New index versions without a restart.** A reader checks the catalog version every
   ``refresh_seconds``; when it moved, it waits (up to ``SAVE_WAIT_SECONDS``) for the writer to
   save a newer index version, opens the home again beside the serving copy with that save as
@@ -29,6 +31,7 @@ queries (``docs/scaling.md``). Worker processes on the same machine can read the
 
 from __future__ import annotations
 
+import hmac
 import http.client
 import json
 import logging
@@ -49,6 +52,9 @@ from jewelsearch.server.replicas import HOP_HEADERS, REPLICA_HEADER, RETIRE_AFTE
 log = logging.getLogger(__name__)
 
 VERSION_HEADER = "X-Jewelsearch-Catalog-Version"  # the catalog version of the copy that answered
+# A forwarded write carries the pool's secret: the writer's loopback port answers only its own
+# readers, so no other process on the machine can write, or name a client by X-Forwarded-For.
+FORWARD_TOKEN_HEADER = "X-Jewelsearch-Forward-Token"
 WATCH_SECONDS = 0.5  # how often the supervisor looks for a worker that exited
 STOP_SECONDS = 40.0  # a worker's graceful stop (waitress finishes in-flight requests) before a kill
 SAVE_WAIT_SECONDS = 5.0  # the writer saves its index about 2 s after a write (``create_app``'s autosave)
@@ -63,11 +69,13 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
 class ForwardWrites:
     """WSGI: reads to the reader's current app, writes to the writer over HTTP."""
 
-    def __init__(self, reads: Callable[[], Any], writer: tuple[str, int], name: str, timeout: float = 60.0):
+    def __init__(self, reads: Callable[[], Any], writer: tuple[str, int], name: str, timeout: float = 60.0,
+                 forward_token: str = ""):
         self.reads = reads  # called per request: the app of the copy being served now
         self.writer = writer
         self.name = name
         self.timeout = timeout
+        self.forward_token = forward_token
 
     def __call__(self, environ, start_response):
         def named(status, headers, exc_info=None):
@@ -88,6 +96,8 @@ class ForwardWrites:
                    if key.startswith("HTTP_") and key[5:].replace("_", "-").lower() not in HOP_HEADERS}
         headers.pop("X-Forwarded-For", None)  # the writer trusts only what this reader says
         headers["X-Forwarded-For"] = environ.get("REMOTE_ADDR", "127.0.0.1")
+        headers.pop(FORWARD_TOKEN_HEADER.title(), None)
+        headers[FORWARD_TOKEN_HEADER] = self.forward_token
         if environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = environ["CONTENT_TYPE"]
         path = environ.get("PATH_INFO", "/") + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
@@ -108,6 +118,26 @@ class ForwardWrites:
         kept = [(k, v) for k, v in answer.getheaders() if k.lower() not in HOP_HEADERS]
         start_response(f"{answer.status} {answer.reason}", [*kept, ("Content-Length", str(len(payload)))])
         return [payload]
+
+
+class RequireForwardToken:
+    """WSGI, in front of the writer: only requests carrying the pool's token (its readers'
+    forwarded writes) get through; anything else that reaches the loopback port is refused."""
+
+    def __init__(self, app, token: str):
+        if not token:
+            raise ValueError("the writer needs a forward token")
+        self.app = app
+        self.token = token.encode()
+
+    def __call__(self, environ, start_response):
+        given = environ.pop("HTTP_" + FORWARD_TOKEN_HEADER.upper().replace("-", "_"), "")
+        if not hmac.compare_digest(given.encode(), self.token):
+            message = json.dumps({"error": "this port takes writes from the pool's own readers only"}).encode()
+            start_response("403 Forbidden", [("Content-Type", "application/json"),
+                                             ("Content-Length", str(len(message)))])
+            return [message]
+        return self.app(environ, start_response)
 
 
 class ReloadingReader:
@@ -205,7 +235,7 @@ def _stop_this_process() -> None:
 
 
 def _reader_main(settings: Settings, sock: socket.socket, writer: tuple[str, int], refresh_seconds: float,
-                 name: str) -> None:
+                 name: str, forward_token: str) -> None:
     """A reader process (spawned): load the model, open the home read-only, serve on ``sock``."""
     stop_with_supervisor(os.getppid(), _stop_this_process)
     from jewelsearch.search.wiring import open_service, use_serving_threads
@@ -214,7 +244,8 @@ def _reader_main(settings: Settings, sock: socket.socket, writer: tuple[str, int
     use_serving_threads(settings)
     reader = ReloadingReader(settings, refresh_seconds, open_service, create_app)
     reader.start()
-    app = ForwardWrites(reader.serving, writer, name, timeout=max(60.0, settings.request_timeout_seconds))
+    app = ForwardWrites(reader.serving, writer, name, timeout=max(60.0, settings.request_timeout_seconds),
+                        forward_token=forward_token)
     try:
         serve(app, sock=sock, threads=settings.server_threads, idle_timeout=settings.request_timeout_seconds,
               accept_limit=settings.replica_accept_limit)
@@ -222,7 +253,7 @@ def _reader_main(settings: Settings, sock: socket.socket, writer: tuple[str, int
         reader.stop()
 
 
-def _writer_main(settings: Settings, sock: socket.socket) -> None:
+def _writer_main(settings: Settings, sock: socket.socket, forward_token: str) -> None:
     """The writer process (spawned): the home itself, on the loopback socket the readers forward to."""
     stop_with_supervisor(os.getppid(), _stop_this_process)
     from jewelsearch.search.wiring import open_service, use_serving_threads
@@ -230,7 +261,7 @@ def _writer_main(settings: Settings, sock: socket.socket) -> None:
     from jewelsearch.server.graceful import serve
     service = open_service(settings)
     use_serving_threads(settings)
-    app = create_app(settings, service)  # saves the index a moment after writes
+    app = RequireForwardToken(create_app(settings, service), forward_token)  # saves the index a moment after writes
     serve(app, sock=sock, threads=settings.server_threads, idle_timeout=settings.request_timeout_seconds,
           trusted_proxy="127.0.0.1", on_stop=lambda: service.save())
 
@@ -258,6 +289,7 @@ class LocalReplicas:
         self.settings = settings
         self.replicas = replicas
         self.refresh_seconds = refresh_seconds
+        self.forward_token = secrets.token_hex(32)
         self.context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         self.public: socket.socket | None = None
         self.internal: socket.socket | None = None
@@ -279,11 +311,12 @@ class LocalReplicas:
 
     def _spawn(self, role: str, name: str) -> Worker:
         if role == "writer":
-            process = self.context.Process(target=_writer_main, args=(self.settings, self.internal),
+            process = self.context.Process(target=_writer_main, args=(self.settings, self.internal, self.forward_token),
                                            name=f"jewelsearch-{name}", daemon=False)
         else:
             process = self.context.Process(target=_reader_main, args=(
-                self.settings, self.public, self.internal.getsockname()[:2], self.refresh_seconds, name),
+                self.settings, self.public, self.internal.getsockname()[:2], self.refresh_seconds, name,
+                self.forward_token),
                 name=f"jewelsearch-{name}", daemon=False)
         process.start()
         return Worker(role, name, process)
