@@ -333,6 +333,35 @@ def test_a_reader_killed_under_load_is_replaced_and_no_request_fails_beyond_retr
     assert len(load.cut) <= 1, load.cut
 
 
+@pytest.mark.slow
+def test_the_readers_of_a_pool_count_one_rate_limit_between_them(tmp_path, tiny_model_dir):
+    settings = _home(tmp_path / "home", tiny_model_dir, items=3)
+    settings = settings.with_overrides(host="127.0.0.1", port=0, server_threads=4, rate_limits=True,
+                                       rate_limit_text="8/minute")
+    replicas = LocalReplicas(settings, 2, refresh_seconds=0.5)
+    replicas.start()
+    try:
+        assert replicas.settings.rate_limit_storage.startswith("jewelsearch-shared://")
+        url = f"http://127.0.0.1:{replicas.address[1]}"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # both readers up: health is in no rate class
+            seen = {requests.get(f"{url}/api/health", timeout=60,
+                                 headers={"Connection": "close"}).headers.get(REPLICA_HEADER) for _ in range(6)}
+            if len(seen) == 2:
+                break
+        statuses, readers = Counter(), Counter()
+        for _ in range(12):
+            answer = requests.get(f"{url}/api/search", params={"q": "gold ring"}, headers={"Connection": "close"},
+                                  timeout=60)
+            statuses[answer.status_code] += 1
+            readers[answer.headers.get(REPLICA_HEADER)] += 1
+        # Counted in each reader's memory, two readers would have let up to 16 in.
+        assert statuses == Counter({200: 8, 429: 4}), (statuses, readers)
+    finally:
+        replicas.stop()
+    assert not os.path.exists(replicas.counters_dir)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--replicas", "0", "--engine", "local"], "--replicas must be 1 or more"),
     (["--replicas", "2", "--engine", "local", "--refresh-seconds", "0"], "--refresh-seconds must be more than 0"),

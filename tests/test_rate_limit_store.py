@@ -1,6 +1,7 @@
-"""The rate limiter's in-process counters (server/rate_limit_store.py): the sliding window
-counts as limits' strategy expects, counters expire as they are read or swept, and no request
-starts a thread."""
+"""The rate limiter's counters: in this process (server/rate_limit_store.py) and shared by the
+processes of a local pool in a SQLite file (server/shared_rate_counters.py). The sliding window
+counts as limits' strategy expects, counters expire as they are read or swept, no request starts
+a thread, and shared counters add up across processes."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import dataclasses
 import threading
 import time
 
+import pytest
 from limits import parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 from jewelsearch.server import create_app
 from jewelsearch.server.rate_limit_store import SWEEP_SECONDS, LocalCounters
+from jewelsearch.server.shared_rate_counters import SCHEME as SHARED, SharedCounters
 
 
 class Clock:
@@ -24,9 +27,17 @@ class Clock:
         return self.now
 
 
-def test_the_sliding_window_admits_the_limit_then_weighs_the_previous_window():
+@pytest.fixture(params=["local", "shared"])
+def counters_on(request, tmp_path):
+    """Counters of either kind, reading the given clock."""
+    if request.param == "local":
+        return lambda clock: LocalCounters(clock=clock)
+    return lambda clock: SharedCounters(f"{SHARED}://{tmp_path}/counters.db", clock=clock)
+
+
+def test_the_sliding_window_admits_the_limit_then_weighs_the_previous_window(counters_on):
     clock = Clock()
-    counters = LocalCounters(clock=clock)
+    counters = counters_on(clock)
     limiter = SlidingWindowCounterRateLimiter(counters)
     rate = parse("4/minute")
     assert [limiter.hit(rate, "10.0.0.1") for _ in range(5)] == [True] * 4 + [False]
@@ -38,9 +49,9 @@ def test_the_sliding_window_admits_the_limit_then_weighs_the_previous_window():
     assert [limiter.hit(rate, "10.0.0.1") for _ in range(5)] == [True] * 4 + [False]
 
 
-def test_plain_counters_expire_with_their_first_count():
+def test_plain_counters_expire_with_their_first_count(counters_on):
     clock = Clock()
-    counters = LocalCounters(clock=clock)
+    counters = counters_on(clock)
     assert counters.incr("k", 10) == 1 and counters.incr("k", 10, amount=2) == 3
     assert counters.get_expiry("k") == clock.now + 10
     clock.now += 5
@@ -52,9 +63,9 @@ def test_plain_counters_expire_with_their_first_count():
     assert counters.get("k") == 0 and counters.reset() == 0 and counters.check()
 
 
-def test_counters_of_clients_that_went_away_are_swept():
+def test_counters_of_clients_that_went_away_are_swept(counters_on):
     clock = Clock()
-    counters = LocalCounters(clock=clock)
+    counters = counters_on(clock)
     for client in range(100):
         counters.incr(f"c{client}", 60)
     assert len(counters) == 100
@@ -83,3 +94,33 @@ def test_memory_storage_setting_uses_the_local_counters_and_no_request_starts_a_
 def test_a_shared_backend_is_used_as_given():
     assert not isinstance(storage_from_string("memory://"), LocalCounters)
     assert isinstance(storage_from_string("jewelsearch-memory://"), LocalCounters)
+
+
+def test_shared_counters_add_up_across_processes_and_never_let_more_than_the_limit_in(tmp_path):
+    uri = f"{SHARED}://{tmp_path}/counters.db"
+    # Two storages on one file stand for two worker processes (each thread has its own
+    # connection, as each process would).
+    first, second = SharedCounters(uri), storage_from_string(uri)
+    assert isinstance(second, SharedCounters)
+    rate = parse("50/minute")
+    limiters = [SlidingWindowCounterRateLimiter(first), SlidingWindowCounterRateLimiter(second)]
+    admitted = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        for _ in range(40):
+            allowed = limiters[n % 2].hit(rate, "10.0.0.9")
+            with lock:
+                admitted.append(allowed)
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(admitted) == 50 and len(admitted) == 160  # exactly the limit, whichever process asked
+    assert not limiters[0].hit(rate, "10.0.0.9") and limiters[1].hit(rate, "10.0.0.10")
+
+
+def test_shared_counters_need_a_path():
+    with pytest.raises(ValueError, match="needs a file path"):
+        SharedCounters(f"{SHARED}://")

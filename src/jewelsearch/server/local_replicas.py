@@ -38,8 +38,10 @@ import logging
 import multiprocessing
 import os
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ from typing import Any, Callable
 from jewelsearch.config import Settings
 from jewelsearch.index.persist import read_manifest
 from jewelsearch.server.replicas import HOP_HEADERS, REPLICA_HEADER, RETIRE_AFTER_SECONDS, is_write
+from jewelsearch.server.shared_rate_counters import SCHEME as SHARED_COUNTERS
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +293,7 @@ class LocalReplicas:
         self.replicas = replicas
         self.refresh_seconds = refresh_seconds
         self.forward_token = secrets.token_hex(32)
+        self.counters_dir: str | None = None  # the shared rate counters' folder (``_share_rate_counters``)
         self.context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         self.public: socket.socket | None = None
         self.internal: socket.socket | None = None
@@ -303,11 +307,23 @@ class LocalReplicas:
         return self.public.getsockname()[:2]
 
     def start(self) -> None:
+        self._share_rate_counters()
         self.public = listening_socket(self.settings.host, self.settings.port)
         self.internal = listening_socket("127.0.0.1", 0)
         self.workers.append(self._spawn("writer", "writer"))  # slot 0; readers take slots 1..N
         for n in range(self.replicas):
             self.workers.append(self._spawn("reader", f"local-{n}-{secrets.token_hex(2)}"))
+
+    def _share_rate_counters(self) -> None:
+        """Counters in each worker's memory would let a client spread over N readers make N
+        times each rate: unless a shared backend is set, every worker counts in one SQLite file
+        in a private temporary folder, removed at ``stop``."""
+        settings = self.settings
+        if not settings.rate_limits or settings.rate_limit_storage.strip() != "memory://":
+            return
+        self.counters_dir = tempfile.mkdtemp(prefix="jewelsearch-pool-")
+        self.settings = settings.with_overrides(
+            rate_limit_storage=f"{SHARED_COUNTERS}://{os.path.join(self.counters_dir, 'rate-counters.db')}")
 
     def _spawn(self, role: str, name: str) -> Worker:
         if role == "writer":
@@ -354,3 +370,5 @@ class LocalReplicas:
         for sock in (self.public, self.internal):
             if sock is not None:
                 sock.close()
+        if self.counters_dir:
+            shutil.rmtree(self.counters_dir, ignore_errors=True)

@@ -9,7 +9,8 @@ address the trusted proxies report instead.
 
 The counters live in this process's memory (``rate_limit_storage = "memory://"``, kept by
 ``rate_limit_store.LocalCounters``, which needs no timer thread); several server processes
-share one allowance only through a shared backend such as Redis.
+share one allowance only through a shared backend: Redis, or on one machine a SQLite file
+(``shared_rate_counters``, which ``serve --replicas N --engine local`` sets up by itself).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flask_limiter import Limit, Limiter, RateLimitExceeded
 from limits import parse_many
 
 from jewelsearch.config import Settings
+from jewelsearch.server import shared_rate_counters  # noqa: F401  (registers its storage scheme with limits)
 from jewelsearch.server.rate_limit_store import SCHEME as LOCAL_COUNTERS
 
 UPLOAD, IMAGE, TEXT, WRITE = "upload", "image", "text", "write"
