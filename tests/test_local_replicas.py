@@ -308,6 +308,37 @@ def test_a_write_is_visible_on_every_reader_after_reload_and_no_query_fails(pool
 
 
 @pytest.mark.slow
+def test_the_web_pages_shopper_session_works_across_readers_and_the_writer(pool):
+    # The page is served by one reader, its events are written by the writer, and its
+    # recommendations read by any reader: one session key for all, one shopper throughout.
+    import re
+    replicas, url = pool
+    browser = requests.Session()
+    page = browser.get(f"{url}/", timeout=60)
+    assert page.status_code == 200
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+    headers = {"X-CSRF-Token": token, "Connection": "close"}
+    liked = browser.post(f"{url}/api/events", json={"item_id": 2, "kind": "like"}, headers=headers, timeout=60)
+    assert liked.status_code == 201, liked.text  # the writer read the session a reader made
+    # The page still cannot write without its token, nor for another shopper, through the writer.
+    assert browser.post(f"{url}/api/events", json={"item_id": 3, "kind": "like"},
+                        headers={"Connection": "close"}, timeout=60).status_code == 401
+    assert browser.post(f"{url}/api/events", json={"item_id": 3, "kind": "like", "user_id": "someone-else"},
+                        headers=headers, timeout=60).status_code == 403
+    personal, readers = [], set()
+    deadline = time.monotonic() + 60
+    while (not personal or len(readers) < 2) and time.monotonic() < deadline:
+        # New connections, so several readers answer for the same session; each sees the like
+        # once it has opened the catalog version the writer saved after it.
+        mine = browser.get(f"{url}/api/me/recommendations", params={"k": 3}, headers=headers, timeout=60)
+        assert mine.status_code == 200, mine.text
+        readers.add(mine.headers[REPLICA_HEADER])
+        personal = [r for row in mine.json()["results"] for r in row["reasons"]
+                    if r["type"] in {"engaged", "similar", "co_engaged", "taste"}]
+    assert personal and len(readers) == 2, (personal, readers)
+
+
+@pytest.mark.slow
 def test_a_reader_killed_under_load_is_replaced_and_no_request_fails_beyond_retries(pool):
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
