@@ -124,3 +124,26 @@ def test_shared_counters_add_up_across_processes_and_never_let_more_than_the_lim
 def test_shared_counters_need_a_path():
     with pytest.raises(ValueError, match="needs a file path"):
         SharedCounters(f"{SHARED}://")
+
+
+def test_a_counter_store_failing_at_run_time_lets_requests_through(settings, service, tmp_path, monkeypatch):
+    import sqlite3
+    app = create_app(dataclasses.replace(settings, rate_limits=True, rate_limit_text="2/minute",
+                                         rate_limit_storage=f"{SHARED}://{tmp_path}/counters.db"),
+                     service, autosave_seconds=None)
+    client = app.test_client()
+    assert [client.get("/api/search?q=ring").status_code for _ in range(3)] == [200, 200, 429]
+
+    def unwritable(self):
+        raise sqlite3.OperationalError("unable to open database file")
+    monkeypatch.setattr(SharedCounters, "_connection", unwritable)
+    # The store is gone: the request is answered (not a 500), unlimited until it comes back.
+    assert [client.get("/api/search?q=ring").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_shared_counter_file_that_cannot_be_opened_is_refused_at_start(settings, service, tmp_path):
+    from jewelsearch.server.rate_limits import RateLimitSettingsError
+    with pytest.raises(RateLimitSettingsError, match="rate_limit_storage"):
+        create_app(dataclasses.replace(settings, rate_limits=True,
+                                       rate_limit_storage=f"{SHARED}://{tmp_path}/missing-dir/counters.db"),
+                   service, autosave_seconds=None)

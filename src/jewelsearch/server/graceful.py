@@ -29,7 +29,9 @@ def _busy(server) -> bool:
                for ch in list(server._map.values()))
 
 
-FIRST_REQUEST_WAIT_SECONDS = 0.5  # a connection that sent nothing yet counts as work this long (its request follows the handshake)
+# A connection that sent nothing yet counts as work this long: a client's request follows its
+# handshake at once, and one that never sends holds a gate no longer than this.
+FIRST_REQUEST_WAIT_SECONDS = 0.5
 
 
 def _channels_at_work(server, now: float) -> int:
@@ -39,7 +41,8 @@ def _channels_at_work(server, now: float) -> int:
     for channel in list(server._map.values()):
         if not isinstance(channel, HTTPChannel):
             continue
-        fresh = channel.last_activity == channel.creation_time and now - channel.creation_time < FIRST_REQUEST_WAIT_SECONDS
+        fresh = (channel.last_activity == channel.creation_time
+                 and now - channel.creation_time < FIRST_REQUEST_WAIT_SECONDS)
         if channel.requests or channel.request is not None or channel.total_outbufs_len or fresh:
             count += 1
     return count

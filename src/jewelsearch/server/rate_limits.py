@@ -107,8 +107,11 @@ def install_rate_limits(app: Flask, rules: RateLimitRules,
     # "memory://" is kept by our own counters (limits' starts a timer thread on most requests).
     storage_uri = f"{LOCAL_COUNTERS}://" if rules.storage_uri.strip() == "memory://" else rules.storage_uri
     try:
+        # A counter store that fails at run time (Redis gone, a shared file unwritable) lets the
+        # request through with a logged warning: the limits guard the service, and must not be
+        # what takes it down (no 500s). A store that cannot be used at start is refused below.
         limiter = Limiter(client_address, app=app, default_limits=limits, storage_uri=storage_uri,
-                          strategy="sliding-window-counter", headers_enabled=False)
+                          strategy="sliding-window-counter", headers_enabled=False, swallow_errors=True)
     except Exception as exc:  # limits raises ConfigurationError for an unknown or unusable backend
         raise RateLimitSettingsError(f"rate_limit_storage = {rules.storage_uri!r}: {exc}") from None
     # A request in no class skips the limiter's whole evaluation (cheaper than four exemptions).
