@@ -108,9 +108,12 @@ def test_liking_items_changes_for_you(page, service):
     assert "to make this row yours" in page.inner_text("#foryou-status")
     assert page.locator("#user-id").count() == 0  # the shopper is the session's, not typed in
     before = page.locator("#foryou li .title").all_inner_texts()
+    # Recommendations show their reasons, not a "match 0.000" blend score.
+    assert not [t for t in page.locator("#foryou li .sub").all_inner_texts() if t.startswith("match")]
     page.fill("#q", "ring")
     page.press("#q", "Enter")
     page.wait_for_selector("#results li")
+    assert page.locator("#results li").first.inner_text().count("match ") == 1  # search results keep theirs
     for i in (7, 9, 11):
         page.locator(f"#results li:nth-child({i}) .act[data-kind=like]").click()
         page.wait_for_selector(f"#results li:nth-child({i}) .act[aria-pressed=true]")

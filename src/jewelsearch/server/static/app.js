@@ -51,7 +51,10 @@
     score.textContent = "match " + item.score.toFixed(3);
     // A photo query searched several parts: say which one found this piece ("box 2" -> "piece 2").
     if (item.matched) score.textContent += " · " + (item.matched === "whole" ? "whole photo" : item.matched.replace("box", "piece"));
-    body.append(title, sub, price, score);
+    // A recommendation's blend score means nothing to a shopper (a catalog pick scores 0); its
+    // reasons say why it is there. Search results keep their match score.
+    body.append(title, sub, price);
+    if (!withReasons) body.append(score);
     if (item.more_like_this) {
       const more = document.createElement("div");
       more.className = "sub more";
