@@ -59,17 +59,13 @@ class FacetTally:
         self._bands: Counter = Counter()
 
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        # One pass over the candidates (a text query has a few hundred).
-        plain, gems, bands = self._plain, self._gems, self._bands
-        for row in rows:
-            for field, counts in plain.items():
-                value = row.get(field)
-                if value:
-                    counts[value] += 1
-            gem = row.get("gemstone")
-            if gem:
-                gems[gem] += 1
-            bands[price_band(row.get("price"))] += 1
+        # A text query adds a few hundred candidates: one counting pass per field, in C
+        # (``Counter.update`` over an iterator), instead of a Python loop over fields per row.
+        rows = list(rows)
+        for field, counts in self._plain.items():
+            counts.update(filter(None, (row.get(field) for row in rows)))
+        self._gems.update(filter(None, (row.get("gemstone") for row in rows)))
+        self._bands.update(map(price_band, (row.get("price") for row in rows)))
 
     def counts(self) -> dict[str, list[dict[str, Any]]]:
         bands = self._bands

@@ -65,6 +65,7 @@ def normalise_item_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 MAX_ITEM_ID = 2**63 - 1
+NOTHING_PREDICTED: frozenset[str] = frozenset()
 
 
 def parse_item_id(value: Any) -> int:
@@ -186,22 +187,31 @@ class ItemStore:
         ``style`` where recognition filled one in for an item without words (``predicted_style``)."""
         ids = [int(i) for i in item_ids]
         out: dict[int, dict[str, Any]] = {}
+        conn = self.database.conn
         for start in range(0, len(ids), 900):  # stay under SQLite's variable limit
             chunk = ids[start:start + 900]
             marks = ",".join("?" * len(chunk))
+            # A text query reads a few hundred of these per answer: tuples, not dicts, from
+            # SQLite, and the description only tested where there is one.
             sql = ("SELECT id, title, category, metal, gemstone, stone_shape, price, "
-                   "trim(coalesce(description, '')) != '' AS described, "
+                   "description IS NOT NULL AND trim(description) != '' AS described, "
                    f"json_extract(attributes, '$.predicted') AS predicted FROM items WHERE id IN ({marks})")
-            for row in self.database.query(sql, tuple(chunk)):
-                row = dict(row)
-                guesses = json.loads(row["predicted"]) if row["predicted"] else {}
-                described = bool(row.pop("described")) or has_words(row["title"], None)
-                style = predicted_style(guesses.get("style"), described)
-                if style:
-                    row["style"] = style
-                row["predicted"] = frozenset(name for name, guess in guesses.items()
-                                             if recognition_filled(guess, row.get(name)))
-                out[row["id"]] = row
+            for item, title, category, metal, gemstone, shape, price, described, predicted \
+                    in conn.execute(sql, chunk):
+                row = {"id": item, "title": title, "category": category, "metal": metal,
+                       "gemstone": gemstone, "stone_shape": shape, "price": price}
+                guesses = json.loads(predicted) if predicted else None
+                if guesses:
+                    style_guess = guesses.get("style")
+                    if style_guess is not None:  # a style counts only for an item without words
+                        style = predicted_style(style_guess, bool(described) or has_words(title, None))
+                        if style:
+                            row["style"] = style
+                    row["predicted"] = frozenset(name for name, guess in guesses.items()
+                                                 if recognition_filled(guess, row.get(name)))
+                else:
+                    row["predicted"] = NOTHING_PREDICTED
+                out[item] = row
         return out
 
     def find_by_source(self, source_path: str) -> dict[str, Any] | None:
