@@ -47,8 +47,12 @@ def ingest_batches(state: ServiceState, batches: Iterable[list[NewItem]], *, dec
                    ) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
     """Many batches through the pipelined path (``ingest/stream.py``): (batch, results) in order,
     each batch in one transaction as ``add_items(batch, skip_bad=True)`` would write it."""
+    seen = 0  # photos of this job so far: picks the tower pass's runtime (``TowerRuntime``)
+
     def prepare(batch: list[NewItem], photos) -> PreparedBatch:
-        return state.ingestor.prepare(batch, decoded=photos, skip_bad=True)
+        nonlocal seen  # one model step at a time (``pipelined``)
+        seen += len(batch)
+        return state.ingestor.prepare(batch, decoded=photos, skip_bad=True, job_photos=seen)
 
     def write(prepared: PreparedBatch) -> list[IngestResult]:
         with state.write_lock:

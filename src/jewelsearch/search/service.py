@@ -104,7 +104,7 @@ class SearchService:
                  text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
                  rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None,
                  draft_decode: bool = False, blended_index: bool = True, query_encoder: Encoder | None = None,
-                 text_vectors: TextVectorCache | None = None):
+                 text_vectors: TextVectorCache | None = None, tower_runtime: TowerRuntime | None = None):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
         ``rerank`` is the image queries' default re-ranking (``index/rerank.py``).
@@ -115,7 +115,8 @@ class SearchService:
         instead of the two indexes apart. ``query_encoder`` encodes query texts in place of
         ``encoder`` (``embed/query_tower.py``: the same model with an int8 text tower).
         ``text_vectors``: a query-text vector cache of that encoder to keep (a replica reopening
-        its home); by default a new one."""
+        its home); by default a new one. ``tower_runtime`` picks what runs ingest's tower pass
+        (``ingest/tower_runtime.py``); None: torch."""
         if rerank not in RERANK_METHODS:
             raise ValueError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
         limits = limits or Limits()
@@ -126,7 +127,8 @@ class SearchService:
                                            max_chars=query_encoder.max_text_chars)
         ingestor = Ingestor(catalog, encoder, max_bytes=limits.max_upload_bytes,
                             max_pixels=limits.max_image_pixels, recognizer=recognizer, instance_head=instance_head,
-                            item_text_vectors=item_text_vectors, draft_decode=draft_decode)
+                            item_text_vectors=item_text_vectors, draft_decode=draft_decode,
+                            tower_runtime=tower_runtime)
         index_dir = Path(index_dir)
         index, manifest, rebuilt_on_open = open_index(
             catalog, index_dir, encoder.model_id, encoder.dim, kind=index_settings.kind,

@@ -1,0 +1,72 @@
+"""Which runtime runs ingest's tower pass: torch, or OpenVINO (``embed/openvino_tower.py``).
+
+OpenVINO ran the tower pass faster with the same outputs (within 1e-5), but opening it costs
+time a one-photo ingest must not pay: about 0.1 s to read and compile saved graphs, and seconds
+to convert them the first time (``embed/openvino_cache.py``). So ``auto`` opens it only for a
+job that reaches ``AUTO_MIN_PHOTOS`` photos when the graphs are saved, and converts them only
+for a job that reaches ``AUTO_CONVERT_PHOTOS``; smaller jobs, and everything before that
+point, run on torch. ``openvino`` opens (and converts) it for any job. Whatever goes wrong
+opening it (OpenVINO not installed, a conversion that fails or gives other outputs) is logged
+once and ingest runs on torch: never a failed ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "torch", "openvino")
+# Two batches: a one-photo (or one-batch) ingest stays on torch and its start-up time.
+AUTO_MIN_PHOTOS = 64
+# Converting took 8.7 s on the 2-core VM under load; at ~3 ms saved a photo that pays back after
+# about 2,000-3,000 photos, and every later job reuses the saved graphs.
+AUTO_CONVERT_PHOTOS = 1000
+
+# (convert_if_missing) -> a tower-pass runner, or None where nothing is saved and converting
+# was not asked for; raises where OpenVINO cannot be used.
+Opener = Callable[[bool], Callable | None]
+
+
+class TowerRuntime:
+    """Picks the tower-pass runner for each batch of a job (None: torch's ``tower_pass``)."""
+
+    def __init__(self, choice: str, open_openvino: Opener | None, *, min_photos: int = AUTO_MIN_PHOTOS,
+                 convert_photos: int = AUTO_CONVERT_PHOTOS):
+        if choice not in RUNTIMES:
+            raise ValueError(f"ingest_runtime must be one of {', '.join(RUNTIMES)}")
+        self.choice = choice if open_openvino is not None else "torch"
+        self._open = open_openvino
+        self.min_photos = min_photos
+        self.convert_photos = convert_photos
+        self._runner: Callable | None = None
+        self._given_up = False  # an open failed: torch from now on (logged once)
+        self._nothing_saved = False  # auto found no saved graphs (checked once per size step)
+
+    @property
+    def name(self) -> str:
+        """The runtime in use now."""
+        return "openvino" if self._runner is not None else "torch"
+
+    def runner(self, job_photos: int) -> Callable | None:
+        """The runner for a batch of a job that has reached ``job_photos`` photos with it."""
+        if self._runner is not None or self._given_up or self.choice == "torch":
+            return self._runner
+        if self.choice == "auto" and job_photos < self.min_photos:
+            return None
+        convert = self.choice == "openvino" or job_photos >= self.convert_photos
+        if self._nothing_saved and not convert:
+            return None
+        try:
+            self._runner = self._open(convert)
+        except Exception as exc:  # ImportError, OpenVINO's RuntimeError, a failed check: all end on torch
+            self._given_up = True
+            log.warning("ingest runs its tower pass on torch: OpenVINO could not be used (%s: %s)",
+                        type(exc).__name__, exc)
+            return None
+        if self._runner is None:
+            self._nothing_saved = True
+        else:
+            log.info("ingest runs its tower pass on OpenVINO")
+        return self._runner
