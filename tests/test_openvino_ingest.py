@@ -30,7 +30,7 @@ class FakeOpener:
 
 def test_auto_keeps_small_jobs_on_torch_and_converts_only_for_large_ones():
     opener = FakeOpener()
-    runtime = TowerRuntime("auto", opener, min_photos=64, convert_photos=1000)
+    runtime = TowerRuntime("auto", opener, min_photos=64, convert_photos=1000)  # as they were chosen
     assert runtime.runner(32) is None and opener.calls == []  # one batch: OpenVINO not even imported
     assert runtime.runner(64) is None and opener.calls == [False]  # nothing saved: no conversion yet
     assert runtime.runner(96) is None and opener.calls == [False]  # not asked again below the step
@@ -69,6 +69,30 @@ def test_an_unknown_runtime_is_refused(tmp_path, tiny_model_dir):
         TowerRuntime("onnx", FakeOpener())
     with pytest.raises(SettingsError, match="ingest_runtime must be one of auto, torch, openvino"):
         open_service(Settings(home=tmp_path / "h", model=str(tiny_model_dir), ingest_runtime="onnx"))
+
+
+def test_a_pipelined_job_reports_its_size_to_the_runtime(service):
+    """The CLI's file count picks the runtime from the first batch; unknown, the photos so far."""
+    from conftest import make_image
+
+    from jewelsearch.ingest.pipeline import NewItem
+
+    class Recording:
+        def __init__(self):
+            self.asked = []
+
+        def runner(self, job_photos):
+            self.asked.append(job_photos)
+            return None
+
+    recording = Recording()
+    service.state.ingestor.tower_runtime = recording
+    batches = [[NewItem(make_image(seed=10 * b + i), {"title": "ring"}) for i in range(2)] for b in range(2)]
+    list(service.ingest_batches(batches, photos=300))
+    assert recording.asked == [300, 300]
+    more = [[NewItem(make_image(seed=100 + 10 * b + i), {"title": "ring"}) for i in range(2)] for b in range(2)]
+    list(service.ingest_batches(more))
+    assert recording.asked[2:] == [2, 4]
 
 
 def test_a_tower_without_maps_ingests_on_torch(tmp_path, tiny_model_dir):

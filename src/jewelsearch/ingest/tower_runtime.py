@@ -1,11 +1,13 @@
 """Which runtime runs ingest's tower pass: torch, or OpenVINO (``embed/openvino_tower.py``).
 
 OpenVINO ran the tower pass faster with the same outputs (within 1e-5), but opening it costs
-time a one-photo ingest must not pay: about 0.1 s to read and compile saved graphs, and seconds
-to convert them the first time (``embed/openvino_cache.py``). So ``auto`` opens it only for a
-job that reaches ``AUTO_MIN_PHOTOS`` photos when the graphs are saved, and converts them only
-for a job that reaches ``AUTO_CONVERT_PHOTOS``; smaller jobs, and everything before that
-point, run on torch. ``openvino`` opens (and converts) it for any job. Whatever goes wrong
+time a small ingest must not pay: about 0.2-0.3 s to hash the weights, read and compile saved
+graphs, and 0.3-0.4 s more in its first passes (2026-12-07, 2-core VM), and seconds to convert
+them the first time (``embed/openvino_cache.py``). At 160 photos, opened at the 64th, it gave
+0.95-0.99x torch end to end (docs/experiments/2026-12-07-openvino-ingest.md). So ``auto``
+opens it only for a job of ``AUTO_MIN_PHOTOS`` photos or more (the CLI says the job's size up
+front; otherwise from the photo that reaches it) when the graphs are saved, and converts them
+only for a job of ``AUTO_CONVERT_PHOTOS``; smaller jobs run on torch. ``openvino`` opens (and converts) it for any job. Whatever goes wrong
 opening it (OpenVINO not installed, a conversion that fails or gives other outputs) is logged
 once and ingest runs on torch: never a failed ingest.
 """
@@ -18,11 +20,11 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "openvino")
-# Two batches: a one-photo (or one-batch) ingest stays on torch and its start-up time.
-AUTO_MIN_PHOTOS = 64
-# Converting took 8.7 s on the 2-core VM under load; at ~3 ms saved a photo that pays back after
+# About 0.6 s to open against 3-5 ms of CPU saved a photo: a job pays it back after 120-200.
+AUTO_MIN_PHOTOS = 256
+# Converting took 8.7 s on the 2-core VM under load; at 3-5 ms saved a photo that pays back after
 # about 2,000-3,000 photos, and every later job reuses the saved graphs.
-AUTO_CONVERT_PHOTOS = 1000
+AUTO_CONVERT_PHOTOS = 2000
 
 # (convert_if_missing) -> a tower-pass runner, or None where nothing is saved and converting
 # was not asked for; raises where OpenVINO cannot be used.

@@ -186,9 +186,9 @@ class SearchService:
     def add_items(self, items: list[NewItem], *, skip_bad: bool = False) -> list[IngestResult]:
         return catalog_items.add_items(self.state, items, skip_bad=skip_bad)
 
-    def ingest_batches(self, batches: Iterable[list[NewItem]], *, decode_workers: int = 2
-                       ) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
-        return catalog_items.ingest_batches(self.state, batches, decode_workers=decode_workers)
+    def ingest_batches(self, batches: Iterable[list[NewItem]], *, decode_workers: int = 2,
+                       photos: int | None = None) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
+        return catalog_items.ingest_batches(self.state, batches, decode_workers=decode_workers, photos=photos)
 
     def update_item(self, item_id: Any, fields: Mapping[str, Any], image_bytes: bytes | None = None) -> dict:
         return catalog_items.update_item(self.state, item_id, fields, image_bytes)
