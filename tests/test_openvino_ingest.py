@@ -202,6 +202,22 @@ def test_saved_graphs_are_reused_rebuilt_for_new_weights_and_after_damage(served
     assert not [p for p in cache_root.iterdir() if p.name.startswith(".")]  # no scratch folder left
 
 
+@pytest.mark.slow
+def test_an_unwritable_cache_still_ingests_on_what_was_converted(served, tmp_path, caplog):
+    from jewelsearch.embed import openvino_cache
+    from jewelsearch.embed.dense_features import tower_pass
+    encoder, recognizer = served
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would go")
+    with caplog.at_level(logging.WARNING):
+        runner = openvino_cache.open_tower(encoder.model.visual, None, encoder.preprocess.size, encoder.model_id,
+                                           blocked / "openvino")
+    assert any("cannot save the converted OpenVINO graphs" in r.getMessage() for r in caplog.records)
+    batch = _demo_batch(encoder, 2)
+    with torch.inference_mode():
+        assert _worst(tower_pass(encoder.model.visual, batch), runner(encoder.model.visual, batch)) <= TOLERANCE
+
+
 def _ingest(service, items):
     return [r for _, batch in service.ingest_batches([items[i:i + 8] for i in range(0, len(items), 8)])
             for r in batch]

@@ -73,7 +73,11 @@ def open_tower(visual: nn.Module, top: nn.Module | None, side: int, model_id: st
         graphs = openvino_tower.convert(visual, top, side)
         tower = openvino_tower.OpenVinoTower(*graphs, top, threads)
         check(tower, visual, top, side)
-        _write(folder, graphs)
+        try:
+            _write(folder, graphs)
+        except OSError as exc:  # a read-only or full cache folder: this run still uses what it converted
+            log.warning("cannot save the converted OpenVINO graphs in %s (%s); converting again next time",
+                        folder, exc)
         return tower
     return openvino_tower.OpenVinoTower(*graphs, top, threads)
 

@@ -15,6 +15,7 @@ once and ingest runs on torch: never a failed ingest.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class TowerRuntime:
         self.convert_photos = convert_photos
         self._runner: Callable | None = None
         self._given_up = False  # an open failed: torch from now on (logged once)
-        self._nothing_saved = False  # auto found no saved graphs (checked once per size step)
+        self._nothing_saved = False  # auto found no saved graphs (looked once; a large job still converts)
+        self._lock = threading.Lock()  # concurrent uploads: one opens, the others wait for it
 
     @property
     def name(self) -> str:
@@ -57,6 +59,11 @@ class TowerRuntime:
             return self._runner
         if self.choice == "auto" and job_photos < self.min_photos:
             return None
+        with self._lock:
+            return self._runner if self._runner is not None or self._given_up else self._opened(job_photos)
+
+    def _opened(self, job_photos: int) -> Callable | None:
+        """Open OpenVINO (under the lock), or remember why not."""
         convert = self.choice == "openvino" or job_photos >= self.convert_photos
         if self._nothing_saved and not convert:
             return None
