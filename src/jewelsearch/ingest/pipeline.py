@@ -355,7 +355,8 @@ class Ingestor:
         return guess
 
     def _embed(self, prepared: list, locate: bool = True, *, inputs: Mapping[str, DecodedPhoto] | None = None,
-               skip_bad: bool = False, tower=None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool],
+               skip_bad: bool = False, tower=None
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool],
                                                 dict[str, np.ndarray], dict[str, str]]:
         """Embeddings by sha256; the pooled maps recognition reads, for the images embedded now
         that miss an attribute recognition fills in; where ``locate`` and the localiser is loaded,

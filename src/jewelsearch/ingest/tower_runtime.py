@@ -7,9 +7,10 @@ them the first time (``embed/openvino_cache.py``). At 160 photos, opened at the 
 0.95-0.99x torch end to end (docs/experiments/2026-12-07-openvino-ingest.md). So ``auto``
 opens it only for a job of ``AUTO_MIN_PHOTOS`` photos or more (the CLI says the job's size up
 front; otherwise from the photo that reaches it) when the graphs are saved, and converts them
-only for a job of ``AUTO_CONVERT_PHOTOS``; smaller jobs run on torch. ``openvino`` opens (and converts) it for any job. Whatever goes wrong
-opening it (OpenVINO not installed, a conversion that fails or gives other outputs) is logged
-once and ingest runs on torch: never a failed ingest.
+only for a job of ``AUTO_CONVERT_PHOTOS``; smaller jobs run on torch. ``openvino`` opens (and
+converts) it for any job. Whatever goes wrong opening it (OpenVINO not installed, a conversion
+that fails or gives other outputs) is logged once and ingest runs on torch: never a failed
+ingest.
 """
 
 from __future__ import annotations
