@@ -11,7 +11,11 @@ Variants (``--variants``, comma-separated):
                pipeline: ``git worktree add /tmp/old 3bf8695``), ``add_items`` per batch
   old-pipe     ``--old-tree``'s ``ingest_batches``: the pipeline as another checkout runs it
   seq          this tree, ``add_items`` per batch
-  pipe         this tree, ``ingest_batches`` (decode threads, model, writer thread)
+  pipe         this tree, ``ingest_batches`` (decode threads, model, writer thread), default
+               settings (``ingest_runtime`` auto: OpenVINO for a job of 256 photos or more where its
+               graphs are saved, which this script makes sure of first; opening it is counted)
+  pipe-torch   the same with ``ingest_runtime`` torch
+  pipe-ov      the same with ``ingest_runtime`` openvino, opened in the warm-up (not counted)
   pipe-b64     the same with batches of 64
   pipe-b16     the same with batches of 16
   pipe-t1      the same with one torch thread (the decode threads get the other core)
@@ -76,12 +80,13 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     from jewelsearch.search.wiring import open_service
 
     batch = {"pipe-b64": 64, "pipe-b16": 16}.get(variant, 32)
+    runtime = {"pipe-torch": {"ingest_runtime": "torch"}, "pipe-ov": {"ingest_runtime": "openvino"}}.get(variant, {})
     if variant == "pipe-t1":
         torch.set_num_threads(1)
     items = photo_set(kind, count + 8, cache)
     warm, items = items[count:], items[:count]
     with tempfile.TemporaryDirectory() as home:
-        service = open_service(Settings(home=Path(home)))
+        service = open_service(Settings(home=Path(home), **runtime))
         if variant != "old":  # draft decoding only where the variant asks for it (old-pipe: off)
             ingestor = service.state.ingestor
             ingestor.draft_side = 2 * ingestor.encoder.preprocess.size if variant == "pipe-draft" else 0
@@ -94,13 +99,28 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
                 service.add_items(part)
         else:
             workers = 1 if variant == "pipe-w1" else 2
-            for _ in service.ingest_batches(batches, decode_workers=workers):
+            # The job's size, as the CLI gives it (the old tree's ingest_batches takes none).
+            sized = {} if variant.startswith("old") else {"photos": len(items)}
+            for _ in service.ingest_batches(batches, decode_workers=workers, **sized):
                 pass
         seconds = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu_started  # with worker processes, theirs too (reaped children)
         added = service.catalog.items.count() - len(warm)
         service.catalog.close()
-    return {"photos/s": count / seconds, "cpu ms/photo": 1000 * cpu / count, "added": added}
+    tower = getattr(getattr(service.state.ingestor, "tower_runtime", None), "name", "torch")
+    return {"photos/s": count / seconds, "cpu ms/photo": 1000 * cpu / count, "added": added, "tower": tower}
+
+
+def save_openvino_graphs() -> None:
+    """Convert and save the default model's OpenVINO graphs once (what a first large ingest does),
+    so that the ``auto`` runs find them."""
+    from jewelsearch.config import Settings
+    from jewelsearch.search.wiring import open_service
+
+    with tempfile.TemporaryDirectory() as home:
+        service = open_service(Settings(home=Path(home), ingest_runtime="openvino"))
+        print(f"OpenVINO graphs: {service.state.ingestor.tower_runtime.runner(1) is not None}", flush=True)
+        service.catalog.close()
 
 
 def _cpu_seconds() -> float:
@@ -121,7 +141,10 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "PHOTOS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, args.items, args.cache)))
+        if args.child[0] == "save-openvino":
+            save_openvino_graphs()
+        else:
+            print(json.dumps(child(*args.child, args.items, args.cache)))
         return
     variants = args.variants.split(",")
     if any(v.startswith("old") for v in variants) and not args.old_tree:
@@ -129,6 +152,9 @@ def main() -> None:
     here = str(Path(__file__).resolve().parents[1] / "src")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"{args.items} photos per run, load average {os.getloadavg()[0]:.1f}", flush=True)
+    if any(v in ("pipe", "pipe-ov") for v in variants):
+        subprocess.run([sys.executable, __file__, "--child", "save-openvino", "-"],
+                       env={**os.environ, "PYTHONPATH": here}, check=True)
     for kind in args.photos.split(","):
         runs: dict[str, list[dict]] = {v: [] for v in variants}
         for round_ in range(args.rounds):
@@ -142,7 +168,8 @@ def main() -> None:
                 run = json.loads(done.stdout.strip().splitlines()[-1])
                 runs[variant].append(run)
                 print(f"{kind} round {round_ + 1} {variant}: {run['photos/s']:.1f} photos/s, "
-                      f"{run['cpu ms/photo']:.1f} CPU ms/photo ({run['added']} added)", flush=True)
+                      f"{run['cpu ms/photo']:.1f} CPU ms/photo ({run['added']} added, tower on "
+                      f"{run.get('tower', 'torch')}, load {os.getloadavg()[0]:.1f})", flush=True)
         base = statistics.median(r["photos/s"] for r in runs[variants[0]])
         base_cpu = statistics.median(r["cpu ms/photo"] for r in runs[variants[0]])
         print(f"{kind}: {'variant':<12}{'median photos/s':>18}{'ratio':>8}{'CPU ms/photo':>15}{'ratio':>8}")

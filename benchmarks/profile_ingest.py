@@ -9,6 +9,7 @@ the table gives each step's own figure, not a partition. ``--cprofile N`` also p
 thread's top N functions by cumulative time.
 
 Usage: python benchmarks/profile_ingest.py [--items 160] [--photos given|bare] [--threads 1] [--cprofile 30]
+       [--runtime auto|torch|openvino]
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def _timed(name: str, fn):
     return wrapper
 
 
+def _timed_or_none(name: str, fn):
+    return _timed(name, fn) if fn is not None else None
+
+
 def _wrap(owner, attribute: str, name: str) -> None:
     setattr(owner, attribute, _timed(name, getattr(owner, attribute)))
 
@@ -66,6 +71,10 @@ def instrument(service) -> None:
     # Main thread: prepare = lookups + tower + recognition + item texts.
     ingestor.prepare = _timed("prepare (all model work) [main]", ingestor.prepare)
     _wrap(gem_features, "tower_pass", "  tower pass + taps (+ recognition top) [main]")
+    runtime = getattr(ingestor, "tower_runtime", None)
+    if runtime is not None:  # the OpenVINO runner, where one runs the pass (its threads' CPU is not counted)
+        pick = runtime.runner
+        runtime.runner = lambda photos: _timed_or_none("  tower pass + taps + top on OpenVINO [main]", pick(photos))
     _wrap(gem_features, "_pooled", "  pooled maps + piece head [main]")
     _wrap(gem_features, "_locate_rows", "  localiser [main]")
     head = ingestor.instance_head
@@ -100,6 +109,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (default torch's); with 1, each step's thread CPU is all of its CPU, "
                              "as in one ingest worker process")
+    parser.add_argument("--runtime", default=None, help="ingest_runtime (default: the setting's default)")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -116,7 +126,7 @@ def main() -> None:
                          source_path=i.source_path) for i in items]
     warm, items = items[args.items:], items[:args.items]
     with tempfile.TemporaryDirectory() as home:
-        service = open_service(Settings(home=Path(home)))
+        service = open_service(Settings(home=Path(home), **({"ingest_runtime": args.runtime} if args.runtime else {})))
         service.add_items(warm)
         instrument(service)
         batches = [items[i:i + 32] for i in range(0, len(items), 32)]

@@ -59,7 +59,7 @@ def ingest(obj: Context, paths, metadata, batch_size, decode_workers, engine, ad
 
     with tqdm(total=len(files), unit="img", disable=None) as bar:
         # Decode ahead, model, write behind (ingest/stream.py); a bad photo is reported and skipped.
-        for batch, results in service.ingest_batches(batches(), decode_workers=decode_workers):
+        for batch, results in service.ingest_batches(batches(), decode_workers=decode_workers, photos=len(files)):
             for item, result in zip(batch, results):
                 counts[result.status] += 1
                 if result.status == "failed":

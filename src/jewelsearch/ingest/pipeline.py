@@ -26,6 +26,7 @@ from jewelsearch.errors import InvalidInput, JewelsearchError
 from jewelsearch.index import VectorIndex
 from jewelsearch.ingest.decoding import DecodedPhoto, decode_photo
 from jewelsearch.ingest.item_texts import ItemTextVectors, unchanged_words
+from jewelsearch.ingest.tower_runtime import TowerRuntime
 from jewelsearch.recognize.evidence import stone_seen
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.storage import Catalog
@@ -85,7 +86,8 @@ class PreparedBatch:
 class Ingestor:
     def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int,
                  recognizer: Recognizer | None = None, instance_head: InstanceHead | None = None,
-                 item_text_vectors: bool = True, draft_decode: bool = False):
+                 item_text_vectors: bool = True, draft_decode: bool = False,
+                 tower_runtime: TowerRuntime | None = None):
         self.catalog = catalog
         self.encoder = encoder
         self.recognizer = recognizer
@@ -103,6 +105,8 @@ class Ingestor:
         # Large JPEGs decode at a reduced scale that still leaves twice the model's input side
         # (``load_image``'s ``draft_side``); only ingest's own decode does this.
         self.draft_side = 2 * int(getattr(encoder.preprocess, "size", 0) or 0) if draft_decode else 0
+        # Which runtime runs the tower pass (``ingest/tower_runtime.py``); None: torch always.
+        self.tower_runtime = tower_runtime
 
     def decode(self, data: bytes) -> LoadedImage:
         return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
@@ -141,9 +145,11 @@ class Ingestor:
         return self.write(prepared, index, instance_index, text_index)
 
     def prepare(self, items: list[NewItem], *, decoded: Mapping[int, DecodedPhoto | Exception] | None = None,
-                skip_bad: bool = False) -> PreparedBatch:
+                skip_bad: bool = False, job_photos: int | None = None) -> PreparedBatch:
         """Everything ``add`` does before its transaction: look each item up, decode, embed,
-        recognise and embed the words. Writes nothing."""
+        recognise and embed the words. Writes nothing. ``job_photos``: how many photos the job
+        this batch belongs to has reached with it (default: this batch's), which picks the tower
+        pass's runtime."""
         rows: list = []
         failed: dict[int, str] = {}
         inputs: dict[str, DecodedPhoto] = {}
@@ -172,7 +178,9 @@ class Ingestor:
                 continue
             rows.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
         to_embed = [r for r in rows if r is not None and r[4] is not None]
-        vectors, pooled, stones, instance, bad = self._embed(to_embed, inputs=inputs, skip_bad=skip_bad)
+        tower = self.tower_runtime.runner(len(items) if job_photos is None else job_photos) \
+            if self.tower_runtime is not None else None
+        vectors, pooled, stones, instance, bad = self._embed(to_embed, inputs=inputs, skip_bad=skip_bad, tower=tower)
         for position, row in enumerate(rows):
             if row is not None and row[3] in bad and row[4] is not None:
                 failed[position] = bad[row[3]]
@@ -347,7 +355,8 @@ class Ingestor:
         return guess
 
     def _embed(self, prepared: list, locate: bool = True, *, inputs: Mapping[str, DecodedPhoto] | None = None,
-               skip_bad: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool],
+               skip_bad: bool = False, tower=None
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool],
                                                 dict[str, np.ndarray], dict[str, str]]:
         """Embeddings by sha256; the pooled maps recognition reads, for the images embedded now
         that miss an attribute recognition fills in; where ``locate`` and the localiser is loaded,
@@ -356,7 +365,8 @@ class Ingestor:
         be embedded (a non-finite vector), by sha256, where it would otherwise raise. All from the
         same tower pass where it can (``Recognizer.embed_all``); ``inputs`` (decoded photos by
         sha256) bring the tower's input ready-made. An image this model already embedded (both
-        vectors) is reused (recognised from its embedding)."""
+        vectors) is reused (recognised from its embedding). ``tower`` runs the tower pass in place
+        of torch's (``TowerRuntime.runner``)."""
         out: dict[str, np.ndarray] = {}
         pooled: dict[str, np.ndarray] = {}
         instance: dict[str, np.ndarray] = {}
@@ -401,7 +411,8 @@ class Ingestor:
                 passed = self.recognizer.embed_all(images, wanted, instance_head=self.instance_head,
                                                    recognise=[s in needs_recognition for s in shas],
                                                    inputs=[inputs[s].tensor for s in shas] if ready else None,
-                                                   histograms=histograms, max_boxes=0)  # stone_seen reads masks
+                                                   histograms=histograms, max_boxes=0,  # stone_seen reads masks
+                                                   tower=tower)
                 vectors, maps, located, found_instance = passed.embeddings, passed.pooled, passed.located, \
                     passed.instance
             finite = np.isfinite(vectors).all(1)

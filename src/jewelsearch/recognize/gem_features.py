@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from jewelsearch.embed.dense_features import supports_dense_features, tap_channels, tower_pass
+from jewelsearch.embed.dense_features import TowerPass, supports_dense_features, tap_channels, tower_pass
 
 HUE_BINS, SATURATION_BINS, VALUE_BINS = 32, 8, 8
 HISTOGRAM_SIDE = 96  # colour statistics do not need full resolution
@@ -113,7 +113,8 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
                   localizer=None, instance_head=None, wanted: Sequence[bool] | None = None,
                   recognise: Sequence[bool] | None = None, inputs: Sequence[torch.Tensor] | None = None,
                   histograms: Sequence[np.ndarray] | None = None,
-                  beside: Executor | None = None, max_boxes: int = 5) -> PassOutputs:
+                  beside: Executor | None = None, max_boxes: int = 5,
+                  tower: Callable[..., TowerPass] | None = None) -> PassOutputs:
     """Everything asked for, from one tower pass per batch: the embeddings; with ``pool`` the
     ``gem_features`` (plus the ``piece_pooled`` block with ``piece_head``; the maps from the
     recognition ``top`` where one is given); with ``localizer`` each photo's ``Localization``;
@@ -129,8 +130,11 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
     is recognised). ``inputs`` (``encoder.preprocess`` of each image) and ``histograms``
     (``colour_histogram`` of each) may come ready-made, from decode threads; they must equal
     what would be computed here. ``max_boxes`` bounds each ``Localization``'s boxes; 0 gives
-    the maps alone (ingest's stone check reads no boxes)."""
+    the maps alone (ingest's stone check reads no boxes). ``tower`` runs the pass in place of
+    ``tower_pass`` (same arguments, same ``TowerPass``: ingest's OpenVINO runner,
+    ``embed/openvino_tower.py``)."""
     n = len(images)
+    run_pass = tower or tower_pass
     recognise = [True] * n if recognise is None else [bool(r) for r in recognise]
     wanted = [True] * n if wanted is None else [bool(w) for w in wanted]
     embeddings, instance = [], []
@@ -144,8 +148,7 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
         batch = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
         rows = [i for i in range(len(chunk)) if recognise[start + i]] if pool else []
         subset = None if len(rows) == len(chunk) else torch.tensor(rows, dtype=torch.long)
-        result = tower_pass(visual, batch, top if rows else None, top_rows=subset,
-                            beside=beside)
+        result = run_pass(visual, batch, top if rows else None, top_rows=subset, beside=beside)
         pending = None
         if rows:
             colours = [histograms[start + i] if histograms is not None else None for i in rows]

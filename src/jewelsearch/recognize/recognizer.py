@@ -118,7 +118,7 @@ class Recognizer:
                   instance_head=None, *, recognise: Sequence[bool] | None = None,
                   inputs: Sequence[torch.Tensor] | None = None,
                   histograms: Sequence[np.ndarray] | None = None,
-                  beside: Executor | None = None, max_boxes: int = 5) -> PassOutputs:
+                  beside: Executor | None = None, max_boxes: int = 5, tower=None) -> PassOutputs:
         """``embed`` (or, with ``wanted``, ``embed_and_locate``) plus, with ``instance_head``
         (``embed.instance.InstanceHead``), each photo's instance vector: all from one tower pass.
         Localisations are None without a localiser, and for the photos ``wanted`` leaves out.
@@ -128,7 +128,8 @@ class Recognizer:
         ``histograms`` may be passed ready-made (``gem_features.tower_outputs``). ``beside`` runs the
         recognition top on that executor, beside the tower's own blocks (same outputs, sooner
         where a core is free). ``max_boxes`` 0 leaves the localisations without boxes (their
-        maps only), for a caller that reads the masks alone."""
+        maps only), for a caller that reads the masks alone. ``tower`` runs the tower pass in place
+        of torch's (``gem_features.tower_outputs``)."""
         if supports_gem_features(self.encoder):
             wanted = list(wanted) if wanted is not None and self.localizer is not None else None
             pool = self.reads_pooled
@@ -136,7 +137,8 @@ class Recognizer:
                                 top=self.recognition_top if pool else None,
                                 localizer=self.localizer if wanted is not None and any(wanted) else None,
                                 instance_head=instance_head, wanted=wanted, recognise=recognise,
-                                inputs=inputs, histograms=histograms, beside=beside, max_boxes=max_boxes)
+                                inputs=inputs, histograms=histograms, beside=beside, max_boxes=max_boxes,
+                                tower=tower)
             if not pool:
                 out.pooled = None
             return out

@@ -43,12 +43,19 @@ def add_items(state: ServiceState, items: list[NewItem], *, skip_bad: bool = Fal
         return results
 
 
-def ingest_batches(state: ServiceState, batches: Iterable[list[NewItem]], *, decode_workers: int = 2
-                   ) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
+def ingest_batches(state: ServiceState, batches: Iterable[list[NewItem]], *, decode_workers: int = 2,
+                   photos: int | None = None) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
     """Many batches through the pipelined path (``ingest/stream.py``): (batch, results) in order,
-    each batch in one transaction as ``add_items(batch, skip_bad=True)`` would write it."""
-    def prepare(batch: list[NewItem], photos) -> PreparedBatch:
-        return state.ingestor.prepare(batch, decoded=photos, skip_bad=True)
+    each batch in one transaction as ``add_items(batch, skip_bad=True)`` would write it.
+    ``photos``: the job's size where the caller knows it (the CLI's file count), else counted
+    as batches come; it picks the tower pass's runtime (``ingest/tower_runtime.py``)."""
+    seen = 0
+
+    def prepare(batch: list[NewItem], decoded) -> PreparedBatch:
+        nonlocal seen  # one model step at a time (``pipelined``)
+        seen += len(batch)
+        return state.ingestor.prepare(batch, decoded=decoded, skip_bad=True,
+                                      job_photos=max(seen, photos or 0))
 
     def write(prepared: PreparedBatch) -> list[IngestResult]:
         with state.write_lock:

@@ -104,7 +104,7 @@ class SearchService:
                  text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
                  rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None,
                  draft_decode: bool = False, blended_index: bool = True, query_encoder: Encoder | None = None,
-                 text_vectors: TextVectorCache | None = None):
+                 text_vectors: TextVectorCache | None = None, tower_runtime: TowerRuntime | None = None):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
         ``rerank`` is the image queries' default re-ranking (``index/rerank.py``).
@@ -115,7 +115,8 @@ class SearchService:
         instead of the two indexes apart. ``query_encoder`` encodes query texts in place of
         ``encoder`` (``embed/query_tower.py``: the same model with an int8 text tower).
         ``text_vectors``: a query-text vector cache of that encoder to keep (a replica reopening
-        its home); by default a new one."""
+        its home); by default a new one. ``tower_runtime`` picks what runs ingest's tower pass
+        (``ingest/tower_runtime.py``); None: torch."""
         if rerank not in RERANK_METHODS:
             raise ValueError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
         limits = limits or Limits()
@@ -126,7 +127,8 @@ class SearchService:
                                            max_chars=query_encoder.max_text_chars)
         ingestor = Ingestor(catalog, encoder, max_bytes=limits.max_upload_bytes,
                             max_pixels=limits.max_image_pixels, recognizer=recognizer, instance_head=instance_head,
-                            item_text_vectors=item_text_vectors, draft_decode=draft_decode)
+                            item_text_vectors=item_text_vectors, draft_decode=draft_decode,
+                            tower_runtime=tower_runtime)
         index_dir = Path(index_dir)
         index, manifest, rebuilt_on_open = open_index(
             catalog, index_dir, encoder.model_id, encoder.dim, kind=index_settings.kind,
@@ -184,9 +186,9 @@ class SearchService:
     def add_items(self, items: list[NewItem], *, skip_bad: bool = False) -> list[IngestResult]:
         return catalog_items.add_items(self.state, items, skip_bad=skip_bad)
 
-    def ingest_batches(self, batches: Iterable[list[NewItem]], *, decode_workers: int = 2
-                       ) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
-        return catalog_items.ingest_batches(self.state, batches, decode_workers=decode_workers)
+    def ingest_batches(self, batches: Iterable[list[NewItem]], *, decode_workers: int = 2,
+                       photos: int | None = None) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:
+        return catalog_items.ingest_batches(self.state, batches, decode_workers=decode_workers, photos=photos)
 
     def update_item(self, item_id: Any, fields: Mapping[str, Any], image_bytes: bytes | None = None) -> dict:
         return catalog_items.update_item(self.state, item_id, fields, image_bytes)

@@ -5,16 +5,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from jewelsearch.config import Settings
 from jewelsearch.embed import load_encoder
+from jewelsearch.embed.dense_features import supports_dense_features
+from jewelsearch.embed.encoder import Encoder
 from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.embed.model_folder import LOADERS as MODEL_LOADERS
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
+from jewelsearch.ingest.tower_runtime import RUNTIMES as INGEST_RUNTIMES
+from jewelsearch.ingest.tower_runtime import TowerRuntime
 from jewelsearch.recognize.builder import load_recognizer
+from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.recommend import BlendWeights
 from jewelsearch.search.options import HybridSettings, IndexSettings, Limits, RecommendationSettings
 from jewelsearch.search.service import SearchService
@@ -65,6 +71,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         raise SettingsError("text_cache_size must be 0 or more")
     if settings.rerank not in RERANK_METHODS:
         raise SettingsError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
+    if settings.ingest_runtime not in INGEST_RUNTIMES:
+        raise SettingsError(f"ingest_runtime must be one of {', '.join(INGEST_RUNTIMES)}")
     if settings.model_loader not in MODEL_LOADERS:
         raise SettingsError(f"model_loader must be one of {', '.join(MODEL_LOADERS)}")
     if settings.torch_threads > 0:
@@ -108,7 +116,25 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
                          rerank=settings.rerank, item_text_vectors=settings.text_field_weight > 0,
                          hybrid=HybridSettings(text_field_weight=settings.text_field_weight),
                          draft_decode=settings.ingest_draft_decode, query_encoder=query_encoder,
-                         text_vectors=models_from.state.text_vectors if models_from is not None else None)
+                         text_vectors=models_from.state.text_vectors if models_from is not None else None,
+                         tower_runtime=ingest_tower_runtime(settings, encoder, recognizer))
+
+
+def ingest_tower_runtime(settings: Settings, encoder: Encoder, recognizer: Recognizer | None) -> TowerRuntime:
+    """What runs ingest's tower pass (``settings.ingest_runtime``): OpenVINO is imported and its
+    graphs read or converted only once an ingest job asks for it."""
+    visual = encoder.model.visual
+    if not supports_dense_features(visual):  # ingest makes no tower pass of its own there
+        return TowerRuntime("torch", None)
+    top = recognizer.recognition_top if recognizer is not None else None
+    root = Path(settings.openvino_cache_dir) if settings.openvino_cache_dir else None
+
+    def open_openvino(convert: bool):
+        from jewelsearch.embed import openvino_cache  # openvino itself only when a job asks for it
+        return openvino_cache.open_tower(visual, top, int(encoder.preprocess.size), encoder.model_id,
+                                         root or openvino_cache.default_cache_dir(), convert_if_missing=convert)
+
+    return TowerRuntime(settings.ingest_runtime, open_openvino)
 
 
 def open_catalog(settings: Settings) -> Catalog:

@@ -1,0 +1,170 @@
+"""The converted OpenVINO graphs of ingest's tower pass, kept on disk between runs.
+
+Converting the Lite0 tower and its recognition top takes seconds (8.7 s measured on the 2-core
+VM under load); reading the saved IR and compiling it about 0.1 s. So the graphs are saved once
+per tower, in a folder named after the model id and a hash of everything the graphs compute
+from (the tower's and the top's weights, the input side, the OpenVINO version): a changed
+model gets a new folder and never an old graph. A folder is written under a temporary name
+and renamed into place, with a manifest of its files' hashes, so a half-written or damaged
+folder is never read: it is converted again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from jewelsearch.embed import openvino_tower
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when the graphs' outputs change shape or order
+MANIFEST = "manifest.json"
+GRAPHS = ("search", "top")
+# A converted graph must give torch's outputs; fp32 on both sides gives ~1e-7.
+CHECK_TOLERANCE = 1e-5
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "jewelsearch" / "openvino"
+
+
+def weights_key(visual: nn.Module, top: nn.Module | None, side: int, version: str) -> str:
+    """A hash of what the converted graphs compute from."""
+    digest = hashlib.sha256(repr((FORMAT, side, version)).encode())
+    for prefix, module in (("visual.", visual), ("top.", top)):
+        if module is None:
+            continue
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update((prefix + name).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def cache_folder(root: Path, model_id: str, key: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)[-60:] or "model"
+    return Path(root) / f"{safe}-{key}"
+
+
+def open_tower(visual: nn.Module, top: nn.Module | None, side: int, model_id: str, root: Path,
+               threads: int | None = None, *, convert_if_missing: bool = True):
+    """An ``OpenVinoTower`` from the cached graphs, converting (and caching) them where missing
+    or damaged; None where there is no cache and ``convert_if_missing`` is false. Raises where
+    OpenVINO is missing or conversion fails (the caller falls back to torch)."""
+    import openvino as ov
+
+    threads = threads or torch.get_num_threads()
+    folder = cache_folder(root, model_id, weights_key(visual, top, side, ov.__version__))
+    graphs = _read(folder, top is not None)
+    if graphs is None:
+        if not convert_if_missing:
+            return None
+        log.info("converting the image tower for OpenVINO (once per model): %s", folder)
+        graphs = openvino_tower.convert(visual, top, side)
+        tower = openvino_tower.OpenVinoTower(*graphs, top, threads)
+        check(tower, visual, top, side)
+        try:
+            _write(folder, graphs)
+        except OSError as exc:  # a read-only or full cache folder: this run still uses what it converted
+            log.warning("cannot save the converted OpenVINO graphs in %s (%s); converting again next time",
+                        folder, exc)
+        return tower
+    return openvino_tower.OpenVinoTower(*graphs, top, threads)
+
+
+def cached(visual: nn.Module, top: nn.Module | None, side: int, model_id: str, root: Path) -> bool:
+    """Whether usable graphs for this tower are saved (no conversion, no compile)."""
+    import openvino as ov
+
+    folder = cache_folder(root, model_id, weights_key(visual, top, side, ov.__version__))
+    return _manifest_ok(folder, top is not None)
+
+
+def check(tower, visual: nn.Module, top: nn.Module | None, side: int) -> None:
+    """Raise where the converted graphs do not give torch's outputs on a probe batch."""
+    generator = torch.Generator().manual_seed(0)
+    # Smooth, image-like input: small values keep the ReLU6 activations off their clip.
+    probe = 0.5 * torch.rand(3, 3, side, side, generator=generator) - 0.25
+    rows = torch.tensor([0, 2])
+    with torch.inference_mode():
+        want = openvino_tower.tower_pass(visual, probe, top, rows if top is not None else None)
+        got = tower(visual, probe, top, rows if top is not None else None)
+    pairs = [(want.embedding, got.embedding), (want.last_map, got.last_map),
+             (want.search_last_map, got.search_last_map)] + list(zip(want.taps, got.taps)) \
+        + list(zip(want.search_taps, got.search_taps))
+    worst = max(float((a.float() - b.float()).abs().max()) for a, b in pairs)
+    if not worst <= CHECK_TOLERANCE:
+        raise RuntimeError(f"the OpenVINO graphs differ from torch by {worst:.2e}")
+
+
+def _write(folder: Path, graphs) -> None:
+    import openvino as ov
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        files = {}
+        for name, graph in zip(GRAPHS, graphs):
+            if graph is None:
+                continue
+            ov.save_model(graph, str(scratch / f"{name}.xml"), compress_to_fp16=False)
+            for part in (f"{name}.xml", f"{name}.bin"):
+                files[part] = _sha256(scratch / part)
+        (scratch / MANIFEST).write_text(json.dumps({"format": FORMAT, "files": files}))
+        if folder.exists():  # damaged (it was not read): replaced
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            scratch.rename(folder)
+        except OSError:  # another process renamed its copy into place first: theirs is as good
+            shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def _manifest_ok(folder: Path, with_top: bool) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+        wanted = {f"{g}.{ext}" for g in GRAPHS[:2 if with_top else 1] for ext in ("xml", "bin")}
+        return manifest.get("format") == FORMAT and set(files) == wanted \
+            and all(_sha256(folder / name) == digest for name, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _read(folder: Path, with_top: bool):
+    """(search graph, top graph or None) from ``folder``, or None where it is missing or damaged."""
+    import openvino as ov
+
+    if not folder.exists():
+        return None
+    if not _manifest_ok(folder, with_top):
+        log.warning("the cached OpenVINO graphs in %s are damaged or incomplete: converting again", folder)
+        return None
+    core = ov.Core()
+    try:
+        search = core.read_model(str(folder / "search.xml"))
+        top = core.read_model(str(folder / "top.xml")) if with_top else None
+    except RuntimeError as exc:
+        log.warning("cannot read the cached OpenVINO graphs in %s (%s): converting again", folder, exc)
+        return None
+    return search, top
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

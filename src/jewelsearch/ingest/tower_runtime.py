@@ -1,0 +1,82 @@
+"""Which runtime runs ingest's tower pass: torch, or OpenVINO (``embed/openvino_tower.py``).
+
+OpenVINO ran the tower pass faster with the same outputs (within 1e-5), but opening it costs
+time a small ingest must not pay: about 0.2-0.3 s to hash the weights, read and compile saved
+graphs, and 0.3-0.4 s more in its first passes (2026-12-07, 2-core VM), and seconds to convert
+them the first time (``embed/openvino_cache.py``). At 160 photos, opened at the 64th, it gave
+0.95-0.99x torch end to end (docs/experiments/2026-12-07-openvino-ingest.md). So ``auto``
+opens it only for a job of ``AUTO_MIN_PHOTOS`` photos or more (the CLI says the job's size up
+front; otherwise from the photo that reaches it) when the graphs are saved, and converts them
+only for a job of ``AUTO_CONVERT_PHOTOS``; smaller jobs run on torch. ``openvino`` opens (and
+converts) it for any job. Whatever goes wrong opening it (OpenVINO not installed, a conversion
+that fails or gives other outputs) is logged once and ingest runs on torch: never a failed
+ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "torch", "openvino")
+# About 0.6 s to open against 3-5 ms of CPU saved a photo: a job pays it back after 120-200.
+AUTO_MIN_PHOTOS = 256
+# Converting took 8.7 s on the 2-core VM under load; at 3-5 ms saved a photo that pays back after
+# about 2,000-3,000 photos, and every later job reuses the saved graphs.
+AUTO_CONVERT_PHOTOS = 2000
+
+# (convert_if_missing) -> a tower-pass runner, or None where nothing is saved and converting
+# was not asked for; raises where OpenVINO cannot be used.
+Opener = Callable[[bool], Callable | None]
+
+
+class TowerRuntime:
+    """Picks the tower-pass runner for each batch of a job (None: torch's ``tower_pass``)."""
+
+    def __init__(self, choice: str, open_openvino: Opener | None, *, min_photos: int = AUTO_MIN_PHOTOS,
+                 convert_photos: int = AUTO_CONVERT_PHOTOS):
+        if choice not in RUNTIMES:
+            raise ValueError(f"ingest_runtime must be one of {', '.join(RUNTIMES)}")
+        self.choice = choice if open_openvino is not None else "torch"
+        self._open = open_openvino
+        self.min_photos = min_photos
+        self.convert_photos = convert_photos
+        self._runner: Callable | None = None
+        self._given_up = False  # an open failed: torch from now on (logged once)
+        self._nothing_saved = False  # auto found no saved graphs (looked once; a large job still converts)
+        self._lock = threading.Lock()  # concurrent uploads: one opens, the others wait for it
+
+    @property
+    def name(self) -> str:
+        """The runtime in use now."""
+        return "openvino" if self._runner is not None else "torch"
+
+    def runner(self, job_photos: int) -> Callable | None:
+        """The runner for a batch of a job that has reached ``job_photos`` photos with it."""
+        if self._runner is not None or self._given_up or self.choice == "torch":
+            return self._runner
+        if self.choice == "auto" and job_photos < self.min_photos:
+            return None
+        with self._lock:
+            return self._runner if self._runner is not None or self._given_up else self._opened(job_photos)
+
+    def _opened(self, job_photos: int) -> Callable | None:
+        """Open OpenVINO (under the lock), or remember why not."""
+        convert = self.choice == "openvino" or job_photos >= self.convert_photos
+        if self._nothing_saved and not convert:
+            return None
+        try:
+            self._runner = self._open(convert)
+        except Exception as exc:  # ImportError, OpenVINO's RuntimeError, a failed check: all end on torch
+            self._given_up = True
+            log.warning("ingest runs its tower pass on torch: OpenVINO could not be used (%s: %s)",
+                        type(exc).__name__, exc)
+            return None
+        if self._runner is None:
+            self._nothing_saved = True
+        else:
+            log.info("ingest runs its tower pass on OpenVINO")
+        return self._runner
