@@ -26,6 +26,7 @@ from jewelsearch.index import IndexManifest, VectorIndex
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.index.sync import open_index
 from jewelsearch.ingest.pipeline import Ingestor, IngestResult, NewItem
+from jewelsearch.ingest.tower_runtime import TowerRuntime
 from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION
 from jewelsearch.recognize.recognizer import Recognizer
