@@ -17,13 +17,15 @@ from jewelsearch.cli import Context, fail
               help="Limit requests per client address and endpoint class (default: on; "
                    "the rate_limit_* settings give the rates).")
 @click.option("--replicas", type=int, default=None,
-              help="Serve with N read replicas and one writer (on Ray Serve, or --engine local).")
+              help="Serve with N read replicas and one writer: worker processes on this machine, or Ray "
+                   "Serve with --address (or --engine ray).")
 @click.option("--engine", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
               help="With --replicas: worker processes on this machine sharing one port (local, no Ray), or "
                    "Ray Serve (one node or many; needs the [cluster] extra). auto: Ray where --address or "
                    "--ship-copies asks for a cluster, else local.")
 @click.option("--address", default=None,
-              help="With --replicas: the Ray cluster (auto, ray://HOST:PORT); default a local one on this machine.")
+              help="With --replicas: the Ray cluster to serve on (auto, ray://HOST:PORT); with --engine ray "
+                   "and no address, a local Ray cluster on this machine.")
 @click.option("--ship-copies", is_flag=True,
               help="With --engine ray: send every replica copies of the home, also replicas on the "
                    "writer's node (which read the home itself by default).")
