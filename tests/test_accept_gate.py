@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -111,3 +112,20 @@ def test_an_idle_kept_alive_connection_does_not_hold_the_gate_shut(server_for):
     idle.request("GET", "/kept-alive-again")  # the kept connection still works
     assert idle.getresponse().read() == b"/kept-alive-again"
     idle.close()
+
+
+def test_a_slow_upload_or_a_slow_reader_does_not_hold_the_gate_shut(server_for):
+    # Receiving a request body and sending an answer are the event loop's work, not a worker's:
+    # a shopper uploading a photo over a slow line must not keep the process from taking others.
+    app = Blocking()
+    base = server_for(app, limit=1)
+    host, port = base.removeprefix("http://").split(":")
+    uploading = socket.create_connection((host, int(port)), timeout=10)
+    uploading.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                      b"Content-Length: 100000\r\n\r\n" + b"x" * 1000)  # the rest never comes
+    time.sleep(0.7)  # past the window in which a fresh connection counts as work
+    # Served while the upload is still coming (gated on it, this request would wait for ever).
+    with urllib.request.urlopen(f"{base}/other", timeout=10) as answer:
+        assert answer.read() == b"/other"
+    assert app.calls == ["/other"]
+    uploading.close()

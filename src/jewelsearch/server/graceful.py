@@ -35,15 +35,17 @@ FIRST_REQUEST_WAIT_SECONDS = 0.5
 
 
 def _channels_at_work(server, now: float) -> int:
-    """Connections holding work: a request being read, queued, answered or flushed, or a fresh
-    connection whose first request has not arrived yet. An idle keep-alive connection is not work."""
+    """Connections holding a worker thread's work: a whole request queued or being answered
+    (``channel.requests``), or a fresh connection whose first request has not arrived yet.
+    Reading a request's body and sending an answer are the event loop's work, not a worker's, so
+    a slow upload or a slow reader does not count; nor does an idle keep-alive connection."""
     count = 0
     for channel in list(server._map.values()):
         if not isinstance(channel, HTTPChannel):
             continue
         fresh = (channel.last_activity == channel.creation_time
                  and now - channel.creation_time < FIRST_REQUEST_WAIT_SECONDS)
-        if channel.requests or channel.request is not None or channel.total_outbufs_len or fresh:
+        if channel.requests or fresh:
             count += 1
     return count
 
