@@ -100,3 +100,14 @@ def client(app):
 @pytest.fixture
 def auth():
     return {"X-API-Key": API_KEY}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: tiny fits and matrices, where a second thread on a busy
+    machine only waits for a core (up to 30x slower). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -32,13 +32,7 @@ from jewelsearch.train.one_vector import (
 GEM, POOLED, DIM = 12, 6, 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is quicker than two contending on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices (conftest)
 
 
 def synthetic(seed: int = 0):

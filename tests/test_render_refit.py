@@ -13,13 +13,7 @@ from jewelsearch.train.render_features import RenderFeatures, read_render_labels
 from jewelsearch.train.render_refit import RefitRows, RefitSetting, refit_attribute, refit_head, refit_heads
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These fits are tiny: on a busy machine a second thread only waits for a core (30x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny fits (conftest)
 
 
 def _separable(n: int, rng: np.random.Generator, classes: int = 3, width: int = 6):
