@@ -98,9 +98,10 @@ def _serve_local(obj: Context, host, port, threads, allow_unauthenticated_writes
                                            allow_unauthenticated_writes=allow_unauthenticated_writes or None,
                                            rate_limits=rate_limits)
     _check_replica_options(settings, replicas, refresh_seconds)
-    if settings.replica_accept_limit < 0:
-        fail("replica_accept_limit must be 0 (off) or more")
-    pool = LocalReplicas(settings, replicas, refresh_seconds)
+    try:
+        pool = LocalReplicas(settings, replicas, refresh_seconds)
+    except ValueError as exc:  # a setting only the local engine reads (replica_accept_limit)
+        fail(str(exc))
     try:
         pool.start()
     except OSError as exc:

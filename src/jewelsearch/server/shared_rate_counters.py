@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Callable
 
-from jewelsearch.server.rate_limit_store import LocalCounters
+from jewelsearch.server.rate_limit_store import SWEEP_SECONDS, LocalCounters
 
 SCHEME = "jewelsearch-shared"
 BUSY_MS = 2000  # how long a worker waits for another's transaction (each holds it well under 1 ms)
@@ -75,7 +75,7 @@ class SharedCounters(LocalCounters):
         if now < self._next_sweep:
             return
         self._connection().execute("DELETE FROM counters WHERE expires <= ?", (now,))
-        self._next_sweep = now + 60.0
+        self._next_sweep = now + SWEEP_SECONDS
 
     # -- the calls that touched the dictionary directly -----------------------------------------
     def decr(self, key: str, amount: int = 1) -> int:
