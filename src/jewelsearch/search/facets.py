@@ -67,6 +67,15 @@ class FacetTally:
         self._gems.update(filter(None, (row.get("gemstone") for row in rows)))
         self._bands.update(map(price_band, (row.get("price") for row in rows)))
 
+    def add_counted(self, plain: Mapping[str, Mapping[str, int]], gems: Mapping[str, int],
+                    bands: Mapping[tuple[float, float | None], int]) -> None:
+        """Add counts already made (``search/candidate_fields.py`` counts over columns): per
+        value of each plain field, per gem, per price band."""
+        for field, counts in plain.items():
+            self._plain[field].update(counts)
+        self._gems.update(gems)
+        self._bands.update(bands)
+
     def counts(self) -> dict[str, list[dict[str, Any]]]:
         bands = self._bands
         out: dict[str, list[dict[str, Any]]] = {

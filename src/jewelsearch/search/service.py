@@ -44,6 +44,7 @@ from jewelsearch.search.instance_space import open_instance_space
 from jewelsearch.search import item_text_space
 from jewelsearch.search.item_text_space import open_item_text_space
 from jewelsearch.search.blended_space import open_blended_space
+from jewelsearch.search.ranking_columns import RankingColumnsKeeper
 from jewelsearch.search.recommendations import Recommendations
 from jewelsearch.search.state import BlendedSpace, InstanceSpace, ItemTextSpace, ServiceState
 from jewelsearch.storage import Catalog
@@ -150,6 +151,14 @@ class SearchService:
             instance=instance, rerank=rerank, item_text=item_text, hybrid=hybrid, blended=blended)
         self.state.mismatch = maintenance.find_model_mismatch(self.state)
         self.recommendations = Recommendations(self.state, recommendation or RecommendationSettings())
+
+    def keep_ranking_columns(self) -> None:
+        """Hold the fields text queries rank by in memory (``search/ranking_columns.py``), for a
+        process that answers many queries; the first full read starts now, in the background. A
+        one-off command does not: reading every item would cost it more than it saves."""
+        if self.state.ranking_columns is None:
+            self.state.ranking_columns = RankingColumnsKeeper(self.catalog.items)
+        self.state.ranking_columns.current()
 
     @property
     def recommendation_settings(self) -> RecommendationSettings:

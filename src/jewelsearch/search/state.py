@@ -36,6 +36,7 @@ from jewelsearch.ingest.pipeline import Ingestor
 from jewelsearch.query.glossary import Glossary, default_glossary
 from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.search.ranking_columns import RankingColumnsKeeper
 from jewelsearch.search.options import HybridSettings, IndexSettings, Limits
 from jewelsearch.storage import Catalog
 
@@ -101,6 +102,8 @@ class ServiceState:
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     hybrid: HybridSettings = field(default_factory=HybridSettings)  # replaced whole, never mutated
     glossary: Glossary = field(default_factory=default_glossary)  # what text queries are read against
+    # The item fields text queries rank by, in memory (None: they read rows from the store).
+    ranking_columns: RankingColumnsKeeper | None = None
     instance: InstanceSpace | None = None  # None: one vector per item (towers without an instance head)
     rerank: str = "none"  # image queries' default re-ranking (``index/rerank.py``)
     item_text: ItemTextSpace | None = None  # None: text search compares queries with photos only

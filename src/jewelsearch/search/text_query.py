@@ -21,21 +21,15 @@ from jewelsearch.query.parser import Understanding, understand
 from jewelsearch.search.facets import FacetTally
 from jewelsearch.search.fusion import fuse
 from jewelsearch.search import blended_space
+from jewelsearch.search.candidate_fields import ColumnCandidates, RowCandidates
 from jewelsearch.search.item_text_space import blended_semantic
 from jewelsearch.search.items import public_item
 from jewelsearch.search.options import HybridSettings
 from jewelsearch.search.params import Filters
 from jewelsearch.search.state import ServiceState
-from jewelsearch.search.variants import fold_ranked
 
 # How each signal's scores are rescaled before the convex combination (search/fusion.py).
 SIGNAL_SCALES = {"semantic": "min_max", "lexical": "max", "attributes": "raw"}
-# What another member of a family earns where the plain family name was asked for: a pink
-# sapphire is another stone to a shopper who typed "sapphire", halfway between a match and a miss.
-FAMILY_CREDIT = 0.5
-# The category names what the shopper is buying ("pearl earrings" are earrings first), so it
-# counts twice as much as a stone, metal, cut or style.
-FIELD_WEIGHTS = {"category": 2.0}
 # Why an understood price was not applied: no item the other filters allow lists a price.
 NO_PRICES = "no prices listed"
 # Understood fields a shopper can drop from a query (by the chip's field name).
@@ -55,8 +49,12 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     blended = state.blended if settings.text_field_weight > 0 and blended_space.uses_blended(state) else None
     pool = max(settings.pool, 4 * k)
 
+    # The item fields it ranks by: the in-memory columns where they are current, else rows.
+    columns = state.ranking_columns.current() if state.ranking_columns is not None else None
+    fields = ColumnCandidates(columns) if columns is not None else RowCandidates(state.catalog.items)
+
     def read_words() -> _WordSide:
-        return _word_side(state, settings, understood, filters or Filters(), dropped, pool, blended)
+        return _word_side(state, settings, understood, filters or Filters(), dropped, pool, blended, fields)
 
     # The text tower runs on this thread while a helper reads everything the words decide (the
     # filters, the word index, its matches' rows, boosts, counts and blended vectors): the tower
@@ -69,19 +67,18 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
         pending = state.helpers.submit(read_words)
         vector = state.text_vectors.vector(semantic_text)
         words = pending.result()
-    lexical, rows, attributes = words.lexical, words.rows, words.attributes
+    lexical, attributes = words.lexical, words.attributes
     semantic = _semantic_scores(state, settings, vector, pool, words.allowed, lexical, blended, words.extra_vectors)
-    more = state.catalog.items.ranking_rows(semantic.keys() - lexical.keys())
-    rows.update(more)
+    more = fields.add(semantic.keys() - lexical.keys())
     if words.boosts:
-        attributes.update(_attribute_scores(more, words.boosts, settings.predicted_credit, words.preferred))
-    words.tally.add(more.values())
+        attributes.update(fields.attribute_scores(more, words.boosts, settings.predicted_credit, words.preferred))
+    fields.count(more, words.tally)
     ranked = fuse({"semantic": semantic, "lexical": lexical, "attributes": attributes},
                   settings.weights, method=settings.method, scales=SIGNAL_SCALES)
-    order = [item for item, _ in ranked if item in rows]
+    order = [item for item, _ in ranked if item in fields]
     # Only the page's cards become rows of the answer; the rest of the list is read for their
-    # variants alone (``fold_ranked``).
-    cards = fold_ranked(order, rows, k) if collapse else [(item, []) for item in order[:k]]
+    # variants alone (``fold``).
+    cards = fields.fold(order, k) if collapse else [(item, []) for item in order[:k]]
     scores = dict(ranked)
     full = state.catalog.items.get_many(item for item, _ in cards)
     results = [dict(public_item(full[item]), score=round(float(scores[item]), 6),
@@ -95,14 +92,13 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
 @dataclass
 class _WordSide:
     """What a text query knows before its text vector: the filters in force, the word matches
-    and their rows, attribute scores, facet counts and blended vectors (the semantic
-    candidates' are added once the vector is known)."""
+    (read into the query's candidate fields), attribute scores, facet counts and blended vectors
+    (the semantic candidates' are added once the vector is known)."""
 
     effective: Filters
     unpriced: bool
     allowed: Any
     lexical: dict[int, float]
-    rows: dict[int, dict[str, Any]]
     boosts: dict[str, tuple[str, ...]]
     preferred: dict[str, tuple[str, ...]]
     attributes: dict[int, float]
@@ -111,7 +107,7 @@ class _WordSide:
 
 
 def _word_side(state: ServiceState, settings: HybridSettings, understood: Understanding, requested: Filters,
-               dropped: set[str], pool: int, blended) -> _WordSide:
+               dropped: set[str], pool: int, blended, fields: RowCandidates | ColumnCandidates) -> _WordSide:
     effective = _with_understood_price(requested, understood, dropped)
     unpriced = effective != requested and not state.catalog.items.any_priced(requested.for_store())
     if unpriced:
@@ -119,20 +115,14 @@ def _word_side(state: ServiceState, settings: HybridSettings, understood: Unders
     allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
     lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
     # Ranking reads a few fields of every candidate (full rows only for the cards shown).
-    rows = state.catalog.items.ranking_rows(lexical)
+    found = fields.add(lexical)
     boosts = _attribute_boosts(understood, dropped)
     preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
-    attributes = _attribute_scores(rows, boosts, settings.predicted_credit, preferred) if boosts else {}
+    attributes = fields.attribute_scores(found, boosts, settings.predicted_credit, preferred) if boosts else {}
     tally = FacetTally()
-    tally.add(rows.values())
+    fields.count(found, tally)
     extra = blended_space.extra_vectors_of(blended, lexical) if blended is not None else None
-    return _WordSide(effective, unpriced, allowed, lexical, rows, boosts, preferred, attributes, tally, extra)
-
-
-def _attribute_scores(rows: Mapping[int, Mapping[str, Any]], boosts, predicted_credit: float,
-                      preferred) -> dict[int, float]:
-    return {item: score for item, row in rows.items()
-            if (score := attribute_match(row, boosts, predicted_credit, preferred)) > 0}
+    return _WordSide(effective, unpriced, allowed, lexical, boosts, preferred, attributes, tally, extra)
 
 
 def _semantic_scores(state: ServiceState, settings: HybridSettings, vector, pool: int, allowed,
@@ -155,41 +145,6 @@ def _semantic_scores(state: ServiceState, settings: HybridSettings, vector, pool
         semantic = blended_semantic(vector, index, text_space.index, semantic, settings.text_field_pool,
                                     settings.text_field_weight, allowed, extra=lexical)
     return semantic
-
-
-def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]], predicted_credit: float,
-                    preferred: Mapping[str, tuple[str, ...]] | None = None) -> float:
-    """The weighted share of understood fields the item matches. A value recognition predicted earns
-    ``predicted_credit`` of a given one; where a plain family name was understood
-    ("sapphire"), its usual member earns full credit and the other members ``FAMILY_CREDIT``.
-
-    >>> attribute_match({"gemstone": "sapphire blue", "category": "ring", "predicted": frozenset()},
-    ...                 {"gemstone": ("sapphire blue",), "category": ("pendant",)}, 0.5)
-    0.3333333333333333
-    >>> attribute_match({"gemstone": "sapphire pink", "predicted": frozenset()},
-    ...                 {"gemstone": ("sapphire blue", "sapphire pink")}, 0.5, {"gemstone": ("sapphire blue",)})
-    0.5
-    """
-    preferred = preferred or {}
-    if not boosts:
-        return 0.0
-    predicted = row["predicted"]  # the field names recognition filled (``ItemStore.ranking_rows``)
-    earned = total = 0.0
-    for name, values in boosts.items():
-        weight = FIELD_WEIGHTS.get(name, 1.0)
-        total += weight
-        if name == "style":
-            # The title is read only for a style word (a few queries), not for every candidate;
-            # an item without words may carry the style recognition filled in.
-            title = " ".join(str(row.get("title") or "").lower().replace("-", " ").split())
-            if any(value.replace("-", " ") in title for value in values):
-                earned += weight
-            elif row.get("style") in values:
-                earned += weight * predicted_credit
-        elif row.get(name) in values:
-            credit = FAMILY_CREDIT if name in preferred and row.get(name) not in preferred[name] else 1.0
-            earned += weight * credit * (predicted_credit if name in predicted else 1.0)
-    return earned / total
 
 
 def _attribute_boosts(understood: Understanding, dropped: set[str]) -> dict[str, tuple[str, ...]]:

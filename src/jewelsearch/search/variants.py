@@ -17,7 +17,7 @@ look like, not that they are one design, so photos-only items never fold on them
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 VARIANT_FIELDS = ("title", "category", "metal", "gemstone", "stone_shape")
 
@@ -48,18 +48,33 @@ def fold_ranked(ranked: Iterable[int], rows: Mapping[int, Mapping[str, Any]],
     >>> fold_ranked([1, 3, 2, 4], rows, limit=2)
     [(1, [2]), (3, [])]
     """
-    groups: dict[tuple[str, ...], list[int]] = {}
+    ranked = list(ranked)
+    return fold_groups(ranked, [_group(rows[item]) for item in ranked], limit)
+
+
+def fold_groups(ranked: Sequence[int], groups: Sequence[Hashable], limit: int) -> list[tuple[int, list[int]]]:
+    """``fold_ranked`` with each id's variant group given (``groups[i]`` is ``ranked[i]``'s):
+    equal groups fold; a falsy group (None, 0) never folds.
+
+    >>> fold_groups([7, 8, 9, 10], [3, 0, 3, 5], limit=2)
+    [(7, [9]), (8, [])]
+    """
+    folded_into: dict[Hashable, list[int]] = {}
     cards: list[tuple[int, list[int]]] = []
-    for item in ranked:
-        key = variant_key(rows[item])
-        if not any(key):  # nothing to compare by: never folded
+    for item, group in zip(ranked, groups):
+        if not group:  # nothing to compare by: never folded
             if len(cards) < limit:
                 cards.append((item, []))
             continue
-        folded = groups.get(key)
+        folded = folded_into.get(group)
         if folded is not None:
             folded.append(item)
         elif len(cards) < limit:
-            folded = groups[key] = []
+            folded = folded_into[group] = []
             cards.append((item, folded))
     return cards
+
+
+def _group(row: Mapping[str, Any]) -> tuple[str, ...] | None:
+    key = variant_key(row)
+    return key if any(key) else None

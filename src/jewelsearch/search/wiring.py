@@ -61,7 +61,7 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
     """The service for ``settings``; ``models_from`` (a service opened on the same settings'
     model) lends its loaded encoder, instance head and recognizer, so a replica that opens a
     fresh copy of its home does not load the model again, and its query-text vector cache (the
-    same model makes the same vectors, so a reopened replica keeps its warm cache). ``read_only``: the home is written
+    same model makes the same vectors, so a reopened replica keeps its warm cache), and its in-memory ranking columns, brought up to date rather than read again. ``read_only``: the home is written
     by another process (a local read replica), so an index that lags the store is rebuilt in
     memory and never saved, unless ``saved_behind_ok``: the writer's latest save is used as it
     is even where the store has moved on since (a reader that asked for that save)."""
@@ -110,7 +110,7 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
             query_encoder = int8_query_encoder(encoder)
         except ValueError as exc:
             raise SettingsError(f"text_query_int8: {exc}") from None
-    return SearchService(catalog, encoder, settings.index_dir, limits=limits, index_settings=index_settings,
+    service = SearchService(catalog, encoder, settings.index_dir, limits=limits, index_settings=index_settings,
                          recommendation=recommendation, recognizer=recognizer, localizer=localizer,
                          text_cache_size=settings.text_cache_size, instance_head=instance_head,
                          rerank=settings.rerank, item_text_vectors=settings.text_field_weight > 0,
@@ -118,6 +118,10 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
                          draft_decode=settings.ingest_draft_decode, query_encoder=query_encoder,
                          text_vectors=models_from.state.text_vectors if models_from is not None else None,
                          tower_runtime=ingest_tower_runtime(settings, encoder, recognizer))
+    if models_from is not None and models_from.state.ranking_columns is not None:
+        # A reopened service (a replica following its writer) goes on from the columns it had.
+        service.state.ranking_columns = models_from.state.ranking_columns.moved_to(catalog.items)
+    return service
 
 
 def ingest_tower_runtime(settings: Settings, encoder: Encoder, recognizer: Recognizer | None) -> TowerRuntime:

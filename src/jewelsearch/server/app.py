@@ -33,6 +33,9 @@ def create_app(settings: Settings, service: SearchService | None = None, *,
     if service is None:
         from jewelsearch.search.wiring import open_service
         service = open_service(settings)
+    # A server answers many text queries: it keeps their ranking fields in memory, read once
+    # in the background now (queries read rows until then).
+    service.keep_ranking_columns()
     app = Flask(__name__)
     app.config["JEWELSEARCH_SETTINGS"] = settings
     app.config["JEWELSEARCH_SERVICE"] = service

@@ -106,6 +106,14 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 2: the lexical (FTS5) index over each item's words, filled from the existing items
     lexical.create_table,
+    # 3: which item each write to items touched, by items_version, so a reader holding item
+    # fields in memory (search/ranking_columns.py) re-reads only what changed
+    """
+    CREATE TABLE item_changes (
+        version INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,11 +6,12 @@ transaction, so the word index never holds an item the table lacks, or misses on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from jewelsearch.errors import InvalidInput, ItemNotFound
 from jewelsearch.storage.db import Database
@@ -65,6 +66,8 @@ def normalise_item_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 MAX_ITEM_ID = 2**63 - 1
+# Writes to items the change log keeps (``ItemStore.changes_since``).
+CHANGE_LOG_LENGTH = 10_000
 NOTHING_PREDICTED: frozenset[str] = frozenset()
 
 
@@ -112,7 +115,7 @@ class ItemStore:
             raise
         item_id = int(cur.lastrowid)
         self.lexical.write(conn, item_id, row)
-        self._touch(conn)
+        self._touch(conn, item_id)
         return item_id
 
     def update(self, conn: sqlite3.Connection, item_id: int, fields: Mapping[str, Any], *,
@@ -134,7 +137,7 @@ class ItemStore:
         if cur.rowcount == 0:
             raise ItemNotFound(item_id)
         self.lexical.write_stored(conn, item_id)
-        self._touch(conn)
+        self._touch(conn, item_id)
 
     def image_in_use(self, conn: sqlite3.Connection, image_sha256: str) -> bool:
         """Whether any item still shows this image, read inside the caller's transaction so a
@@ -147,13 +150,19 @@ class ItemStore:
         conn.execute("DELETE FROM embeddings WHERE item_id = ?", (item_id,))
         conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
         self.lexical.delete(conn, item_id)
-        self._touch(conn)
+        self._touch(conn, item_id)
         return row
 
-    def _touch(self, conn: sqlite3.Connection) -> None:
-        """Count every write to items, so caches of item fields know when to rebuild."""
+    def _touch(self, conn: sqlite3.Connection, item_id: int) -> None:
+        """Count every write to items, so caches of item fields know when to rebuild, and log
+        which item it touched, so a cache of every item re-reads only those (``changes_since``)."""
         conn.execute("INSERT INTO meta(key, value) VALUES('items_version', '1') "
                      "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+        version = int(conn.execute("SELECT value FROM meta WHERE key = 'items_version'").fetchone()[0])
+        conn.execute("INSERT OR REPLACE INTO item_changes(version, item_id) VALUES (?, ?)", (version, item_id))
+        # The log only has to reach back as far as a reader can fall behind between two of its
+        # queries; one further behind reads every item again.
+        conn.execute("DELETE FROM item_changes WHERE version <= ?", (version - CHANGE_LOG_LENGTH,))
 
     def version(self) -> int:
         return int(self.database.get_meta("items_version") or 0)
@@ -193,26 +202,37 @@ class ItemStore:
             marks = ",".join("?" * len(chunk))
             # A text query reads a few hundred of these per answer: tuples, not dicts, from
             # SQLite, and the description only tested where there is one.
-            sql = ("SELECT id, title, category, metal, gemstone, stone_shape, price, "
-                   "description IS NOT NULL AND trim(description) != '' AS described, "
-                   f"json_extract(attributes, '$.predicted') AS predicted FROM items WHERE id IN ({marks})")
-            for item, title, category, metal, gemstone, shape, price, described, predicted \
-                    in conn.execute(sql, chunk):
-                row = {"id": item, "title": title, "category": category, "metal": metal,
-                       "gemstone": gemstone, "stone_shape": shape, "price": price}
-                guesses = json.loads(predicted) if predicted else None
-                if guesses:
-                    style_guess = guesses.get("style")
-                    if style_guess is not None:  # a style counts only for an item without words
-                        style = predicted_style(style_guess, bool(described) or has_words(title, None))
-                        if style:
-                            row["style"] = style
-                    row["predicted"] = frozenset(name for name, guess in guesses.items()
-                                                 if recognition_filled(guess, row.get(name)))
-                else:
-                    row["predicted"] = NOTHING_PREDICTED
-                out[item] = row
+            for fields in conn.execute(f"{RANKING_SELECT} WHERE id IN ({marks})", chunk):
+                row = _ranking_row(fields)
+                out[row["id"]] = row
         return out
+
+    def all_ranking_rows(self) -> tuple[int, list[dict[str, Any]]]:
+        """Every item's ``ranking_rows`` row, in id order, with the ``version`` they are at: both
+        read in one transaction, so no write falls between them."""
+        conn = self.database.conn
+        with _read_transaction(conn):
+            version = int((conn.execute("SELECT value FROM meta WHERE key = 'items_version'").fetchone()
+                           or (0,))[0])
+            rows = [_ranking_row(fields) for fields in conn.execute(f"{RANKING_SELECT} ORDER BY id")]
+        return version, rows
+
+    def changes_since(self, version: int) -> tuple[int, list[int] | None]:
+        """The items version now, and the ids of the items written since ``version`` (in the
+        order of their last write); None where the change log no longer reaches back that far
+        (or the version went back: another file), and the caller must read every item again."""
+        conn = self.database.conn
+        with _read_transaction(conn):
+            now = int((conn.execute("SELECT value FROM meta WHERE key = 'items_version'").fetchone()
+                       or (0,))[0])
+            if now == version:
+                return now, []
+            oldest = conn.execute("SELECT MIN(version) FROM item_changes").fetchone()[0]
+            if now < version or oldest is None or oldest > version + 1:
+                return now, None
+            touched = conn.execute("SELECT item_id FROM item_changes WHERE version > ? ORDER BY version",
+                                   (version,)).fetchall()
+        return now, list(dict.fromkeys(item for item, in touched))
 
     def find_by_source(self, source_path: str) -> dict[str, Any] | None:
         rows = self.database.query("SELECT * FROM items WHERE source_path = ?", (source_path,))
@@ -299,4 +319,42 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
         row["attributes"] = json.loads(row.get("attributes") or "{}")
     except ValueError:
         row["attributes"] = {}
+    return row
+
+
+@contextlib.contextmanager
+def _read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Reads that see one state of the file (WAL gives the transaction a snapshot); inside a
+    transaction the caller already holds, that one."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+# What ``ranking_rows`` reads of an item, as a tuple per row (``_ranking_row`` decodes it).
+RANKING_SELECT = ("SELECT id, title, category, metal, gemstone, stone_shape, price, "
+                  "description IS NOT NULL AND trim(description) != '' AS described, "
+                  "json_extract(attributes, '$.predicted') AS predicted FROM items")
+
+
+def _ranking_row(fields: tuple) -> dict[str, Any]:
+    item, title, category, metal, gemstone, shape, price, described, predicted = fields
+    row = {"id": item, "title": title, "category": category, "metal": metal,
+           "gemstone": gemstone, "stone_shape": shape, "price": price}
+    guesses = json.loads(predicted) if predicted else None
+    if guesses:
+        style_guess = guesses.get("style")
+        if style_guess is not None:  # a style counts only for an item without words
+            style = predicted_style(style_guess, bool(described) or has_words(title, None))
+            if style:
+                row["style"] = style
+        row["predicted"] = frozenset(name for name, guess in guesses.items()
+                                     if recognition_filled(guess, row.get(name)))
+    else:
+        row["predicted"] = NOTHING_PREDICTED
     return row

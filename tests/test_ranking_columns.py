@@ -1,0 +1,203 @@
+"""The in-memory ranking columns: text queries answer the same from them as from rows, and they
+follow every write to the store, from this service or any other connection to the file."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import make_image
+
+from jewelsearch.ingest.pipeline import NewItem
+from jewelsearch.search.options import HybridSettings
+from jewelsearch.search.params import Filters
+from jewelsearch.search.ranking_columns import RankingColumnsKeeper
+from jewelsearch.storage import Catalog
+from jewelsearch.storage import items as item_rows
+
+GIVEN = [
+    {"title": "Oval blue sapphire pendant in sterling silver", "category": "pendant", "metal": "silver",
+     "gemstone": "sapphire blue", "stone_shape": "oval", "price": 420.0},
+    {"title": "Cushion pink sapphire pendant in rose gold", "category": "pendant", "metal": "rose gold",
+     "gemstone": "sapphire pink", "stone_shape": "cushion", "price": 880.0},
+    {"title": "Halo diamond engagement ring", "category": "ring", "metal": "white gold",
+     "gemstone": "diamond", "stone_shape": "round", "price": 2600.0},
+    {"title": "Pearl stud earrings in white gold", "category": "earrings", "metal": "white gold",
+     "gemstone": "pearl", "price": 150.0},
+    {"title": "Pearl strand necklace", "category": "necklace", "gemstone": "pearl", "price": 990.0},
+    {"title": "Tennis bracelet with diamonds", "category": "bracelet", "metal": "platinum", "gemstone": "diamond"},
+    {"title": "Hoop earrings in 18k yellow gold", "category": "earrings", "metal": "yellow gold", "price": 610.0},
+    {"title": "Hoop  Earrings in 18K yellow gold", "category": "earrings", "metal": "yellow gold", "price": 610.0},
+    {"title": "Hoop earrings in 18k yellow gold", "category": "earrings", "metal": "rose gold", "price": 610.0},
+    {"title": "Emerald eternity band", "category": "ring", "metal": "platinum", "gemstone": "emerald",
+     "price": 5400.0},
+]
+# Photos only: what recognition filled in (marked predicted), one guess not filled, one style.
+GUESSED = [
+    ({"category": "ring", "metal": "rose gold"},
+     {"category": {"label": "ring", "p": 0.9}, "metal": {"label": "rose gold", "p": 0.8},
+      "style": {"label": "halo", "p": 0.7}}),
+    ({"category": "ring", "metal": "rose gold"},
+     {"category": {"label": "ring", "p": 0.9}, "metal": {"label": "rose gold", "p": 0.8}}),
+    ({"category": "pendant", "gemstone": "sapphire blue"},
+     {"category": {"label": "pendant", "p": 0.9}, "gemstone": {"label": "sapphire blue", "p": 0.6},
+      "metal": {"label": "silver", "p": 0.3, "filled": False}}),
+]
+QUERIES = ["oval sapphire pendant", "sapphire", "椭圆蓝宝石吊坠", "pearl earrings", "rose gold ring",
+           "halo ring", "hoop earrings", "gold hoop earrings", "blue stone pendant", "diamond ring under $900",
+           "eternity band", "tennis bracelet", "studs", "platinum", "nothing matches this", "  !!  "]
+
+
+@pytest.fixture
+def mixed(service):
+    given = [NewItem(make_image(seed=300 + i), dict(row, sku=f"G{i}")) for i, row in enumerate(GIVEN)]
+    service.add_items(given)
+    bare = service.add_items([NewItem(make_image(seed=400 + i), {"price": 300.0 + i}) for i in range(len(GUESSED))])
+    with service.catalog.database.write() as conn:
+        for result, (fields, guesses) in zip(bare, GUESSED):
+            service.catalog.items.update(conn, result.item_id, fields, attributes={"predicted": guesses})
+    # Every signal counts, as served; the tiny test model's vectors are noise, but the same noise.
+    service.hybrid = HybridSettings()
+    return service
+
+
+def answer(service, columns, **query):
+    service.state.ranking_columns = columns
+    payload = service.query(**query)
+    payload.pop("took_ms")
+    return payload
+
+
+@pytest.mark.parametrize("text", QUERIES)
+def test_columns_answer_exactly_as_rows(mixed, text):
+    keeper = RankingColumnsKeeper(mixed.catalog.items)
+    assert keeper.read_all() is not None
+    asked = [dict(text=text, k=4), dict(text=text, k=20, collapse=False),
+             dict(text=text, k=4, dropped=("category", "price")),
+             dict(text=text, k=6, filters=Filters(category="earrings"))]
+    for query in asked:
+        from_columns = answer(mixed, keeper, **query)
+        from_rows = answer(mixed, None, **query)
+        assert from_columns == from_rows, query
+
+
+def test_the_columns_fold_what_the_rows_fold_and_count_the_same_facets(mixed):
+    keeper = RankingColumnsKeeper(mixed.catalog.items)
+    keeper.read_all()
+    payload = answer(mixed, keeper, text="hoop earrings", k=5)
+    (hoops,) = [card for card in payload["results"] if card.get("more_like_this")]
+    assert hoops["more_like_this"] == 1  # the rose gold pair is another design
+    assert payload["facets"]["metal"] and payload["facets"]["price"]
+    assert payload == answer(mixed, None, text="hoop earrings", k=5)
+
+
+def decoded(columns):
+    """Every item's values in the columns, as plain Python, by id."""
+    out = {}
+    for row, item in enumerate(columns.ids.tolist()):
+        price = float(columns.price[row])
+        out[item] = ({name: columns.vocabularies[name].values[columns.codes[name][row]] for name in columns.codes},
+                     columns.style_vocabulary.values[columns.style[row]], int(columns.predicted[row]),
+                     None if math.isnan(price) else price, int(columns.band[row]), columns.style_titles[row])
+    return out
+
+
+def groups(columns):
+    """Which ids share a variant group (the group numbers themselves may differ)."""
+    by_group = {}
+    for item, group in zip(columns.ids.tolist(), columns.variant.tolist()):
+        if group:
+            by_group.setdefault(group, set()).add(item)
+    return sorted(sorted(members) for members in by_group.values())
+
+
+def test_the_columns_follow_writes_made_through_another_connection(mixed, tmp_path):
+    keeper = RankingColumnsKeeper(mixed.catalog.items)
+    before = keeper.read_all()
+    other = Catalog.open(mixed.catalog.database.path, tmp_path / "images")
+    try:
+        ids = sorted(before.ids.tolist())
+        with other.database.write() as conn:
+            added = other.items.insert(conn, {"title": "Hoop earrings in 18k yellow gold", "category": "earrings",
+                                              "metal": "yellow gold", "price": 99.0},
+                                       image_path="x.jpg", image_sha256="0" * 64)
+            other.items.update(conn, ids[0], {"metal": "platinum", "price": 7000.0})
+            other.items.delete(conn, ids[1])
+    finally:
+        other.close()
+    after = keeper.current()
+    assert after is not before and after.version > before.version
+    fresh = RankingColumnsKeeper(mixed.catalog.items).read_all()
+    assert decoded(after) == decoded(fresh)
+    assert groups(after) == groups(fresh)
+    assert added in decoded(after) and ids[1] not in decoded(after)
+    assert decoded(after)[ids[0]][0]["metal"] == "platinum"
+    # The snapshot a query may still hold was not changed.
+    assert ids[1] in decoded(before) and decoded(before)[ids[0]][0]["metal"] == "silver"
+    # And the answers still match the rows'.
+    for text in ("hoop earrings", "platinum pendant"):
+        assert answer(mixed, keeper, text=text, k=5) == answer(mixed, None, text=text, k=5)
+
+
+def test_a_reopened_catalog_goes_on_from_the_columns_it_had(mixed, tmp_path):
+    keeper = RankingColumnsKeeper(mixed.catalog.items)
+    before = keeper.read_all()
+    reopened = Catalog.open(mixed.catalog.database.path, tmp_path / "images")
+    try:
+        moved = keeper.moved_to(reopened.items)
+        assert moved.current() is before  # nothing written: nothing read again
+        item = before.ids.tolist()[0]
+        with reopened.database.write() as conn:
+            reopened.items.update(conn, item, {"category": "brooch"})
+        after = moved.current()
+        assert after is not None and after.version == before.version + 1
+        assert decoded(after)[item][0]["category"] == "brooch"
+        assert decoded(after) == decoded(RankingColumnsKeeper(reopened.items).read_all())
+    finally:
+        reopened.close()
+
+
+def test_a_keeper_further_behind_than_the_change_log_reads_everything_again(mixed, monkeypatch):
+    monkeypatch.setattr(item_rows, "CHANGE_LOG_LENGTH", 2)
+    keeper = RankingColumnsKeeper(mixed.catalog.items)
+    before = keeper.read_all()
+    ids = before.ids.tolist()
+    with mixed.catalog.database.write() as conn:
+        for price, item in enumerate(ids[:4]):
+            mixed.catalog.items.update(conn, item, {"price": 10.0 + price})
+    assert mixed.catalog.items.changes_since(before.version)[1] is None
+    assert keeper.current() is None  # rows answer while it reads
+    after = keeper.wait(timeout=30)
+    assert after is not None and after.version == mixed.catalog.items.version()
+    assert [decoded(after)[item][3] for item in ids[:4]] == [10.0, 11.0, 12.0, 13.0]
+
+
+def test_a_catalog_above_the_limit_is_never_held_in_memory(mixed):
+    keeper = RankingColumnsKeeper(mixed.catalog.items, max_items=3)
+    assert keeper.read_all() is None
+    assert keeper.current() is None and keeper.wait(timeout=30) is None
+    # Queries then read rows, as they would without a keeper.
+    assert answer(mixed, keeper, text="pearl earrings", k=3) == answer(mixed, None, text="pearl earrings", k=3)
+
+
+def test_the_change_log_names_each_written_item_once_in_order(service):
+    results = service.add_items([NewItem(make_image(seed=500 + i), {"title": f"Ring {i}"}) for i in range(3)])
+    ids = [r.item_id for r in results]
+    items = service.catalog.items
+    start = items.version()
+    with service.catalog.database.write() as conn:
+        items.update(conn, ids[2], {"price": 1.0})
+        items.update(conn, ids[0], {"price": 2.0})
+        items.update(conn, ids[2], {"price": 3.0})
+    now, touched = items.changes_since(start)
+    assert now == start + 3
+    assert touched == [ids[2], ids[0]]
+    assert items.changes_since(now) == (now, [])
+    assert items.changes_since(now + 5)[1] is None  # a version ahead of the file: another file
+
+
+def test_positions_skip_ids_that_are_not_items(mixed):
+    columns = RankingColumnsKeeper(mixed.catalog.items).read_all()
+    known = columns.ids.tolist()
+    found, rows = columns.positions([known[2], 10**12, known[0], -5])
+    assert found.tolist() == [known[2], known[0]]
+    assert np.array_equal(columns.ids[rows], found)
