@@ -127,24 +127,38 @@ class ColumnsBuilder:
                 rows: Mapping[int, Mapping[str, Any]]) -> Columns:
         """``columns`` with the ``touched`` items re-read: ``rows`` holds those that still exist
         (a touched id without a row was deleted). New arrays; ``columns`` is left as it was."""
-        _, at = columns.positions(list(touched))
+        touched = sorted(set(touched))
+        fresh = self.arrays([rows[item] for item in touched if item in rows])
+        _, at = columns.positions(touched)
+        names = ("style", "predicted", "price", "band", "variant", "style_titles")
+        if len(at) == len(touched) == len(fresh["ids"]):
+            # Every touched item was here and still is (edits, recognition filling in): copies
+            # with those rows overwritten, nothing moves.
+            def patched(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+                out = old.copy()
+                out[at] = new
+                return out
+
+            return Columns(version=version, ids=columns.ids, vocabularies=self.vocabularies,
+                           style_vocabulary=self.styles,
+                           codes={name: patched(columns.codes[name], fresh["codes"][name]) for name in FIELDS},
+                           **{name: patched(getattr(columns, name), fresh[name]) for name in names})
         kept = np.ones(len(columns.ids), dtype=bool)
         kept[at] = False  # every touched item's old row goes; its new one, if any, is added
-        fresh = self.arrays([rows[item] for item in sorted(set(touched)) if item in rows])
-        old_ids = columns.ids[kept]
+        old_ids = columns.ids[kept] if len(at) else columns.ids
         ids = np.concatenate([old_ids, fresh["ids"]])
         # New items have ids above every old one (AUTOINCREMENT), so usually nothing moves.
         in_order = not len(old_ids) or not len(fresh["ids"]) or fresh["ids"][0] > old_ids[-1]
-        order = slice(None) if in_order else np.argsort(ids, kind="stable")
+        order = None if in_order else np.argsort(ids, kind="stable")
 
         def joined(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-            return np.concatenate([old[kept], new])[order]
+            both = np.concatenate([old[kept] if len(at) else old, new])
+            return both if order is None else both[order]
 
-        return Columns(version=version, ids=ids[order], vocabularies=self.vocabularies,
+        return Columns(version=version, ids=ids if order is None else ids[order], vocabularies=self.vocabularies,
                        style_vocabulary=self.styles,
                        codes={name: joined(columns.codes[name], fresh["codes"][name]) for name in FIELDS},
-                       **{name: joined(getattr(columns, name), fresh[name])
-                          for name in ("style", "predicted", "price", "band", "variant", "style_titles")})
+                       **{name: joined(getattr(columns, name), fresh[name]) for name in names})
 
     def _variant(self, row: Mapping[str, Any]) -> int:
         key = variant_key(row)
