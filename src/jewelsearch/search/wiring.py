@@ -16,6 +16,8 @@ from jewelsearch.embed.dense_features import supports_dense_features
 from jewelsearch.embed.encoder import Encoder
 from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.embed.model_folder import LOADERS as MODEL_LOADERS
+from jewelsearch.embed.query_text_runtime import RUNTIMES as QUERY_TEXT_RUNTIMES
+from jewelsearch.embed.query_text_runtime import QueryTextTower
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.ingest.tower_runtime import RUNTIMES as INGEST_RUNTIMES
 from jewelsearch.ingest.tower_runtime import TowerRuntime
@@ -73,6 +75,11 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         raise SettingsError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
     if settings.ingest_runtime not in INGEST_RUNTIMES:
         raise SettingsError(f"ingest_runtime must be one of {', '.join(INGEST_RUNTIMES)}")
+    if settings.text_query_runtime not in QUERY_TEXT_RUNTIMES:
+        raise SettingsError(f"text_query_runtime must be one of {', '.join(QUERY_TEXT_RUNTIMES)}")
+    if settings.text_query_runtime == "openvino" and settings.text_query_int8:
+        raise SettingsError("text_query_int8 and text_query_runtime = openvino exclude each other: "
+                            "choose one runtime for query texts")
     if settings.model_loader not in MODEL_LOADERS:
         raise SettingsError(f"model_loader must be one of {', '.join(MODEL_LOADERS)}")
     if settings.torch_threads > 0:
@@ -102,14 +109,17 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         popularity_half_life_days=settings.popularity_half_life_days,
         recently_seen_days=settings.recently_seen_days,
         visit_half_life_hours=settings.visit_half_life_hours)
-    query_encoder = None
-    # A reopened home keeps the query-text cache, which already holds the query encoder.
-    if settings.text_query_int8 and models_from is None:
-        from jewelsearch.embed.query_tower import int8_query_encoder  # torch.ao only when asked for
-        try:
-            query_encoder = int8_query_encoder(encoder)
-        except ValueError as exc:
-            raise SettingsError(f"text_query_int8: {exc}") from None
+    # A reopened home keeps the query-text cache and the query encoder it calls (its runtime too).
+    query_encoder = models_from.query_encoder if models_from is not None else None
+    if query_encoder is None:
+        query_encoder = encoder
+        if settings.text_query_int8:
+            from jewelsearch.embed.query_tower import int8_query_encoder  # torch.ao only when asked for
+            try:
+                query_encoder = int8_query_encoder(encoder)
+            except ValueError as exc:
+                raise SettingsError(f"text_query_int8: {exc}") from None
+        query_encoder = QueryTextTower(query_encoder)
     return SearchService(catalog, encoder, settings.index_dir, limits=limits, index_settings=index_settings,
                          recommendation=recommendation, recognizer=recognizer, localizer=localizer,
                          text_cache_size=settings.text_cache_size, instance_head=instance_head,
@@ -118,6 +128,31 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
                          draft_decode=settings.ingest_draft_decode, query_encoder=query_encoder,
                          text_vectors=models_from.state.text_vectors if models_from is not None else None,
                          tower_runtime=ingest_tower_runtime(settings, encoder, recognizer))
+
+
+def serve_query_texts(settings: Settings, service: SearchService, *, request_threads: int | None = None) -> str:
+    """Give a long-running server's query texts the runtime ``settings.text_query_runtime``
+    asks for: "openvino" opens OpenVINO's text tower now, "auto" on a background thread (torch
+    answers meanwhile), "torch" (or ``text_query_int8``) leaves torch. The runtime in use when
+    this returns. Each concurrent request gets a stream of ``serving_torch_threads`` threads, up
+    to the cores (``request_threads``: how many requests run at once; the server's threads)."""
+    tower = service.query_encoder
+    if settings.text_query_runtime == "torch" or settings.text_query_int8 or not isinstance(tower, QueryTextTower):
+        return "torch"
+    threads = serving_torch_threads(settings)
+    streams = max(1, min(request_threads or settings.server_threads, (os.cpu_count() or 1) // threads))
+    root = Path(settings.openvino_cache_dir) if settings.openvino_cache_dir else None
+    encoder = tower.encoder
+
+    def open_openvino():
+        from jewelsearch.embed import openvino_graph_store, openvino_text  # openvino itself only here
+        return openvino_text.open_text_tower(encoder, root or openvino_graph_store.default_cache_dir(),
+                                             threads=threads, streams=streams)
+
+    if settings.text_query_runtime == "openvino":
+        return tower.open_now(open_openvino)
+    tower.open_in_background(open_openvino)
+    return tower.runtime
 
 
 def ingest_tower_runtime(settings: Settings, encoder: Encoder, recognizer: Recognizer | None) -> TowerRuntime:
