@@ -105,7 +105,8 @@ class SearchService:
                  recognizer: Recognizer | None = None, localizer: Localizer | None = None,
                  text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
                  rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None,
-                 draft_decode: bool = False, blended_index: bool = True, query_encoder: Encoder | QueryTextTower | None = None,
+                 draft_decode: bool = False, blended_index: bool = True,
+                 query_encoder: Encoder | QueryTextTower | None = None,
                  text_vectors: TextVectorCache | None = None, tower_runtime: TowerRuntime | None = None):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
