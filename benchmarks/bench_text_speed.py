@@ -80,6 +80,16 @@ def close(a, b, tolerance: float = 1e-5) -> bool:
     return a == b
 
 
+def first_difference(a, b, path: str = "", tolerance: float = 1e-5) -> str | None:
+    """Where two answers first differ beyond ``tolerance`` (a path and the two values), or None."""
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return next((d for k in a if (d := first_difference(a[k], b[k], f"{path}.{k}", tolerance))), None)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return next((d for i, (x, y) in enumerate(zip(a, b))
+                     if (d := first_difference(x, y, f"{path}[{i}]", tolerance))), None)
+    return None if close(a, b, tolerance) else f"{path}: {json.dumps(a)[:200]} / {json.dumps(b)[:200]}"
+
+
 def differ_in(answers: dict) -> tuple[bool, bool]:
     """(the torch setups' answers differ at all, any compared setups' differ beyond 1e-5 in a number)."""
     compared = [answer for name, answer in answers.items() if same_answers(name)]
@@ -208,6 +218,15 @@ def main() -> None:
         run(args, home, threads)
 
 
+def report_difference(text: str, answers: dict) -> None:
+    """Print where a compared setup's answer differs from the first one's beyond 1e-5."""
+    compared = [(name, answer) for name, answer in answers.items() if same_answers(name)]
+    for name, answer in compared[1:]:
+        where = first_difference(compared[0][1], answer)
+        if where:
+            print(f"  {text!r}: {compared[0][0]} / {name} differ at {where}", flush=True)
+
+
 def run(args, home: Path, threads: int) -> None:
     sys.path.insert(0, str(HERE))
     from bench_text_search import queries
@@ -242,6 +261,7 @@ def run(args, home: Path, threads: int) -> None:
                 timings[setup][name].append(value)
         for where, count in zip(("in process", "in process beyond 1e-5"), differ_in(answers)):
             differ[where] += count
+        report_difference(text, answers)
     print(f"load average after the in-process part {os.getloadavg()[0]:.1f}", flush=True)
     for i, text in enumerate(texts):
         order = names[i % len(names):] + names[:i % len(names)]
@@ -256,6 +276,7 @@ def run(args, home: Path, threads: int) -> None:
             bodies[setup] = digest(json.loads(body))
         for where, count in zip(("over HTTP", "over HTTP beyond 1e-5"), differ_in(bodies)):
             differ[where] += count
+        report_difference(text, bodies)
     print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)
     for process, connection in children.values():
         connection.close()

@@ -253,6 +253,8 @@ def test_serve_settings_torch_openvino_and_int8(tmp_path, tiny_model_dir):
     service.catalog.close()
     with pytest.raises(SettingsError, match="text_query_runtime must be one of auto, torch, openvino"):
         open_service(_settings(tmp_path, tiny_model_dir, text_query_runtime="onnx"))
+    with pytest.raises(SettingsError, match="text_query_precision must be one of f32, bf16"):
+        open_service(_settings(tmp_path, tiny_model_dir, text_query_precision="fp16"))
     with pytest.raises(SettingsError, match="exclude each other"):
         open_service(_settings(tmp_path, tiny_model_dir, text_query_runtime="openvino", text_query_int8=True))
 
@@ -289,3 +291,19 @@ def test_the_bundled_text_tower_on_openvino_gives_torch_vectors(tmp_path):
     for size in (1, 5, 32):  # the encoder trims each batch to its longest text: other lengths
         encoder.batch_size = size
         assert _worst(encoder.encode_texts_with(TEXTS, tower), encoder.encode_texts(TEXTS)) <= TOLERANCE
+
+
+def test_bf16_opt_in_opens_a_bf16_tower_close_to_torch(tmp_path, tiny_model_dir):
+    """bf16 query vectors are close to torch's, not equal (on a CPU without bf16, OpenVINO runs f32)."""
+    pytest.importorskip("openvino")
+    from jewelsearch.search.wiring import open_service, serve_query_texts
+    settings = _settings(tmp_path, tiny_model_dir, text_query_runtime="openvino", text_query_precision="bf16")
+    service = open_service(settings)
+    try:
+        assert serve_query_texts(settings, service) == "openvino"
+        tower = service.query_encoder
+        assert tower._forward.precision == "bf16"
+        got, want = tower.encode_texts(TEXTS), tower.encoder.encode_texts(TEXTS)
+        assert float((got * want).sum(1).min()) > 0.999
+    finally:
+        service.catalog.close()

@@ -31,16 +31,18 @@ import torch
 from torch import nn
 
 from jewelsearch.embed import openvino_graph_store as graph_store
+from jewelsearch.embed import query_text_runtime
 from jewelsearch.embed.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the graph's input or output changes
 GRAPH = "text"
-PRECISIONS = ("f32", "bf16")
+PRECISIONS = query_text_runtime.PRECISIONS
 # What a tower may differ from torch by on any probe text's unit vector, per precision: fp32 on
-# both sides differs by ~1e-7; bf16 rounds activations to 8 bits of mantissa (cosine ~0.9999).
-TOLERANCE = {"f32": 1e-5, "bf16": 5e-2}
+# both sides differs by ~3e-7; bf16 rounds activations to 8 bits of mantissa: 2.5e-3 on the
+# bundled model (cosine 0.99989). A broken graph is off by far more.
+TOLERANCE = {"f32": 1e-5, "bf16": 1e-2}
 # Texts a tower must answer as torch does before it is used: scripts, emoji, the longest text
 # the service takes, the empty text, and mixed lengths in one batch (trimmed to the longest).
 PROBE_TEXTS = (

@@ -22,6 +22,7 @@ from jewelsearch.embed.encoder import Encoder
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "openvino")
+PRECISIONS = ("f32", "bf16")  # of the OpenVINO tower (``openvino_text.PRECISIONS``, without importing it)
 
 # () -> the other runtime's text forward (token ids -> features); raises where it cannot be used.
 Opener = Callable[[], Callable[[torch.Tensor], torch.Tensor]]

@@ -16,6 +16,7 @@ from jewelsearch.embed.dense_features import supports_dense_features
 from jewelsearch.embed.encoder import Encoder
 from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.embed.model_folder import LOADERS as MODEL_LOADERS
+from jewelsearch.embed.query_text_runtime import PRECISIONS as QUERY_TEXT_PRECISIONS
 from jewelsearch.embed.query_text_runtime import RUNTIMES as QUERY_TEXT_RUNTIMES
 from jewelsearch.embed.query_text_runtime import QueryTextTower
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
@@ -77,6 +78,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         raise SettingsError(f"ingest_runtime must be one of {', '.join(INGEST_RUNTIMES)}")
     if settings.text_query_runtime not in QUERY_TEXT_RUNTIMES:
         raise SettingsError(f"text_query_runtime must be one of {', '.join(QUERY_TEXT_RUNTIMES)}")
+    if settings.text_query_precision not in QUERY_TEXT_PRECISIONS:
+        raise SettingsError(f"text_query_precision must be one of {', '.join(QUERY_TEXT_PRECISIONS)}")
     if settings.text_query_runtime == "openvino" and settings.text_query_int8:
         raise SettingsError("text_query_int8 and text_query_runtime = openvino exclude each other: "
                             "choose one runtime for query texts")
@@ -147,7 +150,8 @@ def serve_query_texts(settings: Settings, service: SearchService, *, request_thr
     def open_openvino():
         from jewelsearch.embed import openvino_graph_store, openvino_text  # openvino itself only here
         return openvino_text.open_text_tower(encoder, root or openvino_graph_store.default_cache_dir(),
-                                             threads=threads, streams=streams)
+                                             threads=threads, streams=streams,
+                                             precision=settings.text_query_precision)
 
     if settings.text_query_runtime == "openvino":
         return tower.open_now(open_openvino)
