@@ -307,3 +307,41 @@ def test_bf16_opt_in_opens_a_bf16_tower_close_to_torch(tmp_path, tiny_model_dir)
         assert float((got * want).sum(1).min()) > 0.999
     finally:
         service.catalog.close()
+
+
+@pytest.mark.slow
+def test_a_served_server_switches_without_a_failed_or_different_answer(tmp_path, tiny_model_dir):
+    """`jewelsearch serve` (auto) answers text queries over HTTP before, while and after it
+    converts and opens the OpenVINO tower: every answer 200 and the same."""
+    pytest.importorskip("openvino")
+    import urllib.parse
+    import urllib.request
+
+    from conftest import make_image
+    from served import post_item, start_server
+    home, cache, key = tmp_path / "home", tmp_path / "ov", "k"
+    env = dict(os.environ, PYTHONPATH=SRC, JEWELSEARCH_HOME=str(home), JEWELSEARCH_API_KEY=key,
+               JEWELSEARCH_MODEL=str(tiny_model_dir), JEWELSEARCH_OPENVINO_CACHE_DIR=str(cache),
+               JEWELSEARCH_TEXT_CACHE_SIZE="0")
+    server, url = start_server(env)
+    try:
+        for i, word in enumerate(["sapphire", "pearl", "gold", "emerald", "ruby", "珍珠"]):
+            assert post_item(url, make_image(seed=i), f"{word} ring {i}", key)[0] == 201
+
+        def ask(text):
+            with urllib.request.urlopen(url + "/api/search?k=5&q=" + urllib.parse.quote(text), timeout=30) as answer:
+                assert answer.status == 200
+                return {k: v for k, v in json.loads(answer.read()).items() if k != "took_ms"}
+
+        texts = [t[:500] for t in TEXTS if t.strip()]
+        first = [ask(t) for t in texts]
+        rounds = 0
+        while not any(p.is_dir() and not p.name.startswith(".") for p in cache.glob("*")) and rounds < 400:
+            assert all(_same(a, ask(t)) for a, t in zip(first, texts))
+            rounds += 1
+        assert rounds < 400, "the OpenVINO tower was not saved while serving"
+        for _ in range(3):  # after the switch
+            assert all(_same(a, ask(t)) for a, t in zip(first, texts))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
