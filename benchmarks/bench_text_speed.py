@@ -24,7 +24,8 @@ answers differ by design, so only the other setups' answers are compared. ``new:
 this tree with the query text tower ``serve`` runs by default (``text_query_runtime``: OpenVINO,
 opened as ``serve`` opens it, before the first query here; vector-only search included): its
 vectors are torch's within 1e-5, so its answers are compared too, scores within 1e-5 (they are
-rounded to 6 decimals, and a vector 1e-7 away can move the last one).
+rounded to 6 decimals, and a vector 1e-7 away can move the last one). ``new:openvino1`` is the
+same with one stream (``new:openvinoN``: N streams, at most the cores) instead of one per core.
 
 Usage: python benchmarks/bench_text_speed.py --items 100000 --queries 300 --old-tree OLD/src
        [--home DIR (reused when it holds a catalog)] [--setups old new new:openvino] [--rate-limits]
@@ -66,7 +67,8 @@ class InOrder(Executor):
 
 def same_answers(setup: str) -> bool:
     """Whether a setup must answer as the old tree does (int8 and pool setups change rankings)."""
-    return setup.partition(":")[2] in ("", "helper", "inline", "openvino")
+    tower = setup.partition(":")[2]
+    return tower in ("", "helper", "inline") or tower.startswith("openvino")
 
 
 def close(a, b, tolerance: float = 1e-5) -> bool:
@@ -93,7 +95,7 @@ def first_difference(a, b, path: str = "", tolerance: float = 1e-5) -> str | Non
 def differ_in(answers: dict) -> tuple[bool, bool]:
     """(the torch setups' answers differ at all, any compared setups' differ beyond 1e-5 in a number)."""
     compared = [answer for name, answer in answers.items() if same_answers(name)]
-    on_torch = [answer for name, answer in answers.items() if same_answers(name) and not name.endswith(":openvino")]
+    on_torch = [answer for name, answer in answers.items() if same_answers(name) and ":openvino" not in name]
     exact = len({json.dumps(a, sort_keys=True) for a in on_torch}) > 1
     return exact, any(not close(compared[0], other) for other in compared[1:])
 
@@ -132,14 +134,15 @@ def child(home: Path, tower: str, torch_threads: int | None, rate_limits: bool =
         from jewelsearch.embed.text_cache import TextVectorCache
         quick = int8_query_encoder(encoder)
         state.text_vectors = TextVectorCache(quick.encode_texts, 0, max_chars=quick.max_text_chars)
-    if tower == "openvino":
+    if tower.startswith("openvino"):
         from jewelsearch.embed.query_text_runtime import QueryTextTower
         from jewelsearch.embed.text_cache import TextVectorCache
         from jewelsearch.search.wiring import serve_query_texts
         service.query_encoder = QueryTextTower(encoder)
         settings = Settings(home=home, model="jewelclip-lite0", text_query_runtime="openvino",
                             openvino_cache_dir=str(home / "openvino"), torch_threads=torch_threads or 0)
-        runtime = serve_query_texts(settings, service, request_threads=4)  # the server's threads below
+        # The server's 4 threads below, or N of ``openvinoN``: streams = min(that, cores).
+        runtime = serve_query_texts(settings, service, request_threads=int(tower[len("openvino"):] or 4))
         if runtime != "openvino":
             raise SystemExit("the OpenVINO text tower could not be opened (see the warning above)")
         state.text_vectors = TextVectorCache(service.query_encoder.encode_texts, 0, max_chars=encoder.max_text_chars)
