@@ -24,8 +24,8 @@ answers differ by design, so only the other setups' answers are compared. ``new:
 this tree with the query text tower ``serve`` runs by default (``text_query_runtime``: OpenVINO,
 opened as ``serve`` opens it, before the first query here; vector-only search included): its
 vectors are torch's within 1e-5, so its answers are compared too, scores within 1e-5 (they are
-rounded to 6 decimals, and a vector 1e-7 away can move the last one). ``new:openvino1`` is the
-same with one stream (``new:openvinoN``: N streams, at most the cores) instead of one per core.
+rounded to 6 decimals, and a vector 1e-7 away can move the last one). ``new:openvinoN`` is the
+same with N streams instead of one, ``new:openvinoNpin`` with their threads pinned to cores.
 
 Usage: python benchmarks/bench_text_speed.py --items 100000 --queries 300 --old-tree OLD/src
        [--home DIR (reused when it holds a catalog)] [--setups old new new:openvino] [--rate-limits]
@@ -141,8 +141,10 @@ def child(home: Path, tower: str, torch_threads: int | None, rate_limits: bool =
         service.query_encoder = QueryTextTower(encoder)
         settings = Settings(home=home, model="jewelclip-lite0", text_query_runtime="openvino",
                             openvino_cache_dir=str(home / "openvino"), torch_threads=torch_threads or 0)
-        # The server's 4 threads below, or N of ``openvinoN``: streams = min(that, cores).
-        runtime = serve_query_texts(settings, service, request_threads=int(tower[len("openvino"):] or 4))
+        # ``openvinoN``: N streams (``openvinoNpin``: their threads pinned to cores).
+        option = tower[len("openvino"):]
+        runtime = serve_query_texts(settings, service, streams=int(option.removesuffix("pin") or 1),
+                                    pinned=option.endswith("pin"))
         if runtime != "openvino":
             raise SystemExit("the OpenVINO text tower could not be opened (see the warning above)")
         state.text_vectors = TextVectorCache(service.query_encoder.encode_texts, 0, max_chars=encoder.max_text_chars)

@@ -1,5 +1,6 @@
 """The query text tower under concurrent request threads: torch against OpenVINO's tower with
-one stream and with one stream per core, each request on one thread.
+one stream (what ``serve`` compiles) and with one stream per core (threads pinned to cores or
+not), each request on one thread.
 
 ``serve`` runs each request's tower on one thread (``serving_torch_threads``). An OpenVINO infer
 request is not thread-safe, so each request thread gets its own (``embed/openvino_text.py``);
@@ -67,9 +68,9 @@ def main() -> None:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as cache:
         runtimes = {"torch": encoder.encode_texts}
-        for streams in sorted({1, cores}):
-            tower = openvino_text.open_text_tower(encoder, Path(cache), threads=1, streams=streams)
-            runtimes[f"openvino, {streams} stream{'s' * (streams > 1)}"] = \
+        for streams, pinned in sorted({(1, False), (cores, False), (cores, True)}):
+            tower = openvino_text.open_text_tower(encoder, Path(cache), threads=1, streams=streams, pinned=pinned)
+            runtimes[f"openvino, {streams} stream{'s' * (streams > 1)}{', pinned' * pinned}"] = \
                 (lambda t: lambda texts: encoder.encode_texts_with(texts, t))(tower)
         texts = queries(400)
         for encode in runtimes.values():
@@ -90,7 +91,7 @@ def main() -> None:
             base = statistics.median(rates["torch", clients])
             for name in runtimes:
                 rate = statistics.median(rates[name, clients])
-                print(f"{clients} client(s) {name:22s} {rate:7.1f} texts/s ({rate / base:.2f}x torch) | "
+                print(f"{clients} client(s) {name:31s} {rate:7.1f} texts/s ({rate / base:.2f}x torch) | "
                       f"one call p50 {statistics.median(calls[name, clients]) * 1000:6.2f} ms", flush=True)
 
 

@@ -12,10 +12,12 @@ converted or read back, is checked against torch on probe texts before it answer
 a saved graph that fails is converted again, a fresh conversion that fails raises (the caller
 stays on torch).
 
-Concurrency: an infer request is not thread-safe, so each request thread gets its own. The
-compiled model has one stream per concurrent request the cores allow, each stream
-``threads`` threads: with one stream, concurrent requests queue behind each other (360 texts/s
-whether 1 or 8 threads asked, against 770-880 with 2 streams on the 2-core VM).
+Concurrency: an infer request is not thread-safe, so each request thread gets its own. How
+many run at once is the compiled model's stream count; ``serve`` compiles one stream of one
+thread, not pinned to a core: side by side at 100k items, one stream answered hybrid text
+queries in 0.79-0.81x the time of one stream per core (which pinned each stream's thread to a
+core the request's helper thread and other processes also need), and two processes with pinned
+threads were bound to the same core (0.75x the texts/s of unpinned ones).
 """
 
 from __future__ import annotations
@@ -94,14 +96,15 @@ def convert(encoder: Encoder):
 class OpenVinoTextTower:
     """A compiled text graph: token ids (a torch tensor) -> features, like ``encode_text``."""
 
-    def __init__(self, graph, *, threads: int = 1, streams: int = 1, precision: str = "f32"):
+    def __init__(self, graph, *, threads: int = 1, streams: int = 1, precision: str = "f32", pinned: bool = False):
         import openvino as ov
 
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         streams, threads = max(1, int(streams)), max(1, int(threads))
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision,
-                  "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * threads}
+                  "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * threads,
+                  "ENABLE_CPU_PINNING": bool(pinned)}
         self.precision = precision
         self._compiled = ov.Core().compile_model(graph, "CPU", config)
         self._requests = threading.local()  # one infer request per calling thread
@@ -129,7 +132,7 @@ def check(encoder: Encoder, tower: OpenVinoTextTower) -> float:
 
 
 def open_text_tower(encoder: Encoder, root: Path, *, threads: int = 1, streams: int = 1,
-                    precision: str = "f32") -> OpenVinoTextTower:
+                    precision: str = "f32", pinned: bool = False) -> OpenVinoTextTower:
     """A checked OpenVINO text tower for ``encoder``'s model, read from ``root`` or converted and
     saved there. Raises where OpenVINO is missing or its tower does not give torch's vectors."""
     import openvino as ov
@@ -140,7 +143,8 @@ def open_text_tower(encoder: Encoder, root: Path, *, threads: int = 1, streams: 
     folder = graph_store.cache_folder(Path(root), encoder.model_id, f"text-{key}")
     saved = graph_store.read_graphs(folder, (GRAPH,), FORMAT)
     if saved is not None:
-        tower = OpenVinoTextTower(saved[GRAPH], threads=threads, streams=streams, precision=precision)
+        tower = OpenVinoTextTower(saved[GRAPH], threads=threads, streams=streams, precision=precision,
+                                  pinned=pinned)
         try:
             check(encoder, tower)
             return tower
@@ -148,7 +152,7 @@ def open_text_tower(encoder: Encoder, root: Path, *, threads: int = 1, streams: 
             log.warning("the cached OpenVINO text tower in %s is not usable (%s): converting again", folder, exc)
     log.info("converting the query text tower for OpenVINO (once per model): %s", folder)
     graph = convert(encoder)
-    tower = OpenVinoTextTower(graph, threads=threads, streams=streams, precision=precision)
+    tower = OpenVinoTextTower(graph, threads=threads, streams=streams, precision=precision, pinned=pinned)
     check(encoder, tower)
     try:
         graph_store.save_graphs(folder, {GRAPH: graph}, FORMAT)

@@ -133,24 +133,24 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
                          tower_runtime=ingest_tower_runtime(settings, encoder, recognizer))
 
 
-def serve_query_texts(settings: Settings, service: SearchService, *, request_threads: int | None = None) -> str:
+def serve_query_texts(settings: Settings, service: SearchService, *, streams: int = 1, pinned: bool = False) -> str:
     """Give a long-running server's query texts the runtime ``settings.text_query_runtime``
     asks for: "openvino" opens OpenVINO's text tower now, "auto" on a background thread (torch
     answers meanwhile), "torch" (or ``text_query_int8``) leaves torch. The runtime in use when
-    this returns. Each concurrent request gets a stream of ``serving_torch_threads`` threads, up
-    to the cores (``request_threads``: how many requests run at once; the server's threads)."""
+    this returns. The tower runs on ``serving_torch_threads`` threads, as torch's does, in one
+    stream whose threads are not pinned to cores (``embed/openvino_text.py`` says why; ``streams``
+    and ``pinned`` are for benchmarks)."""
     tower = service.query_encoder
     if settings.text_query_runtime == "torch" or settings.text_query_int8 or not isinstance(tower, QueryTextTower):
         return "torch"
     threads = serving_torch_threads(settings)
-    streams = max(1, min(request_threads or settings.server_threads, (os.cpu_count() or 1) // threads))
     root = Path(settings.openvino_cache_dir) if settings.openvino_cache_dir else None
     encoder = tower.encoder
 
     def open_openvino():
         from jewelsearch.embed import openvino_graph_store, openvino_text  # openvino itself only here
         return openvino_text.open_text_tower(encoder, root or openvino_graph_store.default_cache_dir(),
-                                             threads=threads, streams=streams,
+                                             threads=threads, streams=streams, pinned=pinned,
                                              precision=settings.text_query_precision)
 
     if settings.text_query_runtime == "openvino":

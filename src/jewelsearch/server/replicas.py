@@ -183,8 +183,7 @@ class ReadReplica:
         if failure:
             raise failure[0]
         from jewelsearch.search.wiring import serve_query_texts
-        # One request at a time reaches the tower per replica (Ray runs more replicas, not threads).
-        serve_query_texts(settings, self.service, request_threads=1)
+        serve_query_texts(settings, self.service)  # reopened copies keep the query encoder and its runtime
         if self.shared is not None:
             self.shared.start()  # its own thread reopens the home when the catalog moves
         else:
