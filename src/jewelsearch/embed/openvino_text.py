@@ -6,18 +6,18 @@ token ids of any batch size and length (the encoder trims all-padding columns, s
 query by query) and returns the tower's unnormalised features; ``Encoder.encode_texts_with``
 does the rest as it does for torch.
 
-Converting takes about 2 s, so the graph is kept on disk (``openvino_graph_store``) under a
-key of the text side's weights, the OpenVINO version and the precision. Every opened tower,
-converted or read back, is checked against torch on probe texts before it answers anything;
-a saved graph that fails is converted again, a fresh conversion that fails raises (the caller
-stays on torch).
+Converting takes about 2 s (5 s with the check and the save), so the graph is kept on disk
+(``openvino_graph_store``) under a key of the text side's weights, the OpenVINO version and the
+precision. Every opened tower, converted or read back, is checked against torch on probe texts
+before it answers anything; a saved graph that fails is converted again, a fresh conversion
+that fails raises (the caller stays on torch).
 
 Concurrency: an infer request is not thread-safe, so each request thread gets its own. How
 many run at once is the compiled model's stream count; ``serve`` compiles one stream of one
 thread, not pinned to a core: side by side at 100k items, one stream answered hybrid text
-queries in 0.79-0.81x the time of one stream per core (which pinned each stream's thread to a
+queries in 0.78-0.82x the time of one stream per core (which pinned each stream's thread to a
 core the request's helper thread and other processes also need), and two processes with pinned
-threads were bound to the same core (0.75x the texts/s of unpinned ones).
+threads ran the tower at about 0.75x the texts/s of unpinned ones (bound to one core).
 """
 
 from __future__ import annotations
