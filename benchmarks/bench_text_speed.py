@@ -20,10 +20,15 @@ HTTP. ``--setups`` names the children: ``old`` (the ``--old-tree``), ``new`` (th
 ``new:inline`` (this tree with no helper thread: every step of a text query in sequence) and
 ``new:int8`` (this tree with ``text_query_int8``: query texts through the dynamic int8 tower,
 vector-only search included) and ``new:poolN`` (this tree with ``HybridSettings.pool`` N). Their
-answers differ by design, so only the other setups' answers are compared.
+answers differ by design, so only the other setups' answers are compared. ``new:openvino`` is
+this tree with the query text tower ``serve`` runs by default (``text_query_runtime``: OpenVINO,
+opened as ``serve`` opens it, before the first query here; vector-only search included): its
+vectors are torch's within 1e-5, so its answers are compared too, scores within 1e-5 (they are
+rounded to 6 decimals, and a vector 1e-7 away can move the last one). ``new:openvinoN`` is the
+same with N streams instead of one, ``new:openvinoNpin`` with their threads pinned to cores.
 
 Usage: python benchmarks/bench_text_speed.py --items 100000 --queries 300 --old-tree OLD/src
-       [--home DIR (reused when it holds a catalog)] [--old-home DIR] [--setups old new new:inline] [--rate-limits]
+       [--home DIR (reused when it holds a catalog)] [--old-home DIR] [--setups old new new:openvino] [--rate-limits]
 """
 
 from __future__ import annotations
@@ -62,7 +67,37 @@ class InOrder(Executor):
 
 def same_answers(setup: str) -> bool:
     """Whether a setup must answer as the old tree does (int8 and pool setups change rankings)."""
-    return setup.partition(":")[2] in ("", "helper", "inline")
+    tower = setup.partition(":")[2]
+    return tower in ("", "helper", "inline") or tower.startswith("openvino")
+
+
+def close(a, b, tolerance: float = 1e-5) -> bool:
+    """Equal answers, numbers within ``tolerance``."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(close(a[k], b[k], tolerance) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(close(x, y, tolerance) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, int):
+        return abs(a - b) <= tolerance
+    return a == b
+
+
+def first_difference(a, b, path: str = "", tolerance: float = 1e-5) -> str | None:
+    """Where two answers first differ beyond ``tolerance`` (a path and the two values), or None."""
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return next((d for k in a if (d := first_difference(a[k], b[k], f"{path}.{k}", tolerance))), None)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return next((d for i, (x, y) in enumerate(zip(a, b))
+                     if (d := first_difference(x, y, f"{path}[{i}]", tolerance))), None)
+    return None if close(a, b, tolerance) else f"{path}: {json.dumps(a)[:200]} / {json.dumps(b)[:200]}"
+
+
+def differ_in(answers: dict) -> tuple[bool, bool]:
+    """(the torch setups' answers differ at all, any compared setups' differ beyond 1e-5 in a number)."""
+    compared = [answer for name, answer in answers.items() if same_answers(name)]
+    on_torch = [answer for name, answer in answers.items() if same_answers(name) and ":openvino" not in name]
+    exact = len({json.dumps(a, sort_keys=True) for a in on_torch}) > 1
+    return exact, any(not close(compared[0], other) for other in compared[1:])
 
 
 def digest(payload: dict) -> dict:
@@ -99,6 +134,20 @@ def child(home: Path, tower: str, torch_threads: int | None, rate_limits: bool =
         from jewelsearch.embed.text_cache import TextVectorCache
         quick = int8_query_encoder(encoder)
         state.text_vectors = TextVectorCache(quick.encode_texts, 0, max_chars=quick.max_text_chars)
+    if tower.startswith("openvino"):
+        from jewelsearch.embed.query_text_runtime import QueryTextTower
+        from jewelsearch.embed.text_cache import TextVectorCache
+        from jewelsearch.search.wiring import serve_query_texts
+        service.query_encoder = QueryTextTower(encoder)
+        settings = Settings(home=home, model="jewelclip-lite0", text_query_runtime="openvino",
+                            openvino_cache_dir=str(home / "openvino"), torch_threads=torch_threads or 0)
+        # ``openvinoN``: N streams (``openvinoNpin``: their threads pinned to cores).
+        option = tower[len("openvino"):]
+        runtime = serve_query_texts(settings, service, streams=int(option.removesuffix("pin") or 1),
+                                    pinned=option.endswith("pin"))
+        if runtime != "openvino":
+            raise SystemExit("the OpenVINO text tower could not be opened (see the warning above)")
+        state.text_vectors = TextVectorCache(service.query_encoder.encode_texts, 0, max_chars=encoder.max_text_chars)
     if tower.startswith("pool"):
         import dataclasses
         state.hybrid = dataclasses.replace(state.hybrid, pool=int(tower[len("pool"):]))
@@ -180,6 +229,15 @@ def main() -> None:
         run(args, home, threads)
 
 
+def report_difference(text: str, answers: dict) -> None:
+    """Print where a compared setup's answer differs from the first one's beyond 1e-5."""
+    compared = [(name, answer) for name, answer in answers.items() if same_answers(name)]
+    for name, answer in compared[1:]:
+        where = first_difference(compared[0][1], answer)
+        if where:
+            print(f"  {text!r}: {compared[0][0]} / {name} differ at {where}", flush=True)
+
+
 def run(args, home: Path, threads: int) -> None:
     sys.path.insert(0, str(HERE))
     from bench_text_search import queries
@@ -201,7 +259,7 @@ def run(args, home: Path, threads: int) -> None:
     texts = queries(args.queries)
     names = list(children)
     timings = {setup: {"vector only": [], "hybrid": [], "word index": [], "http": []} for setup in names}
-    differ = {"in process": 0, "over HTTP": 0}
+    differ = {"in process": 0, "in process beyond 1e-5": 0, "over HTTP": 0, "over HTTP beyond 1e-5": 0}
     for i, text in enumerate(texts):
         order = names[i % len(names):] + names[:i % len(names)]
         answers = {}
@@ -213,8 +271,9 @@ def run(args, home: Path, threads: int) -> None:
             answers[setup] = reply.pop("answer")
             for name, value in reply.items():
                 timings[setup][name].append(value)
-        differ["in process"] += len({json.dumps(a, sort_keys=True) for name, a in answers.items()
-                                     if same_answers(name)}) > 1
+        for where, count in zip(("in process", "in process beyond 1e-5"), differ_in(answers)):
+            differ[where] += count
+        report_difference(text, answers)
     print(f"load average after the in-process part {os.getloadavg()[0]:.1f}", flush=True)
     for i, text in enumerate(texts):
         order = names[i % len(names):] + names[:i % len(names)]
@@ -226,8 +285,10 @@ def run(args, home: Path, threads: int) -> None:
             response = connection.getresponse()
             body = response.read()
             timings[setup]["http"].append((time.perf_counter() - started) * 1000)
-            bodies[setup] = json.dumps(digest(json.loads(body)), sort_keys=True)
-        differ["over HTTP"] += len({b for name, b in bodies.items() if same_answers(name)}) > 1
+            bodies[setup] = digest(json.loads(body))
+        for where, count in zip(("over HTTP", "over HTTP beyond 1e-5"), differ_in(bodies)):
+            differ[where] += count
+        report_difference(text, bodies)
     print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)
     for process, connection in children.values():
         connection.close()
@@ -242,8 +303,10 @@ def run(args, home: Path, threads: int) -> None:
               f"word index p50 {statistics.median(t['word index']):5.2f} p99 {np.percentile(t['word index'], 99):5.2f} ms | "
               f"HTTP p50 {statistics.median(t['http']):6.2f} p99 {np.percentile(t['http'], 99):6.2f} ms "
               f"({statistics.median(t['http']) / statistics.median(timings[base]['http']):.2f}x {base})", flush=True)
-    print(f"queries whose answers differ between setups: in process {differ['in process']} of {len(texts)}, "
-          f"over HTTP {differ['over HTTP']} of {len(texts)}")
+    print(f"queries whose answers differ between the torch setups: in process {differ['in process']} of "
+          f"{len(texts)}, over HTTP {differ['over HTTP']}; between any compared setups (OpenVINO too) beyond "
+          f"1e-5 in a number: in process {differ['in process beyond 1e-5']}, over HTTP "
+          f"{differ['over HTTP beyond 1e-5']}")
 
 
 if __name__ == "__main__":

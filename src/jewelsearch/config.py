@@ -102,6 +102,16 @@ class Settings:
     # Query texts through a dynamic int8 copy of the text tower (about 0.6x its time; vectors close to,
     # not equal to, the fp32 tower's; items keep fp32 vectors). docs/experiments/2026-12-07-int8-query-text-tower.md
     text_query_int8: bool = False
+    # What runs the query text tower in `serve` (one-shot commands always use torch): "torch";
+    # "openvino" (the same vectors within 1e-5, about 0.6x the time; opened before serving starts);
+    # "auto": OpenVINO opened in the background after start-up, torch answering until it is ready.
+    # Where OpenVINO cannot be used, serve logs it once and stays on torch. The converted graph is
+    # kept in openvino_cache_dir. docs/experiments/2026-12-07-openvino-query-text-tower.md
+    text_query_runtime: str = "auto"
+    # The OpenVINO text tower's precision: "f32" (torch's vectors within 1e-5) or "bf16" (about 0.7x
+    # f32's time on a CPU with bf16; cosine to f32 0.9998-0.99995; search quality within noise, paired,
+    # on the demo and held-out renders; docs/experiments/2026-12-07-openvino-query-text-tower.md).
+    text_query_precision: str = "f32"
     # A connection that sends nothing for this long (a stalled or trickling upload) is closed,
     # so slow clients cannot pin the server's threads.
     request_timeout_seconds: int = 30

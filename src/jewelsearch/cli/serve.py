@@ -46,7 +46,7 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_
                                refresh_seconds, ship_copies)
     if address:
         fail("--address goes with --replicas")
-    from jewelsearch.search.wiring import use_serving_threads
+    from jewelsearch.search.wiring import serve_query_texts, use_serving_threads
     from jewelsearch.server import create_app
     from jewelsearch.server.app import check_server_settings
     from jewelsearch.server.graceful import serve as serve_gracefully
@@ -60,6 +60,9 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_
     except RateLimitSettingsError as exc:
         fail(f"bad settings: {exc}")
     torch_threads = use_serving_threads(settings)
+    text_runtime = serve_query_texts(settings, obj.service)
+    if settings.text_query_runtime == "auto" and text_runtime == "torch" and not settings.text_query_int8:
+        text_runtime = "torch, OpenVINO opening in the background"
     if not settings.api_key and not settings.allow_unauthenticated_writes:
         click.echo("note: no JEWELSEARCH_API_KEY set, so write endpoints answer 403", err=True)
     if settings.rate_limits:
@@ -68,7 +71,7 @@ def serve(obj: Context, host, port, threads, allow_unauthenticated_writes, rate_
                    .format(settings), err=True)
     click.echo(f"jewelsearch serving {obj.service.stats()['items']} items on "
                f"http://{settings.host}:{settings.port}/ ({settings.server_threads} request threads; "
-               f"torch threads per request: {torch_threads})", err=True)
+               f"torch threads per request: {torch_threads}; query text tower: {text_runtime})", err=True)
     serve_gracefully(app, host=settings.host, port=settings.port, threads=settings.server_threads,
                      idle_timeout=settings.request_timeout_seconds,
                      on_stop=lambda: obj.service.save())

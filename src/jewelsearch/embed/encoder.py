@@ -52,14 +52,20 @@ class Encoder:
             chunks.append(self._normalise(self.model.encode_image(batch)))
         return _concat(chunks)
 
-    @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_texts_with(texts, self.model.encode_text)
+
+    @torch.inference_mode()
+    def encode_texts_with(self, texts: Sequence[str], forward: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        """``encode_texts`` with ``forward`` in place of the model's text tower (token ids, trimmed
+        of all-padding columns -> unnormalised features): another runtime of the same tower
+        (``embed/openvino_text.py``) gets the same cutting, batching, trimming and normalising."""
         chunks = []
         for start in range(0, len(texts), self.batch_size):
             batch = [t[: self.max_text_chars] for t in texts[start:start + self.batch_size]]
             with self._tokenizer_lock:
                 tokens = self.tokenizer(batch)
-            chunks.append(self._normalise(self.model.encode_text(self._trim_padding(tokens))))
+            chunks.append(self._normalise(forward(self._trim_padding(tokens))))
         return _concat(chunks)
 
     def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:

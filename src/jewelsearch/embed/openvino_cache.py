@@ -6,37 +6,28 @@ per tower, in a folder named after the model id and a hash of everything the gra
 from (the tower's and the top's weights, the input side, the OpenVINO version): a changed
 model gets a new folder and never an old graph. A folder is written under a temporary name
 and renamed into place, with a manifest of its files' hashes, so a half-written or damaged
-folder is never read: it is converted again.
+folder is never read: it is converted again (``openvino_graph_store``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from jewelsearch.embed import openvino_graph_store as graph_store
 from jewelsearch.embed import openvino_tower
+from jewelsearch.embed.openvino_graph_store import MANIFEST, cache_folder, default_cache_dir  # noqa: F401 (API)
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the graphs' outputs change shape or order
-MANIFEST = "manifest.json"
 GRAPHS = ("search", "top")
 # A converted graph must give torch's outputs; fp32 on both sides gives ~1e-7.
 CHECK_TOLERANCE = 1e-5
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "jewelsearch" / "openvino"
 
 
 def weights_key(visual: nn.Module, top: nn.Module | None, side: int, version: str) -> str:
@@ -49,11 +40,6 @@ def weights_key(visual: nn.Module, top: nn.Module | None, side: int, version: st
             digest.update((prefix + name).encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:20]
-
-
-def cache_folder(root: Path, model_id: str, key: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)[-60:] or "model"
-    return Path(root) / f"{safe}-{key}"
 
 
 def open_tower(visual: nn.Module, top: nn.Module | None, side: int, model_id: str, root: Path,
@@ -108,63 +94,17 @@ def check(tower, visual: nn.Module, top: nn.Module | None, side: int) -> None:
 
 
 def _write(folder: Path, graphs) -> None:
-    import openvino as ov
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        files = {}
-        for name, graph in zip(GRAPHS, graphs):
-            if graph is None:
-                continue
-            ov.save_model(graph, str(scratch / f"{name}.xml"), compress_to_fp16=False)
-            for part in (f"{name}.xml", f"{name}.bin"):
-                files[part] = _sha256(scratch / part)
-        (scratch / MANIFEST).write_text(json.dumps({"format": FORMAT, "files": files}))
-        if folder.exists():  # damaged (it was not read): replaced
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            scratch.rename(folder)
-        except OSError:  # another process renamed its copy into place first: theirs is as good
-            shutil.rmtree(scratch, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+    graph_store.save_graphs(folder, {name: graph for name, graph in zip(GRAPHS, graphs) if graph is not None},
+                            FORMAT)
 
 
 def _manifest_ok(folder: Path, with_top: bool) -> bool:
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        files = manifest["files"]
-        wanted = {f"{g}.{ext}" for g in GRAPHS[:2 if with_top else 1] for ext in ("xml", "bin")}
-        return manifest.get("format") == FORMAT and set(files) == wanted \
-            and all(_sha256(folder / name) == digest for name, digest in files.items())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
+    return graph_store.graphs_saved(folder, GRAPHS[:2 if with_top else 1], FORMAT)
 
 
 def _read(folder: Path, with_top: bool):
     """(search graph, top graph or None) from ``folder``, or None where it is missing or damaged."""
-    import openvino as ov
-
-    if not folder.exists():
+    graphs = graph_store.read_graphs(folder, GRAPHS[:2 if with_top else 1], FORMAT)
+    if graphs is None:
         return None
-    if not _manifest_ok(folder, with_top):
-        log.warning("the cached OpenVINO graphs in %s are damaged or incomplete: converting again", folder)
-        return None
-    core = ov.Core()
-    try:
-        search = core.read_model(str(folder / "search.xml"))
-        top = core.read_model(str(folder / "top.xml")) if with_top else None
-    except RuntimeError as exc:
-        log.warning("cannot read the cached OpenVINO graphs in %s (%s): converting again", folder, exc)
-        return None
-    return search, top
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return graphs["search"], graphs.get("top")

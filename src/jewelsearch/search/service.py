@@ -21,6 +21,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from jewelsearch.embed import Encoder
 from jewelsearch.embed.instance import InstanceHead
+from jewelsearch.embed.query_text_runtime import QueryTextTower
 from jewelsearch.embed.text_cache import TextVectorCache
 from jewelsearch.index import IndexManifest, VectorIndex
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
@@ -105,7 +106,8 @@ class SearchService:
                  recognizer: Recognizer | None = None, localizer: Localizer | None = None,
                  text_cache_size: int = 4096, instance_head: InstanceHead | None = None,
                  rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None,
-                 draft_decode: bool = False, blended_index: bool = True, query_encoder: Encoder | None = None,
+                 draft_decode: bool = False, blended_index: bool = True,
+                 query_encoder: Encoder | QueryTextTower | None = None,
                  text_vectors: TextVectorCache | None = None, tower_runtime: TowerRuntime | None = None):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
@@ -115,7 +117,8 @@ class SearchService:
         ``blended_index`` (with text vectors and a weight above 0) keeps the index over the two
         blended with that weight (``search/blended_space.py``), which text queries then search
         instead of the two indexes apart. ``query_encoder`` encodes query texts in place of
-        ``encoder`` (``embed/query_tower.py``: the same model with an int8 text tower).
+        ``encoder`` (``embed/query_tower.py``: the same model with an int8 text tower;
+        ``embed/query_text_runtime.py``: its tower on torch or OpenVINO).
         ``text_vectors``: a query-text vector cache of that encoder to keep (a replica reopening
         its home); by default a new one. ``tower_runtime`` picks what runs ingest's tower pass
         (``ingest/tower_runtime.py``); None: torch."""
@@ -124,6 +127,7 @@ class SearchService:
         limits = limits or Limits()
         index_settings = index_settings or IndexSettings()
         query_encoder = query_encoder or encoder
+        self.query_encoder = query_encoder  # serve may switch its runtime (``wiring.serve_query_texts``)
         if text_vectors is None:
             text_vectors = TextVectorCache(query_encoder.encode_texts, text_cache_size,
                                            max_chars=query_encoder.max_text_chars)

@@ -16,6 +16,9 @@ from jewelsearch.embed.dense_features import supports_dense_features
 from jewelsearch.embed.encoder import Encoder
 from jewelsearch.embed.instance import InstanceHead
 from jewelsearch.embed.model_folder import LOADERS as MODEL_LOADERS
+from jewelsearch.embed.query_text_runtime import PRECISIONS as QUERY_TEXT_PRECISIONS
+from jewelsearch.embed.query_text_runtime import RUNTIMES as QUERY_TEXT_RUNTIMES
+from jewelsearch.embed.query_text_runtime import QueryTextTower
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.ingest.tower_runtime import RUNTIMES as INGEST_RUNTIMES
 from jewelsearch.ingest.tower_runtime import TowerRuntime
@@ -73,6 +76,13 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         raise SettingsError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
     if settings.ingest_runtime not in INGEST_RUNTIMES:
         raise SettingsError(f"ingest_runtime must be one of {', '.join(INGEST_RUNTIMES)}")
+    if settings.text_query_runtime not in QUERY_TEXT_RUNTIMES:
+        raise SettingsError(f"text_query_runtime must be one of {', '.join(QUERY_TEXT_RUNTIMES)}")
+    if settings.text_query_precision not in QUERY_TEXT_PRECISIONS:
+        raise SettingsError(f"text_query_precision must be one of {', '.join(QUERY_TEXT_PRECISIONS)}")
+    if settings.text_query_runtime == "openvino" and settings.text_query_int8:
+        raise SettingsError("text_query_int8 and text_query_runtime = openvino exclude each other: "
+                            "choose one runtime for query texts")
     if settings.model_loader not in MODEL_LOADERS:
         raise SettingsError(f"model_loader must be one of {', '.join(MODEL_LOADERS)}")
     if settings.torch_threads > 0:
@@ -102,14 +112,17 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         popularity_half_life_days=settings.popularity_half_life_days,
         recently_seen_days=settings.recently_seen_days,
         visit_half_life_hours=settings.visit_half_life_hours)
-    query_encoder = None
-    # A reopened home keeps the query-text cache, which already holds the query encoder.
-    if settings.text_query_int8 and models_from is None:
-        from jewelsearch.embed.query_tower import int8_query_encoder  # torch.ao only when asked for
-        try:
-            query_encoder = int8_query_encoder(encoder)
-        except ValueError as exc:
-            raise SettingsError(f"text_query_int8: {exc}") from None
+    # A reopened home keeps the query-text cache and the query encoder it calls (its runtime too).
+    query_encoder = models_from.query_encoder if models_from is not None else None
+    if query_encoder is None:
+        query_encoder = encoder
+        if settings.text_query_int8:
+            from jewelsearch.embed.query_tower import int8_query_encoder  # torch.ao only when asked for
+            try:
+                query_encoder = int8_query_encoder(encoder)
+            except ValueError as exc:
+                raise SettingsError(f"text_query_int8: {exc}") from None
+        query_encoder = QueryTextTower(query_encoder)
     service = SearchService(catalog, encoder, settings.index_dir, limits=limits, index_settings=index_settings,
                          recommendation=recommendation, recognizer=recognizer, localizer=localizer,
                          text_cache_size=settings.text_cache_size, instance_head=instance_head,
@@ -122,6 +135,32 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         # A reopened service (a replica following its writer) goes on from the columns it had.
         service.state.ranking_columns = models_from.state.ranking_columns.moved_to(catalog.items)
     return service
+
+
+def serve_query_texts(settings: Settings, service: SearchService, *, streams: int = 1, pinned: bool = False) -> str:
+    """Give a long-running server's query texts the runtime ``settings.text_query_runtime``
+    asks for: "openvino" opens OpenVINO's text tower now, "auto" on a background thread (torch
+    answers meanwhile), "torch" (or ``text_query_int8``) leaves torch. The runtime in use when
+    this returns. The tower runs on ``serving_torch_threads`` threads, as torch's does, in one
+    stream whose threads are not pinned to cores (``embed/openvino_text.py`` says why; ``streams``
+    and ``pinned`` are for benchmarks)."""
+    tower = service.query_encoder
+    if settings.text_query_runtime == "torch" or settings.text_query_int8 or not isinstance(tower, QueryTextTower):
+        return "torch"
+    threads = serving_torch_threads(settings)
+    root = Path(settings.openvino_cache_dir) if settings.openvino_cache_dir else None
+    encoder = tower.encoder
+
+    def open_openvino():
+        from jewelsearch.embed import openvino_graph_store, openvino_text  # openvino itself only here
+        return openvino_text.open_text_tower(encoder, root or openvino_graph_store.default_cache_dir(),
+                                             threads=threads, streams=streams, pinned=pinned,
+                                             precision=settings.text_query_precision)
+
+    if settings.text_query_runtime == "openvino":
+        return tower.open_now(open_openvino)
+    tower.open_in_background(open_openvino)
+    return tower.runtime
 
 
 def ingest_tower_runtime(settings: Settings, encoder: Encoder, recognizer: Recognizer | None) -> TowerRuntime:

@@ -241,11 +241,12 @@ def _reader_main(settings: Settings, sock: socket.socket, writer: tuple[str, int
                  name: str, forward_token: str) -> None:
     """A reader process (spawned): load the model, open the home read-only, serve on ``sock``."""
     stop_with_supervisor(os.getppid(), _stop_this_process)
-    from jewelsearch.search.wiring import open_service, use_serving_threads
+    from jewelsearch.search.wiring import open_service, serve_query_texts, use_serving_threads
     from jewelsearch.server.app import create_app
     from jewelsearch.server.graceful import serve
     use_serving_threads(settings)
     reader = ReloadingReader(settings, refresh_seconds, open_service, create_app)
+    serve_query_texts(settings, reader.service)  # reopened copies keep the query encoder and its runtime
     reader.start()
     app = ForwardWrites(reader.serving, writer, name, timeout=max(60.0, settings.request_timeout_seconds),
                         forward_token=forward_token)

@@ -182,6 +182,8 @@ class ReadReplica:
         first.join()
         if failure:
             raise failure[0]
+        from jewelsearch.search.wiring import serve_query_texts
+        serve_query_texts(settings, self.service)  # reopened copies keep the query encoder and its runtime
         if self.shared is not None:
             self.shared.start()  # its own thread reopens the home when the catalog moves
         else:
