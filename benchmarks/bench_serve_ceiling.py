@@ -16,6 +16,8 @@ Setups, alternated within each round (the same clients, the same query stream):
   shared socket, one writer; ``server/local_replicas.py``); ``local-2`` the same with
   ``replica_accept_limit`` 2 and ``local-ungated`` with 0 (a reader accepts whenever the socket
   is ready, as before 2026-12-07's accept gate);
+- ``one-torch`` and ``local-torch``: ``one`` and ``local`` with the query text tower on torch
+  (``text_query_runtime = "torch"``), the others run it as ``serve`` does by default (OpenVINO);
 - ``two``: two ``jewelsearch serve`` processes on copies of the same home; the clients alternate
   between them, the writer writes to the first (the second never sees the writes: this is a
   ceiling, not a product).
@@ -118,7 +120,11 @@ SETUPS = {"one": (1, None, {}), "two": (2, None, {}), "ray": (1, 2, {}),
           "ray-direct": (1, 2, {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}),
           "local": (1, 2, {"engine": "local"}),
           "local-ungated": (1, 2, {"engine": "local", "JEWELSEARCH_REPLICA_ACCEPT_LIMIT": "0"}),
-          "local-2": (1, 2, {"engine": "local", "JEWELSEARCH_REPLICA_ACCEPT_LIMIT": "2"}), "ray-copies": (1, 2, {"flags": "--ship-copies"})}
+          "local-2": (1, 2, {"engine": "local", "JEWELSEARCH_REPLICA_ACCEPT_LIMIT": "2"}), "ray-copies": (1, 2, {"flags": "--ship-copies"}),
+          # The query text tower on torch, as before ``text_query_runtime`` (whose default
+          # ``auto`` runs it on OpenVINO in every setup above).
+          "one-torch": (1, None, {"JEWELSEARCH_TEXT_QUERY_RUNTIME": "torch"}),
+          "local-torch": (1, 2, {"engine": "local", "JEWELSEARCH_TEXT_QUERY_RUNTIME": "torch"})}
 
 
 def start(home: Path, port: int, replicas: int | None = None, env_extra: dict | None = None) -> subprocess.Popen:

@@ -21,12 +21,22 @@ from waitress.channel import HTTPChannel
 log = logging.getLogger(__name__)
 
 
-def _busy(server) -> bool:
+def _busy(server, now: float) -> bool:
+    """Whether a stopping server still owes a client an answer: a task queued or running, a
+    whole request waiting, an answer not yet sent, a request whose body is still arriving (an
+    upload that reached the server before the stop), or a connection taken from the kernel's
+    queue at the stop whose request has not started to arrive yet (for ``FIRST_REQUEST_WAIT_SECONDS``)."""
     dispatcher = server.task_dispatcher
     if dispatcher.queue or dispatcher.active_count:
         return True
-    return any(isinstance(ch, HTTPChannel) and (ch.requests or ch.total_outbufs_len)
-               for ch in list(server._map.values()))
+    for channel in list(server._map.values()):
+        if not isinstance(channel, HTTPChannel):
+            continue
+        if channel.requests or channel.total_outbufs_len or channel.request is not None:
+            return True
+        if channel.last_activity == channel.creation_time and now - channel.creation_time < FIRST_REQUEST_WAIT_SECONDS:
+            return True
+    return False
 
 
 # A connection that sent nothing yet counts as work this long: a client's request follows its
@@ -111,7 +121,7 @@ def serve(app, *, host: str | None = None, port: int | None = None, threads: int
         server.del_channel()  # stop listening; connections already open keep being served
         server.socket.close()
         deadline = time.monotonic() + grace
-        while _busy(server) and time.monotonic() < deadline:
+        while _busy(server, time.time()) and time.monotonic() < deadline:
             server.asyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
     finally:
