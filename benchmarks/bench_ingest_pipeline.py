@@ -15,7 +15,9 @@ Variants (``--variants``, comma-separated):
                settings (``ingest_runtime`` auto: OpenVINO for a job of 256 photos or more where its
                graphs are saved, which this script makes sure of first; opening it is counted)
   pipe-torch   the same with ``ingest_runtime`` torch
-  pipe-ov      the same with ``ingest_runtime`` openvino, opened in the warm-up (not counted)
+  pipe-ov      the same with ``ingest_runtime`` openvino in f32 (``ingest_precision``), opened in
+               the warm-up (not counted)
+  pipe-ov-bf16 the same in bf16
   pipe-b64     the same with batches of 64
   pipe-b16     the same with batches of 16
   pipe-t1      the same with one torch thread (the decode threads get the other core)
@@ -80,7 +82,9 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     from jewelsearch.search.wiring import open_service
 
     batch = {"pipe-b64": 64, "pipe-b16": 16}.get(variant, 32)
-    runtime = {"pipe-torch": {"ingest_runtime": "torch"}, "pipe-ov": {"ingest_runtime": "openvino"}}.get(variant, {})
+    runtime = {"pipe-torch": {"ingest_runtime": "torch"},
+               "pipe-ov": {"ingest_runtime": "openvino", "ingest_precision": "f32"},
+               "pipe-ov-bf16": {"ingest_runtime": "openvino", "ingest_precision": "bf16"}}.get(variant, {})
     if variant == "pipe-t1":
         torch.set_num_threads(1)
     items = photo_set(kind, count + 8, cache)
@@ -107,7 +111,10 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
         cpu = _cpu_seconds() - cpu_started  # with worker processes, theirs too (reaped children)
         added = service.catalog.items.count() - len(warm)
         service.catalog.close()
-    tower = getattr(getattr(service.state.ingestor, "tower_runtime", None), "name", "torch")
+    runtime = getattr(service.state.ingestor, "tower_runtime", None)
+    tower = getattr(runtime, "name", "torch")
+    if tower == "openvino":
+        tower += " " + getattr(runtime, "precision", "f32")
     return {"photos/s": count / seconds, "cpu ms/photo": 1000 * cpu / count, "added": added, "tower": tower}
 
 
@@ -152,7 +159,7 @@ def main() -> None:
     here = str(Path(__file__).resolve().parents[1] / "src")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"{args.items} photos per run, load average {os.getloadavg()[0]:.1f}", flush=True)
-    if any(v in ("pipe", "pipe-ov") for v in variants):
+    if any(v in ("pipe", "pipe-ov", "pipe-ov-bf16") for v in variants):
         subprocess.run([sys.executable, __file__, "--child", "save-openvino", "-"],
                        env={**os.environ, "PYTHONPATH": here}, check=True)
     for kind in args.photos.split(","):

@@ -42,6 +42,10 @@ class Settings:
     # photos or more once its converted graphs are saved, converting them in a job of 2,000 or more.
     # Where OpenVINO cannot be used ingest logs it once and runs on torch.
     ingest_runtime: str = "auto"
+    # The arithmetic of ingest's OpenVINO graphs: "f32", "bf16" (about twice as fast on a CPU with
+    # AMX or AVX-512 BF16; vectors no longer within 1e-5 of torch's:
+    # docs/experiments/2026-12-07-bf16-ingest.md), or "auto": PLACEHOLDER.
+    ingest_precision: str = "auto"
     # Where the converted OpenVINO graphs are kept (by model and weights hash); "": the user's
     # cache folder (~/.cache/jewelsearch/openvino).
     openvino_cache_dir: str = ""

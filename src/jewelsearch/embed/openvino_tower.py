@@ -17,6 +17,7 @@ seconds, so ``openvino_cache`` keeps the converted graphs; this module only conv
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from concurrent.futures import Executor
@@ -25,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from jewelsearch.embed import openvino_precision
 from jewelsearch.embed.dense_features import TAP_BLOCKS, TowerPass, tower_pass
 
-# fp32 on purpose: ingest's vectors must equal torch's within 1e-5, and this CPU has no bf16.
-COMPILE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+log = logging.getLogger(__name__)
 
 
 def top_tap_blocks(top: nn.Module) -> tuple[int, ...]:
@@ -134,6 +135,23 @@ def channels_last(model):
     return steps.build()
 
 
+def resolved(precision: str) -> str:
+    """``precision`` with ``auto`` made f32 or bf16 for this machine's CPU plugin."""
+    import openvino as ov
+
+    return openvino_precision.resolve(precision, ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def _compiled(core, search, top_graph, precision: str, threads: int):
+    """(search infer request, top infer request or None), both compiled in ``precision``: the
+    top's maps feed heads that were fitted on the search graph's, so they never mix precisions."""
+    config = openvino_precision.compile_config(precision, threads)
+    search_request = core.compile_model(channels_last(search), "CPU", config).create_infer_request()
+    top_request = core.compile_model(channels_last(top_graph), "CPU", config).create_infer_request() \
+        if top_graph is not None else None
+    return search_request, top_request
+
+
 def _to_torch(array: np.ndarray) -> torch.Tensor:
     """An OpenVINO output as torch's N×C×h×w (channels-last strides) or N×D, without a copy."""
     tensor = torch.from_numpy(array)
@@ -143,18 +161,33 @@ def _to_torch(array: np.ndarray) -> torch.Tensor:
 class OpenVinoTower:
     """``tower_pass`` for one tower and (optionally) its recognition top, on compiled graphs.
 
+    ``precision`` (``openvino_precision.PRECISIONS``) picks the arithmetic; where the CPU has
+    no native bf16 or bf16 fails to compile, both graphs compile in f32 with one warning
+    (``self.precision`` says which runs). ``core``: an ``openvino.Core`` (tests pass their own).
+
     Infer requests are not thread-safe: one call at a time runs (ingest's model step is one
     thread; a concurrent upload waits)."""
 
-    def __init__(self, search, top_graph, top: nn.Module | None, threads: int):
+    def __init__(self, search, top_graph, top: nn.Module | None, threads: int, precision: str = "f32",
+                 core=None):
         import openvino as ov
 
-        core = ov.Core()
-        config = {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": max(1, int(threads))}
+        core = core or ov.Core()
         self.top = top
-        self._search = core.compile_model(channels_last(search), "CPU", config).create_infer_request()
-        self._top = core.compile_model(channels_last(top_graph), "CPU", config).create_infer_request() \
-            if top_graph is not None else None
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.precision = openvino_precision.resolve(precision, capabilities)
+        if self.precision == "bf16" and "BF16" not in capabilities:
+            # OpenVINO would emulate it, slower than f32 and still rounded.
+            log.warning("ingest_precision bf16: this CPU has no native bf16 arithmetic; the OpenVINO graphs run in f32")
+            self.precision = "f32"
+        try:
+            self._search, self._top = _compiled(core, search, top_graph, self.precision, threads)
+        except RuntimeError as exc:
+            if self.precision == "f32":
+                raise
+            log.warning("ingest's OpenVINO graphs did not compile in %s (%s); they run in f32", self.precision, exc)
+            self.precision = "f32"
+            self._search, self._top = _compiled(core, search, top_graph, "f32", threads)
         self._front_tap, self._front_extra = front_source(top)
         self._top_taps = top_tap_blocks(top) if top is not None else ()
         self._lock = threading.Lock()

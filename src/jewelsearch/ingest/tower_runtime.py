@@ -54,6 +54,11 @@ class TowerRuntime:
         """The runtime in use now."""
         return "openvino" if self._runner is not None else "torch"
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic of the runtime in use now (torch's tower pass is f32)."""
+        return getattr(self._runner, "precision", "f32")
+
     def runner(self, job_photos: int) -> Callable | None:
         """The runner for a batch of a job that has reached ``job_photos`` photos with it."""
         if self._runner is not None or self._given_up or self.choice == "torch":
@@ -78,5 +83,5 @@ class TowerRuntime:
         if self._runner is None:
             self._nothing_saved = True
         else:
-            log.info("ingest runs its tower pass on OpenVINO")
+            log.info("ingest runs its tower pass on OpenVINO (%s)", getattr(self._runner, "precision", "f32"))
         return self._runner

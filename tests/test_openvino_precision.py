@@ -1,0 +1,163 @@
+"""The precision ingest's OpenVINO graphs compile in: the choice, the fallback to f32, and how
+far bf16 lands from torch's fp32 tower pass."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+import torch
+
+from jewelsearch.config import Settings
+from jewelsearch.embed import openvino_precision
+from jewelsearch.embed.openvino_precision import compile_config, resolve
+
+
+def test_auto_is_bf16_only_where_the_cpu_reports_it():
+    assert resolve("auto", ["FP32", "BF16", "INT8"]) == "bf16"
+    assert resolve("auto", ["FP32", "FP16", "INT8"]) == "f32"
+    assert resolve("f32", ["BF16"]) == "f32" and resolve("bf16", []) == "bf16"
+    assert compile_config("bf16", 0)["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert compile_config("f32", 2) == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                                        "INFERENCE_NUM_THREADS": 2}
+    with pytest.raises(ValueError, match="ingest_precision must be one of auto, f32, bf16"):
+        resolve("fp16", ["BF16"])
+    with pytest.raises(ValueError):
+        compile_config("auto", 2)  # resolved before compiling
+
+
+def test_an_unknown_precision_is_refused_when_the_service_opens(tmp_path, tiny_model_dir):
+    from jewelsearch.search.wiring import SettingsError, open_service
+    with pytest.raises(SettingsError, match="ingest_precision must be one of auto, f32, bf16"):
+        open_service(Settings(home=tmp_path / "h", model=str(tiny_model_dir), ingest_precision="int8"))
+
+
+# --- OpenVINO on the bundled model ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def served():
+    ov = pytest.importorskip("openvino")
+    from jewelsearch.embed import load_encoder
+    from jewelsearch.recognize.builder import load_recognizer
+    encoder = load_encoder("jewelclip-lite0")
+    recognizer = load_recognizer(encoder, fold_for_serving=True)
+    return encoder, recognizer, ov
+
+
+@pytest.fixture(scope="module")
+def graphs(served, tmp_path_factory):
+    """The converted graphs (saved once in a scratch cache) and a batch of 8 demo photos."""
+    from PIL import Image
+
+    from jewelsearch.embed import openvino_cache
+    from jewelsearch.ingest.demo import demo_dir, demo_items
+    encoder, recognizer, ov = served
+    visual, top, side = encoder.model.visual, recognizer.recognition_top, encoder.preprocess.size
+    root = tmp_path_factory.mktemp("openvino-cache")
+    openvino_cache.open_tower(visual, top, side, encoder.model_id, root)  # converts and saves
+    folder = openvino_cache.cache_folder(root, encoder.model_id, openvino_cache.weights_key(visual, top, side,
+                                                                                            ov.__version__))
+    saved = openvino_cache._read(folder, True)
+    batch = torch.stack([encoder.preprocess(Image.open(io.BytesIO(i.image_bytes)).convert("RGB"))
+                         for i in demo_items(demo_dir())[:8]]).contiguous(memory_format=torch.channels_last)
+    return saved, batch, root
+
+
+def _needs_bf16(ov):
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no native bf16 (OPTIMIZATION_CAPABILITIES lacks BF16)")
+
+
+class CoreWithout:
+    """An ``openvino.Core`` that reports no BF16, or fails every bf16 compile."""
+
+    def __init__(self, core, *, no_bf16=False, bf16_fails=False):
+        self.core, self.no_bf16, self.bf16_fails = core, no_bf16, bf16_fails
+        self.compiled = []
+
+    def get_property(self, device, name):
+        found = self.core.get_property(device, name)
+        return [c for c in found if c != "BF16"] if self.no_bf16 and name == "OPTIMIZATION_CAPABILITIES" else found
+
+    def compile_model(self, model, device, config):
+        self.compiled.append(config["INFERENCE_PRECISION_HINT"])
+        if self.bf16_fails and config["INFERENCE_PRECISION_HINT"] == "bf16":
+            raise RuntimeError("bf16 is not supported for this graph")
+        return self.core.compile_model(model, device, config)
+
+
+@pytest.mark.slow
+def test_bf16_stays_within_its_stated_tolerance_of_torch(served, graphs):
+    """bf16 is ~10 % off torch on the maps in norm, embeddings' cosine above 0.98; f32's
+    tolerance would refuse it, so the stated bf16 limits are what let it through."""
+    from jewelsearch.embed import openvino_cache
+    from jewelsearch.embed.dense_features import tower_pass
+    from jewelsearch.embed.openvino_tower import OpenVinoTower
+    encoder, recognizer, ov = served
+    _needs_bf16(ov)
+    (search, top_graph), batch, _ = graphs
+    visual, top = encoder.model.visual, recognizer.recognition_top
+    tower = OpenVinoTower(search, top_graph, top, 2, "bf16")
+    assert tower.precision == "bf16"
+    with torch.inference_mode():
+        want, got = tower_pass(visual, batch, top), tower(visual, batch, top)
+    worst, relative, cosine = openvino_cache.differences(want, got)
+    most, most_relative, least_cosine = openvino_precision.TOLERANCES["bf16"]
+    assert worst <= most and relative <= most_relative and cosine >= least_cosine
+    assert relative > openvino_precision.TOLERANCES["f32"][1]  # really bf16: f32's limit refuses it
+    openvino_cache.check(tower, visual, top, encoder.preprocess.size)  # the random probe batch, too
+
+
+@pytest.mark.slow
+def test_bf16_answers_a_photo_the_same_in_any_batch_and_thread_count(served, graphs):
+    """What lets Ray ingest (one thread per actor, other batches) equal local ingest within 1e-5."""
+    from jewelsearch.embed.openvino_tower import OpenVinoTower
+    encoder, recognizer, ov = served
+    _needs_bf16(ov)
+    (search, top_graph), batch, _ = graphs
+    visual, top = encoder.model.visual, recognizer.recognition_top
+    two, one = OpenVinoTower(search, top_graph, top, 2, "bf16"), OpenVinoTower(search, top_graph, top, 1, "bf16")
+    with torch.inference_mode():
+        whole = two(visual, batch, top)
+        for part, rows in ((one(visual, batch, top), slice(0, 8)), (two(visual, batch[2:5], top), slice(2, 5)),
+                           (one(visual, batch[7:], top), slice(7, 8))):
+            pairs = [(whole.embedding[rows], part.embedding), (whole.last_map[rows], part.last_map)] \
+                + [(a[rows], b) for a, b in zip(whole.search_taps, part.search_taps)]
+            assert max(float((a - b).abs().max()) for a, b in pairs) <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("why", ["no_bf16", "bf16_fails"])
+def test_bf16_falls_back_to_f32_with_one_warning(served, graphs, why, caplog):
+    from jewelsearch.embed.dense_features import tower_pass
+    from jewelsearch.embed.openvino_tower import OpenVinoTower
+    encoder, recognizer, ov = served
+    (search, top_graph), batch, _ = graphs
+    core = CoreWithout(ov.Core(), **{why: True})
+    visual, top = encoder.model.visual, recognizer.recognition_top
+    with caplog.at_level(logging.WARNING):
+        tower = OpenVinoTower(search, top_graph, top, 2, "bf16", core=core)
+    assert tower.precision == "f32"
+    assert core.compiled == (["f32", "f32"] if why == "no_bf16" else ["bf16", "f32", "f32"])
+    warned = [r for r in caplog.records if "run in f32" in r.getMessage()]
+    assert len(warned) == 1
+    with torch.inference_mode():
+        want, got = tower_pass(visual, batch[:2], top), tower(visual, batch[:2], top)
+    assert float((want.embedding - got.embedding).abs().max()) <= 1e-5  # really f32
+
+
+@pytest.mark.slow
+def test_the_setting_reaches_ingests_graphs(served, graphs, tmp_path):
+    from jewelsearch.search.wiring import open_service
+    encoder, _, ov = served
+    _needs_bf16(ov)
+    _, _, root = graphs
+    for precision, want in (("f32", "f32"), ("bf16", "bf16"), ("auto", "bf16")):
+        service = open_service(Settings(home=tmp_path / precision, ingest_runtime="openvino",
+                                        ingest_precision=precision, openvino_cache_dir=str(root)),
+                               models_from=None if precision == "f32" else first)
+        first = service if precision == "f32" else first
+        runtime = service.state.ingestor.tower_runtime
+        assert runtime.runner(1) is not None and runtime.precision == want, precision
+        service.catalog.close()
