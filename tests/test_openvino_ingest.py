@@ -95,6 +95,30 @@ def test_a_pipelined_job_reports_its_size_to_the_runtime(service):
     assert recording.asked[2:] == [2, 4]
 
 
+def test_a_ray_actor_picks_the_runtime_by_the_whole_jobs_size(tmp_path, tiny_model_dir):
+    """A Ray actor sees batches of 32, but the runtime (and so the stored vectors: bf16 rounds)
+    must be the one a local ingest of the whole job picks."""
+    from conftest import make_image
+
+    from jewelsearch.search.ray_ingest import PhotoWorker
+
+    class Recording:
+        def __init__(self):
+            self.asked = []
+
+        def runner(self, job_photos):
+            self.asked.append(job_photos)
+            return None
+
+    worker = PhotoWorker(Settings(home=tmp_path / "h", model=str(tiny_model_dir)), job_photos=300)
+    recording = Recording()
+    worker.service.state.ingestor.tower_runtime = recording
+    from jewelsearch.ingest.pipeline import NewItem
+    done = worker._add([NewItem(make_image(seed=i), {"title": "ring"}, source_path=f"p{i}.png") for i in range(2)])
+    assert all(isinstance(item_id, int) for _, item_id in done)
+    assert recording.asked == [300]
+
+
 def test_a_tower_without_maps_ingests_on_torch(tmp_path, tiny_model_dir):
     """The tiny test model (a ViT) makes no tower pass of its own: "openvino" changes nothing."""
     from conftest import make_image
