@@ -12,12 +12,14 @@ Variants (``--variants``, comma-separated):
   old-pipe     ``--old-tree``'s ``ingest_batches``: the pipeline as another checkout runs it
   seq          this tree, ``add_items`` per batch
   pipe         this tree, ``ingest_batches`` (decode threads, model, writer thread), default
-               settings (``ingest_runtime`` auto: OpenVINO for a job of 256 photos or more where its
+               settings (``ingest_runtime`` auto: OpenVINO for a job of 128 photos or more where its
                graphs are saved, which this script makes sure of first; opening it is counted)
   pipe-torch   the same with ``ingest_runtime`` torch
   pipe-ov      the same with ``ingest_runtime`` openvino in f32 (``ingest_precision``), opened in
                the warm-up (not counted)
   pipe-ov-bf16 the same in bf16
+  pipe-128     ``pipe`` with ``auto`` opening OpenVINO for jobs of 128 photos or more (opening counted)
+  pipe-128-f32 the same with ``ingest_precision`` f32 (a CPU without bf16)
   pipe-b64     the same with batches of 64
   pipe-b16     the same with batches of 16
   pipe-t1      the same with one torch thread (the decode threads get the other core)
@@ -84,7 +86,8 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     batch = {"pipe-b64": 64, "pipe-b16": 16}.get(variant, 32)
     runtime = {"pipe-torch": {"ingest_runtime": "torch"},
                "pipe-ov": {"ingest_runtime": "openvino", "ingest_precision": "f32"},
-               "pipe-ov-bf16": {"ingest_runtime": "openvino", "ingest_precision": "bf16"}}.get(variant, {})
+               "pipe-ov-bf16": {"ingest_runtime": "openvino", "ingest_precision": "bf16"},
+               "pipe-128-f32": {"ingest_precision": "f32"}}.get(variant, {})
     if variant == "pipe-t1":
         torch.set_num_threads(1)
     items = photo_set(kind, count + 8, cache)
@@ -94,6 +97,8 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
         if variant != "old":  # draft decoding only where the variant asks for it (old-pipe: off)
             ingestor = service.state.ingestor
             ingestor.draft_side = 2 * ingestor.encoder.preprocess.size if variant == "pipe-draft" else 0
+        if variant.startswith("pipe-128"):
+            service.state.ingestor.tower_runtime.min_photos = 128
         service.add_items(warm)  # first calls pay for lazy set-up
         batches = [items[i:i + batch] for i in range(0, len(items), batch)]
         cpu_started = _cpu_seconds()
@@ -159,7 +164,7 @@ def main() -> None:
     here = str(Path(__file__).resolve().parents[1] / "src")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"{args.items} photos per run, load average {os.getloadavg()[0]:.1f}", flush=True)
-    if any(v in ("pipe", "pipe-ov", "pipe-ov-bf16") for v in variants):
+    if any(v in ("pipe", "pipe-ov", "pipe-ov-bf16") or v.startswith("pipe-128") for v in variants):
         subprocess.run([sys.executable, __file__, "--child", "save-openvino", "-"],
                        env={**os.environ, "PYTHONPATH": here}, check=True)
     for kind in args.photos.split(","):
