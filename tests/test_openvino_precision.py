@@ -161,3 +161,40 @@ def test_the_setting_reaches_ingests_graphs(served, graphs, tmp_path):
         runtime = service.state.ingestor.tower_runtime
         assert runtime.runner(1) is not None and runtime.precision == want, precision
         service.catalog.close()
+
+
+@pytest.mark.slow
+def test_a_ray_actor_stores_the_vectors_local_bf16_ingest_stores(served, graphs, tmp_path):
+    """The issue's rule between the two paths (within 1e-5), in bf16: local ingest on 2 threads in
+    batches of 8 against a Ray ingest actor (``PhotoWorker``, one thread) in batches of 5."""
+    import numpy as np
+
+    from jewelsearch.ingest.demo import demo_dir, demo_items
+    from jewelsearch.ingest.pipeline import NewItem
+    from jewelsearch.search.ray_ingest import PhotoWorker
+    from jewelsearch.search.wiring import open_service
+    encoder, _, ov = served
+    _needs_bf16(ov)
+    _, _, root = graphs
+    items = [NewItem(i.image_bytes, {"title": i.fields.get("title", "")}, source_path=f"p{n}.jpg")
+             for n, i in enumerate(demo_items(demo_dir())[:12])]
+    settings = Settings(home=tmp_path / "local", ingest_runtime="openvino", ingest_precision="bf16",
+                        openvino_cache_dir=str(root), torch_threads=2)
+    local = open_service(settings)
+    ids = [r.item_id for _, done in local.ingest_batches([items[i:i + 8] for i in range(0, 12, 8)]) for r in done]
+    worker = PhotoWorker(settings, torch_threads=1, job_photos=len(items))
+    remote = [item_id for i in range(0, 12, 5) for _, item_id in worker._add(items[i:i + 5])]
+    try:
+        for service in (local, worker.service):
+            assert service.state.ingestor.tower_runtime.precision == "bf16"
+        keys = [encoder.model_id, local.state.ingestor.instance_key]
+        for key in keys:
+            want = local.catalog.embeddings.get_many(ids, key)
+            got = worker.service.catalog.embeddings.get_many(remote, key)
+            assert len(want) == len(got) == 12
+            assert max(float(np.abs(want[a] - got[b]).max()) for a, b in zip(ids, remote)) <= 1e-5, key
+        for a, b in zip(ids, remote):
+            assert {k: local.catalog.items.get(a)[k] for k in ("category", "metal", "gemstone", "stone_shape")} \
+                == {k: worker.service.catalog.items.get(b)[k] for k in ("category", "metal", "gemstone", "stone_shape")}
+    finally:
+        local.catalog.close()
