@@ -37,9 +37,10 @@ class Settings:
     # twice the model's input (448 px for the default model): faster, and the vectors hold
     # (docs/experiments/2026-12-07-draft-decoding.md). The stored photo is always the original.
     ingest_draft_decode: bool = True
-    # What runs ingest's image tower pass: "torch", "openvino" (faster on CPU; in f32 the same outputs
-    # within 1e-5, see ingest_precision; docs/experiments/2026-12-07-openvino-ingest.md), or "auto": OpenVINO for a job of 128
-    # photos or more once its converted graphs are saved, converting them in a job of 2,000 or more.
+    # What runs ingest's image tower pass: "torch", "openvino" (faster on CPU; in f32 the same
+    # outputs within 1e-5, see ingest_precision; docs/experiments/2026-12-07-openvino-ingest.md),
+    # or "auto": OpenVINO for a job of 128 photos or more once its converted graphs are saved,
+    # converting them in a job of 2,000 or more.
     # Where OpenVINO cannot be used ingest logs it once and runs on torch.
     ingest_runtime: str = "auto"
     # The arithmetic of ingest's OpenVINO graphs: "f32" (torch's vectors within 1e-5), "bf16" (the

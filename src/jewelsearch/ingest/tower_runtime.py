@@ -27,8 +27,8 @@ RUNTIMES = ("auto", "torch", "openvino")
 # About 0.5 s to open against 7-8 ms of CPU saved a photo in bf16 (3-5 in f32): a job pays it
 # back after some 60-120 photos in bf16; at 128 photos f32 breaks even (0.98-1.10x torch).
 AUTO_MIN_PHOTOS = 128
-# Converting took 8.7 s on the 2-core VM under load; at 3-5 ms saved a photo that pays back after
-# about 2,000-3,000 photos, and every later job reuses the saved graphs.
+# Converting took 8.7 s on the 2-core VM under load; at 3-5 ms of wall time saved a photo (about
+# 5 in bf16) that pays back after some 1,800-3,000 photos, and every later job reuses the graphs.
 AUTO_CONVERT_PHOTOS = 2000
 
 # (convert_if_missing) -> a tower-pass runner, or None where nothing is saved and converting
