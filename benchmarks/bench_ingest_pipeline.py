@@ -18,6 +18,8 @@ Variants (``--variants``, comma-separated):
   pipe-ov      the same with ``ingest_runtime`` openvino in f32 (``ingest_precision``), opened in
                the warm-up (not counted)
   pipe-ov-bf16 the same in bf16
+  pipe-ov-bf16-1s  the same with each batch run as one request on all threads (one stream), as
+               before the tower split its batches over one stream per thread
   pipe-128     ``pipe`` with ``auto`` opening OpenVINO for jobs of 128 photos or more (opening counted)
   pipe-128-f32 the same with ``ingest_precision`` f32 (a CPU without bf16)
   pipe-b64     the same with batches of 64
@@ -87,6 +89,7 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     runtime = {"pipe-torch": {"ingest_runtime": "torch"},
                "pipe-ov": {"ingest_runtime": "openvino", "ingest_precision": "f32"},
                "pipe-ov-bf16": {"ingest_runtime": "openvino", "ingest_precision": "bf16"},
+               "pipe-ov-bf16-1s": {"ingest_runtime": "openvino", "ingest_precision": "bf16"},
                "pipe-128-f32": {"ingest_precision": "f32"}}.get(variant, {})
     if variant == "pipe-t1":
         torch.set_num_threads(1)
@@ -97,6 +100,8 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
         if variant != "old":  # draft decoding only where the variant asks for it (old-pipe: off)
             ingestor = service.state.ingestor
             ingestor.draft_side = 2 * ingestor.encoder.preprocess.size if variant == "pipe-draft" else 0
+        if variant == "pipe-ov-bf16-1s":
+            service.state.ingestor.tower_runtime = one_stream_runtime(service)
         if variant.startswith("pipe-128"):
             service.state.ingestor.tower_runtime.min_photos = 128
         service.add_items(warm)  # first calls pay for lazy set-up
@@ -121,6 +126,17 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     if tower == "openvino":
         tower += " " + getattr(runtime, "precision", "f32")
     return {"photos/s": count / seconds, "cpu ms/photo": 1000 * cpu / count, "added": added, "tower": tower}
+
+
+def one_stream_runtime(service):
+    """OpenVINO in bf16 with one infer request on all threads for each batch."""
+    from jewelsearch.embed import openvino_cache
+    from jewelsearch.ingest.tower_runtime import TowerRuntime
+
+    encoder, top = service.encoder, service.recognizer.recognition_top
+    return TowerRuntime("openvino", lambda convert: openvino_cache.open_tower(
+        encoder.model.visual, top, int(encoder.preprocess.size), encoder.model_id,
+        openvino_cache.default_cache_dir(), convert_if_missing=convert, precision="bf16", streams=1))
 
 
 def save_openvino_graphs() -> None:
@@ -164,7 +180,7 @@ def main() -> None:
     here = str(Path(__file__).resolve().parents[1] / "src")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"{args.items} photos per run, load average {os.getloadavg()[0]:.1f}", flush=True)
-    if any(v in ("pipe", "pipe-ov", "pipe-ov-bf16") or v.startswith("pipe-128") for v in variants):
+    if any(v in ("pipe", "pipe-ov") or v.startswith(("pipe-128", "pipe-ov-bf16")) for v in variants):
         subprocess.run([sys.executable, __file__, "--child", "save-openvino", "-"],
                        env={**os.environ, "PYTHONPATH": here}, check=True)
     for kind in args.photos.split(","):

@@ -110,11 +110,16 @@ def test_a_ray_actor_picks_the_runtime_by_the_whole_jobs_size(tmp_path, tiny_mod
             self.asked.append(job_photos)
             return None
 
-    worker = PhotoWorker(Settings(home=tmp_path / "h", model=str(tiny_model_dir)), job_photos=300)
-    recording = Recording()
-    worker.service.state.ingestor.tower_runtime = recording
-    from jewelsearch.ingest.pipeline import NewItem
-    done = worker._add([NewItem(make_image(seed=i), {"title": "ring"}, source_path=f"p{i}.png") for i in range(2)])
+    threads_before = torch.get_num_threads()  # the worker sets torch's (process-wide) threads to 1
+    try:
+        worker = PhotoWorker(Settings(home=tmp_path / "h", model=str(tiny_model_dir)), job_photos=300)
+        recording = Recording()
+        worker.service.state.ingestor.tower_runtime = recording
+        from jewelsearch.ingest.pipeline import NewItem
+        done = worker._add([NewItem(make_image(seed=i), {"title": "ring"}, source_path=f"p{i}.png")
+                            for i in range(2)])
+    finally:
+        torch.set_num_threads(threads_before)
     assert all(isinstance(item_id, int) for _, item_id in done)
     assert recording.asked == [300]
 

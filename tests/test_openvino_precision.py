@@ -180,6 +180,7 @@ def test_a_ray_actor_stores_the_vectors_local_bf16_ingest_stores(served, graphs,
              for n, i in enumerate(demo_items(demo_dir())[:12])]
     settings = Settings(home=tmp_path / "local", ingest_runtime="openvino", ingest_precision="bf16",
                         openvino_cache_dir=str(root), torch_threads=2)
+    threads_before = torch.get_num_threads()  # both services set torch's (process-wide) threads
     local = open_service(settings)
     ids = [r.item_id for _, done in local.ingest_batches([items[i:i + 8] for i in range(0, 12, 8)]) for r in done]
     worker = PhotoWorker(settings, torch_threads=1, job_photos=len(items))
@@ -198,3 +199,4 @@ def test_a_ray_actor_stores_the_vectors_local_bf16_ingest_stores(served, graphs,
                 == {k: worker.service.catalog.items.get(b)[k] for k in ("category", "metal", "gemstone", "stone_shape")}
     finally:
         local.catalog.close()
+        torch.set_num_threads(threads_before)

@@ -55,11 +55,13 @@ def cache_folder(root: Path, model_id: str, key: str) -> Path:
 
 
 def open_tower(visual: nn.Module, top: nn.Module | None, side: int, model_id: str, root: Path,
-               threads: int | None = None, *, convert_if_missing: bool = True, precision: str = "f32"):
+               threads: int | None = None, *, convert_if_missing: bool = True, precision: str = "f32",
+               streams: int | None = None):
     """An ``OpenVinoTower`` compiled in ``precision`` (auto, f32 or bf16) from the cached graphs,
     converting (and caching) them where missing or damaged; None where there is no cache and
     ``convert_if_missing`` is false. Raises where OpenVINO is missing or conversion fails (the
-    caller falls back to torch). The saved graphs are the same for every precision."""
+    caller falls back to torch). The saved graphs are the same for every precision. ``streams``:
+    ``OpenVinoTower``'s (default one per thread)."""
     import openvino as ov
 
     threads = threads or torch.get_num_threads()
@@ -72,7 +74,7 @@ def open_tower(visual: nn.Module, top: nn.Module | None, side: int, model_id: st
         graphs = openvino_tower.convert(visual, top, side)
         # The conversion itself is judged in f32, to torch's outputs within 1e-5: bf16's rounding
         # would hide a small mistake in the graphs, which are saved for every later run.
-        tower = openvino_tower.OpenVinoTower(*graphs, top, threads, "f32")
+        tower = openvino_tower.OpenVinoTower(*graphs, top, threads, "f32", streams=streams)
         check(tower, visual, top, side)
         try:
             _write(folder, graphs)
@@ -83,7 +85,7 @@ def open_tower(visual: nn.Module, top: nn.Module | None, side: int, model_id: st
             return tower
     # Not checked again here: a check runs torch's tower once (its first pass sets up kernels,
     # a few tenths of a second), which a job on saved graphs would otherwise never pay.
-    return openvino_tower.OpenVinoTower(*graphs, top, threads, precision)
+    return openvino_tower.OpenVinoTower(*graphs, top, threads, precision, streams=streams)
 
 
 def cached(visual: nn.Module, top: nn.Module | None, side: int, model_id: str, root: Path) -> bool:

@@ -45,9 +45,17 @@ def resolve(choice: str, capabilities: Iterable[str]) -> str:
     return "bf16" if "BF16" in set(capabilities) else "f32"
 
 
-def compile_config(precision: str, threads: int) -> dict:
-    """The CPU plugin's compile options for ``precision`` (f32 or bf16) on ``threads`` threads."""
+def compile_config(precision: str, threads: int, streams: int = 1) -> dict:
+    """The CPU plugin's compile options for ``precision`` (f32 or bf16) on ``threads`` threads
+    shared by ``streams`` streams (requests that run at once, each on its share of the threads).
+
+    >>> compile_config("bf16", 2, 2)["NUM_STREAMS"]
+    2
+    """
     if precision not in PRECISIONS[1:]:
         raise ValueError(f"cannot compile in {precision!r}")
-    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision,
-            "INFERENCE_NUM_THREADS": max(1, int(threads))}
+    threads = max(1, int(threads))
+    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads}
+    if streams <= 1:
+        return {"PERFORMANCE_HINT": "LATENCY", **config}
+    return {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": min(int(streams), threads), **config}

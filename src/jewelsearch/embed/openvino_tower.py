@@ -142,14 +142,35 @@ def resolved(precision: str) -> str:
     return openvino_precision.resolve(precision, ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
-def _compiled(core, search, top_graph, precision: str, threads: int):
-    """(search infer request, top infer request or None), both compiled in ``precision``: the
-    top's maps feed heads that were fitted on the search graph's, so they never mix precisions."""
-    config = openvino_precision.compile_config(precision, threads)
-    search_request = core.compile_model(channels_last(search), "CPU", config).create_infer_request()
-    top_request = core.compile_model(channels_last(top_graph), "CPU", config).create_infer_request() \
-        if top_graph is not None else None
-    return search_request, top_request
+def _compiled(core, search, top_graph, precision: str, threads: int, streams: int):
+    """(search infer requests, top infer requests or None), one request per stream, both graphs
+    compiled in ``precision``: the top's maps feed heads that were fitted on the search graph's,
+    so they never mix precisions."""
+    config = openvino_precision.compile_config(precision, threads, streams)
+
+    def requests(graph):
+        compiled = core.compile_model(channels_last(graph), "CPU", config)
+        return [compiled.create_infer_request() for _ in range(streams)]
+
+    return requests(search), requests(top_graph) if top_graph is not None else None
+
+
+def _infer(requests, array: np.ndarray) -> list[np.ndarray]:
+    """The graph's outputs for ``array`` (fresh arrays, never overwritten by a later call), its
+    rows shared out over the requests (one per stream) and run at once. A photo's outputs do
+    not depend on the rows it runs with (tests/test_openvino_precision.py), so the split
+    changes no number."""
+    parts = min(len(requests), len(array))
+    if parts <= 1:
+        return list(requests[0].infer({0: array}, share_outputs=False).values())
+    chunks = np.array_split(array, parts)
+    for request, chunk in zip(requests, chunks):
+        request.start_async({0: np.ascontiguousarray(chunk)})
+    for request in requests[:parts]:
+        request.wait()
+    outputs = len(requests[0].model_outputs)
+    return [np.concatenate([request.get_output_tensor(i).data for request in requests[:parts]])
+            for i in range(outputs)]
 
 
 def _to_torch(array: np.ndarray) -> torch.Tensor:
@@ -163,17 +184,24 @@ class OpenVinoTower:
 
     ``precision`` (``openvino_precision.PRECISIONS``) picks the arithmetic; where the CPU has
     no native bf16 or bf16 fails to compile, both graphs compile in f32 with one warning
-    (``self.precision`` says which runs). ``core``: an ``openvino.Core`` (tests pass their own).
+    (``self.precision`` says which runs). ``streams`` (default: one per thread in bf16, one in
+    f32) splits each batch over that many streams run at once, each on its share of the
+    threads: on the 2-core VM two streams ran the bf16 search graph's batch of 32 in 0.75x the
+    wall and CPU time of one two-thread request, whose threads wait for each other at every
+    layer (docs/experiments/2026-12-07-bf16-ingest.md). ``core``: an ``openvino.Core`` (tests
+    pass their own).
 
     Infer requests are not thread-safe: one call at a time runs (ingest's model step is one
     thread; a concurrent upload waits)."""
 
     def __init__(self, search, top_graph, top: nn.Module | None, threads: int, precision: str = "f32",
-                 core=None):
+                 core=None, streams: int | None = None):
         import openvino as ov
 
         core = core or ov.Core()
         self.top = top
+        threads = max(1, int(threads))
+        self._streams_asked = streams
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         self.precision = openvino_precision.resolve(precision, capabilities)
         if self.precision == "bf16" and "BF16" not in capabilities:
@@ -181,16 +209,28 @@ class OpenVinoTower:
             log.warning("ingest_precision bf16: this CPU has no native bf16 arithmetic; the OpenVINO graphs run in f32")
             self.precision = "f32"
         try:
-            self._search, self._top = _compiled(core, search, top_graph, self.precision, threads)
+            self._search, self._top = _compiled(core, search, top_graph, self.precision, threads,
+                                                self._streams(threads))
         except RuntimeError as exc:
             if self.precision == "f32":
                 raise
             log.warning("ingest's OpenVINO graphs did not compile in %s (%s); they run in f32", self.precision, exc)
             self.precision = "f32"
-            self._search, self._top = _compiled(core, search, top_graph, "f32", threads)
+            self._search, self._top = _compiled(core, search, top_graph, "f32", threads, self._streams(threads))
         self._front_tap, self._front_extra = front_source(top)
         self._top_taps = top_tap_blocks(top) if top is not None else ()
         self._lock = threading.Lock()
+
+    @property
+    def streams(self) -> int:
+        return len(self._search)
+
+    def _streams(self, threads: int) -> int:
+        """One stream per thread in bf16; one in f32 unless asked, where a single thread's
+        kernels on a split batch differed from torch's by 2.3e-5 on the check's probe batch, past
+        f32's 1e-5 rule (bf16 is rounded anyway, and a photo's bf16 outputs stay bit-equal)."""
+        wanted = self._streams_asked or (threads if self.precision == "bf16" else 1)
+        return max(1, min(threads, int(wanted)))
 
     def __call__(self, visual: nn.Module, batch: torch.Tensor, top: nn.Module | None = None,
                  top_rows: torch.Tensor | None = None, beside: Executor | None = None) -> TowerPass:
@@ -200,8 +240,7 @@ class OpenVinoTower:
         # N×H×W×C: a view of a channels-last batch (ingest's), a copy of any other.
         array = np.ascontiguousarray(batch.float().permute(0, 2, 3, 1).numpy())
         with self._lock:
-            # share_outputs=False: each output is a fresh array, never overwritten by a later call.
-            found = list(self._search.infer({0: array}, share_outputs=False).values())
+            found = _infer(self._search, array)
             n = len(TAP_BLOCKS)
             taps = [_to_torch(t) for t in found[:n]]
             last_map, embedding = _to_torch(found[n]), _to_torch(found[n + 1])
@@ -213,7 +252,7 @@ class OpenVinoTower:
             if top_rows is not None:
                 front = np.ascontiguousarray(front[top_rows.numpy()])
                 taps = [tap[top_rows] for tap in taps]
-            replaced = [_to_torch(o) for o in self._top.infer({0: front}, share_outputs=False).values()]
+            replaced = [_to_torch(o) for o in _infer(self._top, front)]
         by_block = dict(zip(self._top_taps, replaced[:-1]))
         taps = [by_block.get(index, tap) for index, tap in zip(TAP_BLOCKS, taps)]
         return TowerPass(taps=taps, last_map=replaced[-1], embedding=embedding, search_taps=search_taps,
