@@ -111,13 +111,16 @@ def test_bf16_stays_within_its_stated_tolerance_of_torch(served, graphs):
 
 @pytest.mark.slow
 def test_bf16_answers_a_photo_the_same_in_any_batch_and_thread_count(served, graphs):
-    """What lets Ray ingest (one thread per actor, other batches) equal local ingest within 1e-5."""
+    """What lets Ray ingest (one thread per actor, other batches) equal local ingest within 1e-5,
+    and a batch split over streams give the numbers of one request."""
     from jewelsearch.embed.openvino_tower import OpenVinoTower
     encoder, recognizer, ov = served
     _needs_bf16(ov)
     (search, top_graph), batch, _ = graphs
     visual, top = encoder.model.visual, recognizer.recognition_top
-    two, one = OpenVinoTower(search, top_graph, top, 2, "bf16"), OpenVinoTower(search, top_graph, top, 1, "bf16")
+    two = OpenVinoTower(search, top_graph, top, 2, "bf16", streams=2)  # each batch split over 2 streams
+    one = OpenVinoTower(search, top_graph, top, 1, "bf16")
+    assert two.streams == 2 and one.streams == 1
     with torch.inference_mode():
         whole = two(visual, batch, top)
         for part, rows in ((one(visual, batch, top), slice(0, 8)), (two(visual, batch[2:5], top), slice(2, 5)),

@@ -184,12 +184,10 @@ class OpenVinoTower:
 
     ``precision`` (``openvino_precision.PRECISIONS``) picks the arithmetic; where the CPU has
     no native bf16 or bf16 fails to compile, both graphs compile in f32 with one warning
-    (``self.precision`` says which runs). ``streams`` (default: one per thread in bf16, one in
-    f32) splits each batch over that many streams run at once, each on its share of the
-    threads: on the 2-core VM two streams ran the bf16 search graph's batch of 32 in 0.75x the
-    wall and CPU time of one two-thread request, whose threads wait for each other at every
-    layer (docs/experiments/2026-12-07-bf16-ingest.md). ``core``: an ``openvino.Core`` (tests
-    pass their own).
+    (``self.precision`` says which runs). ``streams`` (default 1) splits each batch over that
+    many streams run at once, each on its share of the threads: alone, two streams ran the bf16
+    search graph's batch of 32 in 0.75x the time of one two-thread request, but end to end the
+    gain did not hold (``_streams``). ``core``: an ``openvino.Core`` (tests pass their own).
 
     Infer requests are not thread-safe: one call at a time runs (ingest's model step is one
     thread; a concurrent upload waits)."""
@@ -226,11 +224,11 @@ class OpenVinoTower:
         return len(self._search)
 
     def _streams(self, threads: int) -> int:
-        """One stream per thread in bf16; one in f32 unless asked, where a single thread's
-        kernels on a split batch differed from torch's by 2.3e-5 on the check's probe batch, past
-        f32's 1e-5 rule (bf16 is rounded anyway, and a photo's bf16 outputs stay bit-equal)."""
-        wanted = self._streams_asked or (threads if self.precision == "bf16" else 1)
-        return max(1, min(threads, int(wanted)))
+        """One unless asked: splitting the batch over one stream per thread saved 4-6 % of the CPU
+        a photo in bf16 but gave 0.97-1.21x the photos/s end to end on the loaded 2-core VM, short
+        of the rule's 1.05x in one of two runs (docs/experiments/2026-12-07-bf16-ingest.md); in
+        f32 a single thread's kernels differed from torch by 2.3e-5, past f32's 1e-5 rule."""
+        return max(1, min(threads, int(self._streams_asked or 1)))
 
     def __call__(self, visual: nn.Module, batch: torch.Tensor, top: nn.Module | None = None,
                  top_rows: torch.Tensor | None = None, beside: Executor | None = None) -> TowerPass:
