@@ -226,8 +226,8 @@ class OpenVinoTower:
     def _streams(self, threads: int) -> int:
         """One unless asked: splitting the batch over one stream per thread saved 4-6 % of the CPU
         a photo in bf16 but gave 0.97-1.21x the photos/s end to end on the loaded 2-core VM, short
-        of the rule's 1.05x in one of two runs (docs/experiments/2026-12-07-bf16-ingest.md); in
-        f32 a single thread's kernels differed from torch by 2.3e-5, past f32's 1e-5 rule."""
+        of the rule's 1.05x in one of two runs (docs/experiments/2026-12-07-bf16-ingest.md). The
+        split changes no number (bit-equal in bf16; in f32 still 8.3e-7 from torch)."""
         return max(1, min(threads, int(self._streams_asked or 1)))
 
     def __call__(self, visual: nn.Module, batch: torch.Tensor, top: nn.Module | None = None,
