@@ -102,11 +102,29 @@ def test_bf16_stays_within_its_stated_tolerance_of_torch(served, graphs):
     assert tower.precision == "bf16"
     with torch.inference_mode():
         want, got = tower_pass(visual, batch, top), tower(visual, batch, top)
-    worst, relative, cosine = openvino_cache.differences(want, got)
-    most, most_relative, least_cosine = openvino_precision.TOLERANCES["bf16"]
-    assert worst <= most and relative <= most_relative and cosine >= least_cosine
-    assert relative > openvino_precision.TOLERANCES["f32"][1]  # really bf16: f32's limit refuses it
+    _, relative, cosine = openvino_cache.differences(want, got)
+    most_relative, least_cosine = openvino_precision.TOLERANCES["bf16"]
+    assert relative <= most_relative and cosine >= least_cosine
+    assert relative > openvino_precision.TOLERANCES["f32"][0]  # really bf16: f32's limit refuses it
     openvino_cache.check(tower, visual, top, encoder.preprocess.size)  # the random probe batch, too
+
+
+@pytest.mark.slow
+def test_the_f32_check_passes_where_torch_runs_one_thread(served, graphs):
+    """A Ray actor's torch runs one thread, whose own kernels differ from two threads' by 2.3e-5
+    on the largest map values: the conversion check must not refuse OpenVINO there (the actor
+    would ingest on torch while a local ingest of the job runs OpenVINO)."""
+    from jewelsearch.embed import openvino_cache
+    from jewelsearch.embed.openvino_tower import OpenVinoTower
+    encoder, recognizer, _ = served
+    (search, top_graph), _, _ = graphs
+    tower = OpenVinoTower(search, top_graph, recognizer.recognition_top, 1, "f32")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        openvino_cache.check(tower, encoder.model.visual, recognizer.recognition_top, encoder.preprocess.size)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow

@@ -107,8 +107,8 @@ def check(tower, visual: nn.Module, top: nn.Module | None, side: int) -> None:
         want = openvino_tower.tower_pass(visual, probe, top, rows if top is not None else None)
         got = tower(visual, probe, top, rows if top is not None else None)
     worst, relative, cosine = differences(want, got)
-    most, most_relative, least_cosine = openvino_precision.TOLERANCES[tower.precision]
-    if not (worst <= most and relative <= most_relative and cosine >= least_cosine):
+    most_relative, least_cosine = openvino_precision.TOLERANCES[tower.precision]
+    if not (relative <= most_relative and cosine >= least_cosine):
         raise RuntimeError(f"the OpenVINO graphs ({tower.precision}) differ from torch by {worst:.2e} "
                            f"({relative:.2%} relative), embedding cosine {cosine:.6f}")
 

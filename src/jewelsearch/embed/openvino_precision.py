@@ -26,13 +26,15 @@ from typing import Iterable
 PRECISIONS = ("auto", "f32", "bf16")
 
 # How far a graph compiled in each precision may be from torch's fp32 tower pass on a probe
-# batch (``openvino_cache.check``): (the largest absolute difference of any output, the largest
-# relative difference ‖got − want‖ / ‖want‖ of any output, the lowest cosine of a photo's
-# embedding to torch's). f32 differs by ~1e-7. bf16 keeps 8 bits of mantissa and its rounding
-# adds up through the tower: on 32 demo photos each map was 7-10 % off in norm and the
-# embeddings' cosine to torch's was 0.9967 mean, 0.986 lowest (2026-12-07); the limits leave
-# room for that and still catch a graph that computes something else.
-TOLERANCES = {"f32": (1e-5, 1e-5, 0.99999), "bf16": (float("inf"), 0.2, 0.97)}
+# batch (``openvino_cache.check``): (the largest relative difference ‖got − want‖ / ‖want‖ of
+# any output, the lowest cosine of a photo's embedding to torch's). Relative, because the maps'
+# values run to the tens: f32 was 3.4e-7 off with torch on two threads and 3.2e-6 with torch on
+# one (a Ray actor's), whose own kernels then differ by 2.3e-5 in absolute terms on the largest
+# map values, while the stored, normalised embedding moved by 3.3e-7. bf16 keeps 8 bits of
+# mantissa and its rounding adds up through the tower: on 32 demo photos each map was 7-10 %
+# off in norm and the embeddings' cosine to torch's was 0.9967 mean, 0.986 lowest (2026-12-07);
+# its limits leave room for that and still catch a graph that computes something else.
+TOLERANCES = {"f32": (1e-5, 0.99999), "bf16": (0.2, 0.97)}
 
 
 def resolve(choice: str, capabilities: Iterable[str]) -> str:
