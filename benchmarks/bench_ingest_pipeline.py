@@ -12,10 +12,15 @@ Variants (``--variants``, comma-separated):
   old-pipe     ``--old-tree``'s ``ingest_batches``: the pipeline as another checkout runs it
   seq          this tree, ``add_items`` per batch
   pipe         this tree, ``ingest_batches`` (decode threads, model, writer thread), default
-               settings (``ingest_runtime`` auto: OpenVINO for a job of 256 photos or more where its
+               settings (``ingest_runtime`` auto: OpenVINO for a job of 128 photos or more where its
                graphs are saved, which this script makes sure of first; opening it is counted)
   pipe-torch   the same with ``ingest_runtime`` torch
-  pipe-ov      the same with ``ingest_runtime`` openvino, opened in the warm-up (not counted)
+  pipe-ov      the same with ``ingest_runtime`` openvino in f32 (``ingest_precision``), opened in
+               the warm-up (not counted)
+  pipe-ov-bf16 the same in bf16
+  pipe-ov-bf16-2s  the same with each batch split over two streams of one thread each
+  pipe-128     ``pipe`` with ``auto`` opening OpenVINO for jobs of 128 photos or more (opening counted)
+  pipe-128-f32 the same with ``ingest_precision`` f32 (a CPU without bf16)
   pipe-b64     the same with batches of 64
   pipe-b16     the same with batches of 16
   pipe-t1      the same with one torch thread (the decode threads get the other core)
@@ -80,7 +85,11 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
     from jewelsearch.search.wiring import open_service
 
     batch = {"pipe-b64": 64, "pipe-b16": 16}.get(variant, 32)
-    runtime = {"pipe-torch": {"ingest_runtime": "torch"}, "pipe-ov": {"ingest_runtime": "openvino"}}.get(variant, {})
+    runtime = {"pipe-torch": {"ingest_runtime": "torch"},
+               "pipe-ov": {"ingest_runtime": "openvino", "ingest_precision": "f32"},
+               "pipe-ov-bf16": {"ingest_runtime": "openvino", "ingest_precision": "bf16"},
+               "pipe-ov-bf16-2s": {"ingest_runtime": "openvino", "ingest_precision": "bf16"},
+               "pipe-128-f32": {"ingest_precision": "f32"}}.get(variant, {})
     if variant == "pipe-t1":
         torch.set_num_threads(1)
     items = photo_set(kind, count + 8, cache)
@@ -90,6 +99,10 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
         if variant != "old":  # draft decoding only where the variant asks for it (old-pipe: off)
             ingestor = service.state.ingestor
             ingestor.draft_side = 2 * ingestor.encoder.preprocess.size if variant == "pipe-draft" else 0
+        if variant == "pipe-ov-bf16-2s":
+            service.state.ingestor.tower_runtime = two_stream_runtime(service)
+        if variant.startswith("pipe-128"):
+            service.state.ingestor.tower_runtime.min_photos = 128
         service.add_items(warm)  # first calls pay for lazy set-up
         batches = [items[i:i + batch] for i in range(0, len(items), batch)]
         cpu_started = _cpu_seconds()
@@ -107,8 +120,22 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
         cpu = _cpu_seconds() - cpu_started  # with worker processes, theirs too (reaped children)
         added = service.catalog.items.count() - len(warm)
         service.catalog.close()
-    tower = getattr(getattr(service.state.ingestor, "tower_runtime", None), "name", "torch")
+    runtime = getattr(service.state.ingestor, "tower_runtime", None)
+    tower = getattr(runtime, "name", "torch")
+    if tower == "openvino":
+        tower += " " + getattr(runtime, "precision", "f32")
     return {"photos/s": count / seconds, "cpu ms/photo": 1000 * cpu / count, "added": added, "tower": tower}
+
+
+def two_stream_runtime(service):
+    """OpenVINO in bf16 with each batch split over two streams (``OpenVinoTower(streams=2)``)."""
+    from jewelsearch.embed import openvino_cache
+    from jewelsearch.ingest.tower_runtime import TowerRuntime
+
+    encoder, top = service.encoder, service.recognizer.recognition_top
+    return TowerRuntime("openvino", lambda convert: openvino_cache.open_tower(
+        encoder.model.visual, top, int(encoder.preprocess.size), encoder.model_id,
+        openvino_cache.default_cache_dir(), convert_if_missing=convert, precision="bf16", streams=2))
 
 
 def save_openvino_graphs() -> None:
@@ -152,7 +179,7 @@ def main() -> None:
     here = str(Path(__file__).resolve().parents[1] / "src")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"{args.items} photos per run, load average {os.getloadavg()[0]:.1f}", flush=True)
-    if any(v in ("pipe", "pipe-ov") for v in variants):
+    if any(v in ("pipe", "pipe-ov") or v.startswith(("pipe-128", "pipe-ov-bf16")) for v in variants):
         subprocess.run([sys.executable, __file__, "--child", "save-openvino", "-"],
                        env={**os.environ, "PYTHONPATH": here}, check=True)
     for kind in args.photos.split(","):

@@ -5,7 +5,9 @@ the model loaded once), through the CLI's pipelined path, and compares what was 
 item's row (filled attributes, the recognition record in ``attributes``), the largest
 difference between the two runs' vectors in each space (photo, instance, item text), and
 the top-10 answers of text and image searches on both catalogs.
-Usage: python benchmarks/compare_ingest_runtimes.py [--items 600] [--photos bare|given]
+OpenVINO's graphs compile in ``--precision`` (f32 by default: the within-1e-5 comparison;
+``compare_ingest_precision.py`` compares bf16 with f32 on real photos).
+Usage: python benchmarks/compare_ingest_runtimes.py [--items 600] [--photos bare|given] [--precision f32]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=600)
     parser.add_argument("--photos", default="bare", choices=("bare", "given"))
+    parser.add_argument("--precision", default="f32", choices=("f32", "bf16", "auto"))
     args = parser.parse_args()
 
     from jewelsearch.config import Settings
@@ -42,7 +45,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         first = None
         for runtime in ("torch", "openvino"):
-            service = open_service(Settings(home=Path(scratch) / runtime, ingest_runtime=runtime), models_from=first)
+            service = open_service(Settings(home=Path(scratch) / runtime, ingest_runtime=runtime,
+                                            ingest_precision=args.precision), models_from=first)
             first = first or service
             batches = [items[i:i + 32] for i in range(0, len(items), 32)]
             results = [r for _, done in service.ingest_batches(batches, photos=len(items)) for r in done]

@@ -9,7 +9,7 @@ the table gives each step's own figure, not a partition. ``--cprofile N`` also p
 thread's top N functions by cumulative time.
 
 Usage: python benchmarks/profile_ingest.py [--items 160] [--photos given|bare] [--threads 1] [--cprofile 30]
-       [--runtime auto|torch|openvino]
+       [--runtime auto|torch|openvino] [--precision auto|f32|bf16]
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ def main() -> None:
                         help="torch threads (default torch's); with 1, each step's thread CPU is all of its CPU, "
                              "as in one ingest worker process")
     parser.add_argument("--runtime", default=None, help="ingest_runtime (default: the setting's default)")
+    parser.add_argument("--precision", default=None, help="ingest_precision (default: the setting's default)")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -126,7 +127,8 @@ def main() -> None:
                          source_path=i.source_path) for i in items]
     warm, items = items[args.items:], items[:args.items]
     with tempfile.TemporaryDirectory() as home:
-        service = open_service(Settings(home=Path(home), **({"ingest_runtime": args.runtime} if args.runtime else {})))
+        chosen = {"ingest_runtime": args.runtime, "ingest_precision": args.precision}
+        service = open_service(Settings(home=Path(home), **{k: v for k, v in chosen.items() if v}))
         service.add_items(warm)
         instrument(service)
         batches = [items[i:i + 32] for i in range(0, len(items), 32)]

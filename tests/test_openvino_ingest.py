@@ -95,6 +95,35 @@ def test_a_pipelined_job_reports_its_size_to_the_runtime(service):
     assert recording.asked[2:] == [2, 4]
 
 
+def test_a_ray_actor_picks_the_runtime_by_the_whole_jobs_size(tmp_path, tiny_model_dir):
+    """A Ray actor sees batches of 32, but the runtime (and so the stored vectors: bf16 rounds)
+    must be the one a local ingest of the whole job picks."""
+    from conftest import make_image
+
+    from jewelsearch.search.ray_ingest import PhotoWorker
+
+    class Recording:
+        def __init__(self):
+            self.asked = []
+
+        def runner(self, job_photos):
+            self.asked.append(job_photos)
+            return None
+
+    threads_before = torch.get_num_threads()  # the worker sets torch's (process-wide) threads to 1
+    try:
+        worker = PhotoWorker(Settings(home=tmp_path / "h", model=str(tiny_model_dir)), job_photos=300)
+        recording = Recording()
+        worker.service.state.ingestor.tower_runtime = recording
+        from jewelsearch.ingest.pipeline import NewItem
+        done = worker._add([NewItem(make_image(seed=i), {"title": "ring"}, source_path=f"p{i}.png")
+                            for i in range(2)])
+    finally:
+        torch.set_num_threads(threads_before)
+    assert all(isinstance(item_id, int) for _, item_id in done)
+    assert recording.asked == [300]
+
+
 def test_a_tower_without_maps_ingests_on_torch(tmp_path, tiny_model_dir):
     """The tiny test model (a ViT) makes no tower pass of its own: "openvino" changes nothing."""
     from conftest import make_image
@@ -235,7 +264,9 @@ def test_ingest_on_openvino_equals_ingest_on_torch(served, cache_root, tmp_path)
              for i in demo_items(demo_dir())[:24]]
     homes = {}
     for runtime in ("torch", "openvino"):
-        settings = Settings(home=tmp_path / runtime, ingest_runtime=runtime, openvino_cache_dir=str(cache_root))
+        # f32: bf16 rounds (tests/test_openvino_precision.py), and this is the within-1e-5 rule.
+        settings = Settings(home=tmp_path / runtime, ingest_runtime=runtime, ingest_precision="f32",
+                            openvino_cache_dir=str(cache_root))
         service = open_service(settings)
         results = _ingest(service, items)
         assert [r.status for r in results] == ["added"] * len(items)

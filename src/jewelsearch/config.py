@@ -37,11 +37,18 @@ class Settings:
     # twice the model's input (448 px for the default model): faster, and the vectors hold
     # (docs/experiments/2026-12-07-draft-decoding.md). The stored photo is always the original.
     ingest_draft_decode: bool = True
-    # What runs ingest's image tower pass: "torch", "openvino" (the same outputs within 1e-5, faster
-    # on CPU; docs/experiments/2026-12-07-openvino-ingest.md), or "auto": OpenVINO for a job of 256
-    # photos or more once its converted graphs are saved, converting them in a job of 2,000 or more.
+    # What runs ingest's image tower pass: "torch", "openvino" (faster on CPU; in f32 the same
+    # outputs within 1e-5, see ingest_precision; docs/experiments/2026-12-07-openvino-ingest.md),
+    # or "auto": OpenVINO for a job of 128 photos or more once its converted graphs are saved,
+    # converting them in a job of 2,000 or more.
     # Where OpenVINO cannot be used ingest logs it once and runs on torch.
     ingest_runtime: str = "auto"
+    # The arithmetic of ingest's OpenVINO graphs: "f32" (torch's vectors within 1e-5), "bf16" (the
+    # tower pass about 2x as fast on a CPU with AMX or AVX-512 BF16; stored vectors' cosine to f32's
+    # 0.9994 mean on real photos, the same search and recognition measures:
+    # docs/experiments/2026-12-07-bf16-ingest.md), or "auto": bf16 where OpenVINO reports the CPU
+    # does bf16 natively, else f32. Where bf16 cannot be used the graphs run in f32 (one warning).
+    ingest_precision: str = "auto"
     # Where the converted OpenVINO graphs are kept (by model and weights hash); "": the user's
     # cache folder (~/.cache/jewelsearch/openvino).
     openvino_cache_dir: str = ""

@@ -17,6 +17,7 @@ seconds, so ``openvino_cache`` keeps the converted graphs; this module only conv
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from concurrent.futures import Executor
@@ -25,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from jewelsearch.embed import openvino_precision
 from jewelsearch.embed.dense_features import TAP_BLOCKS, TowerPass, tower_pass
 
-# fp32 on purpose: ingest's vectors must equal torch's within 1e-5, and this CPU has no bf16.
-COMPILE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+log = logging.getLogger(__name__)
 
 
 def top_tap_blocks(top: nn.Module) -> tuple[int, ...]:
@@ -134,6 +135,44 @@ def channels_last(model):
     return steps.build()
 
 
+def resolved(precision: str) -> str:
+    """``precision`` with ``auto`` made f32 or bf16 for this machine's CPU plugin."""
+    import openvino as ov
+
+    return openvino_precision.resolve(precision, ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def _compiled(core, search, top_graph, precision: str, threads: int, streams: int):
+    """(search infer requests, top infer requests or None), one request per stream, both graphs
+    compiled in ``precision``: the top's maps feed heads that were fitted on the search graph's,
+    so they never mix precisions."""
+    config = openvino_precision.compile_config(precision, threads, streams)
+
+    def requests(graph):
+        compiled = core.compile_model(channels_last(graph), "CPU", config)
+        return [compiled.create_infer_request() for _ in range(streams)]
+
+    return requests(search), requests(top_graph) if top_graph is not None else None
+
+
+def _infer(requests, array: np.ndarray) -> list[np.ndarray]:
+    """The graph's outputs for ``array`` (fresh arrays, never overwritten by a later call), its
+    rows shared out over the requests (one per stream) and run at once. A photo's outputs do
+    not depend on the rows it runs with (tests/test_openvino_precision.py), so the split
+    changes no number."""
+    parts = min(len(requests), len(array))
+    if parts <= 1:
+        return list(requests[0].infer({0: array}, share_outputs=False).values())
+    chunks = np.array_split(array, parts)
+    for request, chunk in zip(requests, chunks):
+        request.start_async({0: np.ascontiguousarray(chunk)})
+    for request in requests[:parts]:
+        request.wait()
+    outputs = len(requests[0].model_outputs)
+    return [np.concatenate([request.get_output_tensor(i).data for request in requests[:parts]])
+            for i in range(outputs)]
+
+
 def _to_torch(array: np.ndarray) -> torch.Tensor:
     """An OpenVINO output as torch's N×C×h×w (channels-last strides) or N×D, without a copy."""
     tensor = torch.from_numpy(array)
@@ -143,21 +182,53 @@ def _to_torch(array: np.ndarray) -> torch.Tensor:
 class OpenVinoTower:
     """``tower_pass`` for one tower and (optionally) its recognition top, on compiled graphs.
 
+    ``precision`` (``openvino_precision.PRECISIONS``) picks the arithmetic; where the CPU has
+    no native bf16 or bf16 fails to compile, both graphs compile in f32 with one warning
+    (``self.precision`` says which runs). ``streams`` (default 1) splits each batch over that
+    many streams run at once, each on its share of the threads: alone, two streams ran the bf16
+    search graph's batch of 32 in 0.75x the time of one two-thread request, but end to end the
+    gain did not hold (``_streams``). ``core``: an ``openvino.Core`` (tests pass their own).
+
     Infer requests are not thread-safe: one call at a time runs (ingest's model step is one
     thread; a concurrent upload waits)."""
 
-    def __init__(self, search, top_graph, top: nn.Module | None, threads: int):
+    def __init__(self, search, top_graph, top: nn.Module | None, threads: int, precision: str = "f32",
+                 core=None, streams: int | None = None):
         import openvino as ov
 
-        core = ov.Core()
-        config = {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": max(1, int(threads))}
+        core = core or ov.Core()
         self.top = top
-        self._search = core.compile_model(channels_last(search), "CPU", config).create_infer_request()
-        self._top = core.compile_model(channels_last(top_graph), "CPU", config).create_infer_request() \
-            if top_graph is not None else None
+        threads = max(1, int(threads))
+        self._streams_asked = streams
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.precision = openvino_precision.resolve(precision, capabilities)
+        if self.precision == "bf16" and "BF16" not in capabilities:
+            # OpenVINO would emulate it, slower than f32 and still rounded.
+            log.warning("ingest_precision bf16: this CPU has no native bf16 arithmetic; the OpenVINO graphs run in f32")
+            self.precision = "f32"
+        try:
+            self._search, self._top = _compiled(core, search, top_graph, self.precision, threads,
+                                                self._streams(threads))
+        except RuntimeError as exc:
+            if self.precision == "f32":
+                raise
+            log.warning("ingest's OpenVINO graphs did not compile in %s (%s); they run in f32", self.precision, exc)
+            self.precision = "f32"
+            self._search, self._top = _compiled(core, search, top_graph, "f32", threads, self._streams(threads))
         self._front_tap, self._front_extra = front_source(top)
         self._top_taps = top_tap_blocks(top) if top is not None else ()
         self._lock = threading.Lock()
+
+    @property
+    def streams(self) -> int:
+        return len(self._search)
+
+    def _streams(self, threads: int) -> int:
+        """One unless asked: splitting the batch over one stream per thread saved 4-6 % of the CPU
+        a photo in bf16 but gave 0.97-1.21x the photos/s end to end on the loaded 2-core VM, short
+        of the rule's 1.05x in one of two runs (docs/experiments/2026-12-07-bf16-ingest.md). The
+        split changes no number (bit-equal in bf16; in f32 still 8.3e-7 from torch)."""
+        return max(1, min(threads, int(self._streams_asked or 1)))
 
     def __call__(self, visual: nn.Module, batch: torch.Tensor, top: nn.Module | None = None,
                  top_rows: torch.Tensor | None = None, beside: Executor | None = None) -> TowerPass:
@@ -167,8 +238,7 @@ class OpenVinoTower:
         # N×H×W×C: a view of a channels-last batch (ingest's), a copy of any other.
         array = np.ascontiguousarray(batch.float().permute(0, 2, 3, 1).numpy())
         with self._lock:
-            # share_outputs=False: each output is a fresh array, never overwritten by a later call.
-            found = list(self._search.infer({0: array}, share_outputs=False).values())
+            found = _infer(self._search, array)
             n = len(TAP_BLOCKS)
             taps = [_to_torch(t) for t in found[:n]]
             last_map, embedding = _to_torch(found[n]), _to_torch(found[n + 1])
@@ -180,7 +250,7 @@ class OpenVinoTower:
             if top_rows is not None:
                 front = np.ascontiguousarray(front[top_rows.numpy()])
                 taps = [tap[top_rows] for tap in taps]
-            replaced = [_to_torch(o) for o in self._top.infer({0: front}, share_outputs=False).values()]
+            replaced = [_to_torch(o) for o in _infer(self._top, front)]
         by_block = dict(zip(self._top_taps, replaced[:-1]))
         taps = [by_block.get(index, tap) for index, tap in zip(TAP_BLOCKS, taps)]
         return TowerPass(taps=taps, last_map=replaced[-1], embedding=embedding, search_taps=search_taps,

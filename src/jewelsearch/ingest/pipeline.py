@@ -135,13 +135,14 @@ class Ingestor:
 
     def add(self, index: VectorIndex, items: list[NewItem], instance_index: VectorIndex | None = None,
             text_index: VectorIndex | None = None, *, decoded: Mapping[int, DecodedPhoto | Exception] | None = None,
-            skip_bad: bool = False) -> list[IngestResult]:
+            skip_bad: bool = False, job_photos: int | None = None) -> list[IngestResult]:
         """Ingest a batch; raises on the first bad item before writing any of them, or, with
         ``skip_bad``, writes the others and reports each bad one as "failed" with its reason.
         ``instance_index`` takes the instance vectors (with an instance head), ``text_index``
         the item text vectors. ``decoded`` (item position -> ``decode_for_model``'s photo, or the
-        error it raised) saves decoding again what a decode thread already did."""
-        prepared = self.prepare(items, decoded=decoded, skip_bad=skip_bad)
+        error it raised) saves decoding again what a decode thread already did. ``job_photos``:
+        the size of the job the batch is part of (``prepare``)."""
+        prepared = self.prepare(items, decoded=decoded, skip_bad=skip_bad, job_photos=job_photos)
         return self.write(prepared, index, instance_index, text_index)
 
     def prepare(self, items: list[NewItem], *, decoded: Mapping[int, DecodedPhoto | Exception] | None = None,

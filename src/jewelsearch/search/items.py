@@ -32,12 +32,15 @@ def public_item(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in HIDDEN_FIELDS}
 
 
-def add_items(state: ServiceState, items: list[NewItem], *, skip_bad: bool = False) -> list[IngestResult]:
+def add_items(state: ServiceState, items: list[NewItem], *, skip_bad: bool = False,
+              job_photos: int | None = None) -> list[IngestResult]:
     """One batch in one transaction; ``skip_bad`` writes the good items of a batch with bad
-    photos and reports the bad ones as "failed" (else the first bad one raises)."""
+    photos and reports the bad ones as "failed" (else the first bad one raises). ``job_photos``:
+    the size of a larger job this batch is part of (a Ray actor's), which picks the tower pass's
+    runtime as it does for the same job ingested locally; default: the batch's size."""
     with state.write_lock:
         results = state.ingestor.add(state.index, items, instance_index=_instance_index(state),
-                                     text_index=_text_index(state), skip_bad=skip_bad)
+                                     text_index=_text_index(state), skip_bad=skip_bad, job_photos=job_photos)
         _refresh_blended(state, results)
         _mark_dirty(state, results)
         return results

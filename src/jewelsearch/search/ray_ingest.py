@@ -98,8 +98,12 @@ class PhotoWorker:
     Plain Python (Ray calls it with a pyarrow batch), so it can be tested without Ray.
     """
 
-    def __init__(self, settings: Settings, torch_threads: int = 1):
+    def __init__(self, settings: Settings, torch_threads: int = 1, job_photos: int | None = None):
         from jewelsearch.search.wiring import open_service  # loads torch: only in the actor
+        # The whole job's size, not the actor's batch: it picks the tower pass's runtime (torch, or
+        # OpenVINO in the settings' precision) as a local ingest of the same job does, so the two
+        # store the same vectors (bf16's differ from torch's by more than 1e-5).
+        self.job_photos = job_photos
         self.scratch = Path(tempfile.mkdtemp(prefix="jewelsearch-ray-worker-"))
         self.service = open_service(settings.with_overrides(home=self.scratch / "home", torch_threads=torch_threads))
         self.ready_at = time.time()  # the model is loaded: reported, so a run's rate can leave loading out
@@ -143,13 +147,14 @@ class PhotoWorker:
         if not items:
             return []
         try:
-            return [(item, r.item_id) for item, r in zip(items, self.service.add_items(items))]
+            return [(item, r.item_id) for item, r in
+                    zip(items, self.service.add_items(items, job_photos=self.job_photos))]
         except JewelsearchError:
             pass
         done: list[tuple[NewItem, Any]] = []
         for item in items:
             try:
-                done.append((item, self.service.add_items([item])[0].item_id))
+                done.append((item, self.service.add_items([item], job_photos=self.job_photos)[0].item_id))
             except JewelsearchError as exc:
                 done.append((item, str(exc)))
         return done
@@ -245,7 +250,8 @@ def ray_ingest(settings: Settings, photos: list[PhotoInput], *, workers: int | N
             dataset = dataset.map_batches(read_photos, fn_kwargs={"known": known}, batch_format="pyarrow",
                                           batch_size=batch_size, num_cpus=READ_CPUS)
             dataset = dataset.map_batches(PhotoWorker, fn_constructor_kwargs={"settings": settings,
-                                                                              "torch_threads": plan.torch_threads},
+                                                                              "torch_threads": plan.torch_threads,
+                                                                              "job_photos": len(photos)},
                                           batch_format="pyarrow", batch_size=batch_size,
                                           compute=ray.data.ActorPoolStrategy(size=plan.actors),
                                           num_cpus=plan.cpus_per_actor)

@@ -197,8 +197,9 @@ class SearchService:
         return maintenance.rebuild_index(self.state, reembed=reembed, progress=progress)
 
     # ----- items (search/items.py) ------------------------------------------
-    def add_items(self, items: list[NewItem], *, skip_bad: bool = False) -> list[IngestResult]:
-        return catalog_items.add_items(self.state, items, skip_bad=skip_bad)
+    def add_items(self, items: list[NewItem], *, skip_bad: bool = False,
+                  job_photos: int | None = None) -> list[IngestResult]:
+        return catalog_items.add_items(self.state, items, skip_bad=skip_bad, job_photos=job_photos)
 
     def ingest_batches(self, batches: Iterable[list[NewItem]], *, decode_workers: int = 2,
                        photos: int | None = None) -> Iterator[tuple[list[NewItem], list[IngestResult]]]:

@@ -15,6 +15,7 @@ from jewelsearch.embed import load_encoder
 from jewelsearch.embed.dense_features import supports_dense_features
 from jewelsearch.embed.encoder import Encoder
 from jewelsearch.embed.instance import InstanceHead
+from jewelsearch.embed.openvino_precision import PRECISIONS as INGEST_PRECISIONS
 from jewelsearch.embed.model_folder import LOADERS as MODEL_LOADERS
 from jewelsearch.embed.query_text_runtime import PRECISIONS as QUERY_TEXT_PRECISIONS
 from jewelsearch.embed.query_text_runtime import RUNTIMES as QUERY_TEXT_RUNTIMES
@@ -83,6 +84,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
     if settings.text_query_runtime == "openvino" and settings.text_query_int8:
         raise SettingsError("text_query_int8 and text_query_runtime = openvino exclude each other: "
                             "choose one runtime for query texts")
+    if settings.ingest_precision not in INGEST_PRECISIONS:
+        raise SettingsError(f"ingest_precision must be one of {', '.join(INGEST_PRECISIONS)}")
     if settings.model_loader not in MODEL_LOADERS:
         raise SettingsError(f"model_loader must be one of {', '.join(MODEL_LOADERS)}")
     if settings.torch_threads > 0:
@@ -164,8 +167,10 @@ def serve_query_texts(settings: Settings, service: SearchService, *, streams: in
 
 
 def ingest_tower_runtime(settings: Settings, encoder: Encoder, recognizer: Recognizer | None) -> TowerRuntime:
-    """What runs ingest's tower pass (``settings.ingest_runtime``): OpenVINO is imported and its
-    graphs read or converted only once an ingest job asks for it."""
+    """What runs ingest's tower pass (``settings.ingest_runtime``, OpenVINO's graphs compiled in
+    ``settings.ingest_precision``): OpenVINO is imported and its graphs read or converted only
+    once an ingest job asks for it. Ray ingest's actors open their services from the same
+    settings, so they compile in the same precision as a local ingest on the same CPU."""
     visual = encoder.model.visual
     if not supports_dense_features(visual):  # ingest makes no tower pass of its own there
         return TowerRuntime("torch", None)
@@ -175,7 +180,8 @@ def ingest_tower_runtime(settings: Settings, encoder: Encoder, recognizer: Recog
     def open_openvino(convert: bool):
         from jewelsearch.embed import openvino_cache  # openvino itself only when a job asks for it
         return openvino_cache.open_tower(visual, top, int(encoder.preprocess.size), encoder.model_id,
-                                         root or openvino_cache.default_cache_dir(), convert_if_missing=convert)
+                                         root or openvino_cache.default_cache_dir(), convert_if_missing=convert,
+                                         precision=settings.ingest_precision)
 
     return TowerRuntime(settings.ingest_runtime, open_openvino)
 
