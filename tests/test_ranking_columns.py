@@ -201,3 +201,17 @@ def test_positions_skip_ids_that_are_not_items(mixed):
     found, rows = columns.positions([known[2], 10**12, known[0], -5])
     assert found.tolist() == [known[2], known[0]]
     assert np.array_equal(columns.ids[rows], found)
+
+
+def test_a_failing_refresh_falls_back_to_rows_and_logs(mixed, monkeypatch, caplog):
+    keeper = RankingColumnsKeeper(mixed.catalog.items)
+    keeper.read_all()
+    with mixed.catalog.database.write() as conn:
+        mixed.catalog.items.update(conn, keeper.current().ids.tolist()[0], {"price": 1.0})
+
+    def broken(version):
+        raise RuntimeError("disk went away")
+    monkeypatch.setattr(mixed.catalog.items, "changes_since", broken)
+    assert keeper.current() is None
+    assert "ranking columns" in caplog.text
+    assert answer(mixed, keeper, text="pearl earrings", k=3) == answer(mixed, None, text="pearl earrings", k=3)

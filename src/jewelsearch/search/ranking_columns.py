@@ -193,6 +193,13 @@ class RankingColumnsKeeper:
         return keeper
 
     def current(self) -> Columns | None:
+        try:
+            return self._current()
+        except Exception:  # an optimisation never fails a query: rows answer it
+            log.exception("could not bring the ranking columns up to date; this query reads rows")
+            return None
+
+    def _current(self) -> Columns | None:
         columns = self._columns
         if columns is None:
             self._start_full_read()
