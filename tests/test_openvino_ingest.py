@@ -71,19 +71,22 @@ def test_an_unknown_runtime_is_refused(tmp_path, tiny_model_dir):
         open_service(Settings(home=tmp_path / "h", model=str(tiny_model_dir), ingest_runtime="onnx"))
 
 
+class Recording:
+    """A tower runtime that notes each job size it is asked about and always answers torch."""
+
+    def __init__(self):
+        self.asked = []
+
+    def runner(self, job_photos):
+        self.asked.append(job_photos)
+        return None
+
+
 def test_a_pipelined_job_reports_its_size_to_the_runtime(service):
     """The CLI's file count picks the runtime from the first batch; unknown, the photos so far."""
     from conftest import make_image
 
     from jewelsearch.ingest.pipeline import NewItem
-
-    class Recording:
-        def __init__(self):
-            self.asked = []
-
-        def runner(self, job_photos):
-            self.asked.append(job_photos)
-            return None
 
     recording = Recording()
     service.state.ingestor.tower_runtime = recording
@@ -101,14 +104,6 @@ def test_a_ray_actor_picks_the_runtime_by_the_whole_jobs_size(tmp_path, tiny_mod
     from conftest import make_image
 
     from jewelsearch.search.ray_ingest import PhotoWorker
-
-    class Recording:
-        def __init__(self):
-            self.asked = []
-
-        def runner(self, job_photos):
-            self.asked.append(job_photos)
-            return None
 
     threads_before = torch.get_num_threads()  # the worker sets torch's (process-wide) threads to 1
     try:
