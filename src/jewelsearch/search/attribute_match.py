@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from jewelsearch.search.ranking_columns import PREDICTED_BIT, Columns
+from jewelsearch.search.ranking_columns import PREDICTED_BIT, Columns, style_title
 
 # What another member of a family earns where the plain family name was asked for: a pink
 # sapphire is another stone to a shopper who typed "sapphire", halfway between a match and a miss.
@@ -42,7 +42,7 @@ def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]
         if name == "style":
             # The title is read only for a style word (a few queries), not for every candidate;
             # an item without words may carry the style recognition filled in.
-            title = " ".join(str(row.get("title") or "").lower().replace("-", " ").split())
+            title = style_title(row.get("title"))
             if any(value.replace("-", " ") in title for value in values):
                 earned += weight
             elif row.get("style") in values:

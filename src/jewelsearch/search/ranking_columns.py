@@ -113,7 +113,7 @@ class ColumnsBuilder:
         price = np.array([np.nan if p is None else float(p) for p in prices], dtype=np.float64)
         band = np.array([_band_index(p) for p in prices], dtype=np.int8)
         style_titles = np.empty(count, dtype=object)
-        style_titles[:] = [_style_title(row.get("title")) for row in rows]
+        style_titles[:] = [style_title(row.get("title")) for row in rows]
         ids = np.fromiter((int(row["id"]) for row in rows), dtype=np.int64, count=count)
         return {"ids": ids, "codes": codes, "style": style, "predicted": predicted, "price": price,
                 "band": band, "variant": variant, "style_titles": style_titles,
@@ -270,6 +270,7 @@ def _band_index(price: Any) -> int:
     return NO_BAND if band is None else PRICE_BANDS.index(band)
 
 
-def _style_title(title: Any) -> str:
-    # As ``text_query.attribute_match`` reads a title for a style word.
+def style_title(title: Any) -> str:
+    """A title as a style word is looked for in it (``attribute_match``): lower case, hyphens as
+    spaces, runs of whitespace as one space."""
     return " ".join(str(title or "").lower().replace("-", " ").split())

@@ -34,7 +34,7 @@ def _busy(server, now: float) -> bool:
             continue
         if channel.requests or channel.total_outbufs_len or channel.request is not None:
             return True
-        if channel.last_activity == channel.creation_time and now - channel.creation_time < FIRST_REQUEST_WAIT_SECONDS:
+        if _awaiting_first_request(channel, now):
             return True
     return False
 
@@ -42,6 +42,11 @@ def _busy(server, now: float) -> bool:
 # A connection that sent nothing yet counts as work this long: a client's request follows its
 # handshake at once, and one that never sends holds a gate no longer than this.
 FIRST_REQUEST_WAIT_SECONDS = 0.5
+
+
+def _awaiting_first_request(channel: HTTPChannel, now: float) -> bool:
+    """A connection accepted less than ``FIRST_REQUEST_WAIT_SECONDS`` ago that has sent nothing yet."""
+    return channel.last_activity == channel.creation_time and now - channel.creation_time < FIRST_REQUEST_WAIT_SECONDS
 
 
 def _channels_at_work(server, now: float) -> int:
@@ -53,9 +58,7 @@ def _channels_at_work(server, now: float) -> int:
     for channel in list(server._map.values()):
         if not isinstance(channel, HTTPChannel):
             continue
-        fresh = (channel.last_activity == channel.creation_time
-                 and now - channel.creation_time < FIRST_REQUEST_WAIT_SECONDS)
-        if channel.requests or fresh:
+        if channel.requests or _awaiting_first_request(channel, now):
             count += 1
     return count
 

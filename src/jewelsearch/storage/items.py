@@ -212,8 +212,7 @@ class ItemStore:
         read in one transaction, so no write falls between them."""
         conn = self.database.conn
         with _read_transaction(conn):
-            version = int((conn.execute("SELECT value FROM meta WHERE key = 'items_version'").fetchone()
-                           or (0,))[0])
+            version = self.version()  # the same connection: inside the transaction
             rows = [_ranking_row(fields) for fields in conn.execute(f"{RANKING_SELECT} ORDER BY id")]
         return version, rows
 
@@ -223,8 +222,7 @@ class ItemStore:
         (or the version went back: another file), and the caller must read every item again."""
         conn = self.database.conn
         with _read_transaction(conn):
-            now = int((conn.execute("SELECT value FROM meta WHERE key = 'items_version'").fetchone()
-                       or (0,))[0])
+            now = self.version()
             if now == version:
                 return now, []
             oldest = conn.execute("SELECT MIN(version) FROM item_changes").fetchone()[0]
