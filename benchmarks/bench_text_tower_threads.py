@@ -71,7 +71,7 @@ def main() -> None:
         for streams, pinned in sorted({(1, False), (cores, False), (cores, True)}):
             tower = openvino_text.open_text_tower(encoder, Path(cache), threads=1, streams=streams, pinned=pinned)
             runtimes[f"openvino, {streams} stream{'s' * (streams > 1)}{', pinned' * pinned}"] = \
-                (lambda t: lambda texts: encoder.encode_texts_with(texts, t))(tower)
+                (lambda t: lambda texts: encoder.encode_texts_from_ids(texts, t))(tower)
         texts = queries(400)
         for encode in runtimes.values():
             drive(encode, texts, 1, 0.5)  # warm up

@@ -46,14 +46,59 @@ def _worst(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max())
 
 
+def _torch_forward(encoder):
+    """Torch's own text tower behind the NumPy interface a runtime offers."""
+    def forward(ids: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return encoder.model.encode_text(torch.from_numpy(ids)).numpy()
+    return forward
+
+
+def test_a_query_alone_gets_the_ids_it_gets_in_a_batch():
+    """The bundled tokenizer: one text goes through ``encode``, several through ``encode_batch``."""
+    from jewelsearch.embed import default_model
+    from jewelsearch.embed.wordpiece_tokenizer import WordPieceTokenizer
+    tokenizer = WordPieceTokenizer(Path(default_model.minilm_path()) / "tokenizer.json", 64, 0)
+    texts = [t[:500] for t in TEXTS]
+    batch = tokenizer.ids(texts)
+    alone = np.concatenate([tokenizer.ids(t) for t in texts])
+    assert batch.dtype == np.int64 and batch.shape == (len(texts), 64) and np.array_equal(alone, batch)
+    assert np.array_equal(tokenizer(texts).numpy(), batch)
+
+
+@pytest.fixture(scope="module")
+def bundled_encoder():
+    from jewelsearch.embed import load_encoder
+    return load_encoder("jewelclip-lite0")
+
+
+@pytest.mark.parametrize("which", ["tiny", "bundled"])
+def test_the_numpy_path_trims_and_normalises_as_torch_does(which, request):
+    """The runtime's path (NumPy in and out, no torch op) with torch's own tower behind it gives
+    torch's vectors, alone and in batches cut at other places (other trimmed lengths): the tiny
+    model's open_clip tokenizer (no padding id, nothing trimmed) and the bundled MiniLM one."""
+    encoder = request.getfixturevalue("tiny_encoder" if which == "tiny" else "bundled_encoder")
+    forward = _torch_forward(encoder)
+    for size in (1, 3, 32):
+        encoder.batch_size = size
+        try:
+            assert _worst(encoder.encode_texts_from_ids(TEXTS, forward), encoder.encode_texts(TEXTS)) <= 1e-6
+        finally:
+            encoder.batch_size = 32
+    if which == "bundled":
+        shapes = []
+        encoder.encode_texts_from_ids(["ring"], lambda ids: (shapes.append(ids.shape), forward(ids))[1])
+        assert shapes == [(1, 3)]  # [CLS] ring [SEP]: the padding columns were cut
+
+
 def test_openvino_tower_gives_torch_vectors_alone_and_in_batches(tiny_encoder, ov_tower):
     assert ov_tower.precision == "f32"
-    alone = np.concatenate([tiny_encoder.encode_texts_with([t], ov_tower) for t in TEXTS])
+    alone = np.concatenate([tiny_encoder.encode_texts_from_ids([t], ov_tower) for t in TEXTS])
     assert _worst(alone, np.concatenate([tiny_encoder.encode_texts([t]) for t in TEXTS])) <= TOLERANCE
     for size in (1, 3, 32):  # batches cut at other places: other shapes
         tiny_encoder.batch_size = size
         try:
-            assert _worst(tiny_encoder.encode_texts_with(TEXTS, ov_tower), tiny_encoder.encode_texts(TEXTS)) <= TOLERANCE
+            assert _worst(tiny_encoder.encode_texts_from_ids(TEXTS, ov_tower), tiny_encoder.encode_texts(TEXTS)) <= TOLERANCE
         finally:
             tiny_encoder.batch_size = 32
 
@@ -66,7 +111,7 @@ def test_request_threads_each_get_their_own_infer_request(tiny_encoder, ov_tower
         try:
             for i in range(30):
                 text = TEXTS[(offset + i) % len(TEXTS)]
-                worst.append(_worst(tiny_encoder.encode_texts_with([text], ov_tower)[0], want[text]))
+                worst.append(_worst(tiny_encoder.encode_texts_from_ids([text], ov_tower)[0], want[text]))
         except Exception as exc:  # reported below, not lost on the thread
             failures.append(exc)
 
@@ -101,7 +146,7 @@ def test_the_saved_graph_is_reused_rebuilt_when_damaged_and_keyed_by_weights(tin
         tower = openvino_text.open_text_tower(tiny_encoder, root)
         assert _converted(caplog) == 2 and any("damaged" in r.getMessage() for r in caplog.records)
         assert openvino_graph_store.graphs_saved(folder, ("text",), openvino_text.FORMAT)
-        assert _worst(tiny_encoder.encode_texts_with(TEXTS, tower), tiny_encoder.encode_texts(TEXTS)) <= TOLERANCE
+        assert _worst(tiny_encoder.encode_texts_from_ids(TEXTS, tower), tiny_encoder.encode_texts(TEXTS)) <= TOLERANCE
 
         changed = Encoder(copy.deepcopy(tiny_encoder.model), tiny_encoder.preprocess, tiny_encoder.tokenizer,
                           tiny_encoder.model_id)
@@ -109,7 +154,7 @@ def test_the_saved_graph_is_reused_rebuilt_when_damaged_and_keyed_by_weights(tin
             changed.model.token_embedding.weight.mul_(1.01)
         other = openvino_text.open_text_tower(changed, root)
         assert _converted(caplog) == 3  # other weights: another folder
-        assert _worst(changed.encode_texts_with(TEXTS, other), changed.encode_texts(TEXTS)) <= TOLERANCE
+        assert _worst(changed.encode_texts_from_ids(TEXTS, other), changed.encode_texts(TEXTS)) <= TOLERANCE
     assert len([p for p in root.iterdir()]) == 2 and not [p for p in root.iterdir() if p.name.startswith(".")]
 
 
@@ -121,7 +166,7 @@ def test_an_unwritable_cache_still_gives_a_tower(tiny_encoder, tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         tower = openvino_text.open_text_tower(tiny_encoder, blocked / "openvino")
     assert any("cannot save the converted OpenVINO text tower" in r.getMessage() for r in caplog.records)
-    assert _worst(tiny_encoder.encode_texts_with(TEXTS, tower), tiny_encoder.encode_texts(TEXTS)) <= TOLERANCE
+    assert _worst(tiny_encoder.encode_texts_from_ids(TEXTS, tower), tiny_encoder.encode_texts(TEXTS)) <= TOLERANCE
 
 
 # --- the switch from torch (QueryTextTower) ----------------------------------------------------
@@ -131,9 +176,11 @@ class GatedOpener:
 
     def __init__(self, forward, fails: bool = False):
         self.gate, self.forward, self.fails, self.calls = threading.Event(), forward, fails, 0
+        self.entered = threading.Event()  # the opening is under way
 
     def __call__(self):
         self.calls += 1
+        self.entered.set()
         assert self.gate.wait(30)
         if self.fails:
             raise ImportError("No module named 'openvino'")
@@ -143,8 +190,11 @@ class GatedOpener:
 def test_torch_answers_until_the_other_runtime_is_open_then_it_does(tiny_encoder):
     tower = QueryTextTower(tiny_encoder)
     other = []
-    opener = GatedOpener(lambda ids: (other.append(1), tiny_encoder.model.encode_text(ids))[1])
+    opener = GatedOpener(lambda ids: (other.append(1), _torch_forward(tiny_encoder)(ids))[1])
     thread = tower.open_in_background(opener)
+    assert opener.entered.wait(30)
+    # A second call while the opening runs returns its thread at once (it once waited for the
+    # opening, which here waits for this test: the opening then timed out and gave up).
     assert tower.open_in_background(opener) is thread  # opened once
     before = tower.encode_texts(TEXTS)
     assert tower.runtime == "torch" and other == []
@@ -281,16 +331,16 @@ def test_a_one_shot_search_never_imports_openvino(tmp_path, tiny_model_dir):
 # --- the bundled model ------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_the_bundled_text_tower_on_openvino_gives_torch_vectors(tmp_path):
+def test_the_bundled_text_tower_on_openvino_gives_torch_vectors(tmp_path, bundled_encoder):
     pytest.importorskip("openvino")
-    from jewelsearch.embed import load_encoder, openvino_text
-    encoder = load_encoder("jewelclip-lite0")
+    from jewelsearch.embed import openvino_text
+    encoder = bundled_encoder
     tower = openvino_text.open_text_tower(encoder, tmp_path / "ov", threads=1, streams=2)
-    alone = np.concatenate([encoder.encode_texts_with([t], tower) for t in TEXTS])
+    alone = np.concatenate([encoder.encode_texts_from_ids([t], tower) for t in TEXTS])
     assert _worst(alone, np.concatenate([encoder.encode_texts([t]) for t in TEXTS])) <= TOLERANCE
     for size in (1, 5, 32):  # the encoder trims each batch to its longest text: other lengths
         encoder.batch_size = size
-        assert _worst(encoder.encode_texts_with(TEXTS, tower), encoder.encode_texts(TEXTS)) <= TOLERANCE
+        assert _worst(encoder.encode_texts_from_ids(TEXTS, tower), encoder.encode_texts(TEXTS)) <= TOLERANCE
 
 
 def test_bf16_opt_in_opens_a_bf16_tower_close_to_torch(tmp_path, tiny_model_dir):

@@ -49,7 +49,7 @@ class OtherRuntime:
         self.encoder, self.forward, self.max_text_chars = encoder, forward, encoder.max_text_chars
 
     def encode_texts(self, texts):
-        return self.encoder.encode_texts_with(texts, self.forward)
+        return self.encoder.encode_texts_from_ids(texts, self.forward)
 
 
 def towers_for(variant: str, encoder, cache: Path) -> dict:

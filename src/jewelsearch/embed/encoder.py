@@ -68,6 +68,28 @@ class Encoder:
             chunks.append(self._normalise(forward(self._trim_padding(tokens))))
         return _concat(chunks)
 
+    def encode_texts_from_ids(self, texts: Sequence[str], forward: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``encode_texts_with`` for a runtime that takes and gives NumPy arrays (int64 token ids,
+        trimmed as ``_trim_padding`` trims -> unnormalised float features), with no torch op on
+        the way: each torch op lets go of the GIL and must take it back, and a text query's
+        helper thread, running Python meanwhile, made each take-back wait (the OpenVINO tower
+        of one query took 0.5-1.4 ms longer with torch around it; see
+        docs/experiments/2026-12-07-query-tower-numpy-glue.md)."""
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [t[: self.max_text_chars] for t in texts[start:start + self.batch_size]]
+            with self._tokenizer_lock:
+                ids = self.tokenizer.ids(batch) if hasattr(self.tokenizer, "ids") else self.tokenizer(batch).numpy()
+            features = np.asarray(forward(self._trim_padding_ids(np.asarray(ids, dtype=np.int64))), dtype=np.float32)
+            norms = np.linalg.norm(features, axis=-1, keepdims=True)
+            chunks.append(features / np.maximum(norms, np.float32(1e-12)))
+        return _concat(chunks)
+
+    def _pad_id(self) -> int | None:
+        """The text tower's padding id, for HF text towers (None for the others)."""
+        return getattr(getattr(self.model.text, "config", None), "pad_token_id", None) \
+            if hasattr(self.model, "text") else None
+
     def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
         """Drop all-padding columns for HF text towers.
 
@@ -76,14 +98,23 @@ class Encoder:
         HF towers mask padding by its id and mean-pool over real tokens only, so the
         result is unchanged.
         """
-        pad_id = getattr(getattr(self.model.text, "config", None), "pad_token_id", None) \
-            if hasattr(self.model, "text") else None
+        pad_id = self._pad_id()
         if pad_id is None or tokens.ndim != 2:
             return tokens
         real = (tokens != pad_id).any(dim=0).nonzero()
         if len(real) == 0:
             return tokens
         return tokens[:, : int(real.max()) + 1]
+
+    def _trim_padding_ids(self, ids: np.ndarray) -> np.ndarray:
+        """``_trim_padding`` on a NumPy array (contiguous, as a runtime's input must be)."""
+        pad_id = self._pad_id()
+        if pad_id is None or ids.ndim != 2:
+            return ids
+        real = np.flatnonzero((ids != pad_id).any(axis=0))
+        if len(real) == 0:
+            return ids
+        return np.ascontiguousarray(ids[:, : int(real[-1]) + 1])
 
     @staticmethod
     def _normalise(features: torch.Tensor) -> np.ndarray:

@@ -3,8 +3,9 @@
 One thread per request, OpenVINO ran the bundled MiniLM tower in about 0.6x torch's time with
 the same vectors (docs/experiments/2026-12-07-openvino-query-text-tower.md). The graph takes
 token ids of any batch size and length (the encoder trims all-padding columns, so lengths vary
-query by query) and returns the tower's unnormalised features; ``Encoder.encode_texts_with``
-does the rest as it does for torch.
+query by query) as a NumPy array and returns the tower's unnormalised features as one;
+``Encoder.encode_texts_from_ids`` does the rest as ``encode_texts`` does for torch, without a
+torch op on the way (each one gives up the GIL and waits to take it back).
 
 Converting takes about 2 s (5 s with the check and the save), so the graph is kept on disk
 (``openvino_graph_store``) under a key of the text side's weights, the OpenVINO version and the
@@ -94,7 +95,8 @@ def convert(encoder: Encoder):
 
 
 class OpenVinoTextTower:
-    """A compiled text graph: token ids (a torch tensor) -> features, like ``encode_text``."""
+    """A compiled text graph: token ids (an int64 NumPy array) -> features (a float32 array),
+    like ``encode_text``."""
 
     def __init__(self, graph, *, threads: int = 1, streams: int = 1, precision: str = "f32", pinned: bool = False):
         import openvino as ov
@@ -109,13 +111,13 @@ class OpenVinoTextTower:
         self._compiled = ov.Core().compile_model(graph, "CPU", config)
         self._requests = threading.local()  # one infer request per calling thread
 
-    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self._compiled.create_infer_request()
-        array = np.ascontiguousarray(ids.numpy(), dtype=np.int64)
+        array = np.ascontiguousarray(ids, dtype=np.int64)
         # share_outputs=False: a fresh array, never overwritten by this thread's next call.
-        return torch.from_numpy(request.infer({0: array}, share_outputs=False)[0])
+        return request.infer({0: array}, share_outputs=False)[0]
 
 
 def check(encoder: Encoder, tower: OpenVinoTextTower) -> float:
@@ -123,8 +125,8 @@ def check(encoder: Encoder, tower: OpenVinoTextTower) -> float:
     one at a time and together; raises where it is above the precision's tolerance."""
     texts = list(PROBE_TEXTS)
     want = np.concatenate([encoder.encode_texts(texts)] + [encoder.encode_texts([t]) for t in texts])
-    got = np.concatenate([encoder.encode_texts_with(texts, tower)]
-                         + [encoder.encode_texts_with([t], tower) for t in texts])
+    got = np.concatenate([encoder.encode_texts_from_ids(texts, tower)]
+                         + [encoder.encode_texts_from_ids([t], tower) for t in texts])
     worst = float(np.abs(want - got).max())
     if not worst <= TOLERANCE[tower.precision]:
         raise RuntimeError(f"the OpenVINO text tower differs from torch by {worst:.2e}")

@@ -15,7 +15,6 @@ import threading
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from jewelsearch.embed.encoder import Encoder
 
@@ -24,8 +23,9 @@ log = logging.getLogger(__name__)
 RUNTIMES = ("auto", "torch", "openvino")
 PRECISIONS = ("f32", "bf16")  # of the OpenVINO tower (``openvino_text.PRECISIONS``, without importing it)
 
-# () -> the other runtime's text forward (token ids -> features); raises where it cannot be used.
-Opener = Callable[[], Callable[[torch.Tensor], torch.Tensor]]
+# () -> the other runtime's text forward (int64 token ids -> float features, NumPy arrays both:
+# ``Encoder.encode_texts_from_ids``); raises where it cannot be used.
+Opener = Callable[[], Callable[[np.ndarray], np.ndarray]]
 
 
 class QueryTextTower:
@@ -35,11 +35,12 @@ class QueryTextTower:
     def __init__(self, encoder: Encoder):
         self.encoder = encoder
         self.max_text_chars = encoder.max_text_chars
-        self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._forward: Callable[[np.ndarray], np.ndarray] | None = None
         self._lock = threading.Lock()  # one opening at a time; a failure warns once
         self._given_up = False
         self._warned = threading.Lock()  # request threads may fail at once: one warning
         self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()  # one background thread, however many callers
         self.settled = threading.Event()  # an opening ended, either way
 
     @property
@@ -52,7 +53,7 @@ class QueryTextTower:
         if forward is None:
             return self.encoder.encode_texts(texts)
         try:
-            return self.encoder.encode_texts_with(texts, forward)
+            return self.encoder.encode_texts_from_ids(texts, forward)
         except Exception as exc:  # never a failed query: torch answers, from now on
             self._give_up(exc)
             return self.encoder.encode_texts(texts)
@@ -71,7 +72,9 @@ class QueryTextTower:
 
     def open_in_background(self, opener: Opener) -> threading.Thread:
         """Open the other runtime on a daemon thread; torch answers until it is open."""
-        with self._lock:
+        # Not ``_lock``: the opening holds that for as long as it runs, and a second call must
+        # return the running thread at once, not wait for the opening to end.
+        with self._starting:
             if self._thread is None:
                 self._thread = threading.Thread(target=self.open_now, args=(opener,),
                                                 name="query-text-runtime", daemon=True)

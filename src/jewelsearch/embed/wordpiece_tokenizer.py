@@ -14,6 +14,7 @@ import html
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 
@@ -38,7 +39,14 @@ class WordPieceTokenizer:
         self._tokenizer.enable_padding(length=self.context_length, pad_id=self.pad_id)
 
     def __call__(self, texts: str | Sequence[str]) -> torch.Tensor:
+        return torch.from_numpy(self.ids(texts))
+
+    def ids(self, texts: str | Sequence[str]) -> np.ndarray:
+        """The same ids as a NumPy array (int64), for a runtime that takes no torch tensors."""
         if isinstance(texts, str):
             texts = [texts]
-        encodings = self._tokenizer.encode_batch([clean(t) for t in texts])
-        return torch.tensor([e.ids for e in encodings], dtype=torch.long).reshape(len(texts), self.context_length)
+        cleaned = [clean(t) for t in texts]
+        # One text (a query) is encoded on this thread: ``encode_batch`` would hand it to the
+        # library's thread pool and back. Both give the same ids.
+        encodings = [self._tokenizer.encode(cleaned[0])] if len(cleaned) == 1 else self._tokenizer.encode_batch(cleaned)
+        return np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(texts), self.context_length)
