@@ -165,11 +165,14 @@ class Localizer:
         return piece, stone, embeddings, instance
 
     @torch.inference_mode()
-    def grids(self, taps: list[torch.Tensor], stones: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def grids(self, taps: list[torch.Tensor], stones: bool = True,
+              head_logits: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Piece and stone probabilities (N×S×S) from the search tower's taps of a pass made
         elsewhere (``TowerPass.search_taps``): ingest locates the photos it embeds this way.
-        Without ``stones`` the stone branch is not run and the stone grid is None."""
-        probs = torch.sigmoid(self.head(taps)).numpy()
+        Without ``stones`` the stone branch is not run and the stone grid is None.
+        ``head_logits``: ``self.head(taps)`` where the caller already ran it (ingest's pooled
+        maps read the same head's piece channel), so it is not run twice."""
+        probs = torch.sigmoid(self.head(taps) if head_logits is None else head_logits).numpy()
         if not stones:
             return probs[:, 0], None
         if self.stone_branch is not None:

@@ -1,0 +1,65 @@
+"""Ingest's tower pass runs the localiser's head once a batch where both the piece-pooled block
+and the localiser read it (``gem_features.SharedHeadLogits``), and each reader gets what it got
+when it ran the head itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jewelsearch.config import Settings
+from jewelsearch.embed.images import load_image
+from jewelsearch.ingest.demo import demo_dir, demo_items
+from jewelsearch.search.wiring import open_service
+
+
+@pytest.fixture(scope="module")
+def recognizer(tmp_path_factory):
+    service = open_service(Settings(home=tmp_path_factory.mktemp("shared-head")))
+    yield service.state.ingestor.recognizer
+    service.catalog.close()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [load_image(item.image_bytes).image for item in demo_items(demo_dir())[:6]]
+
+
+def _head_calls(recognizer) -> list[int]:
+    """The batch size of each call of the localiser's head, recorded from now on."""
+    calls: list[int] = []
+    recognizer.localizer.head.register_forward_hook(lambda module, args, out: calls.append(len(out)))
+    return calls
+
+
+@pytest.mark.slow
+def test_a_bare_batch_runs_the_localiser_head_once_and_each_reader_gets_its_own_answer(recognizer, images):
+    assert recognizer.piece_head is recognizer.localizer.head  # the bundled model pools under the piece map
+    pooled_alone = recognizer.embed_all(images, None).pooled  # no localiser: the pooled block runs the head
+    located_alone = recognizer.embed_all(images, [True] * 6, recognise=[False] * 6, max_boxes=0).located
+    calls = _head_calls(recognizer)
+    both = recognizer.embed_all(images, [True] * 6, max_boxes=0)
+    assert calls == [6]  # before: [6, 6], the same head on the same taps twice
+    np.testing.assert_array_equal(both.pooled, pooled_alone)
+    for shared, alone in zip(both.located, located_alone):
+        np.testing.assert_array_equal(shared.piece, alone.piece)
+        np.testing.assert_array_equal(shared.stone, alone.stone)
+
+
+@pytest.mark.slow
+def test_where_the_readers_want_other_photos_the_head_runs_once_on_the_photos_either_wants(recognizer, images):
+    recognise, wanted = [True, True, False, True, False, False], [True, False, False, True, True, False]
+    pooled_alone = recognizer.embed_all(images, None, recognise=recognise).pooled
+    located_alone = recognizer.embed_all(images, wanted, recognise=[False] * 6, max_boxes=0).located
+    calls = _head_calls(recognizer)
+    both = recognizer.embed_all(images, wanted, recognise=recognise, max_boxes=0)
+    assert calls == [4]  # photos 0, 1, 3 and 4
+    np.testing.assert_allclose(both.pooled[[0, 1, 3]], pooled_alone[[0, 1, 3]], atol=1e-5)
+    assert np.isnan(both.pooled[[2, 4, 5]]).all()
+    for n, want in enumerate(wanted):
+        if not want:
+            assert both.located[n] is None
+            continue
+        np.testing.assert_allclose(both.located[n].piece, located_alone[n].piece, atol=1e-5)
+        np.testing.assert_allclose(both.located[n].stone, located_alone[n].stone, atol=1e-5)
+        assert (both.located[n].masks() == located_alone[n].masks()).all()
