@@ -98,8 +98,9 @@ class Ingestor:
         # off, a write drops the item's text vector instead, so none goes stale meanwhile.
         self.text_key = space_key(encoder.model_id, text_space_id())
         self.embeds_texts = item_text_vectors
-        # Looked up at each call, as before the cache: the encoder's text tower may be swapped.
-        self.item_texts = ItemTextVectors(lambda texts: self.encoder.encode_texts(texts))
+        # Looked up at each call, as before the cache: the encoder's text tower may be swapped, and
+        # the tower runtime's text forward opens with its tower pass.
+        self.item_texts = ItemTextVectors(self._encode_item_texts)
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         # Large JPEGs decode at a reduced scale that still leaves twice the model's input side
@@ -107,6 +108,14 @@ class Ingestor:
         self.draft_side = 2 * int(getattr(encoder.preprocess, "size", 0) or 0) if draft_decode else 0
         # Which runtime runs the tower pass (``ingest/tower_runtime.py``); None: torch always.
         self.tower_runtime = tower_runtime
+
+    def _encode_item_texts(self, texts):
+        """Item texts' unit vectors: on OpenVINO's text tower where the tower runtime opened one
+        (the same vectors within 1e-5), else the encoder's own tower."""
+        forward = self.tower_runtime.text_forward if self.tower_runtime is not None else None
+        if forward is None:
+            return self.encoder.encode_texts(texts)
+        return self.encoder.encode_texts_with(texts, forward)
 
     def decode(self, data: bytes) -> LoadedImage:
         return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)

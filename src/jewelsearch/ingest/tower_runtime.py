@@ -13,6 +13,13 @@ only for a job of ``AUTO_CONVERT_PHOTOS``; smaller jobs run on torch. ``openvino
 converts) it for any job. Whatever goes wrong opening it (OpenVINO not installed, a conversion
 that fails or gives other outputs) is logged once and ingest runs on torch: never a failed
 ingest.
+
+Where the tower pass opens on OpenVINO, the item texts go through OpenVINO's text tower too
+(``embed/openvino_text.py``, f32: the same unit vectors as torch within 1e-5, checked on its
+probe texts each time it opens; the graph saved for the server's query texts is the same one).
+It is converted only where the tower's graphs may be (``auto``: a job of ``AUTO_CONVERT_PHOTOS``),
+and a text tower that cannot be opened leaves the texts on torch (logged once), the tower pass on
+OpenVINO.
 """
 
 from __future__ import annotations
@@ -34,17 +41,22 @@ AUTO_CONVERT_PHOTOS = 2000
 # (convert_if_missing) -> a tower-pass runner, or None where nothing is saved and converting
 # was not asked for; raises where OpenVINO cannot be used.
 Opener = Callable[[bool], Callable | None]
+# (convert_if_missing) -> a text forward (token ids -> features, like ``encode_text``), or None
+# where nothing is saved and converting was not asked for; raises where it cannot be used.
+TextOpener = Callable[[bool], Callable | None]
 
 
 class TowerRuntime:
     """Picks the tower-pass runner for each batch of a job (None: torch's ``tower_pass``)."""
 
     def __init__(self, choice: str, open_openvino: Opener | None, *, min_photos: int = AUTO_MIN_PHOTOS,
-                 convert_photos: int = AUTO_CONVERT_PHOTOS):
+                 convert_photos: int = AUTO_CONVERT_PHOTOS, open_text: TextOpener | None = None):
         if choice not in RUNTIMES:
             raise ValueError(f"ingest_runtime must be one of {', '.join(RUNTIMES)}")
         self.choice = choice if open_openvino is not None else "torch"
         self._open = open_openvino
+        self._open_text = open_text
+        self.text_forward: Callable | None = None  # the item texts' forward once open; None: torch
         self.min_photos = min_photos
         self.convert_photos = convert_photos
         self._runner: Callable | None = None
@@ -87,4 +99,18 @@ class TowerRuntime:
             self._nothing_saved = True
         else:
             log.info("ingest runs its tower pass on OpenVINO (%s)", getattr(self._runner, "precision", "f32"))
+            self._opened_text(convert)
         return self._runner
+
+    def _opened_text(self, convert: bool) -> None:
+        """Open the text tower beside the tower pass's runner (under the lock); torch where not."""
+        if self._open_text is None:
+            return
+        try:
+            self.text_forward = self._open_text(convert)
+        except Exception as exc:  # as for the tower: the texts stay on torch, logged once
+            log.warning("ingest embeds item texts on torch: OpenVINO's text tower could not be used (%s: %s)",
+                        type(exc).__name__, exc)
+            return
+        if self.text_forward is not None:
+            log.info("ingest embeds item texts on OpenVINO's text tower")
