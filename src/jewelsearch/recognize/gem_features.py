@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from jewelsearch.embed.dense_features import TowerPass, supports_dense_features, tap_channels, tower_pass
+from jewelsearch.embed.preprocess import as_rgb
 
 HUE_BINS, SATURATION_BINS, VALUE_BINS = 32, 8, 8
 HISTOGRAM_SIDE = 96  # colour statistics do not need full resolution
@@ -36,7 +37,7 @@ HISTOGRAM_SIDE = 96  # colour statistics do not need full resolution
 def colour_histogram(image: Image.Image) -> np.ndarray:
     """Hue weighted by saturation (grey pixels say nothing about hue), then saturation and
     brightness, each normalised to sum to one: 48 numbers."""
-    hsv = np.asarray(image.convert("RGB").resize((HISTOGRAM_SIDE, HISTOGRAM_SIDE)).convert("HSV"),
+    hsv = np.asarray(as_rgb(image).resize((HISTOGRAM_SIDE, HISTOGRAM_SIDE)).convert("HSV"),
                      dtype=np.int32).reshape(-1, 3)
     hue = np.bincount(hsv[:, 0] * HUE_BINS // 256, weights=hsv[:, 1] / 255.0, minlength=HUE_BINS)
     saturation = np.bincount(hsv[:, 1] * SATURATION_BINS // 256, minlength=SATURATION_BINS).astype(np.float64)
@@ -143,7 +144,7 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
     visual = encoder.model.visual
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        chunk = [im.convert("RGB") for im in images[start:stop]]
+        chunk = [as_rgb(im) for im in images[start:stop]]
         tensors = inputs[start:stop] if inputs is not None else [encoder.preprocess(im) for im in chunk]
         batch = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
         rows = [i for i in range(len(chunk)) if recognise[start + i]] if pool else []
