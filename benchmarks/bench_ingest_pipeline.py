@@ -21,7 +21,6 @@ Variants (``--variants``, comma-separated):
   pipe-ov-bf16-2s  the same with each batch split over two streams of one thread each
   pipe-text-after  ``pipe`` with the item texts embedded after the tower pass, on the model
                thread (``Ingestor.texts_beside`` off), as before they ran beside it
-  pipe-text-torch  ``pipe`` with the item texts on torch's text tower (no OpenVINO text tower)
   pipe-128     ``pipe`` with ``auto`` opening OpenVINO for jobs of 128 photos or more (opening counted)
   pipe-128-f32 the same with ``ingest_precision`` f32 (a CPU without bf16)
   pipe-b64     the same with batches of 64
@@ -106,8 +105,6 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
             service.state.ingestor.tower_runtime = two_stream_runtime(service)
         if variant == "pipe-text-after":
             service.state.ingestor.texts_beside = False
-        if variant == "pipe-text-torch":
-            service.state.ingestor.tower_runtime._open_text = None
         if variant.startswith("pipe-128"):
             service.state.ingestor.tower_runtime.min_photos = 128
         service.add_items(warm)  # first calls pay for lazy set-up

@@ -63,46 +63,6 @@ def test_a_failed_open_logs_once_and_stays_on_torch(caplog):
     assert len(warned) == 1 and "No module named" in warned[0].getMessage()
 
 
-class FakeTextOpener(FakeOpener):
-    def __call__(self, convert, precision):
-        self.precisions = getattr(self, "precisions", []) + [precision]
-        return super().__call__(convert)
-
-
-class Precise:
-    """A runner that says its precision, as ``OpenVinoTower`` does."""
-
-    def __init__(self, precision):
-        self.precision = precision
-
-
-def test_the_text_tower_opens_with_the_tower_pass_and_converts_only_where_the_tower_may():
-    texts = FakeTextOpener(saved=True)
-    runtime = TowerRuntime("auto", FakeOpener(), min_photos=64, convert_photos=1000, open_text=texts)
-    assert runtime.runner(64) is None and runtime.text_forward is None and texts.calls == []  # nothing saved
-    assert runtime.runner(1000) == "runner" and runtime.text_forward == "runner" and texts.calls == [True]
-    saved = TowerRuntime("auto", FakeOpener(saved=True), min_photos=64, open_text=FakeTextOpener())
-    assert saved.runner(64) == "runner" and saved.text_forward is None  # no text graph saved: not converted
-    assert TowerRuntime("torch", FakeOpener(), open_text=texts).runner(10_000) is None and len(texts.calls) == 1
-
-
-def test_a_text_tower_that_fails_leaves_the_texts_on_torch_and_the_tower_on_openvino(caplog):
-    runtime = TowerRuntime("openvino", FakeOpener(), open_text=FakeTextOpener(fails=True))
-    with caplog.at_level(logging.WARNING):
-        assert runtime.runner(100) == "runner" and runtime.runner(200) == "runner"
-    assert runtime.text_forward is None and runtime.name == "openvino"
-    warned = [r for r in caplog.records if "item texts on torch" in r.getMessage()]
-    assert len(warned) == 1 and "No module named" in warned[0].getMessage()
-
-
-@pytest.mark.parametrize("precision", ["f32", "bf16"])
-def test_the_item_texts_run_in_f32_whatever_the_tower_pass_runs_in(precision):
-    """bf16 text vectors depend on the batch's padding: a Ray actor would store other ones."""
-    texts = FakeTextOpener(saved=True)
-    runtime = TowerRuntime("openvino", lambda convert: Precise(precision), open_text=texts)
-    assert runtime.runner(1).precision == precision and texts.precisions == ["f32"]
-
-
 def test_an_unknown_runtime_is_refused(tmp_path, tiny_model_dir):
     from jewelsearch.search.wiring import SettingsError, open_service
     with pytest.raises(ValueError, match="ingest_runtime"):
@@ -116,7 +76,6 @@ class Recording:
 
     def __init__(self):
         self.asked = []
-        self.text_forward = None  # item texts on torch
 
     def runner(self, job_photos):
         self.asked.append(job_photos)
@@ -307,8 +266,6 @@ def test_ingest_on_openvino_equals_ingest_on_torch(served, cache_root, tmp_path)
         results = _ingest(service, items)
         assert [r.status for r in results] == ["added"] * len(items)
         assert service.state.ingestor.tower_runtime.name == runtime
-        # The item texts ran on OpenVINO's text tower where the tower pass did.
-        assert (service.state.ingestor.tower_runtime.text_forward is not None) == (runtime == "openvino")
         rows = [service.catalog.items.get(r.item_id) for r in results]
         keys = {**service.catalog.embeddings.model_ids(), **service.catalog.embeddings.spaces_of(encoder.model_id)}
         assert encoder.model_id in keys and service.state.ingestor.instance_key in keys

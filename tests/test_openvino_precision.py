@@ -211,9 +211,6 @@ def test_a_ray_actor_stores_the_vectors_local_bf16_ingest_stores(served, graphs,
         for service in (local, worker.service):
             assert service.state.ingestor.tower_runtime.precision == "bf16"
         keys = [encoder.model_id, local.state.ingestor.instance_key, local.state.ingestor.text_key]
-        # The item texts ran on OpenVINO's text tower on both sides (in f32, batches of 8 and 5).
-        assert local.state.ingestor.tower_runtime.text_forward is not None
-        assert worker.service.state.ingestor.tower_runtime.text_forward is not None
         for key in keys:
             want = local.catalog.embeddings.get_many(ids, key)
             got = worker.service.catalog.embeddings.get_many(remote, key)

@@ -132,12 +132,9 @@ def check(encoder: Encoder, tower: OpenVinoTextTower) -> float:
 
 
 def open_text_tower(encoder: Encoder, root: Path, *, threads: int = 1, streams: int = 1,
-                    precision: str = "f32", pinned: bool = False,
-                    convert_if_missing: bool = True) -> OpenVinoTextTower | None:
+                    precision: str = "f32", pinned: bool = False) -> OpenVinoTextTower:
     """A checked OpenVINO text tower for ``encoder``'s model, read from ``root`` or converted and
-    saved there (None where nothing usable is saved and ``convert_if_missing`` is false: ingest's
-    small jobs do not pay for a conversion). Raises where OpenVINO is missing or its tower does
-    not give torch's vectors."""
+    saved there. Raises where OpenVINO is missing or its tower does not give torch's vectors."""
     import openvino as ov
 
     if precision not in PRECISIONS:
@@ -153,8 +150,6 @@ def open_text_tower(encoder: Encoder, root: Path, *, threads: int = 1, streams: 
             return tower
         except RuntimeError as exc:  # a graph from code that built it differently: converted again
             log.warning("the cached OpenVINO text tower in %s is not usable (%s): converting again", folder, exc)
-    if not convert_if_missing:
-        return None
     log.info("converting the query text tower for OpenVINO (once per model): %s", folder)
     graph = convert(encoder)
     tower = OpenVinoTextTower(graph, threads=threads, streams=streams, precision=precision, pinned=pinned)

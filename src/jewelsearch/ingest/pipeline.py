@@ -100,9 +100,8 @@ class Ingestor:
         # off, a write drops the item's text vector instead, so none goes stale meanwhile.
         self.text_key = space_key(encoder.model_id, text_space_id())
         self.embeds_texts = item_text_vectors
-        # Looked up at each call, as before the cache: the encoder's text tower may be swapped, and
-        # the tower runtime's text forward opens with its tower pass.
-        self.item_texts = ItemTextVectors(self._encode_item_texts)
+        # Looked up at each call, as before the cache: the encoder's text tower may be swapped.
+        self.item_texts = ItemTextVectors(lambda texts: self.encoder.encode_texts(texts))
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         # Large JPEGs decode at a reduced scale that still leaves twice the model's input side
@@ -114,14 +113,6 @@ class Ingestor:
         self.texts_beside = texts_beside
         self._texts_pool: ThreadPoolExecutor | None = None
         self._text_thread_lock = threading.Lock()
-
-    def _encode_item_texts(self, texts):
-        """Item texts' unit vectors: on OpenVINO's text tower where the tower runtime opened one
-        (the same vectors within 1e-5), else the encoder's own tower."""
-        forward = self.tower_runtime.text_forward if self.tower_runtime is not None else None
-        if forward is None:
-            return self.encoder.encode_texts(texts)
-        return self.encoder.encode_texts_with(texts, forward)
 
     def decode(self, data: bytes) -> LoadedImage:
         return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
@@ -194,7 +185,6 @@ class Ingestor:
                 continue
             rows.append(("new" if existing is None else "image", item, fields, sha, loaded, existing))
         to_embed = [r for r in rows if r is not None and r[4] is not None]
-        # Opened first: the runtime that opens the tower pass's runner also opens the text tower.
         tower = self.tower_runtime.runner(len(items) if job_photos is None else job_photos) \
             if self.tower_runtime is not None else None
         # The words each changed item will have once written (its stored row under the new fields).

@@ -13,16 +13,6 @@ only for a job of ``AUTO_CONVERT_PHOTOS``; smaller jobs run on torch. ``openvino
 converts) it for any job. Whatever goes wrong opening it (OpenVINO not installed, a conversion
 that fails or gives other outputs) is logged once and ingest runs on torch: never a failed
 ingest.
-
-Where the tower pass opens on OpenVINO, the item texts go through OpenVINO's text tower too
-(``embed/openvino_text.py``), in f32 whatever the tower pass's precision: the same unit vectors
-as torch within 1e-5 (the graph the server's query texts use). bf16 ran the demo item texts
-2.7x as fast and passed its search rule, but its vectors depend on how the batch is padded (up to
-1.2e-3 between the same text in two batches), so a Ray actor's batches would store other text
-vectors than a local ingest's (docs/experiments/2026-12-07-ingest-100.md). The text tower is
-checked on probe texts each time it opens, converted only where the tower's graphs may be
-(``auto``: a job of ``AUTO_CONVERT_PHOTOS``), and one that cannot be opened leaves the texts on
-torch (logged once), the tower pass on OpenVINO.
 """
 
 from __future__ import annotations
@@ -44,23 +34,17 @@ AUTO_CONVERT_PHOTOS = 2000
 # (convert_if_missing) -> a tower-pass runner, or None where nothing is saved and converting
 # was not asked for; raises where OpenVINO cannot be used.
 Opener = Callable[[bool], Callable | None]
-# (convert_if_missing, precision) -> a text forward (token ids -> features, like ``encode_text``),
-# or None where nothing is saved and converting was not asked for; raises where it cannot be used.
-TextOpener = Callable[[bool, str], Callable | None]
 
 
 class TowerRuntime:
     """Picks the tower-pass runner for each batch of a job (None: torch's ``tower_pass``)."""
 
     def __init__(self, choice: str, open_openvino: Opener | None, *, min_photos: int = AUTO_MIN_PHOTOS,
-                 convert_photos: int = AUTO_CONVERT_PHOTOS, open_text: TextOpener | None = None):
+                 convert_photos: int = AUTO_CONVERT_PHOTOS):
         if choice not in RUNTIMES:
             raise ValueError(f"ingest_runtime must be one of {', '.join(RUNTIMES)}")
         self.choice = choice if open_openvino is not None else "torch"
         self._open = open_openvino
-        self._open_text = open_text
-        self.text_forward: Callable | None = None  # the item texts' forward once open; None: torch
-        self.text_precision = "f32"  # of the item texts' tower (benchmarks may ask for bf16)
         self.min_photos = min_photos
         self.convert_photos = convert_photos
         self._runner: Callable | None = None
@@ -103,19 +87,4 @@ class TowerRuntime:
             self._nothing_saved = True
         else:
             log.info("ingest runs its tower pass on OpenVINO (%s)", getattr(self._runner, "precision", "f32"))
-            self._opened_text(convert)
         return self._runner
-
-    def _opened_text(self, convert: bool) -> None:
-        """Open the text tower beside the tower pass's runner (under the lock); torch where not."""
-        if self._open_text is None:
-            return
-        try:
-            self.text_forward = self._open_text(convert, self.text_precision)
-        except Exception as exc:  # as for the tower: the texts stay on torch, logged once
-            log.warning("ingest embeds item texts on torch: OpenVINO's text tower could not be used (%s: %s)",
-                        type(exc).__name__, exc)
-            return
-        if self.text_forward is not None:
-            log.info("ingest embeds item texts on OpenVINO's text tower (%s)",
-                     getattr(self.text_forward, "precision", "f32"))

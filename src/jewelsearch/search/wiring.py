@@ -183,13 +183,7 @@ def ingest_tower_runtime(settings: Settings, encoder: Encoder, recognizer: Recog
                                          root or openvino_cache.default_cache_dir(), convert_if_missing=convert,
                                          precision=settings.ingest_precision)
 
-    def open_text(convert: bool, precision: str):
-        from jewelsearch.embed import openvino_graph_store, openvino_text
-        return openvino_text.open_text_tower(encoder, root or openvino_graph_store.default_cache_dir(),
-                                             threads=torch.get_num_threads(), precision=precision,
-                                             convert_if_missing=convert)
-
-    return TowerRuntime(settings.ingest_runtime, open_openvino, open_text=open_text)
+    return TowerRuntime(settings.ingest_runtime, open_openvino)
 
 
 def open_catalog(settings: Settings) -> Catalog:
