@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from jewelsearch.embed.dense_features import TowerPass, supports_dense_features, tap_channels, tower_pass
-from jewelsearch.embed.preprocess import as_rgb
+from jewelsearch.embed.preprocess import as_rgb, channels_last_batch
 
 HUE_BINS, SATURATION_BINS, VALUE_BINS = 32, 8, 8
 HISTOGRAM_SIDE = 96  # colour statistics do not need full resolution
@@ -146,7 +146,7 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
         stop = min(n, start + batch_size)
         chunk = [as_rgb(im) for im in images[start:stop]]
         tensors = inputs[start:stop] if inputs is not None else [encoder.preprocess(im) for im in chunk]
-        batch = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
+        batch = channels_last_batch(tensors)
         rows = [i for i in range(len(chunk)) if recognise[start + i]] if pool else []
         subset = None if len(rows) == len(chunk) else torch.tensor(rows, dtype=torch.long)
         result = run_pass(visual, batch, top if rows else None, top_rows=subset, beside=beside)

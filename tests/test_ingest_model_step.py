@@ -1,6 +1,7 @@
-"""Ingest's tower pass runs the localiser's head once a batch where both the piece-pooled block
-and the localiser read it (``gem_features.SharedHeadLogits``), and each reader gets what it got
-when it ran the head itself."""
+"""Ingest's model step without repeated work: the localiser's head runs once a batch where both
+the piece-pooled block and the localiser read it (``gem_features.SharedHeadLogits``), each
+reader getting what it got when it ran the head itself; the batch is stacked channels-last in
+one copy (``preprocess.channels_last_batch``) with the same values and layout."""
 
 from __future__ import annotations
 
@@ -63,3 +64,17 @@ def test_where_the_readers_want_other_photos_the_head_runs_once_on_the_photos_ei
         np.testing.assert_allclose(both.located[n].piece, located_alone[n].piece, atol=1e-5)
         np.testing.assert_allclose(both.located[n].stone, located_alone[n].stone, atol=1e-5)
         assert (both.located[n].masks() == located_alone[n].masks()).all()
+
+
+def test_the_batch_is_stacked_channels_last_as_before():
+    import torch
+    from PIL import Image
+
+    from jewelsearch.embed.preprocess import ImagePreprocessor, channels_last_batch
+    preprocess = ImagePreprocessor(32, (0.48, 0.46, 0.41), (0.27, 0.26, 0.28))
+    photos = [Image.new("RGB", (40 + 7 * n, 30), (30 * n, 90, 200)) for n in range(3)]
+    tensors = [preprocess(photo) for photo in photos]
+    want = torch.stack(tensors).contiguous(memory_format=torch.channels_last)
+    for given in (tensors, [t.contiguous() for t in tensors]):  # as laid out by PIL, and NCHW-contiguous
+        got = channels_last_batch(given)
+        assert torch.equal(got, want) and got.stride() == want.stride()
