@@ -78,3 +78,27 @@ def test_the_batch_is_stacked_channels_last_as_before():
     for given in (tensors, [t.contiguous() for t in tensors]):  # as laid out by PIL, and NCHW-contiguous
         got = channels_last_batch(given)
         assert torch.equal(got, want) and got.stride() == want.stride()
+
+
+@pytest.mark.slow
+def test_a_batch_of_grids_gives_each_photo_the_maps_and_boxes_upsampling_it_alone_gave(recognizer):
+    import torch
+    import torch.nn.functional as F
+
+    from jewelsearch.recognize.localizer import letterbox_geometry
+    localizer = recognizer.localizer
+    side = localizer.encoder.preprocess.size
+    generator = np.random.default_rng(0)
+    pieces = generator.random((3, side // 8, side // 8), dtype=np.float32)
+    stones = generator.random((3, side // 8, side // 8), dtype=np.float32)
+    sizes = [(384, 384), (500, 260), (120, 333)]
+    batched = localizer.from_grids(sizes, pieces, stones)
+    for size, piece, stone, found in zip(sizes, pieces, stones, batched):
+        scale, ox, oy, cw, ch = letterbox_geometry(*size, side)
+        for grid, got in ((piece, found.piece), (stone, found.stone)):  # the per-photo upsampling it replaced
+            alone = F.interpolate(torch.from_numpy(grid)[None, None], size=(side, side), mode="bilinear",
+                                  align_corners=False)[0, 0].numpy()[oy:oy + ch, ox:ox + cw]
+            np.testing.assert_array_equal(got, alone)
+        one = localizer.from_maps(size, piece, stone)
+        assert [b.as_dict() for b in one.boxes] == [b.as_dict() for b in found.boxes]
+        assert found.piece.base is None or found.piece.base.size == found.piece.size  # not a view of the batch

@@ -253,8 +253,8 @@ def _locate_rows(localizer, search_taps: list[torch.Tensor], chunk: list[Image.I
         return out
     taps = search_taps if len(rows) == len(chunk) else [t[torch.tensor(rows)] for t in search_taps]
     pieces, stones = localizer.grids(taps, head_logits=head_logits)
-    for i, p, s in zip(rows, pieces, stones):
-        out[i] = localizer.from_maps(chunk[i].size, p, s, max_boxes)
+    for i, found in zip(rows, localizer.from_grids([chunk[i].size for i in rows], pieces, stones, max_boxes)):
+        out[i] = found
     return out
 
 
