@@ -19,8 +19,6 @@ Variants (``--variants``, comma-separated):
                the warm-up (not counted)
   pipe-ov-bf16 the same in bf16
   pipe-ov-bf16-2s  the same with each batch split over two streams of one thread each
-  pipe-text-after  ``pipe`` with the item texts embedded after the tower pass, on the model
-               thread (``Ingestor.texts_beside`` off), as before they ran beside it
   pipe-128     ``pipe`` with ``auto`` opening OpenVINO for jobs of 128 photos or more (opening counted)
   pipe-128-f32 the same with ``ingest_precision`` f32 (a CPU without bf16)
   pipe-b64     the same with batches of 64
@@ -103,8 +101,6 @@ def child(variant: str, kind: str, count: int, cache: Path) -> dict:
             ingestor.draft_side = 2 * ingestor.encoder.preprocess.size if variant == "pipe-draft" else 0
         if variant == "pipe-ov-bf16-2s":
             service.state.ingestor.tower_runtime = two_stream_runtime(service)
-        if variant == "pipe-text-after":
-            service.state.ingestor.texts_beside = False
         if variant.startswith("pipe-128"):
             service.state.ingestor.tower_runtime.min_photos = 128
         service.add_items(warm)  # first calls pay for lazy set-up

@@ -13,8 +13,6 @@ stored vectors on start.
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -89,7 +87,7 @@ class Ingestor:
     def __init__(self, catalog: Catalog, encoder: Encoder, *, max_bytes: int, max_pixels: int,
                  recognizer: Recognizer | None = None, instance_head: InstanceHead | None = None,
                  item_text_vectors: bool = True, draft_decode: bool = False,
-                 tower_runtime: TowerRuntime | None = None, texts_beside: bool = True):
+                 tower_runtime: TowerRuntime | None = None):
         self.catalog = catalog
         self.encoder = encoder
         self.recognizer = recognizer
@@ -109,10 +107,6 @@ class Ingestor:
         self.draft_side = 2 * int(getattr(encoder.preprocess, "size", 0) or 0) if draft_decode else 0
         # Which runtime runs the tower pass (``ingest/tower_runtime.py``); None: torch always.
         self.tower_runtime = tower_runtime
-        # Item texts embedded on a helper thread beside the tower pass (``prepare``).
-        self.texts_beside = texts_beside
-        self._texts_pool: ThreadPoolExecutor | None = None
-        self._text_thread_lock = threading.Lock()
 
     def decode(self, data: bytes) -> LoadedImage:
         return load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
@@ -187,36 +181,18 @@ class Ingestor:
         to_embed = [r for r in rows if r is not None and r[4] is not None]
         tower = self.tower_runtime.runner(len(items) if job_photos is None else job_photos) \
             if self.tower_runtime is not None else None
+        vectors, pooled, stones, instance, bad = self._embed(to_embed, inputs=inputs, skip_bad=skip_bad, tower=tower)
+        for position, row in enumerate(rows):
+            if row is not None and row[3] in bad and row[4] is not None:
+                failed[position] = bad[row[3]]
+                rows[position] = None
         # The words each changed item will have once written (its stored row under the new fields).
         texts = [item_text({**(row[5] or {}), **row[2]}) if row is not None and row[0] != "unchanged"
                  and self.embeds_texts else "" for row in rows]
         stored = unchanged_words([row[5] if row is not None else None for row in rows], texts,
                                  lambda item_id: self.catalog.embeddings.get(item_id, self.text_key))
-        # The texts need no photo: with ``texts_beside`` they are embedded on a helper thread while
-        # this one runs the tower pass (the same vectors; the store was read above, on this thread).
-        beside = self._text_thread().submit(self.item_texts.vectors, texts, stored) \
-            if self.texts_beside and any(texts) else None
-        try:
-            vectors, pooled, stones, instance, bad = self._embed(to_embed, inputs=inputs, skip_bad=skip_bad,
-                                                                 tower=tower)
-        except BaseException:
-            if beside is not None:  # the photo's error is the one to report; the texts' is not waited for
-                beside.cancel()
-            raise
-        text_vectors = beside.result() if beside is not None else self.item_texts.vectors(texts, stored)
-        for position, row in enumerate(rows):
-            if row is not None and row[3] in bad and row[4] is not None:
-                failed[position] = bad[row[3]]
-                rows[position] = None
-                texts[position] = ""  # a photo that failed writes no words either
+        text_vectors = self.item_texts.vectors(texts, stored)
         return PreparedBatch(rows, failed, vectors, pooled, stones, instance, texts, text_vectors)
-
-    def _text_thread(self) -> ThreadPoolExecutor:
-        """The helper thread item texts are embedded on (one; made on first use)."""
-        with self._text_thread_lock:
-            if self._texts_pool is None:
-                self._texts_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-texts")
-            return self._texts_pool
 
     def write(self, batch: PreparedBatch, index: VectorIndex, instance_index: VectorIndex | None = None,
               text_index: VectorIndex | None = None) -> list[IngestResult]:
