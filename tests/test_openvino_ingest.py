@@ -271,6 +271,7 @@ def test_ingest_on_openvino_equals_ingest_on_torch(served, cache_root, tmp_path)
         assert encoder.model_id in keys and service.state.ingestor.instance_key in keys
         vectors = {key: np.stack([service.catalog.embeddings.get(r.item_id, key) for r in results])
                    for key in keys if service.catalog.embeddings.count(key) == len(results)}
+        assert service.state.ingestor.text_key in vectors  # every demo item has words
         homes[runtime] = (rows, vectors)
         service.catalog.close()
     (torch_rows, torch_vectors), (ov_rows, ov_vectors) = homes["torch"], homes["openvino"]

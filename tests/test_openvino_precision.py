@@ -210,7 +210,7 @@ def test_a_ray_actor_stores_the_vectors_local_bf16_ingest_stores(served, graphs,
     try:
         for service in (local, worker.service):
             assert service.state.ingestor.tower_runtime.precision == "bf16"
-        keys = [encoder.model_id, local.state.ingestor.instance_key]
+        keys = [encoder.model_id, local.state.ingestor.instance_key, local.state.ingestor.text_key]
         for key in keys:
             want = local.catalog.embeddings.get_many(ids, key)
             got = worker.service.catalog.embeddings.get_many(remote, key)

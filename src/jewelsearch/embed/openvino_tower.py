@@ -162,7 +162,9 @@ def _infer(requests, array: np.ndarray) -> list[np.ndarray]:
     changes no number."""
     parts = min(len(requests), len(array))
     if parts <= 1:
-        return list(requests[0].infer({0: array}, share_outputs=False).values())
+        # share_inputs: the graph reads ``array`` where it lies (it outlives this synchronous
+        # call) instead of copying the batch first (0.2 ms a photo).
+        return list(requests[0].infer({0: array}, share_inputs=True, share_outputs=False).values())
     chunks = np.array_split(array, parts)
     for request, chunk in zip(requests, chunks):
         request.start_async({0: np.ascontiguousarray(chunk)})

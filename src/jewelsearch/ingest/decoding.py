@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from jewelsearch.embed import LoadedImage
+from jewelsearch.embed.preprocess import as_rgb
 from jewelsearch.recognize.gem_features import colour_histogram
 from jewelsearch.storage.images import sha256_bytes
 
@@ -30,6 +31,6 @@ def decode_photo(decode, preprocess, data: bytes, with_histogram: bool) -> Decod
     """``decode`` (bytes -> LoadedImage, raising BadImage and the like) then the model's input;
     ``preprocess`` None leaves the input to the tower pass."""
     loaded = decode(data)
-    rgb = loaded.image.convert("RGB")
+    rgb = as_rgb(loaded.image)
     return DecodedPhoto(loaded, sha256_bytes(data), preprocess(rgb) if preprocess is not None else None,
                         colour_histogram(rgb) if with_histogram else None)

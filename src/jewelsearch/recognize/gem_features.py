@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from jewelsearch.embed.dense_features import TowerPass, supports_dense_features, tap_channels, tower_pass
+from jewelsearch.embed.preprocess import as_rgb, channels_last_batch
 
 HUE_BINS, SATURATION_BINS, VALUE_BINS = 32, 8, 8
 HISTOGRAM_SIDE = 96  # colour statistics do not need full resolution
@@ -36,7 +37,7 @@ HISTOGRAM_SIDE = 96  # colour statistics do not need full resolution
 def colour_histogram(image: Image.Image) -> np.ndarray:
     """Hue weighted by saturation (grey pixels say nothing about hue), then saturation and
     brightness, each normalised to sum to one: 48 numbers."""
-    hsv = np.asarray(image.convert("RGB").resize((HISTOGRAM_SIDE, HISTOGRAM_SIDE)).convert("HSV"),
+    hsv = np.asarray(as_rgb(image).resize((HISTOGRAM_SIDE, HISTOGRAM_SIDE)).convert("HSV"),
                      dtype=np.int32).reshape(-1, 3)
     hue = np.bincount(hsv[:, 0] * HUE_BINS // 256, weights=hsv[:, 1] / 255.0, minlength=HUE_BINS)
     saturation = np.bincount(hsv[:, 1] * SATURATION_BINS // 256, minlength=SATURATION_BINS).astype(np.float64)
@@ -143,16 +144,19 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
     visual = encoder.model.visual
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        chunk = [im.convert("RGB") for im in images[start:stop]]
+        chunk = [as_rgb(im) for im in images[start:stop]]
         tensors = inputs[start:stop] if inputs is not None else [encoder.preprocess(im) for im in chunk]
-        batch = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
+        batch = channels_last_batch(tensors)
         rows = [i for i in range(len(chunk)) if recognise[start + i]] if pool else []
         subset = None if len(rows) == len(chunk) else torch.tensor(rows, dtype=torch.long)
         result = run_pass(visual, batch, top if rows else None, top_rows=subset, beside=beside)
+        located_rows = [i for i in range(len(chunk)) if wanted[start + i]] if localizer is not None else []
+        shared = _shared_head_logits(result.search_taps, piece_head, localizer, rows, located_rows)
         pending = None
         if rows:
             colours = [histograms[start + i] if histograms is not None else None for i in rows]
-            job = (result, [chunk[i] for i in rows], colours, subset, top, piece_head)
+            job = (result, [chunk[i] for i in rows], colours, subset, top, piece_head,
+                   shared.pick(rows) if shared is not None else None)
             if beside is not None:
                 # The pooled maps (histogram, piece head) on the helper while this thread pools
                 # the embeddings and instance vectors: both only read the pass's maps.
@@ -163,7 +167,8 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
         if instance_head is not None:
             instance.append(instance_head.vectors(result).numpy())
         if located is not None:
-            located += _locate_rows(localizer, result.search_taps, chunk, wanted[start:stop], max_boxes)
+            located += _locate_rows(localizer, result.search_taps, chunk, wanted[start:stop], max_boxes,
+                                    shared.pick(located_rows) if shared is not None else None)
         if pending is not None:
             pooled_rows.update(zip((start + i for i in rows), pending.result()))
     if not embeddings:
@@ -179,10 +184,40 @@ def tower_outputs(encoder, images: Sequence[Image.Image], batch_size: int = 32, 
                        np.ascontiguousarray(np.concatenate(instance), dtype=np.float32) if instance else None)
 
 
+@dataclass
+class SharedHeadLogits:
+    """The localiser head's logits, run once on the rows both readers of it need (``rows``,
+    positions in the batch): the piece-pooled block and the localiser read the same head on
+    the same search taps, and in a bare ingest batch on the same photos."""
+    rows: list[int]
+    logits: torch.Tensor
+
+    def pick(self, wanted: list[int]) -> torch.Tensor:
+        """The logits of the ``wanted`` rows, in their order (the whole tensor where they are all)."""
+        if wanted == self.rows:
+            return self.logits
+        where = {row: n for n, row in enumerate(self.rows)}
+        return self.logits[torch.tensor([where[row] for row in wanted], dtype=torch.long)]
+
+
+def _shared_head_logits(search_taps: list[torch.Tensor], piece_head: torch.nn.Module | None, localizer,
+                        pooled_rows: list[int], located_rows: list[int]) -> SharedHeadLogits | None:
+    """The head run once for both readers, where the piece head is the localiser's and both read
+    some row; None where only one reads it (it runs the head itself, as before)."""
+    if piece_head is None or localizer is None or piece_head is not localizer.head \
+            or not pooled_rows or not located_rows:
+        return None
+    rows = sorted(set(pooled_rows) | set(located_rows))
+    taps = search_taps if len(rows) == len(search_taps[0]) else [t[torch.tensor(rows)] for t in search_taps]
+    return SharedHeadLogits(rows, piece_head(taps))
+
+
 def _pooled(result, images: list[Image.Image], colours: list[np.ndarray | None], subset: torch.Tensor | None,
-            top: torch.nn.Module | None, piece_head: torch.nn.Module | None) -> np.ndarray:
+            top: torch.nn.Module | None, piece_head: torch.nn.Module | None,
+            head_logits: torch.Tensor | None = None) -> np.ndarray:
     """The ``gem_features`` rows of the recognised photos (``subset``: their rows in the pass;
-    None, all of them); ``colours`` their histograms where given ready-made (else None)."""
+    None, all of them); ``colours`` their histograms where given ready-made (else None);
+    ``head_logits`` the piece head's output on those rows where it already ran."""
     pick = (lambda t: t) if subset is None else (lambda t: t[subset])  # noqa: E731
     # With ``top_rows`` the top's taps and last map already cover the chosen rows only.
     last_map = result.last_map if subset is None or top is not None else pick(result.last_map)
@@ -194,7 +229,8 @@ def _pooled(result, images: list[Image.Image], colours: list[np.ndarray | None],
     if piece_head is not None:
         # The localiser's head reads the taps it was trained on (the search tower's); a
         # recognition top's tap would give it inputs it never saw (docs/recognition_top.md).
-        piece = torch.sigmoid(piece_head([pick(t) for t in result.search_taps])[:, :1].float())
+        logits = piece_head([pick(t) for t in result.search_taps]) if head_logits is None else head_logits
+        piece = torch.sigmoid(logits[:, :1].float())
         parts.append(piece_pooled([last_map] + list(taps), piece).numpy())
     return np.concatenate(parts, axis=1)
 
@@ -207,17 +243,18 @@ def _pooled_beside(*job_and_mode) -> np.ndarray:
 
 
 def _locate_rows(localizer, search_taps: list[torch.Tensor], chunk: list[Image.Image],
-                 wanted: Sequence[bool], max_boxes: int = 5) -> list:
+                 wanted: Sequence[bool], max_boxes: int = 5, head_logits: torch.Tensor | None = None) -> list:
     """Each wanted photo's ``Localization`` (None for the others): the head and the map
-    upsampling run on the wanted rows only."""
+    upsampling run on the wanted rows only (``head_logits``: the head's output on them where it
+    already ran)."""
     rows = [i for i, w in enumerate(wanted) if w]
     out: list = [None] * len(chunk)
     if not rows:
         return out
     taps = search_taps if len(rows) == len(chunk) else [t[torch.tensor(rows)] for t in search_taps]
-    pieces, stones = localizer.grids(taps)
-    for i, p, s in zip(rows, pieces, stones):
-        out[i] = localizer.from_maps(chunk[i].size, p, s, max_boxes)
+    pieces, stones = localizer.grids(taps, head_logits=head_logits)
+    for i, found in zip(rows, localizer.from_grids([chunk[i].size for i in rows], pieces, stones, max_boxes)):
+        out[i] = found
     return out
 
 
