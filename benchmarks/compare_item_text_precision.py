@@ -59,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         bf16 = openvino_text.open_text_tower(encoder, Path(cache), threads=2, precision="bf16")
         want = embed(texts, encoder.encode_texts)
-        got = embed(texts, lambda part: encoder.encode_texts_with(part, bf16))
+        got = embed(texts, lambda part: encoder.encode_texts_from_ids(part, bf16))
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"OpenVINO text tower in {bf16.precision}; {len(demo)} demo texts, {len(described)} product descriptions")
     cosine = np.sum(want * got, axis=1)
