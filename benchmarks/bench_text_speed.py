@@ -175,7 +175,11 @@ def child(home: Path, tower: str, torch_threads: int | None, rate_limits: bool =
         return clock() - started, payload
 
     for number, line in enumerate(sys.stdin):
-        text = json.loads(line)["text"]
+        message = json.loads(line)
+        text = message["text"]
+        if "warm" in message:  # ``--warm``: an untimed query first, so the timed pair finds a busy process
+            service.query(text=message["warm"], k=10)
+            search_vector(state, state.text_vectors.vector(message["warm"]), 10, None, [])
         # Which search runs first alternates: the first after the child sat idle (while the
         # other setups answered) meets the caches as they left them. With vector-only always
         # first, consecutive runs gave the same tree 1.15x with 2 setups and 1.49x with 3.
@@ -228,6 +232,9 @@ def main() -> None:
                         help="torch intra-op threads in each child (default: what serve gives, 1 here)")
     parser.add_argument("--rate-limits", action="store_true",
                         help="serve with rate limits on, as `serve` does by default (a limit the bench never reaches)")
+    parser.add_argument("--warm", action="store_true",
+                        help="each child answers one other, untimed query just before each timed pair "
+                             "(a busy server's state, whatever the number of setups)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tower", default="helper", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -269,8 +276,12 @@ def run(args, home: Path, threads: int) -> None:
         children[setup] = (process, http.client.HTTPConnection("127.0.0.1", hello["port"]))
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, date {time.strftime('%Y-%m-%d %H:%M')}, "
           f"items {args.items}, queries {args.queries} (distinct, text cache off), torch threads {threads}, "
-          f"rate limits {'on' if args.rate_limits else 'off'}, load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"rate limits {'on' if args.rate_limits else 'off'}, warm {'on' if args.warm else 'off'}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     texts = queries(args.queries)
+    # ``--warm``: other texts than the timed ones, so the warm-up never reads a timed query's pages.
+    timed = set(texts)
+    warm_texts = [t for t in queries(3 * args.queries) if t not in timed] if args.warm else []
     names = list(children)
     timings = {setup: {"vector only": [], "hybrid": [], "word index": [], "http": []} for setup in names}
     differ = {"in process": 0, "in process beyond 1e-5": 0, "over HTTP": 0, "over HTTP beyond 1e-5": 0}
@@ -279,7 +290,8 @@ def run(args, home: Path, threads: int) -> None:
         answers = {}
         for setup in order:
             process, _ = children[setup]
-            process.stdin.write(json.dumps({"text": text}) + "\n")
+            message = {"text": text, **({"warm": warm_texts[i % len(warm_texts)]} if warm_texts else {})}
+            process.stdin.write(json.dumps(message) + "\n")
             process.stdin.flush()
             reply = json.loads(process.stdout.readline())
             answers[setup] = reply.pop("answer")
