@@ -306,6 +306,9 @@ def run(args, home: Path, threads: int) -> None:
         bodies = {}
         for setup in order:
             _, connection = children[setup]
+            if warm_texts:  # an untimed request first, as in process
+                connection.request("GET", "/api/search?k=10&q=" + urllib.parse.quote(warm_texts[i % len(warm_texts)]))
+                connection.getresponse().read()
             started = time.perf_counter()
             connection.request("GET", "/api/search?k=10&q=" + urllib.parse.quote(text))
             response = connection.getresponse()
