@@ -137,7 +137,8 @@ def main() -> None:
         started = time.perf_counter()
         if profiler:
             profiler.enable()
-        for _ in service.ingest_batches(batches):
+        # The job's size, as the CLI gives it: with `auto`, a job picks its runtime by its size.
+        for _ in service.ingest_batches(batches, photos=len(items)):
             pass
         if profiler:
             profiler.disable()
