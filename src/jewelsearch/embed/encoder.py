@@ -59,56 +59,46 @@ class Encoder:
     def encode_texts_with(self, texts: Sequence[str], forward: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
         """``encode_texts`` with ``forward`` in place of the model's text tower (token ids, trimmed
         of all-padding columns -> unnormalised features): another runtime of the same tower
-        (``embed/openvino_text.py``) gets the same cutting, batching, trimming and normalising."""
-        chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = [t[: self.max_text_chars] for t in texts[start:start + self.batch_size]]
-            with self._tokenizer_lock:
-                tokens = self.tokenizer(batch)
-            chunks.append(self._normalise(forward(self._trim_padding(tokens))))
-        return _concat(chunks)
+        gets the same cutting, batching, trimming and normalising."""
+        return self._by_batch(texts, lambda ids: self._normalise(forward(torch.from_numpy(ids))))
 
     def encode_texts_from_ids(self, texts: Sequence[str], forward: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``encode_texts_with`` for a runtime that takes and gives NumPy arrays (int64 token ids,
-        trimmed as ``_trim_padding`` trims -> unnormalised float features), with no torch op on
-        the way: each torch op lets go of the GIL and must take it back, and a text query's
-        helper thread, running Python meanwhile, made each take-back wait (the OpenVINO tower
-        of one query took 0.5-1.4 ms longer with torch around it; see
-        docs/experiments/2026-12-07-query-tower-numpy-glue.md)."""
+        trimmed -> unnormalised float features), with no torch op on the way: each torch op lets
+        go of the GIL and must take it back, and a text query's helper thread, running Python
+        meanwhile, made each take-back wait (the OpenVINO tower of one query took 0.5-1.4 ms
+        longer with torch around it; see docs/experiments/2026-12-07-query-tower-numpy-glue.md)."""
+        def unit_rows(ids: np.ndarray) -> np.ndarray:
+            features = np.asarray(forward(ids), dtype=np.float32)
+            return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), np.float32(1e-12))
+        return self._by_batch(texts, unit_rows)
+
+    def _by_batch(self, texts: Sequence[str], encode_ids: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``encode_ids`` on each batch's token ids (texts cut at ``max_text_chars``, padding
+        trimmed), the batches' rows concatenated."""
         chunks = []
         for start in range(0, len(texts), self.batch_size):
             batch = [t[: self.max_text_chars] for t in texts[start:start + self.batch_size]]
             with self._tokenizer_lock:
                 ids = self.tokenizer.ids(batch) if hasattr(self.tokenizer, "ids") else self.tokenizer(batch).numpy()
-            features = np.asarray(forward(self._trim_padding_ids(np.asarray(ids, dtype=np.int64))), dtype=np.float32)
-            norms = np.linalg.norm(features, axis=-1, keepdims=True)
-            chunks.append(features / np.maximum(norms, np.float32(1e-12)))
+            chunks.append(encode_ids(self._trim_padding_ids(np.asarray(ids, dtype=np.int64))))
         return _concat(chunks)
 
-    def _pad_id(self) -> int | None:
-        """The text tower's padding id, for HF text towers (None for the others)."""
-        return getattr(getattr(self.model.text, "config", None), "pad_token_id", None) \
-            if hasattr(self.model, "text") else None
-
     def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Drop all-padding columns for HF text towers.
+        """``_trim_padding_ids`` for a torch tensor of ids."""
+        return torch.from_numpy(self._trim_padding_ids(tokens.numpy()))
+
+    def _trim_padding_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Drop all-padding columns for HF text towers (a contiguous array, as a runtime's input
+        must be).
 
         The tokenizer pads every query to the context length (64); a short query has
         about 8 real tokens, so attention over the padding would be most of the cost.
         HF towers mask padding by its id and mean-pool over real tokens only, so the
         result is unchanged.
         """
-        pad_id = self._pad_id()
-        if pad_id is None or tokens.ndim != 2:
-            return tokens
-        real = (tokens != pad_id).any(dim=0).nonzero()
-        if len(real) == 0:
-            return tokens
-        return tokens[:, : int(real.max()) + 1]
-
-    def _trim_padding_ids(self, ids: np.ndarray) -> np.ndarray:
-        """``_trim_padding`` on a NumPy array (contiguous, as a runtime's input must be)."""
-        pad_id = self._pad_id()
+        pad_id = getattr(getattr(self.model.text, "config", None), "pad_token_id", None) \
+            if hasattr(self.model, "text") else None
         if pad_id is None or ids.ndim != 2:
             return ids
         real = np.flatnonzero((ids != pad_id).any(axis=0))
