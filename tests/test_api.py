@@ -39,7 +39,7 @@ def test_text_search_shape(client, filled):
     response = client.get("/api/search?q=gold+ring&k=3")
     assert response.status_code == 200
     body = response.json
-    assert set(body) == {"results", "took_ms", "understood", "facets"} and len(body["results"]) == 3
+    assert set(body) == {"results", "took_ms", "understood", "facets", "coverage"} and len(body["results"]) == 3
     row = body["results"][0]
     for key in ("id", "score", "title", "category", "metal", "gemstone", "price", "image_url"):
         assert key in row

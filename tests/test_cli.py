@@ -54,6 +54,11 @@ def test_search_json_and_filters(tmp_path, tiny_model_dir, photos):
     assert rows[0]["title"] == "Piece 2" and {r["category"] for r in rows} == {"necklace"}
     result = run(home, tiny_model_dir, "search", "--item", "1", "-k", "2")
     assert result.exit_code == 0 and result.output.count("\n") == 2
+    # Every piece is gold: a platinum ring is a near miss, and the command says so first.
+    result = run(home, tiny_model_dir, "search", "--text", "platinum ring", "-k", "2")
+    lines = result.output.splitlines()
+    assert lines[0] == "understood: platinum, ring"
+    assert lines[1] == "No piece here has all of: platinum, ring. The closest follow." and len(lines) == 4
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, tiny_model_dir, photos):

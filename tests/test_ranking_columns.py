@@ -215,3 +215,29 @@ def test_a_failing_refresh_falls_back_to_rows_and_logs(mixed, monkeypatch, caplo
     assert keeper.current() is None
     assert "ranking columns" in caplog.text
     assert answer(mixed, keeper, text="pearl earrings", k=3) == answer(mixed, None, text="pearl earrings", k=3)
+
+
+@pytest.mark.parametrize("from_columns", [True, False], ids=["columns", "rows"])
+def test_coverage_counts_the_pieces_with_every_understood_field(mixed, from_columns):
+    keeper = RankingColumnsKeeper(mixed.catalog.items) if from_columns else None
+    if keeper is not None:
+        keeper.read_all()
+
+    def coverage(text, **query):
+        return answer(mixed, keeper, text=text, k=4, **query)["coverage"]
+
+    # The tiny catalog fits in one candidate pool, so every item is a candidate.
+    assert coverage("pearl earrings")["all_understood"] == 1
+    # A style from the title ("Halo diamond engagement ring") or from recognition (a guessed halo ring).
+    assert coverage("halo ring")["all_understood"] == 2
+    assert "note" not in coverage("halo ring")
+    missing = coverage("emerald earrings")
+    assert missing["all_understood"] == 0
+    assert missing["note"].startswith("No piece here has all of:") and "emerald" in missing["note"]
+    # A filter narrows the candidates the count is taken over.
+    assert coverage("pearl necklace", filters=Filters(category="earrings"))["all_understood"] == 0
+    # Dropping the field that nobody matches ends the near miss.
+    assert coverage("emerald earrings", dropped=("gemstone",))["all_understood"] >= 1
+    unknown = coverage("zzqx vvrt")
+    assert unknown["all_understood"] is None and unknown["words"] == 0 and "zzqx vvrt" in unknown["note"]
+    assert coverage("pearl")["words"] == 2 and "note" not in coverage("pearl")

@@ -350,3 +350,31 @@ def test_a_price_phrase_over_a_catalog_without_prices_is_shown_not_applied(page)
     playwright_api.expect(page.locator("#results li")).to_have_count(12)
     shot(page, "search-unpriced.png")
     assert not page.console_errors
+
+
+def test_a_query_nothing_fully_matches_says_so_and_the_price_menu_fills_the_prices(page):
+    # Every live piece is gold, so a platinum ring is a near miss, and the page says so.
+    page.fill("#q", "platinum ring")
+    page.click("#search-button")
+    playwright_api.expect(page.locator("#coverage-note")).to_be_visible()
+    note = page.locator("#coverage-note").inner_text()
+    assert note.startswith("No piece here has all of:") and "platinum" in note
+    shot(page, "search-near-miss.png")
+    page.fill("#q", "ring")
+    page.click("#search-button")
+    playwright_api.expect(page.locator("#coverage-note")).to_be_hidden()
+    # The price menu counts the query's candidates per band (the pieces cost 100-111) ...
+    assert page.locator("#price-band option[value='0-250']").inner_text() == "under 250 (12)"
+    assert page.locator("#price-band option[value='250-500']").inner_text() == "250 to 500 (0)"
+    # ... and a band chosen fills the price fields and filters by them.
+    page.select_option("#price-band", "250-500")
+    playwright_api.expect(page.locator("#status")).to_contain_text("No items match")
+    assert (page.input_value("#min_price"), page.input_value("#max_price")) == ("250", "500")
+    page.select_option("#price-band", "0-250")
+    playwright_api.expect(page.locator("#results li")).to_have_count(12)
+    assert (page.input_value("#min_price"), page.input_value("#max_price")) == ("", "250")
+    # A price typed in by hand leaves no band chosen; a catalog without cuts shows no cut menu.
+    page.fill("#max_price", "105")
+    assert page.input_value("#price-band") == ""
+    assert page.locator("#filter-stone_shape").count() == 0
+    assert not page.console_errors

@@ -78,6 +78,8 @@ def search(obj: Context, text, image, item, k, filters, text_weight, region, rer
                             dropped=parse_dropped(list(dropped)), rerank=rerank)
     if not as_json and payload.get("understood", {}).get("chips"):
         click.echo("understood: " + ", ".join(chip["label"] for chip in payload["understood"]["chips"]))
+    if not as_json and payload.get("coverage", {}).get("note"):
+        click.echo(payload["coverage"]["note"])
     if not as_json and "region" in payload:
         used = payload["region"]
         click.echo(f"query region: {used['used']} {used['box'] or ''} ({used['note']}); "

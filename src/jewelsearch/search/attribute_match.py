@@ -84,3 +84,57 @@ def attribute_scores(columns: Columns, rows: np.ndarray, boosts: Mapping[str, tu
             else np.zeros(len(rows), dtype=bool)
         earned += np.where(matched, weight * credit * np.where(guessed, predicted_credit, 1.0), 0.0)
     return earned / total
+
+
+def matches_every_field(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]]) -> bool:
+    """Whether the item has every understood field, whoever gave the value (the shop or
+    recognition) and whichever member of a family it is: what a shopper would call "a piece
+    like the one I asked for". A query that understood nothing has no such piece.
+
+    >>> row = {"category": "earrings", "gemstone": "diamond", "title": "Oval diamond stud earrings", "predicted": frozenset()}
+    >>> matches_every_field(row, {"category": ("earrings",), "gemstone": ("pearl",)})
+    False
+    >>> matches_every_field(row, {"category": ("earrings",), "style": ("stud",)})
+    True
+    """
+    return bool(boosts) and _fields_matched(row, boosts) == len(boosts)
+
+
+def _fields_matched(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]]) -> int:
+    """How many of the understood fields the item matches at all (any credit)."""
+    matched = 0
+    for name, values in boosts.items():
+        if name == "style":
+            title = style_title(row.get("title"))
+            matched += any(value.replace("-", " ") in title for value in values) or row.get("style") in values
+        else:
+            matched += row.get(name) in values
+    return matched
+
+
+def every_field_matched(columns: Columns, rows: np.ndarray, boosts: Mapping[str, tuple[str, ...]]) -> np.ndarray:
+    """``matches_every_field`` of the items at ``rows`` of ``columns``, all at once."""
+    if not boosts:
+        return np.zeros(len(rows), dtype=bool)
+    every = np.ones(len(rows), dtype=bool)
+    for name, values in boosts.items():
+        if name == "style":
+            wanted = [value.replace("-", " ") for value in values]
+            in_title = np.fromiter((any(word in title for word in wanted) for title in columns.style_titles[rows]),
+                                   dtype=bool, count=len(rows))
+            every &= in_title | _among(columns.style[rows], columns.style_vocabulary.known(values))
+        elif name not in columns.codes:
+            return np.zeros(len(rows), dtype=bool)  # no item holds such a field
+        else:
+            every &= _among(columns.codes[name][rows], columns.vocabularies[name].known(values))
+    return every
+
+
+def _among(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``np.isin(codes, wanted)`` by a lookup table: a few hundred codes against a few wanted
+    ones, where ``isin``'s sorting costs more than the test."""
+    if not len(codes):
+        return np.zeros(0, dtype=bool)
+    table = np.zeros(max(int(codes.max()), int(wanted.max(initial=0))) + 1, dtype=bool)
+    table[wanted] = True
+    return table[codes]

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from jewelsearch.search.attribute_match import attribute_match, attribute_scores
+from jewelsearch.search.attribute_match import attribute_match, attribute_scores, every_field_matched, matches_every_field
 from jewelsearch.search.facets import PLAIN_FIELDS, PRICE_BANDS, FacetTally
 from jewelsearch.search.ranking_columns import Columns
 from jewelsearch.search.variants import fold_groups, fold_ranked
@@ -47,6 +47,10 @@ class RowCandidates:
     def count(self, item_ids: Sequence[int], tally: FacetTally) -> None:
         tally.add(self.rows[item] for item in item_ids)
 
+    def complete_matches(self, item_ids: Sequence[int], boosts: Boosts) -> int:
+        """How many of these candidates have every understood field (``matches_every_field``)."""
+        return sum(matches_every_field(self.rows[item], boosts) for item in item_ids)
+
     def fold(self, ranked: Sequence[int], limit: int) -> list[tuple[int, list[int]]]:
         return fold_ranked(ranked, self.rows, limit)
 
@@ -57,18 +61,25 @@ class ColumnCandidates:
     def __init__(self, columns: Columns):
         self.columns = columns
         self._at: dict[int, int] = {}
+        # The batch ``add`` returned last, with its rows: a query scores, counts and covers each
+        # batch it adds, so the rows are looked up once, not once per step.
+        self._last: tuple[list[int], np.ndarray] | None = None
 
     def add(self, item_ids: Iterable[int]) -> list[int]:
         wanted = list(item_ids)
         found, rows = self.columns.positions(wanted)
         found_ids = found.tolist()
         self._at.update(zip(found_ids, rows.tolist()))
+        self._last = (found_ids, rows)
         return found_ids
 
     def __contains__(self, item: int) -> bool:
         return item in self._at
 
     def rows_of(self, item_ids: Sequence[int]) -> np.ndarray:
+        last = self._last
+        if last is not None and item_ids is last[0]:
+            return last[1]
         at = self._at
         return np.fromiter((at[item] for item in item_ids), dtype=np.int64, count=len(item_ids))
 
@@ -92,6 +103,11 @@ class ColumnCandidates:
         bands = columns.band[rows]
         per_band = np.bincount(bands[bands >= 0], minlength=len(PRICE_BANDS))
         tally.add_counted(plain, gems, {PRICE_BANDS[i]: int(n) for i, n in enumerate(per_band) if n})
+
+    def complete_matches(self, item_ids: Sequence[int], boosts: Boosts) -> int:
+        if not boosts or not item_ids:
+            return 0
+        return int(np.count_nonzero(every_field_matched(self.columns, self.rows_of(item_ids), boosts)))
 
     def fold(self, ranked: Sequence[int], limit: int) -> list[tuple[int, list[int]]]:
         return fold_groups(ranked, self.columns.variant[self.rows_of(ranked)].tolist(), limit)

@@ -40,7 +40,12 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
                collapse: bool = True, dropped: Collection[str] = ()) -> dict[str, Any]:
     """The ``k`` best cards for ``text`` among the items ``filters`` allow, with what the words
     were understood as and the candidates' facet counts. ``dropped`` names understood fields
-    (``DROPPABLE``) to ignore; ``collapse`` folds identical listings into one card."""
+    (``DROPPABLE``) to ignore; ``collapse`` folds identical listings into one card.
+
+    ``coverage`` tells the shopper when the page holds only near misses: ``all_understood`` is
+    how many candidates have every understood field (none for "pearl earrings" where the shop
+    sells pearls only as necklaces; null when nothing was understood), ``words`` how many
+    listings the word index matched (0 for words no listing uses; at most the candidate pool)."""
     started = time.perf_counter()
     settings: HybridSettings = state.hybrid
     understood = understand(text, state.glossary)
@@ -73,6 +78,7 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     if words.boosts:
         attributes.update(fields.attribute_scores(more, words.boosts, settings.predicted_credit, words.preferred))
     fields.count(more, words.tally)
+    complete = words.complete + (fields.complete_matches(more, words.boosts) if words.boosts else 0)
     ranked = fuse({"semantic": semantic, "lexical": lexical, "attributes": attributes},
                   settings.weights, method=settings.method, scales=SIGNAL_SCALES)
     order = [item for item, _ in ranked if item in fields]
@@ -86,7 +92,8 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
                for item, variants in cards if item in full]
     return {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
             "understood": _understood_answer(understood, dropped, words.effective, filters, words.unpriced),
-            "facets": words.tally.counts()}
+            "facets": words.tally.counts(),
+            "coverage": _coverage(text, understood, words.boosts, complete, len(lexical), bool(results))}
 
 
 @dataclass
@@ -104,6 +111,7 @@ class _WordSide:
     attributes: dict[int, float]
     tally: FacetTally
     extra_vectors: blended_space.ExtraVectors | None
+    complete: int  # word matches with every understood field (``matches_every_field``)
 
 
 def _word_side(state: ServiceState, settings: HybridSettings, understood: Understanding, requested: Filters,
@@ -122,7 +130,8 @@ def _word_side(state: ServiceState, settings: HybridSettings, understood: Unders
     tally = FacetTally()
     fields.count(found, tally)
     extra = blended_space.extra_vectors_of(blended, lexical) if blended is not None else None
-    return _WordSide(effective, unpriced, allowed, lexical, boosts, preferred, attributes, tally, extra)
+    complete = fields.complete_matches(found, boosts) if boosts else 0
+    return _WordSide(effective, unpriced, allowed, lexical, boosts, preferred, attributes, tally, extra, complete)
 
 
 def _semantic_scores(state: ServiceState, settings: HybridSettings, vector, pool: int, allowed,
@@ -153,6 +162,23 @@ def _attribute_boosts(understood: Understanding, dropped: set[str]) -> dict[str,
     if understood.styles and "style" not in dropped:
         boosts["style"] = tuple(understood.styles)
     return boosts
+
+
+def _coverage(text: str, understood: Understanding, boosts: Mapping[str, tuple[str, ...]], complete: int,
+              word_matches: int, any_results: bool) -> dict[str, Any]:
+    """How far the candidates cover the query, with a note for the shopper where the page holds
+    near misses only (a search engine that quietly shows diamond studs for "pearl earrings"
+    looks broken; one that says the shop has none looks honest)."""
+    coverage: dict[str, Any] = {"all_understood": complete if boosts else None, "words": word_matches}
+    if not any_results:
+        return coverage
+    if boosts and not complete:
+        labels = [chip["label"] for chip in understood.chips if chip["field"] in boosts]
+        coverage["note"] = "No piece here has all of: " + ", ".join(dict.fromkeys(labels)) + ". The closest follow."
+    elif not boosts and not word_matches:
+        coverage["note"] = f"No listing uses the words \u201c{' '.join(text.split())[:60]}\u201d; " \
+                           "the closest in meaning follow."
+    return coverage
 
 
 def _semantic_text(text: str, understood: Understanding) -> str:

@@ -104,6 +104,10 @@ def _api_document() -> dict[str, Any]:
                     "understood": {"type": "object", "description": "text queries: what the words were read as"},
                     "facets": {"type": "object", "description": "text queries: counts per category, metal, "
                                                                  "gemstone family, stone_shape, price band"},
+                    "coverage": {"type": "object", "description": "text queries: all_understood, how many candidates "
+                                                                   "have every understood attribute (0: the page holds "
+                                                                   "near misses only; null: none understood); words, "
+                                                                   "how many listings the word index matched"},
                     "vector": {"type": "string", "enum": ["instance", "aligned"],
                                "description": "image and item queries: the vectors that ranked them"},
                     "rerank": {"type": "string", "description": "image and item queries: the re-ranking applied"},

@@ -5,7 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from jewelsearch.embed.vocab import gem_family
+from jewelsearch.search.facets import PRICE_BANDS, band_label
 from jewelsearch.server.shopper import start_page_session
+
+# What the filter menus are called on the page (the store's field names elsewhere).
+FILTER_LABELS = {"category": "Category", "metal": "Metal", "gemstone": "Gemstone", "stone_shape": "Cut"}
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static")
@@ -15,10 +19,14 @@ web = Blueprint("web", __name__, template_folder="templates", static_folder="sta
 def index():
     service = current_app.config["JEWELSEARCH_SERVICE"]
     facets = {field: [v for v, _ in service.catalog.items.facet_values(field, 40)]
-              for field in ("category", "metal", "gemstone")}
+              for field in ("category", "metal", "gemstone", "stone_shape")}
     # A shopper filters by family ("sapphire"); the filter takes every colour of it.
     facets["gemstone"] = list(dict.fromkeys(gem_family(v) for v in facets["gemstone"]))
-    return render_template("index.html", stats=service.stats(), facets=facets, csrf=start_page_session())
+    # The price menu offers the bands search answers count; choosing one fills min and max price.
+    bands = [{"value": f"{low:g}-{'' if high is None else f'{high:g}'}", "label": band_label(low, high)}
+             for low, high in PRICE_BANDS]
+    return render_template("index.html", stats=service.stats(), facets=facets, labels=FILTER_LABELS,
+                           bands=bands, csrf=start_page_session())
 
 
 @web.get("/items/<item_id>")

@@ -290,7 +290,7 @@
 
   // Facet counts for the current query beside each filter menu's values.
   function showFacets(facets) {
-    for (const field of ["category", "metal", "gemstone"]) {
+    for (const field of ["category", "metal", "gemstone", "stone_shape"]) {
       const select = $("filter-" + field);
       if (!select) continue;
       const counts = new Map(((facets && facets[field]) || []).map((f) => [f.value, f.count]));
@@ -300,12 +300,29 @@
         option.textContent = option.value + (n === null ? "" : " (" + n + ")");
       }
     }
+    const bandMenu = $("price-band");
+    if (!bandMenu) return;
+    const perBand = new Map(((facets && facets.price) || []).map((b) => [b.min + "-" + (b.max === null ? "" : b.max), b.count]));
+    for (const option of bandMenu.options) {
+      if (!option.value) continue;
+      const n = facets ? (perBand.get(option.value) || 0) : null;
+      option.textContent = option.dataset.label + (n === null ? "" : " (" + n + ")");
+    }
+  }
+
+  // A query whose candidates lack what was asked for says so above its near misses.
+  function showCoverage(coverage) {
+    const note = $("coverage-note");
+    if (!note) return;
+    note.textContent = (coverage && coverage.note) || "";
+    note.hidden = !note.textContent;
   }
 
   function show(payload) {
     if (payload.region !== undefined || !imageFile) drawRegion(payload.region, () => form && form.requestSubmit());
     showUnderstood(payload.understood);
     showFacets(payload.facets);
+    showCoverage(payload.coverage);
     results.replaceChildren(...payload.results.map((item) => card(item, false)));
     setStatus(status, payload.results.length ? payload.results.length + " results in " + Math.round(payload.took_ms) + " ms"
                                              : "No items match. Try fewer filters or other words.");
@@ -371,7 +388,7 @@
 
   const form = $("search-form");
   if (form) {
-    const filterIds = ["filter-category", "filter-metal", "filter-gemstone", "min_price", "max_price"];
+    const filterIds = ["filter-category", "filter-metal", "filter-gemstone", "filter-stone_shape", "min_price", "max_price"];
     async function run(event) {
       if (event) event.preventDefault();
       const q = $("q").value.trim();
@@ -390,11 +407,22 @@
       setStatus(status, "Searching…");
       results.setAttribute("aria-busy", "true");
       try { show(await call("/api/search", { method: "POST", body: data })); }
-      catch (err) { results.replaceChildren(); setStatus(status, err.message, true); }
+      catch (err) { results.replaceChildren(); showCoverage(null); setStatus(status, err.message, true); }
       finally { results.removeAttribute("aria-busy"); }
     }
     form.addEventListener("submit", run);
     for (const id of filterIds) { const el = $(id); if (el) el.addEventListener("change", () => { if ($("q").value.trim() || imageFile) run(); }); }
+    // A price band fills min and max price; typing a price of one's own leaves no band chosen.
+    const bandMenu = $("price-band");
+    if (bandMenu) {
+      bandMenu.addEventListener("change", () => {
+        const [low, high] = bandMenu.value ? bandMenu.value.split("-") : ["", ""];
+        $("min_price").value = low === "0" ? "" : low;
+        $("max_price").value = high;
+        if ($("q").value.trim() || imageFile) run();
+      });
+      for (const id of ["min_price", "max_price"]) $(id).addEventListener("input", () => { bandMenu.value = ""; });
+    }
 
     const drop = $("drop");
     const input = $("image");
