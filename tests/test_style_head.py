@@ -96,7 +96,8 @@ def _certain_heads(dim: int, folder) -> AttributeHeads:
 @pytest.fixture
 def styled(service, tmp_path):
     heads = _certain_heads(service.encoder.dim, tmp_path)
-    answers = {0: ("halo", 0.9), 1: ("solitaire", 0.95), 2: ("halo", 0.5), 3: ("hoop", 0.99), 4: ("halo", 0.99)}
+    answers = {0: ("halo", 0.9), 1: ("solitaire", 0.95), 2: ("halo", 0.5), 3: ("hoop", 0.99), 4: ("halo", 0.99),
+               **{later: ("hoop", 0.9) for later in range(5, 10)}}  # photos recognised after ingest
     recognizer = StyledRecognizer(service.encoder, heads, _style_head(service.encoder.dim), answers)
     svc = SearchService(service.catalog, service.encoder, service.index_dir, recognizer=recognizer)
     results = svc.add_items([NewItem(make_image(seed=40 + i), fields) for i, fields in enumerate(
@@ -123,6 +124,14 @@ def test_a_photos_only_halo_ring_is_found_by_its_style(styled, text):
     assert found[0] == ids[0]
     assert svc.catalog.lexical.search(["halo"], limit=5) and \
         [i for i, _ in svc.catalog.lexical.search(["halo"], limit=5)] == [ids[0]]
+
+
+def test_what_is_this_piece_names_only_styles_of_the_piece_s_category(styled):
+    svc, _ = styled
+    answer = svc.recognize(make_image(seed=90))
+    assert answer["category"][0]["label"] == "ring"
+    # The head's top guess is a hoop (an earring style); a ring is shown a ring's styles only.
+    assert answer["style"] and {guess["label"] for guess in answer["style"]} <= {"halo", "solitaire"}
 
 
 def test_a_predicted_style_never_speaks_over_words_added_later(styled):

@@ -44,11 +44,31 @@ def recognize(state: ServiceState, image_bytes: bytes, subject: str = "piece") -
         crop_vectors, crop_pooled = recognizer.embed([crop(image, tuple(b["box"])) for b in boxes])
         label_boxes(recognizer, boxes, crop_vectors, crop_pooled)
     prediction = recognizer.recognize_embeddings(vectors, pooled, subject=subject)[0]
+    prediction = styles_of_the_category(prediction, recognizer.style_head)
     answer = dict(prediction, method=recognizer.method, model_id=state.encoder.model_id, region=region,
                   subject=subject)
     if choice.localization is not None:
         answer["evidence"] = evidence(image, choice.localization)
     return answer
+
+
+def styles_of_the_category(prediction: dict[str, Any], style_head) -> dict[str, Any]:
+    """The style guesses that the top category has: a ring read as "drop 61 %" (an earring
+    style) looks wrong to a shopper, and ingest would never fill it in (``StyleHead.fill``).
+    The probabilities stay as the head gave them, so they need not add up to 1.
+
+    >>> from types import SimpleNamespace
+    >>> head = SimpleNamespace(category_styles={"ring": ["halo", "solitaire"]})
+    >>> styles_of_the_category({"category": [{"label": "ring", "p": 0.9}],
+    ...                         "style": [{"label": "drop", "p": 0.6}, {"label": "halo", "p": 0.2}]}, head)["style"]
+    [{'label': 'halo', 'p': 0.2}]
+    """
+    if style_head is None or not prediction.get("style") or not prediction.get("category"):
+        return prediction
+    styles = style_head.category_styles.get(prediction["category"][0]["label"])
+    if styles is None:
+        return prediction
+    return dict(prediction, style=[guess for guess in prediction["style"] if guess["label"] in styles])
 
 
 def label_boxes(recognizer: Recognizer | None, boxes: list[dict], vectors: np.ndarray,
