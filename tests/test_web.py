@@ -196,6 +196,15 @@ def test_item_page_shows_similar(page, live_server):
     assert page.locator("#results li").count() == 11
 
 
+def test_a_missing_piece_s_page_is_a_page_not_json(page, live_server):
+    response = page.goto(live_server + "/items/999")
+    assert response.status == 404
+    assert page.locator("h1").inner_text() == "No such piece"
+    assert "999" in page.locator("main p").first.inner_text()
+    page.get_by_role("link", name="Search the catalog").click()
+    playwright_api.expect(page.locator("#q")).to_be_visible()
+
+
 class TwoPieces:
     """A stand-in localiser that always finds the same two pieces, so the page's box
     drawing and box picking are tested without the bundled model."""

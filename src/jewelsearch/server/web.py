@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from jewelsearch.embed.vocab import gem_family
+from jewelsearch.errors import ItemNotFound
 from jewelsearch.search.facets import PRICE_BANDS, band_label
 from jewelsearch.server.shopper import start_page_session
 
@@ -32,5 +33,10 @@ def index():
 @web.get("/items/<item_id>")
 def item_page(item_id):
     service = current_app.config["JEWELSEARCH_SERVICE"]
-    item = service.get_item(item_id)
+    try:
+        item = service.get_item(item_id)
+    except ItemNotFound as missing:
+        # A shopper following an old link gets a page, not the API's JSON error.
+        return render_template("missing_item.html", message=str(missing).capitalize(), stats=service.stats(),
+                               csrf=start_page_session()), 404
     return render_template("item.html", item=item, stats=service.stats(), csrf=start_page_session())
