@@ -84,9 +84,9 @@ def main(ctx, home, model, pretrained, verbose):
 
 
 # The command modules import Context and fail from here, so they are imported once both exist.
-from jewelsearch.cli import backups, catalog, evaluate, query, recommender, serve, studio, train, users  # noqa: E402
+from jewelsearch.cli import backups, catalog, evaluate, items, query, recommender, serve, studio, train, users  # noqa: E402
 
-for _command in (*catalog.COMMANDS, *backups.COMMANDS, *query.COMMANDS, serve.serve, train.train,
+for _command in (*catalog.COMMANDS, *items.COMMANDS, *backups.COMMANDS, *query.COMMANDS, serve.serve, train.train,
                  evaluate.eval_group, studio.studio, users.users, recommender.recommender):
     main.add_command(_command)
 for _alias, _command in train.hidden_aliases():

@@ -1,0 +1,136 @@
+"""``jewelsearch items``: read, change and remove catalog items one by one, as the API's
+``/api/items`` routes do (``ingest`` adds them)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import click
+
+from jewelsearch.cli import Context, fail
+
+# What a listing line shows of an item, in order.
+SUMMARY_FIELDS = ("category", "metal", "gemstone", "stone_shape")
+TIMES = ("created_at", "updated_at")  # stored as Unix seconds, shown in UTC
+
+
+@click.group()
+def items():
+    """Read, change or remove catalog items (add them with `ingest`)."""
+
+
+def _open_catalog(obj: Context):
+    # Reading needs no model: open the store alone, as `users forget` does.
+    from jewelsearch.search.wiring import SettingsError, open_catalog
+    try:
+        return open_catalog(obj.settings)
+    except SettingsError as exc:
+        fail(f"bad settings: {exc}")
+
+
+@items.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON, as GET /api/items does.")
+@click.pass_obj
+def list_items(obj: Context, limit, offset, as_json):
+    """List items, oldest first: id, title, attributes, price."""
+    from jewelsearch.search.items import get_item
+    catalog = _open_catalog(obj)
+    try:
+        rows = [get_item(catalog, row["id"]) for row in catalog.items.list(limit, offset)]
+        total = catalog.items.count()
+    finally:
+        catalog.close()
+    if as_json:
+        click.echo(json.dumps({"items": rows, "total": total, "limit": limit, "offset": offset}, ensure_ascii=False))
+        return
+    for row in rows:
+        attributes = ", ".join(str(row[key]) for key in SUMMARY_FIELDS if row.get(key))
+        price = f"  {row['price']:.2f} {row.get('currency') or ''}".rstrip() if row.get("price") is not None else ""
+        click.echo(f"[{row['id']}] {row.get('title') or '(no title)'}  {attributes}{price}")
+    click.echo(f"{len(rows)} of {total} items (offset {offset})")
+
+
+@items.command("show")
+@click.argument("item_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(obj: Context, item_id, as_json):
+    """Every field of ITEM_ID, with what recognition predicted."""
+    from jewelsearch.search.items import get_item
+    catalog = _open_catalog(obj)
+    try:
+        row = get_item(catalog, item_id)
+    finally:
+        catalog.close()
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    predicted = (row.get("attributes") or {}).get("predicted") or {}
+    for key, value in row.items():
+        if key == "attributes" or value in (None, ""):
+            continue
+        if key in TIMES:
+            value = datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc).isoformat(timespec="seconds")
+        guess = predicted.get(key)
+        note = f"  (predicted, p={guess['p']:.2f})" if guess and guess.get("filled", True) else ""
+        click.echo(f"{key}: {value}{note}")
+    unfilled = {key: guess for key, guess in predicted.items() if guess.get("filled") is False}
+    for key, guess in unfilled.items():
+        click.echo(f"{key}: not filled in (best guess {guess['label']}, p={guess['p']:.2f})")
+
+
+@items.command("update")
+@click.argument("item_id")
+@click.option("--set", "assignments", multiple=True, metavar="FIELD=VALUE",
+              help="A field to change, e.g. --set title='Oval ruby ring' --set price=420; "
+                   "an empty value clears it. Repeat for several.")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A new photo for the item (re-embedded and re-recognised).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def update(obj: Context, item_id, assignments, image, as_json):
+    """Change fields of ITEM_ID and/or its photo, as PATCH /api/items/ID does."""
+    from jewelsearch.storage.items import ITEM_FIELDS
+    if not assignments and image is None:
+        fail("give --set FIELD=VALUE or --image")
+    fields = {}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            fail(f"--set takes FIELD=VALUE, got {assignment!r}")
+        if name not in ITEM_FIELDS:
+            fail(f"unknown field {name!r}; fields: {', '.join(ITEM_FIELDS)}")
+        fields[name] = value
+    row = obj.service.update_item(item_id, fields, image.read_bytes() if image else None)
+    obj.service.save()  # the indexes on disk follow, so the next command need not rebuild them
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    click.echo(f"updated [{row['id']}] {row.get('title') or '(no title)'}")
+
+
+@items.command("delete")
+@click.argument("item_id")
+@click.option("--yes", is_flag=True, help="Do not ask first.")
+@click.pass_obj
+def delete(obj: Context, item_id, yes):
+    """Remove ITEM_ID: its row, vectors, word-index entry and photo."""
+    from jewelsearch.search.items import get_item
+    catalog = _open_catalog(obj)
+    try:
+        row = get_item(catalog, item_id)  # an unknown id fails here, before any model loads
+    finally:
+        catalog.close()
+    if not yes:
+        click.confirm(f"delete [{row['id']}] {row.get('title') or '(no title)'}?", abort=True)
+    obj.service.delete_item(row["id"])
+    obj.service.save()
+    click.echo(f"deleted [{row['id']}]")
+
+
+COMMANDS = (items,)
