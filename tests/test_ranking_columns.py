@@ -241,3 +241,5 @@ def test_coverage_counts_the_pieces_with_every_understood_field(mixed, from_colu
     unknown = coverage("zzqx vvrt")
     assert unknown["all_understood"] is None and unknown["words"] == 0 and "zzqx vvrt" in unknown["note"]
     assert coverage("pearl")["words"] == 2 and "note" not in coverage("pearl")
+    # A price alone, or only words the index skips, has no words to find: nothing to say.
+    assert "note" not in coverage("under $500") and "note" not in coverage("the")

@@ -175,7 +175,7 @@ def _coverage(text: str, understood: Understanding, boosts: Mapping[str, tuple[s
     if boosts and not complete:
         labels = [chip["label"] for chip in understood.chips if chip["field"] in boosts]
         coverage["note"] = "No piece here has all of: " + ", ".join(dict.fromkeys(labels)) + ". The closest follow."
-    elif not boosts and not word_matches:
+    elif not boosts and not word_matches and understood.terms:  # words to look up, none in any listing
         coverage["note"] = f"No listing uses the words \u201c{' '.join(text.split())[:60]}\u201d; " \
                            "the closest in meaning follow."
     return coverage
