@@ -28,6 +28,7 @@ from jewelsearch.ingest.decoding import DecodedPhoto, decode_photo
 from jewelsearch.ingest.item_texts import ItemTextVectors, unchanged_words
 from jewelsearch.ingest.tower_runtime import TowerRuntime
 from jewelsearch.recognize.evidence import stone_seen
+from jewelsearch.recognize.pendant_style import pendant_or_category
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.embeddings import space_key
@@ -328,7 +329,9 @@ class Ingestor:
         predicted = {}
         for attribute, field_name in missing.items():
             best = prediction[attribute][0]
-            predicted[field_name] = {"label": best["label"], "p": best["p"]}
+            if attribute == "category":
+                best = pendant_or_category(best, prediction.get("style"))
+            predicted[field_name] = dict(best)
             filled = fill_decision(best, attribute, stone_seen)
             if filled is None and fill_decision(best) is not None:
                 predicted[field_name]["why_not_filled"] = "no stone seen"
