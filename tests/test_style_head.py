@@ -97,7 +97,7 @@ def _certain_heads(dim: int, folder) -> AttributeHeads:
 def styled(service, tmp_path):
     heads = _certain_heads(service.encoder.dim, tmp_path)
     answers = {0: ("halo", 0.9), 1: ("solitaire", 0.95), 2: ("halo", 0.5), 3: ("hoop", 0.99), 4: ("halo", 0.99),
-               **{later: ("hoop", 0.9) for later in range(5, 10)}}  # photos recognised after ingest
+               **{later: ("hoop", 0.6) for later in range(5, 10)}}  # photos recognised after ingest
     recognizer = StyledRecognizer(service.encoder, heads, _style_head(service.encoder.dim), answers)
     svc = SearchService(service.catalog, service.encoder, service.index_dir, recognizer=recognizer)
     results = svc.add_items([NewItem(make_image(seed=40 + i), fields) for i, fields in enumerate(
@@ -132,6 +132,9 @@ def test_what_is_this_piece_names_only_styles_of_the_piece_s_category(styled):
     assert answer["category"][0]["label"] == "ring"
     # The head's top guess is a hoop (an earring style); a ring is shown a ring's styles only.
     assert answer["style"] and {guess["label"] for guess in answer["style"]} <= {"halo", "solitaire"}
+    # A style too unlikely to say anything is not listed.
+    svc.recognizer.styles.update({later: ("hoop", 0.97) for later in range(svc.recognizer.seen, svc.recognizer.seen + 5)})
+    assert svc.recognize(make_image(seed=91))["style"] == []
 
 
 def test_a_predicted_style_never_speaks_over_words_added_later(styled):

@@ -69,6 +69,12 @@ def main():
             page.screenshot(path=str(args.out / f"item-{name}.png"), full_page=False)
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         page.goto(url + "/")
+        page.fill("#q", "pearl earrings")  # the demo sells pearls only as strands: a near miss, said so
+        page.press("#q", "Enter")
+        page.wait_for_selector("#coverage-note:not([hidden])")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(args.out / "search-near-miss.png"), full_page=False)
+        page.goto(url + "/")
         photo = worn_style_photo(service, Path(tempfile.mkdtemp()) / "query-on-fabric.jpg")
         page.set_input_files("#image", str(photo))
         page.wait_for_selector("#results li .why")

@@ -21,6 +21,7 @@ from jewelsearch.search.items import image_file, public_item
 from jewelsearch.search.maintenance import check_model
 from jewelsearch.search.state import ServiceState
 
+MIN_STYLE_SHOWN = 0.05  # a style of the piece's category less likely than this is not listed
 SHARED_FIELDS = ("category", "metal", "gemstone", "stone_shape", "color")  # what explain compares
 
 
@@ -55,7 +56,8 @@ def recognize(state: ServiceState, image_bytes: bytes, subject: str = "piece") -
 def styles_of_the_category(prediction: dict[str, Any], style_head) -> dict[str, Any]:
     """The style guesses that the top category has: a ring read as "drop 61 %" (an earring
     style) looks wrong to a shopper, and ingest would never fill it in (``StyleHead.fill``).
-    The probabilities stay as the head gave them, so they need not add up to 1.
+    The probabilities stay as the head gave them, so they need not add up to 1; a style under
+    ``MIN_STYLE_SHOWN`` is left out ("pearls 1 %" says nothing), so the list may be empty.
 
     >>> from types import SimpleNamespace
     >>> head = SimpleNamespace(category_styles={"ring": ["halo", "solitaire"]})
@@ -68,7 +70,8 @@ def styles_of_the_category(prediction: dict[str, Any], style_head) -> dict[str, 
     styles = style_head.category_styles.get(prediction["category"][0]["label"])
     if styles is None:
         return prediction
-    return dict(prediction, style=[guess for guess in prediction["style"] if guess["label"] in styles])
+    return dict(prediction, style=[guess for guess in prediction["style"]
+                                   if guess["label"] in styles and guess["p"] >= MIN_STYLE_SHOWN])
 
 
 def label_boxes(recognizer: Recognizer | None, boxes: list[dict], vectors: np.ndarray,
