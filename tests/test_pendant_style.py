@@ -62,3 +62,11 @@ def test_a_necklace_the_style_head_calls_a_pendant_is_filled_in_as_a_pendant(rea
 def test_a_category_the_shop_gave_is_never_changed(read):
     _, (given,) = read([0.99], {"category": "necklace"})
     assert given["category"] == "necklace" and "category" not in given["attributes"].get("predicted", {})
+
+
+def test_what_is_this_piece_reads_the_pendant_as_ingest_files_it(service):
+    recognizer = FixedRecognizer(service.encoder, [0.95] * 5)
+    svc = SearchService(service.catalog, service.encoder, service.index_dir, recognizer=recognizer)
+    answer = svc.recognize(make_image(seed=80))
+    assert answer["category"][0] == {"label": "pendant", "p": 0.97, "style_p": 0.95}
+    assert [guess["label"] for guess in answer["style"]] == ["pendant"]

@@ -16,6 +16,7 @@ from jewelsearch.recognize import explain as explaining
 from jewelsearch.recognize.evidence import evidence
 from jewelsearch.recognize.localizer import crop
 from jewelsearch.recognize.query_region import can_locate, choose_region
+from jewelsearch.recognize.pendant_style import pendant_or_category
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.search.items import image_file, public_item
 from jewelsearch.search.maintenance import check_model
@@ -45,6 +46,10 @@ def recognize(state: ServiceState, image_bytes: bytes, subject: str = "piece") -
         crop_vectors, crop_pooled = recognizer.embed([crop(image, tuple(b["box"])) for b in boxes])
         label_boxes(recognizer, boxes, crop_vectors, crop_pooled)
     prediction = recognizer.recognize_embeddings(vectors, pooled, subject=subject)[0]
+    if prediction.get("category"):
+        # The same pendant-or-necklace reading ingest files (``recognize/pendant_style.py``).
+        prediction["category"] = [pendant_or_category(prediction["category"][0], prediction.get("style")),
+                                  *prediction["category"][1:]]
     prediction = styles_of_the_category(prediction, recognizer.style_head)
     answer = dict(prediction, method=recognizer.method, model_id=state.encoder.model_id, region=region,
                   subject=subject)
