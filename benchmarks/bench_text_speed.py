@@ -100,9 +100,14 @@ def differ_in(answers: dict) -> tuple[bool, bool]:
     return exact, any(not close(compared[0], other) for other in compared[1:])
 
 
+# Not compared: the timing, and ``coverage`` (trees before 2026-12-07 evening lack it; it is
+# counted from the same candidates the compared ranking, facets and understanding come from).
+NOT_COMPARED = ("took_ms", "coverage")
+
+
 def digest(payload: dict) -> dict:
-    """What must not change between trees: everything but the timing."""
-    return {key: value for key, value in payload.items() if key != "took_ms"}
+    """What must not change between trees: everything but ``NOT_COMPARED``."""
+    return {key: value for key, value in payload.items() if key not in NOT_COMPARED}
 
 
 def child(home: Path, tower: str, torch_threads: int | None, rate_limits: bool = False) -> None:
