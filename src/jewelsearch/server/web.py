@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from jewelsearch.embed.vocab import gem_family
+from jewelsearch.embed.vocab import GEM_SPOKEN, gem_family
 from jewelsearch.errors import ItemNotFound
 from jewelsearch.search.facets import PRICE_BANDS, band_label
 from jewelsearch.server.shopper import start_page_session
@@ -14,6 +14,13 @@ FILTER_LABELS = {"category": "Category", "metal": "Metal", "gemstone": "Gemstone
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static")
+
+
+@web.app_context_processor
+def shopper_words():
+    # Gem labels as a shopper says them ("blue sapphire", not the stored "sapphire blue"), for
+    # the pages and, through base.html, the page script's cards.
+    return {"gem_spoken": GEM_SPOKEN}
 
 
 @web.get("/")

@@ -18,11 +18,16 @@
     el.classList.toggle("error", !!isError);
   }
 
+  // Gem labels as a shopper says them ("blue sapphire"); the server puts the table in the page.
+  const gemSpoken = JSON.parse(($("gem-spoken") || {}).textContent || "{}");
+  function spoken(field, value) { return field === "gemstone" ? gemSpoken[value] || value : value; }
+
   function attrText(item) {
     const predicted = (item.attributes && item.attributes.predicted) || {};
     return ["category", "metal", "gemstone"].filter((k) => item[k]).map((k) => {
       const p = predicted[k];
-      return p && p.filled !== false ? item[k] + " (predicted " + Math.round(p.p * 100) + "%)" : item[k];
+      const value = spoken(k, item[k]);
+      return p && p.filled !== false ? value + " (predicted " + Math.round(p.p * 100) + "%)" : value;
     }).join(" · ");
   }
 
@@ -343,8 +348,8 @@
       term.textContent = attribute;
       const value = document.createElement("dd");
       const best = document.createElement("strong");
-      best.textContent = guesses[0].label + " " + percent(guesses[0].p);
-      value.append(best, ...guesses.slice(1).map((g) => ", " + g.label + " " + percent(g.p)));
+      best.textContent = spoken(attribute, guesses[0].label) + " " + percent(guesses[0].p);
+      value.append(best, ...guesses.slice(1).map((g) => ", " + spoken(attribute, g.label) + " " + percent(g.p)));
       list.append(term, value);
     }
     const parts = [heading, list];
