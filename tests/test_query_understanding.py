@@ -193,7 +193,7 @@ def test_language():
     assert understand("").language == "en"
     assert understand("").as_dict() == {"language": "en", "attributes": {}, "styles": [], "karat": None,
                                         "min_price": None, "max_price": None, "residual": "", "terms": [],
-                                        "chips": [], "preferred": {}}
+                                        "chips": [], "preferred": {}, "corrected": {}}
 
 
 def test_as_dict_is_json():

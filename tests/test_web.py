@@ -402,3 +402,13 @@ def test_gems_are_named_as_shoppers_say_them(page, live_server, service):
     page.goto(f"{live_server}/items/{added.item_id}")
     assert page.locator("dt:has-text('Gemstone') + dd").inner_text().strip() == "blue sapphire"
     assert not page.console_errors
+
+
+def test_a_typo_is_read_as_the_word_it_misses_and_says_so(page):
+    page.fill("#q", "rign")
+    page.click("#search-button")
+    playwright_api.expect(page.locator("#understood .corrected")).to_have_text("Read \u201crign\u201d as ring:")
+    assert [" ".join(c.split()) for c in page.locator("#understood .chip").all_inner_texts()] == ["ring ×"]
+    # The rings lead, as they do for the word spelled right.
+    assert page.locator("#results li").first.inner_text().count("ring") >= 1
+    assert not page.console_errors

@@ -76,6 +76,8 @@ def search(obj: Context, text, image, item, k, filters, text_weight, region, rer
                             filters=parse_filter_options(filters), text_weight=text_weight,
                             region=region, box=parse_box(box), collapse=not no_collapse,
                             dropped=parse_dropped(list(dropped)), rerank=rerank)
+    if not as_json and payload.get("understood", {}).get("corrected"):
+        click.echo("read as: " + ", ".join(f"{typed} -> {read}" for typed, read in payload["understood"]["corrected"].items()))
     if not as_json and payload.get("understood", {}).get("chips"):
         click.echo("understood: " + ", ".join(chip["label"] for chip in payload["understood"]["chips"]))
     if not as_json and payload.get("coverage", {}).get("note"):

@@ -29,6 +29,7 @@ from typing import Any
 from jewelsearch.errors import JewelsearchError
 from jewelsearch.query.canon import FIELDS, KARATS, STYLES, ordered, spoken
 from jewelsearch.query.price import WORD_ROLES, PriceGrammar
+from jewelsearch.query.spelling import Speller, english_words
 from jewelsearch.query.text_units import has_cjk, unit_keys
 
 DEFAULT_FOLDER = Path(__file__).parent / "glossary"
@@ -82,6 +83,7 @@ class Glossary:
     price: PriceGrammar
     scripts: Mapping[str, str]  # language -> "cjk" or "latin", from its phrases
     files: tuple[str, ...]
+    speller: Speller | None = None  # typos onto ``words`` (``query/spelling.py``)
 
 
 def load_glossary(folder: Path | str | None = None) -> Glossary:
@@ -123,7 +125,7 @@ def load_glossary(folder: Path | str | None = None) -> Glossary:
         lengths.setdefault(keys[0], set()).add(len(keys))
     return Glossary(phrases=phrases, lengths={k: tuple(sorted(v, reverse=True)) for k, v in lengths.items()},
                     words=words, price=PriceGrammar(price_words, multipliers), scripts=scripts,
-                    files=tuple(name for name, _ in documents))
+                    files=tuple(name for name, _ in documents), speller=Speller(words, english_words()))
 
 
 def fold(key: str, words: frozenset[str]) -> str:

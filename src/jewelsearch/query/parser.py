@@ -47,6 +47,9 @@ class Understanding:
     chips: tuple[dict, ...] = ()
     # Per field, the values a plain family name usually means (ranked first, not required).
     preferred: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Typos read as glossary words: (the word typed, the word read), and the text with them read so.
+    corrected: tuple[tuple[str, str], ...] = ()
+    corrected_text: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form the search answer carries as ``"understood"``."""
@@ -56,7 +59,8 @@ class Understanding:
                 "min_price": self.min_price, "max_price": self.max_price,
                 "residual": self.residual, "terms": list(self.terms),
                 "chips": [{**chip, "values": list(chip["values"])} for chip in self.chips],
-                "preferred": {name: list(values) for name, values in self.preferred.items()}}
+                "preferred": {name: list(values) for name, values in self.preferred.items()},
+                "corrected": dict(self.corrected)}
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,9 @@ def understand(text: str, glossary: Glossary | None = None) -> Understanding:
     glossary = glossary or default_glossary()
     text = normalise(text)[:MAX_CHARS]
     prices = glossary.price.find(text)
-    matches, residual_units = _match_units(text, split_units(text), prices, glossary)
+    units = split_units(text)
+    corrections = _corrections(units, prices, glossary)
+    matches, residual_units = _match_units(text, units, prices, glossary, corrections)
     fields = _resolve_fields(matches)
     karat = next((m.meaning.karat for m in matches if m.meaning.karat), None)
     if karat and "metal" in fields:
@@ -93,7 +99,9 @@ def understand(text: str, glossary: Glossary | None = None) -> Understanding:
         terms=_terms(matches, fields, residual),
         language=_language(matches, [w for _, w in residual] + [text[p.start:p.end] for p in prices], glossary),
         chips=_chips(text, matches, fields, karat, prices),
-        preferred=_preferred(matches, fields))
+        preferred=_preferred(matches, fields),
+        corrected=tuple(dict.fromkeys((text[units[i].start:units[i].end], word) for i, word in corrections.items())),
+        corrected_text=_with_corrections(text, units, corrections) if corrections else None)
 
 
 def _preferred(matches: list[_Match], fields: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -106,10 +114,43 @@ def _preferred(matches: list[_Match], fields: dict[str, tuple[str, ...]]) -> dic
     return {name: tuple(values) for name, values in out.items()}
 
 
-def _match_units(text: str, units: list[Unit], prices: list[PriceHit], glossary: Glossary):
-    """Longest glossary phrase at each unit, left to right; units inside a price are taken."""
-    taken = [any(p.start < u.end and u.start < p.end for p in prices) for u in units]
-    keys = [u.key if u.cjk else fold(u.key, glossary.words) for u in units]
+def _in_price(unit: Unit, prices: list[PriceHit]) -> bool:
+    return any(p.start < unit.end and unit.start < p.end for p in prices)
+
+
+def _corrections(units: list[Unit], prices: list[PriceHit], glossary: Glossary) -> dict[int, str]:
+    """Unit index -> the glossary word a typo there stands for (``query/spelling.py``)."""
+    if glossary.speller is None:
+        return {}
+    out = {}
+    for i, unit in enumerate(units):
+        if unit.cjk or _in_price(unit, prices) or fold(unit.key, glossary.words) in glossary.words:
+            continue
+        if (word := glossary.speller.correct(unit.key)) is not None:
+            out[i] = word
+    return out
+
+
+def _with_corrections(text: str, units: list[Unit], corrections: dict[int, str]) -> str:
+    """``text`` with each corrected unit replaced by the word it was read as.
+
+    >>> _with_corrections("Emrald ring", split_units("Emrald ring"), {0: "emerald"})
+    'emerald ring'
+    """
+    out, at = [], 0
+    for i in sorted(corrections):
+        out += [text[at:units[i].start], corrections[i]]
+        at = units[i].end
+    return "".join(out) + text[at:]
+
+
+def _match_units(text: str, units: list[Unit], prices: list[PriceHit], glossary: Glossary,
+                 corrections: dict[int, str] | None = None):
+    """Longest glossary phrase at each unit, left to right; units inside a price are taken.
+    ``corrections`` (unit index -> word) read typos as the glossary words they stand for."""
+    taken = [_in_price(u, prices) for u in units]
+    corrections = corrections or {}
+    keys = [u.key if u.cjk else fold(corrections.get(i, u.key), glossary.words) for i, u in enumerate(units)]
     matches: list[_Match] = []
     residual: list[Unit] = []
     i = 0

@@ -183,9 +183,10 @@ def _coverage(text: str, understood: Understanding, boosts: Mapping[str, tuple[s
 
 def _semantic_text(text: str, understood: Understanding) -> str:
     """The text tower reads English: a query in another language is searched by the English
-    words of what was understood (plus any words left over)."""
+    words of what was understood (plus any words left over). Typos read as glossary words
+    reach the tower corrected ("emrald ring" is searched as "emerald ring")."""
     if understood.language == "en" or not understood.terms:
-        return text
+        return understood.corrected_text or text
     return " ".join(understood.terms)
 
 

@@ -258,7 +258,15 @@
     if (!box) return;
     box.replaceChildren();
     const chips = (understood && understood.chips) || [];
+    const corrected = Object.entries((understood && understood.corrected) || {});
     box.hidden = chips.length === 0;
+    if (corrected.length) {
+      // Typos read as the words they miss ("emrald" as emerald), said before the chips.
+      const note = document.createElement("span");
+      note.className = "corrected";
+      note.textContent = "Read " + corrected.map(([typed, read]) => "\u201c" + typed + "\u201d as " + read).join(", ") + ":";
+      box.append(note);
+    }
     const ignored = new Set((understood && understood.dropped) || []);
     for (const chip of chips) {
       const span = document.createElement("span");
