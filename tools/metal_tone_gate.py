@@ -4,10 +4,15 @@ photo's tone, renormalised) against the head alone: top-1, fill rate and precisi
 
     python tools/metal_tone_gate.py RENDERS [RENDERS ...]
 """
-import json, sys
+
+from __future__ import annotations
+
+import argparse
 from collections import Counter
 from pathlib import Path
+
 import numpy as np
+
 from jewelsearch.embed import load_encoder
 from jewelsearch.embed.images import load_image_file
 from jewelsearch.recognize.builder import load_recognizer
@@ -15,33 +20,52 @@ from jewelsearch.recognize.evidence import evidence
 from jewelsearch.train.render_features import read_render_labels
 
 TONE = {"yellow gold": "yellow", "rose gold": "rose", "white gold": "white", "platinum": "white", "silver": "white"}
-r = load_recognizer(load_encoder("jewelclip-lite0"), gem_specialist=False)
-metals = r.vocabulary("metal")
-for folder in map(Path, sys.argv[1:]):
-    rows = [x for x in read_render_labels(folder) if x.get("metal") in TONE]
-    tones, heads = [], []
+FILL_AT = 0.5
+
+
+def read_folder(recognizer, folder: Path):
+    """Per render with a metal: its true metal, the pixel tone and the metal head's probabilities."""
+    rows = [row for row in read_render_labels(folder) if row.get("metal") in TONE]
+    tones, probabilities = [], []
     for start in range(0, len(rows), 32):
-        chunk = rows[start:start + 32]
-        imgs = [load_image_file(folder / x["image"]).image for x in chunk]
-        v, p, located = r.embed_and_locate(imgs)
-        probs = r.probabilities(v, p, attributes=("metal",))["metal"]
-        for img, found, pr in zip(imgs, located, probs):
-            tones.append(evidence(img, found)["metal_tone"] if found is not None else None)
-            heads.append(pr)
-    truth = [x["metal"] for x in rows]
-    tone_ok = Counter((TONE[t], tn) for t, tn in zip(truth, tones))
-    print(folder.name, len(rows), "tone confusion (true tone, read tone):", dict(tone_ok))
-    def read(pr, tone, gated):
-        order = np.argsort(-pr)
-        if gated and tone is not None:
-            allowed = [i for i in range(len(metals)) if TONE.get(metals[i]) == tone]
-            if allowed:
-                sub = pr[allowed] / pr[allowed].sum()
-                j = int(np.argmax(sub)); return metals[allowed[j]], float(sub[j])
-        return metals[order[0]], float(pr[order[0]])
-    for gated in (False, True):
-        got = [read(pr, tn, gated) for pr, tn in zip(heads, tones)]
-        acc = np.mean([g[0] == t for g, t in zip(got, truth)])
-        fills = [(g[0] == t) for g, t in zip(got, truth) if g[1] >= 0.5]
-        print("  gated" if gated else "  head ", "top-1 %.3f" % acc, "fill rate %.3f" % (len(fills) / len(truth)),
-              "precision %.3f" % (np.mean(fills) if fills else 0), "right share %.3f" % (sum(fills) / len(truth)))
+        images = [load_image_file(folder / row["image"]).image for row in rows[start:start + 32]]
+        vectors, pooled, located = recognizer.embed_and_locate(images)
+        probabilities += list(recognizer.probabilities(vectors, pooled, attributes=("metal",))["metal"])
+        tones += [evidence(image, found)["metal_tone"] if found is not None else None
+                  for image, found in zip(images, located)]
+    return [row["metal"] for row in rows], tones, probabilities
+
+
+def reading(probabilities: np.ndarray, tone: str | None, metals: list[str], gated: bool) -> tuple[str, float]:
+    """The metal read and its probability: the head's top, or with ``gated`` its top among the
+    metals of the photo's tone (renormalised over them)."""
+    if gated and tone is not None:
+        allowed = [i for i, metal in enumerate(metals) if TONE.get(metal) == tone]
+        if allowed:
+            share = probabilities[allowed] / probabilities[allowed].sum()
+            best = int(np.argmax(share))
+            return metals[allowed[best]], float(share[best])
+    best = int(np.argmax(probabilities))
+    return metals[best], float(probabilities[best])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("renders", type=Path, nargs="+")
+    args = parser.parse_args()
+    recognizer = load_recognizer(load_encoder("jewelclip-lite0"), gem_specialist=False)
+    metals = recognizer.vocabulary("metal")
+    for folder in args.renders:
+        truth, tones, probabilities = read_folder(recognizer, folder)
+        confusion = Counter((TONE[metal], tone) for metal, tone in zip(truth, tones))
+        print(folder.name, len(truth), "renders; (true tone, pixel tone):", dict(confusion))
+        for gated in (False, True):
+            read = [reading(p, tone, metals, gated) for p, tone in zip(probabilities, tones)]
+            top1 = np.mean([metal == true for (metal, _), true in zip(read, truth)])
+            fills = [metal == true for (metal, p), true in zip(read, truth) if p >= FILL_AT]
+            print(f"  {'gated' if gated else 'head '} top-1 {top1:.3f}  fill rate {len(fills) / len(truth):.3f}  "
+                  f"precision {np.mean(fills) if fills else 0:.3f}  right fills {sum(fills) / len(truth):.3f}")
+
+
+if __name__ == "__main__":
+    main()
