@@ -60,3 +60,10 @@ def test_edit_distance_counts_a_swap_as_one():
     assert edit_distance("rign", "ring") == 1 and edit_distance("ring", "rign") == 1
     assert edit_distance("emrald", "emerald") == 1 and edit_distance("", "ab") == 2
     assert edit_distance("tanzanit", "tanzanite") == 1 and edit_distance("aquamrin", "aquamarine") == 2
+
+
+def test_a_corrected_word_that_matches_no_phrase_alone_is_searched_as_corrected():
+    # "lazuli" is a glossary word only inside "lapis lazuli": alone it stays a residual word,
+    # but the word index looks for "lazuli", not the typo.
+    read = understand("lazli ring")
+    assert read.residual == "lazuli" and "lazuli" in read.terms and "lazli" not in read.terms

@@ -88,7 +88,7 @@ def understand(text: str, glossary: Glossary | None = None) -> Understanding:
     if karat and "metal" in fields:
         golds = tuple(m for m in fields["metal"] if m in GOLDS)
         fields["metal"] = golds or fields["metal"]
-    residual = _residual_words(text, residual_units)
+    residual = _residual_words(text, residual_units, {units[i].start: word for i, word in corrections.items()})
     low = max((p.min_price for p in prices if p.min_price is not None), default=None)
     high = min((p.max_price for p in prices if p.max_price is not None), default=None)
     return Understanding(
@@ -225,13 +225,15 @@ def _price_label(price: PriceHit) -> str:
     return f"{money(price.min_price)}-{money(price.max_price)}"
 
 
-def _residual_words(text: str, units: list[Unit]) -> list[tuple[int, str]]:
-    """Unmatched units in their original form, with where each starts; adjacent CJK
-    characters stay one word ("好看", not "好" "看")."""
+def _residual_words(text: str, units: list[Unit], corrected: dict[int, str] | None = None) -> list[tuple[int, str]]:
+    """Unmatched units in their original form (a typo as the word it was read as:
+    ``corrected`` maps a unit's start to it), with where each starts; adjacent CJK characters
+    stay one word ("好看", not "好" "看")."""
+    corrected = corrected or {}
     words: list[tuple[int, str]] = []
     previous: Unit | None = None
     for unit in units:
-        piece = text[unit.start:unit.end]
+        piece = corrected.get(unit.start, text[unit.start:unit.end])
         if words and unit.cjk and previous is not None and previous.cjk and previous.end == unit.start:
             words[-1] = (words[-1][0], words[-1][1] + piece)
         else:
