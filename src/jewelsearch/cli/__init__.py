@@ -38,6 +38,14 @@ class Context:
                 fail(f"bad settings: {exc}")
         return self._service
 
+    def open_catalog(self):
+        """The store alone, for commands that need no model (the caller closes it)."""
+        from jewelsearch.search.wiring import SettingsError, open_catalog
+        try:
+            return open_catalog(self.settings)
+        except SettingsError as exc:
+            fail(f"bad settings: {exc}")
+
 
 def fail(message: str, code: int = 1):
     click.echo(f"error: {message}", err=True)

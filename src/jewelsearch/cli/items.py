@@ -21,15 +21,6 @@ def items():
     """Read, change or remove catalog items (add them with `ingest`)."""
 
 
-def _open_catalog(obj: Context):
-    # Reading needs no model: open the store alone, as `users forget` does.
-    from jewelsearch.search.wiring import SettingsError, open_catalog
-    try:
-        return open_catalog(obj.settings)
-    except SettingsError as exc:
-        fail(f"bad settings: {exc}")
-
-
 @items.command("list")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
@@ -38,7 +29,7 @@ def _open_catalog(obj: Context):
 def list_items(obj: Context, limit, offset, as_json):
     """List items, oldest first: id, title, attributes, price."""
     from jewelsearch.search.items import get_item
-    catalog = _open_catalog(obj)
+    catalog = obj.open_catalog()
     try:
         rows = [get_item(catalog, row["id"]) for row in catalog.items.list(limit, offset)]
         total = catalog.items.count()
@@ -61,7 +52,7 @@ def list_items(obj: Context, limit, offset, as_json):
 def show(obj: Context, item_id, as_json):
     """Every field of ITEM_ID, with what recognition predicted."""
     from jewelsearch.search.items import get_item
-    catalog = _open_catalog(obj)
+    catalog = obj.open_catalog()
     try:
         row = get_item(catalog, item_id)
     finally:
@@ -121,7 +112,7 @@ def update(obj: Context, item_id, assignments, image, as_json):
 def delete(obj: Context, item_id, yes):
     """Remove ITEM_ID: its row, vectors, word-index entry and photo."""
     from jewelsearch.search.items import get_item
-    catalog = _open_catalog(obj)
+    catalog = obj.open_catalog()
     try:
         row = get_item(catalog, item_id)  # an unknown id fails here, before any model loads
     finally:

@@ -33,11 +33,7 @@ def fit(obj: Context, factors, regularisation, iterations, as_json):
     which deletes the factors because they were fitted on the erased shopper's events."""
     from jewelsearch.recommend.factors import DEFAULT_REGULARISATION, FactorsError
     from jewelsearch.search.fitted_factors import FitOverlapError, fit_factors
-    from jewelsearch.search.wiring import SettingsError, open_catalog
-    try:
-        catalog = open_catalog(obj.settings)
-    except SettingsError as exc:
-        fail(f"bad settings: {exc}")
+    catalog = obj.open_catalog()
     try:
         summary = fit_factors(catalog, factors=factors, iterations=iterations,
                               regularisation=DEFAULT_REGULARISATION if regularisation is None else regularisation)

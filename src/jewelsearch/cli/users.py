@@ -6,7 +6,7 @@ import json
 
 import click
 
-from jewelsearch.cli import Context, fail
+from jewelsearch.cli import Context
 
 
 @click.group()
@@ -25,11 +25,7 @@ def forget(obj: Context, user_id, as_json):
     signals before its next recommendation. The log and the output name the shopper only by a
     keyed reference, never by the id."""
     from jewelsearch.search.erasure import forget_user
-    from jewelsearch.search.wiring import SettingsError, open_catalog
-    try:
-        catalog = open_catalog(obj.settings)
-    except SettingsError as exc:
-        fail(f"bad settings: {exc}")
+    catalog = obj.open_catalog()
     try:
         result = forget_user(catalog, user_id)
     finally:
