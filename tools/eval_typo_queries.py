@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jewelsearch.config import Settings
+from jewelsearch.evaluate.metrics import bootstrap_interval
 from jewelsearch.evaluate.search_catalogs import load_catalog
 from jewelsearch.evaluate.search_queries import build_queries
 from jewelsearch.evaluate.search_quality import run_queries, service_ranker
@@ -50,11 +51,10 @@ def with_typo(text: str, rng: random.Random) -> str | None:
     return text[:word.start()] + typo + text[word.end():]
 
 
-def interval(values, seed=0, rounds=2000):
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (rounds, len(values)))].mean(axis=1)
-    return round(float(values.mean()), 3), round(float(np.quantile(means, 0.025)), 3), round(float(np.quantile(means, 0.975)), 3)
+def interval(values) -> tuple[float, float, float]:
+    """The mean and its 95 % bootstrap interval, to 3 places."""
+    low, high = bootstrap_interval(values)
+    return round(float(np.mean(values)), 3), round(low, 3), round(high, 3)
 
 
 def main() -> None:
