@@ -9,8 +9,12 @@ from jewelsearch.errors import ItemNotFound
 from jewelsearch.search.facets import PRICE_BANDS, band_label
 from jewelsearch.server.shopper import start_page_session
 
-# What the filter menus are called on the page (the store's field names elsewhere).
-FILTER_LABELS = {"category": "Category", "metal": "Metal", "gemstone": "Gemstone", "stone_shape": "Cut"}
+# What the pages call the store's fields (filter menus, an item's attributes).
+FIELD_LABELS = {"category": "Category", "metal": "Metal", "gemstone": "Gemstone", "stone_shape": "Cut",
+                "color": "Color", "sku": "SKU"}
+# The price menu offers the bands search answers count; choosing one fills min and max price.
+PRICE_MENU = [{"value": f"{low:g}-{'' if high is None else f'{high:g}'}", "label": band_label(low, high)}
+              for low, high in PRICE_BANDS]
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static")
@@ -19,8 +23,8 @@ web = Blueprint("web", __name__, template_folder="templates", static_folder="sta
 @web.app_context_processor
 def shopper_words():
     # Gem labels as a shopper says them ("blue sapphire", not the stored "sapphire blue"), for
-    # the pages and, through base.html, the page script's cards.
-    return {"gem_spoken": GEM_SPOKEN}
+    # the pages and, through base.html, the page script's cards; and the fields' names.
+    return {"gem_spoken": GEM_SPOKEN, "labels": FIELD_LABELS}
 
 
 @web.get("/")
@@ -30,11 +34,8 @@ def index():
               for field in ("category", "metal", "gemstone", "stone_shape")}
     # A shopper filters by family ("sapphire"); the filter takes every colour of it.
     facets["gemstone"] = list(dict.fromkeys(gem_family(v) for v in facets["gemstone"]))
-    # The price menu offers the bands search answers count; choosing one fills min and max price.
-    bands = [{"value": f"{low:g}-{'' if high is None else f'{high:g}'}", "label": band_label(low, high)}
-             for low, high in PRICE_BANDS]
-    return render_template("index.html", stats=service.stats(), facets=facets, labels=FILTER_LABELS,
-                           bands=bands, csrf=start_page_session())
+    return render_template("index.html", stats=service.stats(), facets=facets, bands=PRICE_MENU,
+                           csrf=start_page_session())
 
 
 @web.get("/items/<item_id>")
