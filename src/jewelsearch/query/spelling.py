@@ -72,6 +72,8 @@ class Speller:
     """Corrections onto a fixed set of known words, never of an ``english`` word."""
 
     def __init__(self, known: Iterable[str], english: Iterable[str]):
+        # A typo has at least MIN_LENGTH letters, so the words it can stand for have one fewer
+        # ("redd" -> "red"); shorter known words could never be reached.
         self.known = frozenset(w for w in known if w.isalpha() and len(w) >= MIN_LENGTH - 1)
         self.english = frozenset(english)
         self._by_deletion: dict[str, set[str]] = {}
