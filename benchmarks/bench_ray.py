@@ -300,7 +300,7 @@ def bench_serve(args) -> None:
                         print(name, clients, {k: round(v, 1) for k, v in row.items()}, flush=True)
                 finally:
                     _stop_server(server)
-    print(f"\n{platform.node()} {os.cpu_count()} CPUs, demo catalog (600 items), {args.seconds} s per row, "
+    print(f"\n{platform.node()} {os.cpu_count()} CPUs, demo catalog, {args.seconds} s per row, "
           f"{args.rounds} rounds; writer: 1 item/s + 4 events/s")
     print("| serving | clients | queries/s | p50 ms | p99 ms | failed queries | writes (failed) |")
     print("|---|---|---|---|---|---|---|")

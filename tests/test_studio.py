@@ -9,7 +9,7 @@ import pytest
 from jewelsearch.studio.batch import coverage_specs
 from jewelsearch.studio.geometry import CUTS, circle_path, gem_mesh, rounded_rect_profile, sweep_mesh, transformed
 from jewelsearch.studio.pieces import cabochon_mesh, gem_half_width
-from jewelsearch.studio.spec import STYLES, price, sample_spec, title
+from jewelsearch.studio.spec import STYLES, description, price, sample_spec, title
 
 
 @pytest.mark.parametrize("cut", CUTS)
@@ -162,3 +162,75 @@ def test_render_survives_a_libllvm_that_aborts(tmp_path, libllvm):
     assert done.returncode == 0, done.stderr[-2000:]
     row = json.loads((tmp_path / "labels.jsonl").read_text())
     assert (tmp_path / row["image"]).stat().st_size > 0 and (tmp_path / row["mask"]).is_file()
+
+
+def test_the_demo_catalog_is_the_studio_specs_it_says_it_was_drawn_from():
+    # The bundled items must be what DEMO_BATCHES draws, item by item: a change to how specs
+    # are drawn that moved any earlier render would show here before it reached a catalog.
+    from jewelsearch.ingest.demo import demo_dir
+    from jewelsearch.studio.batch import demo_specs
+    folder = demo_dir()
+    if folder is None:
+        pytest.skip("the bundled demo catalog is not in this install")
+    items = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines() if line.strip()]
+    specs = demo_specs()
+    assert [title(spec) for spec in specs] == [item["title"] for item in items]
+    assert [price(spec) for spec in specs] == [item["price"] for item in items]
+    pearl_earrings = [item for item in items if item["category"] == "earrings" and item.get("gemstone") == "pearl"]
+    assert len(pearl_earrings) == 8 and "stone_shape" not in pearl_earrings[0]
+
+
+def test_pinned_draws_keep_what_is_pinned_and_reject_unknown_names():
+    from jewelsearch.studio.batch import random_specs
+    from jewelsearch.studio.spec import pinned_parameters
+    pinned = pinned_parameters(style="drop", gemstone="pearl")
+    assert pinned["category"] == "earrings"
+    specs = random_specs(12, 5, **pinned)
+    assert {(s.category, s.style, s.gemstone, s.cut, s.setting) for s in specs} == \
+        {("earrings", "drop", "pearl", None, None)}
+    assert len({s.metal for s in specs}) > 1  # what is not pinned is still drawn
+    assert random_specs(3, 5) == [sample_spec(5 * 1_000_003 + i) for i in range(3)]
+    for bad in ({"style": "brooch"}, {"metal": "gold"}, {"gemstone": "sapphire"}):
+        with pytest.raises(ValueError, match="unknown"):
+            pinned_parameters(**bad)
+
+
+@pytest.mark.parametrize("style", ["stud", "drop"])
+def test_pearl_earrings_are_spheres_in_a_cup_the_drop_hanging_below_its_hook(style):
+    from jewelsearch.studio.render import build_piece
+    spec = sample_spec(3, category="earrings", style=style, gemstone="pearl", metal="yellow gold")
+    assert title(spec).startswith(f"Pearl {style} earrings") and "mm round pearl" in description(spec)
+    piece = build_piece(spec)
+    pearls = [part.sphere for part in piece.parts if part.role == "gem"]
+    assert len(pearls) == 2 and all(part.mesh is None for part in piece.parts if part.role == "gem")
+    metal_lows = [part.mesh.bounds()[0] for part in piece.parts if part.role == "metal"]
+    metal_highs = [part.mesh.bounds()[1] for part in piece.parts if part.role == "metal"]
+    (cx, cy, cz), radius = pearls[0]
+    # The cup's collar reaches outside the pearl, so it shows in a photo.
+    near = [(lo, hi) for lo, hi in zip(metal_lows, metal_highs) if abs((lo[0] + hi[0]) / 2 - cx) < radius]
+    assert any((hi[0] - lo[0]) / 2 > 0.53 * radius for lo, hi in near)
+    if style == "drop":
+        assert max(hi[2] for _, hi in near) > cz + radius  # the hook is above the pearl
+        assert cz < 0  # and the pearl hangs
+
+
+def test_demo_catalog_appends_numbering_on(tmp_path):
+    from jewelsearch.studio.batch import write_demo_catalog
+    batches = []
+    for n, style in enumerate(("stud", "drop")):
+        folder = tmp_path / f"batch{n}"
+        (folder / "images").mkdir(parents=True)
+        rows = []
+        for i in range(2):
+            spec = sample_spec(100 * n + i, category="earrings", style=style, gemstone="pearl")
+            (folder / "images" / f"{i:05d}.jpg").write_bytes(b"jpeg %d %d" % (n, i))
+            rows.append(dict(spec.labels, index=i, image=f"images/{i:05d}.jpg", currency="USD"))
+        (folder / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        batches.append(folder)
+    demo = tmp_path / "demo"
+    assert write_demo_catalog(batches[:1], demo) == 2
+    assert write_demo_catalog(batches[1:], demo, append=True) == 2
+    items = [json.loads(line) for line in (demo / "items.jsonl").read_text().splitlines()]
+    assert [item["sku"] for item in items] == ["DEMO-00000", "DEMO-00001", "DEMO-00002", "DEMO-00003"]
+    assert (demo / items[3]["image"]).read_bytes() == b"jpeg 1 1"
+    assert [item["title"].split(" in ")[0] for item in items] == ["Pearl stud earrings"] * 2 + ["Pearl drop earrings"] * 2

@@ -61,6 +61,7 @@ def main():
             page.wait_for_timeout(800)
             page.screenshot(path=str(args.out / f"search-{name}.png"), full_page=False)
             page.locator("#foryou").scroll_into_view_if_needed()
+            page.wait_for_timeout(800)  # the cards' photos load lazily, once scrolled into view
             page.screenshot(path=str(args.out / f"foryou-{name}.png"), full_page=False)
             first = page.locator("#results li a").first.get_attribute("href")
             page.goto(url + first)
@@ -69,7 +70,7 @@ def main():
             page.screenshot(path=str(args.out / f"item-{name}.png"), full_page=False)
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         page.goto(url + "/")
-        page.fill("#q", "pearl earrings")  # the demo sells pearls only as strands: a near miss, said so
+        page.fill("#q", "pearl ring")  # the demo sells pearls as earrings and strands, not rings: a near miss, said so
         page.press("#q", "Enter")
         page.wait_for_selector("#coverage-note:not([hidden])")
         page.wait_for_timeout(500)

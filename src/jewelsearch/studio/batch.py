@@ -12,14 +12,25 @@ from PIL import Image, ImageDraw
 
 from jewelsearch.studio.backend import choose_backend
 from jewelsearch.studio.materials import GEMS, METALS
-from jewelsearch.studio.spec import CUTS, STYLES, JewelSpec, description, price, sample_spec, title
+from jewelsearch.studio.spec import (
+    CUTS,
+    STYLES,
+    JewelSpec,
+    description,
+    pinned_parameters,
+    price,
+    sample_spec,
+    title,
+)
 
 log = logging.getLogger(__name__)
 LABELS_FILE = "labels.jsonl"
 
 
-def random_specs(n: int, seed: int) -> list[JewelSpec]:
-    return [sample_spec(seed * 1_000_003 + i) for i in range(n)]
+def random_specs(n: int, seed: int, **fixed: str | None) -> list[JewelSpec]:
+    """N specs drawn from seed; ``fixed`` (category, style, metal, gemstone, cut) pins those
+    parameters and draws the rest. Nothing pinned gives the same specs as before it could be."""
+    return [sample_spec(seed * 1_000_003 + i, **fixed) for i in range(n)]
 
 
 def coverage_specs(n: int, seed: int = 0) -> list[JewelSpec]:
@@ -36,6 +47,25 @@ def coverage_specs(n: int, seed: int = 0) -> list[JewelSpec]:
                            cut=CUTS[(i * 3 + i // len(styles)) % len(CUTS)])
         out.append(spec)
     return out
+
+
+# How the bundled demo catalog was drawn, in catalog order: the coverage walk (seed 0), then
+# pearl studs and pearl drops (added 2026-12-07; the walk has pearls only as strands).
+DEMO_BATCHES = ({"n": 600, "coverage": True, "seed": 0},
+                {"n": 4, "seed": 14, "style": "stud", "gemstone": "pearl"},
+                {"n": 4, "seed": 31, "style": "drop", "gemstone": "pearl"})
+
+
+def demo_specs() -> list[JewelSpec]:
+    """The demo catalog's specs, item by item (``studio render`` batches as DEMO_BATCHES says)."""
+    specs: list[JewelSpec] = []
+    for batch in DEMO_BATCHES:
+        if batch.get("coverage"):
+            specs += coverage_specs(batch["n"], batch["seed"])
+        else:
+            pinned = {k: v for k, v in batch.items() if k not in ("n", "seed")}
+            specs += random_specs(batch["n"], batch["seed"], **pinned_parameters(**pinned))
+    return specs
 
 
 def _render_one(args) -> tuple[int, bytes, bytes, dict]:
@@ -116,24 +146,38 @@ def contact_sheet(folder: Path, out_png: Path, *, columns: int = 8, thumb: int =
     sheet.save(out_png, optimize=True)
 
 
-def write_demo_catalog(render_dir: Path, demo_dir: Path) -> int:
-    """Turn rendered labels into the bundled catalog's items.jsonl (+ images)."""
+def write_demo_catalog(render_dirs: list[Path], demo_dir: Path, *, append: bool = False) -> int:
+    """Turn rendered labels into the bundled catalog's items.jsonl (+ images); returns the
+    number of items written.
+
+    Folders are packaged in the order given, numbered on from one to the next. ``append``
+    numbers on from the items already there and keeps them, so a batch of one kind (pearl
+    earrings) can follow the coverage walk without rendering the walk again."""
     demo_dir = Path(demo_dir)
     (demo_dir / "images").mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in (Path(render_dir) / LABELS_FILE).read_text().splitlines() if line.strip()]
-    rows.sort(key=lambda r: r["index"])
-    fields = JewelSpec.__dataclass_fields__
-    with open(demo_dir / "items.jsonl", "w") as fh:
-        for row in rows:
-            source = Path(render_dir) / row["image"]
-            target = demo_dir / "images" / source.name
-            target.write_bytes(source.read_bytes())
-            # Words and price come from the spec again, so copy fixes reach rendered folders.
-            spec = JewelSpec(**{k: row[k] for k in fields})
-            item = {"image": f"images/{source.name}", "sku": f"DEMO-{row['index']:05d}", "title": title(spec),
-                    "description": description(spec), "category": row["category"], "metal": row["metal"],
-                    "gemstone": row["gemstone"], "stone_shape": row["cut"],
-                    "color": GEMS[row["gemstone"]].colour_word if row.get("gemstone") else None,
-                    "price": price(spec), "currency": row["currency"]}
-            fh.write(json.dumps({k: v for k, v in item.items() if v is not None}) + "\n")
-    return len(rows)
+    items_path = demo_dir / "items.jsonl"
+    number = 0
+    if append and items_path.exists():
+        number = sum(1 for line in items_path.read_text().splitlines() if line.strip())
+    first = number
+    with open(items_path, "a" if append else "w") as fh:
+        for folder in map(Path, render_dirs):
+            rows = [json.loads(line) for line in (folder / LABELS_FILE).read_text().splitlines() if line.strip()]
+            for row in sorted(rows, key=lambda r: r["index"]):
+                name = f"{number:05d}.jpg"
+                (demo_dir / "images" / name).write_bytes((folder / row["image"]).read_bytes())
+                fh.write(json.dumps(demo_item(row, number)) + "\n")
+                number += 1
+    return number - first
+
+
+def demo_item(row: dict, number: int) -> dict:
+    """One demo catalog row from a render's label row."""
+    # Words and price come from the spec again, so copy fixes reach rendered folders.
+    spec = JewelSpec(**{k: row[k] for k in JewelSpec.__dataclass_fields__})
+    item = {"image": f"images/{number:05d}.jpg", "sku": f"DEMO-{number:05d}", "title": title(spec),
+            "description": description(spec), "category": row["category"], "metal": row["metal"],
+            "gemstone": row["gemstone"], "stone_shape": row["cut"],
+            "color": GEMS[row["gemstone"]].colour_word if row.get("gemstone") else None,
+            "price": price(spec), "currency": row["currency"]}
+    return {k: v for k, v in item.items() if v is not None}

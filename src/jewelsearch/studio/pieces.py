@@ -56,6 +56,15 @@ class Piece:
                 c, r = part.sphere
                 part.sphere = ((c[0], -c[2], c[1]), r)
 
+    def turn_over(self) -> None:
+        """Rotate 180° about x: what pointed up (+z) now hangs down."""
+        for part in self.parts:
+            if part.mesh is not None:
+                part.mesh = transformed(part.mesh, rotation_x(math.pi))
+            else:
+                c, r = part.sphere
+                part.sphere = ((c[0], -c[1], -c[2]), r)
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lows, highs = [], []
         for part in self.parts:
@@ -105,6 +114,26 @@ def cabochon_mesh(half_width: float, aspect: float = 1.3, rings: int = 8, segmen
     return mesh
 
 
+def pearl_radius(carat: float) -> float:
+    """Pearls are sized by the spec's size draw, as the strand's are: 2.25 to 5 mm radius."""
+    return 2.0 + 2.0 * min(carat, 1.5)
+
+
+def _set_pearl(piece: Piece, carat: float, seat_z: float, centre_xy=(0.0, 0.0)) -> float:
+    """A pearl on a peg in a small cup (how pearl studs, drops and pendants are made): the
+    pearl's foot sits at seat_z; returns the top height."""
+    radius = pearl_radius(carat)
+    x, y = centre_xy
+    centre_z = seat_z + radius
+    piece.add_sphere("gem", (x, y, centre_z), radius)
+    # The cup's rim hugs the pearl 0.15 r above its foot, where the pearl is 0.53 r across,
+    # so the collar shows outside it.
+    cup = circle_path(0.5 * radius, 32, "z", (x, y, seat_z + 0.15 * radius))
+    piece.add_metal(sweep_mesh(cup, circle_profile(max(0.25, 0.1 * radius), 8)))
+    piece.add_metal(_cylinder((x, y, seat_z - 1.2), (x, y, seat_z + 0.2 * radius), max(0.3, 0.08 * radius)))
+    return centre_z + radius
+
+
 def stone(cut: str, carat: float) -> MeshData:
     size = gem_half_width(carat)
     if cut == "cabochon":
@@ -120,6 +149,8 @@ def _cylinder(p0, p1, radius: float, segments: int = 10) -> MeshData:
 def _set_stone(piece: Piece, cut: str, carat: float, setting: str, seat_z: float, centre_xy=(0.0, 0.0),
                turn: float = 0.0) -> float:
     """Put a stone with its setting so the girdle sits at seat_z; returns the top height."""
+    if cut == "pearl":
+        return _set_pearl(piece, carat, seat_z, centre_xy)
     mesh = transformed(stone(cut, carat), rotation_z(turn))
     lo, hi = mesh.bounds()
     girdle_to_culet = -lo[2]
@@ -208,9 +239,17 @@ def earrings(kind: str, cut: str, carat: float, setting: str) -> Piece:
         if kind == "hoop":
             single.add_metal(sweep_mesh(circle_path(7.0, 96, "y"), rounded_rect_profile(1.4, 1.4, 12)))
         elif kind == "drop":
-            _set_stone(single, cut, carat, setting, 0.0)
-            single.stand_up()
-            hook = circle_path(2.5, 32, "x", (0, 0, gem_half_width(carat) * 1.3 + 2.2))
+            if cut == "pearl":
+                # The pearl hangs from its cup: built peg down, then turned over so the peg
+                # (1.2 mm above the cup) meets the hook.
+                _set_pearl(single, carat, 0.0)
+                single.turn_over()
+                reach = 1.2
+            else:
+                _set_stone(single, cut, carat, setting, 0.0)
+                single.stand_up()
+                reach = gem_half_width(carat) * 1.3
+            hook = circle_path(2.5, 32, "x", (0, 0, reach + 2.2))
             single.add_metal(sweep_mesh(hook, circle_profile(0.3, 8)))
         else:  # stud, seen from the front
             _set_stone(single, cut, carat, setting, 0.0)
@@ -247,7 +286,7 @@ def necklace(kind: str, gem: str, carat: float) -> Piece:
     piece = Piece()
     path = _u_path(width=60, depth=55)
     if kind == "pearls":
-        radius = 2.0 + 2.0 * min(carat, 1.5)
+        radius = pearl_radius(carat)
         distances = np.cumsum(np.r_[0, np.linalg.norm(np.diff(path, axis=0), axis=1)])
         for d in np.arange(0, distances[-1], 2 * radius * 1.02):
             i = min(np.searchsorted(distances, d), len(path) - 1)

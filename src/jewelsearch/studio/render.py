@@ -6,6 +6,7 @@ import io
 import logging
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ def _role_render(scene_dict: dict, roles: dict[str, str]) -> np.ndarray:
 
 
 def build_piece(spec: JewelSpec) -> pieces.Piece:
+    if spec.gemstone == "pearl" and spec.style != "pearls":
+        spec = replace(spec, cut="pearl")  # the builders set a pearl on a peg where a cut stone would sit
     if spec.category == "ring":
         style = "solitaire" if spec.style == "halo" else spec.style
         return pieces.ring(spec.cut or "round", spec.carat, spec.setting or "prong", style, spec.finish)

@@ -10,6 +10,7 @@ import random
 from dataclasses import asdict, dataclass
 
 from jewelsearch.studio.materials import GEMS, METALS, OPAQUE, TRANSPARENT  # noqa: F401
+from jewelsearch.studio.pieces import pearl_radius
 
 CUTS = ("round", "oval", "pear", "marquise", "princess", "emerald", "cushion", "heart")
 BACKGROUNDS = ("white sweep", "black velvet", "gradient", "marble", "wood")
@@ -69,7 +70,9 @@ def sample_spec(seed: int, *, category: str | None = None, style: str | None = N
         gem, the_cut = gemstone or rng.choice(["diamond"] * 3 + ["sapphire blue", "ruby", "emerald"]), "round"
     else:
         gem = gemstone or rng.choice(list(TRANSPARENT) * 2 + [g for g in OPAQUE if g != "pearl"])
-        if GEMS[gem].ior is None:
+        if gem == "pearl":  # only when asked for: a pearl is a sphere on a peg, neither cut nor set
+            the_cut = None
+        elif GEMS[gem].ior is None:
             the_cut = "cabochon"
         else:
             the_cut = cut or rng.choice(CUTS)
@@ -79,7 +82,7 @@ def sample_spec(seed: int, *, category: str | None = None, style: str | None = N
     if sty == "tennis":
         carat = 0.1
     setting = None
-    if gem and sty not in ("pearls", "eternity", "tennis", "bangle"):
+    if gem and gem != "pearl" and sty not in ("pearls", "eternity", "tennis", "bangle"):
         setting = "halo" if sty == "halo" else rng.choice(["prong", "prong", "bezel", "basket"])
     if sty == "bangle" and gem:
         setting = "bezel"
@@ -87,6 +90,24 @@ def sample_spec(seed: int, *, category: str | None = None, style: str | None = N
                      setting=setting, background=background or rng.choice(BACKGROUNDS),
                      camera_elevation=round(rng.uniform(15, 40), 1), camera_azimuth=round(rng.uniform(-35, 35), 1),
                      finish=1.0 if rng.random() < 0.8 else 3.0)
+
+
+def pinned_parameters(*, style: str | None = None, metal: str | None = None,
+                      gemstone: str | None = None) -> dict[str, str]:
+    """Check the parameters a batch pins (as ``sample_spec`` takes them); unknown names raise
+    ValueError listing the known ones. A pinned style pins its category too."""
+    pinned: dict[str, str] = {}
+    known_styles = [s for _, s, _ in STYLES]
+    for name, value, known in (("style", style, known_styles), ("metal", metal, list(METALS)),
+                               ("gemstone", gemstone, list(GEMS))):
+        if value is None:
+            continue
+        if value not in known:
+            raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+        pinned[name] = value
+    if style is not None:
+        pinned["category"] = next(c for c, s, _ in STYLES if s == style)
+    return pinned
 
 
 def gem_name(gem: str) -> str:
@@ -118,9 +139,17 @@ def title(spec: JewelSpec) -> str:
     return text[0].upper() + text[1:]
 
 
+def pearl_diameter(carat: float) -> float:
+    """Millimetres across, as the studio builds it (4.5 to 10 mm)."""
+    return round(2 * pearl_radius(carat), 1)
+
+
 def description(spec: JewelSpec) -> str:
     parts = [title(spec) + "."]
-    if spec.gemstone and spec.style not in ("eternity", "tennis", "pearls"):
+    if spec.gemstone == "pearl" and spec.style != "pearls":
+        on = {"stud": " on a post", "drop": " below a hook"}.get(spec.style, "")
+        parts.append(f"A {pearl_diameter(spec.carat):g} mm round pearl{on}.")
+    elif spec.gemstone and spec.style not in ("eternity", "tennis", "pearls"):
         shape = "cabochon" if spec.cut == "cabochon" else f"{spec.cut}-cut"
         parts.append(f"A {spec.carat:g} ct {shape} {gem_name(spec.gemstone)} in a {spec.setting} setting.")
     elif spec.style in ("eternity", "tennis"):
