@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
+
 METHODS = ("convex", "rrf")
 
 
@@ -52,16 +54,52 @@ def fuse(signals: Mapping[str, Mapping[int, float]], weights: Mapping[str, float
     """
     if method not in METHODS:
         raise ValueError(f"fusion method must be one of {METHODS}")
+    if method == "convex":
+        return _convex(signals, weights, scales or {})
     fused: dict[int, float] = {}
     for name, scores in signals.items():
         weight = float(weights.get(name, 0.0))
         if weight <= 0 or not scores:
             continue
-        if method == "convex":
-            for item, value in SCALES[(scales or {}).get(name, "min_max")](scores).items():
-                fused[item] = fused.get(item, 0.0) + weight * value
-        else:
-            ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
-            for rank, (item, _) in enumerate(ranked, start=1):
-                fused[item] = fused.get(item, 0.0) + weight / (rrf_k + rank)
+        ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+        for rank, (item, _) in enumerate(ranked, start=1):
+            fused[item] = fused.get(item, 0.0) + weight / (rrf_k + rank)
     return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def _convex(signals: Mapping[str, Mapping[int, float]], weights: Mapping[str, float],
+            scales: Mapping[str, str]) -> list[tuple[int, float]]:
+    """The convex combination over arrays: a text query fuses several hundred candidates, where
+    dictionaries cost about twice the time. Each item's sum is built in the same order, from the
+    same float64 operations, as ``SCALES`` would give one item at a time, so the scores are the
+    same to the last bit (tests/test_fusion.py)."""
+    parts = []
+    for name, scores in signals.items():
+        weight = float(weights.get(name, 0.0))
+        if weight <= 0 or not scores:
+            continue
+        items = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+        values = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+        parts.append((items, weight * _scaled(values, scales.get(name, "min_max"))))
+    if not parts:
+        return []
+    every, where = np.unique(np.concatenate([items for items, _ in parts]), return_inverse=True)
+    fused = np.zeros(len(every))
+    start = 0
+    for items, values in parts:  # a signal names each item once, so no index repeats here
+        fused[where[start:start + len(items)]] += values
+        start += len(items)
+    order = np.lexsort((every, -fused))
+    return list(zip(every[order].tolist(), fused[order].tolist()))
+
+
+def _scaled(values: np.ndarray, scale: str) -> np.ndarray:
+    if scale not in SCALES:
+        raise KeyError(scale)
+    if scale == "min_max":
+        low, high = values.min(), values.max()
+        return np.ones_like(values) if high - low < 1e-12 else (values - low) / (high - low)
+    if scale == "max":
+        best = values.max()
+        return np.maximum(values, 0.0) / best if best > 0 else np.zeros_like(values)
+    return values
