@@ -266,6 +266,10 @@ def test_search_never_raises(catalog, terms, limit):
     hits = catalog.lexical.search(terms, limit=limit)
     assert len(hits) <= limit and set(ids(hits)) <= existing
     assert len(set(ids(hits))) == len(hits)
+    # Reading typos as the catalog's words never raises either, whatever the words hold.
+    respelled_hits, read_as = catalog.lexical.search_respelling(terms, limit=limit, may_respell=lambda word: True)
+    assert len(respelled_hits) <= limit and set(ids(respelled_hits)) <= existing
+    assert not read_as or respelled_hits
 
 
 # ----- jewelsearch check and index rebuild ----------------------------------------------------

@@ -15,8 +15,6 @@ import argparse
 import dataclasses
 import json
 import random
-import re
-import string
 import tempfile
 from pathlib import Path
 
@@ -28,27 +26,8 @@ from jewelsearch.evaluate.search_catalogs import load_catalog
 from jewelsearch.evaluate.search_queries import build_queries
 from jewelsearch.evaluate.search_quality import run_queries, service_ranker
 from jewelsearch.evaluate.search_run import ingest
+from jewelsearch.evaluate.typos import with_typo
 from jewelsearch.search.wiring import open_service
-
-WORD = re.compile(r"[A-Za-z]{5,}")
-
-
-def with_typo(text: str, rng: random.Random) -> str | None:
-    words = list(WORD.finditer(text))
-    if not words:
-        return None
-    word = rng.choice(words)
-    w, at = word.group(), rng.randrange(1, len(word.group()) - 1)  # never the first or last letter
-    kind = rng.choice(["drop", "swap", "double", "change"])
-    if kind == "drop":
-        typo = w[:at] + w[at + 1:]
-    elif kind == "swap":
-        typo = w[:at] + w[at + 1] + w[at] + w[at + 2:]
-    elif kind == "double":
-        typo = w[:at] + w[at] + w[at:]
-    else:
-        typo = w[:at] + rng.choice([c for c in string.ascii_lowercase if c != w[at].lower()]) + w[at + 1:]
-    return text[:word.start()] + typo + text[word.end():]
 
 
 def interval(values) -> tuple[float, float, float]:

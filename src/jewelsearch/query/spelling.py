@@ -81,6 +81,21 @@ class Speller:
             for key in _deletions(word, allowed_edits(word)):
                 self._by_deletion.setdefault(key, set()).add(word)
 
+    def _may_be_a_typo(self, word: str) -> bool:
+        return bool(self.english) and len(word) >= MIN_LENGTH and word.isalpha() \
+            and word not in self.known and word not in self.english
+
+    def may_respell(self, word: str) -> bool:
+        """Whether a word no glossary word is near may still be read as a shop's own word
+        (``storage/lexical_respelling.py``): the same guards as ``correct`` (long enough, not a
+        glossary word, not an English word: "opal" is never read as "oval"), in a to z only.
+
+        >>> speller = Speller(["opal", "ring"], english=["king"])
+        >>> [speller.may_respell(w) for w in ["butterfy", "opal", "king", "ab", "émeraude", "18k"]]
+        [True, False, False, False, False, False]
+        """
+        return word.isascii() and self._may_be_a_typo(word)
+
     def correct(self, word: str) -> str | None:
         """The known word ``word`` was meant to be, or None (known already, too short, not near
         any, or near two equally).
@@ -89,8 +104,7 @@ class Speller:
         >>> [speller.correct(w) for w in ["emrald", "perl", "rign", "aquamarin", "ruby", "cute", "king", "rubyy", "xyz"]]
         ['emerald', 'pearl', 'ring', 'aquamarine', None, None, None, 'ruby', None]
         """
-        if not self.english or len(word) < MIN_LENGTH or not word.isalpha() or word in self.known \
-                or word in self.english:
+        if not self._may_be_a_typo(word):
             return None
         most = allowed_edits(word)
         candidates = set()

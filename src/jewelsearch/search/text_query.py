@@ -91,7 +91,8 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
                     **({"more_like_this": len(variants), "variant_ids": variants} if variants else {}))
                for item, variants in cards if item in full]
     return {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "understood": _understood_answer(understood, dropped, words.effective, filters, words.unpriced),
+            "understood": _understood_answer(understood, dropped, words.effective, filters, words.unpriced,
+                                             words.respelled),
             "facets": words.tally.counts(),
             "coverage": _coverage(text, understood, words.boosts, complete, len(lexical), bool(results))}
 
@@ -112,6 +113,7 @@ class _WordSide:
     tally: FacetTally
     extra_vectors: blended_space.ExtraVectors | None
     complete: int  # word matches with every understood field (``matches_every_field``)
+    respelled: dict[str, str]  # shop words read for typos no listing holds (``search_respelling``)
 
 
 def _word_side(state: ServiceState, settings: HybridSettings, understood: Understanding, requested: Filters,
@@ -121,7 +123,10 @@ def _word_side(state: ServiceState, settings: HybridSettings, understood: Unders
     if unpriced:
         effective = requested
     allowed = state.catalog.items.filter_ids(effective.for_store()) if effective else None
-    lexical = dict(state.catalog.lexical.search(understood.terms, limit=pool, allowed_ids=allowed))
+    speller = state.glossary.speller
+    hits, respelled = state.catalog.lexical.search_respelling(
+        understood.terms, limit=pool, allowed_ids=allowed, may_respell=speller.may_respell if speller else None)
+    lexical = dict(hits)
     # Ranking reads a few fields of every candidate (full rows only for the cards shown).
     found = fields.add(lexical)
     boosts = _attribute_boosts(understood, dropped)
@@ -131,7 +136,8 @@ def _word_side(state: ServiceState, settings: HybridSettings, understood: Unders
     fields.count(found, tally)
     extra = blended_space.extra_vectors_of(blended, lexical) if blended is not None else None
     complete = fields.complete_matches(found, boosts) if boosts else 0
-    return _WordSide(effective, unpriced, allowed, lexical, boosts, preferred, attributes, tally, extra, complete)
+    return _WordSide(effective, unpriced, allowed, lexical, boosts, preferred, attributes, tally, extra, complete,
+                     respelled)
 
 
 def _semantic_scores(state: ServiceState, settings: HybridSettings, vector, pool: int, allowed,
@@ -206,8 +212,12 @@ def _with_understood_price(filters: Filters, understood: Understanding, dropped:
 
 
 def _understood_answer(understood: Understanding, dropped: set[str], effective: Filters,
-                       requested: Filters | None, unpriced: bool = False) -> dict[str, Any]:
+                       requested: Filters | None, unpriced: bool = False,
+                       respelled: Mapping[str, str] | None = None) -> dict[str, Any]:
     answer = understood.as_dict()
+    # Glossary words read from typos, then shop words the word index read (that part reaches
+    # the word index only: the text tower has already read the words as typed).
+    answer["corrected"].update(respelled or {})
     answer["dropped"] = sorted(dropped & set(DROPPABLE))
     price_filter = {key: getattr(effective, key) for key in ("min_price", "max_price")
                     if getattr(effective, key) is not None

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jewelsearch.storage.lexical_respelling import respellings
 from jewelsearch.storage.lexical_tokens import lexical_tokens
 
 if TYPE_CHECKING:
@@ -165,6 +166,10 @@ def fts_string(token: str) -> str:
     return '"' + token.replace('"', '""') + '"'
 
 
+def _allowed(allowed_ids: Collection[int] | None) -> set[int] | None:
+    return None if allowed_ids is None else {int(i) for i in allowed_ids}
+
+
 def create_table(conn: sqlite3.Connection) -> None:
     """Schema migration step: create the table and index every existing item."""
     conn.execute(CREATE_SQL)
@@ -230,28 +235,51 @@ class LexicalIndex:
         any. Each pass ranks at most the newest ``CANDIDATES`` matches (see ``_ranked``).
         Never raises on the text: each token is quoted as an FTS5 string.
         """
+        tokens, allowed = self._query_tokens(terms), _allowed(allowed_ids)
+        return self._search(tokens, limit, allowed)[0]
+
+    def search_respelling(self, terms: Sequence[str] | str, limit: int = 200,
+                          allowed_ids: Collection[int] | None = None,
+                          may_respell: Callable[[str], bool] | None = None
+                          ) -> tuple[list[tuple[int, float]], dict[str, str]]:
+        """``search``, and where the words found no item together, a word no item holds read
+        as the one it misses by a letter (``lexical_respelling``), if ``may_respell`` allows
+        that word; returns the hits and {typed word: word read}."""
+        tokens, allowed = self._query_tokens(terms), _allowed(allowed_ids)
+        hits, together = self._search(tokens, limit, allowed)
+        if together or may_respell is None or not tokens:
+            return hits, {}
+        read_as = respellings(self.database.conn, TABLE, [t for t in tokens if may_respell(t)])
+        if not read_as:
+            return hits, {}
+        return self._search(_unique(read_as.get(t, t) for t in tokens), limit, allowed)[0], read_as
+
+    @staticmethod
+    def _query_tokens(terms: Sequence[str] | str) -> list[str]:
         if isinstance(terms, str):
             terms = [terms]
         tokens = _unique(t for term in terms if isinstance(term, str) for t in lexical_tokens(term))
-        tokens = tokens[:MAX_QUERY_TOKENS]
-        if not tokens or limit <= 0:
-            return []
-        allowed = None if allowed_ids is None else {int(i) for i in allowed_ids}
-        if allowed is not None and not allowed:
-            return []
+        return tokens[:MAX_QUERY_TOKENS]
+
+    def _search(self, tokens: list[str], limit: int, allowed: set[int] | None
+                ) -> tuple[list[tuple[int, float]], bool]:
+        """The hits, and whether some allowed item holds every token."""
+        if not tokens or limit <= 0 or (allowed is not None and not allowed):
+            return [], False
         quoted = [fts_string(t) for t in tokens]
         every, anyone = " AND ".join(quoted), " OR ".join(quoted)
         if len(tokens) == 1:
-            return self._ranked(every, limit, allowed, set())
+            hits = self._ranked(every, limit, allowed, set())
+            return hits, bool(hits)
         # Which items hold every token, without scoring them: scoring starts by counting each
         # token's matches over the whole table (bm25's IDF), once per statement.
         holding_all = self._newest(every, max(self.candidates, 4 * limit), allowed)
         if len(holding_all) >= limit:
-            return self._ranked(every, limit, allowed, set())
+            return self._ranked(every, limit, allowed, set()), True
         if not holding_all:
-            return self._ranked(anyone, limit, allowed, set())
-        return self._ranked_both(anyone, holding_all, limit, allowed) \
-            or self._two_passes(every, anyone, limit, allowed)
+            return self._ranked(anyone, limit, allowed, set()), False
+        return (self._ranked_both(anyone, holding_all, limit, allowed)
+                or self._two_passes(every, anyone, limit, allowed)), True
 
     def _two_passes(self, every: str, anyone: str, limit: int, allowed: set[int] | None) -> list[tuple[int, float]]:
         """Those holding every token, best first, then the best of those holding any."""
