@@ -412,3 +412,20 @@ def test_a_typo_is_read_as_the_word_it_misses_and_says_so(page):
     # The rings lead, as they do for the word spelled right.
     assert page.locator("#results li").first.inner_text().count("ring") >= 1
     assert not page.console_errors
+
+
+def test_the_search_box_offers_completions_and_choosing_one_searches(page):
+    # The live catalog: 12 gold pieces, a ring every fourth (3 rings).
+    page.locator("#q").press_sequentially("gold ri", delay=30)
+    options = page.locator("#suggestions option")
+    playwright_api.expect(options.first).to_have_attribute("value", "gold ring")
+    assert options.first.get_attribute("label") == "3 listings"
+    # The browser's list fills the box and fires a plain input event; that searches at once.
+    page.evaluate("""() => { const q = document.getElementById("q"); q.value = "gold ring";
+                             q.dispatchEvent(new Event("input", {bubbles: true})); }""")
+    playwright_api.expect(page.locator("#results li").first).to_contain_text("ring")
+    page.locator("#q").fill("")
+    page.locator("#q").press_sequentially("gold ring ", delay=30)  # a finished word: nothing offered
+    page.wait_for_timeout(400)
+    assert page.locator("#suggestions option").count() == 0
+    assert not page.console_errors

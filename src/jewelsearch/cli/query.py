@@ -160,4 +160,29 @@ def recommend(obj: Context, user_id, k, text, filters, exclude_seen, as_json):
     print_results(payload["results"], as_json, payload)
 
 
-COMMANDS = (search, explain, recognize, recommend)
+@click.command()
+@click.argument("text")
+@click.option("--limit", default=6, show_default=True, help="At most this many (1 to 10).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def suggest(obj: Context, text, limit, as_json):
+    """Completions of TEXT's last word from the words the listings use (as the search box
+    offers them), with how many listings hold every word. Needs no model."""
+    from jewelsearch.query import load_glossary
+    from jewelsearch.search.suggest import parse_limit, suggestions
+    catalog = obj.open_catalog()
+    try:
+        rows = suggestions(catalog.lexical, load_glossary(), text, parse_limit(limit))
+    finally:
+        catalog.close()
+    if as_json:
+        click.echo(json.dumps({"suggestions": rows}, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("no suggestions")
+    for row in rows:
+        more = "+" if row["listings"] >= 1000 else ""
+        click.echo(f"{row['text']}  ({row['listings']}{more} listings)")
+
+
+COMMANDS = (search, explain, recognize, recommend, suggest)

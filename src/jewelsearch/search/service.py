@@ -37,6 +37,7 @@ from jewelsearch.search import events as event_log
 from jewelsearch.search import items as catalog_items
 from jewelsearch.search import maintenance, recognition
 from jewelsearch.search import query as searching
+from jewelsearch.search import suggest
 from jewelsearch.search.items import HIDDEN_FIELDS, public_item
 from jewelsearch.search.options import HybridSettings, IndexSettings, Limits, RecommendationSettings
 from jewelsearch.search.params import Filters
@@ -218,6 +219,10 @@ class SearchService:
         return catalog_items.image_file(self.state.catalog, item_id)
 
     # ----- search (search/query.py) -----------------------------------------
+    def suggest(self, text: str, limit: int = 6) -> dict[str, Any]:
+        """Completions of the word being typed (``search/suggest.py``)."""
+        return {"suggestions": suggest.suggestions(self.catalog.lexical, self.state.glossary, text, limit)}
+
     def query(self, *, text: str | None = None, image_bytes: bytes | None = None,
               item_id: Any = None, k: int = 10, filters: Filters | None = None,
               text_weight: float = 0.5, region: str = SEARCH_DEFAULT_REGION, box: Box | None = None,

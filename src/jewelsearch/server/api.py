@@ -13,6 +13,7 @@ from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION, SEARCH_REG
 from jewelsearch.search.params import (parse_collapse, parse_dropped, parse_filters, parse_flag, parse_k,
                                       parse_query_text, parse_rerank)
 from jewelsearch.search.service import SearchService
+from jewelsearch.search.suggest import parse_limit
 from jewelsearch.server.auth import requires_write_key
 from jewelsearch.server.shopper import (event_for_caller, new_page_shopper, require_page_shopper,
                                         require_shopper_access)
@@ -113,6 +114,15 @@ def search():
                        box=parse_box(values.get("box")), collapse=parse_collapse(values.get("collapse")),
                        dropped=parse_dropped(values.get("drop")), rerank=parse_rerank(values.get("rerank")))
     return jsonify(with_image_urls(result))
+
+
+@api.get("/suggest")
+def suggest():
+    """Completions of the word being typed, for the search box (``search/suggest.py``)."""
+    values = request.args
+    if "q" not in values:
+        raise InvalidInput("give the text being typed (q)")
+    return jsonify(service().suggest(values["q"], parse_limit(values.get("limit"))))
 
 
 @api.post("/recognize")

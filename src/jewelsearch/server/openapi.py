@@ -133,6 +133,14 @@ def _api_document() -> dict[str, Any]:
                                                                        "matched; auto: the most confident piece"},
                                              "box": {"type": "string", "pattern": r"^\d+,\d+,\d+,\d+$"}}, [])),
             },
+            "/api/suggest": {"get": _op("completions of the word being typed, from the words the listings use, "
+                                        "each with how many listings hold every word (counted to 1000)",
+                                        params=[{"name": "q", "in": "query", "required": True,
+                                                 "schema": {"type": "string", "maxLength": 100}},
+                                                {"name": "limit", "in": "query",
+                                                 "schema": {"type": "integer", "minimum": 1, "maximum": 10,
+                                                            "default": 6}}],
+                                        errors=(400,))},
             "/api/recognize": {"post": _op("category, metal, gemstone, cut (top 5)", errors=(400, 413),
                                            body=_multipart({"image": image, "subject": {
                                                "type": "string", "enum": ["piece", "stone"],

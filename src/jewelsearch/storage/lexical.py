@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jewelsearch.storage.lexical_respelling import respellings
+from jewelsearch.storage.lexical_respelling import completions, holds, respellings
 from jewelsearch.storage.lexical_tokens import lexical_tokens
 
 if TYPE_CHECKING:
@@ -253,6 +253,26 @@ class LexicalIndex:
         if not read_as:
             return hits, {}
         return self._search(_unique(read_as.get(t, t) for t in tokens), limit, allowed)[0], read_as
+
+    def completions(self, prefix: str) -> dict[str, dict[str, int]]:
+        """Words the listings use that start with ``prefix`` (folded as the index folds words),
+        with how many listings use each in each column (``COLUMNS``)."""
+        tokens = lexical_tokens(prefix)
+        if len(tokens) != 1:
+            return {}
+        return completions(self.database.conn, TABLE, tokens[0])
+
+    def holds(self, token: str) -> bool:
+        """Whether any listing holds the (already folded) word ``token``."""
+        return holds(self.database.conn, TABLE, token)
+
+    def count_holding_all(self, tokens: Sequence[str], cap: int = 1000) -> int:
+        """How many listings hold every one of ``tokens`` (already folded), counted up to ``cap``."""
+        if not tokens:
+            return 0
+        match = " AND ".join(fts_string(t) for t in _unique(tokens))
+        sql = f"SELECT count(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT ?)"
+        return int(self.database.conn.execute(sql, [match, cap]).fetchone()[0])
 
     @staticmethod
     def _query_tokens(terms: Sequence[str] | str) -> list[str]:

@@ -45,6 +45,29 @@ def holds(conn: sqlite3.Connection, table: str, token: str) -> bool:
     return conn.execute(f"SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT 1", [quoted]).fetchone() is not None
 
 
+def vocabulary(conn: sqlite3.Connection, table: str) -> str:
+    """The name of a ``fts5vocab`` view on ``table``'s terms for this connection (made once,
+    in the temp schema, so the catalog file is not changed)."""
+    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCABULARY} USING fts5vocab(main, '{table}', 'row')")
+    return f"temp.{VOCABULARY}"
+
+
+def completions(conn: sqlite3.Connection, table: str, prefix: str) -> dict[str, dict[str, int]]:
+    """Words the index holds that start with ``prefix``, letters only (no number fragments),
+    each with how many rows hold it in each column."""
+    view = f"temp.{VOCABULARY}_columns"
+    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {view} USING fts5vocab(main, '{table}', 'col')")
+    # Every word in [prefix, prefix + the last code point) starts with prefix (SQLite compares
+    # UTF-8 bytes, and U+10FFFF encodes highest).
+    rows = conn.execute(f"SELECT term, col, doc FROM {view} WHERE term >= ? AND term < ?",
+                        [prefix, prefix + "\U0010ffff"]).fetchall()
+    out: dict[str, dict[str, int]] = {}
+    for term, column, docs in rows:
+        if term.isalpha():
+            out.setdefault(term, {})[column] = int(docs)
+    return out
+
+
 def respellings(conn: sqlite3.Connection, table: str, tokens: Iterable[str]) -> dict[str, str]:
     """For each of ``tokens`` that no row holds, the held word one edit away that the most
     rows hold, where one does and no other is held as often."""
@@ -53,12 +76,12 @@ def respellings(conn: sqlite3.Connection, table: str, tokens: Iterable[str]) -> 
                if len(token) <= LONGEST and not holds(conn, table, token)]
     if not missing:
         return out
-    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCABULARY} USING fts5vocab(main, '{table}', 'row')")
+    view = vocabulary(conn, table)
     for token in missing:
         # The index holds words as ``lexical_tokens`` wrote them: plurals folded.
         candidates = sorted({singular(word) for word in single_edits(token)} - {token})
         counts: Mapping[str, int] = dict(conn.execute(
-            f"SELECT term, doc FROM temp.{VOCABULARY} WHERE term IN ({', '.join('?' * len(candidates))})",
+            f"SELECT term, doc FROM {view} WHERE term IN ({', '.join('?' * len(candidates))})",
             candidates).fetchall())
         ranked = sorted(counts.items(), key=lambda pair: -pair[1])
         if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):

@@ -424,6 +424,33 @@
       finally { results.removeAttribute("aria-busy"); }
     }
     form.addEventListener("submit", run);
+    // Completions of the word being typed, from the words the listings use (/api/suggest).
+    // Each keystroke waits 120 ms and cancels the request before it, so only the last is asked.
+    const suggestionList = $("suggestions");
+    let suggestTimer = null, suggestAbort = null;
+    $("q").addEventListener("input", (e) => {
+      // Choosing a suggestion fires a plain Event, typing an InputEvent: a choice searches at once.
+      const typedValue = $("q").value;
+      if (!(e instanceof InputEvent) && typedValue && [...suggestionList.options].some((o) => o.value === typedValue)) {
+        suggestionList.replaceChildren(); run(); return;
+      }
+      clearTimeout(suggestTimer);
+      suggestTimer = setTimeout(async () => {
+        const typed = $("q").value;
+        if (suggestAbort) suggestAbort.abort();
+        suggestAbort = new AbortController();
+        if (typed.trim().length < 2 || typed.length > 100 || /\s$/.test(typed)) { suggestionList.replaceChildren(); return; }
+        try {
+          const body = await call("/api/suggest?limit=6&q=" + encodeURIComponent(typed), { signal: suggestAbort.signal });
+          suggestionList.replaceChildren(...body.suggestions.map((row) => {
+            const option = document.createElement("option");
+            option.value = row.text;
+            option.label = row.listings >= 1000 ? "1000+ listings" : row.listings + (row.listings === 1 ? " listing" : " listings");
+            return option;
+          }));
+        } catch (err) { /* a cancelled or failed suggestion leaves the box as it is */ }
+      }, 120);
+    });
     for (const id of filterIds) { const el = $(id); if (el) el.addEventListener("change", () => { if ($("q").value.trim() || imageFile) run(); }); }
     // A price band fills min and max price; typing a price of one's own leaves no band chosen.
     const bandMenu = $("price-band");
