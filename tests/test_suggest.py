@@ -32,6 +32,17 @@ def test_the_last_word_is_completed_with_listings_holding_every_word(shop):
     # Words before the last count as text search reads them: a price is a filter, not words.
     assert texts(shop.suggest("pearl under $500 st")) == [("pearl under $500 strand", 1), ("pearl under $500 stud", 1)]
     assert texts(shop.suggest("珍珠 st")) == [("珍珠 strand", 1), ("珍珠 stud", 1)]
+    # A word no listing holds: nothing offered, rather than a count that ignores it.
+    assert shop.suggest("vintage sa")["suggestions"] == []
+
+
+def test_chinese_is_completed_to_glossary_phrases_one_per_meaning(shop):
+    got = texts(shop.suggest("椭圆蓝宝"))
+    assert ("椭圆蓝宝石", 2) in got  # oval + sapphire: the pendant and the oval ring
+    # Earrings and studs; drops (耳坠) would find nothing here. 蓝宝 and 蓝宝石 mean the same: one.
+    assert texts(shop.suggest("珍珠耳")) == [("珍珠耳环", 1), ("珍珠耳钉", 1)]
+    assert [text for text, _ in texts(shop.suggest("蓝宝"))].count("蓝宝石") == 1
+    assert shop.suggest("翡")["suggestions"] == []  # jade: no listing holds it
 
 
 @pytest.mark.parametrize("text", ["", "s", "sapphire ", "zz", "12", "sku", "\"*"])
@@ -41,7 +52,8 @@ def test_nothing_is_offered_for_finished_short_unknown_or_code_words(shop, text)
 
 
 def test_query_syntax_is_read_as_words(shop):
-    assert texts(shop.suggest('NEAR( -title: sa')) == [("NEAR( -title: sapphire", 3), ("NEAR( -title: salt", 1)]
+    assert texts(shop.suggest('"oval" (sa')) == [('"oval" sapphire', 2)]
+    assert shop.suggest("NEAR( -title: sa")["suggestions"] == []  # no listing holds "near" or "title"
     assert shop.suggest('"title:sa*')["suggestions"] == []  # one typed word holding two words: none
 
 

@@ -1,10 +1,12 @@
 """Suggestions while the shopper types: the last word completed from the words the listings
 use ("oval sapph" → "oval sapphire"), each with how many listings hold every word of it.
 
-Only words the catalog holds are offered, so a suggestion never leads to an empty word match;
-the words before the last count only where some listing holds them ("under $5" does not zero
-every count). Chinese gets completions from a catalog's own Chinese words; the glossary's
-Chinese phrases are not offered (an input method already completes those).
+Only words the catalog holds are offered, and only where some listing holds every word of the
+suggestion, so a suggestion never leads to an empty word match. The words before the last are
+read as text search reads them: a price phrase ("under $500") is a filter, not words to find,
+and a typo of a glossary word is read as the word. Chinese is written without spaces and read through the glossary, so there the
+typed characters' tail is completed to the glossary's Chinese phrases ("椭圆蓝" → "椭圆蓝宝石"),
+counted by the English words the whole text is read as; one per meaning.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from jewelsearch.errors import InvalidInput
 from jewelsearch.query import Glossary, understand
+from jewelsearch.query.text_units import has_cjk
 from jewelsearch.storage.lexical import LexicalIndex
 from jewelsearch.storage.lexical_tokens import lexical_tokens
 
@@ -51,13 +54,17 @@ def suggestions(lexical: LexicalIndex, glossary: Glossary, text: str, limit: int
     if len(text) > MAX_TEXT:
         raise InvalidInput(f"q is longer than {MAX_TEXT} characters")
     words = text.split()
-    if not words or text[-1].isspace() or len(words[-1]) < MIN_PREFIX:
-        return []  # nothing being typed: the shopper finished a word, or has barely started one
+    if not words or text[-1].isspace():
+        return []  # the shopper finished a word
+    if has_cjk(words[-1]):
+        return _chinese(lexical, glossary, words, limit)
+    if len(words[-1]) < MIN_PREFIX:
+        return []  # one letter would offer the commonest words, not what was meant
     head = words[:-1]
     # The words before, as text search reads them: a price phrase ("under $500") is a filter,
     # not words to find, and Chinese is read as the English words it means.
     terms = understand(" ".join(head), glossary).terms if head else []
-    known = [token for term in terms for token in lexical_tokens(term) if lexical.holds(token)]
+    known = [token for term in terms for token in lexical_tokens(term)]
     out = []
     for word in _offered(lexical.completions(words[-1]), glossary, limit * 3):
         listings = lexical.count_holding_all([*known, word], COUNT_CAP)
@@ -65,3 +72,29 @@ def suggestions(lexical: LexicalIndex, glossary: Glossary, text: str, limit: int
             out.append({"text": " ".join([*head, word]), "listings": listings})
     out.sort(key=lambda row: -row["listings"])  # stable: ties keep the word's own order
     return out[:limit]
+
+
+def _chinese(lexical: LexicalIndex, glossary: Glossary, words: list[str], limit: int) -> list[dict[str, Any]]:
+    """Glossary phrases completing the typed text's Chinese tail, each counted as the whole
+    text is read; of phrases meaning the same, the longest (the full word, not a short form)."""
+    typed = words[-1]
+    before = " ".join(words[:-1])
+    phrases = ["".join(keys) for keys in glossary.phrases if all(has_cjk(key) for key in keys)]
+    best: dict[tuple, tuple[int, str, str]] = {}
+    for start in range(len(typed)):
+        tail = typed[start:]
+        for phrase in phrases:
+            if len(phrase) <= len(tail) or not phrase.startswith(tail):
+                continue
+            text = f"{before} {typed[:start]}{phrase}".strip()
+            reading = understand(text, glossary)
+            tokens = [token for term in reading.terms for token in lexical_tokens(term)]
+            listings = lexical.count_holding_all(tokens, COUNT_CAP)
+            meaning = (typed[:start], tuple(sorted((k, tuple(v)) for k, v in reading.attributes.items())),
+                       tuple(reading.terms))
+            if listings and (meaning not in best or len(phrase) > len(best[meaning][2])):
+                best[meaning] = (listings, text, phrase)
+        if best:
+            break  # the longest tail that starts a phrase is what is being typed
+    ranked = sorted(best.values(), key=lambda row: (-row[0], -len(row[2]), row[1]))
+    return [{"text": text, "listings": listings} for listings, text, _ in ranked[:limit]]
