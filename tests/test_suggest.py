@@ -32,6 +32,7 @@ def test_the_last_word_is_completed_with_listings_holding_every_word(shop):
     # Words before the last count as text search reads them: a price is a filter, not words.
     assert texts(shop.suggest("pearl under $500 st")) == [("pearl under $500 strand", 1), ("pearl under $500 stud", 1)]
     assert texts(shop.suggest("珍珠 st")) == [("珍珠 strand", 1), ("珍珠 stud", 1)]
+    assert texts(shop.suggest("pearl ea")) == [("pearl earrings", 1)]  # held as "earring", said as shops say it
     # A word no listing holds: nothing offered, rather than a count that ignores it.
     assert shop.suggest("vintage sa")["suggestions"] == []
 

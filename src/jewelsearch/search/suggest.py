@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from jewelsearch.embed.vocab import CATEGORIES
 from jewelsearch.errors import InvalidInput
 from jewelsearch.query import Glossary, understand
 from jewelsearch.query.text_units import has_cjk
 from jewelsearch.storage.lexical import LexicalIndex
-from jewelsearch.storage.lexical_tokens import lexical_tokens
+from jewelsearch.storage.lexical_tokens import lexical_tokens, singular
 
 MIN_PREFIX = 2  # characters; one letter would offer the commonest words, not what was meant
 MAX_SUGGESTIONS = 10
@@ -40,6 +41,11 @@ def parse_limit(raw: Any, default: int = 6) -> int:
 # Columns whose words a shopper may be offered as they are; the attributes column also holds
 # SKUs ("RG-1042-YG" gives "rg", "yg"), so its words are offered only where the glossary knows them.
 OFFERED_COLUMNS = ("title", "description", "predicted")
+
+
+# The index folds plurals ("earrings" is held as "earring"); a category is offered as shops and
+# shoppers write it.
+SAID_AS = {singular(name): name for name in CATEGORIES if singular(name) != name}
 
 
 def _offered(words: dict[str, dict[str, int]], glossary: Glossary, most: int) -> list[str]:
@@ -69,7 +75,7 @@ def suggestions(lexical: LexicalIndex, glossary: Glossary, text: str, limit: int
     for word in _offered(lexical.completions(words[-1]), glossary, limit * 3):
         listings = lexical.count_holding_all([*known, word], COUNT_CAP)
         if listings:
-            out.append({"text": " ".join([*head, word]), "listings": listings})
+            out.append({"text": " ".join([*head, SAID_AS.get(word, word)]), "listings": listings})
     out.sort(key=lambda row: -row["listings"])  # stable: ties keep the word's own order
     return out[:limit]
 
