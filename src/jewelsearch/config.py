@@ -103,6 +103,9 @@ class Settings:
     max_upload_bytes: int = 16 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_text_chars: int = 500
+    # A folder of the shop's own glossary files (*.json, the format of query/glossary/*.json:
+    # its synonyms, a language of its own), read with the packaged ones; "": the packaged only.
+    glossary_dir: str = ""
     max_k: int = 200
     # Distinct query texts whose vectors are kept (a changed filter or page re-sends the words); 0: none.
     text_cache_size: int = 4096

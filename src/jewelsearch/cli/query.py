@@ -168,11 +168,15 @@ def recommend(obj: Context, user_id, k, text, filters, exclude_seen, as_json):
 def suggest(obj: Context, text, limit, as_json):
     """Completions of TEXT's last word from the words the listings use (as the search box
     offers them), with how many listings hold every word. Needs no model."""
-    from jewelsearch.query import load_glossary
     from jewelsearch.search.suggest import parse_limit, suggestions
+    from jewelsearch.search.wiring import SettingsError, glossary_for
+    try:
+        glossary = glossary_for(obj.settings)
+    except SettingsError as exc:
+        fail(f"bad settings: {exc}")
     catalog = obj.open_catalog()
     try:
-        rows = suggestions(catalog.lexical, load_glossary(), text, parse_limit(limit))
+        rows = suggestions(catalog.lexical, glossary, text, parse_limit(limit))
     finally:
         catalog.close()
     if as_json:

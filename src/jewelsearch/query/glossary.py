@@ -86,13 +86,23 @@ class Glossary:
     speller: Speller | None = None  # typos onto ``words`` (``query/spelling.py``)
 
 
-def load_glossary(folder: Path | str | None = None) -> Glossary:
-    """Load and check every ``*.json`` in ``folder`` (default: the packaged glossaries)."""
+def load_glossary(folder: Path | str | None = None, extra: Path | str | None = None) -> Glossary:
+    """Load and check every ``*.json`` in ``folder`` (default: the packaged glossaries), and
+    then in ``extra``, a shop's own folder (its synonyms, another language): one glossary, as
+    if the files sat in one folder, so a shop's phrase that means something else than the same
+    phrase in another file is an error naming both."""
     folder = Path(folder) if folder is not None else DEFAULT_FOLDER
     paths = sorted(folder.glob("*.json"))
     if not paths:
         raise GlossaryError(f"no glossary files (*.json) in {folder}")
     documents = [(path.name, _read(path)) for path in paths]
+    if extra is not None:
+        extra = Path(extra)
+        extra_paths = sorted(extra.glob("*.json")) if extra.is_dir() else []
+        if not extra_paths:
+            raise GlossaryError(f"no glossary files (*.json) in {extra}" if extra.is_dir()
+                                else f"glossary folder {extra} does not exist")
+        documents += [(str(path), _read(path)) for path in extra_paths]
     families = _named_sets(documents, "families")
     colours = _named_sets(documents, "colours")
     usual = _usual_members(documents, families)
@@ -168,16 +178,16 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GlossaryError(f"{path.name}: cannot read glossary: {exc}") from exc
+        raise GlossaryError(f"{path}: cannot read glossary: {exc}") from exc
     if not isinstance(doc, dict):
-        raise GlossaryError(f"{path.name}: a glossary is a JSON object")
+        raise GlossaryError(f"{path}: a glossary is a JSON object")
     unknown = set(doc) - _TOP_KEYS
     if unknown:
-        raise GlossaryError(f"{path.name}: unknown keys {sorted(unknown)} (known: {sorted(_TOP_KEYS)})")
+        raise GlossaryError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(_TOP_KEYS)})")
     if not isinstance(doc.get("language"), str) or not doc["language"].strip():
-        raise GlossaryError(f"{path.name}: 'language' must name the language, e.g. \"en\"")
+        raise GlossaryError(f"{path}: 'language' must name the language, e.g. \"en\"")
     if not isinstance(doc.get("entries", {}), dict):
-        raise GlossaryError(f"{path.name}: 'entries' must map section names to lists of entries")
+        raise GlossaryError(f"{path}: 'entries' must map section names to lists of entries")
     return doc
 
 

@@ -28,6 +28,7 @@ from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.index.sync import open_index
 from jewelsearch.ingest.pipeline import Ingestor, IngestResult, NewItem
 from jewelsearch.ingest.tower_runtime import TowerRuntime
+from jewelsearch.query import Glossary, default_glossary
 from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION
 from jewelsearch.recognize.recognizer import Recognizer
@@ -109,7 +110,8 @@ class SearchService:
                  rerank: str = "none", item_text_vectors: bool = True, hybrid: HybridSettings | None = None,
                  draft_decode: bool = False, blended_index: bool = True,
                  query_encoder: Encoder | QueryTextTower | None = None,
-                 text_vectors: TextVectorCache | None = None, tower_runtime: TowerRuntime | None = None):
+                 text_vectors: TextVectorCache | None = None, tower_runtime: TowerRuntime | None = None,
+                 glossary: Glossary | None = None):
         """``instance_head`` (``InstanceHead.load``) gives every item a second, instance vector,
         stored, indexed and used to rank image queries; None keeps one vector per item.
         ``rerank`` is the image queries' default re-ranking (``index/rerank.py``).
@@ -122,7 +124,8 @@ class SearchService:
         ``embed/query_text_runtime.py``: its tower on torch or OpenVINO).
         ``text_vectors``: a query-text vector cache of that encoder to keep (a replica reopening
         its home); by default a new one. ``tower_runtime`` picks what runs ingest's tower pass
-        (``ingest/tower_runtime.py``); None: torch."""
+        (``ingest/tower_runtime.py``); None: torch. ``glossary``: what text queries are read
+        against (``query/glossary.py``); None: the packaged glossaries."""
         if rerank not in RERANK_METHODS:
             raise ValueError(f"rerank must be one of {', '.join(RERANK_METHODS)}")
         limits = limits or Limits()
@@ -153,7 +156,8 @@ class SearchService:
             catalog=catalog, encoder=encoder, index_dir=index_dir, limits=limits,
             index_settings=index_settings, text_vectors=text_vectors, ingestor=ingestor, index=index,
             manifest=manifest, rebuilt_on_open=rebuilt_on_open, recognizer=recognizer, localizer=localizer,
-            instance=instance, rerank=rerank, item_text=item_text, hybrid=hybrid, blended=blended)
+            instance=instance, rerank=rerank, item_text=item_text, hybrid=hybrid, blended=blended,
+            glossary=glossary or default_glossary())
         self.state.mismatch = maintenance.find_model_mismatch(self.state)
         self.recommendations = Recommendations(self.state, recommendation or RecommendationSettings())
 

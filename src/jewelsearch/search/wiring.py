@@ -25,6 +25,7 @@ from jewelsearch.ingest.tower_runtime import RUNTIMES as INGEST_RUNTIMES
 from jewelsearch.ingest.tower_runtime import TowerRuntime
 from jewelsearch.recognize.builder import load_recognizer
 from jewelsearch.recognize.recognizer import Recognizer
+from jewelsearch.query import Glossary, GlossaryError, default_glossary, load_glossary
 from jewelsearch.recommend import BlendWeights
 from jewelsearch.search.options import HybridSettings, IndexSettings, Limits, RecommendationSettings
 from jewelsearch.search.service import SearchService
@@ -88,6 +89,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
         raise SettingsError(f"ingest_precision must be one of {', '.join(INGEST_PRECISIONS)}")
     if settings.model_loader not in MODEL_LOADERS:
         raise SettingsError(f"model_loader must be one of {', '.join(MODEL_LOADERS)}")
+    # Before the model loads: a glossary file that cannot be used fails the start at once.
+    glossary = models_from.state.glossary if models_from is not None else glossary_for(settings)
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -133,7 +136,8 @@ def open_service(settings: Settings, models_from: SearchService | None = None, *
                          hybrid=HybridSettings(text_field_weight=settings.text_field_weight),
                          draft_decode=settings.ingest_draft_decode, query_encoder=query_encoder,
                          text_vectors=models_from.state.text_vectors if models_from is not None else None,
-                         tower_runtime=ingest_tower_runtime(settings, encoder, recognizer))
+                         tower_runtime=ingest_tower_runtime(settings, encoder, recognizer),
+                         glossary=glossary)
     if models_from is not None and models_from.state.ranking_columns is not None:
         # A reopened service (a replica following its writer) goes on from the columns it had.
         service.state.ranking_columns = models_from.state.ranking_columns.moved_to(catalog.items)
@@ -184,6 +188,17 @@ def ingest_tower_runtime(settings: Settings, encoder: Encoder, recognizer: Recog
                                          precision=settings.ingest_precision)
 
     return TowerRuntime(settings.ingest_runtime, open_openvino)
+
+
+def glossary_for(settings: Settings) -> Glossary:
+    """The packaged glossaries, with the shop's own folder (``glossary_dir``) where one is set;
+    a file that cannot be used is a settings error naming it."""
+    if not settings.glossary_dir.strip():
+        return default_glossary()
+    try:
+        return load_glossary(extra=Path(settings.glossary_dir).expanduser())
+    except GlossaryError as exc:
+        raise SettingsError(f"glossary_dir: {exc}") from None
 
 
 def open_catalog(settings: Settings) -> Catalog:
