@@ -1,4 +1,4 @@
-"""Typos of a shop's own words (``storage/lexical_respelling.py``): a word no listing holds is
+"""Typos of a shop's own words (``storage/lexical_vocabulary.py``): a word no listing holds is
 read as the word one letter away that the most listings hold, where the words found nothing
 together; never an English word, a glossary word, or a tie."""
 
@@ -12,7 +12,7 @@ from jewelsearch.search.options import HybridSettings
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.items import normalise_item_fields
 from jewelsearch.storage.lexical import TABLE
-from jewelsearch.storage.lexical_respelling import LONGEST, respellings, single_edits
+from jewelsearch.storage.lexical_vocabulary import LONGEST, respellings, single_edits
 
 SHOP = [
     {"title": "Aurora butterfly pendant in rose gold", "category": "pendant", "metal": "rose gold"},
@@ -81,5 +81,5 @@ def test_single_edits_cover_each_kind_of_edit():
 def test_the_module_examples_hold():
     import doctest
 
-    from jewelsearch.storage import lexical_respelling
-    assert doctest.testmod(lexical_respelling).failed == 0
+    from jewelsearch.storage import lexical_vocabulary
+    assert doctest.testmod(lexical_vocabulary).failed == 0

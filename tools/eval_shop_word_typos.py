@@ -1,4 +1,4 @@
-"""Typos of a shop's own words, read from its word index (``storage/lexical_respelling.py``).
+"""Typos of a shop's own words, read from its word index (``storage/lexical_vocabulary.py``).
 
 The catalog: the real product rows that carry a description (``../shared/data/products/
 labels.csv``, 399 rows), their descriptions loaded as titles into a temporary store (words only,

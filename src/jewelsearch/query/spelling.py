@@ -87,7 +87,7 @@ class Speller:
 
     def may_respell(self, word: str) -> bool:
         """Whether a word no glossary word is near may still be read as a shop's own word
-        (``storage/lexical_respelling.py``): the same guards as ``correct`` (long enough, not a
+        (``storage/lexical_vocabulary.py``): the same guards as ``correct`` (long enough, not a
         glossary word, not an English word: "opal" is never read as "oval"), in a to z only.
 
         >>> speller = Speller(["opal", "ring"], english=["king"])

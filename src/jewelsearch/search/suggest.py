@@ -4,9 +4,10 @@ use ("oval sapph" → "oval sapphire"), each with how many listings hold every w
 Only words the catalog holds are offered, and only where some listing holds every word of the
 suggestion, so a suggestion never leads to an empty word match. The words before the last are
 read as text search reads them: a price phrase ("under $500") is a filter, not words to find,
-and a typo of a glossary word is read as the word. Chinese is written without spaces and read through the glossary, so there the
-typed characters' tail is completed to the glossary's Chinese phrases ("椭圆蓝" → "椭圆蓝宝石"),
-counted by the English words the whole text is read as; one per meaning.
+and a typo of a glossary word is read as the word. Chinese is written without spaces and read
+through the glossary, so there the typed characters' tail is completed to the glossary's
+Chinese phrases ("椭圆蓝" → "椭圆蓝宝石"), counted by the English words the whole text is read
+as; one per meaning.
 """
 
 from __future__ import annotations
@@ -67,8 +68,6 @@ def suggestions(lexical: LexicalIndex, glossary: Glossary, text: str, limit: int
     if len(words[-1]) < MIN_PREFIX:
         return []  # one letter would offer the commonest words, not what was meant
     head = words[:-1]
-    # The words before, as text search reads them: a price phrase ("under $500") is a filter,
-    # not words to find, and Chinese is read as the English words it means.
     terms = understand(" ".join(head), glossary).terms if head else []
     known = [token for term in terms for token in lexical_tokens(term)]
     out = []

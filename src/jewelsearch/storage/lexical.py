@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jewelsearch.storage.lexical_respelling import completions, holds, respellings
+from jewelsearch.storage.lexical_vocabulary import completions, holds, respellings
 from jewelsearch.storage.lexical_tokens import lexical_tokens
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class LexicalIndex:
                           may_respell: Callable[[str], bool] | None = None
                           ) -> tuple[list[tuple[int, float]], dict[str, str]]:
         """``search``, and where the words found no item together, a word no item holds read
-        as the one it misses by a letter (``lexical_respelling``), if ``may_respell`` allows
+        as the one it misses by a letter (``lexical_vocabulary``), if ``may_respell`` allows
         that word; returns the hits and {typed word: word read}."""
         tokens, allowed = self._query_tokens(terms), _allowed(allowed_ids)
         hits, together = self._search(tokens, limit, allowed)

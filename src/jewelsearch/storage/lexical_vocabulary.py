@@ -1,5 +1,10 @@
-"""Typos of the shop's own words: a query word no listing holds, read as the word one edit
-away that the most listings hold ("butterfy pendant" finds the butterfly pendants).
+"""The word index's own vocabulary, read through SQLite's ``fts5vocab`` views (in the temp
+schema, so the catalog file is not changed): typos of the shop's own words, and completions.
+
+Typos (``respellings``): a query word no listing holds, read as the word one edit away that
+the most listings hold ("butterfy pendant" finds the butterfly pendants). Completions
+(``completions``): the words that start with what is being typed, with how many listings hold
+each in each column (``search/suggest.py`` chooses which to offer).
 
 The glossary's speller (``query/spelling.py``) knows the jewelry vocabulary; a shop also
 writes collection names, motifs and designers ("aurora", "filigree", "butterfly") that no
