@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -97,3 +98,27 @@ def test_a_bad_folder_stops_the_service_and_the_cli_before_the_model_loads(setti
     Catalog.open(settings.db_path, settings.images_dir).close()
     result = CliRunner().invoke(cli, ["--home", str(settings.home), "suggest", "ri"])
     assert result.exit_code == 1 and "glossary_dir" in result.output and "does not exist" in result.output
+
+
+EXAMPLE = Path(__file__).parents[1] / "docs" / "examples" / "glossary"
+
+
+@pytest.mark.parametrize("text, attributes, max_price", [
+    ("anillo de oro rosa con zafiro", {"category": ("ring",), "metal": ("rose gold",)}, None),
+    ("pendientes de perlas en plata", {"category": ("earrings",), "metal": ("silver",), "gemstone": ("pearl",)}, None),
+    ("colgante corazón rubí menos de 500 €", {"category": ("pendant",), "gemstone": ("ruby",),
+                                             "stone_shape": ("heart",)}, 500.0),
+    ("collar de oro blanco", {"category": ("necklace",), "metal": ("white gold",)}, None),
+])
+def test_the_example_spanish_glossary_reads_spanish(text, attributes, max_price):
+    reading = understand(text, load_glossary(extra=EXAMPLE))
+    assert reading.language == "es" and reading.max_price == max_price
+    assert all(reading.attributes.get(field) == values for field, values in attributes.items())
+
+
+def test_the_example_leaves_english_and_chinese_readings_as_they_were():
+    plain, with_spanish = load_glossary(), load_glossary(extra=EXAMPLE)
+    for text in ["oval sapphire pendant", "pearl earrings", "rose gold ring under $500", "white gold hoops",
+                 "椭圆蓝宝石吊坠", "珍珠耳环", "900美元以下的钻石戒指", "blue stone pendant", "eternity band"]:
+        a, b = understand(text, plain), understand(text, with_spanish)
+        assert (a.attributes, a.styles, a.terms, a.max_price) == (b.attributes, b.styles, b.terms, b.max_price), text
