@@ -35,6 +35,8 @@ def test_the_last_word_is_completed_with_listings_holding_every_word(shop):
     assert texts(shop.suggest("pearl ea")) == [("pearl earrings", 1)]  # held as "earring", said as shops say it
     # A word no listing holds: nothing offered, rather than a count that ignores it.
     assert shop.suggest("vintage sa")["suggestions"] == []
+    # "gold" is read as yellow gold, but a listing that says just "gold" counts.
+    assert texts(shop.suggest("gold ri")) == [("gold ring", 1)]
 
 
 def test_chinese_is_completed_to_glossary_phrases_one_per_meaning(shop):

@@ -3,8 +3,8 @@ use ("oval sapph" → "oval sapphire"), each with how many listings hold every w
 
 Only words the catalog holds are offered, and only where some listing holds every word of the
 suggestion, so a suggestion never leads to an empty word match. The words before the last are
-read as text search reads them: a price phrase ("under $500") is a filter, not words to find,
-and a typo of a glossary word is read as the word. Chinese is written without spaces and read
+read as text search reads them (``_required``): a price phrase ("under $500") is a filter, not
+words to find, and a typo of a glossary word is read as the word. Chinese is written without spaces and read
 through the glossary, so there the typed characters' tail is completed to the glossary's
 Chinese phrases ("椭圆蓝" → "椭圆蓝宝石"), counted by the English words the whole text is read
 as; one per meaning.
@@ -16,7 +16,7 @@ from typing import Any
 
 from jewelsearch.embed.vocab import CATEGORIES
 from jewelsearch.errors import InvalidInput
-from jewelsearch.query import Glossary, understand
+from jewelsearch.query import Glossary, Understanding, understand
 from jewelsearch.query.text_units import has_cjk
 from jewelsearch.storage.lexical import LexicalIndex
 from jewelsearch.storage.lexical_tokens import lexical_tokens, singular
@@ -56,6 +56,27 @@ def _offered(words: dict[str, dict[str, int]], glossary: Glossary, most: int) ->
     return sorted(usable, key=lambda word: (-usable[word], word))[:most]
 
 
+def _required(lexical: LexicalIndex, glossary: Glossary, text: str,
+              reading: Understanding | None = None, strict: bool = False) -> list[str] | None:
+    """The words a listing must hold to count for ``text``, as text search reads it: its terms
+    that some listing holds. A word the glossary adds to what was typed ("yellow" for "gold", a
+    listing may say just "gold") is dropped where no listing holds it; a word typed that no
+    listing holds makes it None, as does any term no listing holds where ``strict`` (Chinese,
+    whose typed characters are not the English words the index holds). A price phrase and
+    filler are no terms, so they never count."""
+    if not text:
+        return []
+    reading = reading or understand(text, glossary)
+    typed = set(lexical_tokens(text))
+    required = []
+    for token in dict.fromkeys(t for term in reading.terms for t in lexical_tokens(term)):
+        if lexical.holds(token):
+            required.append(token)
+        elif strict or token in typed:
+            return None
+    return required
+
+
 def suggestions(lexical: LexicalIndex, glossary: Glossary, text: str, limit: int) -> list[dict[str, Any]]:
     """Up to ``limit`` completions of ``text``'s last word, most listings first."""
     if len(text) > MAX_TEXT:
@@ -68,8 +89,9 @@ def suggestions(lexical: LexicalIndex, glossary: Glossary, text: str, limit: int
     if len(words[-1]) < MIN_PREFIX:
         return []  # one letter would offer the commonest words, not what was meant
     head = words[:-1]
-    terms = understand(" ".join(head), glossary).terms if head else []
-    known = [token for term in terms for token in lexical_tokens(term)]
+    known = _required(lexical, glossary, " ".join(head))
+    if known is None:
+        return []  # a word typed before the last is one no listing uses
     out = []
     for word in _offered(lexical.completions(words[-1]), glossary, limit * 3):
         listings = lexical.count_holding_all([*known, word], COUNT_CAP)
@@ -93,8 +115,8 @@ def _chinese(lexical: LexicalIndex, glossary: Glossary, words: list[str], limit:
                 continue
             text = f"{before} {typed[:start]}{phrase}".strip()
             reading = understand(text, glossary)
-            tokens = [token for term in reading.terms for token in lexical_tokens(term)]
-            listings = lexical.count_holding_all(tokens, COUNT_CAP)
+            tokens = _required(lexical, glossary, text, reading, strict=True)
+            listings = lexical.count_holding_all(tokens, COUNT_CAP) if tokens else 0
             meaning = (typed[:start], tuple(sorted((k, tuple(v)) for k, v in reading.attributes.items())),
                        tuple(reading.terms))
             if listings and (meaning not in best or len(phrase) > len(best[meaning][2])):
