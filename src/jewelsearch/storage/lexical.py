@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jewelsearch.storage.lexical_vocabulary import completions, holds, respellings
-from jewelsearch.storage.lexical_tokens import lexical_tokens
+from jewelsearch.storage.lexical_tokens import fts_string, lexical_tokens
 
 if TYPE_CHECKING:
     from jewelsearch.storage.db import Database
@@ -155,15 +155,6 @@ def document(row: Mapping[str, Any]) -> dict[str, str]:
 
 def _in_order(texts: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(texts[c] for c in COLUMNS)
-
-
-def fts_string(token: str) -> str:
-    """An FTS5 string literal: whatever the token holds, FTS5 reads it as text to match.
-
-    >>> fts_string('say "hi" NEAR')
-    '"say ""hi"" NEAR"'
-    """
-    return '"' + token.replace('"', '""') + '"'
 
 
 def _allowed(allowed_ids: Collection[int] | None) -> set[int] | None:

@@ -123,3 +123,12 @@ def lexical_tokens(text: str) -> list[str]:
             flush()
     flush()
     return tokens
+
+
+def fts_string(token: str) -> str:
+    """An FTS5 string literal: whatever the token holds, FTS5 reads it as text to match.
+
+    >>> fts_string('say "hi" NEAR')
+    '"say ""hi"" NEAR"'
+    """
+    return '"' + token.replace('"', '""') + '"'

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping
 
-from jewelsearch.storage.lexical_tokens import singular
+from jewelsearch.storage.lexical_tokens import fts_string, singular
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 VOCABULARY = "lexical_vocabulary"  # a view on the word index's terms, per connection (temp)
@@ -46,8 +46,8 @@ def single_edits(word: str) -> set[str]:
 
 def holds(conn: sqlite3.Connection, table: str, token: str) -> bool:
     """Whether any row of the FTS5 ``table`` holds ``token`` (one seek, no scoring)."""
-    quoted = '"' + token.replace('"', '""') + '"'
-    return conn.execute(f"SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT 1", [quoted]).fetchone() is not None
+    sql = f"SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT 1"
+    return conn.execute(sql, [fts_string(token)]).fetchone() is not None
 
 
 def vocabulary(conn: sqlite3.Connection, table: str) -> str:
