@@ -50,18 +50,19 @@ def holds(conn: sqlite3.Connection, table: str, token: str) -> bool:
     return conn.execute(sql, [fts_string(token)]).fetchone() is not None
 
 
-def vocabulary(conn: sqlite3.Connection, table: str) -> str:
+def vocabulary(conn: sqlite3.Connection, table: str, kind: str = "row") -> str:
     """The name of a ``fts5vocab`` view on ``table``'s terms for this connection (made once,
-    in the temp schema, so the catalog file is not changed)."""
-    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCABULARY} USING fts5vocab(main, '{table}', 'row')")
-    return f"temp.{VOCABULARY}"
+    in the temp schema, so the catalog file is not changed): ``kind`` "row" counts the rows
+    holding each term, "col" the rows holding it in each column."""
+    view = f"temp.{VOCABULARY}_{kind}"
+    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {view} USING fts5vocab(main, '{table}', '{kind}')")
+    return view
 
 
 def completions(conn: sqlite3.Connection, table: str, prefix: str) -> dict[str, dict[str, int]]:
     """Words the index holds that start with ``prefix``, letters only (no number fragments),
     each with how many rows hold it in each column."""
-    view = f"temp.{VOCABULARY}_columns"
-    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {view} USING fts5vocab(main, '{table}', 'col')")
+    view = vocabulary(conn, table, "col")
     # Every word in [prefix, prefix + the last code point) starts with prefix (SQLite compares
     # UTF-8 bytes, and U+10FFFF encodes highest).
     rows = conn.execute(f"SELECT term, col, doc FROM {view} WHERE term >= ? AND term < ?",
