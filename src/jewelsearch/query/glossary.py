@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,12 @@ class Glossary:
     scripts: Mapping[str, str]  # language -> "cjk" or "latin", from its phrases
     files: tuple[str, ...]
     speller: Speller | None = None  # typos onto ``words`` (``query/spelling.py``)
+
+    @cached_property
+    def cjk_phrases(self) -> tuple[str, ...]:
+        """The phrases written in CJK characters, as typed ("蓝宝石"), once per glossary: the
+        search box completes them at every keystroke (``search/suggest.py``)."""
+        return tuple("".join(keys) for keys in self.phrases if all(has_cjk(key) for key in keys))
 
 
 def load_glossary(folder: Path | str | None = None, extra: Path | str | None = None) -> Glossary:

@@ -106,11 +106,10 @@ def _chinese(lexical: LexicalIndex, glossary: Glossary, words: list[str], limit:
     text is read; of phrases meaning the same, the longest (the full word, not a short form)."""
     typed = words[-1]
     before = " ".join(words[:-1])
-    phrases = ["".join(keys) for keys in glossary.phrases if all(has_cjk(key) for key in keys)]
     best: dict[tuple, tuple[int, str, str]] = {}
     for start in range(len(typed)):
         tail = typed[start:]
-        for phrase in phrases:
+        for phrase in glossary.cjk_phrases:
             if len(phrase) <= len(tail) or not phrase.startswith(tail):
                 continue
             text = f"{before} {typed[:start]}{phrase}".strip()
