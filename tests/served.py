@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import sys
@@ -10,10 +11,28 @@ import urllib.request
 import uuid
 
 
+def _ephemeral_range() -> range:
+    try:
+        low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port outside the kernel's ephemeral range (and outside Ray's worker ports,
+    10002-19999). A port the kernel handed out with bind(0) is free only until the next process asks
+    for an ephemeral port: Ray's many processes did, and took it before Serve's proxy bound it."""
+    ephemeral = _ephemeral_range()
+    candidates = [port for port in range(20000, 32768) if port not in ephemeral]
+    for port in random.sample(candidates, len(candidates)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port between 20000 and 32767")
 
 
 def start_server(env: dict, *extra_args: str) -> tuple[subprocess.Popen, str]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from collections import Counter
 
 import pytest
 
+from served import free_port
 from conftest import API_KEY, make_image
 from jewelsearch.config import Settings
 from jewelsearch.ingest.pipeline import NewItem
@@ -126,12 +126,6 @@ def test_a_reader_rebuilds_in_memory_when_the_writer_does_not_save_in_time(tmp_p
     writer.catalog.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_worker_stops_itself_once_its_supervisor_is_gone():
     """A supervisor killed with SIGKILL cannot stop its workers: each watches its parent."""
     parents = iter([41, 41, 1])  # the supervisor, then init adopting the orphan
@@ -146,7 +140,7 @@ def test_writes_are_forwarded_and_a_silent_writer_gives_a_retryable_503(tmp_path
     settings = _home(tmp_path / "home", tiny_model_dir, items=2)
     service = open_service(settings)
     app = create_app(settings, service, autosave_seconds=None)
-    forward = ForwardWrites(lambda: (app, 7), ("127.0.0.1", _free_port()), "reader-x", timeout=5)  # nobody listens
+    forward = ForwardWrites(lambda: (app, 7), ("127.0.0.1", free_port()), "reader-x", timeout=5)  # nobody listens
     client = Client(forward)
     read = client.get("/api/stats")
     assert read.status_code == 200 and read.headers[REPLICA_HEADER] == "reader-x"
@@ -404,6 +398,23 @@ def test_serve_local_refuses_bad_options_with_a_clear_error(tmp_path, tiny_model
     settings = _home(tmp_path / "home", tiny_model_dir, items=1)
     result = CliRunner().invoke(main, ["--home", str(settings.home), "--model", str(tiny_model_dir), "serve", *args])
     assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_serve_on_ray_refuses_a_port_already_taken_before_starting_ray(tmp_path, tiny_model_dir, monkeypatch):
+    import socket
+    from click.testing import CliRunner
+    from jewelsearch.cli import main
+    from jewelsearch.search import ray_ingest
+    monkeypatch.setattr(ray_ingest, "connect", lambda address: pytest.fail("Ray started on a taken port"))
+    settings = _home(tmp_path / "home", tiny_model_dir, items=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["--home", str(settings.home), "--model", str(tiny_model_dir), "serve",
+                                           "--host", "127.0.0.1", "--port", str(port), "--replicas", "2",
+                                           "--engine", "ray"])
+    assert result.exit_code != 0 and f"cannot listen on 127.0.0.1:{port}" in result.output, result.output
 
 
 @pytest.mark.parametrize("engine", [["--engine", "local"], []])  # local is also what plain --replicas picks

@@ -7,13 +7,13 @@ killed under load is replaced, and no request fails beyond the client library's 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
 
 import pytest
 
+from served import free_port
 from conftest import API_KEY, make_image
 from jewelsearch.config import Settings
 from jewelsearch.ingest.pipeline import NewItem
@@ -22,12 +22,6 @@ ray = pytest.importorskip("ray")
 requests = pytest.importorskip("requests")
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster and Serve (about 30 s)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["shared-home", "shipped-copies"])
@@ -44,7 +38,7 @@ def served(request, tmp_path_factory, tiny_model_dir):
     service.add_items([NewItem(make_image(seed=n), {"title": f"gold ring {n}"}) for n in range(8)])
     service.save()
     service.catalog.close()
-    port = _free_port()
+    port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, logging_level="ERROR")
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
     serve.run(build_app(settings, 2, 2, refresh_seconds=0.5, share_home=request.param), name="jewelsearch",

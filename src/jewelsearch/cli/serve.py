@@ -124,6 +124,18 @@ def _serve_local(obj: Context, host, port, threads, allow_unauthenticated_writes
     click.echo("stopped", err=True)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Serve's proxy on a port already taken does not fail: it retries its health check forever while
+    nothing answers. On a cluster this call starts, the proxy runs here, so a taken port is refused first."""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc}")
+
+
 def _check_replica_options(settings, replicas: int, refresh_seconds: float) -> None:
     """Refuse, with a clear message, what no replica engine can start with."""
     from jewelsearch.server.app import check_server_settings
@@ -149,6 +161,8 @@ def _serve_replicas(obj: Context, host, port, allow_unauthenticated_writes, rate
                                            allow_unauthenticated_writes=allow_unauthenticated_writes or None,
                                            rate_limits=rate_limits)
     _check_replica_options(settings, replicas, refresh_seconds)
+    if not address:
+        _check_port_free(settings.host, settings.port)
     import ray
     from ray import serve as ray_serve
 
