@@ -39,7 +39,8 @@ def test_text_search_shape(client, filled):
     response = client.get("/api/search?q=gold+ring&k=3")
     assert response.status_code == 200
     body = response.json
-    assert set(body) == {"results", "took_ms", "understood", "facets", "coverage"} and len(body["results"]) == 3
+    assert set(body) == {"results", "took_ms", "offset", "next_offset", "understood", "facets", "coverage"}
+    assert len(body["results"]) == 3 and body["offset"] == 0 and body["next_offset"] == 3
     row = body["results"][0]
     for key in ("id", "score", "title", "category", "metal", "gemstone", "price", "image_url"):
         assert key in row
@@ -65,6 +66,27 @@ def test_post_search_with_image_and_text(client, filled):
 def test_post_search_json(client, filled):
     response = client.post("/api/search", json={"q": "ring", "k": 2})
     assert response.status_code == 200 and len(response.json["results"]) == 2
+
+
+def test_pages_of_photo_and_item_queries_are_slices_of_one_ranking(client, filled):
+    """Page by page, with each answer's next_offset, the same results as one long page, for a
+    posted photo, a photo with words, and an item's similar pieces."""
+    def photo(offset, k, **fields):
+        data = {"image": (io.BytesIO(make_image(seed=2)), "q.png"), "k": str(k), "offset": str(offset), **fields}
+        return client.post("/api/search", data=data, content_type="multipart/form-data").json
+
+    asks = [photo, lambda offset, k: photo(offset, k, q="gold ring"),
+            lambda offset, k: client.get(f"/api/items/{filled[0]}/similar?k={k}&offset={offset}").json]
+    for ask in asks:
+        whole = ask(0, 20)
+        assert whole["next_offset"] is None and len(whole["results"]) >= 5
+        paged, offset = [], 0
+        while offset is not None:
+            page = ask(offset, 2)
+            assert page["offset"] == offset
+            paged += [row["id"] for row in page["results"]]
+            offset = page["next_offset"]
+        assert paged == [row["id"] for row in whole["results"]]
 
 
 def test_item_endpoints(client, filled):
@@ -196,6 +218,8 @@ def test_oversized_upload_is_413(settings, service, auth):
     "/api/search?q=a&max_price=nan", "/api/search?q=a&text_weight=7",
     "/api/items/1/similar?k=0", "/api/users/u/recommendations?k=9999",
     "/api/users/u/recommendations?exclude_seen=maybe",
+    "/api/search?q=a&offset=-1", "/api/search?q=a&offset=two", "/api/search?q=a&k=10&offset=191",
+    "/api/items/1/similar?offset=-5", "/api/items/1/similar?k=150&offset=51",
 ])
 def test_bad_query_params_are_400(client, auth, filled, query):
     response = client.get(query, headers=auth)  # the key: a shopper's recommendations need it

@@ -53,12 +53,22 @@ def test_search_json_and_filters(tmp_path, tiny_model_dir, photos):
     rows = json.loads(result.output)["results"]
     assert rows[0]["title"] == "Piece 2" and {r["category"] for r in rows} == {"necklace"}
     result = run(home, tiny_model_dir, "search", "--item", "1", "-k", "2")
-    assert result.exit_code == 0 and result.output.count("\n") == 2
+    assert result.exit_code == 0 and result.output.count("\n") == 3
+    assert result.output.splitlines()[-1] == "more: --offset 2"
+    # The next page starts at rank 3 and is the rest of the same ranking.
+    whole = json.loads(run(home, tiny_model_dir, "search", "--item", "1", "-k", "4", "--json").output)
+    rest = run(home, tiny_model_dir, "search", "--item", "1", "-k", "2", "--offset", "2").output.splitlines()
+    assert [line.split("]")[0] for line in rest] == [f"  {n}. [{row['id']}" for n, row in
+                                                     zip((3, 4), whole["results"][2:])]
+    assert whole["next_offset"] is None  # 4 other photos: nothing after them
+    result = run(home, tiny_model_dir, "search", "--item", "1", "--offset", "195")
+    assert result.exit_code == 2 and "offset + k must be at most 200" in result.output
     # Every piece is gold: a platinum ring is a near miss, and the command says so first.
     result = run(home, tiny_model_dir, "search", "--text", "platinum ring", "-k", "2")
     lines = result.output.splitlines()
     assert lines[0] == "understood: platinum, ring"
-    assert lines[1] == "No piece here has all of: platinum, ring. The closest follow." and len(lines) == 4
+    assert lines[1] == "No piece here has all of: platinum, ring. The closest follow." and len(lines) == 5
+    assert lines[-1] == "more: --offset 2"
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, tiny_model_dir, photos):

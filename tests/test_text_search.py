@@ -100,6 +100,24 @@ def test_identical_listings_fold_into_one_card_unless_asked_not_to(shop):
     assert sum(row["title"] == CATALOG[6]["title"] for row in apart["results"]) == 3
 
 
+@pytest.mark.parametrize("collapse", [True, False])
+def test_pages_of_a_text_query_are_slices_of_one_ranking(shop, collapse):
+    service, _ = shop
+    whole = service.query(text="gold hoop earrings", k=20, collapse=collapse)
+    cards = [(row["id"], row.get("variant_ids", [])) for row in whole["results"]]
+    # Every listing the words match fits on one page of 20; pages of 2 take several.
+    assert whole["offset"] == 0 and whole["next_offset"] is None and len(cards) >= 4
+    paged, offset = [], 0
+    while offset is not None:
+        page = service.query(text="gold hoop earrings", k=2, collapse=collapse, offset=offset)
+        assert page["offset"] == offset and len(page["results"]) <= 2
+        assert page["facets"] == whole["facets"]  # the counts describe the query, not the page
+        paged += [(row["id"], row.get("variant_ids", [])) for row in page["results"]]
+        offset = page["next_offset"]
+    assert paged == cards
+    assert service.query(text="gold hoop earrings", k=2, collapse=collapse, offset=len(cards))["results"] == []
+
+
 def test_facets_count_the_candidates_and_group_gem_families(shop):
     service, _ = shop
     facets = service.query(text="sapphire pendant", k=3)["facets"]

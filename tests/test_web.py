@@ -86,6 +86,29 @@ def test_text_search_shows_results(page):
     shot(page, "search-desktop.png")
 
 
+def test_more_results_adds_the_next_page_of_the_same_query(page, service):
+    service.add_items([NewItem(make_image(seed=100 + i, size=(96, 96)), {"title": f"Gold charm {i}", "metal": "gold"})
+                       for i in range(30)])
+    page.fill("#q", "gold")
+    page.click("#search-button")
+    playwright_api.expect(page.locator("#results li")).to_have_count(24)  # the page asks for 24 at a time
+    shot(page, "search-more.png")
+    first = page.locator("#results li > a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    more = page.get_by_role("button", name="More results")
+    more.click()
+    playwright_api.expect(page.locator("#results li")).to_have_count(42)  # all 42 pieces, none twice
+    shown = page.locator("#results li > a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert shown[:len(first)] == first and len(set(shown)) == len(shown)
+    playwright_api.expect(more).to_be_hidden()  # nothing after the last page
+    assert page.inner_text("#status") == "42 results"
+    # A new search starts from its own first page.
+    page.fill("#q", "gold charm")
+    page.click("#search-button")
+    playwright_api.expect(more).to_be_visible()
+    playwright_api.expect(page.locator("#results li")).to_have_count(24)
+    assert not page.console_errors
+
+
 def test_upload_shows_similar_items(page, tmp_path):
     photo = tmp_path / "query.png"
     photo.write_bytes(make_image(seed=5, size=(96, 96)))

@@ -32,7 +32,7 @@ def print_results(results: list[dict], as_json: bool, payload: dict) -> None:
         return
     if not results:
         click.echo("no results")
-    for rank, row in enumerate(results, 1):
+    for rank, row in enumerate(results, payload.get("offset", 0) + 1):
         price = f"{row['price']:.2f} {row.get('currency', '')}" if row.get("price") is not None else ""
         attrs = ", ".join(str(row[k]) for k in ("category", "metal", "gemstone") if row.get(k))
         more = f"  (+{row['more_like_this']} more like this)" if row.get("more_like_this") else ""
@@ -48,6 +48,8 @@ def print_results(results: list[dict], as_json: bool, payload: dict) -> None:
 @click.option("--image", "-i", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--item", default=None, help="Find items similar to this item id.")
 @click.option("-k", default=10, show_default=True)
+@click.option("--offset", default=0, show_default=True,
+              help="Skip this many results: the page after one of k starts at offset k (offset + k at most 200).")
 @click.option("--filter", "filters", multiple=True, help="key=value, e.g. category=ring, max_price=500.")
 @click.option("--text-weight", default=0.5, show_default=True, help="Weight of text when combined with an image.")
 @click.option("--region", type=click.Choice(["auto", "whole", "multi"]), default="multi", show_default=True,
@@ -61,13 +63,14 @@ def print_results(results: list[dict], as_json: bool, payload: dict) -> None:
               "(category, metal, gemstone, stone_shape, style, price).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def search(obj: Context, text, image, item, k, filters, text_weight, region, rerank, box, no_collapse, dropped,
-           as_json):
+def search(obj: Context, text, image, item, k, offset, filters, text_weight, region, rerank, box, no_collapse,
+           dropped, as_json):
     """Search by text, image, item id, or image + text."""
     from jewelsearch.recognize.query_region import parse_box
-    from jewelsearch.search.params import parse_dropped, parse_k, parse_query_text
+    from jewelsearch.search.params import parse_dropped, parse_k, parse_offset, parse_query_text
     service = obj.service
     k = parse_k(k, maximum=service.limits.max_k)
+    offset = parse_offset(offset, k, window=service.limits.max_k)
     text = parse_query_text(text, service.limits.max_text_chars)
     if text is None and image is None and item is None:
         fail("give --text, --image or --item")
@@ -75,7 +78,7 @@ def search(obj: Context, text, image, item, k, filters, text_weight, region, rer
     payload = service.query(text=text, image_bytes=image_bytes, item_id=item, k=k,
                             filters=parse_filter_options(filters), text_weight=text_weight,
                             region=region, box=parse_box(box), collapse=not no_collapse,
-                            dropped=parse_dropped(list(dropped)), rerank=rerank)
+                            dropped=parse_dropped(list(dropped)), rerank=rerank, offset=offset)
     if not as_json and payload.get("understood", {}).get("corrected"):
         click.echo("read as: " + ", ".join(f"{typed} -> {read}" for typed, read in payload["understood"]["corrected"].items()))
     if not as_json and payload.get("understood", {}).get("chips"):
@@ -89,6 +92,8 @@ def search(obj: Context, text, image, item, k, filters, text_weight, region, rer
     if not as_json and (payload.get("vector") == "instance" or payload.get("rerank", "none") != "none"):
         click.echo(f"ranked by the {payload['vector']} vectors; re-ranking: {payload['rerank']}")
     print_results(payload["results"], as_json, payload)
+    if not as_json and payload.get("next_offset") is not None:
+        click.echo(f"more: --offset {payload['next_offset']}")
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""Parsing and validating search filters and k from untrusted input."""
+"""Parsing and validating search filters, k and offset from untrusted input."""
 
 from __future__ import annotations
 
@@ -76,18 +76,39 @@ def parse_filters(raw: Mapping[str, Any]) -> Filters:
     return Filters(**values)
 
 
-def parse_k(value: Any, default: int = 10, maximum: int = 200) -> int:
+def _integer(value: Any, name: str, default: int) -> int:
+    """An integer parameter from untrusted input; ``default`` when absent or blank."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return default
     if isinstance(value, bool):
-        raise InvalidInput("k must be an integer")
+        raise InvalidInput(f"{name} must be an integer")
     try:
-        k = int(str(value).strip()) if not isinstance(value, int) else value
+        return int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise InvalidInput(f"k must be an integer, got {str(value)[:40]!r}")
+        raise InvalidInput(f"{name} must be an integer, got {str(value)[:40]!r}")
+
+
+def parse_k(value: Any, default: int = 10, maximum: int = 200) -> int:
+    k = _integer(value, "k", default)
     if not 1 <= k <= maximum:
         raise InvalidInput(f"k must be between 1 and {maximum}")
     return k
+
+
+def parse_offset(value: Any, k: int, window: int = 200) -> int:
+    """How many results a page skips (its first result's rank, from 0). A query's pages run
+    through its first ``window`` results (``max_k``): ``offset + k`` may not pass it.
+
+    >>> parse_offset("20", k=10), parse_offset(None, k=10)
+    (20, 0)
+    """
+    offset = _integer(value, "offset", 0)
+    if offset < 0:
+        raise InvalidInput("offset must be 0 or more")
+    if offset + k > window:
+        raise InvalidInput(f"offset + k must be at most {window}: a query's pages run through its first "
+                           f"{window} results")
+    return offset
 
 
 def parse_flag(value: Any, name: str) -> bool:

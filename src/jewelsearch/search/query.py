@@ -34,8 +34,10 @@ Box = tuple[int, int, int, int]
 def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | None = None,
           item_id: Any = None, k: int = 10, filters: Filters | None = None,
           text_weight: float = 0.5, region: str = SEARCH_DEFAULT_REGION, box: Box | None = None,
-          collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None) -> dict[str, Any]:
-    """Search by text, image, item id, or image + text; returns results and timing.
+          collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None,
+          offset: int = 0) -> dict[str, Any]:
+    """Search by text, image, item id, or image + text; returns the ``k`` results after the
+    first ``offset``, the offset of the next page (``next_offset``, null after the last) and timing.
 
     Image queries search with the whole photo and each piece found (``region="multi"``, the
     default; each result then says which part ``matched``), the most confident piece
@@ -53,11 +55,13 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
         raise InvalidInput(f"drop takes some of {', '.join(DROPPABLE)}; got {', '.join(sorted(unknown))}")
     if text and len(text) > state.limits.max_text_chars:
         raise InvalidInput(f"q is longer than {state.limits.max_text_chars} characters")
+    if offset < 0 or offset + k > state.limits.max_k:
+        raise InvalidInput(f"offset must be 0 or more and offset + k at most {state.limits.max_k}")
     rerank = state.rerank if rerank is None else rerank
     if rerank not in RERANK_METHODS:
         raise InvalidInput(f"rerank must be one of {', '.join(RERANK_METHODS)}")
     if text and image_bytes is None and item_id is None:
-        return text_query(state, text, k, filters, collapse=collapse, dropped=dropped)
+        return text_query(state, text, k, filters, collapse=collapse, dropped=dropped, offset=offset)
     if image_bytes is None and item_id is None:
         raise InvalidInput("give a text query (q), an image, or an item id")
     space = image_space(state)
@@ -80,6 +84,11 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
     applied = rerank if text is None else "none"
     fused_with_text = space.name == "instance" and text_vector is not None
     early: dict[str, Future] = {}
+    # The ranking up to the page's end and one result past it (does another page follow?). Below
+    # the index's own search depth (HNSW's efSearch, the re-ranking and fusion pools) a longer
+    # list begins with the shorter one, so pages of one query agree.
+    window = offset + k
+    depth = window + 1
 
     def as_query(part) -> np.ndarray:
         return _unit(sum((w * v for w, v in fixed), image_weight * _in_space(part, space.name)))
@@ -87,7 +96,7 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
     def search_beside(part) -> None:
         # The whole photo's list is searched on a helper thread while the pieces go through the
         # tower; the same call the request thread would make, so the same list.
-        early[part.label] = state.helpers.submit(ranked, state, space, as_query(part), k, allowed, exclude, applied)
+        early[part.label] = state.helpers.submit(ranked, state, space, as_query(part), depth, allowed, exclude, applied)
 
     if image_bytes is not None:
         parts, region_info = image_parts(state, image_bytes, region, box, space.head,
@@ -96,17 +105,19 @@ def query(state: ServiceState, *, text: str | None = None, image_bytes: bytes | 
     else:
         queries = [("item", _unit(sum(w * v for w, v in fixed)))]
     if fused_with_text:
-        hits = image_and_text(state, space, queries, text_vector, text_weight, k, allowed, exclude)
+        hits = image_and_text(state, space, queries, text_vector, text_weight, depth, allowed, exclude)
     else:
         hits = fuse_by_max([(label, *(early[label].result() if label in early
-                                      else ranked(state, space, vector, k, allowed, exclude, applied)))
-                            for label, vector in queries], k)
+                                      else ranked(state, space, vector, depth, allowed, exclude, applied)))
+                            for label, vector in queries], depth)
+    more = len(hits) > window
+    hits = hits[offset:window]
     rows = state.catalog.items.get_many([item for item, _, _ in hits])
     several = len(queries) > 1
     results = [dict(public_item(rows[item]), score=round(float(score), 6), **({"matched": part} if several else {}))
                for item, score, part in hits if item in rows]
     answer = {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
-              "vector": space.name, "rerank": applied}
+              "offset": offset, "next_offset": window if more else None, "vector": space.name, "rerank": applied}
     if region_info is not None:
         answer["region"] = region_info
     return answer
@@ -121,8 +132,8 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def similar(state: ServiceState, item_id: Any, k: int = 10, filters: Filters | None = None,
-            rerank: str | None = None) -> dict[str, Any]:
-    return query(state, item_id=item_id, k=k, filters=filters, rerank=rerank)
+            rerank: str | None = None, offset: int = 0) -> dict[str, Any]:
+    return query(state, item_id=item_id, k=k, filters=filters, rerank=rerank, offset=offset)
 
 
 def search_vector(state: ServiceState, vector: np.ndarray, k: int, filters: Filters | None,

@@ -230,14 +230,15 @@ class SearchService:
     def query(self, *, text: str | None = None, image_bytes: bytes | None = None,
               item_id: Any = None, k: int = 10, filters: Filters | None = None,
               text_weight: float = 0.5, region: str = SEARCH_DEFAULT_REGION, box: Box | None = None,
-              collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None) -> dict[str, Any]:
+              collapse: bool = True, dropped: Collection[str] = (), rerank: str | None = None,
+              offset: int = 0) -> dict[str, Any]:
         return searching.query(self.state, text=text, image_bytes=image_bytes, item_id=item_id, k=k,
                                filters=filters, text_weight=text_weight, region=region, box=box,
-                               collapse=collapse, dropped=dropped, rerank=rerank)
+                               collapse=collapse, dropped=dropped, rerank=rerank, offset=offset)
 
     def similar(self, item_id: Any, k: int = 10, filters: Filters | None = None,
-                rerank: str | None = None) -> dict[str, Any]:
-        return searching.similar(self.state, item_id, k=k, filters=filters, rerank=rerank)
+                rerank: str | None = None, offset: int = 0) -> dict[str, Any]:
+        return searching.similar(self.state, item_id, k=k, filters=filters, rerank=rerank, offset=offset)
 
     # ----- recognition and explanations (search/recognition.py) -------------
     def recognize(self, image_bytes: bytes, subject: str = "piece") -> dict[str, Any]:

@@ -37,10 +37,15 @@ DROPPABLE = ("category", "metal", "gemstone", "stone_shape", "style", "price")
 
 
 def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, *,
-               collapse: bool = True, dropped: Collection[str] = ()) -> dict[str, Any]:
-    """The ``k`` best cards for ``text`` among the items ``filters`` allow, with what the words
-    were understood as and the candidates' facet counts. ``dropped`` names understood fields
-    (``DROPPABLE``) to ignore; ``collapse`` folds identical listings into one card.
+               collapse: bool = True, dropped: Collection[str] = (), offset: int = 0) -> dict[str, Any]:
+    """The ``k`` best cards for ``text`` among the items ``filters`` allow, after the first
+    ``offset``, with what the words were understood as and the candidates' facet counts.
+    ``dropped`` names understood fields (``DROPPABLE``) to ignore; ``collapse`` folds identical
+    listings into one card.
+
+    The candidate pool depends on ``k``, never on ``offset``, so the pages of one query and one
+    ``k`` are slices of one ranking: no card shows twice and none is skipped. ``next_offset`` is
+    null once the pool has no more cards.
 
     ``coverage`` tells the shopper when the page holds only near misses: ``all_understood`` is
     how many candidates have every understood field (none for "pearl earrings" where the shop
@@ -84,13 +89,18 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     order = [item for item, _ in ranked if item in fields]
     # Only the page's cards become rows of the answer; the rest of the list is read for their
     # variants alone (``fold``).
-    cards = fields.fold(order, k) if collapse else [(item, []) for item in order[:k]]
+    # One card past the page says whether another page follows.
+    window = offset + k
+    cards = fields.fold(order, window + 1) if collapse else [(item, []) for item in order[:window + 1]]
+    more = len(cards) > window
+    cards = cards[offset:window]
     scores = dict(ranked)
     full = state.catalog.items.get_many(item for item, _ in cards)
     results = [dict(public_item(full[item]), score=round(float(scores[item]), 6),
                     **({"more_like_this": len(variants), "variant_ids": variants} if variants else {}))
                for item, variants in cards if item in full]
     return {"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2),
+            "offset": offset, "next_offset": window if more else None,
             "understood": _understood_answer(understood, dropped, words.effective, filters, words.unpriced,
                                              words.respelled),
             "facets": words.tally.counts(),

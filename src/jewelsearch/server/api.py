@@ -11,7 +11,7 @@ from jewelsearch.errors import InvalidInput
 from jewelsearch.ingest.pipeline import NewItem
 from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION, SEARCH_REGION_MODES, parse_box, parse_region, parse_subject
 from jewelsearch.search.params import (parse_collapse, parse_dropped, parse_filters, parse_flag, parse_k,
-                                      parse_query_text, parse_rerank)
+                                      parse_offset, parse_query_text, parse_rerank)
 from jewelsearch.search.service import SearchService
 from jewelsearch.search.suggest import parse_limit
 from jewelsearch.server.auth import requires_write_key
@@ -103,6 +103,7 @@ def search():
     values = _args()
     text = parse_query_text(values.get("q"), svc.limits.max_text_chars)
     k = parse_k(values.get("k"), maximum=svc.limits.max_k)
+    offset = parse_offset(values.get("offset"), k, window=svc.limits.max_k)
     filters = parse_filters(values)
     image = _uploaded_image(required=False) if request.method == "POST" else None
     item_id = values.get("item_id")
@@ -112,7 +113,8 @@ def search():
                        filters=filters, text_weight=_text_weight(values),
                        region=parse_region(values.get("region"), SEARCH_REGION_MODES, SEARCH_DEFAULT_REGION),
                        box=parse_box(values.get("box")), collapse=parse_collapse(values.get("collapse")),
-                       dropped=parse_dropped(values.get("drop")), rerank=parse_rerank(values.get("rerank")))
+                       dropped=parse_dropped(values.get("drop")), rerank=parse_rerank(values.get("rerank")),
+                       offset=offset)
     return jsonify(with_image_urls(result))
 
 
@@ -181,8 +183,9 @@ def get_item(item_id):
 def similar(item_id):
     svc = service()
     k = parse_k(request.args.get("k"), maximum=svc.limits.max_k)
+    offset = parse_offset(request.args.get("offset"), k, window=svc.limits.max_k)
     result = svc.similar(item_id, k=k, filters=parse_filters(request.args),
-                         rerank=parse_rerank(request.args.get("rerank")))
+                         rerank=parse_rerank(request.args.get("rerank")), offset=offset)
     return jsonify(with_image_urls(result))
 
 

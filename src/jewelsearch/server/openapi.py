@@ -17,6 +17,9 @@ _TEXT_OPTIONS = [{"name": "collapse", "in": "query", "required": False, "schema"
 _RERANK = {"name": "rerank", "in": "query", "required": False,
            "schema": {"type": "string", "enum": ["none", "aqe", "kreciprocal"]}}
 _K = {"name": "k", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
+# A page's first result (from 0); offset + k may not pass max_k (200).
+_OFFSET = {"name": "offset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0, "maximum": 199},
+           "description": "results to skip: the previous answer's next_offset (offset + k at most 200)"}
 _ID = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _RESULTS = {"description": "results", "content": {"application/json": {"schema": {
@@ -101,6 +104,9 @@ def _api_document() -> dict[str, Any]:
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
                 "Results": {"type": "object", "properties": {
                     "results": {"type": "array", "items": {"type": "object"}}, "took_ms": {"type": "number"},
+                    "offset": {"type": "integer", "description": "results skipped before this page"},
+                    "next_offset": {"type": "integer", "nullable": True,
+                                    "description": "the offset of the next page; null after the last"},
                     "understood": {"type": "object", "description": "text queries: what the words were read as"},
                     "facets": {"type": "object", "description": "text queries: counts per category, metal, "
                                                                  "gemstone family, stone_shape, price band"},
@@ -120,10 +126,10 @@ def _api_document() -> dict[str, Any]:
             "/api/stats": {"get": _op("catalog statistics", errors=())},
             "/api/search": {
                 "get": _op("text search", params=[{"name": "q", "in": "query", "required": True,
-                                                   "schema": {"type": "string", "maxLength": 500}}, _K, *_FILTERS,
+                                                   "schema": {"type": "string", "maxLength": 500}}, _K, _OFFSET, *_FILTERS,
                                    *_TEXT_OPTIONS],
                            ok=_RESULTS, errors=(400, 409)),
-                "post": _op("image and/or text search", params=[_K, *_FILTERS, *_TEXT_OPTIONS, _RERANK], ok=_RESULTS,
+                "post": _op("image and/or text search", params=[_K, _OFFSET, *_FILTERS, *_TEXT_OPTIONS, _RERANK], ok=_RESULTS,
                             errors=(400, 409, 413),
                             body=_multipart({"image": image, "q": {"type": "string"},
                                              "region": {"type": "string", "enum": ["auto", "whole", "multi"],
@@ -173,7 +179,7 @@ def _api_document() -> dict[str, Any]:
                     "schema": {"type": "object", "properties": ITEM_FIELDS}}}}),
                 "delete": _op("delete an item", params=[_ID], secured=True),
             },
-            "/api/items/{item_id}/similar": {"get": _op("similar items", params=[_ID, _K, *_FILTERS, _RERANK], ok=_RESULTS)},
+            "/api/items/{item_id}/similar": {"get": _op("similar items", params=[_ID, _K, _OFFSET, *_FILTERS, _RERANK], ok=_RESULTS)},
             "/api/items/{item_id}/image": {"get": _op("the item's photo", params=[_ID],
                                                       ok={"description": "image bytes"})},
             "/api/events": {"post": _op(

@@ -331,14 +331,44 @@
     note.hidden = !note.textContent;
   }
 
-  function show(payload) {
+  // "More results" asks for the next page of the same query (next_offset) and adds its cards.
+  const moreButton = $("more-results");
+  let nextPage = null;       // () => the request for the next page, or null after the last
+  let shownQuery = 0;        // counts the queries shown, so a late page of an older one is dropped
+
+  function showMore(payload, request) {
+    if (!moreButton) return;
+    const next = payload.next_offset;
+    nextPage = next === null || next === undefined || !request ? null : () => request(next);
+    moreButton.hidden = !nextPage;
+  }
+
+  function show(payload, request) {
     if (payload.region !== undefined || !imageFile) drawRegion(payload.region, () => form && form.requestSubmit());
     showUnderstood(payload.understood);
     showFacets(payload.facets);
     showCoverage(payload.coverage);
+    shownQuery += 1;
     results.replaceChildren(...payload.results.map((item) => card(item, false)));
+    showMore(payload, request);
     setStatus(status, payload.results.length ? payload.results.length + " results in " + Math.round(payload.took_ms) + " ms"
                                              : "No items match. Try fewer filters or other words.");
+  }
+
+  if (moreButton) {
+    moreButton.addEventListener("click", async () => {
+      if (!nextPage) return;
+      const request = nextPage, asked = shownQuery;
+      moreButton.disabled = true;
+      try {
+        const { payload, again } = await request();
+        if (asked !== shownQuery) return;  // a new search replaced the results meanwhile
+        results.append(...payload.results.map((item) => card(item, false)));
+        showMore(payload, again);
+        setStatus(status, results.children.length + " results");
+      } catch (err) { setStatus(status, err.message, true); }
+      finally { moreButton.disabled = false; }
+    });
   }
 
   // "What is this piece?": the recogniser's top guesses for the query photo, with what the
@@ -417,10 +447,17 @@
       data.append("k", "24");
       lastQuery = imageFile ? { image: imageFile, box: chosenBox, whole: wholePhoto } : { q: q };
       for (const id of filterIds) { const el = $(id); if (el && el.value) data.append(el.name, el.value); }
+      // The same query from a later result on; each page hands on how to ask for the one after.
+      const page = async (offset) => {
+        const more = new FormData();
+        for (const [name, value] of data) more.append(name, value);
+        more.append("offset", String(offset));
+        return { payload: await call("/api/search", { method: "POST", body: more }), again: page };
+      };
       setStatus(status, "Searching…");
       results.setAttribute("aria-busy", "true");
-      try { show(await call("/api/search", { method: "POST", body: data })); }
-      catch (err) { results.replaceChildren(); showCoverage(null); setStatus(status, err.message, true); }
+      try { show(await call("/api/search", { method: "POST", body: data }), page); }
+      catch (err) { results.replaceChildren(); showCoverage(null); showMore({}, null); setStatus(status, err.message, true); }
       finally { results.removeAttribute("aria-busy"); }
     }
     form.addEventListener("submit", run);
