@@ -89,6 +89,26 @@ def test_pages_of_photo_and_item_queries_are_slices_of_one_ranking(client, fille
         assert paged == [row["id"] for row in whole["results"]]
 
 
+def test_the_catalog_pages_by_filter_and_price_with_facets_over_every_allowed_item(client, auth, filled):
+    rings = client.get("/api/items?category=ring&sort=price_desc&limit=2&facets=true").json
+    assert [row["id"] for row in rings["items"]] == [filled[4], filled[1]]  # 250, 100 (50 is next)
+    assert (rings["total"], rings["next_offset"], rings["sort"]) == (3, 2, "price_desc")
+    assert rings["facets"]["category"] == [{"value": "ring", "count": 3}]  # all three, not the page's two
+    assert [(band["label"], band["count"]) for band in rings["facets"]["price"]] == [("under 250", 2),
+                                                                                    ("250 to 500", 1)]
+    last = client.get("/api/items?category=ring&sort=price_desc&limit=2&offset=2").json
+    assert [row["id"] for row in last["items"]] == [filled[0]] and last["next_offset"] is None
+    assert "facets" not in last  # counted on request only
+    # An item without a price comes last whichever way prices run.
+    unpriced = post_item(client, auth, seed=9, category="ring", metal="gold").json["id"]
+    for sort in ("price_asc", "price_desc"):
+        assert client.get(f"/api/items?category=ring&sort={sort}").json["items"][-1]["id"] == unpriced
+    cheap = client.get("/api/items?sort=price_asc&max_price=100&limit=50").json
+    assert [row["id"] for row in cheap["items"]] == [filled[0], filled[1]] and cheap["total"] == 2
+    newest = client.get("/api/items?sort=newest&limit=1").json
+    assert newest["items"][0]["id"] == unpriced and newest["total"] == 7
+
+
 def test_item_endpoints(client, filled):
     item = client.get(f"/api/items/{filled[0]}").json
     assert item["id"] == filled[0] and item["category"] == "ring"
@@ -220,6 +240,8 @@ def test_oversized_upload_is_413(settings, service, auth):
     "/api/users/u/recommendations?exclude_seen=maybe",
     "/api/search?q=a&offset=-1", "/api/search?q=a&offset=two", "/api/search?q=a&k=10&offset=191",
     "/api/items/1/similar?offset=-5", "/api/items/1/similar?k=150&offset=51",
+    "/api/items?sort=cheapest", "/api/items?facets=maybe", "/api/items?offset=-1", "/api/items?limit=0",
+    "/api/items?min_price=9&max_price=1",
 ])
 def test_bad_query_params_are_400(client, auth, filled, query):
     response = client.get(query, headers=auth)  # the key: a shopper's recommendations need it

@@ -34,9 +34,14 @@ def test_list_and_show(home, tiny_model_dir):
     assert listed.exit_code == 0
     lines = listed.output.splitlines()
     assert lines[0].startswith("[1] Piece 0  ring, yellow gold") and lines[0].endswith("100.00 USD")
-    assert len(lines) == 3 and lines[-1] == "2 of 3 items (offset 0)"
+    assert len(lines) == 3 and lines[-1] == "2 of 3 items (offset 0); more: --offset 2"
     page = json.loads(run(home, tiny_model_dir, "items", "list", "--offset", "2", "--json").output)
     assert [row["title"] for row in page["items"]] == ["Piece 2"] and page["total"] == 3
+    assert page["next_offset"] is None
+    dearest = run(home, tiny_model_dir, "items", "list", "--sort", "price_desc", "--filter", "max_price=101.5")
+    lines = dearest.output.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["[2]", "[1]"]  # 101 before 100; 102 is over the filter
+    assert lines[0].endswith("101.00 USD") and lines[-1] == "2 of 2 items the filters allow (offset 0)"
     shown = run(home, tiny_model_dir, "items", "show", "2").output.splitlines()
     assert "title: Piece 1" in shown and "price: 101.0" in shown
     assert any(line.startswith("created_at: 20") and line.endswith("+00:00") for line in shown)

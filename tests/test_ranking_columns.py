@@ -90,6 +90,21 @@ def test_the_columns_fold_what_the_rows_fold_and_count_the_same_facets(mixed):
     assert payload == answer(mixed, None, text="hoop earrings", k=5)
 
 
+@pytest.mark.parametrize("filters", [None, Filters(category="earrings"), Filters(gemstone="sapphire"),
+                                     Filters(max_price=610.0), Filters(metal="platinum", min_price=1000.0),
+                                     Filters(category="watch")])
+def test_browsing_counts_the_same_facets_from_columns_as_from_the_store(mixed, filters):
+    from jewelsearch.search.browse import column_facet_counts, facet_counts
+    keeper = RankingColumnsKeeper(mixed.catalog.items)
+    allowed = filters.for_store() if filters else {}
+    from_columns = column_facet_counts(mixed.catalog, allowed, keeper.read_all())
+    assert from_columns == facet_counts(mixed.catalog, allowed)
+    if filters is None:  # every item counted, the unpriced bracelet in no band
+        assert sum(band["count"] for band in from_columns["price"]) == len(GIVEN) + len(GUESSED) - 1
+    paged = mixed.browse(filters, facets=True, limit=2)
+    assert paged["facets"] == from_columns or mixed.state.ranking_columns.current() is None
+
+
 def decoded(columns):
     """Every item's values in the columns, as plain Python, by id."""
     out = {}

@@ -109,6 +109,33 @@ def test_more_results_adds_the_next_page_of_the_same_query(page, service):
     assert not page.console_errors
 
 
+def test_filters_alone_browse_the_catalog_in_the_chosen_order(page):
+    page.select_option("#filter-category", "ring")  # no words, no photo: the rings, oldest first
+    playwright_api.expect(page.locator("#status")).to_have_text("3 of 3 pieces")
+    titles = page.locator("#results li .title")
+    assert titles.all_inner_texts() == ["Piece 0", "Piece 4", "Piece 8"]
+    # The menus count every ring, and a browsed card has no match score or "Why this match?".
+    assert page.locator("#filter-category option[value=ring]").inner_text() == "ring (3)"
+    assert page.locator("#filter-category option[value=necklace]").inner_text() == "necklace (0)"
+    assert page.locator("#results li .why").count() == 0
+    assert "match" not in page.inner_text("#results")
+    page.select_option("#sort", "price_desc")
+    playwright_api.expect(page.locator("#status")).to_have_text("3 of 3 pieces, price high to low")
+    assert titles.all_inner_texts() == ["Piece 8", "Piece 4", "Piece 0"]
+    shot(page, "browse-rings.png")
+    page.select_option("#filter-category", "")  # every piece: 12, a page of 24 holds them
+    playwright_api.expect(page.locator("#status")).to_have_text("12 of 12 pieces, price high to low")
+    assert titles.first.inner_text() == "Piece 11"
+    # The order is for browsing: with words in the box the menu goes, and a search ranks by match.
+    page.fill("#q", "gold ring")
+    playwright_api.expect(page.locator("#sort")).to_be_hidden()
+    page.click("#search-button")
+    playwright_api.expect(page.locator("#status")).to_contain_text("results in")
+    page.fill("#q", "")
+    playwright_api.expect(page.locator("#sort")).to_be_visible()
+    assert not page.console_errors
+
+
 def test_upload_shows_similar_items(page, tmp_path):
     photo = tmp_path / "query.png"
     photo.write_bytes(make_image(seed=5, size=(96, 96)))

@@ -24,25 +24,33 @@ def items():
 @items.command("list")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--sort", type=click.Choice(["oldest", "newest", "price_asc", "price_desc"]), default="oldest",
+              show_default=True, help="Order of the list; by price, unpriced items come last.")
+@click.option("--filter", "filters", multiple=True,
+              help="key=value, e.g. category=ring, gemstone=sapphire (a family), max_price=500.")
 @click.option("--json", "as_json", is_flag=True, help="Print the page as JSON, as GET /api/items does.")
 @click.pass_obj
-def list_items(obj: Context, limit, offset, as_json):
-    """List items, oldest first: id, title, attributes, price."""
-    from jewelsearch.search.items import get_item
+def list_items(obj: Context, limit, offset, sort, filters, as_json):
+    """List the items the filters allow (all without), oldest first or in --sort order: id,
+    title, attributes, price."""
+    from jewelsearch.cli.query import parse_filter_options
+    from jewelsearch.search.browse import browse
+    allowed = parse_filter_options(filters)
     catalog = obj.open_catalog()
     try:
-        rows = [get_item(catalog, row["id"]) for row in catalog.items.list(limit, offset)]
-        total = catalog.items.count()
+        page = browse(catalog, allowed, sort=sort, limit=limit, offset=offset)
     finally:
         catalog.close()
     if as_json:
-        click.echo(json.dumps({"items": rows, "total": total, "limit": limit, "offset": offset}, ensure_ascii=False))
+        click.echo(json.dumps(page, ensure_ascii=False))
         return
-    for row in rows:
+    for row in page["items"]:
         attributes = ", ".join(str(row[key]) for key in SUMMARY_FIELDS if row.get(key))
         price = f"  {row['price']:.2f} {row.get('currency') or ''}".rstrip() if row.get("price") is not None else ""
         click.echo(f"[{row['id']}] {row.get('title') or '(no title)'}  {attributes}{price}")
-    click.echo(f"{len(rows)} of {total} items (offset {offset})")
+    shown = "items" if not allowed else "items the filters allow"
+    click.echo(f"{len(page['items'])} of {page['total']} {shown} (offset {offset})"
+               + (f"; more: --offset {page['next_offset']}" if page["next_offset"] is not None else ""))
 
 
 @items.command("show")

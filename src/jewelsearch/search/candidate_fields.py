@@ -95,14 +95,7 @@ class ColumnCandidates:
     def count(self, item_ids: Sequence[int], tally: FacetTally) -> None:
         if not item_ids:
             return
-        rows = self.rows_of(item_ids)
-        columns = self.columns
-        plain = {name: _counted(columns.codes[name][rows], columns.vocabularies[name].values)
-                 for name in PLAIN_FIELDS}
-        gems = _counted(columns.codes["gemstone"][rows], columns.vocabularies["gemstone"].values)
-        bands = columns.band[rows]
-        per_band = np.bincount(bands[bands >= 0], minlength=len(PRICE_BANDS))
-        tally.add_counted(plain, gems, {PRICE_BANDS[i]: int(n) for i, n in enumerate(per_band) if n})
+        count_rows(self.columns, self.rows_of(item_ids), tally)
 
     def complete_matches(self, item_ids: Sequence[int], boosts: Boosts) -> int:
         if not boosts or not item_ids:
@@ -111,6 +104,16 @@ class ColumnCandidates:
 
     def fold(self, ranked: Sequence[int], limit: int) -> list[tuple[int, list[int]]]:
         return fold_groups(ranked, self.columns.variant[self.rows_of(ranked)].tolist(), limit)
+
+
+def count_rows(columns: Columns, rows: np.ndarray, tally: FacetTally) -> None:
+    """Add the facet counts of these rows of ``columns`` to ``tally``."""
+    plain = {name: _counted(columns.codes[name][rows], columns.vocabularies[name].values)
+             for name in PLAIN_FIELDS}
+    gems = _counted(columns.codes["gemstone"][rows], columns.vocabularies["gemstone"].values)
+    bands = columns.band[rows]
+    per_band = np.bincount(bands[bands >= 0], minlength=len(PRICE_BANDS))
+    tally.add_counted(plain, gems, {PRICE_BANDS[i]: int(n) for i, n in enumerate(per_band) if n})
 
 
 def _counted(codes: np.ndarray, values: Sequence[Any]) -> dict[Any, int]:

@@ -33,6 +33,7 @@ from jewelsearch.recognize.localizer import Localizer
 from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION
 from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.recommend import AttributeTable, BlendWeights, CollaborativeSignals
+from jewelsearch.search import browse as catalog_pages
 from jewelsearch.search import erasure
 from jewelsearch.search import events as event_log
 from jewelsearch.search import items as catalog_items
@@ -218,6 +219,13 @@ class SearchService:
 
     def get_item(self, item_id: Any) -> dict[str, Any]:
         return catalog_items.get_item(self.state.catalog, item_id)
+
+    def browse(self, filters: Filters | None = None, *, sort: str = "oldest", limit: int = 50, offset: int = 0,
+               facets: bool = False) -> dict[str, Any]:
+        """A page of the catalog the filters allow, in ``sort`` order (``search/browse.py``)."""
+        keeper = self.state.ranking_columns
+        return catalog_pages.browse(self.state.catalog, filters, sort=sort, limit=limit, offset=offset,
+                                    facets=facets, columns=keeper.current() if keeper is not None and facets else None)
 
     def image_file(self, item_id: Any) -> Path:
         return catalog_items.image_file(self.state.catalog, item_id)

@@ -12,6 +12,7 @@ from jewelsearch.ingest.pipeline import NewItem
 from jewelsearch.recognize.query_region import SEARCH_DEFAULT_REGION, SEARCH_REGION_MODES, parse_box, parse_region, parse_subject
 from jewelsearch.search.params import (parse_collapse, parse_dropped, parse_filters, parse_flag, parse_k,
                                       parse_offset, parse_query_text, parse_rerank)
+from jewelsearch.search.browse import parse_sort
 from jewelsearch.search.service import SearchService
 from jewelsearch.search.suggest import parse_limit
 from jewelsearch.server.auth import requires_write_key
@@ -163,13 +164,15 @@ def explain():
 
 @api.get("/items")
 def list_items():
-    svc = service()
-    limit = parse_k(request.args.get("limit"), default=50, maximum=500)
-    offset = parse_k(request.args.get("offset"), default=0, maximum=10**9) \
-        if request.args.get("offset") not in (None, "", "0") else 0
-    rows = [dict(r, image_url=url_for("api.item_image", item_id=r["id"]))
-            for r in map(svc.get_item, [r["id"] for r in svc.catalog.items.list(limit, offset)])]
-    return jsonify(items=rows, total=svc.catalog.items.count(), limit=limit, offset=offset)
+    """A page of the catalog: the items the filters allow, oldest first or in ``sort`` order,
+    with facet counts over all of them where ``facets=true`` (``search/browse.py``)."""
+    args = request.args
+    limit = parse_k(args.get("limit"), default=50, maximum=500)
+    offset = parse_offset(args.get("offset"), 0, window=10**9)
+    page = service().browse(parse_filters(args), sort=parse_sort(args.get("sort")), limit=limit, offset=offset,
+                            facets=parse_flag(args.get("facets"), "facets"))
+    page["items"] = [dict(row, image_url=url_for("api.item_image", item_id=row["id"])) for row in page["items"]]
+    return jsonify(page)
 
 
 @api.get("/items/<item_id>")

@@ -168,8 +168,17 @@ def _api_document() -> dict[str, Any]:
                             body=_multipart({"image": image, "region": {"type": "string", "enum": ["auto", "whole"]},
                                              "box": {"type": "string"}}, ["image"]))},
             "/api/items": {
-                "get": _op("list items", params=[{"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                                                 {"name": "offset", "in": "query", "schema": {"type": "integer"}}]),
+                "get": _op("a page of the catalog: the items the filters allow, in sort order, with how many "
+                           "there are (total), the next page's offset (next_offset, null after the last) and, "
+                           "with facets=true, counts per category, metal, gemstone family, cut and price band",
+                           params=[{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                                "maximum": 500}},
+                                   {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                                   {"name": "sort", "in": "query",
+                                    "schema": {"type": "string", "enum": ["oldest", "newest", "price_asc",
+                                                                          "price_desc"]},
+                                    "description": "oldest first (default); by price, unpriced items last"},
+                                   {"name": "facets", "in": "query", "schema": {"type": "boolean"}}, *_FILTERS]),
                 "post": _op("add an item", secured=True, errors=(400, 413),
                             body=_multipart({"image": image, **ITEM_FIELDS}, ["image"])),
             },

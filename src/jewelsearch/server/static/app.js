@@ -53,13 +53,14 @@
     if (item.price !== null && item.price !== undefined) price.textContent = item.price.toFixed(2) + " " + (item.currency || "");
     const score = document.createElement("div");
     score.className = "sub";
-    score.textContent = "match " + item.score.toFixed(3);
+    // A browsed page of the catalog has no query to match, so no score.
+    if (typeof item.score === "number") score.textContent = "match " + item.score.toFixed(3);
     // A photo query searched several parts: say which one found this piece ("box 2" -> "piece 2").
     if (item.matched) score.textContent += " · " + (item.matched === "whole" ? "whole photo" : item.matched.replace("box", "piece"));
     // A recommendation's blend score means nothing to a shopper (a catalog pick scores 0); its
     // reasons say why it is there. Search results keep their match score.
     body.append(title, sub, price);
-    if (!withReasons) body.append(score);
+    if (!withReasons && score.textContent) body.append(score);
     if (item.more_like_this) {
       const more = document.createElement("div");
       more.className = "sub more";
@@ -365,10 +366,24 @@
         if (asked !== shownQuery) return;  // a new search replaced the results meanwhile
         results.append(...payload.results.map((item) => card(item, false)));
         showMore(payload, again);
-        setStatus(status, results.children.length + " results");
+        setStatus(status, payload.total === undefined ? results.children.length + " results"
+                                                      : browsedStatus(results.children.length, payload));
       } catch (err) { setStatus(status, err.message, true); }
       finally { moreButton.disabled = false; }
     });
+  }
+
+  // Browsing: no words and no photo, only filters. The catalog's page (/api/items) in the chosen
+  // order, as a search answer's shape so the same cards, counts and "More results" serve it.
+  const SORT_WORDS = { oldest: "", newest: ", newest first", price_asc: ", price low to high",
+                       price_desc: ", price high to low" };
+  function browsedStatus(shown, payload) {
+    return shown + " of " + payload.total + (payload.total === 1 ? " piece" : " pieces") + (SORT_WORDS[payload.sort] || "");
+  }
+  async function browsePage(params, offset) {
+    const url = "/api/items?limit=24&facets=" + (offset ? "false" : "true") + "&offset=" + offset + "&" + params;
+    const body = await call(url);
+    return { payload: Object.assign(body, { results: body.items }), again: (next) => browsePage(params, next) };
   }
 
   // "What is this piece?": the recogniser's top guesses for the query photo, with what the
@@ -435,7 +450,23 @@
     async function run(event) {
       if (event) event.preventDefault();
       const q = $("q").value.trim();
-      if (!q && !imageFile) { setStatus(status, "Type a description or add a photo to search.", true); return; }
+      if (!q && !imageFile) {
+        const params = new URLSearchParams();
+        for (const id of filterIds) { const el = $(id); if (el && el.value) params.append(el.name, el.value); }
+        if (sortMenu && sortMenu.value) params.append("sort", sortMenu.value);
+        // Searching with an empty box asks for words; a menu set back to "any" browses everything.
+        if (event && ![...params].length) { setStatus(status, "Type a description, add a photo, or choose a filter to browse.", true); return; }
+        lastQuery = null;  // nothing was asked, so no "Why this match?"
+        setStatus(status, "Loading…");
+        results.setAttribute("aria-busy", "true");
+        try {
+          const { payload, again } = await browsePage(params.toString(), 0);
+          show(payload, again);
+          setStatus(status, payload.total ? browsedStatus(payload.results.length, payload) : "No pieces match these filters.");
+        } catch (err) { results.replaceChildren(); showMore({}, null); setStatus(status, err.message, true); }
+        finally { results.removeAttribute("aria-busy"); }
+        return;
+      }
       const data = new FormData();
       if (q) data.append("q", q);
       if (imageFile) data.append("image", imageFile);
@@ -488,7 +519,18 @@
         } catch (err) { /* a cancelled or failed suggestion leaves the box as it is */ }
       }, 120);
     });
-    for (const id of filterIds) { const el = $(id); if (el) el.addEventListener("change", () => { if ($("q").value.trim() || imageFile) run(); }); }
+    // Changing a filter searches again, or browses when there are no words and no photo.
+    for (const id of filterIds) { const el = $(id); if (el) el.addEventListener("change", () => run()); }
+    // The order applies to browsing only (a search is ordered by how well each piece matches),
+    // so the menu shows only while the box is empty and no photo is chosen.
+    const sortMenu = $("sort");
+    const sortLabel = sortMenu && sortMenu.closest("label");
+    function showSort() { if (sortLabel) sortLabel.hidden = Boolean($("q").value.trim() || imageFile); }
+    if (sortMenu) {
+      sortMenu.addEventListener("change", () => run());
+      $("q").addEventListener("input", showSort);
+      showSort();
+    }
     // A price band fills min and max price; typing a price of one's own leaves no band chosen.
     const bandMenu = $("price-band");
     if (bandMenu) {
@@ -496,7 +538,7 @@
         const [low, high] = bandMenu.value ? bandMenu.value.split("-") : ["", ""];
         $("min_price").value = low === "0" ? "" : low;
         $("max_price").value = high;
-        if ($("q").value.trim() || imageFile) run();
+        run();
       });
       for (const id of ["min_price", "max_price"]) $(id).addEventListener("input", () => { bandMenu.value = ""; });
     }
@@ -513,13 +555,14 @@
       $("clear-image").hidden = false;
       $("recognize-button").hidden = false;
       hideRecognition();
+      showSort();
       run();
     }
     input.addEventListener("change", () => useFile(input.files[0]));
     $("clear-image").addEventListener("click", () => {
       imageFile = null; chosenBox = null; wholePhoto = false; input.value = "";
       $("preview").hidden = true; $("clear-image").hidden = true; $("recognize-button").hidden = true;
-      hideRecognition(); drawRegion(null);
+      hideRecognition(); drawRegion(null); showSort();
     });
     $("recognize-button").addEventListener("click", recognize);
     drop.addEventListener("keydown", (e) => {
