@@ -244,7 +244,20 @@ def test_item_page_shows_similar(page, live_server):
     page.goto(live_server + "/items/3")
     page.wait_for_selector("#results li")
     assert page.locator("h1").inner_text() == "Piece 2"
-    assert page.locator("#results li").count() == 11
+    assert page.locator("#results li").count() == 11  # the 11 other pieces, on one page of 12
+    playwright_api.expect(page.get_by_role("button", name="More results")).to_be_hidden()
+
+
+def test_an_item_page_shows_more_similar_pieces_on_request(page, live_server, service):
+    service.add_items([NewItem(make_image(seed=200 + i, size=(96, 96)), {"title": f"Extra {i}"}) for i in range(6)])
+    page.goto(live_server + "/items/3")
+    playwright_api.expect(page.locator("#results li")).to_have_count(12)
+    page.get_by_role("button", name="More results").click()
+    playwright_api.expect(page.locator("#results li")).to_have_count(17)  # the 17 other pieces, each once
+    hrefs = page.locator("#results li > a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert len(set(hrefs)) == 17 and "/items/3" not in hrefs
+    playwright_api.expect(page.get_by_role("button", name="More results")).to_be_hidden()
+    assert not page.console_errors
 
 
 def test_a_missing_piece_s_page_is_a_page_not_json(page, live_server):

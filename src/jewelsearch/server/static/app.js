@@ -582,7 +582,10 @@
   if (similarTo) {
     lastQuery = { item: similarTo };
     setStatus(status, "Loading similar items…");
-    call("/api/items/" + encodeURIComponent(similarTo) + "/similar?k=12").then(show)
+    const similarPage = async (offset) => ({
+      payload: await call("/api/items/" + encodeURIComponent(similarTo) + "/similar?k=12&offset=" + offset),
+      again: similarPage });
+    similarPage(0).then(({ payload, again }) => show(payload, again))
       .catch((err) => setStatus(status, err.message, true));
   }
 })();
