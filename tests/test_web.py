@@ -136,6 +136,34 @@ def test_filters_alone_browse_the_catalog_in_the_chosen_order(page):
     assert not page.console_errors
 
 
+def test_the_address_keeps_the_search_for_reload_back_and_sharing(page, live_server):
+    page.fill("#q", "gold ring")
+    page.click("#search-button")
+    playwright_api.expect(page.locator("#status")).to_contain_text("results in")
+    assert page.url.endswith("/?q=gold+ring")
+    page.fill("#q", "")
+    page.select_option("#filter-category", "ring")
+    playwright_api.expect(page.locator("#status")).to_have_text("3 of 3 pieces")
+    assert page.url.endswith("/?category=ring")
+    page.select_option("#sort", "price_desc")
+    playwright_api.expect(page.locator("#status")).to_have_text("3 of 3 pieces, price high to low")
+    page.reload()
+    playwright_api.expect(page.locator("#status")).to_have_text("3 of 3 pieces, price high to low")
+    assert page.locator("#filter-category").input_value() == "ring" and page.locator("#sort").input_value() == "price_desc"
+    page.go_back()  # the rings, oldest first
+    playwright_api.expect(page.locator("#status")).to_have_text("3 of 3 pieces")
+    assert page.locator("#sort").input_value() == ""
+    page.go_back()  # the words again
+    playwright_api.expect(page.locator("#q")).to_have_value("gold ring")
+    playwright_api.expect(page.locator("#status")).to_contain_text("results in")
+    assert page.locator("#filter-category").input_value() == ""
+    # A shared address opens on the same search, its dropped chip included.
+    page.goto(live_server + "/?q=ring+under+%24105&drop=price")
+    playwright_api.expect(page.locator("#results li")).to_have_count(12)
+    assert page.locator("#understood .chip.dropped").inner_text().startswith("under $105")
+    assert not page.console_errors
+
+
 def test_upload_shows_similar_items(page, tmp_path):
     photo = tmp_path / "query.png"
     photo.write_bytes(make_image(seed=5, size=(96, 96)))

@@ -447,6 +447,43 @@
   const form = $("search-form");
   if (form) {
     const filterIds = ["filter-category", "filter-metal", "filter-gemstone", "filter-stone_shape", "min_price", "max_price"];
+    // The address holds the words, filters, order and dropped chips (a photo cannot travel in
+    // one), so a search or a browsed page can be shared, reloaded and gone back to.
+    let restoring = false;
+    function addressOf(q) {
+      const params = new URLSearchParams();
+      if (imageFile) return "";
+      if (q) params.set("q", q);
+      for (const id of filterIds) { const el = $(id); if (el && el.value) params.set(el.name, el.value); }
+      if (!q && sortMenu && sortMenu.value) params.set("sort", sortMenu.value);
+      if (q && dropped.size) params.set("drop", [...dropped].join(","));
+      return params.toString();
+    }
+    function remember(q) {
+      if (restoring) return;
+      const address = addressOf(q);
+      if (("?" + address) !== location.search && (address || location.search)) {
+        history.pushState(null, "", address ? "?" + address : location.pathname);
+      }
+    }
+    function restore() {
+      const params = new URLSearchParams(location.search);
+      $("q").value = params.get("q") || "";
+      for (const id of filterIds) { const el = $(id); if (el) el.value = params.get(el.name) || ""; }
+      if (sortMenu) sortMenu.value = params.get("sort") || "";
+      const band = (params.get("min_price") || "0") + "-" + (params.get("max_price") || "");
+      if (bandMenu) bandMenu.value = [...bandMenu.options].some((o) => o.value === band) ? band : "";
+      dropped.clear();
+      for (const field of (params.get("drop") || "").split(",")) if (field) dropped.add(field);
+      lastText = $("q").value.trim();  // the restored chips belong to the restored words
+      showSort();
+      restoring = true;
+      try {
+        if ([...params].length) run();
+        else { results.replaceChildren(); showMore({}, null); showUnderstood(null); showFacets(null); setStatus(status, ""); }
+      } finally { restoring = false; }
+    }
+
     async function run(event) {
       if (event) event.preventDefault();
       const q = $("q").value.trim();
@@ -456,6 +493,7 @@
         if (sortMenu && sortMenu.value) params.append("sort", sortMenu.value);
         // Searching with an empty box asks for words; a menu set back to "any" browses everything.
         if (event && ![...params].length) { setStatus(status, "Type a description, add a photo, or choose a filter to browse.", true); return; }
+        remember("");
         lastQuery = null;  // nothing was asked, so no "Why this match?"
         setStatus(status, "Loading…");
         results.setAttribute("aria-busy", "true");
@@ -474,6 +512,7 @@
       if (imageFile && wholePhoto) data.append("region", "whole");
       if (q !== lastText) dropped.clear();  // chips the shopper removed belong to one query
       lastText = q;
+      remember(q);
       if (dropped.size) data.append("drop", [...dropped].join(","));
       data.append("k", "24");
       lastQuery = imageFile ? { image: imageFile, box: chosenBox, whole: wholePhoto } : { q: q };
@@ -576,6 +615,8 @@
       const file = [...(e.clipboardData ? e.clipboardData.files : [])].find((f) => f.type.startsWith("image/"));
       if (file) useFile(file);
     });
+    window.addEventListener("popstate", () => { if (!imageFile) restore(); });
+    if (location.search) restore();
   }
 
   const similarTo = results && results.dataset.similarTo;
