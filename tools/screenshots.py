@@ -75,6 +75,10 @@ def main():
         page.wait_for_selector("#coverage-note:not([hidden])")
         page.wait_for_timeout(500)
         page.screenshot(path=str(args.out / "search-near-miss.png"), full_page=False)
+        page.goto(url + "/?category=ring&sort=price_asc")  # browsing: the rings, cheapest first
+        page.wait_for_selector("#results li")
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(args.out / "browse-rings.png"), full_page=False)
         page.goto(url + "/")
         photo = worn_style_photo(service, Path(tempfile.mkdtemp()) / "query-on-fabric.jpg")
         page.set_input_files("#image", str(photo))
