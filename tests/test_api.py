@@ -109,6 +109,14 @@ def test_the_catalog_pages_by_filter_and_price_with_facets_over_every_allowed_it
     assert newest["items"][0]["id"] == unpriced and newest["total"] == 7
 
 
+def test_a_bad_catalog_page_says_which_parameter(client, filled):
+    for query, message in [("limit=0", "limit must be between 1 and 500"), ("limit=x", "limit must be an integer"),
+                           ("offset=-1", "offset must be 0 or more"), ("sort=cheap", "sort must be one of"),
+                           ("facets=maybe", "facets must be true or false")]:
+        answer = client.get("/api/items?" + query)
+        assert answer.status_code == 400 and message in answer.json["error"], (query, answer.json)
+
+
 def test_item_endpoints(client, filled):
     item = client.get(f"/api/items/{filled[0]}").json
     assert item["id"] == filled[0] and item["category"] == "ring"

@@ -88,10 +88,11 @@ def _integer(value: Any, name: str, default: int) -> int:
         raise InvalidInput(f"{name} must be an integer, got {str(value)[:40]!r}")
 
 
-def parse_k(value: Any, default: int = 10, maximum: int = 200) -> int:
-    k = _integer(value, "k", default)
+def parse_k(value: Any, default: int = 10, maximum: int = 200, name: str = "k") -> int:
+    """How many results (``name`` is the parameter's name in messages: ``k``, or ``limit``)."""
+    k = _integer(value, name, default)
     if not 1 <= k <= maximum:
-        raise InvalidInput(f"k must be between 1 and {maximum}")
+        raise InvalidInput(f"{name} must be between 1 and {maximum}")
     return k
 
 

@@ -167,7 +167,7 @@ def list_items():
     """A page of the catalog: the items the filters allow, oldest first or in ``sort`` order,
     with facet counts over all of them where ``facets=true`` (``search/browse.py``)."""
     args = request.args
-    limit = parse_k(args.get("limit"), default=50, maximum=500)
+    limit = parse_k(args.get("limit"), default=50, maximum=500, name="limit")
     offset = parse_offset(args.get("offset"), 0, window=10**9)
     page = service().browse(parse_filters(args), sort=parse_sort(args.get("sort")), limit=limit, offset=offset,
                             facets=parse_flag(args.get("facets"), "facets"))
