@@ -107,6 +107,9 @@ def test_the_catalog_pages_by_filter_and_price_with_facets_over_every_allowed_it
     assert [row["id"] for row in cheap["items"]] == [filled[0], filled[1]] and cheap["total"] == 2
     newest = client.get("/api/items?sort=newest&limit=1").json
     assert newest["items"][0]["id"] == unpriced and newest["total"] == 7
+    # The OpenAPI document describes the page as it is answered.
+    described = client.get("/openapi.json").json["components"]["schemas"]["CatalogPage"]
+    assert set(described["required"]) <= set(last) and set(rings) <= set(described["properties"])
 
 
 def test_a_bad_catalog_page_says_which_parameter(client, filled):

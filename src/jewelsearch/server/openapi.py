@@ -101,6 +101,17 @@ def _api_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
             "schemas": {
+                "CatalogPage": {"type": "object", "required": ["items", "total", "limit", "offset", "sort", "next_offset"],
+                                "properties": {
+                    "items": {"type": "array", "items": {"type": "object"}},
+                    "total": {"type": "integer", "description": "how many items the filters allow"},
+                    "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                    "sort": {"type": "string", "enum": ["oldest", "newest", "price_asc", "price_desc"]},
+                    "next_offset": {"type": "integer", "nullable": True,
+                                    "description": "the offset of the next page; null after the last"},
+                    "facets": {"type": "object", "description": "with facets=true: counts per category, metal, "
+                                                                 "gemstone family, stone_shape, price band over "
+                                                                 "every allowed item"}}},
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
                 "Results": {"type": "object", "properties": {
                     "results": {"type": "array", "items": {"type": "object"}}, "took_ms": {"type": "number"},
@@ -178,7 +189,9 @@ def _api_document() -> dict[str, Any]:
                                     "schema": {"type": "string", "enum": ["oldest", "newest", "price_asc",
                                                                           "price_desc"]},
                                     "description": "oldest first (default); by price, unpriced items last"},
-                                   {"name": "facets", "in": "query", "schema": {"type": "boolean"}}, *_FILTERS]),
+                                   {"name": "facets", "in": "query", "schema": {"type": "boolean"}}, *_FILTERS],
+                           ok={"description": "a page of the catalog", "content": {"application/json": {"schema": {
+                               "$ref": "#/components/schemas/CatalogPage"}}}}),
                 "post": _op("add an item", secured=True, errors=(400, 413),
                             body=_multipart({"image": image, **ITEM_FIELDS}, ["image"])),
             },
