@@ -264,16 +264,14 @@ class ItemStore:
         (``LIST_ORDERS``): oldest or newest first, or by price (unpriced items last)."""
         if order not in LIST_ORDERS:
             raise InvalidInput(f"sort must be one of {', '.join(LIST_ORDERS)}")
-        clauses, params = _filter_clauses(filters or {})
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        where, params = _where(filters or {})
         rows = self.database.query(f"SELECT * FROM items{where} ORDER BY {LIST_ORDERS[order]} LIMIT ? OFFSET ?",
                                    (*params, limit, offset))
         return [_decode(r) for r in rows]
 
     def count_matching(self, filters: Mapping[str, Any]) -> int:
         """How many items ``filters`` allow (all of them without filters)."""
-        clauses, params = _filter_clauses(filters)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        where, params = _where(filters)
         return int(self.database.conn.execute(f"SELECT COUNT(*) FROM items{where}", params).fetchone()[0])
 
     def value_counts(self, filters: Mapping[str, Any], field: str) -> dict[str, int]:
@@ -329,6 +327,12 @@ class ItemStore:
         sql = (f"SELECT {field}, COUNT(*) FROM items WHERE {field} IS NOT NULL "
                f"GROUP BY {field} ORDER BY COUNT(*) DESC LIMIT ?")
         return [(r[0], r[1]) for r in self.database.conn.execute(sql, (limit,))]
+
+
+def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` for ``filters`` (empty without any), and its parameters."""
+    clauses, params = _filter_clauses(filters)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _filter_clauses(filters: Mapping[str, Any]) -> tuple[list[str], list[Any]]:

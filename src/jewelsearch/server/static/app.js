@@ -447,14 +447,19 @@
   const form = $("search-form");
   if (form) {
     const filterIds = ["filter-category", "filter-metal", "filter-gemstone", "filter-stone_shape", "min_price", "max_price"];
+    // The chosen filters' values, added to a request's form or query string (or an address).
+    function withFilters(to) {
+      for (const id of filterIds) { const el = $(id); if (el && el.value) to.append(el.name, el.value); }
+      return to;
+    }
     // The address holds the words, filters, order and dropped chips (a photo cannot travel in
     // one), so a search or a browsed page can be shared, reloaded and gone back to.
     let restoring = false;
     function addressOf(q) {
-      const params = new URLSearchParams();
       if (imageFile) return "";
+      const params = new URLSearchParams();
       if (q) params.set("q", q);
-      for (const id of filterIds) { const el = $(id); if (el && el.value) params.set(el.name, el.value); }
+      withFilters(params);
       if (!q && sortMenu && sortMenu.value) params.set("sort", sortMenu.value);
       if (q && dropped.size) params.set("drop", [...dropped].join(","));
       return params.toString();
@@ -488,8 +493,7 @@
       if (event) event.preventDefault();
       const q = $("q").value.trim();
       if (!q && !imageFile) {
-        const params = new URLSearchParams();
-        for (const id of filterIds) { const el = $(id); if (el && el.value) params.append(el.name, el.value); }
+        const params = withFilters(new URLSearchParams());
         if (sortMenu && sortMenu.value) params.append("sort", sortMenu.value);
         // Searching with an empty box asks for words; a menu set back to "any" browses everything.
         if (event && ![...params].length) { setStatus(status, "Type a description, add a photo, or choose a filter to browse.", true); return; }
@@ -516,7 +520,7 @@
       if (dropped.size) data.append("drop", [...dropped].join(","));
       data.append("k", "24");
       lastQuery = imageFile ? { image: imageFile, box: chosenBox, whole: wholePhoto } : { q: q };
-      for (const id of filterIds) { const el = $(id); if (el && el.value) data.append(el.name, el.value); }
+      withFilters(data);
       // The same query from a later result on; each page hands on how to ask for the one after.
       const page = async (offset) => {
         const more = new FormData();
