@@ -135,6 +135,12 @@ def test_ingest_fills_missing_attributes_marked_predicted(service, heads):
     assert row["attributes"]["predicted"]["category"]["label"] == "ring"
     assert row["attributes"]["predicted"]["category"]["p"] > 0.9
     assert row["gemstone"] is None  # "none" (no stone) is never filled in as a gemstone
+    # The next guesses are kept for metal, gemstone and cut (text search weighs them), never "none".
+    for field_name in ("metal", "gemstone", "stone_shape"):
+        runners = row["attributes"]["predicted"][field_name]["runners_up"]
+        assert len(runners) == 2 and all(label != "none" and 0 <= p <= 1 for label, p in runners)
+        assert runners[0][1] >= runners[1][1]
+    assert "runners_up" not in row["attributes"]["predicted"]["category"]
     kept = svc.get_item(given.item_id)
     assert kept["category"] == "necklace" and "category" not in kept["attributes"]["predicted"]
     # filters work on predicted values
@@ -256,5 +262,33 @@ def test_ingest_fills_gemstone_and_cut_only_where_the_localiser_sees_a_stone(ser
         assert row["gemstone"] is None and row["stone_shape"] is None
         assert predicted["gemstone"]["filled"] is False and predicted["gemstone"]["why_not_filled"] == "no stone seen"
         assert predicted["stone_shape"]["why_not_filled"] == "no stone seen"
+        # A stone nobody saw earns no credit from its guesses either.
+        assert "runners_up" not in predicted["gemstone"] and "runners_up" not in predicted["stone_shape"]
     assert localizer.calls == 1  # the item that has its gemstone and cut is not located
     assert svc.get_item(given.item_id)["gemstone"] == "ruby"
+
+
+def test_guesses_earn_attribute_credit_by_probability_only_when_asked():
+    from jewelsearch.search.attribute_match import attribute_match
+    from jewelsearch.storage.items import ranked_guesses
+    unsure = {"label": "silver", "p": 0.3, "filled": False, "runners_up": [["platinum", 0.25], ["white gold", 0.2]]}
+    row = {"category": "ring", "metal": None, "predicted": frozenset(),
+           "guesses": {"metal": ranked_guesses(unsure, None)}}
+    platinum_ring = {"category": ("ring",), "metal": ("platinum",)}
+    assert attribute_match(row, platinum_ring, 0.5) == pytest.approx(2 / 3)  # the category only, as before
+    # 0.25 / 0.5 of a predicted value's credit (0.5) for the metal: (2 + 0.25) / 3
+    assert attribute_match(row, platinum_ring, 0.5, guess_full_at=0.5) == pytest.approx(2.25 / 3)
+    assert attribute_match(row, platinum_ring, 0.5, guess_full_at=1.0) == pytest.approx(2.125 / 3)
+    assert attribute_match(row, {"metal": ("yellow gold",)}, 0.5, guess_full_at=0.5) == 0.0
+    # A filled top guess earns what it earned before, with full credit at the fill threshold.
+    sure = {"label": "rose gold", "p": 0.8, "runners_up": [["yellow gold", 0.1]]}
+    filled = {"metal": "rose gold", "predicted": frozenset({"metal"}),
+              "guesses": {"metal": ranked_guesses(sure, "rose gold")}}
+    assert attribute_match(filled, {"metal": ("rose gold",)}, 0.5, guess_full_at=0.5) == \
+        attribute_match(filled, {"metal": ("rose gold",)}, 0.5) == 0.5
+    # A value the shop gave (or changed the guess to) is never a guess.
+    assert ranked_guesses(sure, "white gold") == ()
+    assert ranked_guesses({**unsure, "why_not_filled": "no stone seen"}, None) == ()
+    # Malformed stored guesses are skipped, not trusted.
+    assert ranked_guesses({"label": "silver", "p": "high", "runners_up": [["gold"], None, ["platinum", float("nan")]]},
+                          None) == ()

@@ -33,7 +33,7 @@ from jewelsearch.recognize.recognizer import Recognizer
 from jewelsearch.storage import Catalog
 from jewelsearch.storage.embeddings import space_key
 from jewelsearch.storage.images import sha256_bytes
-from jewelsearch.storage.items import normalise_item_fields
+from jewelsearch.storage.items import MAX_GUESSES, normalise_item_fields
 from jewelsearch.storage.lexical import has_words
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ PREDICTABLE_FIELDS = {"category": "category", "metal": "metal", "gemstone": "gem
                       "cut": "stone_shape"}
 FILL_THRESHOLD = 0.5  # below this calibrated probability a guess is kept but not filled in
 STONE_FIELDS = ("gemstone", "cut")  # filled in only where the localiser sees a stone
+# The guesses after the top one kept for these fields, so text search can weigh a piece by how
+# likely it is to be what a query names, not only by its top guess (search/attribute_match.py).
+RUNNER_UP_FIELDS = ("metal", "gemstone", "cut")
+RUNNERS_UP = MAX_GUESSES - 1
 
 
 def fill_decision(best: Mapping[str, Any], attribute: str = "", stone_seen: bool | None = None) -> str | None:
@@ -55,6 +59,17 @@ def fill_decision(best: Mapping[str, Any], attribute: str = "", stone_seen: bool
     if best["p"] >= FILL_THRESHOLD and best["label"] != NO_STONE:
         return str(best["label"])
     return None
+
+
+def runners_up(guesses: list[Mapping[str, Any]]) -> list[list[Any]]:
+    """The ``RUNNERS_UP`` guesses after the top one, as ``[label, p]`` pairs; "none" (a plain
+    piece) is an answer, not a value a query can ask for, so it is left out.
+
+    >>> runners_up([{"label": "silver", "p": 0.5}, {"label": "none", "p": 0.2},
+    ...             {"label": "platinum", "p": 0.2}, {"label": "white gold", "p": 0.1}])
+    [['platinum', 0.2], ['white gold', 0.1]]
+    """
+    return [[guess["label"], guess["p"]] for guess in guesses[1:] if guess["label"] != NO_STONE][:RUNNERS_UP]
 
 
 @dataclass
@@ -335,6 +350,8 @@ class Ingestor:
             filled = fill_decision(best, attribute, stone_seen)
             if filled is None and fill_decision(best) is not None:
                 predicted[field_name]["why_not_filled"] = "no stone seen"
+            if attribute in RUNNER_UP_FIELDS and not (stone_seen is False and attribute in STONE_FIELDS):
+                predicted[field_name]["runners_up"] = runners_up(prediction[attribute])
             if filled is not None:
                 fields[field_name] = filled
             else:

@@ -4,11 +4,11 @@ form (``attribute_match``, one item) and the column form (``attribute_scores``, 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from jewelsearch.search.ranking_columns import PREDICTED_BIT, Columns, style_title
+from jewelsearch.search.ranking_columns import GUESSED_FIELDS, PREDICTED_BIT, Columns, style_title
 
 # What another member of a family earns where the plain family name was asked for: a pink
 # sapphire is another stone to a shopper who typed "sapphire", halfway between a match and a miss.
@@ -19,10 +19,13 @@ FIELD_WEIGHTS = {"category": 2.0}
 
 
 def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]], predicted_credit: float,
-                    preferred: Mapping[str, tuple[str, ...]] | None = None) -> float:
+                    preferred: Mapping[str, tuple[str, ...]] | None = None, guess_full_at: float | None = None) -> float:
     """The weighted share of understood fields the item matches. A value recognition predicted earns
     ``predicted_credit`` of a given one; where a plain family name was understood
     ("sapphire"), its usual member earns full credit and the other members ``FAMILY_CREDIT``.
+    With ``guess_full_at``, a field recognition guessed (``row["guesses"]``, its top guesses)
+    earns ``predicted_credit`` times ``guess_credit`` instead: every guess counts, by its
+    probability, not only a top guess that was filled in.
 
     >>> attribute_match({"gemstone": "sapphire blue", "category": "ring", "predicted": frozenset()},
     ...                 {"gemstone": ("sapphire blue",), "category": ("pendant",)}, 0.5)
@@ -47,14 +50,37 @@ def attribute_match(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]
                 earned += weight
             elif row.get("style") in values:
                 earned += weight * predicted_credit
+        elif guess_full_at is not None and name in (guesses := row.get("guesses") or {}):
+            earned += weight * predicted_credit * guess_credit(guesses[name], values, preferred.get(name), guess_full_at)
         elif row.get(name) in values:
             credit = FAMILY_CREDIT if name in preferred and row.get(name) not in preferred[name] else 1.0
             earned += weight * credit * (predicted_credit if name in predicted else 1.0)
     return earned / total
 
 
+def guess_credit(guesses: Sequence[tuple[str, float]], values: tuple[str, ...], preferred: tuple[str, ...] | None,
+                 full_at: float) -> float:
+    """How much of a match recognition's guesses for one field make: each guess that is a wanted
+    value earns its probability over ``full_at`` (at most 1; a family's other members
+    ``FAMILY_CREDIT`` of that), and together at most 1. With ``full_at`` at the fill threshold a
+    top guess that was filled in earns what a filled value earned before; a piece whose metal
+    the head was unsure of still earns something for each metal it thought likely.
+
+    >>> guess_credit((("silver", 0.45), ("platinum", 0.3)), ("platinum",), None, 0.5)
+    0.6
+    >>> guess_credit((("sapphire blue", 0.7), ("sapphire pink", 0.2)), ("sapphire blue", "sapphire pink"), ("sapphire blue",), 0.5)
+    1.0
+    """
+    credit = 0.0
+    for label, p in guesses:
+        if label in values:
+            credit += (FAMILY_CREDIT if preferred is not None and label not in preferred else 1.0) * min(1.0, p / full_at)
+    return min(1.0, credit)
+
+
 def attribute_scores(columns: Columns, rows: np.ndarray, boosts: Mapping[str, tuple[str, ...]],
-                     predicted_credit: float, preferred: Mapping[str, tuple[str, ...]] | None = None) -> np.ndarray:
+                     predicted_credit: float, preferred: Mapping[str, tuple[str, ...]] | None = None,
+                     guess_full_at: float | None = None) -> np.ndarray:
     """``attribute_match`` of the items at ``rows`` of ``columns``, all at once. Each step does
     the same floating-point operations in the same order as the row form, so the scores are
     equal, not just close."""
@@ -82,8 +108,25 @@ def attribute_scores(columns: Columns, rows: np.ndarray, boosts: Mapping[str, tu
             if name in preferred else np.ones(len(rows))
         guessed = (columns.predicted[rows] & PREDICTED_BIT[name]) != 0 if name in PREDICTED_BIT \
             else np.zeros(len(rows), dtype=bool)
-        earned += np.where(matched, weight * credit * np.where(guessed, predicted_credit, 1.0), 0.0)
+        plain = np.where(matched, weight * credit * np.where(guessed, predicted_credit, 1.0), 0.0)
+        if guess_full_at is not None and name in GUESSED_FIELDS:
+            guess_codes, guess_p = columns.guess_codes[name][rows], columns.guess_p[name][rows]
+            soft = _guess_credits(guess_codes, guess_p, vocabulary.known(values),
+                                  None if name not in preferred else vocabulary.known(preferred[name]), guess_full_at)
+            plain = np.where(guess_codes[:, 0] != 0, weight * predicted_credit * soft, plain)
+        earned += plain
     return earned / total
+
+
+def _guess_credits(codes: np.ndarray, p: np.ndarray, wanted: np.ndarray, preferred: np.ndarray | None,
+                   full_at: float) -> np.ndarray:
+    """``guess_credit`` of many items' guesses (codes and probabilities, a column per guess, best
+    first), with the same operations in the same order."""
+    credit = np.zeros(len(codes), dtype=np.float64)
+    for slot in range(codes.shape[1]):
+        family = np.ones(len(codes)) if preferred is None else np.where(np.isin(codes[:, slot], preferred), 1.0, FAMILY_CREDIT)
+        credit += np.where(np.isin(codes[:, slot], wanted), family * np.minimum(1.0, p[:, slot] / full_at), 0.0)
+    return np.minimum(1.0, credit)
 
 
 def matches_every_field(row: Mapping[str, Any], boosts: Mapping[str, tuple[str, ...]]) -> bool:

@@ -40,9 +40,9 @@ class RowCandidates:
         return item in self.rows
 
     def attribute_scores(self, item_ids: Sequence[int], boosts: Boosts, predicted_credit: float,
-                         preferred: Boosts) -> dict[int, float]:
+                         preferred: Boosts, guess_full_at: float | None = None) -> dict[int, float]:
         return {item: score for item in item_ids
-                if (score := attribute_match(self.rows[item], boosts, predicted_credit, preferred)) > 0}
+                if (score := attribute_match(self.rows[item], boosts, predicted_credit, preferred, guess_full_at)) > 0}
 
     def count(self, item_ids: Sequence[int], tally: FacetTally) -> None:
         tally.add(self.rows[item] for item in item_ids)
@@ -84,10 +84,11 @@ class ColumnCandidates:
         return np.fromiter((at[item] for item in item_ids), dtype=np.int64, count=len(item_ids))
 
     def attribute_scores(self, item_ids: Sequence[int], boosts: Boosts, predicted_credit: float,
-                         preferred: Boosts) -> dict[int, float]:
+                         preferred: Boosts, guess_full_at: float | None = None) -> dict[int, float]:
         if not boosts or not item_ids:
             return {}
-        scores = attribute_scores(self.columns, self.rows_of(item_ids), boosts, predicted_credit, preferred)
+        scores = attribute_scores(self.columns, self.rows_of(item_ids), boosts, predicted_credit, preferred,
+                                  guess_full_at)
         matched = np.flatnonzero(scores > 0)
         ids = np.asarray(item_ids, dtype=np.int64)[matched]
         return dict(zip(ids.tolist(), scores[matched].tolist()))

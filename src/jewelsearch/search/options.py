@@ -65,6 +65,10 @@ class HybridSettings:
     method: str = "convex"
     pool: int = 200
     predicted_credit: float = 0.5
+    # Where recognition guessed a field, weigh each of its top guesses by probability / this
+    # (at most 1: ``search.attribute_match.guess_credit``); None weighs only a top guess that
+    # was filled in.
+    guess_full_at: float | None = None
     # The text tower reads English: search other languages by the English words understood.
     translate: bool = True
     # ``a`` in an item's semantic score, (1 - a) * image similarity + a * text-field similarity

@@ -27,7 +27,7 @@ import numpy as np
 
 from jewelsearch.search.facets import PRICE_BANDS, price_band
 from jewelsearch.search.variants import variant_key
-from jewelsearch.storage.items import ItemStore
+from jewelsearch.storage.items import GUESSED_FIELDS, MAX_GUESSES, ItemStore
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 FIELDS = ("category", "metal", "gemstone", "stone_shape")
 PREDICTED_BIT = {name: np.uint8(1 << bit) for bit, name in enumerate(FIELDS)}
 NO_BAND = -1
+GUESS_ARRAYS = ("guess_codes", "guess_p")
 # How often a catalog found larger than ``max_items`` is counted again.
 SIZE_RECHECK_SECONDS = 60.0
 
@@ -75,6 +76,10 @@ class Columns:
     band: np.ndarray         # int8 index into ``PRICE_BANDS``, ``NO_BAND`` where none
     variant: np.ndarray      # int64 variant group (``variant_key``); 0: never folded
     style_titles: np.ndarray  # object: titles as a style word is looked for in them
+    # Recognition's guesses (``ranking_rows``' "guesses"), per ``GUESSED_FIELDS`` field: codes
+    # (int32, 0 where no guess) and probabilities (float64), a column per guess, best first.
+    guess_codes: Mapping[str, np.ndarray]
+    guess_p: Mapping[str, np.ndarray]
     vocabularies: Mapping[str, Vocabulary]  # field -> its codes (shared by a keeper's snapshots)
     style_vocabulary: Vocabulary
 
@@ -109,6 +114,7 @@ class ColumnsBuilder:
             style = np.fromiter((self.styles.code(row.get("style")) for row in rows), dtype=np.int32, count=count)
             predicted = np.fromiter((_predicted_bits(row["predicted"]) for row in rows), dtype=np.uint8, count=count)
             variant = np.fromiter((self._variant(row) for row in rows), dtype=np.int64, count=count)
+            guess_codes, guess_p = self._guesses(rows)
         prices = [row.get("price") for row in rows]
         price = np.array([np.nan if p is None else float(p) for p in prices], dtype=np.float64)
         band = np.array([_band_index(p) for p in prices], dtype=np.int8)
@@ -117,7 +123,19 @@ class ColumnsBuilder:
         ids = np.fromiter((int(row["id"]) for row in rows), dtype=np.int64, count=count)
         return {"ids": ids, "codes": codes, "style": style, "predicted": predicted, "price": price,
                 "band": band, "variant": variant, "style_titles": style_titles,
+                "guess_codes": guess_codes, "guess_p": guess_p,
                 "vocabularies": self.vocabularies, "style_vocabulary": self.styles}
+
+    def _guesses(self, rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        codes = {name: np.zeros((len(rows), MAX_GUESSES), dtype=np.int32) for name in GUESSED_FIELDS}
+        p = {name: np.zeros((len(rows), MAX_GUESSES), dtype=np.float64) for name in GUESSED_FIELDS}
+        for at, row in enumerate(rows):
+            for name, pairs in (row.get("guesses") or {}).items():
+                vocabulary = self.vocabularies[name]
+                for slot, (label, probability) in enumerate(pairs):
+                    codes[name][at, slot] = vocabulary.code(label)
+                    p[name][at, slot] = probability
+        return codes, p
 
     def build(self, version: int, rows: Sequence[Mapping[str, Any]]) -> Columns:
         """Columns of ``rows`` (ascending ids)."""
@@ -142,6 +160,8 @@ class ColumnsBuilder:
             return Columns(version=version, ids=columns.ids, vocabularies=self.vocabularies,
                            style_vocabulary=self.styles,
                            codes={name: patched(columns.codes[name], fresh["codes"][name]) for name in FIELDS},
+                           **{kind: {name: patched(getattr(columns, kind)[name], fresh[kind][name])
+                                     for name in GUESSED_FIELDS} for kind in GUESS_ARRAYS},
                            **{name: patched(getattr(columns, name), fresh[name]) for name in names})
         kept = np.ones(len(columns.ids), dtype=bool)
         kept[at] = False  # every touched item's old row goes; its new one, if any, is added
@@ -158,6 +178,8 @@ class ColumnsBuilder:
         return Columns(version=version, ids=ids if order is None else ids[order], vocabularies=self.vocabularies,
                        style_vocabulary=self.styles,
                        codes={name: joined(columns.codes[name], fresh["codes"][name]) for name in FIELDS},
+                       **{kind: {name: joined(getattr(columns, kind)[name], fresh[kind][name])
+                                 for name in GUESSED_FIELDS} for kind in GUESS_ARRAYS},
                        **{name: joined(getattr(columns, name), fresh[name]) for name in names})
 
     def _variant(self, row: Mapping[str, Any]) -> int:

@@ -81,7 +81,8 @@ def text_query(state: ServiceState, text: str, k: int, filters: Filters | None, 
     semantic = _semantic_scores(state, settings, vector, pool, words.allowed, lexical, blended, words.extra_vectors)
     more = fields.add(semantic.keys() - lexical.keys())
     if words.boosts:
-        attributes.update(fields.attribute_scores(more, words.boosts, settings.predicted_credit, words.preferred))
+        attributes.update(fields.attribute_scores(more, words.boosts, settings.predicted_credit, words.preferred,
+                                                   settings.guess_full_at))
     fields.count(more, words.tally)
     complete = words.complete + (fields.complete_matches(more, words.boosts) if words.boosts else 0)
     ranked = fuse({"semantic": semantic, "lexical": lexical, "attributes": attributes},
@@ -141,7 +142,8 @@ def _word_side(state: ServiceState, settings: HybridSettings, understood: Unders
     found = fields.add(lexical)
     boosts = _attribute_boosts(understood, dropped)
     preferred = {name: values for name, values in understood.preferred.items() if name in boosts}
-    attributes = fields.attribute_scores(found, boosts, settings.predicted_credit, preferred) if boosts else {}
+    attributes = fields.attribute_scores(found, boosts, settings.predicted_credit, preferred,
+                                         settings.guess_full_at) if boosts else {}
     tally = FacetTally()
     fields.count(found, tally)
     extra = blended_space.extra_vectors_of(blended, lexical) if blended is not None else None

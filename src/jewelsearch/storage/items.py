@@ -385,6 +385,32 @@ RANKING_SELECT = ("SELECT id, title, category, metal, gemstone, stone_shape, pri
                   "json_extract(attributes, '$.predicted') AS predicted FROM items")
 
 
+# The fields whose top guesses (the top one and its ``runners_up``) text search can weigh, and
+# how many guesses a field keeps.
+GUESSED_FIELDS = ("metal", "gemstone", "stone_shape")
+MAX_GUESSES = 3
+
+
+def ranked_guesses(guess: Any, value: Any) -> tuple[tuple[str, float], ...]:
+    """Recognition's guesses for one field, best first, as ``(label, p)`` pairs, where they still
+    speak for the item: the shop gave no value (or recognition's is still there), and the
+    localiser saw a stone where the field is a stone's. Otherwise none.
+
+    >>> ranked_guesses({"label": "silver", "p": 0.45, "filled": False, "runners_up": [["platinum", 0.3]]}, None)
+    (('silver', 0.45), ('platinum', 0.3))
+    >>> ranked_guesses({"label": "silver", "p": 0.45, "filled": False}, "yellow gold")
+    ()
+    """
+    if not isinstance(guess, Mapping) or guess.get("why_not_filled") == "no stone seen":
+        return ()
+    if value is not None and not recognition_filled(guess, value):
+        return ()  # the shop's own value (given, or changed since the guess)
+    pairs = [(guess.get("label"), guess.get("p"))] + [tuple(pair[:2]) for pair in guess.get("runners_up") or ()
+                                                      if isinstance(pair, (list, tuple)) and len(pair) >= 2]
+    return tuple((str(label).strip().lower(), float(p)) for label, p in pairs
+                 if label and isinstance(p, (int, float)) and math.isfinite(p))[:MAX_GUESSES]
+
+
 def _ranking_row(fields: tuple) -> dict[str, Any]:
     item, title, category, metal, gemstone, shape, price, described, predicted = fields
     row = {"id": item, "title": title, "category": category, "metal": metal,
@@ -398,6 +424,10 @@ def _ranking_row(fields: tuple) -> dict[str, Any]:
                 row["style"] = style
         row["predicted"] = frozenset(name for name, guess in guesses.items()
                                      if recognition_filled(guess, row.get(name)))
+        ranked = {name: ranked_guesses(guesses.get(name), row.get(name)) for name in GUESSED_FIELDS}
+        ranked = {name: pairs for name, pairs in ranked.items() if pairs}
+        if ranked:
+            row["guesses"] = ranked
     else:
         row["predicted"] = NOTHING_PREDICTED
     return row
