@@ -23,16 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tune_search_fusion import mean_by_split
+from tune_search_fusion import ingested_catalog, mean_by_split
 
 import jewelsearch.search.text_query as text_query_module
-from jewelsearch.config import Settings
-from jewelsearch.evaluate.search_catalogs import load_catalog
 from jewelsearch.evaluate.search_quality import run_queries, service_ranker
-from jewelsearch.evaluate.search_queries import build_queries
-from jewelsearch.evaluate.search_run import ingest
 from jewelsearch.search.item_text_space import blended_semantic
-from jewelsearch.search.wiring import open_service
 
 
 def make_blended_candidates(pool: int):
@@ -67,14 +62,7 @@ def main() -> None:
     results: dict[str, dict] = {"shipped (two indexes)": {}, "blended candidates (one index)": {}}
     moved: dict[str, int] = {}
     for source, photos_only in itertools.product(args.catalog, (False, True)):
-        catalog = load_catalog(source)
-        label = f"{catalog.name} ({'photos only' if photos_only else 'titles and fields'})"
-        home = args.work / f"{catalog.name}-{'photos' if photos_only else 'fields'}"
-        service = open_service(Settings(home=home))
-        started = time.perf_counter()
-        item_rows = ingest(service, catalog, photos_only)
-        print(f"{label}: ingested {len(item_rows)} items in {time.perf_counter() - started:.0f} s", flush=True)
-        queries = build_queries(catalog.rows)
+        label, service, item_rows, queries = ingested_catalog(source, photos_only, args.work)
         rank = service_ranker(service, item_rows)
         runs = {}
         for name, semantic in (("shipped (two indexes)", blended_semantic),

@@ -25,15 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tune_search_fusion import ingested_catalog
 
-from jewelsearch.config import Settings
 from jewelsearch.evaluate.metrics import bootstrap_interval
-from jewelsearch.evaluate.search_catalogs import load_catalog
 from jewelsearch.evaluate.search_quality import run_queries, service_ranker
-from jewelsearch.evaluate.search_queries import build_queries
-from jewelsearch.evaluate.search_run import ingest
 from jewelsearch.search.options import HybridSettings
-from jewelsearch.search.wiring import open_service
 
 GRID = ("none", "0.25", "0.5", "0.75", "1.0")
 GROUPS = ("attribute/en", "attribute/zh", "understanding/en", "understanding/zh")
@@ -68,14 +64,7 @@ def main() -> None:
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "catalogs": args.catalog, "loadings": {}}
     loadings = (True, False) if args.fields else (True,)
     for source, photos_only in itertools.product(args.catalog, loadings):
-        catalog = load_catalog(source)
-        label = f"{catalog.name} ({'photos only' if photos_only else 'titles and fields'})"
-        home = args.work / f"{catalog.name}-{'photos' if photos_only else 'fields'}"
-        service = open_service(Settings(home=home))
-        started = time.perf_counter()
-        item_rows = ingest(service, catalog, photos_only)
-        print(f"{label}: ingested {len(item_rows)} items in {time.perf_counter() - started:.0f} s", flush=True)
-        queries = build_queries(catalog.rows)
+        label, service, item_rows, queries = ingested_catalog(source, photos_only, args.work)
         scores = {}
         for name in args.settings:
             service.hybrid = setting(name)

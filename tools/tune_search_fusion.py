@@ -18,6 +18,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from jewelsearch.config import Settings
 from jewelsearch.evaluate.search_catalogs import load_catalog
@@ -61,6 +62,18 @@ def mean_by_split(records: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def ingested_catalog(source: str, photos_only: bool, work: Path) -> tuple[str, Any, dict[int, int], list]:
+    """A labelled catalog ingested into a fresh scratch home under ``work``: its label, the
+    service, catalog item id -> row, and its queries."""
+    catalog = load_catalog(source)
+    label = f"{catalog.name} ({'photos only' if photos_only else 'titles and fields'})"
+    service = open_service(Settings(home=work / f"{catalog.name}-{'photos' if photos_only else 'fields'}"))
+    started = time.perf_counter()
+    item_rows = ingest(service, catalog, photos_only)
+    print(f"{label}: ingested {len(item_rows)} items in {time.perf_counter() - started:.0f} s", flush=True)
+    return label, service, item_rows, build_queries(catalog.rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", action="append", required=True, help="demo, products or a folder")
@@ -70,14 +83,7 @@ def main() -> None:
     settings = {**ABLATIONS, **grid()}
     results: dict[str, dict] = {name: {} for name in settings}
     for source, photos_only in itertools.product(args.catalog, (False, True)):
-        catalog = load_catalog(source)
-        label = f"{catalog.name} ({'photos only' if photos_only else 'titles and fields'})"
-        home = args.work / f"{catalog.name}-{'photos' if photos_only else 'fields'}"
-        service = open_service(Settings(home=home))
-        started = time.perf_counter()
-        item_rows = ingest(service, catalog, photos_only)
-        print(f"{label}: ingested {len(item_rows)} items in {time.perf_counter() - started:.0f} s", flush=True)
-        queries = build_queries(catalog.rows)
+        label, service, item_rows, queries = ingested_catalog(source, photos_only, args.work)
         for name, hybrid in settings.items():
             service.hybrid = hybrid
             results[name][label] = mean_by_split(run_queries(queries, service_ranker(service, item_rows)))

@@ -331,7 +331,8 @@ class Ingestor:
         2026-11-28), and a plain silver hoop must not turn up under "opal".
 
         Returns (fields, attributes) where ``attributes["predicted"]`` maps an item
-        field to ``{"label", "p"}`` for each value that came from the model.
+        field to ``{"label", "p"}`` for each value that came from the model, with its
+        ``runners_up`` for metal, gemstone and cut.
         """
         fields = dict(fields)
         if self.recognizer is None:
