@@ -120,7 +120,8 @@ def decoded(columns):
                      columns.style_vocabulary.values[columns.style[row]], int(columns.predicted[row]),
                      None if math.isnan(price) else price, int(columns.band[row]), columns.style_titles[row],
                      {name: [(columns.vocabularies[name].values[code], p) for code, p
-                             in zip(columns.guess_codes[name][row].tolist(), columns.guess_p[name][row].tolist()) if code]
+                             in zip(columns.guess_codes[name][row].tolist(),
+                                    columns.guess_probabilities(name, np.array([row]))[0].tolist()) if code]
                       for name in columns.guess_codes})
     return out
 
@@ -282,3 +283,11 @@ def test_weighing_guesses_moves_the_pieces_recognition_was_unsure_of(mixed):
             cards = answer(mixed, columns, text="platinum", k=20, collapse=False)["results"]
             scores[full_at] = {card["id"]: card["score"] for card in cards}
         assert scores[0.5][unsure] > scores[None].get(unsure, 0.0)
+
+
+def test_a_guess_held_in_ten_thousandths_is_the_rows_float_exactly():
+    from jewelsearch.search.ranking_columns import PROBABILITY_UNITS
+    from jewelsearch.storage.items import ranked_guesses
+    for units in range(int(PROBABILITY_UNITS) + 1):
+        (_, p), = ranked_guesses({"label": "silver", "p": units / 7 / PROBABILITY_UNITS * 7}, None)
+        assert round(p * PROBABILITY_UNITS) / PROBABILITY_UNITS == p

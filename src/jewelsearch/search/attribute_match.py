@@ -110,7 +110,7 @@ def attribute_scores(columns: Columns, rows: np.ndarray, boosts: Mapping[str, tu
             else np.zeros(len(rows), dtype=bool)
         plain = np.where(matched, weight * credit * np.where(guessed, predicted_credit, 1.0), 0.0)
         if guess_full_at is not None and name in GUESSED_FIELDS:
-            guess_codes, guess_p = columns.guess_codes[name][rows], columns.guess_p[name][rows]
+            guess_codes, guess_p = columns.guess_codes[name][rows], columns.guess_probabilities(name, rows)
             soft = _guess_credits(guess_codes, guess_p, vocabulary.known(values),
                                   None if name not in preferred else vocabulary.known(preferred[name]), guess_full_at)
             plain = np.where(guess_codes[:, 0] != 0, weight * predicted_credit * soft, plain)

@@ -407,7 +407,9 @@ def ranked_guesses(guess: Any, value: Any) -> tuple[tuple[str, float], ...]:
         return ()  # the shop's own value (given, or changed since the guess)
     pairs = [(guess.get("label"), guess.get("p"))] + [tuple(pair[:2]) for pair in guess.get("runners_up") or ()
                                                       if isinstance(pair, (list, tuple)) and len(pair) >= 2]
-    return tuple((str(label).strip().lower(), float(p)) for label, p in pairs
+    # Probabilities to 4 decimals in [0, 1], as ingest stores them: the ranking columns hold them
+    # as ten-thousandths (``search/ranking_columns.py``) and give back exactly these floats.
+    return tuple((str(label).strip().lower(), round(min(1.0, max(0.0, float(p))), 4)) for label, p in pairs
                  if label and isinstance(p, (int, float)) and math.isfinite(p))[:MAX_GUESSES]
 
 
