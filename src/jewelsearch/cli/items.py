@@ -132,4 +132,40 @@ def delete(obj: Context, item_id, yes):
     click.echo(f"deleted [{row['id']}]")
 
 
+@items.command("guess-again")
+@click.argument("item_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every item in the catalog.")
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(1, 256))
+@click.pass_obj
+def guess_again(obj: Context, item_ids, every, batch):
+    """Run recognition again over ITEM_IDS (or --all): after a model upgrade, or to keep the
+    runners-up an older ingest did not. Only fields the shop left empty, or recognition filled
+    in, are guessed again; the shop's own values are never touched."""
+    from jewelsearch.search.items import get_item
+    if bool(item_ids) == every:
+        fail("give item ids or --all (not both)")
+    if item_ids:
+        catalog = obj.open_catalog()
+        try:
+            for item_id in item_ids:
+                get_item(catalog, item_id)  # an unknown id fails here, before any model loads
+        finally:
+            catalog.close()
+    seen = 0
+
+    def show(done) -> None:
+        nonlocal seen
+        seen += len(done.changed) + len(done.unchanged) + len(done.skipped)
+        click.echo(f"{seen} items: {len(done.changed)} changed in this batch", err=True)
+
+    report = obj.service.guess_again(list(item_ids) or None, batch=batch, progress=show)
+    click.echo(f"changed {len(report.changed)}, unchanged {len(report.unchanged)}, "
+               f"skipped {len(report.skipped)}")
+    reasons: dict[str, int] = {}
+    for why in report.skipped.values():
+        reasons[why] = reasons.get(why, 0) + 1
+    for why, count in sorted(reasons.items(), key=lambda pair: -pair[1]):
+        click.echo(f"  skipped {count}: {why}")
+
+
 COMMANDS = (items,)

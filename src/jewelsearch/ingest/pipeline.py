@@ -376,8 +376,14 @@ class Ingestor:
             guess["filled"] = False
         return guess
 
+    def embed_photos(self, prepared: list, inputs: Mapping[str, DecodedPhoto]):
+        """``_embed`` with every photo passed through the tower now (none reused from the store),
+        a bad photo reported, not raised: what recognising stored photos again needs
+        (``ingest/guess_again.py``)."""
+        return self._embed(prepared, inputs=inputs, skip_bad=True, reuse=False)
+
     def _embed(self, prepared: list, locate: bool = True, *, inputs: Mapping[str, DecodedPhoto] | None = None,
-               skip_bad: bool = False, tower=None
+               skip_bad: bool = False, tower=None, reuse: bool = True
                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, bool],
                                                 dict[str, np.ndarray], dict[str, str]]:
         """Embeddings by sha256; the pooled maps recognition reads, for the images embedded now
@@ -387,8 +393,8 @@ class Ingestor:
         be embedded (a non-finite vector), by sha256, where it would otherwise raise. All from the
         same tower pass where it can (``Recognizer.embed_all``); ``inputs`` (decoded photos by
         sha256) bring the tower's input ready-made. An image this model already embedded (both
-        vectors) is reused (recognised from its embedding). ``tower`` runs the tower pass in place
-        of torch's (``TowerRuntime.runner``)."""
+        vectors) is reused (recognised from its embedding) unless ``reuse`` is off. ``tower`` runs
+        the tower pass in place of torch's (``TowerRuntime.runner``)."""
         out: dict[str, np.ndarray] = {}
         pooled: dict[str, np.ndarray] = {}
         instance: dict[str, np.ndarray] = {}
@@ -406,13 +412,13 @@ class Ingestor:
         for _, _, _, sha, loaded, _ in prepared:
             if sha in out or sha in pending:
                 continue
-            reuse = self.catalog.embeddings.find_by_image(sha, model_id)
-            reuse_instance = self.catalog.embeddings.find_by_image(sha, self.instance_key) \
-                if self.instance_key is not None else None
-            if reuse is not None and (self.instance_key is None or reuse_instance is not None):
-                out[sha] = reuse
-                if reuse_instance is not None:
-                    instance[sha] = reuse_instance
+            stored = self.catalog.embeddings.find_by_image(sha, model_id) if reuse else None
+            stored_instance = self.catalog.embeddings.find_by_image(sha, self.instance_key) \
+                if self.instance_key is not None and reuse else None
+            if stored is not None and (self.instance_key is None or stored_instance is not None):
+                out[sha] = stored
+                if stored_instance is not None:
+                    instance[sha] = stored_instance
             else:
                 pending[sha] = loaded.image
         stones: dict[str, bool] = {}

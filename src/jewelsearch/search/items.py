@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from jewelsearch.errors import ItemNotFound
+from jewelsearch.errors import InvalidInput, ItemNotFound
+from jewelsearch.ingest.guess_again import GuessReport, guess_batch
 from jewelsearch.ingest.pipeline import IngestResult, NewItem, PreparedBatch
 from jewelsearch.ingest.stream import pipelined
 from jewelsearch.search import blended_space
@@ -92,6 +93,24 @@ def update_item(state: ServiceState, item_id: Any, fields: Mapping[str, Any],
             blended_space.refresh(state.blended, state.index, _text_index(state), [item_id])
         state.dirty = True
         return get_item(state.catalog, item_id)
+
+
+def guess_again(state: ServiceState, item_ids: Sequence[Any] | None = None, *, batch: int = 32,
+                progress: Callable[[GuessReport], None] | None = None) -> GuessReport:
+    """Recognition run again over these items (default: every item), ``batch`` at a time, each
+    batch under the write lock for its own transaction only, so serving goes on between them
+    (``ingest/guess_again.py``). ``progress`` gets each batch's report."""
+    if state.ingestor.recognizer is None:
+        raise InvalidInput("this model recognises nothing: there is nothing to guess again")
+    ids = state.catalog.items.all_ids() if item_ids is None else [parse_item_id(i) for i in item_ids]
+    report = GuessReport()
+    for start in range(0, len(ids), batch):
+        with state.write_lock:
+            done = guess_batch(state.ingestor, ids[start:start + batch])
+        report.add(done)
+        if progress is not None:
+            progress(done)
+    return report
 
 
 def delete_item(state: ServiceState, item_id: Any) -> None:

@@ -17,7 +17,7 @@ All collaborators are passed in; ``search.wiring.open_service`` wires them from 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from jewelsearch.embed import Encoder
 from jewelsearch.embed.instance import InstanceHead
@@ -26,6 +26,7 @@ from jewelsearch.embed.text_cache import TextVectorCache
 from jewelsearch.index import IndexManifest, VectorIndex
 from jewelsearch.index.rerank import METHODS as RERANK_METHODS
 from jewelsearch.index.sync import open_index
+from jewelsearch.ingest.guess_again import GuessReport
 from jewelsearch.ingest.pipeline import Ingestor, IngestResult, NewItem
 from jewelsearch.ingest.tower_runtime import TowerRuntime
 from jewelsearch.query import Glossary, default_glossary
@@ -213,6 +214,11 @@ class SearchService:
 
     def update_item(self, item_id: Any, fields: Mapping[str, Any], image_bytes: bytes | None = None) -> dict:
         return catalog_items.update_item(self.state, item_id, fields, image_bytes)
+
+    def guess_again(self, item_ids: Sequence[Any] | None = None, *, batch: int = 32,
+                    progress: Callable[[GuessReport], None] | None = None) -> GuessReport:
+        """Recognition run again over items in the catalog (``search/items.py``)."""
+        return catalog_items.guess_again(self.state, item_ids, batch=batch, progress=progress)
 
     def delete_item(self, item_id: Any) -> None:
         catalog_items.delete_item(self.state, item_id)
