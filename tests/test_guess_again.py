@@ -103,3 +103,13 @@ def test_the_command_refuses_an_unknown_id_and_needs_ids_or_all(settings, servic
     for wrong in ([], ["1", "--all"]):
         refused = runner.invoke(main, [*base, *wrong])
         assert refused.exit_code != 0 and "item ids or --all" in refused.output
+
+
+def test_items_show_names_the_runners_up(settings, recognising, tiny_model_dir):
+    item = recognising.add_items([NewItem(make_image(seed=61), {})])[0].item_id
+    runners = stored(recognising, item)["attributes"]["predicted"]["metal"]["runners_up"]
+    shown = CliRunner().invoke(main, ["--home", str(settings.home), "--model", str(tiny_model_dir),
+                                      "items", "show", str(item)])
+    assert shown.exit_code == 0, shown.output
+    metal_line = next(line for line in shown.output.splitlines() if line.startswith("metal: "))
+    assert f"; then {runners[0][0]} {runners[0][1]:.2f}, {runners[1][0]}" in metal_line

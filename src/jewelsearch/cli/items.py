@@ -75,11 +75,17 @@ def show(obj: Context, item_id, as_json):
         if key in TIMES:
             value = datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc).isoformat(timespec="seconds")
         guess = predicted.get(key)
-        note = f"  (predicted, p={guess['p']:.2f})" if guess and guess.get("filled", True) else ""
+        note = f"  (predicted, p={guess['p']:.2f}{_runners_up(guess)})" if guess and guess.get("filled", True) else ""
         click.echo(f"{key}: {value}{note}")
     unfilled = {key: guess for key, guess in predicted.items() if guess.get("filled") is False}
     for key, guess in unfilled.items():
-        click.echo(f"{key}: not filled in (best guess {guess['label']}, p={guess['p']:.2f})")
+        click.echo(f"{key}: not filled in (best guess {guess['label']}, p={guess['p']:.2f}{_runners_up(guess)})")
+
+
+def _runners_up(guess) -> str:
+    """The next guesses ingest kept (text search weighs them too), as "; then LABEL p, ..."."""
+    pairs = guess.get("runners_up") or []
+    return "; then " + ", ".join(f"{label} {p:.2f}" for label, p in pairs) if pairs else ""
 
 
 @items.command("update")
