@@ -110,10 +110,14 @@ def attribute_scores(columns: Columns, rows: np.ndarray, boosts: Mapping[str, tu
             else np.zeros(len(rows), dtype=bool)
         plain = np.where(matched, weight * credit * np.where(guessed, predicted_credit, 1.0), 0.0)
         if guess_full_at is not None and name in GUESSED_FIELDS:
-            guess_codes, guess_p = columns.guess_codes[name][rows], columns.guess_probabilities(name, rows)
-            soft = _guess_credits(guess_codes, guess_p, vocabulary.known(values),
-                                  None if name not in preferred else vocabulary.known(preferred[name]), guess_full_at)
-            plain = np.where(guess_codes[:, 0] != 0, weight * predicted_credit * soft, plain)
+            # Only the candidates recognition guessed for (none in a catalog with every field given).
+            at = np.flatnonzero(columns.guess_codes[name][rows, 0])
+            if len(at):
+                soft = _guess_credits(columns.guess_codes[name][rows[at]], columns.guess_probabilities(name, rows[at]),
+                                      vocabulary.known(values),
+                                      None if name not in preferred else vocabulary.known(preferred[name]),
+                                      guess_full_at)
+                plain[at] = weight * predicted_credit * soft
         earned += plain
     return earned / total
 
@@ -122,10 +126,11 @@ def _guess_credits(codes: np.ndarray, p: np.ndarray, wanted: np.ndarray, preferr
                    full_at: float) -> np.ndarray:
     """``guess_credit`` of many items' guesses (codes and probabilities, a column per guess, best
     first), with the same operations in the same order."""
+    family = np.ones(codes.shape) if preferred is None else np.where(np.isin(codes, preferred), 1.0, FAMILY_CREDIT)
+    terms = np.where(np.isin(codes, wanted), family * np.minimum(1.0, p / full_at), 0.0)
     credit = np.zeros(len(codes), dtype=np.float64)
-    for slot in range(codes.shape[1]):
-        family = np.ones(len(codes)) if preferred is None else np.where(np.isin(codes[:, slot], preferred), 1.0, FAMILY_CREDIT)
-        credit += np.where(np.isin(codes[:, slot], wanted), family * np.minimum(1.0, p[:, slot] / full_at), 0.0)
+    for slot in range(codes.shape[1]):  # summed guess by guess, in the row form's order
+        credit += terms[:, slot]
     return np.minimum(1.0, credit)
 
 
