@@ -29,6 +29,7 @@ from tune_search_fusion import ingested_catalog
 
 from jewelsearch.evaluate.metrics import bootstrap_interval
 from jewelsearch.evaluate.search_quality import run_queries, service_ranker
+from jewelsearch.recognize.prompt_blend import PROMPT_WEIGHTS
 from jewelsearch.search.options import HybridSettings
 
 GRID = ("none", "0.25", "0.5", "0.75", "1.0")
@@ -56,12 +57,18 @@ def main() -> None:
     parser.add_argument("--catalog", action="append", required=True, help="a render folder, demo or products")
     parser.add_argument("--settings", nargs="+", default=list(GRID), help="none and/or values of guess_full_at")
     parser.add_argument("--fields", action="store_true", help="also with titles and fields")
+    parser.add_argument("--prompt-metal", type=float, default=0.0,
+                        help="ingest with the metal head blended with the text prompts at this weight "
+                             "(recognize/prompt_blend.py; 0: the head alone, as shipped)")
     parser.add_argument("--work", type=Path, required=True, help="a new folder for the scratch homes")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if "none" not in args.settings:
         parser.error("--settings must include none (the paired differences are from it)")
-    report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "catalogs": args.catalog, "loadings": {}}
+    if args.prompt_metal:
+        PROMPT_WEIGHTS["metal"] = args.prompt_metal  # read when each service loads its recognizer
+    report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "catalogs": args.catalog,
+                    "prompt_weights": dict(PROMPT_WEIGHTS), "loadings": {}}
     loadings = (True, False) if args.fields else (True,)
     for source, photos_only in itertools.product(args.catalog, loadings):
         label, service, item_rows, queries = ingested_catalog(source, photos_only, args.work)
