@@ -113,3 +113,14 @@ def test_items_show_names_the_runners_up(settings, recognising, tiny_model_dir):
     assert shown.exit_code == 0, shown.output
     metal_line = next(line for line in shown.output.splitlines() if line.startswith("metal: "))
     assert f"; then {runners[0][0]} {runners[0][1]:.2f}, {runners[1][0]}" in metal_line
+
+
+def test_the_examples_in_the_guess_modules_hold():
+    import doctest
+
+    from jewelsearch.ingest import guess_again, pipeline
+    from jewelsearch.search import attribute_match
+    from jewelsearch.storage import items
+    for module in (guess_again, pipeline, attribute_match, items):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
