@@ -37,7 +37,12 @@ GROUPS = ("attribute/en", "attribute/zh", "understanding/en", "understanding/zh"
 
 
 def setting(name: str) -> HybridSettings:
-    return dataclasses.replace(HybridSettings(), guess_full_at=None if name == "none" else float(name))
+    """"none" or a ``guess_full_at`` value, optionally with "@" and a ``predicted_credit`` ("0.5@0.75")."""
+    guess, _, credit = name.partition("@")
+    changes = {"guess_full_at": None if guess == "none" else float(guess)}
+    if credit:
+        changes["predicted_credit"] = float(credit)
+    return dataclasses.replace(HybridSettings(), **changes)
 
 
 def by_group(records: list[dict]) -> dict[str, list[float]]:
@@ -55,7 +60,8 @@ def cell(values: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", action="append", required=True, help="a render folder, demo or products")
-    parser.add_argument("--settings", nargs="+", default=list(GRID), help="none and/or values of guess_full_at")
+    parser.add_argument("--settings", nargs="+", default=list(GRID),
+                        help="none and/or values of guess_full_at, each optionally @predicted_credit (0.5@0.75)")
     parser.add_argument("--fields", action="store_true", help="also with titles and fields")
     parser.add_argument("--prompt-metal", type=float, default=0.0,
                         help="ingest with the metal head blended with the text prompts at this weight "
@@ -91,7 +97,7 @@ def main() -> None:
         report["loadings"][label] = rows
         for name, groups in rows.items():
             cells = "  ".join(f"{g} {c['mean']:.3f} ({c['low']:.3f}-{c['high']:.3f})" for g, c in groups.items())
-            print(f"{label:48s} {name:5s} {cells}", flush=True)
+            print(f"{label:48s} {name:8s} {cells}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
 
