@@ -332,3 +332,14 @@ def test_a_usual_member_outside_its_family_is_a_clear_error(tmp_path):
         "usual": {"sapphire": "ruby"}, "entries": {"gems": [{"phrases": ["saphir"], "family": "sapphire"}]}}))
     with pytest.raises(GlossaryError, match="usual"):
         load_glossary(tmp_path)
+
+
+@pytest.mark.parametrize("text,attributes", [
+    # "镶钻" (diamond-set) is filler, and the longest match took it out of "镶钻石", leaving "石".
+    ("18K黄金镶钻石首饰", {"metal": ("yellow gold",), "gemstone": ("diamond",)}),
+    ("铂金镶钻石吊坠", {"category": ("pendant",), "metal": ("platinum",), "gemstone": ("diamond",)}),
+    ("镶钻红宝石戒指", {"category": ("ring",), "gemstone": ("ruby",)}),  # accents, not the stone asked for
+])
+def test_set_with_a_diamond_reads_the_diamond_and_leaves_no_stray_character(text, attributes):
+    understood = understand(text)
+    assert understood.attributes == attributes and understood.residual == ""
