@@ -82,12 +82,12 @@ class Columns:
     # values, exactly, in 2 bytes), a column per guess, best first. 54 bytes an item.
     guess_codes: Mapping[str, np.ndarray]
     guess_p: Mapping[str, np.ndarray]
+    vocabularies: Mapping[str, Vocabulary]  # field -> its codes (shared by a keeper's snapshots)
+    style_vocabulary: Vocabulary
 
     def guess_probabilities(self, name: str, rows: np.ndarray) -> np.ndarray:
         """The guesses' probabilities at ``rows``, as the floats ``ranking_rows`` holds."""
         return self.guess_p[name][rows] / PROBABILITY_UNITS
-    vocabularies: Mapping[str, Vocabulary]  # field -> its codes (shared by a keeper's snapshots)
-    style_vocabulary: Vocabulary
 
     def __len__(self) -> int:
         return len(self.ids)
