@@ -69,8 +69,8 @@ class HybridSettings:
     # min(1, probability / this) of ``predicted_credit`` (``search.attribute_match.guess_credit``);
     # None: only a top guess that was filled in earns it. 0.5 (the fill threshold) chosen
     # 2026-12-08 on fresh tuning renders; held out, photos-only attribute R-precision@10 rose
-    # 0.515 -> 0.543 EN, 0.470 -> 0.534 ZH over two render catalogs
-    # (docs/experiments/2026-12-08-guess-credit.md).
+    # 0.515 -> 0.543 EN, 0.470 -> 0.534 ZH over two render catalogs, and 0.465 -> 0.518 EN on a
+    # third made later (docs/experiments/2026-12-08-guess-credit.md).
     guess_full_at: float | None = 0.5
     # The text tower reads English: search other languages by the English words understood.
     translate: bool = True
