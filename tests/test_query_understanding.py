@@ -339,7 +339,33 @@ def test_a_usual_member_outside_its_family_is_a_clear_error(tmp_path):
     ("18K黄金镶钻石首饰", {"metal": ("yellow gold",), "gemstone": ("diamond",)}),
     ("铂金镶钻石吊坠", {"category": ("pendant",), "metal": ("platinum",), "gemstone": ("diamond",)}),
     ("镶钻红宝石戒指", {"category": ("ring",), "gemstone": ("ruby",)}),  # accents, not the stone asked for
+    # A shape or style word with 钻 in it names the diamond too, as "round diamond ring" does.
+    ("圆钻戒指", {"category": ("ring",), "gemstone": ("diamond",), "stone_shape": ("round",)}),
+    ("公主方钻吊坠", {"category": ("pendant",), "gemstone": ("diamond",), "stone_shape": ("princess",)}),
+    ("全圈钻戒", {"category": ("ring",), "gemstone": ("diamond",)}),
+    ("单颗珍珠吊坠", {"category": ("pendant",), "gemstone": ("pearl",)}),
 ])
 def test_set_with_a_diamond_reads_the_diamond_and_leaves_no_stray_character(text, attributes):
     understood = understand(text)
     assert understood.attributes == attributes and understood.residual == ""
+
+
+@pytest.mark.parametrize("chinese,english", [("圆钻戒指", "round diamond ring"), ("公主方钻耳环", "princess diamond earrings")])
+def test_a_diamond_word_reads_as_its_english_phrase(chinese, english):
+    zh, en = understand(chinese), understand(english)
+    assert (zh.attributes, zh.styles) == (en.attributes, en.styles)
+
+
+def test_a_phrase_ending_in_diamond_s_first_character_never_strands_the_second():
+    """钻石 is diamond, and many phrases end in its first character (黑钻, 圆钻, 镶钻, 三钻...): the
+    longest match takes the phrase, and "石" would be left over as a word of its own, losing the
+    diamond. Each such phrase + 石 reads as one phrase that names the stone."""
+    glossary = default_glossary()
+    zh = json.loads((DEFAULT_FOLDER / "zh.json").read_text(encoding="utf-8"))
+    phrases = [phrase for group in zh["entries"].values() for entry in group for phrase in entry["phrases"]]
+    ending = [phrase for phrase in phrases + zh["filler"] if phrase.endswith("钻") and len(phrase) > 1]
+    assert len(ending) >= 10
+    for phrase in ending:
+        understood = understand(phrase + "石", glossary)
+        assert understood.residual == "", phrase
+        assert understood.attributes.get("gemstone") in (("diamond",), ("cubic zirconia",)), phrase
