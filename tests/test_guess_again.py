@@ -124,3 +124,20 @@ def test_the_examples_in_the_guess_modules_hold():
     for module in (guess_again, pipeline, attribute_match, items):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_an_item_written_elsewhere_while_it_was_being_guessed_is_left_as_written(recognising, monkeypatch):
+    from jewelsearch.ingest import guess_again as module
+    item = recognising.add_items([NewItem(make_image(seed=71), {})])[0].item_id
+    embed = recognising.state.ingestor.embed_photos
+
+    def shop_edits_meanwhile(prepared, inputs):
+        out = embed(prepared, inputs)
+        with recognising.catalog.database.write() as conn:  # as another process would, mid-batch
+            recognising.catalog.items.update(conn, item, {"metal": "platinum"})
+        return out
+
+    monkeypatch.setattr(recognising.state.ingestor, "embed_photos", shop_edits_meanwhile)
+    report = module.guess_batch(recognising.state.ingestor, [item])
+    assert report.skipped == {item: "changed while it was being guessed; run again"}
+    assert stored(recognising, item)["metal"] == "platinum"

@@ -10,12 +10,16 @@ those for a new model).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from jewelsearch.errors import JewelsearchError
 from jewelsearch.ingest.pipeline import PREDICTABLE_FIELDS, Ingestor
 from jewelsearch.storage.lexical import recognition_filled
+
+# What guessing again reads of an item and may overwrite, compared again before it writes.
+READ_BACK = (*PREDICTABLE_FIELDS.values(), "title", "description", "attributes")
 
 
 @dataclass
@@ -77,6 +81,9 @@ def guess_batch(ingestor: Ingestor, item_ids: Sequence[int]) -> GuessReport:
             if sha in bad:
                 report.skipped[row["id"]] = bad[sha]
                 continue
+            if _changed_since(conn, row):  # another process wrote it while the tower ran
+                report.skipped[row["id"]] = "changed while it was being guessed; run again"
+                continue
             fields, attributes = ingestor.fill_predicted(given, vectors[sha], pooled.get(sha), stones.get(sha))
             values = {name: fields.get(name) for name in PREDICTABLE_FIELDS.values()}
             merged = {**row["attributes"], "predicted": attributes.get("predicted", {})}
@@ -88,3 +95,13 @@ def guess_batch(ingestor: Ingestor, item_ids: Sequence[int]) -> GuessReport:
         if report.changed:
             catalog.database.bump_version(conn)
     return report
+
+
+def _changed_since(conn, row: Mapping[str, Any]) -> bool:
+    """Whether the item now differs from ``row`` in what guessing reads or writes, read inside
+    the writing transaction."""
+    now = conn.execute(f"SELECT {', '.join(READ_BACK)} FROM items WHERE id = ?", (row["id"],)).fetchone()
+    if now is None:
+        return True
+    *fields, attributes = now
+    return fields != [row.get(name) for name in READ_BACK[:-1]] or json.loads(attributes or "{}") != row["attributes"]

@@ -98,9 +98,9 @@ def update_item(state: ServiceState, item_id: Any, fields: Mapping[str, Any],
 def guess_again(state: ServiceState, item_ids: Sequence[Any] | None = None, *, batch: int = 32,
                 progress: Callable[[GuessReport], None] | None = None) -> GuessReport:
     """Recognition run again over these items (default: every item), ``batch`` at a time. Each
-    batch (its tower pass and its transaction) holds the write lock, so no edit of the shop's
-    falls between reading an item and writing its guesses; reads go on throughout, and other
-    writes wait at most one batch (``ingest/guess_again.py``). ``progress`` gets each batch's report."""
+    batch (its tower pass and its transaction) holds this service's write lock; reads go on
+    throughout, and other writes wait at most one batch. An item another process wrote meanwhile
+    is skipped, not overwritten (``ingest/guess_again.py``). ``progress`` gets each batch's report."""
     if state.ingestor.recognizer is None:
         raise InvalidInput("this model recognises nothing: there is nothing to guess again")
     ids = state.catalog.items.all_ids() if item_ids is None else [parse_item_id(i) for i in item_ids]
